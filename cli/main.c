@@ -1,14 +1,161 @@
+/* kiln: a daemonless OCI image assembler.  main() dispatches to one
+ * cmd_<verb>() per file; see docs/kiln.1. */
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "cli.h"
+#include "commands.h"
+
+const struct cli_verb cli_verbs[] = {
+        {"version", cmd_version, "print the version", "kiln version"},
+        {"help", cmd_help, "show help for kiln or a verb", "kiln help [VERB]"},
+        {"inspect", cmd_inspect, "show an image's manifest, config and layers",
+         "kiln inspect PLACE [--raw] [--config] [--json] [--platform OS/ARCH[/VARIANT]]"},
+        {"digest", cmd_digest, "print the digest of an image's manifest", "kiln digest PLACE"},
+        {"copy", cmd_copy, "copy an image between places, digests preserved",
+         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--quiet] [--json]"},
+        {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
+        {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
+         "kiln fsck oci:DIR [--quiet]"},
+        {NULL, NULL, NULL, NULL},
+};
+
+const struct cli_verb *cli_find_verb(const char *name)
+{
+        for (const struct cli_verb *v = cli_verbs; v->name; v++)
+                if (!strcmp(v->name, name))
+                        return v;
+        return NULL;
+}
+
+int cli_exit_code(enum kiln_errc code)
+{
+        switch (code) {
+        case KILN_OK: return EXIT_OK;
+        case KILN_E_USAGE: return EXIT_USAGE;
+        case KILN_E_INVALID: return EXIT_INVALID;
+        case KILN_E_DIGEST: return EXIT_INTEGRITY;
+        case KILN_E_NOT_FOUND: return EXIT_NOT_FOUND;
+        case KILN_E_NETWORK: return EXIT_NETWORK;
+        case KILN_E_AUTH: return EXIT_AUTH;
+        case KILN_E_LIMIT: return EXIT_LIMIT;
+        case KILN_E_UNSUPPORTED: return EXIT_UNSUPPORTED;
+        case KILN_E_IO: return EXIT_IO;
+        case KILN_E_NOMEM:
+        case KILN_E_INTERNAL: return EXIT_INTERNAL;
+        case KILN_E_GENERIC: return EXIT_FAIL;
+        }
+        return EXIT_FAIL;
+}
+
+int cli_fail(const struct kiln_error *err)
+{
+        fprintf(stderr, "kiln: error: %s\n", err->msg[0] ? err->msg : kiln_errc_name(err->code));
+        return cli_exit_code(err->code == KILN_OK ? KILN_E_GENERIC : err->code);
+}
+
+int cli_usage(const char *verb, const char *fmt, ...)
+{
+        const struct cli_verb *v = cli_find_verb(verb);
+        va_list ap;
+
+        fprintf(stderr, "kiln %s: ", verb);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        if (v)
+                fprintf(stderr, "usage: %s\n", v->usage);
+        return EXIT_USAGE;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "kiln: warning: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+int cli_help_verb(const char *verb)
+{
+        const struct cli_verb *v = cli_find_verb(verb);
+
+        if (!v)
+                return cli_usage("help", "unknown verb '%s'", verb);
+        printf("%s\n\n  %s\n\nSee kiln(1) for every option.\n", v->usage, v->summary);
+        return EXIT_OK;
+}
+
+void cli_format_size(long long bytes, char *buf, size_t len)
+{
+        static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+        double v = (double)bytes;
+        size_t u = 0;
+
+        while (v >= 1000 && u < 4) {
+                v /= 1000;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, len, "%lld B", bytes);
+        else
+                snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+static void print_overview(FILE *f)
+{
+        fprintf(f, "usage: kiln VERB [OPTIONS] [ARGS]\n\n"
+                   "kiln assembles, copies and checks OCI images without a daemon.\n\n"
+                   "Verbs:\n");
+        for (const struct cli_verb *v = cli_verbs; v->name; v++)
+                fprintf(f, "  %-10s %s\n", v->name, v->summary);
+        fprintf(f, "\nPlaces: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF],\n"
+                   "        [docker://]HOST/REPO[:TAG][@DIGEST]\n"
+                   "Run 'kiln help VERB' for a verb's options; see kiln(1).\n");
+}
+
+int cmd_help(int argc, char **argv)
+{
+        if (argc > 2)
+                return cli_usage("help", "too many arguments");
+        if (argc == 2)
+                return cli_help_verb(argv[1]);
+        print_overview(stdout);
+        return EXIT_OK;
+}
+
+int cmd_version(int argc, char **argv)
+{
+        (void)argv;
+        if (argc > 1)
+                return cli_usage("version", "unexpected argument");
+        printf("kiln %s\n", KILN_VERSION);
+        return EXIT_OK;
+}
 
 int main(int argc, char **argv)
 {
-        if (argc > 1 && !strcmp(argv[1], "version")) {
-                printf("kiln %s\n", KILN_VERSION);
-                return 0;
+        const struct cli_verb *v;
+
+        if (argc < 2) {
+                print_overview(stderr);
+                return EXIT_USAGE;
         }
-        fprintf(stderr, "kiln: usage: kiln VERB [ARGS]\n");
-        return 2;
+        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+                return cmd_help(1, argv);
+        if (!strcmp(argv[1], "--version"))
+                return cmd_version(1, argv);
+        v = cli_find_verb(argv[1]);
+        if (!v) {
+                fprintf(stderr, "kiln: unknown verb '%s'; run 'kiln help'\n", argv[1]);
+                return EXIT_USAGE;
+        }
+        return v->fn(argc - 1, argv + 1);
 }

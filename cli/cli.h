@@ -1,0 +1,55 @@
+/* cli/cli.h: what the verbs share: the verb table, error reporting and
+ * exit codes, opening places.  Only cli/ prints or exits. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "error.h"
+#include "image.h"
+
+/* Documented in docs/kiln.1 (EXIT STATUS). */
+enum cli_exit {
+        EXIT_OK = 0,
+        EXIT_FAIL = 1,      /* the check failed: fsck problems, validate failures, diff found differences */
+        EXIT_USAGE = 2,
+        EXIT_INVALID = 3,   /* bad input: reference, JSON, recipe, archive entry */
+        EXIT_INTEGRITY = 4, /* digest or size mismatch */
+        EXIT_NOT_FOUND = 5,
+        EXIT_NETWORK = 6,
+        EXIT_AUTH = 7,
+        EXIT_LIMIT = 8,
+        EXIT_UNSUPPORTED = 9,
+        EXIT_IO = 10,
+        EXIT_INTERNAL = 70,
+};
+
+struct cli_verb {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+        const char *summary;
+        const char *usage;
+};
+
+extern const struct cli_verb cli_verbs[];
+const struct cli_verb *cli_find_verb(const char *name);
+
+/* Prints "kiln: error: MSG" and returns the exit code for err->code. */
+int cli_fail(const struct kiln_error *err);
+int cli_exit_code(enum kiln_errc code);
+/* Prints "kiln VERB: MSG" and the verb's usage line; returns EXIT_USAGE. */
+int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Opens a place (see oci/place.h) for reading or for writing. */
+struct oci_store *cli_open_place(const char *place, bool for_write, struct kiln_error *err);
+
+/* Common options every verb takes (parsed with getopt_long). */
+#define CLI_HELP_OPTION {"help", no_argument, NULL, 'h'}
+int cli_help_verb(const char *verb);
+
+/* Prints a byte count as "12.3 MB". */
+void cli_format_size(long long bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,79 @@
+/* kiln ls PLACE: the tags of an OCI layout */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "json.h"
+#include "layout.h"
+#include "place.h"
+#include "util.h"
+
+int cmd_ls(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"json", no_argument, NULL, 'j'},
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct oci_place p;
+        struct oci_layout *l;
+        _cleanup_free_ char *buf = NULL;
+        struct oci_index *x = NULL;
+        size_t len;
+        bool json = false;
+        int opt;
+
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (opt) {
+                case 'j': json = true; break;
+                case 'h': return cli_help_verb("ls");
+                default: return cli_usage("ls", "invalid option");
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage("ls", "expected one PLACE");
+        if (oci_place_parse(argv[optind], &p, &err) < 0)
+                return cli_fail(&err);
+        if (p.kind != OCI_PLACE_LAYOUT) {
+                oci_place_release(&p);
+                kiln_error_set(&err, KILN_E_UNSUPPORTED, "cannot list tags of '%s' in this build",
+                               argv[optind]);
+                return cli_fail(&err);
+        }
+        l = oci_layout_open(p.path, false, &err);
+        oci_place_release(&p);
+        if (!l)
+                return cli_fail(&err);
+        if (oci_layout_read_index(l, &buf, &len, &err) < 0 ||
+            oci_index_parse(buf, len, OCI_MT_INDEX, &x, &err) < 0) {
+                oci_layout_free(l);
+                return cli_fail(&err);
+        }
+        if (json)
+                printf("[");
+        for (size_t i = 0, n = 0; i < x->n_manifests; i++) {
+                const char *t = json_string_value(
+                        json_object_get(x->manifests[i].annotations, OCI_REF_NAME_ANNOTATION));
+                if (!t)
+                        continue;
+                if (json) {
+                        json_t *s = json_string(t);
+                        char *q = json_dumps(s, JSON_ENCODE_ANY);
+                        printf("%s{\"tag\":%s,\"digest\":\"%s\"}", n++ ? "," : "", q ? q : "\"\"",
+                               x->manifests[i].digest.str);
+                        free(q);
+                        json_decref(s);
+                } else {
+                        printf("%s\t%s\n", t, x->manifests[i].digest.str);
+                }
+        }
+        if (json)
+                printf("]\n");
+        oci_index_free(x);
+        oci_layout_free(l);
+        return EXIT_OK;
+}

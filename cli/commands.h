@@ -1,0 +1,13 @@
+/* cli/commands.h: one entry point per verb, each in cli/cmd_<verb>.c. */
+#ifndef KILN_CLI_COMMANDS_H
+#define KILN_CLI_COMMANDS_H
+
+int cmd_version(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_digest(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+
+#endif

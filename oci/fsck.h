@@ -1,0 +1,23 @@
+/* oci/fsck.h: checking an OCI layout.
+ *
+ * oci_layout_fsck() walks index.json and everything it reaches: every blob
+ * present, a regular file, of the size its descriptor says, hashing to its
+ * name; every manifest, index and config parseable.  Each problem is
+ * passed to report() as one line; the walk goes on after a problem.
+ */
+#ifndef KILN_OCI_FSCK_H
+#define KILN_OCI_FSCK_H
+
+#include "error.h"
+#include "layout.h"
+
+struct oci_fsck_result {
+        unsigned blobs_checked;
+        unsigned problems;
+        unsigned temp_files; /* leftovers of killed writers (not problems) */
+};
+
+int oci_layout_fsck(struct oci_layout *l, void (*report)(void *ctx, const char *line), void *ctx,
+                    struct oci_fsck_result *ret, struct kiln_error *err);
+
+#endif
