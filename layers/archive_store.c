@@ -746,10 +746,17 @@ static int as_tag(struct oci_store *s, const char *tag, const struct oci_descrip
                 /* docker-archive:FILE:REF: the layout inside carries REF's tag
                  * (as docker 25 writes it); manifest.json carries the name. */
                 struct oci_ref r;
+                struct oci_descriptor named = *d;
+                _cleanup_free_ char *full = NULL;
                 int rc;
                 if (oci_ref_parse(as->tag, &r, err) < 0)
                         return -1;
-                rc = as->inner->ops->tag(as->inner, r.tag ? r.tag : "latest", d, err);
+                full = oci_ref_string(&r);
+                named.annotations = d->annotations ? json_copy(d->annotations) : json_object();
+                json_object_set_new(named.annotations, "io.containerd.image.name",
+                                    json_string(full ? full : as->tag));
+                rc = as->inner->ops->tag(as->inner, r.tag ? r.tag : "latest", &named, err);
+                json_decref(named.annotations);
                 oci_ref_release(&r);
                 return rc;
         }

@@ -1,0 +1,116 @@
+"""Shared fixtures: the kiln binary, per-test temp dirs, image-spec schemas."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(os.environ.get("KILN_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
+SCHEMA_DIR = pathlib.Path("/usr/share/gocode/src/github.com/opencontainers/image-spec/schema")
+
+
+class Kiln:
+    def __init__(self, path):
+        self.path = path
+
+    def run(self, *args, check=True, input=None, env=None, timeout=300):
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        p = subprocess.run([self.path, *map(str, args)], capture_output=True, text=True,
+                           input=input, env=e, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(
+                f"kiln {' '.join(map(str, args))} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def fails(self, *args, code=None, **kw):
+        """Runs kiln expecting failure: a non-zero exit (not a signal), one error line."""
+        p = self.run(*args, check=False, **kw)
+        assert p.returncode > 0, f"expected failure, got {p.returncode}: {p.stdout} {p.stderr}"
+        if code is not None:
+            assert p.returncode == code, (p.returncode, p.stderr)
+        errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+        assert len(errs) == 1, f"expected one error line, got: {p.stderr!r}"
+        return p, errs[0]
+
+
+@pytest.fixture(scope="session")
+def kiln():
+    path = os.environ.get("KILN") or str(ROOT / "build" / "cli" / "kiln")
+    assert os.access(path, os.X_OK), f"kiln binary not found at {path}; build first"
+    return Kiln(path)
+
+
+def run(*cmd, cwd=None, check=True, env=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=cwd, env=e)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}: {p.stdout} {p.stderr}")
+    return p
+
+
+def _strip_ids(node, top=True):
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "id" and isinstance(v, str) and not top:
+                continue
+            out[k] = _strip_ids(v, False)
+        return out
+    if isinstance(node, list):
+        return [_strip_ids(v, False) for v in node]
+    return node
+
+
+@pytest.fixture(scope="session")
+def oci_schema():
+    """validate(kind, obj): checks obj against the image-spec JSON schema of kind
+    ('manifest', 'index', 'config', 'layout')."""
+    import jsonschema
+
+    files = {p.name: p for p in SCHEMA_DIR.glob("*.json")}
+    assert "image-manifest-schema.json" in files, "image-spec schemas missing"
+    store = {}
+    for name, path in files.items():
+        doc = _strip_ids(json.loads(path.read_text()))
+        uri = path.resolve().as_uri()
+        doc["id"] = uri
+        store[uri] = doc
+    names = {"manifest": "image-manifest-schema.json", "index": "image-index-schema.json",
+             "config": "config-schema.json", "layout": "image-layout-schema.json"}
+
+    def validate(kind, obj):
+        uri = files[names[kind]].resolve().as_uri()
+        schema = store[uri]
+        resolver = jsonschema.RefResolver(base_uri=uri, referrer=schema, store=store)
+        jsonschema.Draft4Validator(schema, resolver=resolver).validate(obj)
+
+    return validate
+
+
+def blob_path(layout, digest):
+    alg, hexd = digest.split(":")
+    return pathlib.Path(layout) / "blobs" / alg / hexd
+
+
+def read_index(layout):
+    return json.loads((pathlib.Path(layout) / "index.json").read_text())
+
+
+@pytest.fixture
+def umoci_image(tmp_path):
+    """A small layout made by umoci: tag 'base', one layer with /etc/hello and a symlink."""
+    lay = tmp_path / "umoci"
+    run("umoci", "init", "--layout", lay)
+    run("umoci", "new", "--image", f"{lay}:base")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hello").write_text("hello from umoci\n")
+    run("umoci", "insert", "--rootless", "--image", f"{lay}:base", root / "etc", "/etc")
+    run("umoci", "config", "--image", f"{lay}:base", "--config.env", "A=1",
+        "--config.cmd", "/bin/sh")
+    return lay

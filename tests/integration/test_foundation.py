@@ -1,0 +1,248 @@
+"""Issue: foundation. The verbs on local places, interop with umoci, skopeo,
+oci-image-tool and the image-spec schemas, and bad input."""
+import gzip
+import io
+import json
+import os
+import pathlib
+import tarfile
+
+import pytest
+
+from conftest import blob_path, read_index, run
+
+
+def test_version_and_help(kiln):
+    assert kiln.run("version").stdout.startswith("kiln ")
+    out = kiln.run("help").stdout
+    for verb in ("inspect", "digest", "copy", "ls", "fsck"):
+        assert verb in out
+    p = kiln.run("frobnicate", check=False)
+    assert p.returncode == 2 and "unknown verb 'frobnicate'" in p.stderr
+
+
+def test_reads_umoci_layout(kiln, umoci_image):
+    want = [m for m in read_index(umoci_image)["manifests"]
+            if m["annotations"]["org.opencontainers.image.ref.name"] == "base"][0]
+    assert kiln.run("digest", f"oci:{umoci_image}:base").stdout.strip() == want["digest"]
+    out = kiln.run("inspect", f"oci:{umoci_image}:base").stdout
+    manifest = json.loads(blob_path(umoci_image, want["digest"]).read_bytes())
+    assert manifest["config"]["digest"] in out
+    for layer in manifest["layers"]:
+        assert layer["digest"] in out
+    assert "A=1" in out and "/bin/sh" in out
+    # --raw gives the exact bytes, --config the exact config bytes
+    raw = kiln.run("inspect", "--raw", f"oci:{umoci_image}:base").stdout
+    assert raw.encode() == blob_path(umoci_image, want["digest"]).read_bytes()
+    cfg = kiln.run("inspect", "--config", "--raw", f"oci:{umoci_image}:base").stdout
+    assert cfg.encode() == blob_path(umoci_image, manifest["config"]["digest"]).read_bytes()
+
+
+def test_reads_skopeo_layout(kiln, umoci_image, tmp_path):
+    dst = tmp_path / "sk"
+    run("skopeo", "copy", f"oci:{umoci_image}:base", f"oci:{dst}:v1")
+    want = read_index(dst)["manifests"][0]["digest"]
+    assert kiln.run("digest", f"oci:{dst}:v1").stdout.strip() == want
+    assert kiln.run("fsck", f"oci:{dst}").returncode == 0
+
+
+def test_copy_preserves_digest_and_passes_validators(kiln, umoci_image, tmp_path, oci_schema):
+    src = f"oci:{umoci_image}:base"
+    digest = kiln.run("digest", src).stdout.strip()
+    out = tmp_path / "out"
+    assert kiln.run("copy", src, f"oci:{out}:v1").stdout.strip() == digest
+    # independent validators
+    run("oci-image-tool", "validate", "--type", "image", "--ref", "name=v1", out)
+    index = read_index(out)
+    oci_schema("index", index)
+    oci_schema("layout", json.loads((out / "oci-layout").read_text()))
+    manifest = json.loads(blob_path(out, index["manifests"][0]["digest"]).read_bytes())
+    oci_schema("manifest", manifest)
+    oci_schema("config", json.loads(blob_path(out, manifest["config"]["digest"]).read_bytes()))
+    insp = json.loads(run("skopeo", "inspect", f"oci:{out}:v1").stdout)
+    assert insp["Digest"] == digest
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--rootless", "--image", f"oci:{out}:v1".removeprefix("oci:"), bundle)
+    assert (bundle / "rootfs" / "etc" / "hello").read_text() == "hello from umoci\n"
+    assert kiln.run("fsck", f"oci:{out}").stdout.endswith("0 problems\n")
+    ls = kiln.run("ls", f"oci:{out}").stdout
+    assert ls == f"v1\t{digest}\n"
+
+
+def test_copy_through_archives_keeps_digest(kiln, umoci_image, tmp_path):
+    src = f"oci:{umoci_image}:base"
+    digest = kiln.run("digest", src).stdout.strip()
+    oa = tmp_path / "img.oci.tar"
+    da = tmp_path / "img.docker.tar"
+    kiln.run("copy", src, f"oci-archive:{oa}:v1")
+    assert kiln.run("digest", f"oci-archive:{oa}:v1").stdout.strip() == digest
+    kiln.run("copy", f"oci-archive:{oa}:v1", f"docker-archive:{da}:example.com/team/img:v2")
+    with tarfile.open(da) as t:
+        mj = json.load(t.extractfile("manifest.json"))
+    assert mj[0]["RepoTags"] == ["example.com/team/img:v2"]
+    assert kiln.run("digest", f"docker-archive:{da}").stdout.strip() == digest
+    back = tmp_path / "back"
+    assert kiln.run("copy", f"docker-archive:{da}:example.com/team/img:v2",
+                    f"oci:{back}:v3").stdout.strip() == digest
+    # skopeo reads kiln's archives
+    insp = json.loads(run("skopeo", "inspect", f"oci-archive:{oa}:v1").stdout)
+    assert insp["Digest"] == digest
+    run("skopeo", "inspect", f"docker-archive:{da}")
+    # the archive is deterministic: same image, same bytes
+    oa2 = tmp_path / "img2.oci.tar"
+    kiln.run("copy", src, f"oci-archive:{oa2}:v1")
+    assert oa.read_bytes() == oa2.read_bytes()
+
+
+def test_reads_skopeo_docker_archive(kiln, umoci_image, tmp_path):
+    da = tmp_path / "sk.tar"
+    run("skopeo", "copy", f"oci:{umoci_image}:base", f"docker-archive:{da}:foo/bar:1")
+    out = tmp_path / "out"
+    kiln.run("copy", f"docker-archive:{da}:foo/bar:1", f"oci:{out}:x")
+    assert kiln.run("fsck", f"oci:{out}").returncode == 0
+    insp = kiln.run("inspect", f"oci:{out}:x").stdout
+    assert "application/vnd.docker.distribution.manifest.v2+json" in insp
+    p, line = kiln.fails("copy", f"docker-archive:{da}:foo/bar:2", f"oci:{out}:y", code=5)
+    assert "'foo/bar:2' not found" in line
+
+
+def _copy_layout(kiln, umoci_image, tmp_path, name="c"):
+    out = tmp_path / name
+    kiln.run("copy", f"oci:{umoci_image}:base", f"oci:{out}:v1")
+    index = read_index(out)
+    mdigest = index["manifests"][0]["digest"]
+    manifest = json.loads(blob_path(out, mdigest).read_bytes())
+    return out, mdigest, manifest
+
+
+def test_bad_index_json(kiln, umoci_image, tmp_path):
+    out, _, _ = _copy_layout(kiln, umoci_image, tmp_path)
+    idx = out / "index.json"
+    good = idx.read_bytes()
+    idx.write_bytes(good[: len(good) // 2])
+    _, line = kiln.fails("inspect", f"oci:{out}:v1", code=3)
+    assert "invalid JSON" in line and "index" in line
+    idx.write_bytes(b"this is not json")
+    kiln.fails("digest", f"oci:{out}:v1", code=3)
+    p = kiln.run("fsck", f"oci:{out}", check=False)
+    assert p.returncode == 1 and "problem: index.json" in p.stdout
+    idx.write_bytes(b'{"schemaVersion":2,"manifests":[],"manifests":[]}')
+    _, line = kiln.fails("inspect", f"oci:{out}:v1")
+    assert "duplicate" in line
+
+
+def test_blob_bytes_not_matching_name(kiln, umoci_image, tmp_path):
+    out, mdigest, manifest = _copy_layout(kiln, umoci_image, tmp_path)
+    layer = blob_path(out, manifest["layers"][0]["digest"])
+    data = bytearray(layer.read_bytes())
+    data[-1] ^= 0xFF
+    os.chmod(layer, 0o644)
+    layer.write_bytes(bytes(data))
+    p = kiln.run("fsck", f"oci:{out}", check=False)
+    assert p.returncode == 1
+    assert manifest["layers"][0]["digest"] in p.stdout and "does not match its digest" in p.stdout
+    # copying the corrupt image fails, leaves no tag and no bad blob behind
+    dst = tmp_path / "dst"
+    _, line = kiln.fails("copy", f"oci:{out}:v1", f"oci:{dst}:v1", code=4)
+    assert manifest["layers"][0]["digest"] in line
+    assert read_index(dst)["manifests"] == []
+    assert not blob_path(dst, manifest["layers"][0]["digest"]).exists()
+    assert not blob_path(dst, mdigest).exists()
+    assert kiln.run("fsck", f"oci:{dst}").returncode == 0
+
+
+def test_descriptor_with_wrong_size(kiln, umoci_image, tmp_path):
+    out, mdigest, manifest = _copy_layout(kiln, umoci_image, tmp_path)
+    index = read_index(out)
+    index["manifests"][0]["size"] += 1
+    (out / "index.json").write_text(json.dumps(index))
+    _, line = kiln.fails("inspect", f"oci:{out}:v1", code=4)
+    assert mdigest in line and "bytes" in line
+    p = kiln.run("fsck", f"oci:{out}", check=False)
+    assert p.returncode == 1 and mdigest in p.stdout
+
+
+def test_missing_blob(kiln, umoci_image, tmp_path):
+    out, mdigest, manifest = _copy_layout(kiln, umoci_image, tmp_path)
+    blob_path(out, manifest["config"]["digest"]).unlink()
+    _, line = kiln.fails("inspect", f"oci:{out}:v1", code=5)
+    assert manifest["config"]["digest"] in line
+    p = kiln.run("fsck", f"oci:{out}", check=False)
+    assert p.returncode == 1
+    assert f"blob '{manifest['config']['digest']}' (config of manifest" in p.stdout
+    assert "is missing" in p.stdout
+
+
+def test_manifest_over_4mib(kiln, umoci_image, tmp_path):
+    out, mdigest, manifest = _copy_layout(kiln, umoci_image, tmp_path)
+    manifest["annotations"] = {"pad": "x" * (4 * 1024 * 1024 + 1)}
+    raw = json.dumps(manifest).encode()
+    import hashlib
+    d = "sha256:" + hashlib.sha256(raw).hexdigest()
+    blob_path(out, d).write_bytes(raw)
+    index = read_index(out)
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": len(raw),
+                               "annotations": {"org.opencontainers.image.ref.name": "big"}})
+    (out / "index.json").write_text(json.dumps(index))
+    _, line = kiln.fails("inspect", f"oci:{out}:big", code=8)
+    assert "larger than the limit" in line
+
+
+@pytest.mark.parametrize("ref,part", [
+    ("Ubuntu:22.04", "repository name must be lowercase"),
+    ("foo@sha256:abc", "needs 64 hex characters"),
+    ("foo:" + "a" * 129, "longer than 128"),
+    ("foo//bar", "empty path component"),
+    ("oci:", "missing path"),
+])
+def test_invalid_reference(kiln, ref, part):
+    _, line = kiln.fails("inspect", ref, code=3)
+    assert part in line and "'" in line
+
+
+def test_unknown_tag_and_missing_layout(kiln, umoci_image, tmp_path):
+    _, line = kiln.fails("inspect", f"oci:{umoci_image}:nope", code=5)
+    assert "'nope'" in line
+    _, line = kiln.fails("inspect", f"oci:{tmp_path}/none:x", code=5)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _, line = kiln.fails("inspect", f"oci:{empty}:x", code=3)
+    assert "missing oci-layout" in line
+
+
+def _tar_with(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data, kind in members:
+            ti = tarfile.TarInfo(name)
+            if kind == "sym":
+                ti.type = tarfile.SYMTYPE
+                ti.linkname = data
+                t.addfile(ti)
+            else:
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("members,part", [
+    ([("../escape", b"x", "file")], "unsafe entry name '../escape'"),
+    ([("/abs", b"x", "file")], "unsafe entry name"),
+    ([("blobs/sha256/evil", "/etc/passwd", "sym")], "points outside the archive"),
+    ([("index.json", b"x" * (4 * 1024 * 1024 + 1), "file")], "larger than the limit"),
+])
+def test_hostile_oci_archive_refused(kiln, tmp_path, members, part):
+    a = tmp_path / "bad.tar"
+    a.write_bytes(_tar_with([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}', "file")] + members))
+    _, line = kiln.fails("inspect", f"oci-archive:{a}")
+    assert part in line
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_failed_archive_write_leaves_no_file(kiln, umoci_image, tmp_path):
+    out, _, manifest = _copy_layout(kiln, umoci_image, tmp_path)
+    blob_path(out, manifest["layers"][0]["digest"]).unlink()
+    target = tmp_path / "x.tar"
+    kiln.fails("copy", f"oci:{out}:v1", f"oci-archive:{target}:v1", code=5)
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.tar")] == []
