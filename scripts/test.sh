@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds kiln with warnings as errors and ASan+UBSan,
+# runs every test (unit, integration, a short fuzz run) and prints the counts.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+fail=0
+meson setup build-ci --wipe -Dwerror=true -Db_sanitize=address,undefined >/dev/null 2>&1 ||
+  meson setup build-ci -Dwerror=true -Db_sanitize=address,undefined || exit 1
+ninja -C build-ci || exit 1
+meson test -C build-ci --suite unit --suite integration --print-errorlogs || fail=1
+
+# short libFuzzer run of every target (clang)
+if command -v clang >/dev/null; then
+  CC=clang meson setup build-fuzz --wipe -Dfuzzers=true -Dfuzz_seconds=15 >/dev/null 2>&1 ||
+    CC=clang meson setup build-fuzz -Dfuzzers=true -Dfuzz_seconds=15 >/dev/null || fail=1
+  ninja -C build-fuzz >/dev/null && meson test -C build-fuzz --suite fuzz --print-errorlogs || fail=1
+fi
+
+# totals from meson's JSON logs
+python3 - build-ci/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json <<'PY'
+import json, os, re, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        continue
+    for line in open(path):
+        t = json.loads(line)
+        out = t.get("stdout", "") or ""
+        m = re.search(r"(\d+) passed", out)
+        if t["name"].endswith("integration") and m:
+            passed += int(m.group(1))
+            f = re.search(r"(\d+) failed", out)
+            failed += int(f.group(1)) if f else (0 if t["result"] == "OK" else 1)
+            continue
+        subs = re.findall(r"^ok \d+", out, re.M)
+        bad = re.findall(r"^not ok \d+", out, re.M)
+        if subs or bad:
+            passed += len(subs); failed += len(bad)
+        elif t["result"] == "OK":
+            passed += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed")
+PY
+exit $fail
