@@ -18,6 +18,8 @@ const struct cli_verb cli_verbs[] = {
         {"copy", cmd_copy, "copy an image between places, digests preserved",
          "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--quiet] [--json]"},
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
+        {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",
+         "kiln diff A B [--all] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--quiet]"},
         {NULL, NULL, NULL, NULL},
