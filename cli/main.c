@@ -21,7 +21,7 @@ const struct cli_verb cli_verbs[] = {
         {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",
          "kiln diff A B [--all] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
-         "kiln fsck oci:DIR [--quiet]"},
+         "kiln fsck oci:DIR [--deep] [--quiet]"},
         {NULL, NULL, NULL, NULL},
 };
 

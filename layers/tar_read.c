@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "model.h"
@@ -132,4 +133,70 @@ void layer_tar_reader_free(struct layer_tar_reader *r)
         oci_reader_free(r->blob);
         free(r->name);
         free(r);
+}
+
+int layer_blob_diff_id(struct oci_reader *blob, const char *media_type, const char *name,
+                       struct oci_digest *ret, struct kiln_error *err)
+{
+        struct layer_tar_reader r = {0};
+        struct archive_entry *e;
+        struct oci_hasher h;
+        char *buf;
+        la_ssize_t n;
+        int rc = -1;
+        int code;
+        enum oci_compression got;
+
+        r.blob = blob;
+        r.name = (char *)(uintptr_t)name;
+        r.media_type = media_type;
+        r.want = oci_media_type_compression(media_type);
+        buf = malloc(256 * 1024);
+        if (!buf || oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
+                free(buf);
+                oci_reader_free(blob);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        r.a = archive_read_new();
+        /* the raw format hands out the decompressed stream as it is */
+        archive_read_support_format_raw(r.a);
+        archive_read_support_filter_gzip(r.a);
+        archive_read_support_filter_zstd(r.a);
+        archive_read_support_filter_none(r.a);
+        if (archive_read_open(r.a, &r, NULL, read_cb, NULL) != ARCHIVE_OK ||
+            archive_read_next_header(r.a, &e) != ARCHIVE_OK) {
+                /* an empty stream has no header: its diffID is that of no bytes */
+                if (!r.failed && archive_errno(r.a) == 0) {
+                        oci_hasher_final(&h, ret);
+                        rc = oci_reader_drain(blob, err);
+                        goto out;
+                }
+                fail_from_archive(&r, err);
+                goto out;
+        }
+        code = archive_filter_code(r.a, 0);
+        got = code == ARCHIVE_FILTER_GZIP   ? OCI_COMPRESSION_GZIP
+              : code == ARCHIVE_FILTER_ZSTD ? OCI_COMPRESSION_ZSTD
+              : code == ARCHIVE_FILTER_NONE ? OCI_COMPRESSION_NONE
+                                            : OCI_COMPRESSION_UNKNOWN;
+        if (r.want != OCI_COMPRESSION_UNKNOWN && got != r.want) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "layer '%s' is declared '%s' (%s) but its bytes are %s", name,
+                               media_type, oci_compression_name(r.want), filter_name(code));
+                goto out;
+        }
+        while ((n = archive_read_data(r.a, buf, 256 * 1024)) > 0)
+                oci_hasher_update(&h, buf, (size_t)n);
+        if (n < 0) {
+                fail_from_archive(&r, err);
+                goto out;
+        }
+        oci_hasher_final(&h, ret);
+        rc = oci_reader_drain(blob, err);
+out:
+        archive_read_free(r.a);
+        oci_reader_free(blob);
+        oci_hasher_release(&h);
+        free(buf);
+        return rc;
 }

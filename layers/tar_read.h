@@ -33,4 +33,9 @@ ssize_t layer_tar_reader_data(struct layer_tar_reader *r, void *buf, size_t len,
 int layer_tar_reader_finish(struct layer_tar_reader *r, struct kiln_error *err);
 void layer_tar_reader_free(struct layer_tar_reader *r);
 
+/* The diffID of a layer blob: the digest of its decompressed bytes
+ * (the blob itself is verified on the way). */
+int layer_blob_diff_id(struct oci_reader *blob, const char *media_type, const char *name,
+                       struct oci_digest *ret, struct kiln_error *err);
+
 #endif

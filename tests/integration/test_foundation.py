@@ -246,3 +246,31 @@ def test_failed_archive_write_leaves_no_file(kiln, umoci_image, tmp_path):
     kiln.fails("copy", f"oci:{out}:v1", f"oci-archive:{target}:v1", code=5)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.tar")] == []
+
+
+def test_fsck_deep_names_layer_and_both_digests(kiln, tmp_path):
+    import hashlib
+    from imagegen import make_image
+    lay = tmp_path / "img"
+    md = make_image(lay, "x", [{"a": b"one"}, {"b": b"two"}])
+    assert kiln.run("fsck", "--deep", f"oci:{lay}").returncode == 0
+    # a config whose second diffID is wrong: plain fsck cannot see it, --deep can
+    manifest = json.loads(blob_path(lay, md).read_bytes())
+    cfg = json.loads(blob_path(lay, manifest["config"]["digest"]).read_bytes())
+    real = cfg["rootfs"]["diff_ids"][1]
+    cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
+    raw = json.dumps(cfg).encode()
+    cd = "sha256:" + hashlib.sha256(raw).hexdigest()
+    blob_path(lay, cd).write_bytes(raw)
+    manifest["config"] = {"mediaType": manifest["config"]["mediaType"], "digest": cd, "size": len(raw)}
+    mraw = json.dumps(manifest).encode()
+    nd = "sha256:" + hashlib.sha256(mraw).hexdigest()
+    blob_path(lay, nd).write_bytes(mraw)
+    index = read_index(lay)
+    index["manifests"][0].update(digest=nd, size=len(mraw))
+    (lay / "index.json").write_text(json.dumps(index))
+    assert kiln.run("fsck", f"oci:{lay}").returncode == 0
+    p = kiln.run("fsck", "--deep", f"oci:{lay}", check=False)
+    assert p.returncode == 1
+    assert manifest["layers"][1]["digest"] in p.stdout and real in p.stdout and "0" * 64 in p.stdout
+    assert "layer 1 of manifest" in p.stdout
