@@ -23,29 +23,30 @@ def big_image(tmp_path):
     return src
 
 
-def test_sigkill_during_copy_never_corrupts(kiln, big_image, tmp_path):
+def test_sigkill_during_copy_never_corrupts(kiln, big_image, tmp_path, figures):
     dst = tmp_path / "dst"
     rnd = random.Random(11)
     killed = 0
     for i in range(KILLS):
         p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.0, 0.25))
+        time.sleep(rnd.uniform(0.0, 0.06))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
         p.wait()
         if dst.exists() and (dst / "oci-layout").exists():
             f = kiln.run("fsck", f"oci:{dst}", check=False)
+            figures.zero("layout kills / corrupt layouts", 0 if f.returncode == 0 else 1)
             assert f.returncode == 0, f"after kill {i}: {f.stdout}"
         # start over now and then, so kills land early in a copy too
         if i % 5 == 4:
             subprocess.run(["rm", "-rf", str(dst)])
+    figures.count("layout kills", killed)
     assert killed > 0
     want = kiln.run("digest", f"oci:{big_image}:big").stdout.strip()
     assert kiln.run("copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1").stdout.strip() == want
     assert kiln.run("fsck", f"oci:{dst}").returncode == 0
-    print(f"figures: kills={killed} corrupt_layouts=0")
 
 
 def test_sigkill_during_archive_write_leaves_no_archive(kiln, big_image, tmp_path):
@@ -81,7 +82,7 @@ python3 -c "import json;print(len(json.load(open('{mnt}/dst/index.json'))['manif
     assert err.count("kiln: error:") == 1 and "No space left on device" in err
 
 
-def test_parallel_writers_lose_no_tag(kiln, tmp_path):
+def test_parallel_writers_lose_no_tag(kiln, tmp_path, figures):
     src = tmp_path / "src"
     make_image(src, "x", [{"a": b"1"}])
     dst = tmp_path / "dst"
@@ -93,6 +94,7 @@ def test_parallel_writers_lose_no_tag(kiln, tmp_path):
     tags = {m["annotations"]["org.opencontainers.image.ref.name"] for m in read_index(dst)["manifests"]}
     want = {f"w{w}-r{r}" for w in range(8) for r in range(1, ROUNDS + 1)} | {"seed"}
     lost = want - tags
-    print(f"figures: writers=8 rounds={ROUNDS} lost_tags={len(lost)}")
+    figures.count("layout writers x rounds", 8 * ROUNDS)
+    figures.zero("layout writers x rounds / lost tags", len(lost))
     assert not lost
     assert kiln.run("fsck", f"oci:{dst}").returncode == 0
