@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_layers.h"
 #include "commands.h"
 
 const struct cli_verb cli_verbs[] = {
@@ -20,6 +21,11 @@ const struct cli_verb cli_verbs[] = {
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--quiet]"},
+        {"append", cmd_append, "add layers built from host files to an image",
+         "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... -t DST [--compression gzip|zstd|none]"
+         " [--level N] [--exclude PAT]... [--ignore-file FILE] [--cache DIR] [--no-cache]"},
+        {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
+         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
         {NULL, NULL, NULL, NULL},
 };
 
