@@ -251,6 +251,15 @@ fail:
 
 /* ---- the unpacker ---- */
 
+struct tar_src {
+        struct oci_reader *r;
+        struct kiln_error err;
+        bool failed;
+        bool padded;      /* the stream ended early and zeros were added */
+        int64_t real_len; /* bytes of tar actually in the layer */
+        unsigned char *buf;
+};
+
 struct pending_dir {
         char *path;
         mode_t mode;
@@ -273,6 +282,8 @@ struct layer_unpacker {
         int64_t written;
         const char *what;
         unsigned char *buf;
+        struct tar_src *src; /* the layer being read */
+        int64_t data_start;  /* offset of the current entry's data in the tar */
 };
 
 static void warnf(struct layer_unpacker *u, const char *fmt, ...) KILN_PRINTF(2, 3);
@@ -685,8 +696,13 @@ static int entry_fail(struct layer_unpacker *u, const char *name, int e, struct 
 }
 
 static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const char *name,
-                     struct kiln_error *err)
+                     int64_t size, struct kiln_error *err)
 {
+        int64_t total = 0;
+
+        /* Data that runs into the zeros added after a short stream was cut. */
+        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
+                return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
         for (;;) {
                 la_ssize_t n = archive_read_data(a, u->buf, IN_BUF);
                 const unsigned char *p = u->buf;
@@ -695,6 +711,7 @@ static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const 
                         return 0;
                 if (n < 0)
                         return -2; /* archive error, reported by the caller */
+                total += n;
                 u->written += n;
                 if (u->opts.max_size > 0 && u->written > u->opts.max_size)
                         return kiln_error_set(err, KILN_E_LIMIT,
@@ -913,7 +930,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                                                 0600);
                 if (fd < 0)
                         return entry_fail(u, raw, errno, err, "create");
-                rc = copy_data(u, a, fd, raw, err);
+                rc = copy_data(u, a, fd, raw, archive_entry_size(ae), err);
                 if (rc < 0)
                         return rc;
                 own_fd(u, ae, fd);
@@ -952,12 +969,6 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         return 0;
 }
 
-struct tar_src {
-        struct oci_reader *r;
-        struct kiln_error err;
-        bool failed;
-        unsigned char *buf;
-};
 
 static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **ret)
 {
@@ -970,6 +981,18 @@ static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **ret)
                 archive_set_error(a, EIO, "%s", s->err.msg);
                 return -1;
         }
+        if (n == 0 && !s->padded) {
+                /* Some writers (umoci's, for one) end the stream right after the
+                 * last entry's data: no padding, no end-of-archive blocks.  Go's
+                 * tar reader accepts that; libarchive wants the padding.  Add the
+                 * zeros, and refuse any entry whose data would reach into them. */
+                size_t pad = (size_t)((512 - s->real_len % 512) % 512) + 1024;
+                s->padded = true;
+                memset(s->buf, 0, pad);
+                *ret = s->buf;
+                return (la_ssize_t)pad;
+        }
+        s->real_len += n;
         *ret = s->buf;
         return n;
 }
@@ -982,11 +1005,13 @@ int layer_unpacker_apply(struct layer_unpacker *u, struct oci_reader *blob, cons
         struct tar_src src = {0};
         struct archive *a = NULL;
         struct archive_entry *ae;
+        size_t n_entries = 0;
         int rc = -1;
 
         u->what = what;
         u->written = 0;
         strset_clear(&u->layer_paths);
+        u->src = &src;
         src.r = layer_decompress_reader_new(blob, c, u->opts.max_size, err);
         if (!src.r)
                 goto out;
@@ -1006,12 +1031,16 @@ int layer_unpacker_apply(struct layer_unpacker *u, struct oci_reader *blob, cons
                         break;
                 if (r < ARCHIVE_WARN)
                         goto archive_err;
+                n_entries++;
+                u->data_start = archive_filter_bytes(a, 0);
                 r = place_entry(u, a, ae, err);
                 if (r == -2)
                         goto archive_err;
                 if (r < 0)
                         goto prefix;
         }
+        if (src.padded && n_entries > 0)
+                warnf(u, "%s: the tar ends without its end-of-archive blocks", what);
         /* The rest of the blob (padding, or garbage after the end blocks) is
          * still read so its digest is checked by the verified reader. */
         if (oci_reader_drain(src.r, err) < 0)
@@ -1027,6 +1056,7 @@ archive_err:
 prefix:
         kiln_error_prefix(err, "%s", what);
 out:
+        u->src = NULL;
         if (a)
                 archive_read_free(a);
         free(src.buf);
