@@ -707,8 +707,12 @@ static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const 
                 la_ssize_t n = archive_read_data(a, u->buf, IN_BUF);
                 const unsigned char *p = u->buf;
 
-                if (n == 0)
+                if (n == 0) {
+                        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "tar is truncated in entry '%s'", name);
                         return 0;
+                }
                 if (n < 0)
                         return -2; /* archive error, reported by the caller */
                 total += n;
