@@ -85,10 +85,10 @@ fail:
 /* ---- the stat index ---- */
 
 struct stat_rec {
-        char *path;
+        const char *path;   /* into the index buffer */
+        const char *digest; /* into the index buffer */
         int64_t size, mtime_s, mtime_ns, ctime_s, ctime_ns;
         uint64_t ino, dev;
-        char digest[OCI_DIGEST_MAX];
 };
 
 struct stat_index {
@@ -110,7 +110,24 @@ static void stat_index_release(struct stat_index *x)
         memset(x, 0, sizeof(*x));
 }
 
-/* Records: "size mtime_s mtime_ns ctime_s ctime_ns ino dev digest path\0". */
+static bool next_num(char **p, char *end, int64_t *ret)
+{
+        char *q;
+        long long v;
+
+        if (*p >= end)
+                return false;
+        errno = 0;
+        v = strtoll(*p, &q, 10);
+        if (errno || q == *p || q >= end || *q != ' ')
+                return false;
+        *ret = v;
+        *p = q + 1;
+        return true;
+}
+
+/* Records: "size mtime_s mtime_ns ctime_s ctime_ns ino dev digest path\0".
+ * The records point into the file's buffer; nothing else is copied. */
 static void stat_index_load(const char *file, struct stat_index *x)
 {
         struct kiln_error e = KILN_ERROR_INIT;
@@ -127,20 +144,31 @@ static void stat_index_load(const char *file, struct stat_index *x)
         while (p < end) {
                 struct stat_rec r = {0};
                 char *nul = memchr(p, 0, (size_t)(end - p));
-                int used = 0;
+                int64_t v[7];
+                char *sp;
+                bool ok = nul != NULL;
 
-                if (!nul)
+                for (int i = 0; ok && i < 7; i++)
+                        ok = next_num(&p, nul, &v[i]);
+                sp = ok ? memchr(p, ' ', (size_t)(nul - p)) : NULL;
+                if (!sp) {
+                        x->n = 0; /* a damaged index is only a slower build */
                         break;
-                if (sscanf(p, "%" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNu64
-                              " %" SCNu64 " %135s %n",
-                           &r.size, &r.mtime_s, &r.mtime_ns, &r.ctime_s, &r.ctime_ns, &r.ino,
-                           &r.dev, r.digest, &used) != 8 ||
-                    used <= 0 || !oci_digest_valid(r.digest)) {
-                        /* A damaged index is only a slower build. */
+                }
+                *sp = 0;
+                r.digest = p;
+                r.path = sp + 1;
+                r.size = v[0];
+                r.mtime_s = v[1];
+                r.mtime_ns = v[2];
+                r.ctime_s = v[3];
+                r.ctime_ns = v[4];
+                r.ino = (uint64_t)v[5];
+                r.dev = (uint64_t)v[6];
+                if (!oci_digest_valid(r.digest)) {
                         x->n = 0;
                         break;
                 }
-                r.path = p + used;
                 if (x->n == cap) {
                         size_t nc = cap ? cap * 2 : 1024;
                         struct stat_rec *nr = realloc(x->recs, nc * sizeof(*nr));
@@ -159,7 +187,7 @@ static void stat_index_load(const char *file, struct stat_index *x)
 
 static const struct stat_rec *stat_index_find(const struct stat_index *x, const char *path)
 {
-        struct stat_rec k = {.path = (char *)(uintptr_t)path};
+        struct stat_rec k = {.path = path};
 
         return x->n ? bsearch(&k, x->recs, x->n, sizeof(k), cmp_rec) : NULL;
 }
@@ -202,23 +230,6 @@ static void sb_add(struct strbuf *b, const void *data, size_t n)
         b->p[b->len] = 0;
 }
 
-static void sb_printf(struct strbuf *b, const char *fmt, ...) KILN_PRINTF(2, 3);
-static void sb_printf(struct strbuf *b, const char *fmt, ...)
-{
-        char tmp[512];
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t)n >= sizeof(tmp)) {
-                b->oom = true;
-                return;
-        }
-        sb_add(b, tmp, (size_t)n);
-}
-
 /* The key of s.  Content digests come from given (indexed like s->entries)
  * when not NULL, else from the stat index; *ret_complete is false when a
  * file is not in the index (nothing else is set then).  With given, the
@@ -228,7 +239,8 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                        bool *ret_complete, struct oci_digest *ret_key, struct kiln_error *err)
 {
         struct stat_index idx;
-        struct strbuf newidx = {0};
+        FILE *newidx = NULL;
+        _cleanup_free_ char *tmpfile = NULL;
         struct oci_hasher h;
         struct oci_digest id;
         _cleanup_free_ char *idfile = NULL;
@@ -250,8 +262,25 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
         if (!idfile)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         memset(&idx, 0, sizeof(idx));
-        if (!given)
+        if (!given) {
                 stat_index_load(idfile, &idx);
+        } else {
+                /* Written as it goes (constant memory), renamed at the end. */
+                int fd;
+                tmpfile = kiln_strdupf("%s.tmp-XXXXXX", idfile);
+                if (!tmpfile)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                fd = mkstemp(tmpfile);
+                newidx = fd >= 0 ? fdopen(fd, "w") : NULL;
+                if (!newidx) {
+                        if (fd >= 0) {
+                                close(fd);
+                                unlink(tmpfile);
+                        }
+                        free(tmpfile);
+                        tmpfile = NULL;
+                }
+        }
         if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
                 stat_index_release(&idx);
                 return -1;
@@ -274,7 +303,8 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                         const struct stat *now = &e->st;
                         if (given) {
                                 strcpy(digest, given[i].str);
-                                sb_printf(&newidx,
+                                if (newidx)
+                                        fprintf(newidx,
                                           "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
                                           " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
                                           (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
@@ -282,7 +312,8 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                                           (int64_t)now->st_ctim.tv_sec,
                                           (int64_t)now->st_ctim.tv_nsec, (uint64_t)now->st_ino,
                                           (uint64_t)now->st_dev, digest);
-                                sb_add(&newidx, e->host, strlen(e->host) + 1);
+                                if (newidx)
+                                        fwrite(e->host, 1, strlen(e->host) + 1, newidx);
                         } else {
                                 const struct stat_rec *r = stat_index_find(&idx, e->host);
                                 if (!r || !rec_matches(r, now, idx.written_s)) {
@@ -311,22 +342,26 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                         oci_hasher_update(&h, e->cap, e->cap_len);
                 oci_hasher_update(&h, "\n", 1);
         }
-        if (newidx.oom) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
         oci_hasher_final(&h, ret_key);
         *ret_complete = true;
-        if (given) {
+        if (newidx) {
                 /* Best effort: a cache that cannot be written only costs speed. */
-                struct kiln_error e2 = KILN_ERROR_INIT;
-                kiln_write_file_atomic(idfile, newidx.p ? newidx.p : "", newidx.len, 0600, &e2);
+                bool ok = fflush(newidx) == 0 && !ferror(newidx) && fsync(fileno(newidx)) == 0;
+                fclose(newidx);
+                newidx = NULL;
+                if (ok && rename(tmpfile, idfile) == 0) {
+                        free(tmpfile);
+                        tmpfile = NULL;
+                }
         }
         rc = 0;
 out:
+        if (newidx)
+                fclose(newidx);
+        if (tmpfile)
+                unlink(tmpfile);
         oci_hasher_release(&h);
         stat_index_release(&idx);
-        free(newidx.p);
         return rc;
 }
 

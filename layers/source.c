@@ -386,10 +386,20 @@ static int cmp_entry(const void *a, const void *b)
         return x < y ? -1 : (x > y);
 }
 
+static int cmp_path_key(const void *k, const void *e)
+{
+        return strcmp(k, ((const struct layer_source_entry *)e)->path);
+}
+
+/* Adds the parent directories that no source provides.  Entries are sorted
+ * first, so a parent is found with a binary search and only the few missing
+ * ones (usually the destination's parents) are added. */
 static int add_parents(struct layer_source *s, struct kiln_error *err)
 {
-        size_t n0 = s->n;
+        size_t n0;
 
+        qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
+        n0 = s->n;
         for (size_t i = 0; i < n0; i++) {
                 _cleanup_free_ char *p = strdup(s->entries[i].path);
                 char *slash;
@@ -398,7 +408,15 @@ static int add_parents(struct layer_source *s, struct kiln_error *err)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 while ((slash = strrchr(p, '/'))) {
                         struct layer_source_entry *e;
+                        bool added = false;
+
                         *slash = 0;
+                        if (bsearch(p, s->entries, n0, sizeof(s->entries[0]), cmp_path_key))
+                                break; /* present, and so are its own parents */
+                        for (size_t j = n0; j < s->n && !added; j++)
+                                added = !strcmp(s->entries[j].path, p);
+                        if (added)
+                                break;
                         e = push(s, err);
                         if (!e)
                                 return -1;
@@ -539,15 +557,14 @@ int layer_source_write(const struct layer_source *s, struct layer_writer *w,
                                                             e->host);
                                         break;
                                 }
-                                posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+                                if (e->st.st_size > (1 << 20))
+                                        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
                         }
                 }
                 rc = layer_writer_add(w, ae, fd, fd >= 0 && ret_digests ? &ret_digests[i] : NULL,
                                       err);
-                if (fd >= 0) {
-                        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                if (fd >= 0)
                         close(fd);
-                }
         }
         archive_entry_free(ae);
         return rc;

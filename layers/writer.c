@@ -16,6 +16,7 @@
 #define GZIP_DEFAULT_LEVEL 6
 #define ZSTD_DEFAULT_LEVEL 3
 #define READ_CHUNK (256u * 1024)
+#define ZSTD_IN_BUF (1u << 20)
 
 /* ---- the compressed end: blob hash, size, sink ---- */
 
@@ -259,6 +260,8 @@ struct layer_writer {
         ZSTD_CCtx *zc;
         unsigned char *zout;
         size_t zout_cap;
+        unsigned char *zin; /* tar bytes gathered into big calls: MT zstd is slow on small ones */
+        size_t zin_len;
         struct kiln_error cb_err; /* an error raised inside a libarchive callback */
         bool cb_failed;
         bool finished;
@@ -296,7 +299,22 @@ static int compress_write(struct layer_writer *w, const void *buf, size_t len,
 {
         switch (w->opts.compression) {
         case OCI_COMPRESSION_GZIP: return gz_write(w->gz, w, buf, len, err);
-        case OCI_COMPRESSION_ZSTD: return zstd_push(w, buf, len, ZSTD_e_continue, err);
+        case OCI_COMPRESSION_ZSTD:
+                while (len) {
+                        size_t n = ZSTD_IN_BUF - w->zin_len;
+                        if (n > len)
+                                n = len;
+                        memcpy(w->zin + w->zin_len, buf, n);
+                        w->zin_len += n;
+                        buf = (const unsigned char *)buf + n;
+                        len -= n;
+                        if (w->zin_len == ZSTD_IN_BUF) {
+                                w->zin_len = 0;
+                                if (zstd_push(w, w->zin, ZSTD_IN_BUF, ZSTD_e_continue, err) < 0)
+                                        return -1;
+                        }
+                }
+                return 0;
         default: return emit(w, buf, len, err);
         }
 }
@@ -384,6 +402,7 @@ void layer_writer_free(struct layer_writer *w)
         gz_pool_free(w->gz);
         ZSTD_freeCCtx(w->zc);
         free(w->zout);
+        free(w->zin);
         free(w->buf);
         oci_hasher_release(&w->tar_hash);
         oci_hasher_release(&w->blob_hash);
@@ -403,7 +422,8 @@ static int setup_zstd(struct layer_writer *w, int level, unsigned threads, struc
         w->zc = ZSTD_createCCtx();
         w->zout_cap = ZSTD_CStreamOutSize();
         w->zout = malloc(w->zout_cap);
-        if (!w->zc || !w->zout)
+        w->zin = malloc(ZSTD_IN_BUF);
+        if (!w->zc || !w->zout || !w->zin)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (level < 1 || level > ZSTD_maxCLevel())
                 return kiln_error_set(err, KILN_E_USAGE, "invalid zstd level %d: use 1 to %d",
@@ -412,6 +432,10 @@ static int setup_zstd(struct layer_writer *w, int level, unsigned threads, struc
         if (!ZSTD_isError(r))
                 /* Always the MT code path (see writer.h), even for one worker. */
                 r = ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, (int)(threads ? threads : 1));
+        if (!ZSTD_isError(r))
+                /* A fixed job size: the bytes depend on it (never on the worker
+                 * count), and it bounds memory to a few jobs in flight. */
+                r = ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, LAYER_ZSTD_JOB_SIZE);
         if (ZSTD_isError(r))
                 return kiln_error_set(err, KILN_E_UNSUPPORTED,
                                       "zstd multithreaded mode is not available: %s",
@@ -644,7 +668,7 @@ int layer_writer_finish(struct layer_writer *w, struct layer_result *ret, struct
                         return -1;
                 break;
         case OCI_COMPRESSION_ZSTD:
-                if (zstd_push(w, NULL, 0, ZSTD_e_end, err) < 0)
+                if (zstd_push(w, w->zin, w->zin_len, ZSTD_e_end, err) < 0)
                         return -1;
                 break;
         default: break;

@@ -50,6 +50,7 @@
 
 #define LAYER_COMPRESSION_ANNOTATION "dev.kiln.layer.compression"
 #define LAYER_GZIP_BLOCK (1u << 20)
+#define LAYER_ZSTD_JOB_SIZE (4 << 20)
 
 struct layer_writer_opts {
         enum oci_compression compression;
