@@ -134,6 +134,7 @@ static void stat_index_load(const char *file, struct stat_index *x)
         size_t len, cap = 0;
         struct stat st;
         char *p, *end;
+        bool unsorted = false;
 
         memset(x, 0, sizeof(*x));
         if (stat(file, &st) < 0 || kiln_read_file(file, STAT_INDEX_MAX, &x->buf, &len, &e) < 0)
@@ -165,10 +166,13 @@ static void stat_index_load(const char *file, struct stat_index *x)
                 r.ctime_ns = v[4];
                 r.ino = (uint64_t)v[5];
                 r.dev = (uint64_t)v[6];
-                if (!oci_digest_valid(r.digest)) {
+                /* only ever sha256 (the key hashes it as text) */
+                if (strlen(r.digest) != 71 || strncmp(r.digest, "sha256:", 7) != 0) {
                         x->n = 0;
                         break;
                 }
+                if (x->n > 0 && strcmp(x->recs[x->n - 1].path, r.path) > 0)
+                        unsorted = true;
                 if (x->n == cap) {
                         size_t nc = cap ? cap * 2 : 1024;
                         struct stat_rec *nr = realloc(x->recs, nc * sizeof(*nr));
@@ -182,7 +186,9 @@ static void stat_index_load(const char *file, struct stat_index *x)
                 x->recs[x->n++] = r;
                 p = nul + 1;
         }
-        qsort(x->recs, x->n, sizeof(*x->recs), cmp_rec);
+        /* written in layer order, which is host order for one tree */
+        if (unsorted)
+                qsort(x->recs, x->n, sizeof(*x->recs), cmp_rec);
 }
 
 static const struct stat_rec *stat_index_find(const struct stat_index *x, const char *path)

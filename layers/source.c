@@ -282,6 +282,22 @@ static int add_host_entry(struct layer_source *s, const char *host, const char *
         return 0;
 }
 
+/* a + "/" + b (just b when a is empty), without printf. */
+static char *join(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b);
+        char *s = malloc(la + lb + 2);
+
+        if (!s)
+                return NULL;
+        if (la) {
+                memcpy(s, a, la);
+                s[la++] = '/';
+        }
+        memcpy(s + la, b, lb + 1);
+        return s;
+}
+
 static int walk_dir(struct walk *wk, const char *host, const char *path, const char *rel,
                     struct kiln_error *err)
 {
@@ -299,18 +315,19 @@ static int walk_dir(struct walk *wk, const char *host, const char *path, const c
 
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
-                h = kiln_strdupf("%s/%s", host, de->d_name);
-                p = *path ? kiln_strdupf("%s/%s", path, de->d_name) : strdup(de->d_name);
-                r = *rel ? kiln_strdupf("%s/%s", rel, de->d_name) : strdup(de->d_name);
+                h = join(host, de->d_name);
+                p = join(path, de->d_name);
+                r = join(rel, de->d_name);
                 if (!h || !p || !r) {
                         rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         break;
                 }
-                if (lstat(h, &st) < 0) {
+                /* relative to the open directory: no path walk per file */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         rc = kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'", h);
                         break;
                 }
-                excluded = layer_exclude_match(wk->excludes, wk->n_excludes, r);
+                excluded = wk->n_excludes && layer_exclude_match(wk->excludes, wk->n_excludes, r);
                 if (excluded && !(S_ISDIR(st.st_mode) && wk->negations))
                         continue;
                 if (!excluded && add_host_entry(wk->s, h, p, &st, err) < 0) {
@@ -394,7 +411,7 @@ static int cmp_path_key(const void *k, const void *e)
 /* Adds the parent directories that no source provides.  Entries are sorted
  * first, so a parent is found with a binary search and only the few missing
  * ones (usually the destination's parents) are added. */
-static int add_parents(struct layer_source *s, struct kiln_error *err)
+static int add_parents(struct layer_source *s, bool *ret_added, struct kiln_error *err)
 {
         size_t n0;
 
@@ -428,6 +445,7 @@ static int add_parents(struct layer_source *s, struct kiln_error *err)
                         e->st.st_nlink = 1;
                 }
         }
+        *ret_added = s->n > n0;
         return 0;
 }
 
@@ -452,10 +470,12 @@ int layer_source_finish(struct layer_source *s, struct kiln_error *err)
 {
         size_t o = 0, n_links = 0;
         struct ino_ref *refs = NULL;
+        bool added = false;
 
-        if (add_parents(s, err) < 0)
+        if (add_parents(s, &added, err) < 0)
                 return -1;
-        qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
+        if (added)
+                qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
         /* Deduplicate: synthetic parents yield to real entries; two real
          * directories at the same path merge; anything else is an error. */
         for (size_t i = 0; i < s->n; i++) {
