@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_layers.h"
 #include "commands.h"
 
 const struct cli_verb cli_verbs[] = {
@@ -22,6 +23,16 @@ const struct cli_verb cli_verbs[] = {
          "kiln diff A B [--all] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
+        {"append", cmd_append, "add layers built from host files to an image",
+         "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... -t DST [--compression gzip|zstd|none]"
+         " [--level N] [--exclude PAT]... [--ignore-file FILE] [--cache DIR] [--no-cache]"},
+        {"config", cmd_config, "change an image's config: env, entrypoint, cmd, workdir, labels",
+         "kiln config PLACE [--env K=V]... [--entrypoint E] [--cmd C] [--workdir D] [--user U]"
+         " [--label K=V]... -t DST"},
+        {"flatten", cmd_flatten, "squash an image's layers into one",
+         "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
+        {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
+         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
         {NULL, NULL, NULL, NULL},
 };
 
