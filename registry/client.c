@@ -145,6 +145,7 @@ struct resp {
         int64_t skip;      /* bytes to drop before the sink (a 200 after a Range request) */
         int64_t sunk;      /* bytes given to the sink */
         bool sink_failed;
+        int curl_code; /* of the last transfer */
         bool checked; /* the first body bytes of this response were looked at */
         struct kiln_error sink_err;
         struct reg_client *c;
@@ -459,6 +460,7 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         cc = curl_easy_perform(h);
         curl_slist_free_all(hs);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        r->curl_code = (int)cc;
         if (cc != CURLE_OK) {
                 char u[256];
                 url_for_msg(url, u, sizeof(u));
@@ -1105,9 +1107,14 @@ static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *
                         if (i == 0)
                                 first = e;
                         resp_reset(&r);
-                        /* a TLS failure on a host that may speak http: try http */
-                        if (i == 0 && c->http_ok)
+                        /* N4: a host that may speak http is tried with http when it does
+                         * not speak TLS; a certificate that fails verification is an
+                         * error (fail closed) unless the host is --insecure-registry */
+                        if (i == 0 && c->http_ok && r.curl_code != CURLE_PEER_FAILED_VERIFICATION)
                                 continue;
+                        if (r.curl_code == CURLE_PEER_FAILED_VERIFICATION)
+                                kiln_error_prefix(&e, "TLS verification failed for registry '%s' (use --ca-file, or --insecure-registry %s)",
+                                                  c->host, c->host);
                         *err = e;
                         return -1;
                 }
