@@ -358,6 +358,7 @@ struct req {
         size_t cap;         /* response body kept in memory, at most */
         const char *scope2; /* an extra auth scope (a mount source) */
         bool no_auth;
+        bool no_retry;
 };
 
 static bool host_eq(const char *a, const char *b)
@@ -964,7 +965,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         goto out;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (attempt >= c->opts.retries ||
+                if (attempt >= (q->no_retry ? 0 : c->opts.retries) ||
                     now.tv_sec - start.tv_sec >= c->opts.retry_max_total_s) {
                         if (prc == 0) {
                                 rc = 0;
@@ -1080,7 +1081,13 @@ void reg_client_stats(struct reg_client *c, struct reg_stats *ret)
  * learns the auth challenge. */
 static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *err)
 {
-        static const char *const schemes[] = {"https", "http"};
+        static const char *const tls_first[] = {"https", "http"};
+        /* a loopback host is asked over http first: the https attempt costs a CA
+         * bundle load and a handshake (~0.1 s) on every run; an answer that is not
+         * a registry's (a TLS server answers 400) moves on to https */
+        static const char *const http_first[] = {"http", "https"};
+        bool loop_first = !c->insecure && reg_host_is_loopback(c->host);
+        const char *const *schemes = loop_first ? http_first : tls_first;
         struct kiln_error first = KILN_ERROR_INIT;
 
         (void)k;
@@ -1090,7 +1097,7 @@ static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *
                 return 0;
         }
         pthread_mutex_unlock(&c->lock);
-        for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
+        for (size_t i = 0; i < 2; i++) {
                 _cleanup_free_ char *url = kiln_strdupf("%s://%s/v2/", schemes[i], c->host);
                 struct req q = {.method = "GET", .cap = ERROR_BODY_MAX, .no_auth = true};
                 struct resp r = {.cap = ERROR_BODY_MAX};
@@ -1099,10 +1106,15 @@ static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *
 
                 if (!url)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (i == 1 && !c->http_ok)
+                if (!strcmp(schemes[i], "http") && !c->http_ok)
                         break;
                 q.url = url;
+                q.no_retry = loop_first && i == 0;
                 rc = request(c, &q, &r, &e);
+                if (loop_first && i == 0 && (rc < 0 || (r.status != 200 && r.status != 401))) {
+                        resp_reset(&r);
+                        continue;
+                }
                 if (rc < 0) {
                         if (i == 0)
                                 first = e;
@@ -1286,7 +1298,7 @@ out:
 }
 
 int reg_client_head_manifest(struct reg_client *c, const char *ref, bool *ret_exists,
-                             struct kiln_error *err)
+                             struct oci_digest *ret_digest, struct kiln_error *err)
 {
         _cleanup_free_ char *url = NULL;
         struct req q = {.method = "HEAD", .cap = ERROR_BODY_MAX};
@@ -1304,6 +1316,12 @@ int reg_client_head_manifest(struct reg_client *c, const char *ref, bool *ret_ex
         q.headers = curl_slist_append(NULL, "Accept: " OCI_MANIFEST_ACCEPT);
         if (request(c, &q, &r, err) < 0)
                 goto out;
+        if (ret_digest) {
+                struct kiln_error ign = KILN_ERROR_INIT;
+                ret_digest->str[0] = '\0';
+                if (!r.digest || oci_digest_parse(r.digest, ret_digest, &ign) < 0)
+                        ret_digest->str[0] = '\0';
+        }
         if (r.status == 200) {
                 *ret_exists = true;
         } else if (r.status == 404) {

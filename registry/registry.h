@@ -98,8 +98,10 @@ int reg_client_ping(struct reg_client *c, struct kiln_error *err);
 int reg_client_get_manifest(struct reg_client *c, const char *ref, char **ret_buf,
                             size_t *ret_len, char **ret_media_type, struct oci_digest *ret_digest,
                             struct kiln_error *err);
+/* ret_digest (may be NULL) gets Docker-Content-Digest when the registry
+ * sends a valid one; its str is "" otherwise. */
 int reg_client_head_manifest(struct reg_client *c, const char *ref, bool *ret_exists,
-                             struct kiln_error *err);
+                             struct oci_digest *ret_digest, struct kiln_error *err);
 int reg_client_put_manifest(struct reg_client *c, const char *ref, const char *media_type,
                             const char *buf, size_t len, struct kiln_error *err);
 int reg_client_delete_manifest(struct reg_client *c, const struct oci_digest *d,

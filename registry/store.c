@@ -251,7 +251,7 @@ static int rs_put_manifest(struct oci_store *st, const struct oci_descriptor *d,
                 return -1;
         if (cache_manifest(s, &d->digest, d->media_type, buf, len) < 0)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (reg_client_head_manifest(s->c, d->digest.str, &exists, err) < 0)
+        if (reg_client_head_manifest(s->c, d->digest.str, &exists, NULL, err) < 0)
                 return -1;
         if (exists)
                 return 0;
@@ -269,6 +269,15 @@ static int rs_tag(struct oci_store *st, const char *tag, const struct oci_descri
                 tag = s->tag;
         if (!tag)
                 return 0; /* pushed by digest: nothing to name */
+        {
+                /* a re-push of the same image changes nothing: leave the tag alone */
+                bool exists = false;
+                struct oci_digest cur;
+                if (reg_client_head_manifest(s->c, tag, &exists, &cur, err) < 0)
+                        return -1;
+                if (exists && oci_digest_equal(&cur, &d->digest))
+                        return 0;
+        }
         for (size_t i = 0; i < s->n_mc; i++)
                 if (oci_digest_equal(&s->mc[i].d, &d->digest))
                         return reg_client_put_manifest(s->c, tag, s->mc[i].mt, s->mc[i].buf,
