@@ -283,12 +283,16 @@ class FaultProxy:
       {"match": ..., "action": "drop_mid_body"}    (send headers and half the body, then close)
       {"match": ..., "action": "truncate"}         (close after half the body, no error status)
       {"match": ..., "action": "corrupt"}          (flip one byte of the body)
+      {"match": ..., "action": "redirect", "to": HOST}   (307 to the same path on HOST)
+      {"match": ..., "action": "pass", "add_headers": [(name, value)]}
+      {"match": ..., "action": "relative_location"} / "wrong_digest" / "paginate"
     Each fault fires `times` times (default 1).  .log has (method, path, status)."""
 
     def __init__(self, upstream_host):
         self.upstream = upstream_host
         self.faults = []
         self.log = []
+        self.headers_seen = []
         self.lock = threading.Lock()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -326,11 +330,21 @@ class FaultProxy:
                         self.rfile.readline()
                     body = b"".join(chunks)
                 f = self._fault()
+                outer.headers_seen.append((self.command, self.path, dict(self.headers)))
+                if f and f["action"] == "redirect":
+                    self.send_response(f.get("status", 307))
+                    self.send_header("Location", f"http://{f['to']}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    outer.log.append((self.command, self.path, f.get("status", 307)))
+                    return
                 if f and f["action"] == "status":
                     payload = f.get("body", b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}')
                     self.send_response(f["status"])
                     if "retry_after" in f:
                         self.send_header("Retry-After", f["retry_after"])
+                    for k, v in f.get("add_headers", []):
+                        self.send_header(k, v)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
@@ -353,6 +367,12 @@ class FaultProxy:
                         continue
                     if k.lower() == "location" and v.startswith(f"http://{outer.upstream}"):
                         v = v.replace(outer.upstream, outer.host, 1)
+                    if k.lower() == "location" and f and f["action"] == "relative_location":
+                        v = v.split(outer.host, 1)[-1]
+                    if k.lower() == "docker-content-digest" and f and f["action"] == "wrong_digest":
+                        v = "sha256:" + "0" * 64
+                    self.send_header(k, v)
+                for k, v in (f or {}).get("add_headers", []):
                     self.send_header(k, v)
                 if self.command == "HEAD":
                     self.send_header("Content-Length", r.getheader("Content-Length", "0"))
