@@ -1,6 +1,6 @@
 /* cli/cmd_registry.h: the registry verbs and the options every verb that
  * touches a registry takes (--insecure-registry, --ca-file, --authfile,
- * --jobs, --retry-times, --chunk-size, --mirror). */
+ * --retry-times, --chunk-size, --mirror). */
 #ifndef KILN_CLI_CMD_REGISTRY_H
 #define KILN_CLI_CMD_REGISTRY_H
 
@@ -22,7 +22,6 @@ enum {
         CLI_OPT_INSECURE = 0x1000,
         CLI_OPT_CA_FILE,
         CLI_OPT_AUTHFILE,
-        CLI_OPT_JOBS,
         CLI_OPT_RETRY_TIMES,
         CLI_OPT_CHUNK_SIZE,
         CLI_OPT_MIRROR,
@@ -32,7 +31,6 @@ enum {
         {"insecure-registry", required_argument, NULL, CLI_OPT_INSECURE},                          \
                 {"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},                             \
                 {"authfile", required_argument, NULL, CLI_OPT_AUTHFILE},                           \
-                {"jobs", required_argument, NULL, CLI_OPT_JOBS},                                   \
                 {"retry-times", required_argument, NULL, CLI_OPT_RETRY_TIMES},                     \
                 {"chunk-size", required_argument, NULL, CLI_OPT_CHUNK_SIZE},                       \
                 {"mirror", required_argument, NULL, CLI_OPT_MIRROR}

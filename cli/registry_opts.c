@@ -77,11 +77,6 @@ int cli_reg_option(const char *verb, int opt, const char *arg)
                 return 1;
         case CLI_OPT_CA_FILE: cli_reg_opts.ca_file = arg; return 1;
         case CLI_OPT_AUTHFILE: cli_reg_opts.authfile = arg; return 1;
-        case CLI_OPT_JOBS:
-                if (parse_uint(arg, 64, &v) < 0 || v < 1)
-                        return cli_usage(verb, "invalid --jobs '%s': expected 1 to 64", arg), -1;
-                cli_reg_opts.jobs = (unsigned)v;
-                return 1;
         case CLI_OPT_RETRY_TIMES:
                 if (parse_uint(arg, 100, &v) < 0)
                         return cli_usage(verb, "invalid --retry-times '%s'", arg), -1;

@@ -527,6 +527,7 @@ static void as_free(struct oci_store *s)
 
 static const struct oci_store_ops archive_ops = {
         .kind = "archive",
+        .thread_safe = true,
         .get_manifest = as_get_manifest,
         .open_blob = as_open_blob,
         .has_blob = as_has_blob,

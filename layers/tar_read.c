@@ -84,23 +84,38 @@ static const char *filter_name(int code)
         }
 }
 
+static enum oci_compression filter_compression(int code)
+{
+        switch (code) {
+        case ARCHIVE_FILTER_GZIP: return OCI_COMPRESSION_GZIP;
+        case ARCHIVE_FILTER_ZSTD: return OCI_COMPRESSION_ZSTD;
+        case ARCHIVE_FILTER_NONE: return OCI_COMPRESSION_NONE;
+        default: return OCI_COMPRESSION_UNKNOWN;
+        }
+}
+
+/* The compression found in the bytes must be the one the media type declares. */
+static int check_filter(struct layer_tar_reader *r, struct kiln_error *err)
+{
+        int code = archive_filter_code(r->a, 0);
+
+        if (r->want != OCI_COMPRESSION_UNKNOWN && filter_compression(code) != r->want)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "layer '%s' is declared '%s' (%s) but its bytes are %s",
+                                      r->name, r->media_type, oci_compression_name(r->want),
+                                      filter_name(code));
+        return 0;
+}
+
 int layer_tar_reader_next(struct layer_tar_reader *r, struct archive_entry **ret_entry,
                           struct kiln_error *err)
 {
         int rc = archive_read_next_header(r->a, ret_entry);
 
         if (!r->checked_filter && (rc == ARCHIVE_OK || rc == ARCHIVE_EOF)) {
-                int code = archive_filter_code(r->a, 0);
-                enum oci_compression got = code == ARCHIVE_FILTER_GZIP   ? OCI_COMPRESSION_GZIP
-                                           : code == ARCHIVE_FILTER_ZSTD ? OCI_COMPRESSION_ZSTD
-                                           : code == ARCHIVE_FILTER_NONE ? OCI_COMPRESSION_NONE
-                                                                         : OCI_COMPRESSION_UNKNOWN;
                 r->checked_filter = true;
-                if (r->want != OCI_COMPRESSION_UNKNOWN && got != r->want)
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "layer '%s' is declared '%s' (%s) but its bytes are %s",
-                                              r->name, r->media_type,
-                                              oci_compression_name(r->want), filter_name(code));
+                if (check_filter(r, err) < 0)
+                        return -1;
         }
         if (rc == ARCHIVE_OK || rc == ARCHIVE_WARN)
                 return 1;
@@ -144,8 +159,6 @@ int layer_blob_diff_id(struct oci_reader *blob, const char *media_type, const ch
         char *buf;
         la_ssize_t n;
         int rc = -1;
-        int code;
-        enum oci_compression got;
 
         r.blob = blob;
         r.name = (char *)(uintptr_t)name;
@@ -174,17 +187,8 @@ int layer_blob_diff_id(struct oci_reader *blob, const char *media_type, const ch
                 fail_from_archive(&r, err);
                 goto out;
         }
-        code = archive_filter_code(r.a, 0);
-        got = code == ARCHIVE_FILTER_GZIP   ? OCI_COMPRESSION_GZIP
-              : code == ARCHIVE_FILTER_ZSTD ? OCI_COMPRESSION_ZSTD
-              : code == ARCHIVE_FILTER_NONE ? OCI_COMPRESSION_NONE
-                                            : OCI_COMPRESSION_UNKNOWN;
-        if (r.want != OCI_COMPRESSION_UNKNOWN && got != r.want) {
-                kiln_error_set(err, KILN_E_INVALID,
-                               "layer '%s' is declared '%s' (%s) but its bytes are %s", name,
-                               media_type, oci_compression_name(r.want), filter_name(code));
+        if (check_filter(&r, err) < 0)
                 goto out;
-        }
         while ((n = archive_read_data(r.a, buf, 256 * 1024)) > 0)
                 oci_hasher_update(&h, buf, (size_t)n);
         if (n < 0) {

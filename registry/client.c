@@ -31,7 +31,7 @@
 void reg_options_init(struct reg_options *o)
 {
         memset(o, 0, sizeof(*o));
-        o->jobs = 4;
+        o->jobs = 1;
         o->retries = 5;
         o->retry_base_ms = 500;
         o->retry_max_total_s = 300;
@@ -61,6 +61,7 @@ struct reg_client {
         bool http_ok;    /* plain http allowed (insecure or loopback) */
         char *base;      /* "https://HOST" or "http://HOST" once known */
         pthread_mutex_t lock;
+        pthread_mutex_t probe_lock; /* one thread decides the scheme */
         struct conn *pool;
         /* auth (under lock) */
         bool pinged;
@@ -1029,6 +1030,7 @@ struct reg_client *reg_client_new(const char *host, const char *repo,
         c->repo = repo ? strdup(repo) : NULL;
         c->push = push;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->probe_lock, NULL);
         if (!c->host || (repo && !c->repo)) {
                 reg_client_free(c);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -1062,6 +1064,7 @@ void reg_client_free(struct reg_client *c)
                 free(c->warnings[i]);
         reg_creds_release(&c->creds);
         pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->probe_lock);
         free(c->realm);
         free(c->service);
         free(c->base);
@@ -1079,7 +1082,25 @@ void reg_client_stats(struct reg_client *c, struct reg_stats *ret)
 
 /* Decides the scheme with GET /v2/ (https first; http where allowed) and
  * learns the auth challenge. */
+static int probe_base(struct reg_client *c, struct kiln_error *err);
+
 static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *err)
+{
+        int rc;
+
+        (void)k;
+        pthread_mutex_lock(&c->lock);
+        rc = c->pinged;
+        pthread_mutex_unlock(&c->lock);
+        if (rc)
+                return 0;
+        pthread_mutex_lock(&c->probe_lock);
+        rc = probe_base(c, err);
+        pthread_mutex_unlock(&c->probe_lock);
+        return rc;
+}
+
+static int probe_base(struct reg_client *c, struct kiln_error *err)
 {
         static const char *const tls_first[] = {"https", "http"};
         /* a loopback host is asked over http first: the https attempt costs a CA
@@ -1090,7 +1111,6 @@ static int ensure_base(struct reg_client *c, struct conn *k, struct kiln_error *
         const char *const *schemes = loop_first ? http_first : tls_first;
         struct kiln_error first = KILN_ERROR_INIT;
 
-        (void)k;
         pthread_mutex_lock(&c->lock);
         if (c->pinged) {
                 pthread_mutex_unlock(&c->lock);

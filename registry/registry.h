@@ -62,7 +62,10 @@ struct reg_options {
         /* explicit credentials (kiln login checks them before saving) */
         const char *username;
         const char *password;
-        unsigned jobs;              /* blobs pushed at once; default 4 */
+        /* blobs a registry store pushes at once in its own threads; default 1,
+         * as oci_image_copy() runs opts->jobs copies at once itself (the store
+         * sets ops->thread_safe) */
+        unsigned jobs;
         unsigned retries;           /* attempts after the first; default 5 */
         long retry_base_ms;         /* first backoff; default 500 */
         long retry_max_total_s;     /* all retries of one request; default 300 */

@@ -1,7 +1,8 @@
 /* The registry store: struct oci_store_ops over a reg_client.
  *
- * Blobs are pushed by up to opts->jobs threads at once: put_blob() hands
- * the stream to a worker and returns; put_manifest(), tag() and commit()
+ * Its ops are thread safe, so oci_image_copy() may run several blob
+ * copies at once.  With opts->jobs > 1 the store also pushes in its own
+ * threads: put_blob() hands the stream to a worker and returns; put_manifest(), tag() and commit()
  * first wait for every upload and fail if one failed, so a manifest is
  * never written before the blobs it names. */
 #include <pthread.h>
@@ -325,6 +326,7 @@ static void rs_free(struct oci_store *st)
 
 static const struct oci_store_ops reg_store_ops = {
         .kind = "registry",
+        .thread_safe = true,
         .get_manifest = rs_get_manifest,
         .open_blob = rs_open_blob,
         .has_blob = rs_has_blob,
@@ -386,7 +388,7 @@ struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_opti
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
         s->base.ops = &reg_store_ops;
-        s->jobs = o.jobs ? o.jobs : 4;
+        s->jobs = o.jobs ? o.jobs : 1;
         if (for_write) {
                 s->host = strdup(ref->domain);
                 s->repo = strdup(ref->path);
