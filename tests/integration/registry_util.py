@@ -332,13 +332,14 @@ class FaultProxy:
                 f = self._fault()
                 outer.headers_seen.append((self.command, self.path, dict(self.headers)))
                 if f and f["action"] == "redirect":
+                    outer.log.append((self.command, self.path, f.get("status", 307)))
                     self.send_response(f.get("status", 307))
                     self.send_header("Location", f"http://{f['to']}{self.path}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    outer.log.append((self.command, self.path, f.get("status", 307)))
                     return
                 if f and f["action"] == "status":
+                    outer.log.append((self.command, self.path, f["status"]))
                     payload = f.get("body", b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}')
                     self.send_response(f["status"])
                     if "retry_after" in f:
@@ -348,7 +349,6 @@ class FaultProxy:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
-                    outer.log.append((self.command, self.path, f["status"]))
                     return
                 conn = http.client.HTTPConnection(outer.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
