@@ -1667,18 +1667,44 @@ out:
         return rc;
 }
 
+/* GET <location>: 204 with Range "0-END" (END -1 when empty). */
+static int upload_status(struct reg_client *c, const char *loc, long long *ret_end,
+                         struct kiln_error *err)
+{
+        struct req q = {.method = "GET", .url = loc, .cap = ERROR_BODY_MAX};
+        struct resp r = {.cap = ERROR_BODY_MAX};
+        long long a = 0, b = -1;
+
+        if (request(c, &q, &r, err) < 0)
+                return -1;
+        if (r.status != 204 && r.status != 200) {
+                http_error(c, "GET", loc, &r, err);
+                resp_reset(&r);
+                return -1;
+        }
+        if (r.range && sscanf(r.range, "%lld-%lld", &a, &b) != 2)
+                b = -1;
+        resp_reset(&r);
+        *ret_end = b;
+        return 0;
+}
+
 /* Chunked upload (distribution-spec "Pushing a blob in chunks"). */
 static int chunked_upload(struct reg_client *c, char **loc, const struct oci_descriptor *d,
                           struct oci_reader *vr, int64_t chunk, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = malloc((size_t)chunk);
         int64_t off = 0;
+        size_t pending = 0; /* bytes at the start of buf still to send (after a resync) */
+        bool resynced = false;
 
         if (!buf)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+
         while (off < d->size) {
-                size_t have = 0;
-                int64_t want = d->size - off < chunk ? d->size - off : chunk;
+                size_t have = pending;
+                int64_t want = pending ? (int64_t)pending
+                                       : (d->size - off < chunk ? d->size - off : chunk);
                 char cr[96];
                 struct req q = {.method = "PATCH", .url = *loc, .has_body = true,
                                 .cap = ERROR_BODY_MAX};
@@ -1697,6 +1723,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "blob '%s' is truncated at %lld bytes",
                                               d->digest.str, (long long)(off + (int64_t)have));
+                pending = have;
                 q.body = buf;
                 q.body_len = have;
                 snprintf(cr, sizeof(cr), "Content-Range: %lld-%lld", (long long)off,
@@ -1709,12 +1736,31 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                         return -1;
                 }
                 curl_slist_free_all(q.headers);
+                if (r.status == 416 && !resynced) {
+                        /* R6: out of step; ask the session where it is (GET -> 204 + Range)
+                         * and resend the tail of this chunk when the registry holds a
+                         * prefix of it */
+                        long long have_end = -1;
+                        resp_reset(&r);
+                        resynced = true;
+                        if (upload_status(c, *loc, &have_end, err) < 0)
+                                return -1;
+                        if (have_end + 1 < (long long)off ||
+                            have_end + 1 > (long long)(off + (int64_t)have))
+                                return kiln_error_set(err, KILN_E_NETWORK,
+                                                      "registry '%s' lost the upload of blob '%s' at byte %lld",
+                                                      c->host, d->digest.str, have_end + 1);
+                        memmove(buf, buf + (have_end + 1 - off), (size_t)(off + (int64_t)have - have_end - 1));
+                        off = have_end + 1;
+                        pending = (size_t)want;
+                        continue;
+                }
                 if (r.status != 202) {
-                        /* 416 and the rest: the session is out of step; the caller restarts */
                         http_error(c, "PATCH", *loc, &r, err);
                         resp_reset(&r);
                         return -1;
                 }
+                resynced = false;
                 /* the returned Range must cover what was sent: ECR-style registries that
                  * drop chunks are caught here, not at the final digest check */
                 if (r.range && sscanf(r.range, "%*[^-]-%lld", &end) == 1 &&
@@ -1737,6 +1783,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                 }
                 resp_reset(&r);
                 off += (int64_t)have;
+                pending = 0;
         }
         {
                 /* the stream must end exactly here, so the verified reader checks the digest */

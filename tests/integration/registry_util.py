@@ -330,6 +330,8 @@ class FaultProxy:
                         self.rfile.readline()
                     body = b"".join(chunks)
                 f = self._fault()
+                if f and f["action"] == "skip":
+                    f = None  # consumed: lets the first matching request through
                 outer.headers_seen.append((self.command, self.path, dict(self.headers)))
                 if f and f["action"] == "redirect":
                     outer.log.append((self.command, self.path, f.get("status", 307)))

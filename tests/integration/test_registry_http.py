@@ -145,3 +145,18 @@ def test_registry_mirror_map_for_pulls(kiln, registry, tmp_path):
     p = kiln.run("copy", "--mirror", f"docker.io={registry.host}/mirror", "busybox:1.36",
                  f"oci:{tmp_path}/out:v1")
     assert p.stdout.strip() == d
+
+
+def test_registry_chunked_upload_resyncs_after_416(kiln, registry, proxy, tmp_path):
+    import random
+    lay = _image(tmp_path, data=random.Random(2).randbytes(400000))
+    proxy.add(match="PATCH /v2/resync/app/blobs/uploads/", action="skip", times=1)  # first passes
+    proxy.add(match="PATCH /v2/resync/app/blobs/uploads/", action="status", status=416,
+              body=b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"out of order"}]}')
+    d = kiln.run("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/resync/app:v1").stdout.strip()
+    statuses = [l for l in proxy.log if l[0] in ("PATCH", "GET") and "/blobs/uploads/" in l[1]]
+    assert ("PATCH", 416) in [(l[0], l[2]) for l in statuses]
+    assert ("GET", 204) in [(l[0], l[2]) for l in statuses]
+    out = tmp_path / "out"
+    assert kiln.run("copy", registry.ref("resync/app", "v1"), f"oci:{out}:v1").stdout.strip() == d
+    kiln.run("fsck", f"oci:{out}")
