@@ -80,7 +80,7 @@ md = put(m)
      "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
 EOP
 
-now() { python3 -c 'import time; print(time.time())'; }
+now() { date +%s.%N; }
 # t CMD...: runs CMD, prints its wall time in seconds
 t() {
         s=$(now)
