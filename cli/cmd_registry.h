@@ -14,6 +14,7 @@ int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
 int cmd_tag(int argc, char **argv);
 int cmd_delete(int argc, char **argv);
+int cmd_mirror(int argc, char **argv);
 
 /* The registry options of this run, filled by cli_reg_option(). */
 extern struct reg_options cli_reg_opts;

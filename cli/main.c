@@ -28,6 +28,8 @@ const struct cli_verb cli_verbs[] = {
          "kiln logout HOST [--authfile FILE]"},
         {"tag", cmd_tag, "give an image in a registry another tag", "kiln tag REF NEWTAG [--json]"},
         {"delete", cmd_delete, "delete a manifest from a registry", "kiln delete REF [--json]"},
+        {"mirror", cmd_mirror, "copy every image of a list to another registry",
+         "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
         {NULL, NULL, NULL, NULL},

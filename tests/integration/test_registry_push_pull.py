@@ -173,3 +173,23 @@ def test_registry_invalid_tag_and_missing_repo(kiln, registry, tmp_path):
     assert "not found" in err
     _, err = kiln.fails("tag", registry.ref("verbs/app", "v1"), "bad tag!", code=3)
     assert "invalid tag" in err
+
+
+def test_registry_mirror_list_to_other_registry(kiln, registry, registry_factory, tmp_path):
+    other = registry_factory()
+    a = _image(tmp_path, "a", n=1)
+    b = _image(tmp_path, "b", n=2, size=9000)
+    da = kiln.run("copy", f"oci:{a}:v1", registry.ref("lib/a", "v1")).stdout.strip()
+    db = kiln.run("copy", f"oci:{b}:v1", registry.ref("lib/b", "v2")).stdout.strip()
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# images to carry over\n{registry.ref('lib/a', 'v1')}\n\n"
+                   f"{registry.host}/lib/b@{db}\n{registry.ref('lib/missing', 'v1')}\n")
+    p = kiln.run("mirror", "--json", lst, "--to", f"{other.host}/mirrored", check=False)
+    assert p.returncode == 5, p.stderr  # one line failed (not found), the others were copied
+    res = json.loads(p.stdout)
+    assert [r["digest"] for r in res] == [da, db]
+    assert "lib/missing" in p.stderr
+    assert _manifest_digest(other, "mirrored/lib/a", "v1") == da
+    st, h, _ = other.api(f"/v2/mirrored/lib/b/manifests/{db}",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200
