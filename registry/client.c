@@ -309,7 +309,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                 size_t take = r->cap - r->len;
                 r->truncated = true;
                 if (take == 0)
-                        return r->sink ? len : 0; /* stop reading an oversized body */
+                        return 0; /* stop reading an oversized body; perform() keeps the status */
                 len = take;
         }
         {
@@ -463,6 +463,8 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_slist_free_all(hs);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
         r->curl_code = (int)cc;
+        if (cc == CURLE_WRITE_ERROR && r->truncated && !r->sink_failed && r->status)
+                cc = CURLE_OK; /* we stopped an oversized body: the status stands */
         if (cc != CURLE_OK) {
                 char u[256];
                 url_for_msg(url, u, sizeof(u));

@@ -138,3 +138,10 @@ def test_registry_fault_error_body_is_capped_and_sanitised(kiln, registry, proxy
               body=b"<html>\x1b[31m" + b"A" * 2_000_000 + b"</html>", times=1)
     p, err = kiln.fails("copy", f"{proxy.host}/faults/j:v1", f"oci:{tmp_path}/out:v1", env=FAST)
     assert "400" in err and "\x1b" not in err and len(err) < 600
+
+
+def test_registry_fault_oversized_manifest_is_refused(kiln, registry, proxy, tmp_path):
+    proxy.add(match="GET /v2/faults/k/manifests/v1", action="status", status=200,
+              body=b"{" + b" " * 5_000_000 + b"}", times=1)
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/k:v1", f"oci:{tmp_path}/out:v1", code=8)
+    assert "larger than the limit of 4194304 bytes" in err
