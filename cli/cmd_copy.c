@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cmd_registry.h"
 #include "util.h"
 
 struct progress {
@@ -31,6 +32,7 @@ int cmd_copy(int argc, char **argv)
                 {"quiet", no_argument, NULL, 'q'},
                 {"json", no_argument, NULL, 'j'},
                 {"jobs", required_argument, NULL, 'J'},
+                CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -66,7 +68,13 @@ int cmd_copy(int argc, char **argv)
                 }
                 case 'j': json = true; prog.quiet = true; break;
                 case 'h': return cli_help_verb("copy");
-                default: return cli_usage("copy", "invalid option");
+                default: {
+                        int rc = cli_reg_option("copy", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("copy", "invalid option");
+                }
                 }
         }
         if (optind + 2 != argc)

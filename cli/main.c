@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cmd_layers.h"
 #include "commands.h"
+#include "cmd_registry.h"
 
 const struct cli_verb cli_verbs[] = {
         {"version", cmd_version, "print the version", "kiln version"},
@@ -21,6 +22,15 @@ const struct cli_verb cli_verbs[] = {
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
         {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",
          "kiln diff A B [--all] [--json]"},
+        /* registry */
+        {"login", cmd_login, "check and save credentials for a registry",
+         "kiln login HOST -u USER --password-stdin [--authfile FILE]"},
+        {"logout", cmd_logout, "remove saved credentials for a registry",
+         "kiln logout HOST [--authfile FILE]"},
+        {"tag", cmd_tag, "give an image in a registry another tag", "kiln tag REF NEWTAG [--json]"},
+        {"delete", cmd_delete, "delete a manifest from a registry", "kiln delete REF [--json]"},
+        {"mirror", cmd_mirror, "copy every image of a list to another registry",
+         "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
         {"append", cmd_append, "add layers built from host files to an image",

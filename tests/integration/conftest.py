@@ -155,3 +155,32 @@ def pytest_sessionfinish(session, exitstatus):
     bad = [n for n in _FIGURES.must_be_zero if _FIGURES.values.get(n, 0) != 0]
     if bad:
         session.exitstatus = 1
+
+
+# ---- registry fixtures (tests/integration/registry_util.py) ----
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """An open docker-registry on 127.0.0.1 (plain http; loopback)."""
+    from registry_util import Registry
+
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path):
+    """registry_factory(auth=..., tls=...) starts a private registry for one test."""
+    from registry_util import Registry
+
+    started = []
+
+    def make(**kw):
+        r = Registry(tmp_path / f"reg{len(started)}", **kw)
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.stop()
