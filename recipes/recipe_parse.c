@@ -871,7 +871,19 @@ struct recipe *recipe_parse(const char *buf, size_t len, const char *name, const
         s.r = r;
         s.ptr = calloc(1, 64);
         s.ptr_cap = 64;
-        if (!s.ptr || scan_value(&s, NULL) < 0) {
+        if (s.ptr) {
+                /* the root value has the empty pointer */
+                struct rpos *root = pos_add(&s);
+                struct rpos tmp = {0};
+                if (!root || scan_value(&s, &tmp) < 0) {
+                        free(s.ptr);
+                        s.ptr = NULL;
+                } else {
+                        r->pos[0].vline = r->pos[0].kline = tmp.vline;
+                        r->pos[0].vcol = r->pos[0].kcol = tmp.vcol;
+                }
+        }
+        if (!s.ptr) {
                 free(s.ptr);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto fail;

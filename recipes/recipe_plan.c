@@ -213,6 +213,35 @@ static bool truthy(const char *s)
         return *s && strcmp(s, "none") && strcmp(s, "false") && strcmp(s, "0") && strcmp(s, "no");
 }
 
+static int check_allowed(struct pctx *c, const char *key, const json_t *v,
+                         struct kiln_error *err)
+{
+        json_t *allowed = json_is_object(v) ? json_object_get(v, "allowed") : NULL;
+        const char *val;
+        json_t *e;
+        size_t i;
+        bool ok = false;
+        char list[300] = "";
+        size_t n = 0;
+
+        if (!allowed)
+                return 0;
+        if (lookup(c, key, &val, err) != RECIPE_X_VALUE)
+                return -1;
+        json_array_foreach(allowed, i, e) {
+                if (!strcmp(json_string_value(e), val))
+                        ok = true;
+                if (n < sizeof(list))
+                        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "",
+                                              json_string_value(e));
+        }
+        if (!ok)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid value '%s' for variable '%s': expected one of %s",
+                                      val, key, list);
+        return 0;
+}
+
 static int load_variables(struct pctx *c, const struct recipe_plan_opts *o, struct kiln_error *err)
 {
         const json_t *vars = json_object_get(c->r->root, "variables");
@@ -278,6 +307,8 @@ static int load_variables(struct pctx *c, const struct recipe_plan_opts *o, stru
                         json_object_set(c->raw, by, ov);
                         json_object_set_new(c->src, by, json_string(""));
                 }
+                if (check_allowed(c, by, json_object_get(vars, by), err) < 0)
+                        goto out;
                 {
                         const char *val;
                         struct kiln_error e2 = KILN_ERROR_INIT;
@@ -307,33 +338,7 @@ static int load_variables(struct pctx *c, const struct recipe_plan_opts *o, stru
                 json_object_del(c->done, key);
         }
         /* allowed values */
-        json_object_foreach(jmut(vars), key, v) {
-                json_t *allowed = json_is_object(v) ? json_object_get(v, "allowed") : NULL;
-                const char *val;
-                json_t *e;
-                size_t i;
-                bool ok = false;
-                char list[300] = "";
-                size_t n = 0;
-
-                if (!allowed)
-                        continue;
-                if (lookup(c, key, &val, err) != RECIPE_X_VALUE)
-                        goto out;
-                json_array_foreach(allowed, i, e) {
-                        if (!strcmp(json_string_value(e), val))
-                                ok = true;
-                        if (n < sizeof(list))
-                                n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
-                                                      i ? ", " : "", json_string_value(e));
-                }
-                if (!ok) {
-                        kiln_error_set(err, KILN_E_INVALID,
-                                       "invalid value '%s' for variable '%s': expected one of %s",
-                                       val, key, list);
-                        goto out;
-                }
-        }
+        json_object_foreach(jmut(vars), key, v) if (check_allowed(c, key, v, err) < 0) goto out;
         rc = 0;
 out:
         json_decref(over);

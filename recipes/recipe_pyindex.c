@@ -120,6 +120,22 @@ static bool manylinux(const char *tag, int *ret_major, int *ret_minor, const cha
         return false;
 }
 
+/* PEP 384: an abi3 wheel built for cp3X runs on every CPython 3.Y, Y >= X */
+static bool abi3_ok(const char *wheel_py, const char *target)
+{
+        int want = atoi(target + 3);
+
+        for (const char *p = wheel_py; *p;) {
+                const char *dot = strchr(p, '.');
+                if (!strncmp(p, "cp3", 3) && atoi(p + 3) <= want)
+                        return true;
+                if (!dot)
+                        break;
+                p = dot + 1;
+        }
+        return false;
+}
+
 /* 0: incompatible; higher is a better match */
 static int wheel_score(const struct recipe_wheel_name *w, const struct recipe_python_target *t)
 {
@@ -139,6 +155,8 @@ static int wheel_score(const struct recipe_wheel_name *w, const struct recipe_py
                 score += 4;
         else if (in_dotted(w->python, pyver) || in_dotted(w->python, pymajor))
                 score += 1;
+        else if (in_dotted(w->abi, "abi3") && abi3_ok(w->python, py))
+                score += 2;
         else
                 return 0;
         if (in_dotted(w->abi, py))
@@ -282,6 +300,12 @@ int recipe_requirement_parse(const char *spec, struct recipe_requirement *ret,
                 }
                 while (isspace((unsigned char)*p))
                         p++;
+        }
+        if (*p == ';') {
+                recipe_requirement_release(&q);
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "invalid requirement '%s': environment markers are not supported",
+                                      spec);
         }
         if (*p) {
                 recipe_requirement_release(&q);
