@@ -147,6 +147,11 @@ def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=
             f.write_bytes(c)
             if p.startswith(("usr/bin/", "bin/")):
                 os.chmod(f, 0o755)
+    sums = []
+    for p, c in sorted(files.items()):
+        if not isinstance(c, tuple):
+            sums.append(f"{hashlib.md5(c).hexdigest()}  {p}\n")
+    (tree / "DEBIAN" / "md5sums").write_text("".join(sums))
     path = outdir / f"{package}_{version}_{arch}.deb"
     run("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", tree, path)
     return path
