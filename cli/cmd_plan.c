@@ -117,16 +117,21 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
         {
                 json_t *j = recipe_plan_to_json(final);
                 char *path = kiln_strdupf("%s/plan.json", stage_dir);
-                char *buf = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                char *buf;
+
                 json_object_set(j, "staged", out);
-                if (json)
-                        print_json(j);
-                else
-                        for (size_t i = 0; i < final->n_tags; i++)
-                                printf("%s\n", final->tags[i]);
-                free(buf);
                 buf = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-                rc = path && buf ? kiln_write_file_atomic(path, buf, strlen(buf), 0644, err) : -1;
+                if (!path || !buf)
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                else
+                        rc = kiln_write_file_atomic(path, buf, strlen(buf), 0644, err);
+                if (rc == 0) {
+                        if (json)
+                                print_json(j);
+                        else
+                                for (size_t i = 0; i < final->n_tags; i++)
+                                        printf("%s\n", final->tags[i]);
+                }
                 free(path);
                 free(buf);
                 json_decref(j);

@@ -430,8 +430,11 @@ static int check_record(struct winst *w, const char *name, const char *data, siz
                                       name);
         }
         ws = json_string_value(want);
+        /* only RECORD itself goes without a hash, and it is not extracted */
         if (!*ws || *ws == ',')
-                return 0; /* RECORD's own line */
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid wheel '%s': '%s' has no hash in RECORD", w->wheel,
+                                      name);
         if (!str_has_prefix(ws, "sha256="))
                 return kiln_error_set(err, KILN_E_UNSUPPORTED,
                                       "unsupported hash for '%s' in wheel '%s': '%s'", name,
@@ -498,15 +501,20 @@ static int stream_file(struct winst *w, struct archive *a, const char *name, con
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
         record_hash(&d, hash, sizeof(hash));
         snprintf(rec, sizeof(rec), "%s,%zu", hash, total);
-        if (*ws && *ws != ',' &&
-            (strncmp(ws, hash, strlen(hash)) || (ws[strlen(hash)] != ',' && ws[strlen(hash)])))
-                return kiln_error_set(err, KILN_E_DIGEST,
-                                      "hash mismatch for '%s' in wheel '%s': RECORD says '%s', got '%s'",
-                                      name, w->wheel, ws, rec);
-        if (*ws && !str_has_prefix(ws, "sha256=") && *ws != ',')
+        /* PEP 376/427: "sha256=<urlsafe-b64-nopad>,SIZE"; an empty hash is
+         * only allowed for RECORD itself, which never gets here */
+        if (!*ws || *ws == ',')
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid wheel '%s': '%s' has no hash in RECORD", w->wheel,
+                                      name);
+        if (!str_has_prefix(ws, "sha256="))
                 return kiln_error_set(err, KILN_E_UNSUPPORTED,
                                       "unsupported hash for '%s' in wheel '%s': '%s'", name,
                                       w->wheel, ws);
+        if (strncmp(ws, hash, strlen(hash)) || (ws[strlen(hash)] != ',' && ws[strlen(hash)]))
+                return kiln_error_set(err, KILN_E_DIGEST,
+                                      "hash mismatch for '%s' in wheel '%s': RECORD says '%s', got '%s'",
+                                      name, w->wheel, ws, rec);
         json_object_set_new(w->installed, dest, json_string(rec));
         return 0;
 }

@@ -62,7 +62,7 @@ def _record_hash(data):
 
 def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
                plat="manylinux_2_28_x86_64", entry_points=None, data=None, purelib=False,
-               tamper=None):
+               tamper=None, unhashed=None, unlisted=None):
     """Builds NAME-VERSION-PY-ABI-PLAT.whl.  files: {path: bytes} in the
     wheel root; data: {"scripts/x": bytes, "headers/h.h": ..., "data/share/y": ...};
     tamper: a path whose content changes after RECORD is written."""
@@ -82,11 +82,14 @@ def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
                                     f"Tag: {py}-{abi}-{plat}\n").encode()
     if entry_points:
         entries[f"{distinfo}/entry_points.txt"] = entry_points.encode()
-    record = "".join(f"{p},{_record_hash(c)},{len(c)}\n" for p, c in entries.items())
+    record = "".join(f"{p},,\n" if p == unhashed else f"{p},{_record_hash(c)},{len(c)}\n"
+                     for p, c in entries.items())
     record += f"{distinfo}/RECORD,,\n"
     entries[f"{distinfo}/RECORD"] = record.encode()
     if tamper:
         entries[tamper] = entries[tamper] + b"# tampered\n"
+    if unlisted:
+        entries[unlisted] = b"not in RECORD\n"
     path = outdir / f"{name.replace('-', '_')}-{version}-{py}-{abi}-{plat}.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for p, c in entries.items():

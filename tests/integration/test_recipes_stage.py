@@ -93,6 +93,18 @@ def test_wheel_content_must_match_its_record(tmp_path):
     assert "hash mismatch for 'demo/__init__.py'" in line
 
 
+@pytest.mark.parametrize("kw,msg", [
+    ({"unhashed": "demo/__init__.py"}, "'demo/__init__.py' has no hash in RECORD"),
+    ({"unlisted": "demo/extra.py"}, "'demo/extra.py' is not listed in RECORD"),
+])
+def test_every_wheel_file_must_be_hashed_in_record(tmp_path, kw, msg):
+    w = make_wheel(tmp_path / "w", "demo", "1.0", **kw)
+    r = wheel_recipe(tmp_path, {"name": "w", "kind": "wheels",
+                                "wheels": [{"path": str(w), "sha256": sha256(w)}]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", code=3)
+    assert msg in line
+
+
 def test_wheel_with_unsafe_path_is_refused(tmp_path):
     w = make_wheel(tmp_path / "w", "evil", "1.0", files={"../../etc/passwd": b"x"})
     r = wheel_recipe(tmp_path, {"name": "w", "kind": "wheels",
