@@ -76,7 +76,7 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                 goto done;
         for (size_t i = 0; i < plan->n_layers; i++) {
                 struct recipe_stage_opts so = {0};
-                struct recipe_stage_result res = {0};
+                struct recipe_stage_result res = {0}, keyres = {0};
                 char *dir = kiln_strdupf("%s/%02zu-%s", stage_dir, i + 1, plan->layers[i].name);
 
                 if (!dir) {
@@ -84,8 +84,15 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                         goto done;
                 }
                 so.cache_dir = cache_dir;
+                /* what a build does first: the key, to look up the layer cache */
+                if (recipe_layer_key(plan, i, &so, &keyres, err) < 0) {
+                        kiln_error_prefix(err, "layer '%s'", plan->layers[i].name);
+                        free(dir);
+                        goto done;
+                }
                 if (recipe_stage_layer(plan, i, dir, &so, &res, err) < 0) {
                         kiln_error_prefix(err, "stage layer '%s'", plan->layers[i].name);
+                        recipe_stage_result_release(&keyres);
                         free(dir);
                         goto done;
                 }
@@ -98,6 +105,7 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                         json_t *e = json_object();
                         json_object_set_new(e, "name", json_string(plan->layers[i].name));
                         json_object_set_new(e, "dir", json_string(dir));
+                        json_object_set_new(e, "layer_key", json_string(res.layer_key));
                         if (res.revision)
                                 json_object_set_new(e, "revision", json_string(res.revision));
                         if (res.cache_key)
@@ -105,6 +113,16 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                         json_object_set_new(e, "cached", json_boolean(res.cached));
                         json_array_append_new(out, e);
                 }
+                if (strcmp(keyres.layer_key, res.layer_key)) {
+                        kiln_error_set(err, KILN_E_INTERNAL,
+                                       "layer '%s' staged with key %s, planned with %s",
+                                       plan->layers[i].name, res.layer_key, keyres.layer_key);
+                        recipe_stage_result_release(&res);
+                        recipe_stage_result_release(&keyres);
+                        free(dir);
+                        goto done;
+                }
+                recipe_stage_result_release(&keyres);
                 if (res.revision && !revision)
                         revision = strdup(res.revision);
                 recipe_stage_result_release(&res);

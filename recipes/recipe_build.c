@@ -24,6 +24,7 @@ static int cmp_str(const void *a, const void *b)
  * link targets.  Owners and times are left out: they do not change what
  * a build makes. */
 static int hash_path(struct oci_hasher *h, const char *path, const char *rel,
+                     bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,
                      struct kiln_error *err)
 {
         struct stat st;
@@ -74,8 +75,17 @@ static int hash_path(struct oci_hasher *h, const char *path, const char *rel,
                 for (size_t i = 0; i < n; i++) {
                         char *p = kiln_strdupf("%s/%s", path, names[i]);
                         char *r = kiln_strdupf("%s/%s", rel, names[i]);
+                        struct stat cst;
+                        /* skip() sees paths relative to the top ("a/b") */
+                        if (rc == 0 && p && r && skip &&
+                            skip(ctx, r + 2, lstat(p, &cst) == 0 && S_ISDIR(cst.st_mode))) {
+                                free(p);
+                                free(r);
+                                free(names[i]);
+                                continue;
+                        }
                         if (rc == 0)
-                                rc = p && r ? hash_path(h, p, r, err)
+                                rc = p && r ? hash_path(h, p, r, skip, ctx, err)
                                             : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         free(p);
                         free(r);
@@ -87,6 +97,24 @@ static int hash_path(struct oci_hasher *h, const char *path, const char *rel,
                 return kiln_error_set(err, KILN_E_UNSUPPORTED,
                                       "build input '%s' is not a file, directory or link", path);
         }
+        return 0;
+}
+
+int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
+                       void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err)
+{
+        struct oci_hasher h;
+        struct oci_digest d;
+
+        if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0)
+                return -1;
+        if (hash_path(&h, path, ".", skip, ctx, err) < 0) {
+                oci_hasher_release(&h);
+                return -1;
+        }
+        oci_hasher_final(&h, &d);
+        oci_hasher_release(&h);
+        memcpy(ret, d.str, sizeof(d.str));
         return 0;
 }
 
@@ -115,7 +143,7 @@ int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct k
                 struct oci_digest id;
                 if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0)
                         goto out;
-                if (hash_path(&h, s->inputs[i], ".", err) < 0) {
+                if (hash_path(&h, s->inputs[i], ".", NULL, NULL, err) < 0) {
                         oci_hasher_release(&h);
                         goto out;
                 }

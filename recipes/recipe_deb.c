@@ -528,9 +528,9 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
                               arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
 }
 
-int recipe_apt_stage(const char *index_path, const char *mirror_dir,
-                     const char *const *packages, size_t n, const char *arch, const char *root,
-                     bool merged_usr, struct kiln_error *err)
+int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+                    size_t n, const char *arch, const char *root, bool merged_usr,
+                    json_t *resolved, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = NULL;
         size_t len;
@@ -550,8 +550,23 @@ int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                 path = kiln_strdupf("%s/%s", mirror_dir, file);
                 if (!path)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
+                if (root ? recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0
+                         : recipe_verify_sha256(path, sha, err) < 0)
                         return -1;
+                if (resolved) {
+                        for (char *c = sha; *c; c++)
+                                if (*c >= 'A' && *c <= 'F')
+                                        *c = (char)(*c + 32);
+                        json_array_append_new(resolved, json_string(sha));
+                }
         }
         return 0;
+}
+
+int recipe_apt_stage(const char *index_path, const char *mirror_dir,
+                     const char *const *packages, size_t n, const char *arch, const char *root,
+                     bool merged_usr, struct kiln_error *err)
+{
+        return recipe_apt_each(index_path, mirror_dir, packages, n, arch, root, merged_usr, NULL,
+                               err);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "digest.h"
 #include "recipe.h"
 
 /* jansson's iterators take non-const objects; reading never writes */
@@ -57,5 +58,22 @@ struct archive;
  * symlinks, hard links; refuses '..' and writing through links. */
 int recipe_tar_extract(struct archive *a, const char *what, const char *root, bool merged_usr,
                        struct kiln_error *err);
+
+/* The apt front end; root NULL: verify only.  Appends each package's
+ * sha256 to resolved. */
+int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+                    size_t n, const char *arch, const char *root, bool merged_usr,
+                    json_t *resolved, struct kiln_error *err);
+/* git sources in two steps: ref -> commit (fetching a URL into the cache
+ * mirror), then commit -> tree at root/path. */
+int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,
+                       char **ret_gitdir, char **ret_commit, struct kiln_error *err);
+int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
+                      struct kiln_error *err);
+/* Digest of a local source tree as it would be staged (ignore rules applied). */
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
+/* Digest of a tree or file: names, kinds, exec bits, content, link targets. */
+int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
+                       void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
 
 #endif

@@ -139,15 +139,10 @@ static bool is_dir(const char *p)
         return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int recipe_git_stage(const char *repository, const char *ref, const char *root,
-                     const char *path, const char *cache_dir, char **ret_commit,
-                     struct kiln_error *err)
+int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,
+                       char **ret_gitdir, char **ret_commit, struct kiln_error *err)
 {
-        _cleanup_free_ char *gitdir = NULL, *spec = NULL, *out = NULL, *tarfile = NULL;
-        _cleanup_free_ char *dest = NULL;
-        struct archive *a = NULL;
-        char *commit = NULL;
-        int rc = -1;
+        _cleanup_free_ char *gitdir = NULL, *spec = NULL, *out = NULL;
 
         if (!ref || !*ref)
                 ref = "HEAD";
@@ -197,20 +192,31 @@ int recipe_git_stage(const char *repository, const char *ref, const char *root,
         }
         out[strcspn(out, "\r\n")] = '\0';
         if (strlen(out) != 40 && strlen(out) != 64)
-                return kiln_error_set(err, KILN_E_INVALID, "unexpected output from git rev-parse: '%s'",
-                                      out);
-        commit = strdup(out);
-        dest = recipe_path_under(root, path, err);
-        tarfile = kiln_strdupf("%s.git-archive.tar", root);
-        if (!commit || !dest || !tarfile)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "unexpected output from git rev-parse: '%s'", out);
+        *ret_commit = strdup(out);
+        if (!*ret_commit)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        *ret_gitdir = steal_ptr(&gitdir);
+        return 0;
+}
+
+int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
+                      struct kiln_error *err)
+{
+        _cleanup_free_ char *dest = recipe_path_under(root, path, err);
+        _cleanup_free_ char *tarfile = kiln_strdupf("%s.git-archive.tar", root);
+        _cleanup_free_ char *o = tarfile ? kiln_strdupf("--output=%s", tarfile) : NULL;
+        const char *ar[] = {"git", "-C", gitdir, "archive", "--format=tar", o, commit, NULL};
+        struct archive *a = NULL;
+        int rc = -1;
+
+        if (!dest)
+                return -1;
+        if (!tarfile || !o)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (run_capture(ar, NULL, NULL, -1, NULL, err) < 0)
                 goto out;
-        {
-                _cleanup_free_ char *o = kiln_strdupf("--output=%s", tarfile);
-                const char *ar[] = {"git", "-C", gitdir, "archive", "--format=tar", o, commit,
-                                    NULL};
-                if (!o || run_capture(ar, NULL, NULL, -1, NULL, err) < 0)
-                        goto out;
-        }
         if (kiln_mkdir_p(dest, 0755, err) < 0)
                 goto out;
         a = archive_read_new();
@@ -224,20 +230,29 @@ int recipe_git_stage(const char *repository, const char *ref, const char *root,
                                archive_error_string(a));
                 goto out;
         }
-        if (recipe_tar_extract(a, repository, dest, false, err) < 0)
-                goto out;
-        *ret_commit = commit;
-        commit = NULL;
-        rc = 0;
+        rc = recipe_tar_extract(a, commit, dest, false, err);
 out:
         if (a)
                 archive_read_free(a);
-        if (tarfile)
-                unlink(tarfile);
-        free(commit);
-        if (rc < 0)
-                kiln_error_prefix(err, "git source '%s'", repository);
+        unlink(tarfile);
         return rc;
+}
+
+int recipe_git_stage(const char *repository, const char *ref, const char *root,
+                     const char *path, const char *cache_dir, char **ret_commit,
+                     struct kiln_error *err)
+{
+        _cleanup_free_ char *gitdir = NULL;
+        char *commit = NULL;
+
+        if (recipe_git_resolve(repository, ref, cache_dir, &gitdir, &commit, err) < 0 ||
+            recipe_git_export(gitdir, commit, root, path, err) < 0) {
+                free(commit);
+                kiln_error_prefix(err, "git source '%s'", repository);
+                return -1;
+        }
+        *ret_commit = commit;
+        return 0;
 }
 
 /* ---- ignore files ---- */
@@ -447,37 +462,65 @@ static bool skip_ignored(void *ctx, const char *rel, bool dir)
         return recipe_ignore_match(ctx, rel, dir);
 }
 
+static struct recipe_ignore *load_ignore(const char *dir, struct kiln_error *err)
+{
+        _cleanup_free_ char *di = kiln_strdupf("%s/.dockerignore", dir);
+        _cleanup_free_ char *gi = kiln_strdupf("%s/.gitignore", dir);
+        _cleanup_free_ char *buf = NULL;
+        struct recipe_ignore *ig;
+        size_t len = 0;
+        bool docker = false;
+
+        if (!di || !gi) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        if (!is_dir(dir)) {
+                kiln_error_set(err, KILN_E_NOT_FOUND, "local source '%s' is not a directory", dir);
+                return NULL;
+        }
+        if (access(di, F_OK) == 0) {
+                docker = true;
+                if (kiln_read_file(di, RECIPE_FILE_MAX, &buf, &len, err) < 0)
+                        return NULL;
+        } else if (access(gi, F_OK) == 0) {
+                if (kiln_read_file(gi, RECIPE_FILE_MAX, &buf, &len, err) < 0)
+                        return NULL;
+        }
+        ig = recipe_ignore_parse(buf ? buf : "", len, docker);
+        if (!ig)
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return ig;
+}
+
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err)
+{
+        struct recipe_ignore *ig = load_ignore(dir, err);
+        int rc;
+
+        if (!ig)
+                return -1;
+        rc = recipe_tree_digest(dir, skip_ignored, ig, ret, err);
+        recipe_ignore_free(ig);
+        return rc;
+}
+
 int recipe_local_stage(const char *dir, const char *root, const char *path,
                        struct kiln_error *err)
 {
         _cleanup_free_ char *dest = recipe_path_under(root, path, err);
-        _cleanup_free_ char *di = kiln_strdupf("%s/.dockerignore", dir);
-        _cleanup_free_ char *gi = kiln_strdupf("%s/.gitignore", dir);
-        _cleanup_free_ char *buf = NULL;
-        struct recipe_ignore *ig = NULL;
-        size_t len = 0;
-        bool docker = false;
+        struct recipe_ignore *ig;
         int rc;
 
-        if (!dest || !di || !gi)
-                return dest ? kiln_error_set(err, KILN_E_NOMEM, "out of memory") : -1;
-        if (!is_dir(dir))
-                return kiln_error_set(err, KILN_E_NOT_FOUND, "local source '%s' is not a directory",
-                                      dir);
-        if (access(di, F_OK) == 0) {
-                docker = true;
-                if (kiln_read_file(di, RECIPE_FILE_MAX, &buf, &len, err) < 0)
-                        return -1;
-        } else if (access(gi, F_OK) == 0) {
-                if (kiln_read_file(gi, RECIPE_FILE_MAX, &buf, &len, err) < 0)
-                        return -1;
-        }
-        ig = recipe_ignore_parse(buf ? buf : "", len, docker);
+        if (!dest)
+                return -1;
+        ig = load_ignore(dir, err);
         if (!ig)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return -1;
         {
                 _cleanup_free_ char *parent = kiln_dirname(dest);
-                rc = parent ? kiln_mkdir_p(parent, 0755, err) : -1;
+                rc = parent ? kiln_mkdir_p(parent, 0755, err)
+                            : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
         if (rc == 0)
                 rc = recipe_copy_tree_filtered(dir, dest, "", skip_ignored, ig, err);

@@ -19,6 +19,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
                 return;
         free(res->revision);
         free(res->cache_key);
+        free(res->layer_key);
         memset(res, 0, sizeof(*res));
 }
 
@@ -227,7 +228,7 @@ static void python_target(const json_t *params, struct recipe_python_target *t)
 static int install_from_index(const struct recipe_plan *p, const char *index,
                               const struct recipe_requirement *q,
                               const struct recipe_python_target *t, const char *dir,
-                              struct kiln_error *err)
+                              json_t *resolved, struct kiln_error *err)
 {
         _cleanup_free_ char *base = recipe_resolve_input(p, index, err);
         _cleanup_free_ char *page = NULL, *html = NULL, *url = NULL, *sha = NULL;
@@ -272,11 +273,30 @@ static int install_from_index(const struct recipe_plan *p, const char *index,
                                       "no sha256 for '%s': give --hash in the requirements or use an index that lists hashes",
                                       url);
         }
+        json_array_append_new(resolved, json_string(got));
+        if (!dir)
+                return 0;
         return recipe_wheel_install(file, got, dir, t, err);
 }
 
+/* "sha256:ABC..." or "abc..." -> "abc..." (64 lowercase hex), or NULL */
+static const char *norm_sha(const char *in, char out[65])
+{
+        size_t n;
+
+        if (str_has_prefix(in, "sha256:"))
+                in += 7;
+        n = strlen(in);
+        if (n != 64)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                out[i] = (char)((in[i] >= 'A' && in[i] <= 'F') ? in[i] + 32 : in[i]);
+        out[64] = '\0';
+        return out;
+}
+
 static int stage_wheels(const struct recipe_plan *p, const json_t *params, const char *dir,
-                        struct kiln_error *err)
+                        json_t *resolved, struct kiln_error *err)
 {
         struct recipe_python_target t;
         const char *index = json_string_value(json_object_get(params, "index"));
@@ -294,15 +314,20 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "wheel '%s' has no sha256",
                                               path);
-                if (recipe_wheel_install(file, sha, dir, &t, err) < 0)
+                if (dir ? recipe_wheel_install(file, sha, dir, &t, err) < 0
+                        : recipe_verify_sha256(file, sha, err) < 0)
                         return -1;
+                {
+                        char hex[65];
+                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                }
         }
         json_array_foreach(json_object_get(params, "packages"), i, v) {
                 struct recipe_requirement q = {0};
                 int rc;
                 if (recipe_requirement_parse(json_string_value(v), &q, err) < 0)
                         return -1;
-                rc = install_from_index(p, index, &q, &t, dir, err);
+                rc = install_from_index(p, index, &q, &t, dir, resolved, err);
                 recipe_requirement_release(&q);
                 if (rc < 0)
                         return -1;
@@ -323,7 +348,8 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
                                             "requirements '%s' need an 'index' to pick wheels from",
                                             file);
                 for (i = 0; rc == 0 && i < reqs.n; i++)
-                        rc = install_from_index(p, index, &reqs.items[i], &t, dir, err);
+                        rc = install_from_index(p, index, &reqs.items[i], &t, dir, resolved,
+                                                err);
                 recipe_requirements_release(&reqs);
                 if (rc < 0)
                         return -1;
@@ -332,7 +358,7 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
 }
 
 static int stage_debs(const struct recipe_plan *p, const json_t *params, const char *dir,
-                      struct kiln_error *err)
+                      json_t *resolved, struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -350,8 +376,13 @@ static int stage_debs(const struct recipe_plan *p, const json_t *params, const c
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "package '%s' has no sha256",
                                               path);
-                if (recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                if (dir ? recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0
+                        : recipe_verify_sha256(file, sha, err) < 0)
                         return -1;
+                {
+                        char hex[65];
+                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                }
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
                 const char *mirror = json_string_value(json_object_get(v, "mirror"));
@@ -374,8 +405,8 @@ static int stage_debs(const struct recipe_plan *p, const json_t *params, const c
                 if (!names)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
-                rc = recipe_apt_stage(ipath, mdir, names, json_array_size(pk), arch, dir,
-                                      merged_usr, err);
+                rc = recipe_apt_each(ipath, mdir, names, json_array_size(pk), arch, dir,
+                                     merged_usr, resolved, err);
                 free(names);
                 if (rc < 0)
                         return -1;
@@ -385,7 +416,7 @@ static int stage_debs(const struct recipe_plan *p, const json_t *params, const c
 
 static int stage_source(const struct recipe_plan *p, const json_t *params, const char *dir,
                         const struct recipe_stage_opts *o, struct recipe_stage_result *res,
-                        struct kiln_error *err)
+                        json_t *resolved, struct kiln_error *err)
 {
         const char *from = json_string_value(json_object_get(params, "from"));
         const char *path = json_string_value(json_object_get(params, "path"));
@@ -394,9 +425,13 @@ static int stage_source(const struct recipe_plan *p, const json_t *params, const
         if (!strcmp(from, "local")) {
                 _cleanup_free_ char *src = recipe_resolve_input(
                         p, json_string_value(json_object_get(params, "local")), err);
+                char digest[OCI_DIGEST_MAX];
                 if (!src)
                         return -1;
-                return recipe_local_stage(src, dir, path, err);
+                if (recipe_local_digest(src, digest, err) < 0)
+                        return -1;
+                json_array_append_new(resolved, json_string(digest));
+                return dir ? recipe_local_stage(src, dir, path, err) : 0;
         }
         {
                 const char *repo = json_string_value(json_object_get(params, "repository"));
@@ -409,8 +444,20 @@ static int stage_source(const struct recipe_plan *p, const json_t *params, const
                                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         repo = local;
                 }
-                return recipe_git_stage(repo, ref ? json_string_value(ref) : "HEAD", dir, path,
-                                        o->cache_dir, &res->revision, err);
+                {
+                        _cleanup_free_ char *gitdir = NULL;
+                        if (recipe_git_resolve(repo, ref ? json_string_value(ref) : "HEAD",
+                                               o->cache_dir, &gitdir, &res->revision, err) < 0)
+                                return -1;
+                        json_array_append_new(resolved, json_string(res->revision));
+                        if (!dir)
+                                return 0;
+                        if (recipe_git_export(gitdir, res->revision, dir, path, err) < 0) {
+                                kiln_error_prefix(err, "git source '%s'", repo);
+                                return -1;
+                        }
+                        return 0;
+                }
         }
 }
 
@@ -421,7 +468,7 @@ static int cmp_str(const void *a, const void *b)
 
 static int stage_build(const struct recipe_plan *p, const json_t *params, const char *dir,
                        const struct recipe_stage_opts *o, struct recipe_stage_result *res,
-                       struct kiln_error *err)
+                       json_t *resolved, struct kiln_error *err)
 {
         const json_t *cmd = json_object_get(params, "command");
         const json_t *env = json_object_get(params, "env");
@@ -456,12 +503,20 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.n_env = n_env;
         s.inputs = (const char *const *)ins;
         s.n_inputs = n_in;
+        if (!dir) {
+                if (recipe_build_key(&s, &res->cache_key, err) < 0)
+                        goto out;
+                json_array_append_new(resolved, json_string(res->cache_key));
+                rc = 0;
+                goto out;
+        }
         if (!o->cache_dir) {
                 kiln_error_set(err, KILN_E_USAGE, "a build layer needs a cache directory");
                 goto out;
         }
         if (recipe_build_run(&s, o->cache_dir, &out_dir, &res->cache_key, &res->cached, err) < 0)
                 goto out;
+        json_array_append_new(resolved, json_string(res->cache_key));
         if (output) {
                 char *sub = recipe_path_under(out_dir, output, err);
                 if (!sub)
@@ -527,6 +582,77 @@ out:
         return rc;
 }
 
+static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
+                     struct kiln_error *err)
+{
+        json_t *params = json_deep_copy(l->params), *j;
+        struct oci_digest d;
+        char *buf;
+
+        /* the name and comment do not change what the layer holds */
+        json_object_del(params, "name");
+        json_object_del(params, "comment");
+        j = json_pack("{s:i, s:s, s:o, s:O}", "kiln-layer", 1, "kind",
+                      recipe_layer_kind_name(l->kind), "params", params, "inputs", resolved);
+        buf = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        if (!buf)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        oci_digest_of_buffer(buf, strlen(buf), &d);
+        free(buf);
+        *ret = strdup(d.str);
+        return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
+/* dir NULL: resolve only (nothing is written). */
+static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
+                     const struct recipe_stage_opts *opts, struct recipe_stage_result *res,
+                     struct kiln_error *err)
+{
+        const struct recipe_layer *l = &plan->layers[i];
+        json_t *resolved = json_array();
+        int rc;
+
+        if (!resolved)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        switch (l->kind) {
+        case RECIPE_LAYER_WHEELS: rc = stage_wheels(plan, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_SOURCE:
+                rc = stage_source(plan, l->params, dir, opts, res, resolved, err);
+                break;
+        case RECIPE_LAYER_BUILD:
+                rc = stage_build(plan, l->params, dir, opts, res, resolved, err);
+                break;
+        default: rc = kiln_error_set(err, KILN_E_INTERNAL, "unknown layer kind"); break;
+        }
+        if (rc == 0)
+                rc = layer_key(l, resolved, &res->layer_key, err);
+        json_decref(resolved);
+        return rc;
+}
+
+int recipe_layer_key(const struct recipe_plan *plan, size_t i,
+                     const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
+                     struct kiln_error *err)
+{
+        static const struct recipe_stage_opts none = {0};
+        struct recipe_stage_result res = {0};
+
+        if (i >= plan->n_layers)
+                return kiln_error_set(err, KILN_E_INTERNAL, "no layer %zu in the plan", i);
+        if (plan->layers[i].unresolved && plan->layers[i].kind != RECIPE_LAYER_SOURCE)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "layer '%s' still holds unresolved values",
+                                      plan->layers[i].name);
+        if (run_layer(plan, i, NULL, opts ? opts : &none, &res, err) < 0) {
+                recipe_stage_result_release(&res);
+                return -1;
+        }
+        *ret = res;
+        return 0;
+}
+
 int recipe_stage_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                        const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
                        struct kiln_error *err)
@@ -561,13 +687,7 @@ int recipe_stage_layer(const struct recipe_plan *plan, size_t i, const char *dir
         }
         if (kiln_mkdir_p(dir, 0755, err) < 0)
                 return -1;
-        switch (l->kind) {
-        case RECIPE_LAYER_WHEELS: rc = stage_wheels(plan, l->params, dir, err); break;
-        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, l->params, dir, err); break;
-        case RECIPE_LAYER_SOURCE: rc = stage_source(plan, l->params, dir, opts, &res, err); break;
-        case RECIPE_LAYER_BUILD: rc = stage_build(plan, l->params, dir, opts, &res, err); break;
-        default: rc = kiln_error_set(err, KILN_E_INTERNAL, "unknown layer kind"); break;
-        }
+        rc = run_layer(plan, i, dir, opts, &res, err);
         if (rc < 0) {
                 recipe_stage_result_release(&res);
                 return -1;

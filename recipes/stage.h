@@ -41,6 +41,7 @@ struct recipe_stage_opts {
 };
 
 struct recipe_stage_result {
+        char *layer_key; /* "sha256:..." of what determines the layer's content */
         char *revision;  /* source layers from git: the resolved commit */
         char *cache_key; /* build layers: "sha256:..." of command, env and inputs */
         bool cached;     /* build layers: the output came from the cache */
@@ -54,6 +55,18 @@ void recipe_stage_result_release(struct recipe_stage_result *res);
 int recipe_stage_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                        const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
                        struct kiln_error *err);
+
+/* The layer's cache key, without staging: the digest of its kind, its
+ * resolved parameters (name and comment left out) and the digests of its
+ * concrete inputs in order: each wheel's and package's sha256 (indexes are
+ * read and files verified), the git commit (refs resolved, URLs fetched
+ * into the mirror), the local tree (after ignore rules), the build step's
+ * key.  recipe_stage_layer() returns the same key in ret->layer_key, so a
+ * build looks the key up in the layer cache and stages only on a miss.
+ * ret->revision is set for git sources. */
+int recipe_layer_key(const struct recipe_plan *plan, size_t i,
+                     const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
+                     struct kiln_error *err);
 
 /* Where a wheel goes.  NULL members take the defaults shown. */
 struct recipe_python_target {

@@ -374,6 +374,31 @@ def test_build_step_wheels_are_installed(tmp_path):
     assert (out / "01-fa/usr/lib/python3/dist-packages/flash_attn/__init__.py").exists()
 
 
+# ---- layer keys ----
+
+def test_layer_keys_follow_content_not_names(tmp_path):
+    w1 = make_wheel(tmp_path / "a", "demo", "1.0")
+    w2 = make_wheel(tmp_path / "b", "demo", "1.0", files={"demo/__init__.py": b"X = 2\n"})
+    repo = make_git_repo(tmp_path / "repo", {"feat/x": {"x.txt": "x\n"}})
+
+    def keys(name, wheel, branch, tag):
+        r = write_recipe(tmp_path / f"{tag}.json", {"base": "ubuntu", "layers": [
+            {"name": name, "kind": "wheels", "wheels": [{"path": str(wheel), "sha256": sha256(wheel)}]},
+            {"name": "src", "kind": "source", "from": "git", "repository": str(repo),
+             "ref": branch, "path": "/app"}]})
+        _, res = stage(r, tmp_path, name=tag)
+        return [s["layer_key"] for s in res["staged"]]
+
+    a = keys("w", w1, "main", "a")
+    assert all(k.startswith("sha256:") for k in a)
+    assert keys("w", w1, "main", "b") == a              # the same again
+    assert keys("renamed", w1, "main", "c") == a        # names do not count
+    d = keys("w", w2, "main", "d")                      # other wheel content
+    assert d[0] != a[0] and d[1] == a[1]
+    e = keys("w", w1, "feat/x", "e")                    # other commit
+    assert e[0] == a[0] and e[1] != a[1]
+
+
 # ---- the whole linnaeus recipe on stand-ins ----
 
 LINNAEUS_DEBS = {
