@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cmd_layers.h"
+#include "cmd_recipes.h"
 #include "commands.h"
 #include "cmd_registry.h"
 
@@ -43,6 +44,9 @@ const struct cli_verb cli_verbs[] = {
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+        {"build", cmd_build_plan, "build an image from a recipe (--dry-run: print the plan)",
+         "kiln build RECIPE (--dry-run [--json] | --stage DIR) [--arch A] [--source github|local]"
+         " [--branch B] [--tag-suffix S] [--set K=V]..."},
         {NULL, NULL, NULL, NULL},
 };
 
