@@ -52,6 +52,15 @@ def test_build_and_push_each_profile(kiln, world, tmp_path, arch):
     assert (site / "torch" / "__init__.py").exists()
     assert (unpacked / "app/linnaeus/linnaeus/model.py").read_text() == "M = 1\n"
     assert (site / "flash_attn").exists() == (arch != "pre-ampere")
+    # the static validation passes for its own arch, in the registry and in the layout
+    v = kiln.run("validate", want_tag, "--arch", arch)
+    assert v.stdout.count("\nok ") + v.stdout.startswith("ok ") == 9, v.stdout
+    assert kiln.run("validate", f"oci:{out}:x", "--arch", arch).returncode == 0
+    # and fails for another one
+    other = {"hopper": "ampere", "ampere": "hopper", "pre-ampere": "ampere"}[arch]
+    bad = kiln.run("validate", f"oci:{out}:x", "--arch", other, check=False)
+    assert bad.returncode == 1, bad.stdout
+    assert "FAIL flash-attn" in bad.stdout or "FAIL torch" in bad.stdout
 
 
 def test_local_source_has_no_branch_part_and_main_has_none(kiln, world, tmp_path):
@@ -128,3 +137,22 @@ def test_bad_inputs_leave_no_tag(kiln, world, tmp_path):
                                      "ampere", "--push", "--cache", tmp_path / "cache"))
     status, _, body = repo_tags()
     assert status == 404 or json.loads(body).get("tags") in (None, [])
+
+
+def test_validate_names_each_failed_check(kiln, tmp_path):
+    from imagegen import make_image
+    lay = tmp_path / "img"
+    make_image(lay, "x", [{"usr/bin/python3.11": b"x",
+                           "usr/local/lib/python3.11/dist-packages/torch-2.7.1+cu126.dist-info/METADATA": b"Name: torch\n",
+                           "app/linnaeus/README": b"x"},
+                          {"usr/bin/.wh.python3.11": b""}],
+               env=("CUDA_VERSION=12.6.0", "PYTHONPATH=/elsewhere"))
+    p = kiln.run("validate", f"oci:{lay}:x", "--arch", "pre-ampere", check=False)
+    assert p.returncode == 1
+    lines = {l.split()[1]: l.split()[0] for l in p.stdout.splitlines() if l.startswith(("ok", "FAIL"))}
+    assert lines["cuda"] == "FAIL" and lines["python"] == "FAIL"   # whited out in layer 1
+    assert lines["torch"] == "ok" and lines["torchvision"] == "FAIL"
+    assert lines["flash-attn"] == "ok" and lines["source"] == "ok"
+    assert lines["pythonpath"] == "FAIL" and lines["workdir"] == "FAIL"
+    assert p.stdout.rstrip().endswith("6 checks failed")
+    kiln.fails("validate", f"oci:{lay}:x", "--arch", "volta", code=3)
