@@ -118,13 +118,19 @@ static const char *dist_version(json_t *files, const char *dist, char *buf, size
 
         json_object_foreach(files, k, v)
         {
-                const char *slash = strrchr(k, '/');
-                const char *name = slash ? slash + 1 : k;
-                const char *end;
+                /* the .dist-info directory, or its METADATA when the tar
+                 * carries no entry for the directory itself */
+                char path[4096];
+                const char *slash, *name, *end;
+                snprintf(path, sizeof(path), "%s", k);
+                if (str_has_suffix(path, ".dist-info/METADATA"))
+                        path[strlen(path) - strlen("/METADATA")] = '\0';
+                slash = strrchr(path, '/');
+                name = slash ? slash + 1 : path;
                 if (!str_has_suffix(name, ".dist-info") || strncmp(name, dist, dl) != 0 ||
                     name[dl] != '-')
                         continue;
-                if (!strstr(k, "-packages/"))
+                if (!strstr(path, "-packages/"))
                         continue;
                 end = name + strlen(name) - strlen(".dist-info");
                 snprintf(buf, len, "%.*s", (int)(end - (name + dl + 1)), name + dl + 1);
