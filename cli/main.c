@@ -49,7 +49,7 @@ const struct cli_verb cli_verbs[] = {
          " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--compression gzip|zstd|none]"
          " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
-         "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH]"},
+         "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},
 };
 

@@ -156,3 +156,26 @@ def test_validate_names_each_failed_check(kiln, tmp_path):
     assert lines["pythonpath"] == "FAIL" and lines["workdir"] == "FAIL"
     assert p.stdout.rstrip().endswith("6 checks failed")
     kiln.fails("validate", f"oci:{lay}:x", "--arch", "volta", code=3)
+
+
+def test_validate_run_inside_the_image_with_bwrap(kiln, tmp_path):
+    import shutil
+    from imagegen import make_image
+    assert shutil.which("bwrap"), "bubblewrap is installed by scripts/setup.sh"
+    src = tmp_path / "probe.c"
+    src.write_text('#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n'
+                   'int main(void){char d[256];getcwd(d,sizeof d);'
+                   'printf("inside %s %s\\n", d, getenv("PYTHONPATH"));'
+                   'return getenv("FAILME") ? 3 : 0;}\n')
+    run("gcc", "-static", "-o", tmp_path / "probe", src)
+    probe = (tmp_path / "probe").read_bytes()
+    files = {"bin/": ("dir",), "bin/probe": (probe, 0o755), "app/linnaeus/x.py": b"x"}
+    make_image(tmp_path / "img", "ok", [files], env=("PYTHONPATH=/app/linnaeus",))
+    make_image(tmp_path / "img", "bad", [files], env=("PYTHONPATH=/app/linnaeus", "FAILME=1"))
+    p = kiln.run("validate", f"oci:{tmp_path}/img:ok", "--arch", "pre-ampere", "--run",
+                 "/bin/probe", check=False)
+    assert "inside / /app/linnaeus" in p.stdout
+    assert "ok   run          /bin/probe" in p.stdout
+    p = kiln.run("validate", f"oci:{tmp_path}/img:bad", "--arch", "pre-ampere", "--run",
+                 "/bin/probe", check=False)
+    assert "FAIL run" in p.stdout and "exit status 3" in p.stdout and p.returncode == 1
