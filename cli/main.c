@@ -48,6 +48,8 @@ const struct cli_verb cli_verbs[] = {
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
          " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--compression gzip|zstd|none]"
          " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
+        {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
+         "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
          "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},

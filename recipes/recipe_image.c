@@ -358,6 +358,27 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         json_object_set_new(ann, "org.opencontainers.image.base.digest",
                             json_string(base.top.desc.digest.str));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
+        if (o->recipe_digest)
+                json_object_set_new(ann, "dev.kiln.recipe.digest", json_string(o->recipe_digest));
+        {
+                /* the variables the build was given (later ones win), not the
+                 * defaults: those come from the recipe, whose digest is above */
+                json_t *given = json_object();
+                char *vars;
+                for (size_t i = 0; i < o->n_sets; i++) {
+                        const char *eq = strchr(o->sets[i], '=');
+                        char name[256];
+                        if (!eq)
+                                continue;
+                        snprintf(name, sizeof(name), "%.*s", (int)(eq - o->sets[i]), o->sets[i]);
+                        json_object_set_new(given, name, json_string(eq + 1));
+                }
+                vars = json_dumps(given, JSON_COMPACT | JSON_SORT_KEYS);
+                if (vars)
+                        json_object_set_new(ann, "dev.kiln.recipe.variables", json_string(vars));
+                free(vars);
+                json_decref(given);
+        }
         mj = oci_manifest_to_json(OCI_MT_MANIFEST, NULL, &cd, layers, nb + plan->n_layers, NULL,
                                   ann);
         if (!mj || oci_json_dump(mj, &mbuf, &mlen, err) < 0)

@@ -179,3 +179,30 @@ def test_validate_run_inside_the_image_with_bwrap(kiln, tmp_path):
     p = kiln.run("validate", f"oci:{tmp_path}/img:bad", "--arch", "pre-ampere", "--run",
                  "/bin/probe", check=False)
     assert "FAIL run" in p.stdout and "exit status 3" in p.stdout and p.returncode == 1
+
+
+def test_verify_against_the_pushed_image(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    res = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
+                                          tmp_path / "cache-a", "--json")).stdout)
+    tag = res["tags"][0]
+    man = json.loads(kiln.run("inspect", "--raw", tag).stdout)
+    given = json.loads(man["annotations"]["dev.kiln.recipe.variables"])
+    assert given["arch"] == "pre-ampere" and given["linnaeus_git"] == sets["linnaeus_git"]
+    assert man["annotations"]["dev.kiln.recipe.digest"].startswith("sha256:")
+    # another runner, another cache: the variables come from the image itself
+    from linnaeus_standins import LINNAEUS
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b")
+    assert p.stdout == f"identical {res['digest']}\n"
+    # the source moved on: verify says where
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\nX = 1\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "moved", env=env)
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b",
+                 check=False)
+    assert p.returncode == 1
+    assert "org.opencontainers.image.revision" in p.stdout
