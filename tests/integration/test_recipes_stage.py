@@ -410,9 +410,14 @@ LINNAEUS_DEBS = {
 }
 
 
-@pytest.mark.parametrize("arch,torch,fa", [("ampere", "2.7.1+cu126", "2.7.4.post1"),
-                                           ("pre-ampere", "2.7.1+cu126", None)])
-def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
+@pytest.mark.parametrize("arch,versions,fa,variant", [
+    ("ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), "2.7.4.post1", "stable-cu126"),
+    ("pre-ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), None, "stable-cu126"),
+    ("hopper", ("2.8.0.dev20250612+cu128", "0.23.0.dev20250612+cu128", "2.8.0.dev20250612+cu128"),
+     "3.0.0b3", "nightly-cu128"),
+])
+def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
+    torch, tv, ta = versions
     # apt mirrors
     mirrors = {}
     for name, pkgs in LINNAEUS_DEBS.items():
@@ -422,9 +427,10 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
     # the PyTorch index and PyPI
     torch_ws = [make_wheel(tmp_path / "tw", "torch", torch),
                 make_wheel(tmp_path / "tw", "torch", "2.7.1+cpu"),
-                make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
-                make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
-    torch_idx = make_simple_index(tmp_path / "torch-index" / "cu126", torch_ws)
+                make_wheel(tmp_path / "tw", "torch", "2.8.0.dev20250601+cu128"),
+                make_wheel(tmp_path / "tw", "torchvision", tv),
+                make_wheel(tmp_path / "tw", "torchaudio", ta)]
+    torch_idx = make_simple_index(tmp_path / "torch-index" / "whl", torch_ws)
     pypi_ws = [make_wheel(tmp_path / "pw", "numpy", "1.26.4"),
                make_wheel(tmp_path / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
                           entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
@@ -461,15 +467,15 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
     assert (out / f"03-torchvision-torchaudio/{dist}/torchaudio/__init__.py").exists()
     if fa:
         assert (out / f"04-flash-attn/{dist}/flash_attn/__init__.py").exists()
-        assert (tmp_path / "fa-arch").read_text() == "8.0;8.6\n"
+        assert (tmp_path / "fa-arch").read_text() == {"ampere": "8.0;8.6\n", "hopper": "9.0\n"}[arch]
     deps = out / (("05" if fa else "04") + "-python-deps")
     assert (deps / f"{dist}/numpy/__init__.py").exists()
     assert (deps / "usr/local/bin/tqdm").read_text().startswith("#!/usr/bin/python3.11\n")
     src = out / (("06" if fa else "05") + "-linnaeus") / "app/linnaeus"
     assert (src / "linnaeus/model.py").read_text() == "M = 1\n"
     commit = rev(repo, "feat/new-model")
-    assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-stable-cu126-feat-new-model"
-    assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-stable-cu126-git-{commit[:7]}"
+    assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-feat-new-model"
+    assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-git-{commit[:7]}"
     assert res["annotations"]["org.opencontainers.image.revision"] == commit
     # everything a stage can know is known; the base image's env is not needed here
     assert res["unresolved"] == []
