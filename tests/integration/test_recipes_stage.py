@@ -429,7 +429,13 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
                 make_wheel(tmp_path / "tw", "torch", "2.7.1+cpu"),
                 make_wheel(tmp_path / "tw", "torch", "2.8.0.dev20250601+cu128"),
                 make_wheel(tmp_path / "tw", "torchvision", tv),
-                make_wheel(tmp_path / "tw", "torchaudio", ta)]
+                make_wheel(tmp_path / "tw", "torchaudio", ta),
+                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
+                           plat="manylinux_2_27_x86_64"),
+                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.8.0.87", py="py3", abi="none",
+                           plat="manylinux_2_27_x86_64")]
+    treq = tmp_path / "torch-req.txt"
+    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n" if arch != "hopper" else "nvidia-cudnn-cu12\n")
     torch_idx = make_simple_index(tmp_path / "torch-index" / "whl", torch_ws)
     pypi_ws = [make_wheel(tmp_path / "pw", "numpy", "1.26.4"),
                make_wheel(tmp_path / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
@@ -450,28 +456,32 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
             "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
             "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
             "python_requirements": str(req), "build_python": str(fake_py),
+            "torch_requirements": str(treq),
             "linnaeus_git": str(repo)}
     args = ["--arch", arch, "--branch", "feat/new-model"]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
     out, res = stage(LINNAEUS, tmp_path, *args)
     names = [pathlib.Path(s["dir"]).name for s in res["staged"]]
-    want = ["01-python", "02-torch", "03-torchvision-torchaudio"]
-    want += ["04-flash-attn", "05-python-deps", "06-linnaeus"] if fa else ["04-python-deps",
-                                                                           "05-linnaeus"]
-    assert names == want
+    want = ["python", "torch-deps", "torch", "torchvision-torchaudio"]
+    want += ["flash-attn", "python-deps", "linnaeus"] if fa else ["python-deps", "linnaeus"]
+    assert names == ["%02d-%s" % (i + 1, n) for i, n in enumerate(want)]
+    layer = {n: out / ("%02d-%s" % (i + 1, n)) for i, n in enumerate(want)}
     dist = "usr/local/lib/python3.11/dist-packages"
-    assert (out / "01-python/usr/share/doc/python3.11/stand-in").exists()
-    assert (out / "01-python/var/lib/dpkg/status.d/libhdf5-103").exists()
-    assert (out / f"02-torch/{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
-    assert (out / f"03-torchvision-torchaudio/{dist}/torchaudio/__init__.py").exists()
+    assert (layer["python"] / "usr/share/doc/python3.11/stand-in").exists()
+    assert (layer["python"] / "var/lib/dpkg/status.d/libhdf5-103").exists()
+    cudnn = "9.8.0.87" if arch == "hopper" else "9.5.1.17"
+    assert (layer["torch-deps"] / f"{dist}/nvidia_cudnn_cu12/__init__.py").read_text() == \
+        f"__version__ = '{cudnn}'\n"
+    assert (layer["torch"] / f"{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
+    assert (layer["torchvision-torchaudio"] / f"{dist}/torchaudio/__init__.py").exists()
     if fa:
-        assert (out / f"04-flash-attn/{dist}/flash_attn/__init__.py").exists()
+        assert (layer["flash-attn"] / f"{dist}/flash_attn/__init__.py").exists()
         assert (tmp_path / "fa-arch").read_text() == {"ampere": "8.0;8.6\n", "hopper": "9.0\n"}[arch]
-    deps = out / (("05" if fa else "04") + "-python-deps")
+    deps = layer["python-deps"]
     assert (deps / f"{dist}/numpy/__init__.py").exists()
     assert (deps / "usr/local/bin/tqdm").read_text().startswith("#!/usr/bin/python3.11\n")
-    src = out / (("06" if fa else "05") + "-linnaeus") / "app/linnaeus"
+    src = layer["linnaeus"] / "app/linnaeus"
     assert (src / "linnaeus/model.py").read_text() == "M = 1\n"
     commit = rev(repo, "feat/new-model")
     assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-feat-new-model"
