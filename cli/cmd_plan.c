@@ -1,9 +1,12 @@
 /* kiln build RECIPE --dry-run | --stage DIR: the plan printer and the
  * layer front ends, until layers/ and registry/ land. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd_recipes.h"
 #include "error.h"
@@ -14,8 +17,101 @@
 #include "util.h"
 
 #define USAGE                                                                                      \
-        "kiln build RECIPE (--dry-run [--json] | --stage DIR [--cache-dir DIR]) [--arch A]\n"     \
-        "       [--source github|local] [--branch B] [--tag-suffix S] [--set NAME=VALUE]..."
+        "kiln build RECIPE (--dry-run [--json] | --stage DIR [--cache-dir DIR]\n"                 \
+        "       [--mirror URL-PREFIX=DIR]...) [--arch A] [--source github|local] [--branch B]\n"   \
+        "       [--tag-suffix S] [--set NAME=VALUE]..."
+
+/* --mirror URL-PREFIX=DIR: http(s) inputs under the prefix are read from
+ * a local copy of the site (an air-gapped mirror carried over on a disk);
+ * a URL ending in '/' (an index page) reads DIR/.../index.html. */
+struct mirror {
+        const char *prefix;
+        const char *dir;
+};
+
+struct mirrors {
+        struct mirror *m;
+        size_t n;
+};
+
+static int copy_capped(const char *src, const char *dest, int64_t max, struct kiln_error *err)
+{
+        _cleanup_free_ char *tmp = kiln_strdupf("%s.tmp-XXXXXX", dest);
+        char buf[65536];
+        int64_t total = 0;
+        ssize_t n;
+        int in, out, rc = -1;
+
+        if (!tmp)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
+                                            errno, "cannot open '%s'", src);
+        out = mkstemp(tmp);
+        if (out < 0) {
+                close(in);
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
+        }
+        while ((n = read(in, buf, sizeof(buf))) > 0) {
+                total += n;
+                if (max >= 0 && total > max) {
+                        kiln_error_set(err, KILN_E_LIMIT, "'%s' is larger than %lld bytes", src,
+                                       (long long)max);
+                        goto out;
+                }
+                if (write(out, buf, (size_t)n) != n) {
+                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot write '%s'", tmp);
+                        goto out;
+                }
+        }
+        if (n < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", src);
+                goto out;
+        }
+        if (fsync(out) < 0 || rename(tmp, dest) < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot write '%s'", dest);
+                goto out;
+        }
+        rc = 0;
+out:
+        close(in);
+        close(out);
+        if (rc < 0)
+                unlink(tmp);
+        return rc;
+}
+
+static int mirror_fetch(void *ctx, const char *url, const char *dest, int64_t max,
+                        struct kiln_error *err)
+{
+        const struct mirrors *ms = ctx;
+
+        for (size_t i = 0; i < ms->n; i++) {
+                const char *rest;
+                _cleanup_free_ char *src = NULL;
+
+                if (!str_has_prefix(url, ms->m[i].prefix))
+                        continue;
+                rest = url + strlen(ms->m[i].prefix);
+                if (*rest && *rest != '/' && ms->m[i].prefix[strlen(ms->m[i].prefix) - 1] != '/')
+                        continue;
+                src = kiln_strdupf("%s/%s%s", ms->m[i].dir, rest,
+                                   !*rest || rest[strlen(rest) - 1] == '/' ? "index.html" : "");
+                if (!src)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (strstr(rest, "/../"))
+                        return kiln_error_set(err, KILN_E_INVALID, "refusing to map '%s'", url);
+                if (copy_capped(src, dest, max, err) < 0) {
+                        kiln_error_prefix(err, "fetch '%s' from mirror '%s'", url, ms->m[i].dir);
+                        return -1;
+                }
+                return 0;
+        }
+        return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                              "cannot fetch '%s': no --mirror maps it and the HTTP client is not built in yet",
+                              url);
+}
 
 /* The exit codes of docs/kiln.1 (cli.h on the main line). */
 static int exit_code(enum kiln_errc code)
@@ -64,7 +160,7 @@ static int print_json(json_t *j)
 }
 
 static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct recipe_plan *plan,
-                     const char *stage_dir, const char *cache_dir, bool json,
+                     const char *stage_dir, const char *cache_dir, struct mirrors *ms, bool json,
                      struct kiln_error *err)
 {
         struct recipe_plan *final = NULL;
@@ -84,6 +180,10 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                         goto done;
                 }
                 so.cache_dir = cache_dir;
+                if (ms->n) {
+                        so.fetch = mirror_fetch;
+                        so.fetch_ctx = ms;
+                }
                 /* what a build does first: the key, to look up the layer cache */
                 if (recipe_layer_key(plan, i, &so, &keyres, err) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan->layers[i].name);
@@ -173,6 +273,7 @@ int cmd_build_plan(int argc, char **argv)
                 {"set", required_argument, NULL, 'S'},
                 {"stage", required_argument, NULL, 'g'},
                 {"cache-dir", required_argument, NULL, 'c'},
+                {"mirror", required_argument, NULL, 'm'},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
@@ -184,11 +285,15 @@ int cmd_build_plan(int argc, char **argv)
         struct recipe *r = NULL;
         struct recipe_plan *plan = NULL;
         struct recipe_plan_opts po = {0};
+        struct mirrors ms = {calloc((size_t)argc + 1, sizeof(struct mirror)), 0};
         char *default_cache = NULL;
         int c, rc = 0;
 
-        if (!sets)
+        if (!sets || !ms.m) {
+                free(sets);
+                free(ms.m);
                 return 70;
+        }
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 const char *var = NULL;
@@ -202,6 +307,17 @@ int cmd_build_plan(int argc, char **argv)
                 case 'S': sets[n_sets++] = strdup(optarg); break;
                 case 'g': stage_dir = optarg; break;
                 case 'c': cache_dir = optarg; break;
+                case 'm': {
+                        char *eq = strchr(optarg, '=');
+                        if (!eq || eq == optarg || !eq[1]) {
+                                rc = usage("invalid --mirror '%s': expected URL-PREFIX=DIR", optarg);
+                                goto out;
+                        }
+                        *eq = '\0';
+                        ms.m[ms.n].prefix = optarg;
+                        ms.m[ms.n++].dir = eq + 1;
+                        break;
+                }
                 case 'h': printf("usage: %s\n", USAGE); rc = 0; goto out;
                 default: rc = usage("%s", "bad option"); goto out;
                 }
@@ -252,12 +368,13 @@ int cmd_build_plan(int argc, char **argv)
                                             : kiln_strdupf("%s/.cache/kiln", home ? home : ".");
                 cache_dir = default_cache;
         }
-        if (stage_all(r, &po, plan, stage_dir, cache_dir, json, &err) < 0)
+        if (stage_all(r, &po, plan, stage_dir, cache_dir, &ms, json, &err) < 0)
                 rc = fail(&err);
 out:
         for (size_t i = 0; i < n_sets; i++)
                 free(sets[i]);
         free(sets);
+        free(ms.m);
         free(default_cache);
         recipe_plan_free(plan);
         recipe_free(r);

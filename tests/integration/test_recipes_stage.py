@@ -168,7 +168,7 @@ def test_http_sources_wait_for_the_registry_client(tmp_path):
                                 "index": "https://download.pytorch.org/whl/cu126",
                                 "packages": ["torch==2.7.1+cu126"]})
     line = kiln_fails("build", r, "--stage", tmp_path / "s", code=9)
-    assert "cannot fetch 'https://download.pytorch.org/whl/cu126'" in line
+    assert "cannot fetch 'https://download.pytorch.org/whl/cu126/torch/'" in line
 
 
 # ---- debs ----
@@ -489,3 +489,63 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
     assert res["annotations"]["org.opencontainers.image.revision"] == commit
     # everything a stage can know is known; the base image's env is not needed here
     assert res["unresolved"] == []
+
+
+def _stand_ins_for(reqfile, outdir):
+    """A py3-none-any stand-in wheel for every 'name==version' line."""
+    ws = []
+    for line in pathlib.Path(reqfile).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            ws.append(make_wheel(outdir, name.strip(), version.strip(), py="py3", abi="none",
+                                 plat="any"))
+    return ws
+
+
+def test_linnaeus_real_addresses_through_mirrors(tmp_path):
+    """The recipe's own defaults (download.pytorch.org, pypi.org, the
+    deadsnakes PPA, archive.ubuntu.com) and its shipped lists, read from
+    local copies of those sites with --mirror: what an air-gapped build does."""
+    lin = LINNAEUS.parent
+    torch_site = tmp_path / "download.pytorch.org"
+    ws = [make_wheel(tmp_path / "tw", "torch", "2.7.1+cu126"),
+          make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
+          make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
+    ws += _stand_ins_for(lin / "torch-cu126-requirements.txt", tmp_path / "tw")
+    make_simple_index(torch_site / "cu126", ws)
+    pypi_site = tmp_path / "pypi.org"
+    make_simple_index(pypi_site / "simple", _stand_ins_for(lin / "requirements.txt", tmp_path / "pw"))
+    mirrors = {}
+    for name, pkgs in LINNAEUS_DEBS.items():
+        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
+                for p in pkgs]
+        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
+    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", "2.7.4.post1")
+    fake_py = tmp_path / "fake-python"
+    fake_py.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
+                       f'cp "{fa_wheel}" "$dir/"\n')
+    fake_py.chmod(0o755)
+    repo = make_git_repo(tmp_path / "linnaeus")
+    out, res = stage(LINNAEUS, tmp_path, "--arch", "ampere",
+                     "--mirror", f"https://download.pytorch.org/whl={torch_site}",
+                     "--mirror", f"https://pypi.org={pypi_site}",
+                     "--mirror", f"https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu={mirrors['deadsnakes']}",
+                     "--mirror", f"http://archive.ubuntu.com/ubuntu={mirrors['ubuntu']}",
+                     "--set", f"build_python={fake_py}", "--set", f"linnaeus_git={repo}")
+    dist = out / "02-torch-deps/usr/local/lib/python3.11/dist-packages"
+    assert (dist / "nvidia_cudnn_cu12/__init__.py").read_text() == "__version__ = '9.5.1.17'\n"
+    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/timm/__init__.py").exists()
+    assert res["tags"][0] == "frontierkodiak/linnaeus-dev:ampere-stable-cu126"
+    # fetched once into the cache; a second stage reads wheels from there
+    fetched = list((tmp_path / "cache" / "fetch").iterdir())
+    assert any(p.joinpath("torch-2.7.1+cu126-cp311-cp311-manylinux_2_28_x86_64.whl").exists()
+               for p in fetched)
+
+
+def test_unmapped_url_says_so(tmp_path):
+    r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": "https://example.invalid/simple",
+                                "packages": ["x==1"]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+                      "--mirror", f"https://pypi.org={tmp_path}", code=9)
+    assert "no --mirror maps it" in line
