@@ -17,7 +17,7 @@
 #include "util.h"
 
 #define USAGE                                                                                      \
-        "kiln build RECIPE (--dry-run [--json] | --stage DIR [--cache-dir DIR]\n"                 \
+        "kiln build RECIPE (--dry-run [--json] [--keys] | --stage DIR) [--cache-dir DIR]\n"       \
         "       [--mirror URL-PREFIX=DIR]...) [--arch A] [--source github|local] [--branch B]\n"   \
         "       [--tag-suffix S] [--set NAME=VALUE]..."
 
@@ -274,13 +274,14 @@ int cmd_build_plan(int argc, char **argv)
                 {"stage", required_argument, NULL, 'g'},
                 {"cache-dir", required_argument, NULL, 'c'},
                 {"mirror", required_argument, NULL, 'm'},
+                {"keys", no_argument, NULL, 'k'},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         char **sets = calloc((size_t)argc + 1, sizeof(char *));
         size_t n_sets = 0;
-        bool dry = false, json = false;
+        bool dry = false, json = false, keys = false;
         const char *stage_dir = NULL, *cache_dir = NULL;
         struct recipe *r = NULL;
         struct recipe_plan *plan = NULL;
@@ -300,6 +301,7 @@ int cmd_build_plan(int argc, char **argv)
                 switch (c) {
                 case 'n': dry = true; break;
                 case 'j': json = true; break;
+                case 'k': keys = true; break;
                 case 'a': var = "arch"; break;
                 case 's': var = "source"; break;
                 case 'b': var = "branch"; break;
@@ -349,9 +351,35 @@ int cmd_build_plan(int argc, char **argv)
                 rc = fail(&err);
                 goto out;
         }
+        if (!cache_dir) {
+                const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+                default_cache = xdg && *xdg ? kiln_strdupf("%s/kiln", xdg)
+                                            : kiln_strdupf("%s/.cache/kiln", home ? home : ".");
+                cache_dir = default_cache;
+        }
         if (dry) {
+                json_t *keyed = json_array();
+                /* --keys: each layer's cache key; reads index pages and
+                 * resolves git refs, but downloads no wheel or package that
+                 * an index or the recipe gives a sha256 for */
+                for (size_t i = 0; keys && i < plan->n_layers; i++) {
+                        struct recipe_stage_opts so = {cache_dir, ms.n ? mirror_fetch : NULL, &ms};
+                        struct recipe_stage_result kres = {0};
+                        if (recipe_layer_key(plan, i, &so, &kres, &err) < 0) {
+                                kiln_error_prefix(&err, "layer '%s'", plan->layers[i].name);
+                                json_decref(keyed);
+                                rc = fail(&err);
+                                goto out;
+                        }
+                        json_array_append_new(keyed, json_string(kres.layer_key));
+                        recipe_stage_result_release(&kres);
+                }
                 if (json) {
                         json_t *j = recipe_plan_to_json(plan);
+                        json_t *l;
+                        size_t i;
+                        json_array_foreach(json_object_get(j, "layers"), i, l) if (keys)
+                                json_object_set(l, "layer_key", json_array_get(keyed, i));
                         print_json(j);
                         json_decref(j);
                 } else {
@@ -359,14 +387,15 @@ int cmd_build_plan(int argc, char **argv)
                         if (t)
                                 fputs(t, stdout);
                         free(t);
+                        if (keys) {
+                                printf("layer keys:\n");
+                                for (size_t i = 0; i < plan->n_layers; i++)
+                                        printf("  %s %s\n", plan->layers[i].name,
+                                               json_string_value(json_array_get(keyed, i)));
+                        }
                 }
+                json_decref(keyed);
                 goto out;
-        }
-        if (!cache_dir) {
-                const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-                default_cache = xdg && *xdg ? kiln_strdupf("%s/kiln", xdg)
-                                            : kiln_strdupf("%s/.cache/kiln", home ? home : ".");
-                cache_dir = default_cache;
         }
         if (stage_all(r, &po, plan, stage_dir, cache_dir, &ms, json, &err) < 0)
                 rc = fail(&err);

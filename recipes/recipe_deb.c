@@ -548,6 +548,14 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "invalid Filename '%s' for package '%s'", file,
                                               packages[i]);
+                if (resolved) {
+                        for (char *c = sha; *c; c++)
+                                if (*c >= 'A' && *c <= 'F')
+                                        *c = (char)(*c + 32);
+                        json_array_append_new(resolved, json_string(sha));
+                }
+                if (!root)
+                        continue; /* the key needs the index's digest only */
                 {
                         _cleanup_free_ char *where = kiln_strdupf("%s/%s", mirror, file);
                         if (!where)
@@ -557,15 +565,8 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         if (!path)
                                 return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 }
-                if (root ? recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0
-                         : recipe_verify_sha256(path, sha, err) < 0)
+                if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
                         return -1;
-                if (resolved) {
-                        for (char *c = sha; *c; c++)
-                                if (*c >= 'A' && *c <= 'F')
-                                        *c = (char)(*c + 32);
-                        json_array_append_new(resolved, json_string(sha));
-                }
         }
         return 0;
 }

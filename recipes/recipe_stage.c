@@ -312,6 +312,21 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
         }
         if (recipe_simple_index_pick(html, len, page_dir, q, t, &url, &sha, err) < 0)
                 return -1;
+        if (sha && q->n_sha256) {
+                bool ok = false;
+                for (size_t i = 0; i < q->n_sha256; i++)
+                        if (!strcmp(q->sha256[i], sha))
+                                ok = true;
+                if (!ok)
+                        return kiln_error_set(err, KILN_E_DIGEST,
+                                              "sha256 mismatch for '%s': the index's %s is not among the hashes required for '%s'",
+                                              url, sha, q->name);
+        }
+        /* a key needs the digest, not the file: a cache hit downloads nothing */
+        if (!dir && (sha || q->n_sha256 == 1)) {
+                json_array_append_new(resolved, json_string(sha ? sha : q->sha256[0]));
+                return 0;
+        }
         file = recipe_input_file(p, o, url, true, -1, err);
         if (!file)
                 return -1;
@@ -326,12 +341,13 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "sha256 mismatch for '%s': %s is not among the hashes required for '%s'",
                                               file, got, q->name);
-        } else if (sha) {
+        }
+        if (sha) {
                 if (strcmp(sha, got))
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "sha256 mismatch for '%s': the index says %s, got %s",
                                               file, sha, got);
-        } else {
+        } else if (!q->n_sha256) {
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "no sha256 for '%s': give --hash in the requirements or use an index that lists hashes",
                                       url);
@@ -376,16 +392,19 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "wheel '%s' has no sha256",
                                               path);
-                file = recipe_input_file(p, o, path, true, -1, err);
-                if (!file)
-                        return -1;
-                if (dir ? recipe_wheel_install(file, sha, dir, &t, err) < 0
-                        : recipe_verify_sha256(file, sha, err) < 0)
-                        return -1;
                 {
                         char hex[65];
-                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                        if (!norm_sha(sha, hex))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid sha256 '%s' for wheel '%s'", sha,
+                                                      path);
+                        json_array_append_new(resolved, json_string(hex));
                 }
+                if (!dir)
+                        continue; /* the key needs the declared digest only */
+                file = recipe_input_file(p, o, path, true, -1, err);
+                if (!file || recipe_wheel_install(file, sha, dir, &t, err) < 0)
+                        return -1;
         }
         json_array_foreach(json_object_get(params, "packages"), i, v) {
                 struct recipe_requirement q = {0};
@@ -441,16 +460,19 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "package '%s' has no sha256",
                                               path);
-                file = recipe_input_file(p, o, path, true, -1, err);
-                if (!file)
-                        return -1;
-                if (dir ? recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0
-                        : recipe_verify_sha256(file, sha, err) < 0)
-                        return -1;
                 {
                         char hex[65];
-                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                        if (!norm_sha(sha, hex))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid sha256 '%s' for package '%s'", sha,
+                                                      path);
+                        json_array_append_new(resolved, json_string(hex));
                 }
+                if (!dir)
+                        continue;
+                file = recipe_input_file(p, o, path, true, -1, err);
+                if (!file || recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                        return -1;
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
                 const char *mirror = json_string_value(json_object_get(v, "mirror"));

@@ -399,6 +399,32 @@ def test_layer_keys_follow_content_not_names(tmp_path):
     assert e[0] == a[0] and e[1] != a[1]
 
 
+def test_keys_need_digests_not_downloads(tmp_path):
+    """--dry-run --keys reads the index page and takes the digest from it:
+    a cache hit must not download a 2 GB torch wheel."""
+    w = make_wheel(tmp_path / "w", "torch", "2.7.1+cu126")
+    idx = make_simple_index(tmp_path / "mirror" / "simple", [w])
+    d = make_deb(tmp_path / "debs", "x", {"usr/share/x": b"x"})
+    mirror = make_apt_repo(tmp_path / "apt", [d])
+    r = write_recipe(tmp_path / "r.json", {"base": "ubuntu", "layers": [
+        {"name": "t", "kind": "wheels", "index": str(idx), "packages": ["torch==2.7.1+cu126"]},
+        {"name": "d", "kind": "debs", "apt": [{"mirror": str(mirror),
+                                               "index": "dists/jammy/main/binary-amd64/Packages.gz",
+                                               "packages": ["x"]}]}]})
+    before = json.loads(kiln("build", r, "--dry-run", "--json", "--keys", "--cache-dir",
+                             tmp_path / "c").stdout)
+    keys = [l["layer_key"] for l in before["layers"]]
+    # the files go away: the keys are still known, staging is not possible
+    for f in list((tmp_path / "mirror" / "files").iterdir()) + list((mirror / "pool").rglob("*.deb")):
+        f.unlink()
+    again = json.loads(kiln("build", r, "--dry-run", "--json", "--keys", "--cache-dir",
+                            tmp_path / "c").stdout)
+    assert [l["layer_key"] for l in again["layers"]] == keys
+    kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c", code=5)
+    text = kiln("build", r, "--dry-run", "--keys", "--cache-dir", tmp_path / "c").stdout
+    assert f"layer keys:\n  t {keys[0]}\n  d {keys[1]}\n" in text
+
+
 # ---- the whole linnaeus recipe on stand-ins ----
 
 LINNAEUS_DEBS = {
