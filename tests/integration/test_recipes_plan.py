@@ -134,9 +134,10 @@ def test_missing_variable_names_the_recipe_line(tmp_path):
                     "undefined variable 'git_url' in '${git_url}'")
 
 
-def test_building_without_dry_run_or_stage_says_what_is_missing():
-    line = kiln_fails("build", LINNAEUS, code=9)
-    assert "use --dry-run or --stage DIR" in line
+def test_dry_run_and_stage_exclude_each_other(tmp_path):
+    p = kiln("build", LINNAEUS, "--dry-run", "--stage", tmp_path / "s", check=False)
+    assert p.returncode == 2 and "--dry-run and --stage exclude each other" in p.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_usage_errors():
