@@ -32,6 +32,12 @@ static void print_finding(void *ctx, const struct layer_diff_finding *f)
                f->a ? f->a : "", f->a && f->b ? " -> " : "", f->b ? f->b : "");
 }
 
+static void on_warn(void *ctx, const char *msg)
+{
+        (void)ctx;
+        cli_warn("%s", msg);
+}
+
 static void on_progress(void *ctx, const char *msg)
 {
         if (!*(bool *)ctx)
@@ -58,6 +64,9 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"json", no_argument, NULL, 'j'},
                 {"quiet", no_argument, NULL, 'q'},
                 {"against", required_argument, NULL, 'A'},
+                {"cache-repo", required_argument, NULL, 'R'},
+                {"cache-to", required_argument, NULL, 'T'},
+                {"cache-from", required_argument, NULL, 'f'},
                 {"from-annotations", no_argument, NULL, 'F'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
@@ -67,7 +76,8 @@ static int run_build(const char *verb, int argc, char **argv)
         char **sets = NULL;
         _cleanup_free_ char *platbuf = NULL;
         struct recipe *r = NULL;
-        struct recipe_image_opts o = {.open_place = open_place, .progress = on_progress, .jobs = 4};
+        struct recipe_image_opts o = {.open_place = open_place, .progress = on_progress,
+                                      .warn = on_warn, .jobs = 4};
         struct recipe_image_result res = {0};
         struct oci_platform plat;
         size_t n_sets = 0;
@@ -139,6 +149,9 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'q': quiet = true; break;
                 case 'A': against = optarg; break;
                 case 'F': from_ann = true; break;
+                case 'R':
+                case 'T': o.cache_repo = optarg; o.cache_write = true; break;
+                case 'f': o.cache_repo = optarg; o.cache_write = false; break;
                 case 'h': rc = cli_help_verb(verb); goto out;
                 default: {
                         int k = cli_reg_option(verb, opt, optarg);
@@ -276,6 +289,7 @@ static int run_build(const char *verb, int argc, char **argv)
                         json_object_set_new(j, "revision", json_string(res.revision));
                 json_object_set_new(j, "layersBuilt", json_integer(res.layers_built));
                 json_object_set_new(j, "layersCached", json_integer(res.layers_cached));
+                json_object_set_new(j, "layersFromCacheRepo", json_integer(res.layers_from_repo));
                 json_object_set_new(j, "blobsCopied", json_integer(res.blobs_copied));
                 json_object_set_new(j, "blobsSkipped", json_integer(res.blobs_skipped));
                 s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

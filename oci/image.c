@@ -368,8 +368,18 @@ static struct oci_reader *ov_open_blob(struct oci_store *s, const struct oci_des
 {
         struct overlay_store *o = (struct overlay_store *)s;
         struct kiln_error e = KILN_ERROR_INIT;
-        struct oci_reader *r = o->upper->ops->open_blob(o->upper, d, &e);
+        struct oci_reader *r;
 
+        /* a registry opens blobs lazily (a 404 comes with the first read):
+         * ask it first, so an absent blob falls through to lower */
+        if (!strcmp(o->upper->ops->kind, "registry")) {
+                bool have = false;
+                if (o->upper->ops->has_blob(o->upper, d, &have, err) < 0)
+                        return NULL;
+                if (!have)
+                        return o->lower->ops->open_blob(o->lower, d, err);
+        }
+        r = o->upper->ops->open_blob(o->upper, d, &e);
         if (r)
                 return r;
         if (e.code != KILN_E_NOT_FOUND) {

@@ -56,6 +56,153 @@ static void cache_key(const char *layer_key, const struct layer_writer_opts *w,
         free(s);
 }
 
+static void format_time(int64_t t, char *buf, size_t len)
+{
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        gmtime_r(&tt, &tm);
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+#define CACHE_ARTIFACT_TYPE "application/vnd.dev.kiln.layer-cache.v1"
+#define EMPTY_JSON_DIGEST "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        if (!o->warn)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        o->warn(o->progress_ctx, msg);
+}
+
+/* Looks key up in the cache repository.  Only a well-formed entry that
+ * names this key, whose blob the repository holds, is a hit; anything else
+ * is reported and ignored. */
+static int repo_lookup(struct oci_store *repo, const struct recipe_image_opts *o,
+                       const char *name, const struct oci_digest *key, struct layer_result *ret,
+                       bool *ret_hit)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        char tag[80];
+        char *buf = NULL, *mt = NULL;
+        size_t len;
+        struct oci_digest dig;
+        struct oci_manifest *m = NULL;
+        const char *k, *diff, *comp;
+        bool have = false;
+
+        *ret_hit = false;
+        snprintf(tag, sizeof(tag), "kc-%s", oci_digest_hex(key));
+        if (repo->ops->get_manifest(repo, tag, &buf, &len, &mt, &dig, &e) < 0) {
+                if (e.code != KILN_E_NOT_FOUND)
+                        warn(o, "layer %s: cache repository: %s", name, e.msg);
+                goto out;
+        }
+        if (oci_manifest_parse(buf, len, mt, &m, &e) < 0) {
+                warn(o, "layer %s: ignoring cache entry '%s': %s", name, tag, e.msg);
+                goto out;
+        }
+        k = json_string_value(json_object_get(m->annotations, "dev.kiln.cache.key"));
+        diff = json_string_value(json_object_get(m->annotations, "dev.kiln.cache.diff-id"));
+        comp = json_string_value(json_object_get(m->layers ? m->layers[0].annotations : NULL,
+                                                 LAYER_COMPRESSION_ANNOTATION));
+        if (m->n_layers != 1 || !k || strcmp(k, key->str) || !diff || !oci_digest_valid(diff) ||
+            !oci_media_type_is_layer(m->layers[0].media_type)) {
+                warn(o, "layer %s: ignoring cache entry '%s': not an entry for this key", name,
+                     tag);
+                goto out;
+        }
+        if (repo->ops->has_blob(repo, &m->layers[0], &have, &e) < 0 || !have) {
+                warn(o, "layer %s: ignoring cache entry '%s': its blob '%s' is missing", name,
+                     tag, m->layers[0].digest.str);
+                goto out;
+        }
+        memset(ret, 0, sizeof(*ret));
+        oci_digest_parse(diff, &ret->diff_id, NULL);
+        ret->digest = m->layers[0].digest;
+        ret->size = m->layers[0].size;
+        ret->media_type = oci_media_type_compression(m->layers[0].media_type) ==
+                                          OCI_COMPRESSION_ZSTD
+                                  ? OCI_MT_LAYER_ZSTD
+                          : oci_media_type_compression(m->layers[0].media_type) ==
+                                          OCI_COMPRESSION_GZIP
+                                  ? OCI_MT_LAYER_GZIP
+                                  : OCI_MT_LAYER;
+        snprintf(ret->compressor, sizeof(ret->compressor), "%s", comp ? comp : "");
+        *ret_hit = true;
+out:
+        oci_manifest_free(m);
+        free(buf);
+        free(mt);
+        return 0;
+}
+
+/* Publishes a built layer: its blob, the empty config, then the entry
+ * manifest under kc-<hex>.  A failure is a warning: the build goes on. */
+static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
+                         const struct recipe_image_opts *o, const char *name,
+                         const struct oci_digest *key, const char *layer_key,
+                         const struct layer_result *res)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_descriptor ld = {0}, cd = {0}, md = {0};
+        json_t *mj = NULL, *ann = json_object();
+        char *mbuf = NULL, tag[80], created[64];
+        size_t mlen;
+        struct oci_reader *r;
+        bool have = false;
+
+        snprintf(tag, sizeof(tag), "kc-%s", oci_digest_hex(key));
+        ld.media_type = res->media_type;
+        ld.digest = res->digest;
+        ld.size = res->size;
+        ld.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res->compressor);
+        cd.media_type = OCI_MT_EMPTY;
+        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
+        cd.size = 2;
+        if (repo->ops->has_blob(repo, &ld, &have, &e) < 0)
+                goto fail;
+        if (!have) {
+                r = layer_cache_open_blob(cache, res, &e);
+                if (!r || repo->ops->put_blob(repo, &ld, r, &e) < 0)
+                        goto fail;
+        }
+        r = oci_reader_from_buffer("{}", 2, &e);
+        if (!r || repo->ops->put_blob(repo, &cd, r, &e) < 0)
+                goto fail;
+        format_time((int64_t)time(NULL), created, sizeof(created));
+        json_object_set_new(ann, "dev.kiln.cache.key", json_string(key->str));
+        json_object_set_new(ann, "dev.kiln.cache.diff-id", json_string(res->diff_id.str));
+        json_object_set_new(ann, "dev.kiln.cache.layer-key", json_string(layer_key));
+        json_object_set_new(ann, "dev.kiln.cache.layer", json_string(name));
+        json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
+        mj = oci_manifest_to_json(OCI_MT_MANIFEST, CACHE_ARTIFACT_TYPE, &cd, &ld, 1, NULL, ann);
+        if (!mj || oci_json_dump(mj, &mbuf, &mlen, &e) < 0)
+                goto fail;
+        md.media_type = OCI_MT_MANIFEST;
+        oci_digest_of_buffer(mbuf, mlen, &md.digest);
+        md.size = (int64_t)mlen;
+        if (repo->ops->put_manifest(repo, &md, mbuf, mlen, &e) < 0 ||
+            repo->ops->tag(repo, tag, &md, &e) < 0 || oci_store_commit(repo, &e) < 0)
+                goto fail;
+        goto out;
+fail:
+        warn(o, "layer %s: not published to the cache repository: %s", name, e.msg);
+out:
+        json_decref(ld.annotations);
+        json_decref(ann);
+        json_decref(mj);
+        free(mbuf);
+}
+
 static const char *oci_layer_type(const char *mt)
 {
         /* the same bytes under the OCI name: an OCI manifest names OCI types */
@@ -66,14 +213,6 @@ static const char *oci_layer_type(const char *mt)
         return mt;
 }
 
-static void format_time(int64_t t, char *buf, size_t len)
-{
-        time_t tt = (time_t)t;
-        struct tm tm;
-
-        gmtime_r(&tt, &tm);
-        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
                            struct layer_cache *cache, const struct recipe_image_opts *o,
@@ -182,6 +321,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct recipe_plan_opts po = {.sets = o->sets, .n_sets = o->n_sets};
         struct recipe_plan *plan0 = NULL, *plan = NULL;
         struct oci_store *base_st = NULL, *upper = NULL, *overlay = NULL, *dst = NULL;
+        struct oci_store *repo_rd = NULL, *repo_wr = NULL, *lower = NULL;
         struct oci_image base = {0};
         struct layer_cache *cache = NULL;
         struct oci_layout *cl = NULL;
@@ -214,6 +354,20 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         cache = layer_cache_open(o->cache_dir, err);
         if (!cache)
                 goto out;
+        if (o->cache_repo) {
+                repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
+                if (!repo_rd) {
+                        kiln_error_prefix(err, "cache repository");
+                        goto out;
+                }
+                if (o->cache_write) {
+                        repo_wr = o->open_place(o->open_ctx, o->cache_repo, true, err);
+                        if (!repo_wr) {
+                                kiln_error_prefix(err, "cache repository");
+                                goto out;
+                        }
+                }
+        }
         stage_root = kiln_strdupf("%s/stage-XXXXXX", layer_cache_dir(cache));
         if (!stage_root || !mkdtemp(stage_root)) {
                 kiln_error_set(err, KILN_E_IO, "cannot create a staging directory in '%s'",
@@ -238,22 +392,37 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 if (kres.revision && !out.revision)
                         out.revision = strdup(kres.revision);
                 cache_key(kres.layer_key, &o->writer, &key);
-                recipe_stage_result_release(&kres);
-                if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0)
+                if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0) {
+                        recipe_stage_result_release(&kres);
                         goto out;
+                }
+                if (!hit && repo_rd) {
+                        repo_lookup(repo_rd, o, plan0->layers[i].name, &key, &res[i], &hit);
+                        if (hit) {
+                                out.layers_from_repo++;
+                                say(o, "layer %s: from the cache repository %s",
+                                    plan0->layers[i].name, res[i].digest.str);
+                        }
+                }
                 if (hit) {
                         out.layers_cached++;
                         say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
+                        recipe_stage_result_release(&kres);
                         continue;
                 }
                 say(o, "layer %s: building", plan0->layers[i].name);
                 if (stage_and_build(plan0, i, stage_root, cache, o, &key, &res[i], &out.revision,
                                     err) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
+                        recipe_stage_result_release(&kres);
                         goto out;
                 }
                 out.layers_built++;
                 say(o, "layer %s: built %s", plan0->layers[i].name, res[i].digest.str);
+                if (repo_wr)
+                        repo_publish(repo_wr, cache, o, plan0->layers[i].name, &key,
+                                     kres.layer_key, &res[i]);
+                recipe_stage_result_release(&kres);
         }
         /* plan again: the revision and the base's env are known now */
         base_env = json_object_get(json_object_get(base.config, "config"), "Env");
@@ -335,7 +504,13 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         upper = oci_layout_store_new(cl_dir, NULL, false, err);
         if (!upper)
                 goto out;
-        overlay = oci_overlay_store_new(upper, base_st, md.digest.str, err);
+        /* blobs come from the local cache, then the cache repository, then the base */
+        if (repo_rd) {
+                lower = oci_overlay_store_new(repo_rd, base_st, NULL, err);
+                if (!lower)
+                        goto out;
+        }
+        overlay = oci_overlay_store_new(upper, lower ? lower : base_st, md.digest.str, err);
         if (!overlay)
                 goto out;
         out.tags = calloc(plan->n_tags, sizeof(*out.tags));
@@ -401,6 +576,9 @@ out:
         json_decref(ann);
         oci_store_free(dst);
         oci_store_free(overlay);
+        oci_store_free(lower);
+        oci_store_free(repo_rd);
+        oci_store_free(repo_wr);
         oci_store_free(upper);
         oci_layout_free(cl);
         layer_cache_free(cache);

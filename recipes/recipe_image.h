@@ -19,6 +19,15 @@
  * A failure before the copy leaves the destination untouched; the copy
  * itself tags only after every blob is in place.
  *
+ * The shared cache (--cache-repo, docs/cache.md): a layer missing from the
+ * local cache is looked up in a registry repository under the tag
+ * kc-<hex of its key>: a small OCI artifact whose one layer is the built
+ * blob, with the key, the diffID and the recipe's layer key as annotations.
+ * A hit is used only when the entry is well formed, names this key and its
+ * blob exists in the repository; anything else is a warning and a local
+ * build.  Built layers are published there when cache_write is set, so
+ * every runner of a fleet builds each layer once.
+ *
  * Provenance (manifest annotations): org.opencontainers.image.created (from
  * the writer's mtime, i.e. SOURCE_DATE_EPOCH), .revision and .source (from
  * the recipe), .base.name and .base.digest, and dev.kiln.recipe.digest and
@@ -50,6 +59,11 @@ struct recipe_image_opts {
          * "oci-archive:FILE", or NULL to push to the plan's tags) */
         const char *output;
         unsigned jobs;
+        /* the shared layer cache in a registry repository (HOST/REPO), or
+         * NULL; cache_write: publish layers built here (--cache-to) */
+        const char *cache_repo;
+        bool cache_write;
+        void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
         void (*progress)(void *ctx, const char *msg);
@@ -62,6 +76,7 @@ struct recipe_image_result {
         size_t n_tags;
         char *revision;           /* of a git source, or NULL */
         unsigned layers_built, layers_cached;
+        unsigned layers_from_repo; /* of layers_cached: found in the cache repository */
         unsigned blobs_copied, blobs_skipped;
 };
 

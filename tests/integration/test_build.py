@@ -206,3 +206,67 @@ def test_verify_against_the_pushed_image(kiln, world, tmp_path):
                  check=False)
     assert p.returncode == 1
     assert "org.opencontainers.image.revision" in p.stdout
+
+
+def test_second_runner_builds_nothing_with_a_cache_repo(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "ampere")
+    cache_repo = f"{world.host}/ci/kiln-cache"
+    common = ["--arch", "ampere", "--push", "--json", "--cache-repo", cache_repo]
+    a = json.loads(kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "runner-a")).stdout)
+    assert a["layersBuilt"] >= 5 and a["layersFromCacheRepo"] == 0
+    tags = json.loads(world.api("/v2/ci/kiln-cache/tags/list")[2])["tags"]
+    assert len([t for t in tags if t.startswith("kc-")]) == a["layersBuilt"]
+    # runner B: an empty local cache, and the build step's program now fails if it runs
+    pathlib.Path(sets["build_python"]).write_text("#!/bin/sh\necho ran >&2\nexit 9\n")
+    b = json.loads(kiln.run(*build_args(sets, world, *common,
+                                        "--cache", tmp_path / "runner-b")).stdout)
+    assert b["layersBuilt"] == 0 and b["layersFromCacheRepo"] == a["layersBuilt"]
+    assert b["digest"] == a["digest"]
+
+
+def test_broken_cache_entries_are_ignored_with_a_warning(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    cache_repo = f"{world.host}/ci/cache2"
+    common = ["--arch", "pre-ampere", "--output", f"oci:{tmp_path}/out", "--json",
+              "--cache-repo", cache_repo]
+    a = json.loads(kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "a")).stdout)
+    tags = sorted(t for t in json.loads(world.api("/v2/ci/cache2/tags/list")[2])["tags"]
+                  if t.startswith("kc-"))
+    # one entry replaced by garbage, one entry's blob deleted from the registry
+    garbage = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}'
+    import urllib.request
+    req = urllib.request.Request(f"http://{world.host}/v2/ci/cache2/manifests/{tags[0]}",
+                                 data=garbage, method="PUT",
+                                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req).close()
+    entry = json.loads(world.api(f"/v2/ci/cache2/manifests/{tags[1]}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})[2])
+    st, _, _ = world.api(f"/v2/ci/cache2/blobs/{entry['layers'][0]['digest']}", method="DELETE")
+    assert st == 202
+    p = kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "b"), check=False)
+    assert p.returncode == 0, p.stderr
+    b = json.loads(p.stdout)
+    assert b["digest"] == a["digest"]
+    assert b["layersBuilt"] == 2 and b["layersFromCacheRepo"] == a["layersBuilt"] - 2
+    assert p.stderr.count("ignoring cache entry") == 2 and "is missing" in p.stderr
+    assert kiln.run("fsck", "--deep", f"oci:{tmp_path}/out").returncode == 0
+
+
+def test_eight_concurrent_builds_share_one_cache_repo(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    cache_repo = f"{world.host}/ci/shared"
+    procs = []
+    for n in range(8):
+        args = build_args(sets, world, "--arch", "pre-ampere", "--json", "--cache-repo", cache_repo,
+                          "--cache", tmp_path / f"runner-{n}",
+                          *(["--push"] if n % 2 == 0 else ["--output", f"oci:{tmp_path}/out-{n}"]))
+        procs.append(subprocess.Popen([kiln.path, *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    digests = set()
+    for p in procs:
+        out, errs = p.communicate(timeout=600)
+        assert p.returncode == 0, errs
+        digests.add(json.loads(out)["digest"])
+    assert len(digests) == 1
+    for n in range(1, 8, 2):
+        assert kiln.run("fsck", "--deep", f"oci:{tmp_path}/out-{n}").returncode == 0
