@@ -67,6 +67,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"cache-repo", required_argument, NULL, 'R'},
                 {"cache-to", required_argument, NULL, 'T'},
                 {"cache-from", required_argument, NULL, 'f'},
+                {"skip-if-built", no_argument, NULL, 'K'},
                 {"from-annotations", no_argument, NULL, 'F'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
@@ -152,6 +153,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'R':
                 case 'T': o.cache_repo = optarg; o.cache_write = true; break;
                 case 'f': o.cache_repo = optarg; o.cache_write = false; break;
+                case 'K': o.skip_if_built = true; break;
                 case 'h': rc = cli_help_verb(verb); goto out;
                 default: {
                         int k = cli_reg_option(verb, opt, optarg);
@@ -290,6 +292,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 json_object_set_new(j, "layersBuilt", json_integer(res.layers_built));
                 json_object_set_new(j, "layersCached", json_integer(res.layers_cached));
                 json_object_set_new(j, "layersFromCacheRepo", json_integer(res.layers_from_repo));
+                json_object_set_new(j, "skipped", json_boolean(res.skipped));
                 json_object_set_new(j, "blobsCopied", json_integer(res.blobs_copied));
                 json_object_set_new(j, "blobsSkipped", json_integer(res.blobs_skipped));
                 s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -46,7 +46,8 @@ const struct cli_verb cli_verbs[] = {
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
-         " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--cache-repo|--cache-to|--cache-from HOST/REPO]"
+         " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--cache DIR]"
+         " [--cache-repo|--cache-to|--cache-from HOST/REPO]"
          " [--compression gzip|zstd|none]"
          " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",

@@ -333,7 +333,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct oci_descriptor cd = {0}, md = {0};
         struct oci_copy_opts copts = {0};
         struct oci_copy_result cres;
-        char created[64];
+        char created[64], input_tag[80] = "";
         size_t clen, mlen, nb;
         int rc = -1;
 
@@ -378,6 +378,84 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         if (!res) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
+        }
+        if (o->skip_if_built && !o->output) {
+                /* the input tag: the digest of everything the image is made of */
+                struct oci_hasher h;
+                struct oci_digest input;
+                json_t *benv = json_object_get(json_object_get(base.config, "config"), "Env");
+                char *vars = json_dumps(plan0->variables, JSON_COMPACT | JSON_SORT_KEYS);
+                char comp[64], itag[80];
+                char *mbuf0 = NULL, *mt0 = NULL;
+                size_t ml0;
+                struct oci_digest got;
+                struct oci_store *probe;
+                if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
+                        free(vars);
+                        goto out;
+                }
+                layer_compressor_id(o->writer.compression, o->writer.level, comp, sizeof(comp));
+                oci_hasher_update(&h, "kiln input 1\n", 13);
+                if (o->recipe_digest)
+                        oci_hasher_update(&h, o->recipe_digest, strlen(o->recipe_digest));
+                if (vars)
+                        oci_hasher_update(&h, vars, strlen(vars));
+                free(vars);
+                oci_hasher_update(&h, base.top.desc.digest.str, strlen(base.top.desc.digest.str));
+                oci_hasher_update(&h, comp, strlen(comp));
+                for (size_t i = 0; i < plan0->n_layers; i++) {
+                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache)};
+                        struct recipe_stage_result kres = {0};
+                        if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
+                                oci_hasher_release(&h);
+                                kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
+                                goto out;
+                        }
+                        oci_hasher_update(&h, kres.layer_key, strlen(kres.layer_key));
+                        if (kres.revision && !out.revision)
+                                out.revision = strdup(kres.revision);
+                        recipe_stage_result_release(&kres);
+                }
+                oci_hasher_final(&h, &input);
+                oci_hasher_release(&h);
+                po.source_revision = out.revision;
+                po.base_env = json_is_array(benv) ? benv : NULL;
+                if (recipe_plan_build(r, &po, &plan, err) < 0)
+                        goto out;
+                snprintf(itag, sizeof(itag), "kb-%s", oci_digest_hex(&input));
+                probe = o->open_place(o->open_ctx, plan->tags[0], true, err);
+                if (!probe)
+                        goto out;
+                if (probe->ops->get_manifest(probe, itag, &mbuf0, &ml0, &mt0, &got, NULL) == 0) {
+                        struct oci_descriptor d = {.media_type = mt0, .digest = got,
+                                                   .size = (int64_t)ml0};
+                        int trc = 0;
+                        say(o, "already built: %s", itag);
+                        out.tags = calloc(plan->n_tags, sizeof(*out.tags));
+                        for (size_t i = 0; out.tags && i < plan->n_tags && trc == 0; i++) {
+                                _cleanup_free_ char *t = tag_of(plan->tags[i]);
+                                trc = t ? probe->ops->tag(probe, t, &d, err) : 0;
+                                out.tags[i] = strdup(plan->tags[i]);
+                                out.n_tags++;
+                        }
+                        free(mbuf0);
+                        free(mt0);
+                        if (trc == 0)
+                                trc = oci_store_commit(probe, err);
+                        oci_store_free(probe);
+                        if (!out.tags || trc < 0)
+                                goto out;
+                        out.digest = got;
+                        out.skipped = true;
+                        *ret = out;
+                        memset(&out, 0, sizeof(out));
+                        rc = 0;
+                        goto out;
+                }
+                oci_store_free(probe);
+                recipe_plan_free(plan);
+                plan = NULL;
+                snprintf(input_tag, sizeof(input_tag), "%s", itag);
         }
         for (size_t i = 0; i < plan0->n_layers; i++) {
                 struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache)};
@@ -548,6 +626,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         if (t && dst->ops->tag(dst, t, &md, err) < 0)
                                 goto out;
                 }
+                /* the input tag, so the next identical build is one HEAD */
+                if (input_tag[0] && dst->ops->tag(dst, input_tag, &md, err) < 0)
+                        goto out;
                 if (oci_store_commit(dst, err) < 0)
                         goto out;
         }

@@ -63,6 +63,10 @@ struct recipe_image_opts {
          * NULL; cache_write: publish layers built here (--cache-to) */
         const char *cache_repo;
         bool cache_write;
+        /* pushing: when the destination holds the input tag kb-<hex> (the
+         * digest of the recipe, its variables, the base and every layer key),
+         * only add the tags to that manifest */
+        bool skip_if_built;
         void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
@@ -77,6 +81,7 @@ struct recipe_image_result {
         char *revision;           /* of a git source, or NULL */
         unsigned layers_built, layers_cached;
         unsigned layers_from_repo; /* of layers_cached: found in the cache repository */
+        bool skipped;              /* skip_if_built found the image */
         unsigned blobs_copied, blobs_skipped;
 };
 

@@ -270,3 +270,26 @@ def test_eight_concurrent_builds_share_one_cache_repo(kiln, world, tmp_path):
     assert len(digests) == 1
     for n in range(1, 8, 2):
         assert kiln.run("fsck", "--deep", f"oci:{tmp_path}/out-{n}").returncode == 0
+
+
+def test_skip_if_built_costs_one_lookup(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    args = build_args(sets, world, "--arch", "pre-ampere", "--push", "--json", "--skip-if-built",
+                      "--cache", tmp_path / "cache")
+    first = json.loads(kiln.run(*args).stdout)
+    assert first["skipped"] is False and first["layersBuilt"] >= 4
+    # another runner with an empty cache re-runs the same build: nothing is built,
+    # the tags are put on the existing manifest
+    second = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--json",
+                                             "--skip-if-built", "--cache", tmp_path / "other")).stdout)
+    assert second["skipped"] is True and second["layersBuilt"] == 0
+    assert second["digest"] == first["digest"]
+    assert kiln.run("digest", second["tags"][0]).stdout.strip() == first["digest"]
+    # a new commit is a new input: built again
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("Y = 1\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "y", env=env)
+    third = json.loads(kiln.run(*args).stdout)
+    assert third["skipped"] is False and third["digest"] != first["digest"]
