@@ -50,6 +50,8 @@ const struct cli_verb cli_verbs[] = {
          " [--cache-repo|--cache-to|--cache-from HOST/REPO]"
          " [--compression gzip|zstd|none]"
          " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
+        {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
+         "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
          "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",

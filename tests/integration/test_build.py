@@ -293,3 +293,29 @@ def test_skip_if_built_costs_one_lookup(kiln, world, tmp_path):
     run("git", "-C", repo, "commit", "-qam", "y", env=env)
     third = json.loads(kiln.run(*args).stdout)
     assert third["skipped"] is False and third["digest"] != first["digest"]
+
+
+def test_cache_ls_show_prune(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    repo = f"{world.host}/ci/cache3"
+    a = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--json", "--output",
+                                        f"oci:{tmp_path}/out", "--cache-repo", repo,
+                                        "--cache", tmp_path / "c")).stdout)
+    ls = kiln.run("cache", "ls", "--cache-repo", repo).stdout.splitlines()
+    assert len(ls) == a["layersBuilt"]
+    names = {l.split()[1] for l in ls}
+    assert {"torch", "linnaeus", "python"} <= names
+    tag = ls[0].split()[0]
+    show = kiln.run("cache", "show", tag, "--cache-repo", repo).stdout
+    assert f"tag      {tag}" in show and "key      sha256:" in show
+    kiln.fails("cache", "show", "kc-nope", "--cache-repo", repo, code=5)
+    out = kiln.run("cache", "prune", "--keep", "2", "--cache-repo", repo).stdout
+    assert out.strip().endswith(f"{len(ls) - 2} of {len(ls)} entries removed")
+    assert len(kiln.run("cache", "ls", "--cache-repo", repo).stdout.splitlines()) == 2
+    out = kiln.run("cache", "prune", "--older-than", "0s", "--cache-repo", repo).stdout
+    assert kiln.run("cache", "ls", "--cache-repo", repo).stdout == ""
+    # a pruned cache only means a rebuild
+    b = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--json", "--output",
+                                        f"oci:{tmp_path}/out2", "--cache-repo", repo,
+                                        "--cache", tmp_path / "d")).stdout)
+    assert b["digest"] == a["digest"] and b["layersFromCacheRepo"] == 0
