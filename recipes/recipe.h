@@ -49,6 +49,8 @@ enum recipe_layer_kind {
         RECIPE_LAYER_DEBS,
         RECIPE_LAYER_SOURCE,
         RECIPE_LAYER_BUILD,
+        RECIPE_LAYER_TREE,  /* a host directory at a path, minus excludes */
+        RECIPE_LAYER_FILES, /* single host files at target paths, with modes */
 };
 
 const char *recipe_layer_kind_name(enum recipe_layer_kind k);

@@ -516,6 +516,24 @@ static const struct sfield build_fields[] = {
         {"interpreter", S_STRING, false},
 };
 
+static const struct sfield tree_fields[] = {
+        LAYER_COMMON,
+        {"src", S_STRING, true},
+        {"dest", S_STRING, true},
+        {"exclude", S_ARRAY, false},
+};
+
+static const struct sfield files_fields[] = {
+        LAYER_COMMON,
+        {"files", S_ARRAY, true},
+};
+
+static const struct sfield host_file_fields[] = {
+        {"src", S_STRING, true},
+        {"dest", S_STRING, true},
+        {"mode", S_STRING, false},
+};
+
 static const struct sfield file_fields[] = {
         {"path", S_STRING, true},
         {"sha256", S_STRING, false},
@@ -583,14 +601,42 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
         } else if (!strcmp(kind, "build")) {
                 fields = build_fields;
                 n = ARRAY_SIZE(build_fields);
+        } else if (!strcmp(kind, "tree")) {
+                fields = tree_fields;
+                n = ARRAY_SIZE(tree_fields);
+        } else if (!strcmp(kind, "files")) {
+                fields = files_fields;
+                n = ARRAY_SIZE(files_fields);
         } else {
                 _cleanup_free_ char *kp = recipe_ptr_key(ptr, "kind");
                 return recipe_error_at(r, kp ? kp : ptr, false, KILN_E_INVALID, err,
-                                       "unknown layer kind '%s' in %s (expected wheels, debs, source or build)",
+                                       "unknown layer kind '%s' in %s (expected wheels, debs, source, build, tree or files)",
                                        kind, where);
         }
         if (check_object(r, l, ptr, where, fields, n, err) < 0)
                 return -1;
+        if (!strcmp(kind, "files")) {
+                _cleanup_free_ char *fp = recipe_ptr_key(ptr, "files");
+                size_t i;
+                json_t *e;
+                json_array_foreach(json_object_get(l, "files"), i, e) {
+                        _cleanup_free_ char *ep = fp ? recipe_ptr_index(fp, i) : NULL;
+                        if (!ep)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        if (!json_is_object(e))
+                                return recipe_error_at(r, ep, false, KILN_E_INVALID, err,
+                                                       "each entry of 'files' in %s must be an object with 'src' and 'dest'",
+                                                       where);
+                        if (check_object(r, e, ep, where, host_file_fields,
+                                         ARRAY_SIZE(host_file_fields), err) < 0)
+                                return -1;
+                }
+        }
+        if (!strcmp(kind, "tree") && (v = json_object_get(l, "exclude"))) {
+                _cleanup_free_ char *xp = recipe_ptr_key(ptr, "exclude");
+                if (check_elems(r, v, xp, "'exclude'", S_STRING, err) < 0)
+                        return -1;
+        }
         if (!strcmp(kind, "wheels")) {
                 _cleanup_free_ char *wp = recipe_ptr_key(ptr, "wheels");
                 _cleanup_free_ char *pp = recipe_ptr_key(ptr, "packages");

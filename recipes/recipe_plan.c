@@ -355,6 +355,10 @@ static int kind_from_name(const char *s, enum recipe_layer_kind *ret)
                 *ret = RECIPE_LAYER_SOURCE;
         else if (!strcmp(s, "build"))
                 *ret = RECIPE_LAYER_BUILD;
+        else if (!strcmp(s, "tree"))
+                *ret = RECIPE_LAYER_TREE;
+        else if (!strcmp(s, "files"))
+                *ret = RECIPE_LAYER_FILES;
         else
                 return -1;
         return 0;
@@ -367,6 +371,8 @@ const char *recipe_layer_kind_name(enum recipe_layer_kind k)
         case RECIPE_LAYER_DEBS: return "debs";
         case RECIPE_LAYER_SOURCE: return "source";
         case RECIPE_LAYER_BUILD: return "build";
+        case RECIPE_LAYER_TREE: return "tree";
+        case RECIPE_LAYER_FILES: return "files";
         }
         return "?";
 }
@@ -918,6 +924,16 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                         fprintf(f, "\n      env: %s=%s", key, json_string_value(v));
                 break;
         }
+        case RECIPE_LAYER_TREE:
+                fprintf(f, "\n      tree: %s -> %s", json_string_value(json_object_get(p, "src")),
+                        json_string_value(json_object_get(p, "dest")));
+                break;
+        case RECIPE_LAYER_FILES:
+                json_array_foreach(json_object_get(p, "files"), i, e)
+                        fprintf(f, "\n      file: %s -> %s",
+                                json_string_value(json_object_get(e, "src")),
+                                json_string_value(json_object_get(e, "dest")));
+                break;
         }
 }
 

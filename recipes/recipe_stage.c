@@ -11,6 +11,7 @@
 #include "io.h"
 #include "recipe_internal.h"
 #include "stage.h"
+#include "source.h"
 #include "util.h"
 
 void recipe_stage_result_release(struct recipe_stage_result *res)
@@ -700,6 +701,145 @@ static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
         return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 }
 
+/* tree and files layers: host paths, through the layer source of layers/
+ * (the same excludes, parents and hardlinks as `kiln append`).  The key's
+ * inputs are every entry's path, type, mode, size, link target and content
+ * digest; staging copies the entries into dir. */
+static int copy_entry(const struct layer_source_entry *e, const char *dir, struct kiln_error *err)
+{
+        _cleanup_free_ char *to = kiln_strdupf("%s/%s", dir, e->path);
+        _cleanup_free_ char *parent = to ? kiln_dirname(to) : NULL;
+        mode_t perm = e->st.st_mode & 07777;
+
+        if (!to || !parent)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (kiln_mkdir_p(parent, 0755, err) < 0)
+                return -1;
+        if (S_ISDIR(e->st.st_mode)) {
+                if (mkdir(to, 0755) < 0 && errno != EEXIST)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", to);
+                chmod(to, perm);
+                return 0;
+        }
+        if (S_ISLNK(e->st.st_mode)) {
+                if (symlink(e->link ? e->link : "", to) < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", to);
+                return 0;
+        }
+        if (S_ISREG(e->st.st_mode) && e->host) {
+                char buf[65536];
+                ssize_t n;
+                int in = open(e->host, O_RDONLY | O_CLOEXEC), out;
+                if (in < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", e->host);
+                out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (out < 0) {
+                        close(in);
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", to);
+                }
+                while ((n = read(in, buf, sizeof(buf))) > 0)
+                        if (write(out, buf, (size_t)n) != n) {
+                                n = -1;
+                                break;
+                        }
+                close(in);
+                if (close(out) < 0 || n < 0)
+                        return kiln_error_set(err, KILN_E_IO, "cannot copy '%s'", e->host);
+                chmod(to, perm);
+        }
+        return 0;
+}
+
+static int stage_host(const struct recipe_plan *p, const struct recipe_layer *l, const char *dir,
+                      json_t *resolved, struct kiln_error *err)
+{
+        struct layer_source *src = layer_source_new(err);
+        const json_t *params = l->params;
+        int rc = -1;
+
+        if (!src)
+                return -1;
+        if (l->kind == RECIPE_LAYER_TREE) {
+                _cleanup_free_ char *from = recipe_resolve_input(
+                        p, json_string_value(json_object_get(params, "src")), err);
+                json_t *ex = json_object_get(params, "exclude");
+                const char **pats = calloc(json_array_size(ex) + 1, sizeof(*pats));
+                size_t i;
+                json_t *v;
+                if (!from || !pats) {
+                        free(pats);
+                        goto out;
+                }
+                json_array_foreach(ex, i, v) pats[i] = json_string_value(v);
+                rc = layer_source_add_tree(src, from, json_string_value(json_object_get(params, "dest")),
+                                           pats, json_array_size(ex), err);
+                free(pats);
+                if (rc < 0)
+                        goto out;
+                rc = -1;
+        } else {
+                size_t i;
+                json_t *f;
+                json_array_foreach(json_object_get(params, "files"), i, f) {
+                        _cleanup_free_ char *from = recipe_resolve_input(
+                                p, json_string_value(json_object_get(f, "src")), err);
+                        const char *ms = json_string_value(json_object_get(f, "mode"));
+                        char *end = NULL;
+                        long mode = ms ? strtol(ms, &end, 8) : -1;
+                        if (!from)
+                                goto out;
+                        if (ms && (*end || mode < 0 || mode > 07777)) {
+                                kiln_error_set(err, KILN_E_INVALID,
+                                               "invalid mode '%s' for '%s': expected octal like 0755",
+                                               ms, json_string_value(json_object_get(f, "src")));
+                                goto out;
+                        }
+                        if (layer_source_add_file(src, from,
+                                                  json_string_value(json_object_get(f, "dest")),
+                                                  (int)mode, err) < 0)
+                                goto out;
+                }
+        }
+        if (layer_source_finish(src, err) < 0)
+                goto out;
+        for (size_t i = 0; i < src->n; i++) {
+                const struct layer_source_entry *e = &src->entries[i];
+                json_t *j = json_pack("{s:s, s:i, s:I}", "path", e->path, "mode",
+                                      (int)e->st.st_mode, "size", (json_int_t)e->st.st_size);
+                if (e->link)
+                        json_object_set_new(j, "link", json_string(e->link));
+                if (e->hardlink)
+                        json_object_set_new(j, "hardlink", json_string(e->hardlink));
+                if (S_ISREG(e->st.st_mode) && e->host && !e->hardlink) {
+                        struct oci_hasher h;
+                        struct oci_digest d;
+                        char chunk[65536];
+                        ssize_t r;
+                        int fd = open(e->host, O_RDONLY | O_CLOEXEC);
+                        if (fd < 0 || oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
+                                if (fd >= 0)
+                                        close(fd);
+                                json_decref(j);
+                                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", e->host);
+                                goto out;
+                        }
+                        while ((r = read(fd, chunk, sizeof(chunk))) > 0)
+                                oci_hasher_update(&h, chunk, (size_t)r);
+                        close(fd);
+                        oci_hasher_final(&h, &d);
+                        oci_hasher_release(&h);
+                        json_object_set_new(j, "sha256", json_string(d.str));
+                }
+                json_array_append_new(resolved, j);
+                if (dir && copy_entry(e, dir, err) < 0)
+                        goto out;
+        }
+        rc = 0;
+out:
+        layer_source_free(src);
+        return rc;
+}
+
 /* dir NULL: resolve only (nothing is written). */
 static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                      const struct recipe_stage_opts *opts, struct recipe_stage_result *res,
@@ -721,6 +861,14 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                 break;
         case RECIPE_LAYER_BUILD:
                 rc = stage_build(plan, l->params, dir, opts, res, resolved, err);
+                break;
+        case RECIPE_LAYER_TREE:
+        case RECIPE_LAYER_FILES:
+                if (dir && kiln_mkdir_p(dir, 0755, err) < 0) {
+                        rc = -1;
+                        break;
+                }
+                rc = stage_host(plan, l, dir, resolved, err);
                 break;
         default: rc = kiln_error_set(err, KILN_E_INTERNAL, "unknown layer kind"); break;
         }
