@@ -10,6 +10,7 @@
 #include "cmd_registry.h"
 #include "commands.h"
 #include "diff.h"
+#include "fetch.h"
 #include "io.h"
 #include "json.h"
 #include "recipe.h"
@@ -247,6 +248,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 o.output = DEFAULT_OUTPUT;
         o.sets = (const char *const *)sets;
         o.n_sets = n_sets;
+        o.fetch = reg_http_fetch;
+        o.fetch_ctx = &cli_reg_opts;
         if (kiln_read_file(argv[optind], RECIPE_FILE_MAX, &rbuf, &rlen, &err) == 0) {
                 oci_digest_of_buffer(rbuf, rlen, &rdig);
                 o.recipe_digest = rdig.str;

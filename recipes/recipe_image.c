@@ -219,7 +219,7 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
                            const struct oci_digest *key, struct layer_result *ret,
                            char **ret_revision, struct kiln_error *err)
 {
-        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache)};
+        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -404,7 +404,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 oci_hasher_update(&h, base.top.desc.digest.str, strlen(base.top.desc.digest.str));
                 oci_hasher_update(&h, comp, strlen(comp));
                 for (size_t i = 0; i < plan0->n_layers; i++) {
-                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache)};
+                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
                         struct recipe_stage_result kres = {0};
                         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                                 oci_hasher_release(&h);
@@ -458,7 +458,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 snprintf(input_tag, sizeof(input_tag), "%s", itag);
         }
         for (size_t i = 0; i < plan0->n_layers; i++) {
-                struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache)};
+                struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
                 struct recipe_stage_result kres = {0};
                 struct oci_digest key;
                 bool hit = false;

@@ -43,6 +43,7 @@
 #include "image.h"
 #include "model.h"
 #include "recipe.h"
+#include "stage.h"
 #include "writer.h"
 
 typedef struct oci_store *(*recipe_open_place_fn)(void *ctx, const char *place, bool for_write,
@@ -52,6 +53,8 @@ struct recipe_image_opts {
         const char *const *sets;
         size_t n_sets;
         const char *cache_dir;               /* NULL: the default */
+        recipe_fetch_fn fetch;               /* http(s) inputs; NULL: local ones only */
+        void *fetch_ctx;
         const char *recipe_digest;           /* of the recipe file, recorded; may be NULL */
         struct layer_writer_opts writer;     /* compression, level, mtime */
         const struct oci_platform *platform; /* of the base; NULL: the host's */

@@ -319,3 +319,40 @@ def test_cache_ls_show_prune(kiln, world, tmp_path):
                                         f"oci:{tmp_path}/out2", "--cache-repo", repo,
                                         "--cache", tmp_path / "d")).stdout)
     assert b["digest"] == a["digest"] and b["layersFromCacheRepo"] == 0
+
+
+def test_wheels_fetched_over_http(kiln, world, tmp_path):
+    import functools
+    import http.server
+    import threading
+    sets = make_inputs(tmp_path, "pre-ampere")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        web = dict(sets)
+        for k in ("torch_index", "pypi_index"):
+            web[k] = sets[k].replace(f"file://{tmp_path}", base)
+        res = json.loads(kiln.run(*build_args(web, world, "--arch", "pre-ampere", "--output",
+                                              f"oci:{tmp_path}/out", "--cache", tmp_path / "c",
+                                              "--json")).stdout)
+        assert kiln.run("validate", f"oci:{tmp_path}/out:pre-ampere-stable-cu126", "--arch",
+                        "pre-ampere").returncode == 0
+        # same wheels, same image, whether read from disk or fetched
+        local = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--output",
+                                                f"oci:{tmp_path}/out2", "--cache", tmp_path / "c2",
+                                                "--json")).stdout)
+        assert res["layersBuilt"] >= 4
+        d = kiln.run("diff", "--all", f"oci:{tmp_path}/out:pre-ampere-stable-cu126",
+                     f"oci:{tmp_path}/out2:pre-ampere-stable-cu126", check=False).stdout
+        # only the recorded variables differ: every layer is the same
+        assert d.splitlines() and all(l.startswith("manifest annotation dev.kiln.recipe.variables")
+                                      for l in d.splitlines()), d
+        bad = dict(web, pypi_index=f"{base}/nowhere/simple")
+        p, line = kiln.fails(*build_args(bad, world, "--arch", "pre-ampere", "--output",
+                                         f"oci:{tmp_path}/out3", "--cache", tmp_path / "c3"))
+        assert "nowhere" in line and ("404" in line or "no project page" in line)
+    finally:
+        srv.shutdown()
