@@ -1,5 +1,6 @@
 #include "recipe_image.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,8 @@ out:
         return 0;
 }
 
+static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Publishes a built layer: its blob, the empty config, then the entry
  * manifest under kc-<hex>.  A failure is a warning: the build goes on. */
 static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
@@ -160,6 +163,8 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
         struct oci_reader *r;
         bool have = false;
 
+        /* one publisher at a time: the entries share one repository store */
+        pthread_mutex_lock(&publish_lock);
         snprintf(tag, sizeof(tag), "kc-%s", oci_digest_hex(key));
         ld.media_type = res->media_type;
         ld.digest = res->digest;
@@ -197,6 +202,7 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
 fail:
         warn(o, "layer %s: not published to the cache repository: %s", name, e.msg);
 out:
+        pthread_mutex_unlock(&publish_lock);
         json_decref(ld.annotations);
         json_decref(ann);
         json_decref(mj);
@@ -246,6 +252,157 @@ out:
         recipe_stage_result_release(&sres);
         kiln_rm_rf(dir);
         return rc;
+}
+
+struct layer_jobs {
+        const struct recipe_plan *plan;
+        const char *stage_root;
+        struct layer_cache *cache;
+        const struct recipe_image_opts *o;
+        struct oci_store *repo_rd, *repo_wr, *early;
+        struct layer_result *res;
+        struct recipe_image_result *out;
+        pthread_mutex_t lock;
+        size_t next;
+        unsigned pushed; /* blobs handed to the destination early */
+        bool failed;
+        struct kiln_error err;
+};
+
+/* One layer: its key; the local cache, then the cache repository; on a miss
+ * stage and build it (and publish it).  A layer built here is handed to the
+ * destination at once when pushing. */
+static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
+{
+        const struct recipe_plan *plan0 = lj->plan;
+        const struct recipe_image_opts *o = lj->o;
+        struct layer_cache *cache = lj->cache;
+        struct layer_result *res = lj->res;
+        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
+                                       .fetch_ctx = o->fetch_ctx};
+        struct recipe_stage_result kres = {0};
+        struct oci_digest key;
+        char *revision = NULL;
+        bool hit = false, from_repo = false;
+        int rc = -1;
+
+        if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
+                kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
+                return -1;
+        }
+        if (kres.revision)
+                revision = strdup(kres.revision);
+        cache_key(kres.layer_key, &o->writer, &key);
+        if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0)
+                goto out;
+        if (!hit && lj->repo_rd) {
+                repo_lookup(lj->repo_rd, o, plan0->layers[i].name, &key, &res[i], &hit);
+                from_repo = hit;
+                if (hit)
+                        say(o, "layer %s: from the cache repository %s", plan0->layers[i].name,
+                            res[i].digest.str);
+        }
+        if (hit) {
+                say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
+        } else {
+                say(o, "layer %s: building", plan0->layers[i].name);
+                if (stage_and_build(plan0, i, lj->stage_root, cache, o, &key, &res[i], &revision,
+                                    err) < 0) {
+                        kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
+                        goto out;
+                }
+                say(o, "layer %s: built %s", plan0->layers[i].name, res[i].digest.str);
+                if (lj->repo_wr)
+                        repo_publish(lj->repo_wr, cache, o, plan0->layers[i].name, &key,
+                                     kres.layer_key, &res[i]);
+        }
+        if (lj->early && !from_repo) {
+                struct oci_descriptor d = {.media_type = res[i].media_type,
+                                           .digest = res[i].digest, .size = res[i].size};
+                bool have = false;
+                struct oci_reader *r;
+                if (lj->early->ops->has_blob(lj->early, &d, &have, err) < 0)
+                        goto out;
+                if (!have) {
+                        r = layer_cache_open_blob(cache, &res[i], err);
+                        if (!r || lj->early->ops->put_blob(lj->early, &d, r, err) < 0)
+                                goto out;
+                        pthread_mutex_lock(&lj->lock);
+                        lj->pushed++;
+                        pthread_mutex_unlock(&lj->lock);
+                }
+        }
+        pthread_mutex_lock(&lj->lock);
+        if (hit)
+                lj->out->layers_cached++;
+        else
+                lj->out->layers_built++;
+        if (from_repo)
+                lj->out->layers_from_repo++;
+        if (revision && !lj->out->revision) {
+                lj->out->revision = revision;
+                revision = NULL;
+        }
+        pthread_mutex_unlock(&lj->lock);
+        rc = 0;
+out:
+        free(revision);
+        recipe_stage_result_release(&kres);
+        return rc;
+}
+
+static void *layer_worker(void *arg)
+{
+        struct layer_jobs *lj = arg;
+
+        for (;;) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                size_t i;
+                pthread_mutex_lock(&lj->lock);
+                if (lj->failed || lj->next == lj->plan->n_layers) {
+                        pthread_mutex_unlock(&lj->lock);
+                        return NULL;
+                }
+                i = lj->next++;
+                pthread_mutex_unlock(&lj->lock);
+                if (one_layer(lj, i, &e) < 0) {
+                        pthread_mutex_lock(&lj->lock);
+                        if (!lj->failed) {
+                                lj->failed = true;
+                                lj->err = e;
+                        }
+                        pthread_mutex_unlock(&lj->lock);
+                }
+        }
+}
+
+/* Layers do not depend on each other: up to o->jobs are staged and built at
+ * once (each writer compresses with its own threads too). */
+static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
+{
+        unsigned n = lj->o->jobs ? lj->o->jobs : 1, started = 0;
+        pthread_t th[16];
+
+        if (n > 16)
+                n = 16;
+        if (n > lj->plan->n_layers)
+                n = (unsigned)lj->plan->n_layers;
+        pthread_mutex_init(&lj->lock, NULL);
+        for (unsigned i = 1; i < n; i++)
+                if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
+                        started++;
+        layer_worker(lj);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&lj->lock);
+        if (lj->failed) {
+                if (err)
+                        *err = lj->err;
+                return -1;
+        }
+        if (lj->early)
+                return oci_store_commit(lj->early, err); /* the uploads have finished */
+        return 0;
 }
 
 static json_t *build_config(json_t *base, const struct recipe_plan *plan,
@@ -321,7 +478,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct recipe_plan_opts po = {.sets = o->sets, .n_sets = o->n_sets};
         struct recipe_plan *plan0 = NULL, *plan = NULL;
         struct oci_store *base_st = NULL, *upper = NULL, *overlay = NULL, *dst = NULL;
-        struct oci_store *repo_rd = NULL, *repo_wr = NULL, *lower = NULL;
+        struct oci_store *repo_rd = NULL, *repo_wr = NULL, *lower = NULL, *early = NULL;
         struct oci_image base = {0};
         struct layer_cache *cache = NULL;
         struct oci_layout *cl = NULL;
@@ -334,6 +491,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct oci_copy_opts copts = {0};
         struct oci_copy_result cres;
         char created[64], input_tag[80] = "";
+        unsigned early_pushed = 0;
         size_t clen, mlen, nb;
         int rc = -1;
 
@@ -457,50 +615,19 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 plan = NULL;
                 snprintf(input_tag, sizeof(input_tag), "%s", itag);
         }
-        for (size_t i = 0; i < plan0->n_layers; i++) {
-                struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
-                struct recipe_stage_result kres = {0};
-                struct oci_digest key;
-                bool hit = false;
-
-                if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
-                        kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
+        if (!o->output) {
+                /* pushing: each layer goes up as soon as it is built */
+                early = o->open_place(o->open_ctx, plan0->tags[0], true, err);
+                if (!early)
                         goto out;
-                }
-                if (kres.revision && !out.revision)
-                        out.revision = strdup(kres.revision);
-                cache_key(kres.layer_key, &o->writer, &key);
-                if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0) {
-                        recipe_stage_result_release(&kres);
+        }
+        {
+                struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
+                                        .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
+                                        .early = early, .res = res, .out = &out};
+                if (run_layer_jobs(&lj, err) < 0)
                         goto out;
-                }
-                if (!hit && repo_rd) {
-                        repo_lookup(repo_rd, o, plan0->layers[i].name, &key, &res[i], &hit);
-                        if (hit) {
-                                out.layers_from_repo++;
-                                say(o, "layer %s: from the cache repository %s",
-                                    plan0->layers[i].name, res[i].digest.str);
-                        }
-                }
-                if (hit) {
-                        out.layers_cached++;
-                        say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
-                        recipe_stage_result_release(&kres);
-                        continue;
-                }
-                say(o, "layer %s: building", plan0->layers[i].name);
-                if (stage_and_build(plan0, i, stage_root, cache, o, &key, &res[i], &out.revision,
-                                    err) < 0) {
-                        kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
-                        recipe_stage_result_release(&kres);
-                        goto out;
-                }
-                out.layers_built++;
-                say(o, "layer %s: built %s", plan0->layers[i].name, res[i].digest.str);
-                if (repo_wr)
-                        repo_publish(repo_wr, cache, o, plan0->layers[i].name, &key,
-                                     kres.layer_key, &res[i]);
-                recipe_stage_result_release(&kres);
+                early_pushed = lj.pushed;
         }
         /* plan again: the revision and the base's env are known now */
         base_env = json_object_get(json_object_get(base.config, "config"), "Env");
@@ -614,10 +741,11 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 if (oci_store_commit(dst, err) < 0)
                         goto out;
         } else {
-                dst = o->open_place(o->open_ctx, plan->tags[0], true, err);
-                if (!dst)
-                        goto out;
+                _cleanup_free_ char *t0 = tag_of(plan->tags[0]);
+                dst = early;
+                early = NULL;
                 copts.jobs = o->jobs;
+                copts.dst_tag = t0;
                 say(o, "pushing %s", plan->tags[0]);
                 if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
                         goto out;
@@ -638,7 +766,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         out.n_tags++;
         }
         out.digest = md.digest;
-        out.blobs_copied = cres.blobs_copied;
+        out.blobs_copied = cres.blobs_copied + early_pushed;
         out.blobs_skipped = cres.blobs_skipped;
         *ret = out;
         memset(&out, 0, sizeof(out));
@@ -656,6 +784,7 @@ out:
         json_decref(mj);
         json_decref(ann);
         oci_store_free(dst);
+        oci_store_free(early);
         oci_store_free(overlay);
         oci_store_free(lower);
         oci_store_free(repo_rd);
