@@ -256,7 +256,7 @@ static int rs_put_manifest(struct oci_store *st, const struct oci_descriptor *d,
                 return -1;
         if (exists)
                 return 0;
-        return reg_client_put_manifest(s->c, d->digest.str, d->media_type, buf, len, err);
+        return reg_client_put_manifest_subject(s->c, d->digest.str, d->media_type, buf, len, err);
 }
 
 static int rs_tag(struct oci_store *st, const char *tag, const struct oci_descriptor *d,
@@ -336,6 +336,11 @@ static const struct oci_store_ops reg_store_ops = {
         .commit = rs_commit,
         .free = rs_free,
 };
+
+struct reg_client *reg_store_client(struct oci_store *st)
+{
+        return st && st->ops == &reg_store_ops ? RS(st)->c : NULL;
+}
 
 int reg_mirror_apply(const struct reg_options *opts, const char *domain, const char *path,
                      char **ret_host, char **ret_path, struct kiln_error *err)
