@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct reg_client {
         char *base;      /* "https://HOST" or "http://HOST" once known */
         pthread_mutex_t lock;
         pthread_mutex_t probe_lock; /* one thread decides the scheme */
+        pthread_mutex_t token_lock; /* one token request at a time */
         struct conn *pool;
         /* auth (under lock) */
         bool pinged;
@@ -733,6 +735,21 @@ out:
         return rc;
 }
 
+/* Under c->lock: a live cached token for key as a header in *ret.  A token
+ * near its end is renewed before use: long pushes outlive tokens. */
+static bool cached_token(struct reg_client *c, const char *key, bool force, char **ret)
+{
+        if (force)
+                return false;
+        for (size_t i = 0; i < c->n_tokens; i++) {
+                if (strcmp(c->tokens[i].scope, key) || c->tokens[i].expires <= time(NULL) + 10)
+                        continue;
+                *ret = kiln_strdupf("Authorization: Bearer %s", c->tokens[i].value);
+                return true;
+        }
+        return false;
+}
+
 /* The Authorization header for a request to the registry host, or NULL. */
 static int auth_header(struct reg_client *c, struct conn *k, const char *scope2, bool force,
                        char **ret, struct kiln_error *err)
@@ -762,19 +779,25 @@ static int auth_header(struct reg_client *c, struct conn *k, const char *scope2,
                 pthread_mutex_unlock(&c->lock);
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        for (size_t i = 0; i < c->n_tokens; i++) {
-                if (strcmp(c->tokens[i].scope, key))
-                        continue;
-                /* a token near its end is renewed before use: long pushes outlive tokens */
-                if (!force && c->tokens[i].expires > time(NULL) + 10) {
-                        *ret = kiln_strdupf("Authorization: Bearer %s", c->tokens[i].value);
-                        pthread_mutex_unlock(&c->lock);
-                        return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                }
+        if (cached_token(c, key, force, ret)) {
+                pthread_mutex_unlock(&c->lock);
+                return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
         pthread_mutex_unlock(&c->lock);
-        if (fetch_token(c, k, key, &t, err) < 0)
+        /* one request per scope even when several threads start at once: the
+         * first fetches, the others find its token */
+        pthread_mutex_lock(&c->token_lock);
+        pthread_mutex_lock(&c->lock);
+        if (!force && cached_token(c, key, false, ret)) {
+                pthread_mutex_unlock(&c->lock);
+                pthread_mutex_unlock(&c->token_lock);
+                return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (fetch_token(c, k, key, &t, err) < 0) {
+                pthread_mutex_unlock(&c->token_lock);
                 return -1;
+        }
         *ret = kiln_strdupf("Authorization: Bearer %s", t.value);
         pthread_mutex_lock(&c->lock);
         {
@@ -793,6 +816,7 @@ static int auth_header(struct reg_client *c, struct conn *k, const char *scope2,
                 c->tokens[slot] = t;
         }
         pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->token_lock);
         return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 }
 
@@ -857,7 +881,11 @@ static long backoff_ms(struct reg_client *c, unsigned attempt)
         if (ms > 30000)
                 ms = 30000;
         /* full jitter in [ms/2, ms] so that parallel clients spread out */
-        jitter = (unsigned)rand();
+        {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                jitter = (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)&ts;
+        }
         return ms / 2 + (ms > 1 ? (long)(jitter % (unsigned)(ms / 2 + 1)) : 0);
 }
 
@@ -1036,6 +1064,7 @@ struct reg_client *reg_client_new(const char *host, const char *repo,
         c->push = push;
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->probe_lock, NULL);
+        pthread_mutex_init(&c->token_lock, NULL);
         if (!c->host || (repo && !c->repo)) {
                 reg_client_free(c);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -1070,6 +1099,7 @@ void reg_client_free(struct reg_client *c)
         reg_creds_release(&c->creds);
         pthread_mutex_destroy(&c->lock);
         pthread_mutex_destroy(&c->probe_lock);
+        pthread_mutex_destroy(&c->token_lock);
         free(c->realm);
         free(c->service);
         free(c->base);
@@ -1914,8 +1944,6 @@ out:
                 struct req dq = {.method = "DELETE", .url = loc, .cap = ERROR_BODY_MAX};
                 struct resp dr = {.cap = ERROR_BODY_MAX};
                 struct kiln_error ign = KILN_ERROR_INIT;
-                struct reg_options save = c->opts;
-                (void)save;
                 request(c, &dq, &dr, &ign);
                 resp_reset(&dr);
         }
