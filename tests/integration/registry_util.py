@@ -330,6 +330,10 @@ class FaultProxy:
                         self.rfile.readline()
                     body = b"".join(chunks)
                 f = self._fault()
+                if f and f["action"] == "stall":
+                    time.sleep(f.get("seconds", 30))
+                    self.close_connection = True
+                    return
                 if f and f["action"] == "skip":
                     f = None  # consumed: lets the first matching request through
                 outer.headers_seen.append((self.command, self.path, dict(self.headers)))

@@ -166,3 +166,22 @@ def test_registry_bearer_oauth_post_falls_back_to_get(kiln, token_setup, tmp_pat
     kiln.run("copy", "--authfile", authfile, f"oci:{lay}:v1", reg.ref("oauth/app", "v1"))
     methods = [r["method"] for r in ts.requests]
     assert "POST" in methods and "GET" in methods
+
+
+def test_registry_no_credentials_to_plain_http_realm_elsewhere(kiln, registry_factory, tmp_path):
+    ts = TokenServer(tmp_path / "tok2", {USER: PASSWORD})
+    try:
+        auth = ts.registry_auth()
+        # the realm names a host that is neither loopback nor --insecure-registry
+        auth[1]["realm"] = "http://kiln-realm.invalid:1/token"
+        reg = registry_factory(auth=auth)
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {
+            "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
+        lay = _image(tmp_path)
+        p, err = kiln.fails("copy", "--authfile", authfile, f"oci:{lay}:v1", reg.ref("r/app", "v1"),
+                            code=7)
+        assert "refusing token realm" in err and "plain http" in err
+        _no_secret(p.stdout, p.stderr)
+    finally:
+        ts.stop()

@@ -145,3 +145,23 @@ def test_registry_fault_oversized_manifest_is_refused(kiln, registry, proxy, tmp
               body=b"{" + b" " * 5_000_000 + b"}", times=1)
     p, err = kiln.fails("copy", f"{proxy.host}/faults/k:v1", f"oci:{tmp_path}/out:v1", code=8)
     assert "larger than the limit of 4194304 bytes" in err
+
+
+def test_registry_fault_connection_refused_is_bounded(kiln, tmp_path):
+    from registry_util import free_port
+    port = free_port()  # nothing listens there
+    t0 = time.time()
+    p, err = kiln.fails("copy", "--retry-times", "2", f"127.0.0.1:{port}/x/y:v1",
+                        f"oci:{tmp_path}/out:v1", env=FAST, code=6)
+    assert time.time() - t0 < 10
+    assert "connect" in err.lower()
+
+
+def test_registry_fault_stalled_server_times_out(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/l")
+    proxy.add(match="GET /v2/faults/l/manifests/v1", action="stall", seconds=30, times=5)
+    t0 = time.time()
+    p, err = kiln.fails("copy", "--retry-times", "1", f"{proxy.host}/faults/l:v1",
+                        f"oci:{tmp_path}/out:v1", env={**FAST, "KILN_LOW_SPEED_TIME": "2"}, code=6)
+    assert time.time() - t0 < 15
+    assert "too slow" in err.lower() or "timed out" in err.lower() or "timeout" in err.lower()
