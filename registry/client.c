@@ -1507,36 +1507,54 @@ out:
         return rc;
 }
 
-/* ---- blob download: a thread runs the GET and feeds a socket ---- */
+/* ---- blob download: a thread runs the GET and hands its bytes over ----
+ *
+ * The transfer thread's write callback copies straight into the buffer of
+ * the consumer's read() (one copy, no pipe): read() posts its buffer and
+ * waits; the callback fills it, wakes the reader and waits for the next
+ * buffer while it still holds bytes.  free() before the end makes the
+ * callback fail, which stops the transfer. */
 
 struct blob_stream {
         struct oci_reader base;
         struct reg_client *c;
         struct oci_descriptor d;
         char *url;
-        int fds[2]; /* [0] read by the consumer, [1] written by the thread */
         pthread_t thread;
         bool started, joined;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *dst;       /* the reader's buffer, while it waits */
+        size_t dst_len, filled;
+        bool finished;   /* the transfer thread is done */
+        bool closed;     /* the reader went away */
         int rc;
         struct kiln_error err;
 };
 
-static int sink_socket(void *ctx, const void *buf, size_t len, struct kiln_error *err)
+static int sink_handoff(void *ctx, const void *buf, size_t len, struct kiln_error *err)
 {
         struct blob_stream *b = ctx;
         const char *p = buf;
 
+        pthread_mutex_lock(&b->lock);
         while (len) {
-                ssize_t n = send(b->fds[1], p, len, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return kiln_error_set_errno(err, KILN_E_IO, errno,
-                                                    "blob '%s': reader went away", b->d.digest.str);
+                size_t n;
+                while (!b->closed && (!b->dst || b->filled == b->dst_len))
+                        pthread_cond_wait(&b->cond, &b->lock);
+                if (b->closed) {
+                        pthread_mutex_unlock(&b->lock);
+                        return kiln_error_set(err, KILN_E_IO, "blob '%s': reader went away",
+                                              b->d.digest.str);
                 }
+                n = b->dst_len - b->filled < len ? b->dst_len - b->filled : len;
+                memcpy(b->dst + b->filled, p, n);
+                b->filled += n;
                 p += n;
-                len -= (size_t)n;
+                len -= n;
+                pthread_cond_broadcast(&b->cond);
         }
+        pthread_mutex_unlock(&b->lock);
         return 0;
 }
 
@@ -1544,68 +1562,82 @@ static void *blob_thread(void *arg)
 {
         struct blob_stream *b = arg;
         struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX};
-        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_socket, .sink_ctx = b};
+        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_handoff, .sink_ctx = b};
+        struct kiln_error e = KILN_ERROR_INIT;
+        int rc = -1;
 
-        b->rc = -1;
-        if (request(b->c, &q, &r, &b->err) < 0)
+        if (request(b->c, &q, &r, &e) < 0)
                 goto out;
         if (r.status != 200 && r.status != 206) {
                 if (r.status == 404)
-                        kiln_error_set(&b->err, KILN_E_NOT_FOUND, "blob '%s' not found in '%s/%s'",
+                        kiln_error_set(&e, KILN_E_NOT_FOUND, "blob '%s' not found in '%s/%s'",
                                        b->d.digest.str, b->c->host, b->c->repo);
                 else
-                        http_error(b->c, "GET", b->url, &r, &b->err);
+                        http_error(b->c, "GET", b->url, &r, &e);
                 goto out;
         }
         pthread_mutex_lock(&b->c->lock);
         b->c->stats.bytes_down += r.sunk;
         pthread_mutex_unlock(&b->c->lock);
-        b->rc = 0;
+        rc = 0;
 out:
         curl_slist_free_all(q.headers);
         resp_reset(&r);
-        shutdown(b->fds[1], SHUT_WR);
+        pthread_mutex_lock(&b->lock);
+        b->rc = rc;
+        b->err = e;
+        b->finished = true;
+        pthread_cond_broadcast(&b->cond);
+        pthread_mutex_unlock(&b->lock);
         return NULL;
 }
 
-static int blob_join(struct blob_stream *b)
+static void blob_join(struct blob_stream *b)
 {
         if (b->started && !b->joined) {
                 pthread_join(b->thread, NULL);
                 b->joined = true;
         }
-        return b->rc;
 }
 
 static ssize_t blob_read(struct oci_reader *rd, void *buf, size_t len, struct kiln_error *err)
 {
         struct blob_stream *b = (struct blob_stream *)rd;
-        ssize_t n;
+        size_t n;
 
-        do
-                n = read(b->fds[0], buf, len);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return kiln_error_set_errno(err, KILN_E_IO, errno, "read blob '%s'",
-                                            b->d.digest.str);
-        if (n == 0 && blob_join(b) < 0) {
+        if (len == 0)
+                return 0;
+        pthread_mutex_lock(&b->lock);
+        b->dst = buf;
+        b->dst_len = len;
+        b->filled = 0;
+        pthread_cond_broadcast(&b->cond);
+        while (b->filled == 0 && !b->finished)
+                pthread_cond_wait(&b->cond, &b->lock);
+        n = b->filled;
+        b->dst = NULL;
+        b->dst_len = b->filled = 0;
+        if (n == 0 && b->rc < 0) {
                 if (err)
                         *err = b->err;
+                pthread_mutex_unlock(&b->lock);
                 return -1;
         }
-        return n;
+        pthread_mutex_unlock(&b->lock);
+        return (ssize_t)n;
 }
 
 static void blob_free(struct oci_reader *rd)
 {
         struct blob_stream *b = (struct blob_stream *)rd;
 
-        /* closing our end makes the thread's send() fail, which stops the transfer */
-        if (b->fds[0] >= 0)
-                close(b->fds[0]);
+        pthread_mutex_lock(&b->lock);
+        b->closed = true;
+        pthread_cond_broadcast(&b->cond);
+        pthread_mutex_unlock(&b->lock);
         blob_join(b);
-        if (b->fds[1] >= 0)
-                close(b->fds[1]);
+        pthread_mutex_destroy(&b->lock);
+        pthread_cond_destroy(&b->cond);
         free(b->url);
         free(b);
 }
@@ -1629,24 +1661,13 @@ struct oci_reader *reg_client_open_blob(struct reg_client *c, const struct oci_d
         b->d.json = NULL;
         b->d.annotations = NULL;
         b->d.media_type = NULL;
-        b->fds[0] = b->fds[1] = -1;
+        pthread_mutex_init(&b->lock, NULL);
+        pthread_cond_init(&b->cond, NULL);
         b->url = api_url(c, "blobs/%s", d->digest.str);
         if (!b->url) {
                 blob_free(&b->base);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 return NULL;
-        }
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b->fds) < 0) {
-                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open blob '%s'",
-                                     d->digest.str);
-                b->fds[0] = b->fds[1] = -1;
-                blob_free(&b->base);
-                return NULL;
-        }
-        {
-                int sz = 1024 * 1024;
-                setsockopt(b->fds[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-                setsockopt(b->fds[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
         }
         if (pthread_create(&b->thread, NULL, blob_thread, b) != 0) {
                 blob_free(&b->base);
