@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_layers.h"
+#include "cmd_recipes.h"
 #include "commands.h"
 #include "cmd_registry.h"
 
@@ -32,6 +34,22 @@ const struct cli_verb cli_verbs[] = {
          "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
+        {"append", cmd_append, "add layers built from host files to an image",
+         "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... -t DST [--compression gzip|zstd|none]"
+         " [--level N] [--exclude PAT]... [--ignore-file FILE] [--cache DIR] [--no-cache]"},
+        {"config", cmd_config, "change an image's config: env, entrypoint, cmd, workdir, labels",
+         "kiln config PLACE [--env K=V]... [--entrypoint E] [--cmd C] [--workdir D] [--user U]"
+         " [--label K=V]... -t DST"},
+        {"flatten", cmd_flatten, "squash an image's layers into one",
+         "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
+        {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
+         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+        {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
+         "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
+         " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--compression gzip|zstd|none]"
+         " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
+        {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
+         "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},
 };
 

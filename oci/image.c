@@ -271,6 +271,141 @@ struct oci_store *oci_layout_store_new(const char *dir, const char *tag, bool cr
         return &ls->base;
 }
 
+/* ---- overlay ---- */
+
+struct overlay_store {
+        struct oci_store base;
+        struct oci_store *upper, *lower;
+};
+
+static int ov_get_manifest(struct oci_store *s, const char *ref, char **ret_buf, size_t *ret_len,
+                           char **ret_media_type, struct oci_digest *ret_digest,
+                           struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+        struct kiln_error e = KILN_ERROR_INIT;
+
+        if (!ref)
+                ref = s->default_ref;
+        if (o->upper->ops->get_manifest(o->upper, ref, ret_buf, ret_len, ret_media_type,
+                                        ret_digest, &e) == 0)
+                return 0;
+        if (e.code != KILN_E_NOT_FOUND) {
+                if (err)
+                        *err = e;
+                return -1;
+        }
+        return o->lower->ops->get_manifest(o->lower, ref, ret_buf, ret_len, ret_media_type,
+                                           ret_digest, err);
+}
+
+static struct oci_reader *ov_open_blob(struct oci_store *s, const struct oci_descriptor *d,
+                                       struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_reader *r = o->upper->ops->open_blob(o->upper, d, &e);
+
+        if (r)
+                return r;
+        if (e.code != KILN_E_NOT_FOUND) {
+                if (err)
+                        *err = e;
+                return NULL;
+        }
+        return o->lower->ops->open_blob(o->lower, d, err);
+}
+
+static int ov_has_blob(struct oci_store *s, const struct oci_descriptor *d, bool *ret,
+                       struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+
+        if (o->upper->ops->has_blob(o->upper, d, ret, err) < 0)
+                return -1;
+        if (*ret)
+                return 0;
+        return o->lower->ops->has_blob(o->lower, d, ret, err);
+}
+
+static int ov_read_only(struct oci_store *s, struct kiln_error *err)
+{
+        return kiln_error_set(err, KILN_E_UNSUPPORTED, "'%s' is read-only", s->name);
+}
+
+static int ov_put_blob(struct oci_store *s, const struct oci_descriptor *d, struct oci_reader *r,
+                       struct kiln_error *err)
+{
+        oci_reader_free(r);
+        return ov_read_only(s, err);
+}
+
+static int ov_put_manifest(struct oci_store *s, const struct oci_descriptor *d, const char *buf,
+                           size_t len, struct kiln_error *err)
+{
+        return ov_read_only(s, err);
+}
+
+static int ov_tag(struct oci_store *s, const char *tag, const struct oci_descriptor *d,
+                  struct kiln_error *err)
+{
+        return ov_read_only(s, err);
+}
+
+static void ov_free(struct oci_store *s)
+{
+        free(s->name);
+        free(s->default_ref);
+        free(s);
+}
+
+static const struct oci_store_ops overlay_ops = {
+        .kind = "overlay",
+        .thread_safe = false, /* set per instance below */
+        .get_manifest = ov_get_manifest,
+        .open_blob = ov_open_blob,
+        .has_blob = ov_has_blob,
+        .put_blob = ov_put_blob,
+        .put_manifest = ov_put_manifest,
+        .tag = ov_tag,
+        .free = ov_free,
+};
+
+static const struct oci_store_ops overlay_ops_mt = {
+        .kind = "overlay",
+        .thread_safe = true,
+        .get_manifest = ov_get_manifest,
+        .open_blob = ov_open_blob,
+        .has_blob = ov_has_blob,
+        .put_blob = ov_put_blob,
+        .put_manifest = ov_put_manifest,
+        .tag = ov_tag,
+        .free = ov_free,
+};
+
+struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_store *lower,
+                                        const char *default_ref, struct kiln_error *err)
+{
+        struct overlay_store *o = calloc(1, sizeof(*o));
+
+        if (!o) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        o->base.ops = upper->ops->thread_safe && lower->ops->thread_safe ? &overlay_ops_mt
+                                                                         : &overlay_ops;
+        o->upper = upper;
+        o->lower = lower;
+        o->base.name = kiln_strdupf("%s + %s", upper->name, lower->name);
+        o->base.default_ref = default_ref ? strdup(default_ref) : NULL;
+        if (!o->base.name || (default_ref && !o->base.default_ref)) {
+                ov_free(&o->base);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        return &o->base;
+}
+
 /* ---- copy ---- */
 
 #define COPY_MAX_DEPTH 4

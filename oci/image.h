@@ -73,6 +73,12 @@ int oci_store_commit(struct oci_store *s, struct kiln_error *err);
 struct oci_store *oci_layout_store_new(const char *dir, const char *tag, bool create,
                                        struct kiln_error *err);
 
+/* A read-only store that serves upper's blobs and manifests first and
+ * falls back to lower for what upper does not hold (a built image whose
+ * base layers stay in the base's registry).  Takes neither store over. */
+struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_store *lower,
+                                        const char *default_ref, struct kiln_error *err);
+
 /* A fetched manifest or index with its bytes and descriptor. */
 struct oci_fetched {
         char *buf;

@@ -1,0 +1,326 @@
+/* kiln append BASE --layer SRC[:DEST[:MODE]] ... -t DST */
+#include <ctype.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cache.h"
+#include "cli.h"
+#include "cmd_layers.h"
+#include "json.h"
+#include "source.h"
+#include "util.h"
+#include "writer.h"
+
+struct layer_spec {
+        char *src;
+        char *dest;
+        int mode;
+};
+
+/* SRC[:DEST[:MODE]]: MODE is octal; DEST starts with '/'. */
+static int parse_spec(const char *s, struct layer_spec *ret)
+{
+        char *buf = strdup(s), *c;
+
+        if (!buf)
+                return -1;
+        ret->mode = -1;
+        ret->dest = NULL;
+        c = strrchr(buf, ':');
+        if (c && c[1] && strspn(c + 1, "01234567") == strlen(c + 1) && strchr(buf, ':') != c) {
+                ret->mode = (int)strtol(c + 1, NULL, 8);
+                *c = 0;
+                c = strrchr(buf, ':');
+        }
+        if (c && c[1] == '/') {
+                ret->dest = strdup(c + 1);
+                *c = 0;
+        } else if (ret->mode >= 0) {
+                free(buf);
+                return -1;
+        }
+        ret->src = buf;
+        if (!ret->dest)
+                ret->dest = strdup("/");
+        return ret->dest ? 0 : -1;
+}
+
+struct append_ctx {
+        bool quiet;
+};
+
+static int build_one(struct layer_cache *cache, bool use_cache, const struct layer_spec *sp,
+                     const char *const *excludes, size_t n_excludes,
+                     const struct layer_writer_opts *wo, struct layer_result *res, bool *hit,
+                     struct kiln_error *err)
+{
+        _cleanup_(layer_source_freep) struct layer_source *s = layer_source_new(err);
+        struct stat st;
+
+        if (!s)
+                return -1;
+        s->keep_caps = wo->keep_caps;
+        if (stat(sp->src, &st) < 0)
+                return kiln_error_set(err, KILN_E_NOT_FOUND, "layer source '%s' does not exist",
+                                      sp->src);
+        if (S_ISDIR(st.st_mode)) {
+                if (sp->mode >= 0)
+                        return kiln_error_set(err, KILN_E_USAGE,
+                                              "a mode is only for single files: '%s'", sp->src);
+                if (layer_source_add_tree(s, sp->src, sp->dest, excludes, n_excludes, err) < 0)
+                        return -1;
+        } else {
+                _cleanup_free_ char *target = NULL;
+                size_t l = strlen(sp->dest);
+
+                if (l == 0 || sp->dest[l - 1] == '/') {
+                        const char *b = strrchr(sp->src, '/');
+                        target = kiln_strdupf("%s%s", sp->dest, b ? b + 1 : sp->src);
+                } else {
+                        target = strdup(sp->dest);
+                }
+                if (!target)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (layer_source_add_file(s, sp->src, target, sp->mode, err) < 0)
+                        return -1;
+        }
+        if (layer_source_finish(s, err) < 0)
+                return -1;
+        return layer_cache_build(cache, s, wo, use_cache, res, hit, err);
+}
+
+int cmd_append(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"layer", required_argument, NULL, 'l'},
+                {"tag", required_argument, NULL, 't'},
+                {"compression", required_argument, NULL, 'c'},
+                {"level", required_argument, NULL, 'L'},
+                {"threads", required_argument, NULL, 'T'},
+                {"exclude", required_argument, NULL, 'x'},
+                {"ignore-file", required_argument, NULL, 'i'},
+                {"platform", required_argument, NULL, 'p'},
+                {"cache", required_argument, NULL, 'C'},
+                {"no-cache", no_argument, NULL, 'N'},
+                {"keep-owners", no_argument, NULL, 'o'},
+                {"keep-caps", no_argument, NULL, 'k'},
+                {"quiet", no_argument, NULL, 'q'},
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        _cleanup_(oci_store_freep) struct oci_store *src = NULL;
+        _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
+        _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
+        _cleanup_free_ char *platbuf = NULL;
+        _cleanup_free_ struct layer_spec *specs = NULL;
+        _cleanup_free_ struct oci_descriptor *layers = NULL;
+        _cleanup_free_ struct layer_result *results = NULL;
+        char **excludes = NULL;
+        size_t n_specs = 0, n_excludes = 0, n_base = 0;
+        struct cli_image base = {0};
+        json_t *config = NULL, *annos = NULL;
+        struct oci_platform plat;
+        bool have_plat = false, use_cache = true, quiet = false;
+        const char *tag = NULL, *cache_dir = NULL;
+        struct layer_writer_opts wo;
+        struct oci_digest digest;
+        int opt, rc = EXIT_OK;
+
+        layer_writer_opts_init(&wo);
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "l:t:c:x:qh", opts, NULL)) != -1) {
+                switch (opt) {
+                case 'l': {
+                        struct layer_spec *ns = realloc(specs, (n_specs + 1) * sizeof(*ns));
+                        if (!ns)
+                                return cli_usage("append", "out of memory");
+                        specs = ns;
+                        if (parse_spec(optarg, &specs[n_specs]) < 0)
+                                return cli_usage("append", "invalid layer '%s': use SRC[:DEST[:MODE]]",
+                                                 optarg);
+                        n_specs++;
+                        break;
+                }
+                case 't': tag = optarg; break;
+                case 'c':
+                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
+                                return cli_usage("append", "%s", err.msg);
+                        break;
+                case 'L': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*end || v < 0 || v > 22)
+                                return cli_usage("append", "invalid level '%s'", optarg);
+                        wo.level = (int)v;
+                        break;
+                }
+                case 'T': wo.threads = atoi(optarg); break;
+                case 'x': {
+                        char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
+                        if (!nx)
+                                return cli_usage("append", "out of memory");
+                        excludes = nx;
+                        excludes[n_excludes++] = strdup(optarg);
+                        excludes[n_excludes] = NULL;
+                        break;
+                }
+                case 'i': {
+                        char **pats = NULL;
+                        size_t n = 0;
+                        char **nx;
+                        if (layer_exclude_read(optarg, &pats, &n, &err) < 0)
+                                return cli_fail(&err);
+                        nx = realloc(excludes, (n_excludes + n + 1) * sizeof(*nx));
+                        if (!nx)
+                                return cli_usage("append", "out of memory");
+                        excludes = nx;
+                        for (size_t i = 0; i < n; i++)
+                                excludes[n_excludes++] = pats[i];
+                        excludes[n_excludes] = NULL;
+                        free(pats);
+                        break;
+                }
+                case 'p':
+                        free(platbuf);
+                        platbuf = strdup(optarg);
+                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
+                                return cli_fail(&err);
+                        have_plat = true;
+                        break;
+                case 'C': cache_dir = optarg; break;
+                case 'N': use_cache = false; break;
+                case 'o': wo.keep_owners = true; break;
+                case 'k': wo.keep_caps = true; break;
+                case 'q': quiet = true; break;
+                case 'h': return cli_help_verb("append");
+                default: return cli_usage("append", "invalid option");
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage("append", "expected one BASE (an image place or 'scratch')");
+        if (!tag)
+                return cli_usage("append", "missing -t DST");
+        if (n_specs == 0)
+                return cli_usage("append", "missing --layer SRC[:DEST]");
+
+        if (strcmp(argv[optind], "scratch") != 0) {
+                src = cli_open_place(argv[optind], false, &err);
+                if (!src || cli_image_load(src, have_plat ? &plat : NULL, &base, &err) < 0)
+                        goto fail;
+                config = json_incref(base.config);
+                n_base = base.m->n_layers;
+        } else {
+                config = cli_config_scratch();
+        }
+        dst = cli_open_place(tag, true, &err);
+        if (!dst)
+                goto fail;
+        if (n_base && cli_copy_blobs(src, dst, base.m->layers, n_base, &err) < 0)
+                goto fail;
+        cache = layer_cache_open(cache_dir, &err);
+        if (!cache)
+                goto fail;
+
+        layers = calloc(n_base + n_specs, sizeof(*layers));
+        results = calloc(n_specs, sizeof(*results));
+        annos = json_array();
+        if (!layers || !results || !annos) {
+                kiln_error_set(&err, KILN_E_NOMEM, "out of memory");
+                goto fail;
+        }
+        for (size_t i = 0; i < n_base; i++)
+                layers[i] = base.m->layers[i];
+        for (size_t i = 0; i < n_specs; i++) {
+                struct layer_result *res = &results[i];
+                struct oci_descriptor *d = &layers[n_base + i];
+                json_t *a = json_object(), *rootfs, *hist, *h;
+                char ts[64];
+                bool hit = false;
+
+                if (build_one(cache, use_cache, &specs[i], (const char *const *)excludes,
+                              n_excludes, &wo, res, &hit, &err) < 0) {
+                        kiln_error_prefix(&err, "layer '%s'", specs[i].src);
+                        json_decref(a);
+                        goto fail;
+                }
+                json_object_set_new(a, LAYER_COMPRESSION_ANNOTATION, json_string(res->compressor));
+                json_array_append_new(annos, a);
+                memset(d, 0, sizeof(*d));
+                d->media_type = res->media_type;
+                d->digest = res->digest;
+                d->size = res->size;
+                d->annotations = a;
+                {
+                        bool have = false;
+                        struct oci_reader *r;
+                        if (dst->ops->has_blob(dst, d, &have, &err) < 0)
+                                goto fail;
+                        r = have ? NULL : layer_cache_open_blob(cache, res, &err);
+                        if (!have && (!r || dst->ops->put_blob(dst, d, r, &err) < 0)) {
+                                if (!hit)
+                                        goto fail;
+                                /* Cache entries are hints: one that does not verify is
+                                 * rebuilt, once. */
+                                if (!quiet)
+                                        fprintf(stderr, "kiln: warning: cached layer '%s' is bad "
+                                                        "(%s); rebuilding\n",
+                                                specs[i].src, err.msg);
+                                kiln_error_clear(&err);
+                                if (build_one(cache, false, &specs[i],
+                                              (const char *const *)excludes, n_excludes, &wo, res,
+                                              &hit, &err) < 0)
+                                        goto fail;
+                                d->digest = res->digest;
+                                d->size = res->size;
+                                r = layer_cache_open_blob(cache, res, &err);
+                                if (!r || dst->ops->put_blob(dst, d, r, &err) < 0)
+                                        goto fail;
+                        }
+                }
+                rootfs = json_object_get(config, "rootfs");
+                if (!json_is_object(rootfs)) {
+                        rootfs = json_object();
+                        json_object_set_new(rootfs, "type", json_string("layers"));
+                        json_object_set_new(config, "rootfs", rootfs);
+                }
+                if (!json_is_array(json_object_get(rootfs, "diff_ids")))
+                        json_object_set_new(rootfs, "diff_ids", json_array());
+                json_array_append_new(json_object_get(rootfs, "diff_ids"),
+                                      json_string(res->diff_id.str));
+                hist = json_object_get(config, "history");
+                if (!json_is_array(hist)) {
+                        hist = json_array();
+                        json_object_set_new(config, "history", hist);
+                }
+                h = json_object();
+                cli_format_time(wo.mtime, ts, sizeof(ts));
+                json_object_set_new(h, "created", json_string(ts));
+                json_object_set_new(h, "created_by",
+                                    json_string_nocheck(specs[i].dest)); /* never the host path */
+                json_object_set_new(h, "comment", json_string("kiln append"));
+                json_array_append_new(hist, h);
+                if (!quiet)
+                        fprintf(stderr, "%s %s %s (diffID %s)\n", hit ? "cached" : "built",
+                                specs[i].src, res->digest.str, res->diff_id.str);
+        }
+        if (cli_image_write(dst, config, layers, n_base + n_specs, &digest, &err) < 0)
+                goto fail;
+        printf("%s\n", digest.str);
+        goto out;
+fail:
+        rc = cli_fail(&err);
+out:
+        json_decref(config);
+        json_decref(annos);
+        cli_image_release(&base);
+        for (size_t i = 0; i < n_specs; i++) {
+                free(specs[i].src);
+                free(specs[i].dest);
+        }
+        layer_exclude_free(excludes, n_excludes);
+        return rc;
+}

@@ -1,0 +1,186 @@
+/* kiln flatten PLACE -t DST: the image's layers squashed into one.
+ *
+ * The layers are applied to a private temp directory with the safe unpacker
+ * (whiteouts resolved), and the tree is written back as one deterministic
+ * layer.  As root, owners are kept; unprivileged, files belong to root in
+ * the result and devices are dropped (with the unpacker's warnings). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cmd_layers.h"
+#include "io.h"
+#include "json.h"
+#include "layout.h"
+#include "source.h"
+#include "unpack.h"
+#include "util.h"
+#include "writer.h"
+
+static void on_warn(void *ctx, const char *msg)
+{
+        (void)ctx;
+        cli_warn("%s", msg);
+}
+
+static int squash(struct oci_store *src, const struct cli_image *img, const char *tmp,
+                  const struct layer_writer_opts *wo, struct layer_result *res,
+                  struct oci_layout **ret_layout, struct kiln_error *err)
+{
+        _cleanup_free_ char *rootfs = kiln_strdupf("%s/rootfs", tmp);
+        _cleanup_free_ char *lay = kiln_strdupf("%s/layout", tmp);
+        _cleanup_(layer_source_freep) struct layer_source *s = NULL;
+        struct layer_unpack_opts uo;
+        struct layer_unpacker *u;
+        struct oci_layout *l = NULL;
+        struct oci_writer *blob = NULL;
+        struct layer_writer *w = NULL;
+        int rc = -1;
+
+        if (!rootfs || !lay)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        layer_unpack_opts_init(&uo);
+        uo.warn = on_warn;
+        u = layer_unpacker_new(rootfs, &uo, err);
+        if (!u)
+                return -1;
+        for (size_t i = 0; i < img->m->n_layers; i++) {
+                const struct oci_descriptor *d = &img->m->layers[i];
+                struct oci_reader *r = src->ops->open_blob(src, d, err);
+                char what[200];
+
+                snprintf(what, sizeof(what), "layer %zu '%s'", i + 1, d->digest.str);
+                if (!r || layer_unpacker_apply(u, r, d->media_type, what, err) < 0) {
+                        layer_unpacker_free(u);
+                        return -1;
+                }
+        }
+        rc = layer_unpacker_finish(u, err);
+        layer_unpacker_free(u);
+        if (rc < 0)
+                return -1;
+        rc = -1;
+        s = layer_source_new(err);
+        if (!s || layer_source_add_tree(s, rootfs, "/", NULL, 0, err) < 0 ||
+            layer_source_finish(s, err) < 0)
+                return -1;
+        l = oci_layout_open(lay, true, err);
+        blob = l ? oci_layout_blob_writer_new(l, OCI_DIGEST_SHA256, err) : NULL;
+        w = blob ? layer_writer_new(blob, wo, err) : NULL;
+        if (w && layer_source_write(s, w, NULL, err) == 0 && layer_writer_finish(w, res, err) == 0 &&
+            oci_layout_blob_writer_commit(blob, &res->digest, res->size, NULL, NULL, err) == 0)
+                rc = 0;
+        layer_writer_free(w);
+        oci_writer_free(blob);
+        if (rc == 0)
+                *ret_layout = l;
+        else
+                oci_layout_free(l);
+        return rc;
+}
+
+int cmd_flatten(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"tag", required_argument, NULL, 't'},
+                {"compression", required_argument, NULL, 'c'},
+                {"level", required_argument, NULL, 'L'},
+                {"platform", required_argument, NULL, 'p'},
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        _cleanup_(oci_store_freep) struct oci_store *src = NULL;
+        _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
+        _cleanup_free_ char *platbuf = NULL, *tmp = NULL;
+        struct oci_layout *l = NULL;
+        struct cli_image img = {0};
+        struct oci_platform plat;
+        struct layer_writer_opts wo;
+        struct layer_result res;
+        struct oci_descriptor d = {0};
+        struct oci_digest digest;
+        json_t *annos = NULL, *rootfs, *hist, *h;
+        bool have_plat = false;
+        const char *tag = NULL;
+        int opt, rc = EXIT_OK;
+
+        layer_writer_opts_init(&wo);
+        wo.keep_owners = geteuid() == 0;
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "t:c:h", opts, NULL)) != -1) {
+                switch (opt) {
+                case 't': tag = optarg; break;
+                case 'c':
+                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
+                                return cli_usage("flatten", "%s", err.msg);
+                        break;
+                case 'L': wo.level = atoi(optarg); break;
+                case 'p':
+                        free(platbuf);
+                        platbuf = strdup(optarg);
+                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
+                                return cli_fail(&err);
+                        have_plat = true;
+                        break;
+                case 'h': return cli_help_verb("flatten");
+                default: return cli_usage("flatten", "invalid option");
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage("flatten", "expected one PLACE");
+        if (!tag)
+                return cli_usage("flatten", "missing -t DST");
+        src = cli_open_place(argv[optind], false, &err);
+        if (!src || cli_image_load(src, have_plat ? &plat : NULL, &img, &err) < 0)
+                goto fail;
+        tmp = kiln_strdupf("%s/kiln-flatten-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (!tmp || !mkdtemp(tmp)) {
+                kiln_error_set_errno(&err, KILN_E_IO, errno, "cannot create a temp directory");
+                free(tmp);
+                tmp = NULL;
+                goto fail;
+        }
+        if (squash(src, &img, tmp, &wo, &res, &l, &err) < 0)
+                goto fail;
+        annos = json_object();
+        json_object_set_new(annos, LAYER_COMPRESSION_ANNOTATION, json_string(res.compressor));
+        d.media_type = res.media_type;
+        d.digest = res.digest;
+        d.size = res.size;
+        d.annotations = annos;
+        dst = cli_open_place(tag, true, &err);
+        if (!dst)
+                goto fail;
+        {
+                struct oci_reader *r = oci_layout_blob_open(l, &res.digest, res.size, &err);
+                if (!r || dst->ops->put_blob(dst, &d, r, &err) < 0)
+                        goto fail;
+        }
+        rootfs = json_object();
+        json_object_set_new(rootfs, "type", json_string("layers"));
+        json_object_set_new(rootfs, "diff_ids", json_pack("[s]", res.diff_id.str));
+        json_object_set_new(img.config, "rootfs", rootfs);
+        hist = json_array();
+        h = json_object();
+        json_object_set_new(h, "created_by", json_string("kiln flatten"));
+        json_array_append_new(hist, h);
+        json_object_set_new(img.config, "history", hist);
+        if (cli_image_write(dst, img.config, &d, 1, &digest, &err) < 0)
+                goto fail;
+        printf("%s\n", digest.str);
+        goto out;
+fail:
+        rc = cli_fail(&err);
+out:
+        oci_layout_free(l);
+        if (tmp)
+                kiln_rm_rf(tmp);
+        json_decref(annos);
+        cli_image_release(&img);
+        return rc;
+}

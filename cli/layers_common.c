@@ -1,0 +1,156 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cmd_layers.h"
+#include "json.h"
+#include "util.h"
+
+void cli_image_release(struct cli_image *img)
+{
+        if (!img)
+                return;
+        oci_fetched_release(&img->top);
+        oci_manifest_free(img->m);
+        json_decref(img->config);
+        memset(img, 0, sizeof(*img));
+}
+
+int cli_image_load(struct oci_store *st, const struct oci_platform *plat, struct cli_image *ret,
+                   struct kiln_error *err)
+{
+        struct cli_image img = {0};
+        _cleanup_free_ char *cfg = NULL;
+        size_t cfglen;
+        struct oci_platform host;
+
+        if (oci_store_fetch(st, NULL, &img.top, err) < 0)
+                return -1;
+        if (img.top.kind == OCI_DOC_INDEX) {
+                struct oci_index *x = NULL;
+                const struct oci_descriptor *d;
+                struct oci_fetched child = {0};
+
+                if (!plat) {
+                        oci_platform_host(&host);
+                        plat = &host;
+                }
+                if (oci_index_parse(img.top.buf, img.top.len, img.top.media_type, &x, err) < 0)
+                        goto fail;
+                d = oci_index_select(x, plat);
+                if (!d) {
+                        kiln_error_set(err, KILN_E_NOT_FOUND, "no image for platform '%s/%s' in '%s'",
+                                       plat->os, plat->architecture, st->name);
+                        oci_index_free(x);
+                        goto fail;
+                }
+                if (oci_store_fetch_desc(st, d, &child, err) < 0) {
+                        oci_index_free(x);
+                        goto fail;
+                }
+                oci_index_free(x);
+                oci_fetched_release(&img.top);
+                img.top = child;
+        }
+        if (oci_manifest_parse(img.top.buf, img.top.len, img.top.media_type, &img.m, err) < 0)
+                goto fail;
+        if (oci_store_read_blob(st, &img.m->config, OCI_CONFIG_MAX, &cfg, &cfglen, err) < 0)
+                goto fail;
+        img.config = oci_json_parse(cfg, cfglen, "image config", err);
+        if (!img.config)
+                goto fail;
+        if (!json_is_object(img.config)) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid image config: not an object");
+                goto fail;
+        }
+        *ret = img;
+        return 0;
+fail:
+        cli_image_release(&img);
+        return -1;
+}
+
+json_t *cli_config_scratch(void)
+{
+        struct oci_platform host;
+        json_t *c = json_object(), *rootfs = json_object();
+
+        oci_platform_host(&host);
+        json_object_set_new(c, "architecture", json_string(host.architecture));
+        if (host.variant)
+                json_object_set_new(c, "variant", json_string(host.variant));
+        json_object_set_new(c, "os", json_string("linux"));
+        json_object_set_new(c, "config", json_object());
+        json_object_set_new(rootfs, "type", json_string("layers"));
+        json_object_set_new(rootfs, "diff_ids", json_array());
+        json_object_set_new(c, "rootfs", rootfs);
+        json_object_set_new(c, "history", json_array());
+        return c;
+}
+
+int cli_copy_blobs(struct oci_store *src, struct oci_store *dst, const struct oci_descriptor *descs,
+                   size_t n, struct kiln_error *err)
+{
+        for (size_t i = 0; i < n; i++) {
+                bool have = false;
+                struct oci_reader *r;
+
+                if (dst->ops->has_blob(dst, &descs[i], &have, err) < 0)
+                        return -1;
+                if (have)
+                        continue;
+                r = src->ops->open_blob(src, &descs[i], err);
+                if (!r || dst->ops->put_blob(dst, &descs[i], r, err) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+void cli_format_time(long long t, char *buf, size_t len)
+{
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        gmtime_r(&tt, &tm);
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_descriptor *layers,
+                    size_t n, struct oci_digest *ret_digest, struct kiln_error *err)
+{
+        _cleanup_free_ char *cbuf = NULL, *mbuf = NULL;
+        _cleanup_json_ json_t *mj = NULL;
+        struct oci_descriptor cd = {0}, md = {0};
+        struct oci_reader *r;
+        const char *sde = getenv("SOURCE_DATE_EPOCH");
+        size_t clen, mlen;
+
+        if (sde && *sde) {
+                char ts[64];
+                cli_format_time(strtoll(sde, NULL, 10), ts, sizeof(ts));
+                json_object_set_new(config, "created", json_string(ts));
+        }
+        if (oci_json_dump(config, &cbuf, &clen, err) < 0)
+                return -1;
+        cd.media_type = OCI_MT_CONFIG;
+        oci_digest_of_buffer(cbuf, clen, &cd.digest);
+        cd.size = (int64_t)clen;
+        r = oci_reader_from_buffer(cbuf, clen, err);
+        if (!r || dst->ops->put_blob(dst, &cd, r, err) < 0)
+                return -1;
+        mj = oci_manifest_to_json(OCI_MT_MANIFEST, NULL, &cd, layers, n, NULL, NULL);
+        if (!mj)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (oci_json_dump(mj, &mbuf, &mlen, err) < 0)
+                return -1;
+        md.media_type = OCI_MT_MANIFEST;
+        oci_digest_of_buffer(mbuf, mlen, &md.digest);
+        md.size = (int64_t)mlen;
+        if (dst->ops->put_manifest(dst, &md, mbuf, mlen, err) < 0 ||
+            dst->ops->tag(dst, NULL, &md, err) < 0 || oci_store_commit(dst, err) < 0)
+                return -1;
+        *ret_digest = md.digest;
+        return 0;
+}

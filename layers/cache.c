@@ -1,0 +1,511 @@
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "layout.h"
+#include "util.h"
+
+#define ENTRY_MAX (64u * 1024)
+#define STAT_INDEX_MAX (512u * 1024 * 1024)
+
+struct layer_cache {
+        char *dir;
+        struct oci_layout *layout;
+};
+
+const char *layer_cache_dir(const struct layer_cache *c)
+{
+        return c->dir;
+}
+
+void layer_cache_free(struct layer_cache *c)
+{
+        if (!c)
+                return;
+        oci_layout_free(c->layout);
+        free(c->dir);
+        free(c);
+}
+
+void layer_cache_freep(struct layer_cache **c)
+{
+        layer_cache_free(*c);
+        *c = NULL;
+}
+
+struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
+{
+        struct layer_cache *c = calloc(1, sizeof(*c));
+        _cleanup_free_ char *lay = NULL, *ent = NULL, *sta = NULL;
+
+        if (!c) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        if (dir) {
+                c->dir = strdup(dir);
+        } else if (getenv("XDG_CACHE_HOME") && getenv("XDG_CACHE_HOME")[0] == '/') {
+                c->dir = kiln_strdupf("%s/kiln", getenv("XDG_CACHE_HOME"));
+        } else if (getenv("HOME") && *getenv("HOME")) {
+                c->dir = kiln_strdupf("%s/.cache/kiln", getenv("HOME"));
+        } else {
+                kiln_error_set(err, KILN_E_USAGE,
+                               "no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache");
+                goto fail;
+        }
+        lay = c->dir ? kiln_strdupf("%s/layout", c->dir) : NULL;
+        ent = c->dir ? kiln_strdupf("%s/entries", c->dir) : NULL;
+        sta = c->dir ? kiln_strdupf("%s/stat", c->dir) : NULL;
+        if (!lay || !ent || !sta) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto fail;
+        }
+        if (kiln_mkdir_p(ent, 0700, err) < 0 || kiln_mkdir_p(sta, 0700, err) < 0)
+                goto fail;
+        c->layout = oci_layout_open(lay, true, err);
+        if (!c->layout)
+                goto fail;
+        return c;
+fail:
+        kiln_error_prefix(err, "layer cache");
+        layer_cache_free(c);
+        return NULL;
+}
+
+/* ---- the stat index ---- */
+
+struct stat_rec {
+        const char *path;   /* into the index buffer */
+        const char *digest; /* into the index buffer */
+        int64_t size, mtime_s, mtime_ns, ctime_s, ctime_ns;
+        uint64_t ino, dev;
+};
+
+struct stat_index {
+        struct stat_rec *recs;
+        size_t n;
+        int64_t written_s; /* when the index was written (its own mtime) */
+        char *buf;
+};
+
+static int cmp_rec(const void *a, const void *b)
+{
+        return strcmp(((const struct stat_rec *)a)->path, ((const struct stat_rec *)b)->path);
+}
+
+static void stat_index_release(struct stat_index *x)
+{
+        free(x->recs);
+        free(x->buf);
+        memset(x, 0, sizeof(*x));
+}
+
+static bool next_num(char **p, char *end, int64_t *ret)
+{
+        char *q;
+        long long v;
+
+        if (*p >= end)
+                return false;
+        errno = 0;
+        v = strtoll(*p, &q, 10);
+        if (errno || q == *p || q >= end || *q != ' ')
+                return false;
+        *ret = v;
+        *p = q + 1;
+        return true;
+}
+
+/* Records: "size mtime_s mtime_ns ctime_s ctime_ns ino dev digest path\0".
+ * The records point into the file's buffer; nothing else is copied. */
+static void stat_index_load(const char *file, struct stat_index *x)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        size_t len, cap = 0;
+        struct stat st;
+        char *p, *end;
+        bool unsorted = false;
+
+        memset(x, 0, sizeof(*x));
+        if (stat(file, &st) < 0 || kiln_read_file(file, STAT_INDEX_MAX, &x->buf, &len, &e) < 0)
+                return;
+        x->written_s = st.st_mtim.tv_sec;
+        p = x->buf;
+        end = x->buf + len;
+        while (p < end) {
+                struct stat_rec r = {0};
+                char *nul = memchr(p, 0, (size_t)(end - p));
+                int64_t v[7];
+                char *sp;
+                bool ok = nul != NULL;
+
+                for (int i = 0; ok && i < 7; i++)
+                        ok = next_num(&p, nul, &v[i]);
+                sp = ok ? memchr(p, ' ', (size_t)(nul - p)) : NULL;
+                if (!sp) {
+                        x->n = 0; /* a damaged index is only a slower build */
+                        break;
+                }
+                *sp = 0;
+                r.digest = p;
+                r.path = sp + 1;
+                r.size = v[0];
+                r.mtime_s = v[1];
+                r.mtime_ns = v[2];
+                r.ctime_s = v[3];
+                r.ctime_ns = v[4];
+                r.ino = (uint64_t)v[5];
+                r.dev = (uint64_t)v[6];
+                /* only ever sha256 (the key hashes it as text) */
+                if (strlen(r.digest) != 71 || strncmp(r.digest, "sha256:", 7) != 0) {
+                        x->n = 0;
+                        break;
+                }
+                if (x->n > 0 && strcmp(x->recs[x->n - 1].path, r.path) > 0)
+                        unsorted = true;
+                if (x->n == cap) {
+                        size_t nc = cap ? cap * 2 : 1024;
+                        struct stat_rec *nr = realloc(x->recs, nc * sizeof(*nr));
+                        if (!nr) {
+                                x->n = 0;
+                                break;
+                        }
+                        x->recs = nr;
+                        cap = nc;
+                }
+                x->recs[x->n++] = r;
+                p = nul + 1;
+        }
+        /* written in layer order, which is host order for one tree */
+        if (unsorted)
+                qsort(x->recs, x->n, sizeof(*x->recs), cmp_rec);
+}
+
+static const struct stat_rec *stat_index_find(const struct stat_index *x, const char *path)
+{
+        struct stat_rec k = {.path = path};
+
+        return x->n ? bsearch(&k, x->recs, x->n, sizeof(k), cmp_rec) : NULL;
+}
+
+static bool rec_matches(const struct stat_rec *r, const struct stat *st, int64_t written_s)
+{
+        return r->size == st->st_size && r->mtime_s == st->st_mtim.tv_sec &&
+               r->mtime_ns == st->st_mtim.tv_nsec && r->ctime_s == st->st_ctim.tv_sec &&
+               r->ctime_ns == st->st_ctim.tv_nsec && r->ino == (uint64_t)st->st_ino &&
+               r->dev == (uint64_t)st->st_dev &&
+               /* racy: changed in the second the index was written */
+               st->st_mtim.tv_sec < written_s && st->st_ctim.tv_sec < written_s;
+}
+
+struct strbuf {
+        char *p;
+        size_t len, cap;
+        bool oom;
+};
+
+static void sb_add(struct strbuf *b, const void *data, size_t n)
+{
+        if (b->oom)
+                return;
+        if (b->len + n + 1 > b->cap) {
+                size_t nc = b->cap ? b->cap : 4096;
+                char *np;
+                while (nc < b->len + n + 1)
+                        nc *= 2;
+                np = realloc(b->p, nc);
+                if (!np) {
+                        b->oom = true;
+                        return;
+                }
+                b->p = np;
+                b->cap = nc;
+        }
+        memcpy(b->p + b->len, data, n);
+        b->len += n;
+        b->p[b->len] = 0;
+}
+
+/* The key of s.  Content digests come from given (indexed like s->entries)
+ * when not NULL, else from the stat index; *ret_complete is false when a
+ * file is not in the index (nothing else is set then).  With given, the
+ * stat index is rewritten from the scan's stat data. */
+static int compute_key(struct layer_cache *c, const struct layer_source *s,
+                       const struct layer_writer_opts *o, const struct oci_digest *given,
+                       bool *ret_complete, struct oci_digest *ret_key, struct kiln_error *err)
+{
+        struct stat_index idx;
+        FILE *newidx = NULL;
+        _cleanup_free_ char *tmpfile = NULL;
+        struct oci_hasher h;
+        struct oci_digest id;
+        _cleanup_free_ char *idfile = NULL;
+        char comp[64];
+        struct strbuf roots = {0};
+        int rc = -1;
+
+        *ret_complete = false;
+        /* The stat index belongs to this set of host files: name it by them. */
+        for (size_t i = 0; i < s->n; i++)
+                if (s->entries[i].host && !s->entries[i].synthetic) {
+                        sb_add(&roots, s->entries[i].host, strlen(s->entries[i].host) + 1);
+                        if (roots.len > 4096)
+                                break;
+                }
+        oci_digest_of_buffer(roots.p ? roots.p : "", roots.len, &id);
+        free(roots.p);
+        idfile = kiln_strdupf("%s/stat/%s", c->dir, oci_digest_hex(&id));
+        if (!idfile)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        memset(&idx, 0, sizeof(idx));
+        if (!given) {
+                stat_index_load(idfile, &idx);
+        } else {
+                /* Written as it goes (constant memory), renamed at the end. */
+                int fd;
+                tmpfile = kiln_strdupf("%s.tmp-XXXXXX", idfile);
+                if (!tmpfile)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                fd = mkstemp(tmpfile);
+                newidx = fd >= 0 ? fdopen(fd, "w") : NULL;
+                if (!newidx) {
+                        if (fd >= 0) {
+                                close(fd);
+                                unlink(tmpfile);
+                        }
+                        free(tmpfile);
+                        tmpfile = NULL;
+                }
+        }
+        if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
+                stat_index_release(&idx);
+                return -1;
+        }
+        layer_compressor_id(o->compression, o->level, comp, sizeof(comp));
+        {
+                char hdr[256];
+                int n = snprintf(hdr, sizeof(hdr),
+                                 "kiln-layer-key-1\n%s\nmtime=%lld owners=%d caps=%d\n", comp,
+                                 (long long)o->mtime, o->keep_owners, o->keep_caps);
+                oci_hasher_update(&h, hdr, (size_t)n);
+        }
+        for (size_t i = 0; i < s->n; i++) {
+                const struct layer_source_entry *e = &s->entries[i];
+                char digest[OCI_DIGEST_MAX] = "";
+                char num[160];
+                int n;
+
+                if (S_ISREG(e->st.st_mode) && !e->hardlink && e->host) {
+                        const struct stat *now = &e->st;
+                        if (given) {
+                                strcpy(digest, given[i].str);
+                                if (newidx)
+                                        fprintf(newidx,
+                                          "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                                          " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
+                                          (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
+                                          (int64_t)now->st_mtim.tv_nsec,
+                                          (int64_t)now->st_ctim.tv_sec,
+                                          (int64_t)now->st_ctim.tv_nsec, (uint64_t)now->st_ino,
+                                          (uint64_t)now->st_dev, digest);
+                                if (newidx)
+                                        fwrite(e->host, 1, strlen(e->host) + 1, newidx);
+                        } else {
+                                const struct stat_rec *r = stat_index_find(&idx, e->host);
+                                if (!r || !rec_matches(r, now, idx.written_s)) {
+                                        rc = 0; /* incomplete */
+                                        goto out;
+                                }
+                                strcpy(digest, r->digest);
+                        }
+                }
+                oci_hasher_update(&h, e->path, strlen(e->path) + 1);
+                n = snprintf(num, sizeof(num), "%o %lld %u %u", (unsigned)e->st.st_mode,
+                             S_ISREG(e->st.st_mode) ? (long long)e->st.st_size : 0ll,
+                             o->keep_owners ? (unsigned)e->st.st_uid : 0u,
+                             o->keep_owners ? (unsigned)e->st.st_gid : 0u);
+                oci_hasher_update(&h, num, (size_t)n + 1);
+                if (S_ISCHR(e->st.st_mode) || S_ISBLK(e->st.st_mode)) {
+                        n = snprintf(num, sizeof(num), "%llu", (unsigned long long)e->st.st_rdev);
+                        oci_hasher_update(&h, num, (size_t)n);
+                }
+                oci_hasher_update(&h, "\0", 1);
+                oci_hasher_update(&h, e->link ? e->link : "", (e->link ? strlen(e->link) : 0) + 1);
+                oci_hasher_update(&h, e->hardlink ? e->hardlink : "",
+                                  (e->hardlink ? strlen(e->hardlink) : 0) + 1);
+                oci_hasher_update(&h, digest, strlen(digest) + 1);
+                if (e->has_cap && o->keep_caps)
+                        oci_hasher_update(&h, e->cap, e->cap_len);
+                oci_hasher_update(&h, "\n", 1);
+        }
+        oci_hasher_final(&h, ret_key);
+        *ret_complete = true;
+        if (newidx) {
+                /* Best effort: a cache that cannot be written only costs speed. */
+                bool ok = fflush(newidx) == 0 && !ferror(newidx) && fsync(fileno(newidx)) == 0;
+                fclose(newidx);
+                newidx = NULL;
+                if (ok && rename(tmpfile, idfile) == 0) {
+                        free(tmpfile);
+                        tmpfile = NULL;
+                }
+        }
+        rc = 0;
+out:
+        if (newidx)
+                fclose(newidx);
+        if (tmpfile)
+                unlink(tmpfile);
+        oci_hasher_release(&h);
+        stat_index_release(&idx);
+        return rc;
+}
+
+int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
+                      const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
+                      bool *ret_hit, struct kiln_error *err)
+{
+        _cleanup_free_ struct oci_digest *digests = NULL;
+        struct oci_writer *blob = NULL;
+        struct layer_writer *w = NULL;
+        struct layer_result res;
+        struct oci_digest key;
+        bool complete = false, hit = false;
+        int rc = -1;
+
+        if (lookup) {
+                if (compute_key(c, s, o, NULL, &complete, &key, err) < 0)
+                        return -1;
+                if (complete && layer_cache_lookup(c, &key, &res, &hit, err) < 0)
+                        return -1;
+                if (hit) {
+                        *ret = res;
+                        *ret_hit = true;
+                        return 0;
+                }
+        }
+        digests = calloc(s->n ? s->n : 1, sizeof(*digests));
+        if (!digests)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        blob = layer_cache_blob_writer(c, err);
+        if (!blob)
+                return -1;
+        w = layer_writer_new(blob, o, err);
+        if (!w || layer_source_write(s, w, digests, err) < 0 || layer_writer_finish(w, &res, err) < 0)
+                goto out;
+        if (oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) < 0)
+                goto out;
+        if (compute_key(c, s, o, digests, &complete, &key, err) < 0 ||
+            layer_cache_store(c, &key, &res, err) < 0)
+                goto out;
+        *ret = res;
+        *ret_hit = false;
+        rc = 0;
+out:
+        layer_writer_free(w);
+        oci_writer_free(blob);
+        return rc;
+}
+
+static char *entry_path(struct layer_cache *c, const struct oci_digest *key)
+{
+        return kiln_strdupf("%s/entries/%s.json", c->dir, oci_digest_hex(key));
+}
+
+int layer_cache_lookup(struct layer_cache *c, const struct oci_digest *key,
+                       struct layer_result *ret, bool *ret_hit, struct kiln_error *err)
+{
+        _cleanup_free_ char *path = entry_path(c, key), *buf = NULL, *blob = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct layer_result res;
+        const char *digest, *diff_id, *mt, *comp;
+        json_int_t size;
+        struct stat st;
+        size_t len;
+
+        *ret_hit = false;
+        if (!path)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (kiln_read_file(path, ENTRY_MAX, &buf, &len, &e) < 0)
+                return 0;
+        j = oci_json_parse(buf, len, path, &e);
+        if (!j)
+                return 0;
+        digest = json_string_value(json_object_get(j, "digest"));
+        diff_id = json_string_value(json_object_get(j, "diffID"));
+        mt = json_string_value(json_object_get(j, "mediaType"));
+        comp = json_string_value(json_object_get(j, "compressor"));
+        size = json_integer_value(json_object_get(j, "size"));
+        memset(&res, 0, sizeof(res));
+        if (!digest || !diff_id || !mt || !comp || size < 0 ||
+            oci_digest_parse(digest, &res.digest, &e) < 0 ||
+            oci_digest_parse(diff_id, &res.diff_id, &e) < 0)
+                return 0;
+        if (!strcmp(mt, OCI_MT_LAYER_GZIP))
+                res.media_type = OCI_MT_LAYER_GZIP;
+        else if (!strcmp(mt, OCI_MT_LAYER_ZSTD))
+                res.media_type = OCI_MT_LAYER_ZSTD;
+        else if (!strcmp(mt, OCI_MT_LAYER))
+                res.media_type = OCI_MT_LAYER;
+        else
+                return 0;
+        res.size = size;
+        snprintf(res.compressor, sizeof(res.compressor), "%s", comp);
+        blob = oci_layout_blob_path(c->layout, &res.digest);
+        if (!blob)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (lstat(blob, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != size)
+                return 0;
+        *ret = res;
+        *ret_hit = true;
+        return 0;
+}
+
+struct oci_writer *layer_cache_blob_writer(struct layer_cache *c, struct kiln_error *err)
+{
+        return oci_layout_blob_writer_new(c->layout, OCI_DIGEST_SHA256, err);
+}
+
+int layer_cache_store(struct layer_cache *c, const struct oci_digest *key,
+                      const struct layer_result *res, struct kiln_error *err)
+{
+        _cleanup_free_ char *path = entry_path(c, key), *out = NULL;
+        _cleanup_json_ json_t *j = json_object();
+        size_t len;
+
+        if (!path || !j)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_object_set_new(j, "digest", json_string(res->digest.str));
+        json_object_set_new(j, "size", json_integer(res->size));
+        json_object_set_new(j, "diffID", json_string(res->diff_id.str));
+        json_object_set_new(j, "mediaType", json_string(res->media_type));
+        json_object_set_new(j, "compressor", json_string(res->compressor));
+        if (oci_json_dump(j, &out, &len, err) < 0)
+                return -1;
+        return kiln_write_file_atomic(path, out, len, 0600, err);
+}
+
+void layer_cache_drop(struct layer_cache *c, const struct oci_digest *key)
+{
+        _cleanup_free_ char *path = entry_path(c, key);
+
+        if (path)
+                unlink(path);
+}
+
+struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct layer_result *res,
+                                         struct kiln_error *err)
+{
+        return oci_layout_blob_open(c->layout, &res->digest, res->size, err);
+}

@@ -1,0 +1,76 @@
+/* layers/cache.h: the layer cache.
+ *
+ * A content-addressed store on disk (default $XDG_CACHE_HOME/kiln, else
+ * ~/.cache/kiln):
+ *
+ *   DIR/layout/                an OCI layout holding the built blobs
+ *   DIR/entries/<key>.json     key -> {digest, size, diffID, mediaType,
+ *                              compressor}
+ *   DIR/stat/<id>              the stat index of one layer's sources
+ *
+ * The key is the sha256 of the layer's options (compressor, version,
+ * level, mtime, owners, caps) and of every entry: path, type, mode, size,
+ * link target, hardlink target and content digest.  Content digests come
+ * from the stat index when a file's size, mtime, ctime, inode and device
+ * are unchanged (as git's index does), so a warm rebuild costs one stat per
+ * file; a file whose mtime is not older than the index itself is hashed
+ * again (git's "racy" rule).
+ *
+ * Safety: blobs go through the layout's temp file + fsync + rename, and an
+ * entry is written (atomically) only after its blob is in place, so two
+ * processes can share the cache and a killed build never leaves an entry
+ * without its blob.  Entries are hints: a blob is verified against the
+ * entry's digest and size when it is copied out (layer_cache_open_blob),
+ * and a bad entry is dropped.
+ *
+ *     c = layer_cache_open(NULL, &err);
+ *     layer_cache_build(c, source, &wopts, true, &res, &hit, &err);
+ *     r = layer_cache_open_blob(c, &res, &err);   (verified on the way out)
+ */
+#ifndef KILN_LAYERS_CACHE_H
+#define KILN_LAYERS_CACHE_H
+
+#include <stdbool.h>
+
+#include "digest.h"
+#include "error.h"
+#include "io.h"
+#include "source.h"
+#include "writer.h"
+
+struct layer_cache;
+
+/* dir NULL: the default location.  The directory is created. */
+struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err);
+void layer_cache_free(struct layer_cache *c);
+void layer_cache_freep(struct layer_cache **c);
+const char *layer_cache_dir(const struct layer_cache *c);
+
+/* Builds the layer of a finished source into the cache, or finds it there.
+ * With lookup, the key is computed from the stat index alone: when every
+ * file is known and unchanged and the entry exists, nothing is read
+ * (*ret_hit).  Otherwise the layer is written (one pass; each file's
+ * content digest is taken on the way), then its key and entry are stored. */
+int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
+                      const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
+                      bool *ret_hit, struct kiln_error *err);
+
+/* *ret_hit is false when there is no usable entry (absent, unreadable, or
+ * its blob missing or of the wrong size). */
+int layer_cache_lookup(struct layer_cache *c, const struct oci_digest *key,
+                       struct layer_result *ret, bool *ret_hit, struct kiln_error *err);
+
+/* A blob writer in the cache; commit it with oci_layout_blob_writer_commit. */
+struct oci_writer *layer_cache_blob_writer(struct layer_cache *c, struct kiln_error *err);
+
+int layer_cache_store(struct layer_cache *c, const struct oci_digest *key,
+                      const struct layer_result *res, struct kiln_error *err);
+
+/* Removes the entry of key (after its blob failed verification). */
+void layer_cache_drop(struct layer_cache *c, const struct oci_digest *key);
+
+/* A verified reader of a built blob. */
+struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct layer_result *res,
+                                         struct kiln_error *err);
+
+#endif

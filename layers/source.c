@@ -1,0 +1,591 @@
+#include "source.h"
+
+#include <archive.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "util.h"
+
+#define MAX_PATTERN_COMPONENTS 256
+
+struct layer_source *layer_source_new(struct kiln_error *err)
+{
+        struct layer_source *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return s;
+}
+
+static void entry_release(struct layer_source_entry *e)
+{
+        free(e->path);
+        free(e->host);
+        free(e->link);
+        free(e->hardlink);
+        free(e->cap);
+        memset(e, 0, sizeof(*e));
+}
+
+void layer_source_free(struct layer_source *s)
+{
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n; i++)
+                entry_release(&s->entries[i]);
+        free(s->entries);
+        free(s);
+}
+
+void layer_source_freep(struct layer_source **s)
+{
+        layer_source_free(*s);
+        *s = NULL;
+}
+
+int layer_path_clean(const char *in, char **ret, struct kiln_error *err)
+{
+        size_t len = strlen(in);
+        char *out = malloc(len + 1);
+        size_t o = 0;
+        const char *p = in;
+
+        if (!out)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        while (*p) {
+                const char *q = p;
+                size_t n;
+
+                while (*q && *q != '/')
+                        q++;
+                n = (size_t)(q - p);
+                if (n == 2 && p[0] == '.' && p[1] == '.') {
+                        free(out);
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid path '%s': '..' is not allowed", in);
+                }
+                if (n > 0 && !(n == 1 && p[0] == '.')) {
+                        if (o)
+                                out[o++] = '/';
+                        memcpy(out + o, p, n);
+                        o += n;
+                }
+                p = *q ? q + 1 : q;
+        }
+        out[o] = 0;
+        *ret = out;
+        return 0;
+}
+
+static struct layer_source_entry *push(struct layer_source *s, struct kiln_error *err)
+{
+        if (s->n == s->cap) {
+                size_t nc = s->cap ? s->cap * 2 : 256;
+                struct layer_source_entry *ne = realloc(s->entries, nc * sizeof(*ne));
+                if (!ne) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        return NULL;
+                }
+                s->entries = ne;
+                s->cap = nc;
+        }
+        memset(&s->entries[s->n], 0, sizeof(s->entries[0]));
+        return &s->entries[s->n++];
+}
+
+/* ---- exclude patterns ---- */
+
+static size_t split(char *buf, char **comps, size_t max)
+{
+        size_t n = 0;
+        char *p = buf;
+
+        while (*p && n < max) {
+                char *q = p;
+                while (*q && *q != '/')
+                        q++;
+                if (q != p && !(q - p == 1 && *p == '.'))
+                        comps[n++] = p;
+                if (!*q)
+                        break;
+                *q = 0;
+                p = q + 1;
+        }
+        return n;
+}
+
+static bool match_comps(char **pat, size_t np, char **path, size_t nc)
+{
+        if (np == 0)
+                return nc == 0;
+        if (!strcmp(pat[0], "**")) {
+                for (size_t k = 0; k <= nc; k++)
+                        if (match_comps(pat + 1, np - 1, path + k, nc - k))
+                                return true;
+                return false;
+        }
+        if (nc == 0)
+                return false;
+        if (fnmatch(pat[0], path[0], 0) != 0)
+                return false;
+        return match_comps(pat + 1, np - 1, path + 1, nc - 1);
+}
+
+/* True when pattern matches path or one of its parent directories. */
+static bool pattern_matches(const char *pattern, const char *path)
+{
+        char pbuf[4096], sbuf[4096];
+        char *pc[MAX_PATTERN_COMPONENTS], *sc[MAX_PATTERN_COMPONENTS];
+        size_t np, ns;
+
+        if (strlen(pattern) >= sizeof(pbuf) || strlen(path) >= sizeof(sbuf))
+                return false;
+        strcpy(pbuf, pattern);
+        strcpy(sbuf, path);
+        np = split(pbuf, pc, MAX_PATTERN_COMPONENTS);
+        ns = split(sbuf, sc, MAX_PATTERN_COMPONENTS);
+        if (np == 0)
+                return false;
+        for (size_t k = 1; k <= ns; k++)
+                if (match_comps(pc, np, sc, k))
+                        return true;
+        return false;
+}
+
+bool layer_exclude_match(const char *const *patterns, size_t n, const char *path)
+{
+        bool excluded = false;
+
+        for (size_t i = 0; i < n; i++) {
+                const char *p = patterns[i];
+                bool neg = p[0] == '!';
+
+                if (neg)
+                        p++;
+                if (pattern_matches(p, path))
+                        excluded = !neg;
+        }
+        return excluded;
+}
+
+static bool has_negation(const char *const *patterns, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (patterns[i][0] == '!')
+                        return true;
+        return false;
+}
+
+void layer_exclude_free(char **patterns, size_t n)
+{
+        for (size_t i = 0; patterns && i < n; i++)
+                free(patterns[i]);
+        free(patterns);
+}
+
+int layer_exclude_read(const char *file, char ***ret_patterns, size_t *ret_n,
+                       struct kiln_error *err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len, n = 0;
+        char **out = NULL;
+        char *line, *save = NULL;
+
+        if (kiln_read_file(file, 1u << 20, &buf, &len, err) < 0)
+                return -1;
+        for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                size_t l = strlen(line);
+                char **no;
+
+                while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+                        line[--l] = 0;
+                while (*line == ' ' || *line == '\t')
+                        line++;
+                if (!*line || *line == '#')
+                        continue;
+                no = realloc(out, (n + 2) * sizeof(*out));
+                if (!no || !(no[n] = strdup(line))) {
+                        layer_exclude_free(no ? no : out, n);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                out = no;
+                out[++n] = NULL;
+        }
+        *ret_patterns = out;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- trees ---- */
+
+struct walk {
+        struct layer_source *s;
+        const char *const *excludes;
+        size_t n_excludes;
+        bool negations;
+};
+
+static int add_host_entry(struct layer_source *s, const char *host, const char *path,
+                          const struct stat *st, struct kiln_error *err)
+{
+        struct layer_source_entry *e;
+
+        if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode) &&
+            !S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode) && !S_ISBLK(st->st_mode))
+                return 0; /* sockets: nothing a layer can carry */
+        e = push(s, err);
+        if (!e)
+                return -1;
+        e->st = *st;
+        e->path = strdup(path);
+        e->host = strdup(host);
+        if (!e->path || !e->host)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (S_ISLNK(st->st_mode)) {
+                size_t cap = (size_t)st->st_size + 1 > 256 ? (size_t)st->st_size + 1 : 256;
+                for (;;) {
+                        ssize_t r;
+                        e->link = realloc(e->link, cap);
+                        if (!e->link)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        r = readlink(host, e->link, cap);
+                        if (r < 0)
+                                return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                            "cannot read link '%s'", host);
+                        if ((size_t)r < cap) {
+                                e->link[r] = 0;
+                                break;
+                        }
+                        cap *= 2;
+                }
+        }
+        if (s->keep_caps && (S_ISREG(st->st_mode))) {
+                char v[1024];
+                ssize_t r = lgetxattr(host, "security.capability", v, sizeof(v));
+                if (r > 0) {
+                        e->cap = malloc((size_t)r);
+                        if (!e->cap)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        memcpy(e->cap, v, (size_t)r);
+                        e->cap_len = (size_t)r;
+                        e->has_cap = true;
+                }
+        }
+        return 0;
+}
+
+/* a + "/" + b (just b when a is empty), without printf. */
+static char *join(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b);
+        char *s = malloc(la + lb + 2);
+
+        if (!s)
+                return NULL;
+        if (la) {
+                memcpy(s, a, la);
+                s[la++] = '/';
+        }
+        memcpy(s + la, b, lb + 1);
+        return s;
+}
+
+static int walk_dir(struct walk *wk, const char *host, const char *path, const char *rel,
+                    struct kiln_error *err)
+{
+        DIR *d = opendir(host);
+        struct dirent *de;
+        int rc = 0;
+
+        if (!d)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read directory '%s'",
+                                            host);
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *h = NULL, *p = NULL, *r = NULL;
+                struct stat st;
+                bool excluded;
+
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                h = join(host, de->d_name);
+                p = join(path, de->d_name);
+                r = join(rel, de->d_name);
+                if (!h || !p || !r) {
+                        rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        break;
+                }
+                /* relative to the open directory: no path walk per file */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        rc = kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'", h);
+                        break;
+                }
+                excluded = wk->n_excludes && layer_exclude_match(wk->excludes, wk->n_excludes, r);
+                if (excluded && !(S_ISDIR(st.st_mode) && wk->negations))
+                        continue;
+                if (!excluded && add_host_entry(wk->s, h, p, &st, err) < 0) {
+                        rc = -1;
+                        break;
+                }
+                if (S_ISDIR(st.st_mode) && walk_dir(wk, h, p, r, err) < 0) {
+                        rc = -1;
+                        break;
+                }
+        }
+        closedir(d);
+        return rc;
+}
+
+int layer_source_add_tree(struct layer_source *s, const char *src, const char *dest,
+                          const char *const *excludes, size_t n_excludes, struct kiln_error *err)
+{
+        _cleanup_free_ char *clean = NULL;
+        struct walk wk = {s, excludes, n_excludes, has_negation(excludes, n_excludes)};
+        struct stat st;
+
+        if (layer_path_clean(dest ? dest : "", &clean, err) < 0)
+                return -1;
+        if (stat(src, &st) < 0)
+                return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno,
+                                            "cannot read layer source '%s'", src);
+        if (!S_ISDIR(st.st_mode))
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "layer source '%s' is not a directory", src);
+        /* The tree's root becomes dest itself, with the source directory's mode. */
+        if (*clean && add_host_entry(s, src, clean, &st, err) < 0)
+                return -1;
+        return walk_dir(&wk, src, clean, "", err);
+}
+
+int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *clean = NULL, *real = NULL;
+        struct stat st;
+
+        if (layer_path_clean(target, &clean, err) < 0)
+                return -1;
+        if (!*clean)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for '%s'", target,
+                                      src);
+        if (stat(src, &st) < 0)
+                return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno, "cannot read '%s'", src);
+        if (!S_ISREG(st.st_mode))
+                return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a regular file", src);
+        if (mode >= 0)
+                st.st_mode = S_IFREG | ((mode_t)mode & 07777);
+        st.st_nlink = 1; /* placed files never become hardlinks of each other */
+        real = realpath(src, NULL);
+        if (!real)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot resolve '%s'", src);
+        return add_host_entry(s, real, clean, &st, err);
+}
+
+/* ---- finish: parents, sort, duplicates, hardlinks ---- */
+
+static int cmp_entry(const void *a, const void *b)
+{
+        const struct layer_source_entry *x = a, *y = b;
+        int c = strcmp(x->path, y->path);
+
+        if (c)
+                return c;
+        /* real entries before synthetic ones, then in insertion order (stable) */
+        if (x->synthetic != y->synthetic)
+                return x->synthetic ? 1 : -1;
+        return x < y ? -1 : (x > y);
+}
+
+static int cmp_path_key(const void *k, const void *e)
+{
+        return strcmp(k, ((const struct layer_source_entry *)e)->path);
+}
+
+/* Adds the parent directories that no source provides.  Entries are sorted
+ * first, so a parent is found with a binary search and only the few missing
+ * ones (usually the destination's parents) are added. */
+static int add_parents(struct layer_source *s, bool *ret_added, struct kiln_error *err)
+{
+        size_t n0;
+
+        qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
+        n0 = s->n;
+        for (size_t i = 0; i < n0; i++) {
+                _cleanup_free_ char *p = strdup(s->entries[i].path);
+                char *slash;
+
+                if (!p)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                while ((slash = strrchr(p, '/'))) {
+                        struct layer_source_entry *e;
+                        bool added = false;
+
+                        *slash = 0;
+                        if (bsearch(p, s->entries, n0, sizeof(s->entries[0]), cmp_path_key))
+                                break; /* present, and so are its own parents */
+                        for (size_t j = n0; j < s->n && !added; j++)
+                                added = !strcmp(s->entries[j].path, p);
+                        if (added)
+                                break;
+                        e = push(s, err);
+                        if (!e)
+                                return -1;
+                        e->synthetic = true;
+                        e->path = strdup(p);
+                        if (!e->path)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        e->st.st_mode = S_IFDIR | 0755;
+                        e->st.st_nlink = 1;
+                }
+        }
+        *ret_added = s->n > n0;
+        return 0;
+}
+
+struct ino_ref {
+        dev_t dev;
+        ino_t ino;
+        size_t idx;
+};
+
+static int cmp_ino(const void *a, const void *b)
+{
+        const struct ino_ref *x = a, *y = b;
+
+        if (x->dev != y->dev)
+                return x->dev < y->dev ? -1 : 1;
+        if (x->ino != y->ino)
+                return x->ino < y->ino ? -1 : 1;
+        return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+int layer_source_finish(struct layer_source *s, struct kiln_error *err)
+{
+        size_t o = 0, n_links = 0;
+        struct ino_ref *refs = NULL;
+        bool added = false;
+
+        if (add_parents(s, &added, err) < 0)
+                return -1;
+        if (added)
+                qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
+        /* Deduplicate: synthetic parents yield to real entries; two real
+         * directories at the same path merge; anything else is an error. */
+        for (size_t i = 0; i < s->n; i++) {
+                struct layer_source_entry *e = &s->entries[i];
+
+                if (o > 0 && !strcmp(s->entries[o - 1].path, e->path)) {
+                        struct layer_source_entry *prev = &s->entries[o - 1];
+                        if (!e->synthetic && !(S_ISDIR(prev->st.st_mode) && S_ISDIR(e->st.st_mode)))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "duplicate path '%s' in the layer", e->path);
+                        if (!S_ISDIR(prev->st.st_mode))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "path '%s' in the layer is a parent "
+                                                      "directory and not a directory",
+                                                      e->path);
+                        entry_release(e);
+                        continue;
+                }
+                if (o != i)
+                        s->entries[o] = *e;
+                o++;
+        }
+        s->n = o;
+        /* Hardlinks within the layer: the first path in order keeps the data. */
+        for (size_t i = 0; i < s->n; i++)
+                if (S_ISREG(s->entries[i].st.st_mode) && s->entries[i].st.st_nlink > 1)
+                        n_links++;
+        if (n_links > 1) {
+                size_t k = 0;
+                refs = calloc(n_links, sizeof(*refs));
+                if (!refs)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                for (size_t i = 0; i < s->n; i++) {
+                        struct layer_source_entry *e = &s->entries[i];
+                        if (S_ISREG(e->st.st_mode) && e->st.st_nlink > 1)
+                                refs[k++] = (struct ino_ref){e->st.st_dev, e->st.st_ino, i};
+                }
+                qsort(refs, n_links, sizeof(*refs), cmp_ino);
+                for (size_t i = 1; i < n_links; i++) {
+                        size_t first = i - 1;
+                        if (refs[i].dev != refs[first].dev || refs[i].ino != refs[first].ino)
+                                continue;
+                        while (first > 0 && refs[first - 1].dev == refs[i].dev &&
+                               refs[first - 1].ino == refs[i].ino)
+                                first--;
+                        s->entries[refs[i].idx].hardlink = strdup(s->entries[refs[first].idx].path);
+                        if (!s->entries[refs[i].idx].hardlink) {
+                                free(refs);
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        }
+                }
+                free(refs);
+        }
+        s->finished = true;
+        return 0;
+}
+
+int layer_source_write(const struct layer_source *s, struct layer_writer *w,
+                       struct oci_digest *ret_digests, struct kiln_error *err)
+{
+        struct archive_entry *ae = archive_entry_new();
+        int rc = 0;
+
+        if (!ae)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < s->n && rc == 0; i++) {
+                const struct layer_source_entry *e = &s->entries[i];
+                int fd = -1;
+
+                archive_entry_clear(ae);
+                archive_entry_copy_pathname(ae, e->path);
+                archive_entry_set_filetype(ae, e->st.st_mode & S_IFMT);
+                archive_entry_set_perm(ae, e->st.st_mode & 07777);
+                if (e->has_cap)
+                        archive_entry_xattr_add_entry(ae, "security.capability", e->cap,
+                                                      e->cap_len);
+                if (S_ISLNK(e->st.st_mode)) {
+                        archive_entry_copy_symlink(ae, e->link);
+                } else if (S_ISCHR(e->st.st_mode) || S_ISBLK(e->st.st_mode)) {
+                        archive_entry_set_rdev(ae, e->st.st_rdev);
+                } else if (S_ISREG(e->st.st_mode)) {
+                        if (e->hardlink) {
+                                archive_entry_copy_hardlink(ae, e->hardlink);
+                        } else {
+                                struct stat now;
+                                archive_entry_set_size(ae, e->st.st_size);
+                                fd = open(e->host, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                                if (fd < 0) {
+                                        rc = kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                                  "cannot open '%s'", e->host);
+                                        break;
+                                }
+                                if (fstat(fd, &now) < 0 || now.st_size != e->st.st_size ||
+                                    now.st_ino != e->st.st_ino) {
+                                        close(fd);
+                                        rc = kiln_error_set(err, KILN_E_IO,
+                                                            "file '%s' changed while the layer "
+                                                            "was written",
+                                                            e->host);
+                                        break;
+                                }
+                                if (e->st.st_size > (1 << 20))
+                                        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+                        }
+                }
+                rc = layer_writer_add(w, ae, fd, fd >= 0 && ret_digests ? &ret_digests[i] : NULL,
+                                      err);
+                if (fd >= 0)
+                        close(fd);
+        }
+        archive_entry_free(ae);
+        return rc;
+}

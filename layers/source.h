@@ -1,0 +1,88 @@
+/* layers/source.h: what goes into a layer.
+ *
+ * A layer_source is the sorted list of entries of one layer, built from
+ *   - directory trees mapped to a destination path, minus .dockerignore
+ *     style exclude patterns (layer_source_add_tree);
+ *   - single host files placed at a target path with a mode
+ *     (layer_source_add_file).
+ * Parent directories of every destination are added (mode 0755) unless the
+ * sources provide them.  layer_source_finish() sorts the entries byte-wise
+ * by path (so parents come before children), rejects duplicate paths, and
+ * turns regular files that share an inode into hardlinks to the first one.
+ * Nothing depends on readdir order, umask, host users or the clock.
+ *
+ *     s = layer_source_new(&err);
+ *     layer_source_add_tree(s, "./src", "/app", excludes, n, &err);
+ *     layer_source_finish(s, &err);
+ *     layer_source_write(s, writer, &err);
+ *     layer_source_free(s);
+ *
+ * Exclude patterns (docs/layers.md): one per line in a .dockerignore, '#'
+ * comments, leading '/' ignored, '*' and '?' and '[...]' within one
+ * component, '**' across any number of components, '!' re-includes; the
+ * last matching pattern wins, and a pattern matching a directory excludes
+ * everything below it.
+ */
+#ifndef KILN_LAYERS_SOURCE_H
+#define KILN_LAYERS_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "digest.h"
+#include "error.h"
+#include "writer.h"
+
+struct layer_source_entry {
+        char *path;      /* in the layer: no leading '/', no '.' or '..' */
+        char *host;      /* host file to read, or NULL (synthetic directory) */
+        char *link;      /* symlink target */
+        char *hardlink;  /* path (in the layer) this entry is a hardlink to */
+        struct stat st;  /* type, perm and size as written; ino/dev/mtime/ctime for the cache */
+        bool synthetic;
+        bool has_cap;    /* carries security.capability */
+        void *cap;
+        size_t cap_len;
+};
+
+struct layer_source {
+        struct layer_source_entry *entries;
+        size_t n, cap;
+        bool keep_caps;
+        bool finished;
+};
+
+struct layer_source *layer_source_new(struct kiln_error *err);
+void layer_source_free(struct layer_source *s);
+void layer_source_freep(struct layer_source **s);
+
+/* Adds the tree at host directory src as dest (an absolute or relative path
+ * in the image; "" or "/" for the root). */
+int layer_source_add_tree(struct layer_source *s, const char *src, const char *dest,
+                          const char *const *excludes, size_t n_excludes, struct kiln_error *err);
+
+/* Adds the host file src at target with mode (mode < 0: the file's own
+ * permission bits). */
+int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
+                          struct kiln_error *err);
+
+int layer_source_finish(struct layer_source *s, struct kiln_error *err);
+
+/* Writes every entry, in order, into w.  ret_digests (may be NULL; s->n
+ * elements) gets the content digest of each regular file with data. */
+int layer_source_write(const struct layer_source *s, struct layer_writer *w,
+                       struct oci_digest *ret_digests, struct kiln_error *err);
+
+/* Exclude patterns. */
+bool layer_exclude_match(const char *const *patterns, size_t n, const char *path);
+/* Reads a .dockerignore file into a NULL-terminated array of patterns. */
+int layer_exclude_read(const char *file, char ***ret_patterns, size_t *ret_n,
+                       struct kiln_error *err);
+void layer_exclude_free(char **patterns, size_t n);
+
+/* Cleans a destination path: strips '/' and '.' components; refuses '..'. */
+int layer_path_clean(const char *in, char **ret, struct kiln_error *err);
+
+#endif

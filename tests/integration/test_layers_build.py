@@ -1,0 +1,286 @@
+"""kiln append: deterministic layers, compression, cache, interop with umoci."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import pathlib
+import re
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import run
+from layers_helpers import blob, hardlink_groups, manifest_of, sha, snapshot
+
+LONG = "l" * 180 + "/" + "n" * 200
+
+
+def make_tree(root, reverse=False, owner=None, mtime=None):
+    """The same content, created in a different order, owner and mtimes."""
+    root = pathlib.Path(root)
+    items = [
+        ("dir", "etc", 0o755), ("file", "etc/hello", 0o644, b"hello\n"),
+        ("dir", "empty", 0o700), ("dir", "bin", 0o755),
+        ("file", "bin/tool", 0o4755, b"\x7fELF" + b"x" * 5000),
+        ("file", "bin/sgid", 0o2750, b"sg"), ("dir", "tmp", 0o1777),
+        ("sym", "bin/rel", "tool"), ("sym", "abs", "/etc/hello"),
+        ("file", "data.bin", 0o600, os.urandom(0) + bytes(range(256)) * 8192),
+        ("hard", "etc/hello2", "etc/hello"),
+        ("dir", "ünïcødé", 0o755), ("file", "ünïcødé/ファイル", 0o644, b"utf8\n"),
+        ("dir", "l" * 180, 0o755), ("file", LONG, 0o644, b"long\n"),
+        ("file", "a-b", 0o644, b"dash\n"), ("dir", "a", 0o755), ("file", "a/b", 0o644, b"slash\n"),
+    ]
+    root.mkdir(parents=True)
+    order = list(items)
+    if reverse:
+        # directories must exist first; everything else in reverse
+        order = [i for i in items if i[0] == "dir"] + [i for i in reversed(items) if i[0] != "dir"]
+        order = [i for i in order if i[0] != "hard"] + [i for i in order if i[0] == "hard"]
+    for it in order:
+        p = root / it[1]
+        if it[0] == "dir":
+            p.mkdir(exist_ok=True)
+        elif it[0] == "file":
+            p.write_bytes(it[3])
+        elif it[0] == "sym":
+            os.symlink(it[2], p)
+        elif it[0] == "hard":
+            os.link(root / it[2], p)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames + ["."]:
+            p = os.path.join(dirpath, n)
+            if owner:
+                os.lchown(p, *owner)
+            if mtime is not None:
+                os.utime(p, (mtime, mtime), follow_symlinks=False)
+    # after chown, which clears setuid/setgid
+    for it in items:
+        if it[0] in ("dir", "file"):
+            os.chmod(root / it[1], it[2])
+    return root
+
+
+def append(kiln, tmp, src, name, *extra, env=None, umask=None):
+    out = tmp / name
+    args = ["append", "scratch", "--layer", f"{src}:/root", "-t", f"oci:{out}:v1",
+            "--cache", tmp / f"cache-{name}", "-q", *extra]
+    if umask is not None:
+        p = subprocess.run(["sh", "-c", f'umask {umask:o}; exec "$@"', "sh", kiln.path, *map(str, args)],
+                           capture_output=True, text=True, env={**os.environ, **(env or {})})
+        assert p.returncode == 0, p.stderr
+    else:
+        kiln.run(*args, env=env)
+    m = manifest_of(out)
+    return out, m, m["layers"][-1]
+
+
+@pytest.mark.parametrize("comp", ["gzip", "zstd", "none"])
+def test_same_tree_gives_byte_identical_layers(kiln, tmp_path, comp):
+    a = make_tree(tmp_path / "a", reverse=False, owner=(0, 0), mtime=1_000_000)
+    b = make_tree(tmp_path / "b", reverse=True, owner=(1234, 5678), mtime=1_700_000_000)
+    _, ma, la = append(kiln, tmp_path, a, "A", "--compression", comp, "--threads", "1", umask=0o022)
+    _, mb, lb = append(kiln, tmp_path, b, "B", "--compression", comp, "--threads", "2", umask=0o077,
+                       env={"TZ": "Asia/Kolkata", "HOSTNAME": "other", "LANG": "de_DE.UTF-8"})
+    assert la["digest"] == lb["digest"]
+    assert la["size"] == lb["size"]
+    assert ma == mb  # configs (diffIDs, history) too
+
+
+def test_layer_content_is_normalized(kiln, tmp_path):
+    src = make_tree(tmp_path / "t", owner=(1234, 5678), mtime=1_700_000_000)
+    out, m, layer = append(kiln, tmp_path, src, "n", "--compression", "none",
+                           env={"SOURCE_DATE_EPOCH": "1234567"})
+    data = blob(out, layer["digest"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        members = t.getmembers()
+        names = [x.name for x in members]
+        assert names == sorted(names, key=lambda n: n.encode())
+        for x in members:
+            assert x.mtime == 1234567, x.name
+            assert (x.uid, x.gid, x.uname, x.gname) == (0, 0, "", ""), x.name
+            for k in x.pax_headers:
+                assert k in ("path", "linkpath", "hdrcharset"), (x.name, k)
+        by = {x.name: x for x in members}
+        assert by["root/bin/tool"].mode == 0o4755
+        assert by["root/bin/sgid"].mode == 0o2750
+        assert by["root/tmp"].mode == 0o1777
+        assert by["root/bin/rel"].issym() and by["root/bin/rel"].linkname == "tool"
+        assert by["root/abs"].linkname == "/etc/hello"
+        assert by["root/etc/hello2"].islnk() and by["root/etc/hello2"].linkname == "root/etc/hello"
+        assert "root/" + LONG in by
+        # parents before children
+        seen = set()
+        for n in names:
+            parent = n.rsplit("/", 1)[0] if "/" in n else None
+            assert parent is None or parent in seen, n
+            seen.add(n)
+    cfg = json.loads(blob(out, m["config"]["digest"]))
+    assert cfg["rootfs"]["diff_ids"] == [sha(data)]
+    assert layer["annotations"]["dev.kiln.layer.compression"] == "none"
+
+
+@pytest.mark.parametrize("comp,pat", [("gzip", r"gzip-libdeflate-[0-9.]+-6"),
+                                      ("zstd", r"zstd-[0-9.]+-3")])
+def test_compression_is_annotated_and_diffid_matches(kiln, tmp_path, comp, pat):
+    src = make_tree(tmp_path / "t")
+    out, m, layer = append(kiln, tmp_path, src, "c", "--compression", comp)
+    assert re.fullmatch(pat, layer["annotations"]["dev.kiln.layer.compression"])
+    data = blob(out, layer["digest"])
+    assert sha(data) == layer["digest"] and len(data) == layer["size"]
+    if comp == "gzip":
+        assert layer["mediaType"].endswith("+gzip")
+        raw = gzip.decompress(data)
+        # deterministic gzip header: mtime 0, no name, OS byte 255
+        assert data[3] == 0 and data[4:8] == b"\0\0\0\0" and data[9] == 255
+    else:
+        assert layer["mediaType"].endswith("+zstd")
+        raw = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+    cfg = json.loads(blob(out, m["config"]["digest"]))
+    assert cfg["rootfs"]["diff_ids"] == [sha(raw)]
+
+
+@pytest.mark.parametrize("comp", ["gzip", "zstd"])
+def test_blob_does_not_depend_on_thread_count(kiln, tmp_path, comp):
+    src = tmp_path / "big"
+    src.mkdir()
+    rnd = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, poorly compressible pattern
+    for i in range(6):
+        (src / f"f{i}").write_bytes(rnd[i:] + bytes(300_000))
+    digests = set()
+    for t in (1, 2, 3, 8):
+        _, _, layer = append(kiln, tmp_path, src, f"t{t}", "--compression", comp, "--threads", str(t))
+        digests.add(layer["digest"])
+    assert len(digests) == 1
+
+
+def test_level_changes_blob_not_diffid(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    o1, m1, l1 = append(kiln, tmp_path, src, "l1", "--level", "1")
+    o9, m9, l9 = append(kiln, tmp_path, src, "l9", "--level", "9")
+    assert l1["digest"] != l9["digest"]
+    c1 = json.loads(blob(o1, m1["config"]["digest"]))
+    c9 = json.loads(blob(o9, m9["config"]["digest"]))
+    assert c1["rootfs"]["diff_ids"] == c9["rootfs"]["diff_ids"]
+    assert l1["annotations"]["dev.kiln.layer.compression"].endswith("-1")
+
+
+def test_umoci_unpacks_kiln_layer_exactly(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    out, _, _ = append(kiln, tmp_path, src, "u", "--compression", "gzip")
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--rootless", "--image", f"{out}:v1", bundle)
+    got = bundle / "rootfs" / "root"
+    assert snapshot(got) == snapshot(src)
+    assert hardlink_groups(got) == hardlink_groups(src) != []
+
+
+@pytest.mark.parametrize("comp", ["gzip", "zstd", "none"])
+def test_kiln_unpack_reproduces_tree(kiln, tmp_path, comp):
+    src = make_tree(tmp_path / "t")
+    out, _, _ = append(kiln, tmp_path, src, "k", "--compression", comp)
+    dest = tmp_path / "dest"
+    kiln.run("unpack", f"oci:{out}:v1", dest)
+    assert snapshot(dest / "root") == snapshot(src)
+    assert hardlink_groups(dest / "root") == hardlink_groups(src)
+
+
+def test_append_on_umoci_base_keeps_base_layers(kiln, tmp_path, umoci_image):
+    src = tmp_path / "app"
+    src.mkdir()
+    (src / "main.py").write_text("print(1)\n")
+    out = tmp_path / "out"
+    kiln.run("append", f"oci:{umoci_image}:base", "--layer", f"{src}:/app", "-t", f"oci:{out}:new",
+             "--cache", tmp_path / "cache", "-q")
+    base = manifest_of(umoci_image, "base")
+    m = manifest_of(out, "new")
+    assert m["layers"][:-1] == base["layers"]
+    cfg = json.loads(blob(out, m["config"]["digest"]))
+    assert len(cfg["rootfs"]["diff_ids"]) == len(m["layers"])
+    assert cfg["config"]["Env"] == ["A=1"] or "A=1" in cfg["config"]["Env"]
+    dest = tmp_path / "rootfs"
+    kiln.run("unpack", f"oci:{out}:new", dest)
+    assert (dest / "etc/hello").read_text() == "hello from umoci\n"
+    assert (dest / "app/main.py").read_text() == "print(1)\n"
+    run("umoci", "unpack", "--rootless", "--image", f"{out}:new", tmp_path / "b2")
+    assert (tmp_path / "b2/rootfs/app/main.py").read_text() == "print(1)\n"
+
+
+def test_excludes_follow_dockerignore(kiln, tmp_path):
+    src = tmp_path / "ctx"
+    for p in ["keep.py", "build/x.o", "node_modules/a/b.js", "docs/a.md", "docs/keep.md",
+              "src/deep/x.pyc", "src/y.py", ".git/HEAD"]:
+        (src / p).parent.mkdir(parents=True, exist_ok=True)
+        (src / p).write_text(p)
+    ign = tmp_path / "ignore"
+    ign.write_text("# comment\n/build\nnode_modules\ndocs/*.md\n!docs/keep.md\n**/*.pyc\n.git\n")
+    out, _, layer = append(kiln, tmp_path, src, "x", "--ignore-file", ign, "--compression", "none")
+    with tarfile.open(fileobj=io.BytesIO(blob(out, layer["digest"]))) as t:
+        names = sorted(t.getnames())
+    assert names == ["root", "root/docs", "root/docs/keep.md", "root/keep.py", "root/src",
+                     "root/src/deep", "root/src/y.py"]
+
+
+def test_single_file_layer_with_mode(kiln, tmp_path):
+    f = tmp_path / "script.sh"
+    f.write_text("#!/bin/sh\n")
+    os.chmod(f, 0o600)
+    out = tmp_path / "o"
+    kiln.run("append", "scratch", "--layer", f"{f}:/usr/local/bin/run:0755", "-t", f"oci:{out}:v1",
+             "--compression", "none", "--cache", tmp_path / "c", "-q")
+    m = manifest_of(out)
+    with tarfile.open(fileobj=io.BytesIO(blob(out, m["layers"][0]["digest"]))) as t:
+        ms = {x.name: x for x in t.getmembers()}
+    assert list(ms) == ["usr", "usr/local", "usr/local/bin", "usr/local/bin/run"]
+    assert ms["usr/local/bin/run"].mode == 0o755 and ms["usr"].mode == 0o755
+
+
+def test_cache_hit_on_warm_rebuild_and_miss_on_change(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+
+    def build(name):
+        p = kiln.run("append", "scratch", "--layer", f"{src}:/r", "-t", f"oci:{tmp_path / name}:v1",
+                     "--cache", cache)
+        return p.stderr.split()[0], manifest_of(tmp_path / name)["layers"][0]["digest"]
+
+    s1, d1 = build("o1")
+    assert s1 == "built"
+    os.utime(cache / "stat", None)
+    # the stat index is only trusted for files older than itself (git's racy rule)
+    for st in (cache / "stat").iterdir():
+        os.utime(st, (os.stat(st).st_mtime + 5, os.stat(st).st_mtime + 5))
+    s2, d2 = build("o2")
+    assert (s2, d2) == ("cached", d1)
+    (src / "etc/hello").write_text("changed\n")
+    s3, d3 = build("o3")
+    assert s3 == "built" and d3 != d1
+
+
+def test_bad_cache_entry_is_rebuilt(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+    kiln.run("append", "scratch", "--layer", f"{src}:/r", "-t", f"oci:{tmp_path / 'o1'}:v1",
+             "--cache", cache, "-q")
+    for st in (cache / "stat").iterdir():
+        os.utime(st, (os.stat(st).st_mtime + 5, os.stat(st).st_mtime + 5))
+    d = manifest_of(tmp_path / "o1")["layers"][0]["digest"]
+    p = cache / "layout" / "blobs" / "sha256" / d.split(":")[1]
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0xFF
+    p.write_bytes(bytes(data))
+    r = kiln.run("append", "scratch", "--layer", f"{src}:/r", "-t", f"oci:{tmp_path / 'o2'}:v1",
+                 "--cache", cache)
+    assert "warning: cached layer" in r.stderr
+    assert manifest_of(tmp_path / "o2")["layers"][0]["digest"] == d
+    assert sha(blob(tmp_path / "o2", d)) == d
+
+
+def test_append_usage_errors(kiln, tmp_path):
+    p, line = kiln.fails("append", "scratch", "-t", f"oci:{tmp_path}/o:v1", code=2) if False else (None, None)
+    p = kiln.run("append", "scratch", "-t", f"oci:{tmp_path}/o:v1", check=False)
+    assert p.returncode == 2 and "missing --layer" in p.stderr
+    _, line = kiln.fails("append", "scratch", "--layer", f"{tmp_path}/nope:/x", "-t",
+                         f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
+    assert "does not exist" in line

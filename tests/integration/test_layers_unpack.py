@@ -1,0 +1,245 @@
+"""kiln unpack: hostile tars change nothing outside DIR and are reported; legitimate
+but scary tars unpack like umoci."""
+import gzip
+import io
+import os
+import pathlib
+import struct
+import subprocess
+import zlib
+
+import pytest
+
+from conftest import run
+from layers_helpers import TAR, TGZ, TZST, make_layout, snapshot, tar_bytes
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A sentinel tree next to DIR, and DIR itself."""
+    outside = tmp_path / "outside"
+    (outside / "etc").mkdir(parents=True)
+    (outside / "etc" / "passwd").write_text("root:x:0:0\n")
+    os.chmod(outside / "etc" / "passwd", 0o644)
+    (outside / "victim").write_text("keep me\n")
+    return tmp_path, outside, tmp_path / "root"
+
+
+def state(outside):
+    return {k: v for k, v in snapshot(outside).items()}, {
+        str(p): (p.stat().st_mode, p.stat().st_nlink) for p in outside.rglob("*") if not p.is_symlink()}
+
+
+def unpack(kiln, tmp, entries, *extra, mt=TAR, data=None, check=True):
+    if data is None:
+        data = tar_bytes(entries)
+        if mt == TGZ:
+            data = gzip.compress(data, mtime=0)
+    place = make_layout(tmp / f"lay{len(list(tmp.glob('lay*')))}", [(data, mt)])
+    return kiln.run("unpack", "--rootless", place, tmp / "root", *extra, check=check)
+
+
+HOSTILE = {
+    "dotdot": ([{"name": "../../outside/victim", "data": b"pwned"}], "climbs above the root"),
+    "inner-dotdot": ([{"name": "a/../../outside/victim", "data": b"pwned"}], "climbs above the root"),
+    "dot-dotdot": ([{"name": "./../outside/victim", "data": b"pwned"}], "climbs above the root"),
+    "absolute": ([{"name": "/tmp/kiln-abs-test", "data": b"pwned"}], "absolute path"),
+    "root-dotdot": ([{"name": "/../outside/victim", "data": b"pwned"}], "absolute path"),
+    "hardlink-abs": ([{"name": "h", "type": "hard", "link": "/etc/passwd"}], "absolute path"),
+    "hardlink-dotdot": ([{"name": "h", "type": "hard", "link": "../outside/etc/passwd"}],
+                        "climbs above the root"),
+    "hardlink-via-symlink": ([{"name": "d1", "type": "sym", "link": "../outside/etc"},
+                              {"name": "h", "type": "hard", "link": "d1/passwd"}],
+                             "is not in the layers so far"),
+    "hardlink-later": ([{"name": "h", "type": "hard", "link": "later"},
+                        {"name": "later", "data": b"x"}], "is not in the layers so far"),
+    "hardlink-dir": ([{"name": "d", "type": "dir"}, {"name": "h", "type": "hard", "link": "d"}],
+                     "is a directory"),
+    "whiteout-dotdot": ([{"name": ".wh..."}], "refusing whiteout '.wh...'"),
+    "whiteout-dot": ([{"name": "etc/.wh.."}], "refusing whiteout 'etc/.wh..'"),
+    "whiteout-empty": ([{"name": ".wh."}], "refusing whiteout '.wh.'"),
+    "symlink-named-dot": ([{"name": ".", "type": "sym", "link": "/etc"}],
+                          "the root can only be a directory"),
+    "symlink-named-dotdot": ([{"name": "..", "type": "sym", "link": "/etc"}],
+                             "climbs above the root"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case):
+    tmp, outside, root = world
+    entries, msg = HOSTILE[case]
+    before = state(outside)
+    p = unpack(kiln, tmp, entries, check=False)
+    assert p.returncode == 3, p.stderr
+    errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+    assert len(errs) == 1 and msg in errs[0], p.stderr
+    assert "layer 1" in errs[0]
+    assert state(outside) == before
+    assert not pathlib.Path("/tmp/kiln-abs-test").exists()
+
+
+CLAMPED = {
+    # (entries, path that must exist inside root afterwards)
+    "symlink-abs-dir": ([{"name": "evil", "type": "sym", "link": "/"},
+                         {"name": "evil/outside/victim", "data": b"in root"}], "outside/victim"),
+    "symlink-up": ([{"name": "evil", "type": "sym", "link": "../.."},
+                    {"name": "evil/x", "data": b"in root"}], "x"),
+    "symlink-chain": ([{"name": "d", "type": "dir"}, {"name": "d/up", "type": "sym", "link": ".."},
+                       {"name": "d/up2", "type": "sym", "link": "up/.."},
+                       {"name": "d/up2/x", "data": b"in root"}], "x"),
+    "dir-overridden-by-symlink": ([{"name": "foo", "type": "dir"},
+                                   {"name": "foo", "type": "sym", "link": "/"},
+                                   {"name": "foo/tmp/x", "data": b"in root"}], "tmp/x"),
+    "whiteout-through-symlink": ([{"name": "localetc", "type": "sym", "link": "/outside"},
+                                  {"name": "localetc/.wh.victim"}], None),
+    "hardlink-to-symlink-then-chmod": ([{"name": "s", "type": "sym", "link": "/outside/etc/passwd"},
+                                        {"name": "h", "type": "hard", "link": "s"},
+                                        {"name": "h", "type": "dir", "mode": 0o777}], "h"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLAMPED))
+def test_escaping_links_resolve_inside_root(kiln, world, case):
+    tmp, outside, root = world
+    entries, inside = CLAMPED[case]
+    # make the absolute paths of the entries point at the real sentinel
+    for e in entries:
+        if e.get("link", "").startswith("/outside"):
+            e["link"] = str(outside) + e["link"][len("/outside"):]
+        if e["name"].startswith("evil/outside"):
+            e["name"] = "evil/" + str(outside).lstrip("/") + e["name"][len("evil/outside"):]
+            inside = str(outside).lstrip("/") + "/victim"
+    before = state(outside)
+    unpack(kiln, tmp, entries)
+    assert state(outside) == before
+    if inside:
+        assert (root / inside).exists() or (root / inside).is_symlink()
+
+
+def test_devices_and_privileged_xattrs_are_skipped_with_a_warning(kiln, world):
+    tmp, outside, root = world
+    p = unpack(kiln, tmp, [{"name": "dev", "type": "dir"}, {"name": "dev/null", "type": "chr"},
+                           {"name": "fifo", "type": "fifo"}, {"name": "f", "data": b"x"}])
+    assert "warning: layer 1" in p.stderr and "skipped device 'dev/null'" in p.stderr
+    assert not (root / "dev/null").exists()
+    assert (root / "f").read_bytes() == b"x"
+    assert os.stat(root / "fifo", follow_symlinks=False).st_mode & 0o170000 == 0o010000
+
+
+def gzip_bomb(size):
+    """A tar holding one file of `size` zeros, gzip'd, built in constant memory."""
+    hdr = bytearray(tar_bytes([{"name": "zeros", "data": b""}])[:512])
+    hdr[124:136] = b"%011o\0" % size
+    hdr[148:156] = b"        "
+    hdr[148:156] = b"%06o\0 " % sum(hdr)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [c.compress(bytes(hdr))]
+    chunk = bytes(1 << 20)
+    for _ in range(size >> 20):
+        out.append(c.compress(chunk))
+    out.append(c.compress(bytes(1024)))
+    out.append(c.flush())
+    return b"".join(out)
+
+
+def test_gzip_bomb_stops_at_the_size_limit(kiln, world):
+    tmp, outside, root = world
+    data = gzip_bomb(256 << 20)
+    assert len(data) < 1 << 20
+    p = unpack(kiln, tmp, None, "--max-size", "64M", mt=TGZ, data=data, check=False)
+    assert p.returncode == 8, p.stderr
+    assert "limit" in p.stderr and "layer 1" in p.stderr
+    assert not (root / "zeros").exists() or (root / "zeros").stat().st_size <= 64 << 20
+
+
+def test_zstd_window_over_2_27_is_refused(kiln, world):
+    tmp, outside, root = world
+    raw = tar_bytes([{"name": "f", "data": b"x" * 1000}])
+    # frame header: magic, FHD (no checksum, single segment off, no dict), window descriptor 2^31
+    frame = subprocess.run(["zstd", "-c", "-q", "--no-check"], input=raw, capture_output=True,
+                           check=True).stdout
+    fhd = frame[4]
+    assert not fhd & 0x20, "expected a frame with a window descriptor"
+    body = bytearray(frame)
+    body[5] = (31 - 10) << 3  # windowLog 31
+    p = unpack(kiln, tmp, None, mt=TZST, data=bytes(body), check=False)
+    assert p.returncode == 8, p.stderr
+    assert "window" in p.stderr
+
+
+@pytest.mark.parametrize("cut", [2000, 4500, 4999])
+def test_truncated_tar_is_an_error(kiln, world, cut):
+    tmp, outside, root = world
+    raw = tar_bytes([{"name": "f", "data": b"y" * 5000}])
+    p = unpack(kiln, tmp, None, data=raw[:512 + cut], check=False)
+    assert p.returncode == 3 and "truncated" in p.stderr.lower(), p.stderr
+
+
+def test_media_type_must_match_the_bytes(kiln, world):
+    tmp, outside, root = world
+    raw = tar_bytes([{"name": "f", "data": b"y"}])
+    zst = subprocess.run(["zstd", "-c", "-q"], input=raw, capture_output=True, check=True).stdout
+    p = unpack(kiln, tmp, None, mt=TGZ, data=zst, check=False)
+    assert p.returncode == 3 and "says gzip but its bytes are zstd" in p.stderr, p.stderr
+
+
+def test_multi_member_gzip_is_valid(kiln, world):
+    tmp, outside, root = world
+    raw = tar_bytes([{"name": "f", "data": b"z" * 3000}])
+    data = gzip.compress(raw[:1024], mtime=0) + gzip.compress(raw[1024:], mtime=0)
+    unpack(kiln, tmp, None, mt=TGZ, data=data)
+    assert (root / "f").read_bytes() == b"z" * 3000
+
+
+def test_garbage_after_gzip_is_an_error(kiln, world):
+    tmp, outside, root = world
+    raw = tar_bytes([{"name": "f", "data": b"z"}])
+    p = unpack(kiln, tmp, None, mt=TGZ, data=gzip.compress(raw) + b"garbage!", check=False)
+    assert p.returncode == 3 and "trailing data" in p.stderr, p.stderr
+
+
+def scary_layers():
+    l1 = [
+        {"name": "usr", "type": "dir"}, {"name": "usr/lib", "type": "dir"},
+        {"name": "lib", "type": "sym", "link": "usr/lib"},
+        {"name": "lib/x.so", "data": b"ELF"},
+        {"name": "etc", "type": "dir"}, {"name": "etc/alternatives", "type": "dir"},
+        {"name": "etc/alternatives/java", "type": "sym", "link": "/usr/lib/jvm/java/bin/java"},
+        {"name": "usr/lib/jvm", "type": "dir"},
+        {"name": "usr/lib/jvm/cacerts", "type": "sym",
+         "link": "../../../../../../../../../../etc/pki/java/cacerts"},
+        {"name": "bin", "type": "dir"}, {"name": "bin/dash", "type": "sym", "link": "dash"},
+        {"name": "opt", "type": "dir"}, {"name": "opt/a", "data": b"a"}, {"name": "opt/b", "data": b"b"},
+        {"name": "var", "type": "dir"}, {"name": "var/keep", "data": b"k"},
+        {"name": "var/gone", "data": b"g"}, {"name": "ro", "type": "dir", "mode": 0o555},
+        {"name": "ro/f", "data": b"r", "mode": 0o444},
+    ]
+    l2 = [
+        {"name": "opt", "type": "dir"}, {"name": "opt/.wh..wh..opq"}, {"name": "opt/c", "data": b"c"},
+        {"name": "var/.wh.gone"}, {"name": "lib/y.so", "data": b"ELF2"},
+        {"name": "usr/lib/jvm/../../local", "type": "dir"},
+    ]
+    return [(gzip.compress(tar_bytes(l1), mtime=0), TGZ), (gzip.compress(tar_bytes(l2), mtime=0), TGZ)]
+
+
+def test_legitimate_scary_tars_unpack_like_umoci(kiln, tmp_path):
+    place = make_layout(tmp_path / "lay", scary_layers())
+    kiln.run("unpack", "--rootless", place, tmp_path / "k")
+    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
+    got, want = snapshot(tmp_path / "k"), snapshot(tmp_path / "u" / "rootfs")
+    assert got == want
+    assert (tmp_path / "k/usr/lib/x.so").read_bytes() == b"ELF"
+    assert (tmp_path / "k/usr/lib/y.so").read_bytes() == b"ELF2"
+    assert os.readlink(tmp_path / "k/etc/alternatives/java") == "/usr/lib/jvm/java/bin/java"
+    assert sorted(os.listdir(tmp_path / "k/opt")) == ["c"]
+    assert sorted(os.listdir(tmp_path / "k/var")) == ["keep"]
+
+
+@pytest.mark.parametrize("walk", [False, True])
+def test_component_walk_and_openat2_agree(kiln, tmp_path, walk):
+    place = make_layout(tmp_path / "lay", scary_layers())
+    extra = ["--walk"] if walk else []
+    kiln.run("unpack", "--rootless", *extra, place, tmp_path / "k")
+    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
+    assert snapshot(tmp_path / "k") == snapshot(tmp_path / "u" / "rootfs")
