@@ -88,6 +88,19 @@ static void curl_init_once(void)
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
         KILN_PRINTF(3, 4);
 
+void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        if (!c->opts.notify)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        c->opts.notify(c->opts.notify_ctx, ev, msg);
+}
+
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
 {
         char msg[1024];

@@ -136,6 +136,10 @@ int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const
 int reg_client_list_referrers(struct reg_client *c, const struct oci_digest *subject,
                               json_t **ret_index, struct kiln_error *err);
 
+/* Passes a message to opts->notify (for the store). */
+void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
+        KILN_PRINTF(3, 4);
+
 /* Counters for tests and progress. */
 struct reg_stats {
         unsigned requests, retries, blobs_uploaded, blobs_mounted;
