@@ -185,3 +185,14 @@ def test_registry_no_credentials_to_plain_http_realm_elsewhere(kiln, registry_fa
         _no_secret(p.stdout, p.stderr)
     finally:
         ts.stop()
+
+
+def test_registry_credentials_in_a_reference_are_never_echoed(kiln, registry, tmp_path):
+    for ref in (f"https://{USER}:{PASSWORD}@{registry.host}/x:v1",
+                f"{USER}:{PASSWORD}@{registry.host}/x",
+                f"{USER}:{PASSWORD}@{registry.host}"):
+        p, err = kiln.fails("copy", ref, f"oci:{tmp_path}/o:v1")
+        assert p.returncode in (3, 9)
+        _no_secret(p.stdout, p.stderr)
+        p, err = kiln.fails("copy", f"oci:{tmp_path}/none:v1", ref)
+        _no_secret(p.stdout, p.stderr)
