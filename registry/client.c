@@ -433,6 +433,10 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
+        /* proxies come from the environment as curl reads them, except for
+         * loopback hosts, which are never proxied (as Go's ProxyFromEnvironment) */
+        if (reg_host_is_loopback(host))
+                curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         if (c->opts.ca_file)
                 curl_easy_setopt(h, CURLOPT_CAINFO, c->opts.ca_file);
         if (host_insecure(c, host)) {
@@ -614,6 +618,10 @@ static char *scope_key(struct reg_client *c, const char *scope2)
                             scope2 ? " " : "", scope2 ? scope2 : "");
 }
 
+static bool retryable_status(long s);
+static long backoff_ms(struct reg_client *c, unsigned attempt);
+static void sleep_ms(long ms);
+
 /* Fetches a token for scopes (space separated) from the realm. */
 static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                        struct token *ret, struct kiln_error *err)
@@ -697,8 +705,22 @@ static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                 if (rc < 0)
                         goto out;
         }
-        if (!post && perform(c, k, &q, url, auth, NULL, NULL, &r, err) < 0)
-                goto out;
+        if (!post) {
+                /* the token server gets the same bounded retries as the registry */
+                for (unsigned attempt = 0;; attempt++) {
+                        int prc;
+                        resp_reset(&r);
+                        prc = perform(c, k, &q, url, auth, NULL, NULL, &r, err);
+                        if (prc == 0 && !retryable_status(r.status))
+                                break;
+                        if (attempt >= c->opts.retries || prc < -1) {
+                                if (prc < 0)
+                                        goto out;
+                                break;
+                        }
+                        sleep_ms(backoff_ms(c, attempt + 1));
+                }
+        }
         rc = -1;
         if (r.status != 200) {
                 if (r.status == 401 || r.status == 403)
