@@ -649,6 +649,21 @@ static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                 curl_free(rt);
                 curl_free(sv);
                 post = form != NULL;
+        } else if (c->opts.force_oauth && c->have_creds && c->creds.username &&
+                   c->creds.password) {
+                /* OAuth2 password grant, as `docker login` asks (oauth.md) */
+                char *us = curl_easy_escape(NULL, c->creds.username, 0);
+                char *pw = curl_easy_escape(NULL, c->creds.password, 0);
+                char *sv = curl_easy_escape(NULL, c->service ? c->service : "", 0);
+                form = kiln_strdupf("grant_type=password&username=%s&password=%s&service=%s"
+                                    "&client_id=kiln&access_type=offline",
+                                    us ? us : "", pw ? pw : "", sv ? sv : "");
+                if (pw)
+                        memset(pw, 0, strlen(pw));
+                curl_free(us);
+                curl_free(pw);
+                curl_free(sv);
+                post = form != NULL;
         }
         if (c->service) {
                 char *u2 = reg_url_add_query(url, "service", c->service);

@@ -62,6 +62,9 @@ struct reg_options {
         /* explicit credentials (kiln login checks them before saving) */
         const char *username;
         const char *password;
+        /* token requests use the OAuth2 password grant (POST), falling back
+         * to GET when the realm answers 404; kiln login sets it */
+        bool force_oauth;
         /* blobs a registry store pushes at once in its own threads; default 1,
          * as oci_image_copy() runs opts->jobs copies at once itself (the store
          * sets ops->thread_safe) */

@@ -220,10 +220,18 @@ class TokenServer:
                 from urllib.parse import parse_qs
                 n = int(self.headers.get("Content-Length", "0"))
                 q = parse_qs(self.rfile.read(n).decode())
-                outer.requests.append({"method": "POST", "query": q, "user": None, "auth": False})
+                grant = q.get("grant_type", [""])[0]
+                user = None
+                if grant == "password":
+                    u, pw = q.get("username", [""])[0], q.get("password", [""])[0]
+                    user = u if outer.users.get(u) == pw else False
+                outer.requests.append({"method": "POST", "query": q, "user": user, "auth": False,
+                                       "grant": grant})
                 if not outer.oauth:
                     return self._reply(404, {"error": "not found"})
-                self._reply(200, outer._issue(None, q.get("scope", []), q.get("service", [""])[0],
+                if user is False:
+                    return self._reply(401, {"error": "invalid_grant"})
+                self._reply(200, outer._issue(user, q.get("scope", []), q.get("service", [""])[0],
                                               field="access_token"))
 
         class S(socketserver.ThreadingMixIn, http.server.HTTPServer):

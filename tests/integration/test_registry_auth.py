@@ -196,3 +196,20 @@ def test_registry_credentials_in_a_reference_are_never_echoed(kiln, registry, tm
         _no_secret(p.stdout, p.stderr)
         p, err = kiln.fails("copy", f"oci:{tmp_path}/none:v1", ref)
         _no_secret(p.stdout, p.stderr)
+
+
+def test_registry_login_uses_oauth_password_grant(kiln, registry_factory, tmp_path):
+    ts = TokenServer(tmp_path / "tok3", {USER: PASSWORD}, oauth=True)
+    try:
+        reg = registry_factory(auth=ts.registry_auth())
+        authfile = tmp_path / "auth.json"
+        p = kiln.run("login", "--authfile", authfile, reg.host, "-u", USER, "--password-stdin",
+                     input=PASSWORD)
+        _no_secret(p.stdout, p.stderr)
+        grants = [r.get("grant") for r in ts.requests if r["method"] == "POST"]
+        assert grants == ["password"]
+        assert not [r for r in ts.requests if r["method"] == "GET"]
+        kiln.fails("login", "--authfile", tmp_path / "bad.json", reg.host, "-u", USER,
+                   "--password-stdin", input="wrong", code=7)
+    finally:
+        ts.stop()
