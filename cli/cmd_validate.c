@@ -115,8 +115,11 @@ static int run_inside(struct oci_store *st, const char *cmd, struct kiln_error *
 out:
         if (av)
                 for (i = 0; av[i]; i++)
-                        if (i > 0 && !strcmp(av[i - 1], "--setenv"))
-                                free(av[i]);
+                        if (!strcmp(av[i], "--setenv") && av[i + 1]) {
+                                free(av[i + 1]); /* the names were strndup'ed */
+                                i += 2;
+                        }
+        free(av);
         layer_unpacker_free(u);
         cli_image_release(&img);
         kiln_rm_rf(dir);

@@ -12,5 +12,6 @@ int cmd_fsck(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

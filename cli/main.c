@@ -46,8 +46,12 @@ const struct cli_verb cli_verbs[] = {
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
-         " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--compression gzip|zstd|none]"
+         " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--cache DIR]"
+         " [--cache-repo|--cache-to|--cache-from HOST/REPO]"
+         " [--compression gzip|zstd|none]"
          " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
+        {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
+         "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
          "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},

@@ -528,7 +528,8 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
                               arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
 }
 
-int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                    const char *index_path, const char *mirror, const char *const *packages,
                     size_t n, const char *arch, const char *root, bool merged_usr,
                     json_t *resolved, struct kiln_error *err)
 {
@@ -547,18 +548,25 @@ int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "invalid Filename '%s' for package '%s'", file,
                                               packages[i]);
-                path = kiln_strdupf("%s/%s", mirror_dir, file);
-                if (!path)
-                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (root ? recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0
-                         : recipe_verify_sha256(path, sha, err) < 0)
-                        return -1;
                 if (resolved) {
                         for (char *c = sha; *c; c++)
                                 if (*c >= 'A' && *c <= 'F')
                                         *c = (char)(*c + 32);
                         json_array_append_new(resolved, json_string(sha));
                 }
+                if (!root)
+                        continue; /* the key needs the index's digest only */
+                {
+                        _cleanup_free_ char *where = kiln_strdupf("%s/%s", mirror, file);
+                        if (!where)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        /* p NULL: mirror is a local directory */
+                        path = p ? recipe_input_file(p, o, where, true, -1, err) : strdup(where);
+                        if (!path)
+                                return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
+                        return -1;
         }
         return 0;
 }
@@ -567,6 +575,6 @@ int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      const char *const *packages, size_t n, const char *arch, const char *root,
                      bool merged_usr, struct kiln_error *err)
 {
-        return recipe_apt_each(index_path, mirror_dir, packages, n, arch, root, merged_usr, NULL,
-                               err);
+        return recipe_apt_each(NULL, NULL, index_path, mirror_dir, packages, n, arch, root,
+                               merged_usr, NULL, err);
 }

@@ -18,6 +18,21 @@
  *      destination is the same registry), manifest last, then every tag.
  * A failure before the copy leaves the destination untouched; the copy
  * itself tags only after every blob is in place.
+ *
+ * The shared cache (--cache-repo, docs/cache.md): a layer missing from the
+ * local cache is looked up in a registry repository under the tag
+ * kc-<hex of its key>: a small OCI artifact whose one layer is the built
+ * blob, with the key, the diffID and the recipe's layer key as annotations.
+ * A hit is used only when the entry is well formed, names this key and its
+ * blob exists in the repository; anything else is a warning and a local
+ * build.  Built layers are published there when cache_write is set, so
+ * every runner of a fleet builds each layer once.
+ *
+ * Provenance (manifest annotations): org.opencontainers.image.created (from
+ * the writer's mtime, i.e. SOURCE_DATE_EPOCH), .revision and .source (from
+ * the recipe), .base.name and .base.digest, and dev.kiln.recipe.digest and
+ * dev.kiln.recipe.variables (the variables the build was given, as JSON), which
+ * `kiln verify --from-annotations` uses to rebuild the same image.
  */
 #ifndef KILN_RECIPES_IMAGE_H
 #define KILN_RECIPES_IMAGE_H
@@ -37,12 +52,22 @@ struct recipe_image_opts {
         const char *const *sets;
         size_t n_sets;
         const char *cache_dir;               /* NULL: the default */
+        const char *recipe_digest;           /* of the recipe file, recorded; may be NULL */
         struct layer_writer_opts writer;     /* compression, level, mtime */
         const struct oci_platform *platform; /* of the base; NULL: the host's */
         /* where the image goes: a place for the main tag ("oci:DIR",
          * "oci-archive:FILE", or NULL to push to the plan's tags) */
         const char *output;
         unsigned jobs;
+        /* the shared layer cache in a registry repository (HOST/REPO), or
+         * NULL; cache_write: publish layers built here (--cache-to) */
+        const char *cache_repo;
+        bool cache_write;
+        /* pushing: when the destination holds the input tag kb-<hex> (the
+         * digest of the recipe, its variables, the base and every layer key),
+         * only add the tags to that manifest */
+        bool skip_if_built;
+        void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
         void (*progress)(void *ctx, const char *msg);
@@ -55,6 +80,8 @@ struct recipe_image_result {
         size_t n_tags;
         char *revision;           /* of a git source, or NULL */
         unsigned layers_built, layers_cached;
+        unsigned layers_from_repo; /* of layers_cached: found in the cache repository */
+        bool skipped;              /* skip_if_built found the image */
         unsigned blobs_copied, blobs_skipped;
 };
 

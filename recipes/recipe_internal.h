@@ -61,9 +61,15 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
 
 /* The apt front end; root NULL: verify only.  Appends each package's
  * sha256 to resolved. */
-int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+struct recipe_stage_opts;
+int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                    const char *index_path, const char *mirror, const char *const *packages,
                     size_t n, const char *arch, const char *root, bool merged_usr,
                     json_t *resolved, struct kiln_error *err);
+/* A file named by a path, file:// URL or (through opts->fetch, into
+ * CACHE/fetch/) an http(s) URL; immutable ones are fetched once. */
+char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                        const char *s, bool immutable, int64_t max, struct kiln_error *err);
 /* git sources in two steps: ref -> commit (fetching a URL into the cache
  * mirror), then commit -> tree at root/path. */
 int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,

@@ -538,8 +538,17 @@ static char *join_url(const char *base, const char *rel)
         size_t plen;
         char *out, *w;
 
-        if (strstr(rel, "://") || rel[0] == '/')
+        if (strstr(rel, "://"))
                 return strdup(rel);
+        if (rel[0] == '/') {
+                /* an absolute path on the index's host */
+                const char *scheme = strstr(base, "://");
+                const char *host_end = scheme ? strchr(scheme + 3, '/') : NULL;
+                if (!scheme || str_has_prefix(base, "file://"))
+                        return strdup(rel);
+                return kiln_strdupf("%.*s%s", (int)(host_end ? host_end - base : (long)strlen(base)),
+                                    base, rel);
+        }
         joined = kiln_strdupf("%s/%s", base, rel);
         if (!joined)
                 return NULL;

@@ -195,6 +195,54 @@ char *recipe_resolve_input(const struct recipe_plan *p, const char *s, struct ki
         return out;
 }
 
+static bool is_url(const char *s)
+{
+        return strstr(s, "://") && !str_has_prefix(s, "file://");
+}
+
+char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                        const char *s, bool immutable, int64_t max, struct kiln_error *err)
+{
+        struct oci_digest d;
+        _cleanup_free_ char *dir = NULL;
+        char *dest;
+        const char *base;
+        struct stat st;
+
+        if (!is_url(s))
+                return recipe_resolve_input(p, s, err);
+        if (!o || !o->fetch) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "cannot fetch '%s': only local paths and file:// URLs are read until the HTTP client lands",
+                               s);
+                return NULL;
+        }
+        if (!o->cache_dir) {
+                kiln_error_set(err, KILN_E_USAGE, "fetching '%s' needs a cache directory", s);
+                return NULL;
+        }
+        /* CACHE/fetch/HASH-OF-URL/NAME: the name keeps the wheel file name
+         * its tags are read from */
+        oci_digest_of_buffer(s, strlen(s), &d);
+        base = strrchr(s, '/');
+        base = base && base[1] ? base + 1 : "index.html";
+        dir = kiln_strdupf("%s/fetch/%.32s", o->cache_dir, oci_digest_hex(&d));
+        dest = dir ? kiln_strdupf("%s/%s", dir, base) : NULL;
+        if (!dest) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        /* immutable files (verified by their sha256 after this) are fetched
+         * once; index pages every time */
+        if (immutable && stat(dest, &st) == 0 && S_ISREG(st.st_mode))
+                return dest;
+        if (kiln_mkdir_p(dir, 0755, err) < 0 || o->fetch(o->fetch_ctx, s, dest, max, err) < 0) {
+                free(dest);
+                return NULL;
+        }
+        return dest;
+}
+
 /* "/app/x" under root, without ".." */
 char *recipe_path_under(const char *root, const char *path, struct kiln_error *err)
 {
@@ -225,22 +273,37 @@ static void python_target(const json_t *params, struct recipe_python_target *t)
 }
 
 /* Installs one requirement picked from the index. */
-static int install_from_index(const struct recipe_plan *p, const char *index,
-                              const struct recipe_requirement *q,
+static int install_from_index(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                              const char *index, const struct recipe_requirement *q,
                               const struct recipe_python_target *t, const char *dir,
                               json_t *resolved, struct kiln_error *err)
 {
-        _cleanup_free_ char *base = recipe_resolve_input(p, index, err);
+        _cleanup_free_ char *base = NULL;
         _cleanup_free_ char *page = NULL, *html = NULL, *url = NULL, *sha = NULL;
         _cleanup_free_ char *file = NULL, *page_dir = NULL;
         char got[65];
         size_t len;
 
-        if (!base)
-                return -1;
         /* PEP 503: the project page is INDEX/NORMALIZED-NAME/ */
-        page_dir = kiln_strdupf("%s/%s", base, q->name);
-        page = kiln_strdupf("%s/index.html", page_dir);
+        if (is_url(index)) {
+                _cleanup_free_ char *page_url = NULL;
+                size_t n = strlen(index);
+                while (n > 0 && index[n - 1] == '/')
+                        n--;
+                page_dir = kiln_strdupf("%.*s/%s", (int)n, index, q->name);
+                page_url = page_dir ? kiln_strdupf("%s/", page_dir) : NULL;
+                if (!page_url)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                page = recipe_input_file(p, o, page_url, false, RECIPE_INDEX_MAX, err);
+                if (!page)
+                        return -1;
+        } else {
+                base = recipe_resolve_input(p, index, err);
+                if (!base)
+                        return -1;
+                page_dir = kiln_strdupf("%s/%s", base, q->name);
+                page = page_dir ? kiln_strdupf("%s/index.html", page_dir) : NULL;
+        }
         if (!page || !page_dir)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (kiln_read_file(page, RECIPE_INDEX_MAX, &html, &len, err) < 0) {
@@ -249,7 +312,22 @@ static int install_from_index(const struct recipe_plan *p, const char *index,
         }
         if (recipe_simple_index_pick(html, len, page_dir, q, t, &url, &sha, err) < 0)
                 return -1;
-        file = recipe_resolve_input(p, url, err);
+        if (sha && q->n_sha256) {
+                bool ok = false;
+                for (size_t i = 0; i < q->n_sha256; i++)
+                        if (!strcmp(q->sha256[i], sha))
+                                ok = true;
+                if (!ok)
+                        return kiln_error_set(err, KILN_E_DIGEST,
+                                              "sha256 mismatch for '%s': the index's %s is not among the hashes required for '%s'",
+                                              url, sha, q->name);
+        }
+        /* a key needs the digest, not the file: a cache hit downloads nothing */
+        if (!dir && (sha || q->n_sha256 == 1)) {
+                json_array_append_new(resolved, json_string(sha ? sha : q->sha256[0]));
+                return 0;
+        }
+        file = recipe_input_file(p, o, url, true, -1, err);
         if (!file)
                 return -1;
         if (recipe_sha256_file(file, got, err) < 0)
@@ -263,12 +341,13 @@ static int install_from_index(const struct recipe_plan *p, const char *index,
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "sha256 mismatch for '%s': %s is not among the hashes required for '%s'",
                                               file, got, q->name);
-        } else if (sha) {
+        }
+        if (sha) {
                 if (strcmp(sha, got))
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "sha256 mismatch for '%s': the index says %s, got %s",
                                               file, sha, got);
-        } else {
+        } else if (!q->n_sha256) {
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "no sha256 for '%s': give --hash in the requirements or use an index that lists hashes",
                                       url);
@@ -295,8 +374,9 @@ static const char *norm_sha(const char *in, char out[65])
         return out;
 }
 
-static int stage_wheels(const struct recipe_plan *p, const json_t *params, const char *dir,
-                        json_t *resolved, struct kiln_error *err)
+static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                        const json_t *params, const char *dir, json_t *resolved,
+                        struct kiln_error *err)
 {
         struct recipe_python_target t;
         const char *index = json_string_value(json_object_get(params, "index"));
@@ -307,33 +387,38 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
         json_array_foreach(json_object_get(params, "wheels"), i, v) {
                 const char *path = json_string_value(json_object_get(v, "path"));
                 const char *sha = json_string_value(json_object_get(v, "sha256"));
-                _cleanup_free_ char *file = recipe_resolve_input(p, path, err);
+                _cleanup_free_ char *file = NULL;
 
-                if (!file)
-                        return -1;
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "wheel '%s' has no sha256",
                                               path);
-                if (dir ? recipe_wheel_install(file, sha, dir, &t, err) < 0
-                        : recipe_verify_sha256(file, sha, err) < 0)
-                        return -1;
                 {
                         char hex[65];
-                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                        if (!norm_sha(sha, hex))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid sha256 '%s' for wheel '%s'", sha,
+                                                      path);
+                        json_array_append_new(resolved, json_string(hex));
                 }
+                if (!dir)
+                        continue; /* the key needs the declared digest only */
+                file = recipe_input_file(p, o, path, true, -1, err);
+                if (!file || recipe_wheel_install(file, sha, dir, &t, err) < 0)
+                        return -1;
         }
         json_array_foreach(json_object_get(params, "packages"), i, v) {
                 struct recipe_requirement q = {0};
                 int rc;
                 if (recipe_requirement_parse(json_string_value(v), &q, err) < 0)
                         return -1;
-                rc = install_from_index(p, index, &q, &t, dir, resolved, err);
+                rc = install_from_index(p, o, index, &q, &t, dir, resolved, err);
                 recipe_requirement_release(&q);
                 if (rc < 0)
                         return -1;
         }
         if ((v = json_object_get(params, "requirements"))) {
-                _cleanup_free_ char *file = recipe_resolve_input(p, json_string_value(v), err);
+                _cleanup_free_ char *file =
+                        recipe_input_file(p, o, json_string_value(v), false, RECIPE_INDEX_MAX, err);
                 _cleanup_free_ char *buf = NULL;
                 struct recipe_requirements reqs = {0};
                 size_t len;
@@ -348,8 +433,8 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
                                             "requirements '%s' need an 'index' to pick wheels from",
                                             file);
                 for (i = 0; rc == 0 && i < reqs.n; i++)
-                        rc = install_from_index(p, index, &reqs.items[i], &t, dir, resolved,
-                                                err);
+                        rc = install_from_index(p, o, index, &reqs.items[i], &t, dir,
+                                                resolved, err);
                 recipe_requirements_release(&reqs);
                 if (rc < 0)
                         return -1;
@@ -357,8 +442,9 @@ static int stage_wheels(const struct recipe_plan *p, const json_t *params, const
         return 0;
 }
 
-static int stage_debs(const struct recipe_plan *p, const json_t *params, const char *dir,
-                      json_t *resolved, struct kiln_error *err)
+static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                      const json_t *params, const char *dir, json_t *resolved,
+                      struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -369,43 +455,53 @@ static int stage_debs(const struct recipe_plan *p, const json_t *params, const c
         json_array_foreach(json_object_get(params, "debs"), i, v) {
                 const char *path = json_string_value(json_object_get(v, "path"));
                 const char *sha = json_string_value(json_object_get(v, "sha256"));
-                _cleanup_free_ char *file = recipe_resolve_input(p, path, err);
+                _cleanup_free_ char *file = NULL;
 
-                if (!file)
-                        return -1;
                 if (!sha)
                         return kiln_error_set(err, KILN_E_INVALID, "package '%s' has no sha256",
                                               path);
-                if (dir ? recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0
-                        : recipe_verify_sha256(file, sha, err) < 0)
-                        return -1;
                 {
                         char hex[65];
-                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                        if (!norm_sha(sha, hex))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid sha256 '%s' for package '%s'", sha,
+                                                      path);
+                        json_array_append_new(resolved, json_string(hex));
                 }
+                if (!dir)
+                        continue;
+                file = recipe_input_file(p, o, path, true, -1, err);
+                if (!file || recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                        return -1;
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
                 const char *mirror = json_string_value(json_object_get(v, "mirror"));
                 const char *index = json_string_value(json_object_get(v, "index"));
                 const json_t *pk = json_object_get(v, "packages"), *e;
-                _cleanup_free_ char *mdir = recipe_resolve_input(p, mirror, err);
+                _cleanup_free_ char *mdir = NULL;
                 _cleanup_free_ char *ipath = NULL;
                 const char **names;
                 size_t k;
                 int rc;
 
+                /* the mirror is a base: local dir, or a URL files are fetched from */
+                mdir = is_url(mirror) ? strdup(mirror) : recipe_resolve_input(p, mirror, err);
                 if (!mdir)
                         return -1;
-                ipath = strstr(index, "://") || index[0] == '/'
-                                ? recipe_resolve_input(p, index, err)
-                                : kiln_strdupf("%s/%s", mdir, index);
+                if (is_url(index) || index[0] == '/' || str_has_prefix(index, "file://")) {
+                        ipath = recipe_input_file(p, o, index, false, RECIPE_APT_INDEX_MAX, err);
+                } else {
+                        _cleanup_free_ char *iu = kiln_strdupf("%s/%s", mdir, index);
+                        ipath = iu ? recipe_input_file(p, o, iu, false, RECIPE_APT_INDEX_MAX, err)
+                                   : NULL;
+                }
                 if (!ipath)
                         return -1;
                 names = calloc(json_array_size(pk) + 1, sizeof(char *));
                 if (!names)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
-                rc = recipe_apt_each(ipath, mdir, names, json_array_size(pk), arch, dir,
+                rc = recipe_apt_each(p, o, ipath, mdir, names, json_array_size(pk), arch, dir,
                                      merged_usr, resolved, err);
                 free(names);
                 if (rc < 0)
@@ -616,8 +712,10 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
         if (!resolved)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         switch (l->kind) {
-        case RECIPE_LAYER_WHEELS: rc = stage_wheels(plan, l->params, dir, resolved, err); break;
-        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_WHEELS:
+                rc = stage_wheels(plan, opts, l->params, dir, resolved, err);
+                break;
+        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, opts, l->params, dir, resolved, err); break;
         case RECIPE_LAYER_SOURCE:
                 rc = stage_source(plan, l->params, dir, opts, res, resolved, err);
                 break;

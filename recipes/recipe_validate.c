@@ -174,16 +174,14 @@ int recipe_validate_image(struct oci_store *st, const struct recipe_validate_opt
                           unsigned *ret_failures, struct kiln_error *err)
 {
         const struct profile *pr = NULL;
-        struct oci_fetched top = {0};
-        struct oci_manifest *m = NULL;
-        _cleanup_free_ char *cfgbuf = NULL, *py = NULL, *src = NULL;
+        struct oci_image img = {0};
+        const struct oci_manifest *m = NULL;
+        _cleanup_free_ char *py = NULL, *src = NULL;
         json_t *cfg = NULL, *files = json_object(), *meta = json_object();
         const char *cuda, *pp, *wd;
         char v1[128], v2[128], v3[128], fav[128];
         const char *tv, *vv, *av, *fa, *fa3;
-        struct oci_platform host;
         unsigned fails = 0;
-        size_t len;
         int rc = -1;
 
         for (size_t i = 0; i < ARRAY_SIZE(profiles); i++)
@@ -195,31 +193,10 @@ int recipe_validate_image(struct oci_store *st, const struct recipe_validate_opt
                                o->arch ? o->arch : "");
                 goto out;
         }
-        if (oci_store_fetch(st, NULL, &top, err) < 0)
+        if (oci_image_load(st, NULL, o->platform, &img, err) < 0)
                 goto out;
-        if (top.kind == OCI_DOC_INDEX) {
-                struct oci_index *x = NULL;
-                const struct oci_descriptor *d;
-                struct oci_fetched child = {0};
-                oci_platform_host(&host);
-                if (oci_index_parse(top.buf, top.len, top.media_type, &x, err) < 0)
-                        goto out;
-                d = oci_index_select(x, o->platform ? o->platform : &host);
-                if (!d || oci_store_fetch_desc(st, d, &child, err) < 0) {
-                        if (!d)
-                                kiln_error_set(err, KILN_E_NOT_FOUND, "no image for this platform in '%s'",
-                                               st->name);
-                        oci_index_free(x);
-                        goto out;
-                }
-                oci_index_free(x);
-                oci_fetched_release(&top);
-                top = child;
-        }
-        if (oci_manifest_parse(top.buf, top.len, top.media_type, &m, err) < 0 ||
-            oci_store_read_blob(st, &m->config, OCI_CONFIG_MAX, &cfgbuf, &len, err) < 0)
-                goto out;
-        cfg = oci_json_parse(cfgbuf, len, "image config", err);
+        m = img.m;
+        cfg = img.config;
         if (!cfg || scan_layers(st, m, files, meta, err) < 0)
                 goto out;
 
@@ -270,10 +247,8 @@ int recipe_validate_image(struct oci_store *st, const struct recipe_validate_opt
         *ret_failures = fails;
         rc = 0;
 out:
-        json_decref(cfg);
         json_decref(files);
         json_decref(meta);
-        oci_manifest_free(m);
-        oci_fetched_release(&top);
+        oci_image_release(&img);
         return rc;
 }

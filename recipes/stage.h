@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "recipe.h"
@@ -36,8 +37,18 @@
 #define RECIPE_DEB_CONTROL_MAX (1024u * 1024)
 #define RECIPE_APT_INDEX_MAX (256u * 1024 * 1024) /* an uncompressed Packages index */
 
+/* Fetches url into the new file dest (written whole or not at all), at
+ * most max bytes (max < 0: no limit).  kiln build passes registry/'s HTTP
+ * client here; without a fetcher, http(s) inputs fail with
+ * KILN_E_UNSUPPORTED.  Fetched files land in CACHE/fetch/ and are always
+ * checked against their sha256 afterwards. */
+typedef int (*recipe_fetch_fn)(void *ctx, const char *url, const char *dest, int64_t max,
+                               struct kiln_error *err);
+
 struct recipe_stage_opts {
-        const char *cache_dir; /* build outputs and git mirrors; required for build and git */
+        const char *cache_dir; /* build outputs, git mirrors, fetched files */
+        recipe_fetch_fn fetch; /* NULL: local inputs only */
+        void *fetch_ctx;
 };
 
 struct recipe_stage_result {

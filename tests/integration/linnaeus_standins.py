@@ -54,12 +54,16 @@ def make_inputs(work, arch):
     torch, vision, audio, idx, fa = TORCH[arch]
     tw = work / "tw" / arch
     torch_ws = [make_wheel(tw, "torch", torch), make_wheel(tw, "torchvision", vision),
-                make_wheel(tw, "torchaudio", audio)]
+                make_wheel(tw, "torchaudio", audio),
+                make_wheel(tw, "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
+                           plat="manylinux_2_27_x86_64")]
     torch_idx = make_simple_index(work / "torch-index" / arch / idx / "simple", torch_ws)
     pypi_ws = [make_wheel(work / "pw", "numpy", "1.26.4"),
                make_wheel(work / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
                           entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
     pypi = make_simple_index(work / "pypi" / "simple", pypi_ws)
+    treq = work / "torch-requirements.txt"
+    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n")
     req = work / "requirements.txt"
     req.write_text("numpy==1.26.4\ntqdm==4.66.4 --hash=sha256:%s\n" % sha256(pypi_ws[1]))
     fa_wheel = make_wheel(work / "fa" / arch, "flash_attn", fa or "0")
@@ -73,7 +77,8 @@ def make_inputs(work, arch):
     return {"deadsnakes_mirror": f"file://{mirrors['deadsnakes']}",
             "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
             "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
-            "python_requirements": str(req), "build_python": str(fake_py),
+            "python_requirements": str(req), "torch_requirements": str(treq),
+            "build_python": str(fake_py),
             "linnaeus_git": str(repo)}
 
 

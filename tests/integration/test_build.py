@@ -179,3 +179,117 @@ def test_validate_run_inside_the_image_with_bwrap(kiln, tmp_path):
     p = kiln.run("validate", f"oci:{tmp_path}/img:bad", "--arch", "pre-ampere", "--run",
                  "/bin/probe", check=False)
     assert "FAIL run" in p.stdout and "exit status 3" in p.stdout and p.returncode == 1
+
+
+def test_verify_against_the_pushed_image(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    res = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
+                                          tmp_path / "cache-a", "--json")).stdout)
+    tag = res["tags"][0]
+    man = json.loads(kiln.run("inspect", "--raw", tag).stdout)
+    given = json.loads(man["annotations"]["dev.kiln.recipe.variables"])
+    assert given["arch"] == "pre-ampere" and given["linnaeus_git"] == sets["linnaeus_git"]
+    assert man["annotations"]["dev.kiln.recipe.digest"].startswith("sha256:")
+    # another runner, another cache: the variables come from the image itself
+    from linnaeus_standins import LINNAEUS
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b")
+    assert p.stdout == f"identical {res['digest']}\n"
+    # the source moved on: verify says where
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\nX = 1\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "moved", env=env)
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b",
+                 check=False)
+    assert p.returncode == 1
+    assert "org.opencontainers.image.revision" in p.stdout
+
+
+def test_second_runner_builds_nothing_with_a_cache_repo(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "ampere")
+    cache_repo = f"{world.host}/ci/kiln-cache"
+    common = ["--arch", "ampere", "--push", "--json", "--cache-repo", cache_repo]
+    a = json.loads(kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "runner-a")).stdout)
+    assert a["layersBuilt"] >= 5 and a["layersFromCacheRepo"] == 0
+    tags = json.loads(world.api("/v2/ci/kiln-cache/tags/list")[2])["tags"]
+    assert len([t for t in tags if t.startswith("kc-")]) == a["layersBuilt"]
+    # runner B: an empty local cache, and the build step's program now fails if it runs
+    pathlib.Path(sets["build_python"]).write_text("#!/bin/sh\necho ran >&2\nexit 9\n")
+    b = json.loads(kiln.run(*build_args(sets, world, *common,
+                                        "--cache", tmp_path / "runner-b")).stdout)
+    assert b["layersBuilt"] == 0 and b["layersFromCacheRepo"] == a["layersBuilt"]
+    assert b["digest"] == a["digest"]
+
+
+def test_broken_cache_entries_are_ignored_with_a_warning(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    cache_repo = f"{world.host}/ci/cache2"
+    common = ["--arch", "pre-ampere", "--output", f"oci:{tmp_path}/out", "--json",
+              "--cache-repo", cache_repo]
+    a = json.loads(kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "a")).stdout)
+    tags = sorted(t for t in json.loads(world.api("/v2/ci/cache2/tags/list")[2])["tags"]
+                  if t.startswith("kc-"))
+    # one entry replaced by garbage, one entry's blob deleted from the registry
+    garbage = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}'
+    import urllib.request
+    req = urllib.request.Request(f"http://{world.host}/v2/ci/cache2/manifests/{tags[0]}",
+                                 data=garbage, method="PUT",
+                                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req).close()
+    entry = json.loads(world.api(f"/v2/ci/cache2/manifests/{tags[1]}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})[2])
+    st, _, _ = world.api(f"/v2/ci/cache2/blobs/{entry['layers'][0]['digest']}", method="DELETE")
+    assert st == 202
+    p = kiln.run(*build_args(sets, world, *common, "--cache", tmp_path / "b"), check=False)
+    assert p.returncode == 0, p.stderr
+    b = json.loads(p.stdout)
+    assert b["digest"] == a["digest"]
+    assert b["layersBuilt"] == 2 and b["layersFromCacheRepo"] == a["layersBuilt"] - 2
+    assert p.stderr.count("ignoring cache entry") == 2 and "is missing" in p.stderr
+    assert kiln.run("fsck", "--deep", f"oci:{tmp_path}/out").returncode == 0
+
+
+def test_eight_concurrent_builds_share_one_cache_repo(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    cache_repo = f"{world.host}/ci/shared"
+    procs = []
+    for n in range(8):
+        args = build_args(sets, world, "--arch", "pre-ampere", "--json", "--cache-repo", cache_repo,
+                          "--cache", tmp_path / f"runner-{n}",
+                          *(["--push"] if n % 2 == 0 else ["--output", f"oci:{tmp_path}/out-{n}"]))
+        procs.append(subprocess.Popen([kiln.path, *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    digests = set()
+    for p in procs:
+        out, errs = p.communicate(timeout=600)
+        assert p.returncode == 0, errs
+        digests.add(json.loads(out)["digest"])
+    assert len(digests) == 1
+    for n in range(1, 8, 2):
+        assert kiln.run("fsck", "--deep", f"oci:{tmp_path}/out-{n}").returncode == 0
+
+
+def test_skip_if_built_costs_one_lookup(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    args = build_args(sets, world, "--arch", "pre-ampere", "--push", "--json", "--skip-if-built",
+                      "--cache", tmp_path / "cache")
+    first = json.loads(kiln.run(*args).stdout)
+    assert first["skipped"] is False and first["layersBuilt"] >= 4
+    # another runner with an empty cache re-runs the same build: nothing is built,
+    # the tags are put on the existing manifest
+    second = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--json",
+                                             "--skip-if-built", "--cache", tmp_path / "other")).stdout)
+    assert second["skipped"] is True and second["layersBuilt"] == 0
+    assert second["digest"] == first["digest"]
+    assert kiln.run("digest", second["tags"][0]).stdout.strip() == first["digest"]
+    # a new commit is a new input: built again
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("Y = 1\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "y", env=env)
+    third = json.loads(kiln.run(*args).stdout)
+    assert third["skipped"] is False and third["digest"] != first["digest"]

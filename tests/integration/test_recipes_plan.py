@@ -43,15 +43,16 @@ def test_linnaeus_matrix_layers_and_profiles():
     for arch, (variant, index, cuda, fa) in want.items():
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
         names = [l["name"] for l in plan["layers"]]
-        expected = ["python", "torch", "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
+        expected = ["python", "torch-deps", "torch", "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
                    ["python-deps", "linnaeus"]
         assert names == expected, arch
         assert plan["base"] == "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
         assert plan["variables"]["torch_variant"] == variant
-        torch = plan["layers"][1]["params"]
+        assert plan["layers"][1]["params"]["index"] == index
+        torch = plan["layers"][2]["params"]
         assert torch["index"] == index
         if fa:
-            build = plan["layers"][3]["params"]
+            build = plan["layers"][4]["params"]
             assert build["env"]["TORCH_CUDA_ARCH_LIST"] == cuda
             assert build["env"]["MAX_JOBS"] == "4"
         src = plan["layers"][-1]["params"]
@@ -68,10 +69,12 @@ def test_linnaeus_matrix_layers_and_profiles():
 
 def test_versions_per_arch():
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "hopper").stdout)
-    assert plan["layers"][1]["params"]["packages"] == ["torch==2.8.0.*"]
+    assert plan["layers"][2]["params"]["packages"] == ["torch==2.8.0.*"]
+    assert plan["layers"][1]["params"]["requirements"] == "torch-nightly-cu128-requirements.txt"
     assert plan["variables"]["flash_attn_version"] == "3.0.0b3"
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "ampere").stdout)
-    assert plan["layers"][1]["params"]["packages"] == ["torch==2.7.1+cu126"]
+    assert plan["layers"][2]["params"]["packages"] == ["torch==2.7.1+cu126"]
+    assert plan["layers"][1]["params"]["requirements"] == "torch-cu126-requirements.txt"
     assert plan["variables"]["flash_attn_version"] == "2.7.4.post1"
 
 
@@ -95,7 +98,7 @@ def test_text_plan_marks_unresolved():
     assert "frontierkodiak/linnaeus-dev:hopper-nightly-cu128\n" in out
     assert "(unresolved)" in out
     assert "unresolved:\n  source.revision: known once the source is fetched" in out
-    assert "  4 flash-attn: build" in out
+    assert "  5 flash-attn: build" in out
 
 
 def test_unknown_variable_is_a_clear_error():
@@ -131,9 +134,16 @@ def test_missing_variable_names_the_recipe_line(tmp_path):
                     "undefined variable 'git_url' in '${git_url}'")
 
 
-def test_building_without_dry_run_or_stage_says_what_is_missing():
-    line = kiln_fails("build", LINNAEUS, code=9)
-    assert "use --dry-run or --stage DIR" in line
+def test_building_with_an_unreachable_base_says_which():
+    # port 9 (discard) on loopback: nothing listens, no traffic leaves the machine
+    line = kiln_fails("build", LINNAEUS, "--set", "base_image=127.0.0.1:9/nothing/cuda:x", code=6)
+    assert "127.0.0.1:9/nothing/cuda:x" in line
+
+
+def test_dry_run_and_stage_exclude_each_other(tmp_path):
+    p = kiln("build", LINNAEUS, "--dry-run", "--stage", tmp_path / "s", check=False)
+    assert p.returncode == 2 and "--dry-run and --stage exclude each other" in p.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_usage_errors():

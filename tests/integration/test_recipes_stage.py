@@ -168,7 +168,7 @@ def test_http_sources_wait_for_the_registry_client(tmp_path):
                                 "index": "https://download.pytorch.org/whl/cu126",
                                 "packages": ["torch==2.7.1+cu126"]})
     line = kiln_fails("build", r, "--stage", tmp_path / "s", code=9)
-    assert "cannot fetch 'https://download.pytorch.org/whl/cu126'" in line
+    assert "cannot fetch 'https://download.pytorch.org/whl/cu126/torch/'" in line
 
 
 # ---- debs ----
@@ -399,6 +399,32 @@ def test_layer_keys_follow_content_not_names(tmp_path):
     assert e[0] == a[0] and e[1] != a[1]
 
 
+def test_keys_need_digests_not_downloads(tmp_path):
+    """--dry-run --keys reads the index page and takes the digest from it:
+    a cache hit must not download a 2 GB torch wheel."""
+    w = make_wheel(tmp_path / "w", "torch", "2.7.1+cu126")
+    idx = make_simple_index(tmp_path / "mirror" / "simple", [w])
+    d = make_deb(tmp_path / "debs", "x", {"usr/share/x": b"x"})
+    mirror = make_apt_repo(tmp_path / "apt", [d])
+    r = write_recipe(tmp_path / "r.json", {"base": "ubuntu", "layers": [
+        {"name": "t", "kind": "wheels", "index": str(idx), "packages": ["torch==2.7.1+cu126"]},
+        {"name": "d", "kind": "debs", "apt": [{"mirror": str(mirror),
+                                               "index": "dists/jammy/main/binary-amd64/Packages.gz",
+                                               "packages": ["x"]}]}]})
+    before = json.loads(kiln("build", r, "--dry-run", "--json", "--keys", "--cache-dir",
+                             tmp_path / "c").stdout)
+    keys = [l["layer_key"] for l in before["layers"]]
+    # the files go away: the keys are still known, staging is not possible
+    for f in list((tmp_path / "mirror" / "files").iterdir()) + list((mirror / "pool").rglob("*.deb")):
+        f.unlink()
+    again = json.loads(kiln("build", r, "--dry-run", "--json", "--keys", "--cache-dir",
+                            tmp_path / "c").stdout)
+    assert [l["layer_key"] for l in again["layers"]] == keys
+    kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c", code=5)
+    text = kiln("build", r, "--dry-run", "--keys", "--cache-dir", tmp_path / "c").stdout
+    assert f"layer keys:\n  t {keys[0]}\n  d {keys[1]}\n" in text
+
+
 # ---- the whole linnaeus recipe on stand-ins ----
 
 LINNAEUS_DEBS = {
@@ -410,9 +436,14 @@ LINNAEUS_DEBS = {
 }
 
 
-@pytest.mark.parametrize("arch,torch,fa", [("ampere", "2.7.1+cu126", "2.7.4.post1"),
-                                           ("pre-ampere", "2.7.1+cu126", None)])
-def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
+@pytest.mark.parametrize("arch,versions,fa,variant", [
+    ("ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), "2.7.4.post1", "stable-cu126"),
+    ("pre-ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), None, "stable-cu126"),
+    ("hopper", ("2.8.0.dev20250612+cu128", "0.23.0.dev20250612+cu128", "2.8.0.dev20250612+cu128"),
+     "3.0.0b3", "nightly-cu128"),
+])
+def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
+    torch, tv, ta = versions
     # apt mirrors
     mirrors = {}
     for name, pkgs in LINNAEUS_DEBS.items():
@@ -422,9 +453,16 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
     # the PyTorch index and PyPI
     torch_ws = [make_wheel(tmp_path / "tw", "torch", torch),
                 make_wheel(tmp_path / "tw", "torch", "2.7.1+cpu"),
-                make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
-                make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
-    torch_idx = make_simple_index(tmp_path / "torch-index" / "cu126", torch_ws)
+                make_wheel(tmp_path / "tw", "torch", "2.8.0.dev20250601+cu128"),
+                make_wheel(tmp_path / "tw", "torchvision", tv),
+                make_wheel(tmp_path / "tw", "torchaudio", ta),
+                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
+                           plat="manylinux_2_27_x86_64"),
+                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.8.0.87", py="py3", abi="none",
+                           plat="manylinux_2_27_x86_64")]
+    treq = tmp_path / "torch-req.txt"
+    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n" if arch != "hopper" else "nvidia-cudnn-cu12\n")
+    torch_idx = make_simple_index(tmp_path / "torch-index" / "whl", torch_ws)
     pypi_ws = [make_wheel(tmp_path / "pw", "numpy", "1.26.4"),
                make_wheel(tmp_path / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
                           entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
@@ -444,32 +482,96 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, torch, fa):
             "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
             "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
             "python_requirements": str(req), "build_python": str(fake_py),
+            "torch_requirements": str(treq),
             "linnaeus_git": str(repo)}
     args = ["--arch", arch, "--branch", "feat/new-model"]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
     out, res = stage(LINNAEUS, tmp_path, *args)
     names = [pathlib.Path(s["dir"]).name for s in res["staged"]]
-    want = ["01-python", "02-torch", "03-torchvision-torchaudio"]
-    want += ["04-flash-attn", "05-python-deps", "06-linnaeus"] if fa else ["04-python-deps",
-                                                                           "05-linnaeus"]
-    assert names == want
+    want = ["python", "torch-deps", "torch", "torchvision-torchaudio"]
+    want += ["flash-attn", "python-deps", "linnaeus"] if fa else ["python-deps", "linnaeus"]
+    assert names == ["%02d-%s" % (i + 1, n) for i, n in enumerate(want)]
+    layer = {n: out / ("%02d-%s" % (i + 1, n)) for i, n in enumerate(want)}
     dist = "usr/local/lib/python3.11/dist-packages"
-    assert (out / "01-python/usr/share/doc/python3.11/stand-in").exists()
-    assert (out / "01-python/var/lib/dpkg/status.d/libhdf5-103").exists()
-    assert (out / f"02-torch/{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
-    assert (out / f"03-torchvision-torchaudio/{dist}/torchaudio/__init__.py").exists()
+    assert (layer["python"] / "usr/share/doc/python3.11/stand-in").exists()
+    assert (layer["python"] / "var/lib/dpkg/status.d/libhdf5-103").exists()
+    cudnn = "9.8.0.87" if arch == "hopper" else "9.5.1.17"
+    assert (layer["torch-deps"] / f"{dist}/nvidia_cudnn_cu12/__init__.py").read_text() == \
+        f"__version__ = '{cudnn}'\n"
+    assert (layer["torch"] / f"{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
+    assert (layer["torchvision-torchaudio"] / f"{dist}/torchaudio/__init__.py").exists()
     if fa:
-        assert (out / f"04-flash-attn/{dist}/flash_attn/__init__.py").exists()
-        assert (tmp_path / "fa-arch").read_text() == "8.0;8.6\n"
-    deps = out / (("05" if fa else "04") + "-python-deps")
+        assert (layer["flash-attn"] / f"{dist}/flash_attn/__init__.py").exists()
+        assert (tmp_path / "fa-arch").read_text() == {"ampere": "8.0;8.6\n", "hopper": "9.0\n"}[arch]
+    deps = layer["python-deps"]
     assert (deps / f"{dist}/numpy/__init__.py").exists()
     assert (deps / "usr/local/bin/tqdm").read_text().startswith("#!/usr/bin/python3.11\n")
-    src = out / (("06" if fa else "05") + "-linnaeus") / "app/linnaeus"
+    src = layer["linnaeus"] / "app/linnaeus"
     assert (src / "linnaeus/model.py").read_text() == "M = 1\n"
     commit = rev(repo, "feat/new-model")
-    assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-stable-cu126-feat-new-model"
-    assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-stable-cu126-git-{commit[:7]}"
+    assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-feat-new-model"
+    assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-git-{commit[:7]}"
     assert res["annotations"]["org.opencontainers.image.revision"] == commit
     # everything a stage can know is known; the base image's env is not needed here
     assert res["unresolved"] == []
+
+
+def _stand_ins_for(reqfile, outdir):
+    """A py3-none-any stand-in wheel for every 'name==version' line."""
+    ws = []
+    for line in pathlib.Path(reqfile).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            ws.append(make_wheel(outdir, name.strip(), version.strip(), py="py3", abi="none",
+                                 plat="any"))
+    return ws
+
+
+def test_linnaeus_real_addresses_through_mirrors(tmp_path):
+    """The recipe's own defaults (download.pytorch.org, pypi.org, the
+    deadsnakes PPA, archive.ubuntu.com) and its shipped lists, read from
+    local copies of those sites with --mirror: what an air-gapped build does."""
+    lin = LINNAEUS.parent
+    torch_site = tmp_path / "download.pytorch.org"
+    ws = [make_wheel(tmp_path / "tw", "torch", "2.7.1+cu126"),
+          make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
+          make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
+    ws += _stand_ins_for(lin / "torch-cu126-requirements.txt", tmp_path / "tw")
+    make_simple_index(torch_site / "cu126", ws)
+    pypi_site = tmp_path / "pypi.org"
+    make_simple_index(pypi_site / "simple", _stand_ins_for(lin / "requirements.txt", tmp_path / "pw"))
+    mirrors = {}
+    for name, pkgs in LINNAEUS_DEBS.items():
+        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
+                for p in pkgs]
+        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
+    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", "2.7.4.post1")
+    fake_py = tmp_path / "fake-python"
+    fake_py.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
+                       f'cp "{fa_wheel}" "$dir/"\n')
+    fake_py.chmod(0o755)
+    repo = make_git_repo(tmp_path / "linnaeus")
+    out, res = stage(LINNAEUS, tmp_path, "--arch", "ampere",
+                     "--mirror", f"https://download.pytorch.org/whl={torch_site}",
+                     "--mirror", f"https://pypi.org={pypi_site}",
+                     "--mirror", f"https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu={mirrors['deadsnakes']}",
+                     "--mirror", f"http://archive.ubuntu.com/ubuntu={mirrors['ubuntu']}",
+                     "--set", f"build_python={fake_py}", "--set", f"linnaeus_git={repo}")
+    dist = out / "02-torch-deps/usr/local/lib/python3.11/dist-packages"
+    assert (dist / "nvidia_cudnn_cu12/__init__.py").read_text() == "__version__ = '9.5.1.17'\n"
+    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/timm/__init__.py").exists()
+    assert res["tags"][0] == "frontierkodiak/linnaeus-dev:ampere-stable-cu126"
+    # fetched once into the cache; a second stage reads wheels from there
+    fetched = list((tmp_path / "cache" / "fetch").iterdir())
+    assert any(p.joinpath("torch-2.7.1+cu126-cp311-cp311-manylinux_2_28_x86_64.whl").exists()
+               for p in fetched)
+
+
+def test_unmapped_url_says_so(tmp_path):
+    r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": "https://example.invalid/simple",
+                                "packages": ["x==1"]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+                      "--mirror", f"https://pypi.org={tmp_path}", code=9)
+    assert "no --mirror maps it" in line

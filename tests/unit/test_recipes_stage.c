@@ -170,6 +170,35 @@ static void test_simple_index_pick(void **state)
         }
 }
 
+static void test_simple_index_urls_resolve_against_the_page(void **state)
+{
+        struct recipe_requirement q;
+        struct kiln_error err = KILN_ERROR_INIT;
+        char *url = NULL, *sha = NULL;
+
+        (void)state;
+        assert_int_equal(recipe_requirement_parse("torch==2.7.0", &q, &err), 0);
+        assert_int_equal(recipe_simple_index_pick(page, strlen(page),
+                                                  "https://download.pytorch.org/whl/cu126/torch",
+                                                  &q, &cp311, &url, &sha, &err),
+                         0);
+        assert_string_equal(url, "https://download.pytorch.org/whl/cu126/"
+                                 "torch-2.7.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl");
+        free(url);
+        free(sha);
+        recipe_requirement_release(&q);
+        assert_int_equal(recipe_requirement_parse("torch==2.7.1+cu126", &q, &err), 0);
+        assert_int_equal(recipe_simple_index_pick(page, strlen(page),
+                                                  "https://mirror.test/simple/torch", &q, &cp311,
+                                                  &url, &sha, &err),
+                         0);
+        assert_string_equal(url, "https://mirror.test/files/"
+                                 "torch-2.7.1+cu126-cp311-cp311-manylinux_2_28_x86_64.whl");
+        free(url);
+        free(sha);
+        recipe_requirement_release(&q);
+}
+
 static void test_simple_index_no_match(void **state)
 {
         struct recipe_requirement q;
@@ -285,6 +314,7 @@ int main(void)
                 cmocka_unit_test(test_requirements_file),
                 cmocka_unit_test(test_requirements_errors),
                 cmocka_unit_test(test_simple_index_pick),
+                cmocka_unit_test(test_simple_index_urls_resolve_against_the_page),
                 cmocka_unit_test(test_simple_index_no_match),
                 cmocka_unit_test(test_apt_index_lookup),
                 cmocka_unit_test(test_ignore_rules),
