@@ -385,6 +385,8 @@ class FaultProxy:
                         v = v.split(outer.host, 1)[-1]
                     if k.lower() == "docker-content-digest" and f and f["action"] == "wrong_digest":
                         v = "sha256:" + "0" * 64
+                    if k.lower() == "range" and f and f["action"] == "stuck_range":
+                        v = "0-0"  # as ECR answering a dropped chunk
                     self.send_header(k, v)
                 for k, v in (f or {}).get("add_headers", []):
                     self.send_header(k, v)
