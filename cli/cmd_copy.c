@@ -32,6 +32,7 @@ int cmd_copy(int argc, char **argv)
                 {"quiet", no_argument, NULL, 'q'},
                 {"json", no_argument, NULL, 'j'},
                 {"jobs", required_argument, NULL, 'J'},
+                {"referrers", no_argument, NULL, 'R'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -44,7 +45,8 @@ int cmd_copy(int argc, char **argv)
         struct progress prog = {0};
         struct oci_copy_opts copts = {.progress = on_progress, .progress_ctx = &prog, .jobs = 4};
         struct oci_copy_result res;
-        bool json = false;
+        bool json = false, referrers = false;
+        unsigned n_referrers = 0;
         int opt;
 
         optind = 1;
@@ -58,6 +60,7 @@ int cmd_copy(int argc, char **argv)
                         copts.platform = &plat;
                         break;
                 case 'q': prog.quiet = true; break;
+                case 'R': referrers = true; break;
                 case 'J': {
                         char *end;
                         long v = strtol(optarg, &end, 10);
@@ -89,11 +92,15 @@ int cmd_copy(int argc, char **argv)
                 return cli_fail(&err);
         if (oci_store_commit(dst, &err) < 0)
                 return cli_fail(&err);
+        if (referrers && cli_copy_referrers(argv[optind], argv[optind + 1], &res.digest, copts.jobs,
+                                            &n_referrers, &err) < 0)
+                return cli_fail(&err);
         if (json)
                 printf("{\"digest\":\"%s\",\"mediaType\":\"%s\",\"size\":%lld,"
-                       "\"blobsCopied\":%u,\"blobsSkipped\":%u,\"bytesCopied\":%lld}\n",
+                       "\"blobsCopied\":%u,\"blobsSkipped\":%u,\"bytesCopied\":%lld,"
+                       "\"referrersCopied\":%u}\n",
                        res.digest.str, res.media_type, (long long)res.size, res.blobs_copied,
-                       res.blobs_skipped, (long long)res.bytes_copied);
+                       res.blobs_skipped, (long long)res.bytes_copied, n_referrers);
         else
                 printf("%s\n", res.digest.str);
         return EXIT_OK;

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cmd_registry.h"
 #include "diff.h"
 #include "util.h"
 
@@ -47,6 +48,7 @@ int cmd_diff(int argc, char **argv)
         static const struct option opts[] = {
                 {"all", no_argument, NULL, 'a'},
                 {"json", no_argument, NULL, 'j'},
+                CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -64,7 +66,13 @@ int cmd_diff(int argc, char **argv)
                 case 'a': dopts.all = true; break;
                 case 'j': o.json = true; break;
                 case 'h': cli_help_verb("diff"); return EXIT_OK;
-                default: return cli_usage("diff", "invalid option");
+                default: {
+                        int rc = cli_reg_option("diff", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("diff", "invalid option");
+                }
                 }
         }
         if (optind + 2 != argc)

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cmd_registry.h"
 #include "json.h"
 #include "model.h"
 #include "util.h"
@@ -112,6 +113,7 @@ int cmd_inspect(int argc, char **argv)
                 {"config", no_argument, NULL, 'c'},
                 {"json", no_argument, NULL, 'j'},
                 {"platform", required_argument, NULL, 'p'},
+                CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -140,7 +142,13 @@ int cmd_inspect(int argc, char **argv)
                         have_plat = true;
                         break;
                 case 'h': return cli_help_verb("inspect");
-                default: return cli_usage("inspect", "invalid option");
+                default: {
+                        int r = cli_reg_option("inspect", opt, optarg);
+                        if (r < 0)
+                                return EXIT_USAGE;
+                        if (r == 0)
+                                return cli_usage("inspect", "invalid option");
+                }
                 }
         }
         if (optind + 1 != argc)
@@ -228,7 +236,7 @@ out:
 
 int cmd_digest(int argc, char **argv)
 {
-        static const struct option opts[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+        static const struct option opts[] = {CLI_REG_OPTIONS, CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *st = NULL;
         struct oci_fetched top = {0};
@@ -236,9 +244,14 @@ int cmd_digest(int argc, char **argv)
 
         optind = 1;
         while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                int rc;
                 if (opt == 'h')
                         return cli_help_verb("digest");
-                return cli_usage("digest", "invalid option");
+                rc = cli_reg_option("digest", opt, optarg);
+                if (rc < 0)
+                        return EXIT_USAGE;
+                if (rc == 0)
+                        return cli_usage("digest", "invalid option");
         }
         if (optind + 1 != argc)
                 return cli_usage("digest", "expected one PLACE");

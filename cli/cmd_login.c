@@ -79,6 +79,7 @@ int cmd_login(int argc, char **argv)
         o = cli_reg_opts;
         o.username = user;
         o.password = pass;
+        o.force_oauth = true;
         c = reg_client_new(host, NULL, &o, false, &err);
         rc = c ? reg_client_ping(c, &err) : -1;
         reg_client_free(c);

@@ -40,6 +40,10 @@ enum {
  * (usage printed for verb). */
 int cli_reg_option(const char *verb, int opt, const char *arg);
 
+/* Copies the referrers of subject from src to dst (places as written). */
+int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,
+                       unsigned jobs, unsigned *ret_n, struct kiln_error *err);
+
 /* kiln ls on a registry repository. */
 int cli_ls_registry(const struct oci_place *p, bool json);
 

@@ -184,10 +184,18 @@ int oci_ref_parse(const char *s, struct oci_ref *ret, struct kiln_error *err)
                                               "invalid reference '%s': contains a space or control character",
                                               s);
         at = strchr(buf, '@');
+        if (at && (strchr(at + 1, '/') || strstr(s, "://"))) {
+                /* "user:password@host/repo" or a URL: a reference never holds
+                 * credentials, and the input is not repeated (threats.md C4) */
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid reference: it looks like a URL or holds credentials "
+                                      "('user:password@host'); use 'kiln login HOST' and 'HOST/REPO[:TAG]'");
+        }
         if (at) {
                 *at = '\0';
                 if (oci_digest_parse(at + 1, &r.digest, err) < 0) {
-                        kiln_error_prefix(err, "invalid reference '%s'", s);
+                        /* what comes before '@' may be "user:password" (C4): not repeated */
+                        kiln_error_prefix(err, "invalid reference '...@%s'", at + 1);
                         return -1;
                 }
                 r.has_digest = true;

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct reg_client {
         char *base;      /* "https://HOST" or "http://HOST" once known */
         pthread_mutex_t lock;
         pthread_mutex_t probe_lock; /* one thread decides the scheme */
+        pthread_mutex_t token_lock; /* one token request at a time */
         struct conn *pool;
         /* auth (under lock) */
         bool pinged;
@@ -85,6 +87,19 @@ static void curl_init_once(void)
 
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
         KILN_PRINTF(3, 4);
+
+void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        if (!c->opts.notify)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        c->opts.notify(c->opts.notify_ctx, ev, msg);
+}
 
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
 {
@@ -139,7 +154,7 @@ struct resp {
         size_t len, cap;
         bool truncated;
         char *location, *content_type, *digest, *www_auth, *range, *link, *retry_after,
-                *chunk_min, *content_range, *content_length;
+                *chunk_min, *content_range, *content_length, *oci_subject;
         /* streaming */
         int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err);
         void *sink_ctx;
@@ -166,6 +181,8 @@ static void resp_reset(struct resp *r)
         free(r->chunk_min);
         free(r->content_range);
         free(r->content_length);
+        free(r->oci_subject);
+        r->oci_subject = NULL;
         r->body = r->location = r->content_type = r->digest = r->www_auth = r->range = r->link =
                 r->retry_after = r->chunk_min = r->content_range = r->content_length = NULL;
         r->len = 0;
@@ -235,6 +252,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
         H("oci-chunk-min-length", chunk_min)
         H("content-range", content_range)
         H("content-length", content_length)
+        H("oci-subject", oci_subject)
 #undef H
         v = colon + 1;
         end = buf + len;
@@ -415,6 +433,10 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
+        /* proxies come from the environment as curl reads them, except for
+         * loopback hosts, which are never proxied (as Go's ProxyFromEnvironment) */
+        if (reg_host_is_loopback(host))
+                curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         if (c->opts.ca_file)
                 curl_easy_setopt(h, CURLOPT_CAINFO, c->opts.ca_file);
         if (host_insecure(c, host)) {
@@ -596,6 +618,10 @@ static char *scope_key(struct reg_client *c, const char *scope2)
                             scope2 ? " " : "", scope2 ? scope2 : "");
 }
 
+static bool retryable_status(long s);
+static long backoff_ms(struct reg_client *c, unsigned attempt);
+static void sleep_ms(long ms);
+
 /* Fetches a token for scopes (space separated) from the realm. */
 static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                        struct token *ret, struct kiln_error *err)
@@ -621,6 +647,21 @@ static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                 form = kiln_strdupf("grant_type=refresh_token&refresh_token=%s&service=%s&client_id=kiln",
                                     rt ? rt : "", sv ? sv : "");
                 curl_free(rt);
+                curl_free(sv);
+                post = form != NULL;
+        } else if (c->opts.force_oauth && c->have_creds && c->creds.username &&
+                   c->creds.password) {
+                /* OAuth2 password grant, as `docker login` asks (oauth.md) */
+                char *us = curl_easy_escape(NULL, c->creds.username, 0);
+                char *pw = curl_easy_escape(NULL, c->creds.password, 0);
+                char *sv = curl_easy_escape(NULL, c->service ? c->service : "", 0);
+                form = kiln_strdupf("grant_type=password&username=%s&password=%s&service=%s"
+                                    "&client_id=kiln&access_type=offline",
+                                    us ? us : "", pw ? pw : "", sv ? sv : "");
+                if (pw)
+                        memset(pw, 0, strlen(pw));
+                curl_free(us);
+                curl_free(pw);
                 curl_free(sv);
                 post = form != NULL;
         }
@@ -679,8 +720,22 @@ static int fetch_token(struct reg_client *c, struct conn *k, const char *scopes,
                 if (rc < 0)
                         goto out;
         }
-        if (!post && perform(c, k, &q, url, auth, NULL, NULL, &r, err) < 0)
-                goto out;
+        if (!post) {
+                /* the token server gets the same bounded retries as the registry */
+                for (unsigned attempt = 0;; attempt++) {
+                        int prc;
+                        resp_reset(&r);
+                        prc = perform(c, k, &q, url, auth, NULL, NULL, &r, err);
+                        if (prc == 0 && !retryable_status(r.status))
+                                break;
+                        if (attempt >= c->opts.retries || prc < -1) {
+                                if (prc < 0)
+                                        goto out;
+                                break;
+                        }
+                        sleep_ms(backoff_ms(c, attempt + 1));
+                }
+        }
         rc = -1;
         if (r.status != 200) {
                 if (r.status == 401 || r.status == 403)
@@ -730,6 +785,21 @@ out:
         return rc;
 }
 
+/* Under c->lock: a live cached token for key as a header in *ret.  A token
+ * near its end is renewed before use: long pushes outlive tokens. */
+static bool cached_token(struct reg_client *c, const char *key, bool force, char **ret)
+{
+        if (force)
+                return false;
+        for (size_t i = 0; i < c->n_tokens; i++) {
+                if (strcmp(c->tokens[i].scope, key) || c->tokens[i].expires <= time(NULL) + 10)
+                        continue;
+                *ret = kiln_strdupf("Authorization: Bearer %s", c->tokens[i].value);
+                return true;
+        }
+        return false;
+}
+
 /* The Authorization header for a request to the registry host, or NULL. */
 static int auth_header(struct reg_client *c, struct conn *k, const char *scope2, bool force,
                        char **ret, struct kiln_error *err)
@@ -759,19 +829,25 @@ static int auth_header(struct reg_client *c, struct conn *k, const char *scope2,
                 pthread_mutex_unlock(&c->lock);
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        for (size_t i = 0; i < c->n_tokens; i++) {
-                if (strcmp(c->tokens[i].scope, key))
-                        continue;
-                /* a token near its end is renewed before use: long pushes outlive tokens */
-                if (!force && c->tokens[i].expires > time(NULL) + 10) {
-                        *ret = kiln_strdupf("Authorization: Bearer %s", c->tokens[i].value);
-                        pthread_mutex_unlock(&c->lock);
-                        return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                }
+        if (cached_token(c, key, force, ret)) {
+                pthread_mutex_unlock(&c->lock);
+                return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
         pthread_mutex_unlock(&c->lock);
-        if (fetch_token(c, k, key, &t, err) < 0)
+        /* one request per scope even when several threads start at once: the
+         * first fetches, the others find its token */
+        pthread_mutex_lock(&c->token_lock);
+        pthread_mutex_lock(&c->lock);
+        if (!force && cached_token(c, key, false, ret)) {
+                pthread_mutex_unlock(&c->lock);
+                pthread_mutex_unlock(&c->token_lock);
+                return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (fetch_token(c, k, key, &t, err) < 0) {
+                pthread_mutex_unlock(&c->token_lock);
                 return -1;
+        }
         *ret = kiln_strdupf("Authorization: Bearer %s", t.value);
         pthread_mutex_lock(&c->lock);
         {
@@ -790,6 +866,7 @@ static int auth_header(struct reg_client *c, struct conn *k, const char *scope2,
                 c->tokens[slot] = t;
         }
         pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->token_lock);
         return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 }
 
@@ -854,7 +931,11 @@ static long backoff_ms(struct reg_client *c, unsigned attempt)
         if (ms > 30000)
                 ms = 30000;
         /* full jitter in [ms/2, ms] so that parallel clients spread out */
-        jitter = (unsigned)rand();
+        {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                jitter = (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)&ts;
+        }
         return ms / 2 + (ms > 1 ? (long)(jitter % (unsigned)(ms / 2 + 1)) : 0);
 }
 
@@ -1033,6 +1114,7 @@ struct reg_client *reg_client_new(const char *host, const char *repo,
         c->push = push;
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->probe_lock, NULL);
+        pthread_mutex_init(&c->token_lock, NULL);
         if (!c->host || (repo && !c->repo)) {
                 reg_client_free(c);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -1067,6 +1149,7 @@ void reg_client_free(struct reg_client *c)
         reg_creds_release(&c->creds);
         pthread_mutex_destroy(&c->lock);
         pthread_mutex_destroy(&c->probe_lock);
+        pthread_mutex_destroy(&c->token_lock);
         free(c->realm);
         free(c->service);
         free(c->base);
@@ -1359,8 +1442,19 @@ out:
         return rc;
 }
 
+static int put_manifest(struct reg_client *c, const char *ref, const char *media_type,
+                        const char *buf, size_t len, bool *ret_subject_ack,
+                        struct kiln_error *err);
+
 int reg_client_put_manifest(struct reg_client *c, const char *ref, const char *media_type,
                             const char *buf, size_t len, struct kiln_error *err)
+{
+        return put_manifest(c, ref, media_type, buf, len, NULL, err);
+}
+
+static int put_manifest(struct reg_client *c, const char *ref, const char *media_type,
+                        const char *buf, size_t len, bool *ret_subject_ack,
+                        struct kiln_error *err)
 {
         _cleanup_free_ char *url = NULL, *ct = NULL;
         struct req q = {.method = "PUT", .body = buf, .body_len = len, .has_body = true,
@@ -1393,6 +1487,8 @@ int reg_client_put_manifest(struct reg_client *c, const char *ref, const char *m
                                "registry '%s' stored manifest '%s' as '%s'", c->host, d.str, s);
                 goto out;
         }
+        if (ret_subject_ack)
+                *ret_subject_ack = r.oci_subject != NULL;
         rc = 0;
 out:
         curl_slist_free_all(q.headers);
@@ -1461,36 +1557,54 @@ out:
         return rc;
 }
 
-/* ---- blob download: a thread runs the GET and feeds a socket ---- */
+/* ---- blob download: a thread runs the GET and hands its bytes over ----
+ *
+ * The transfer thread's write callback copies straight into the buffer of
+ * the consumer's read() (one copy, no pipe): read() posts its buffer and
+ * waits; the callback fills it, wakes the reader and waits for the next
+ * buffer while it still holds bytes.  free() before the end makes the
+ * callback fail, which stops the transfer. */
 
 struct blob_stream {
         struct oci_reader base;
         struct reg_client *c;
         struct oci_descriptor d;
         char *url;
-        int fds[2]; /* [0] read by the consumer, [1] written by the thread */
         pthread_t thread;
         bool started, joined;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *dst;       /* the reader's buffer, while it waits */
+        size_t dst_len, filled;
+        bool finished;   /* the transfer thread is done */
+        bool closed;     /* the reader went away */
         int rc;
         struct kiln_error err;
 };
 
-static int sink_socket(void *ctx, const void *buf, size_t len, struct kiln_error *err)
+static int sink_handoff(void *ctx, const void *buf, size_t len, struct kiln_error *err)
 {
         struct blob_stream *b = ctx;
         const char *p = buf;
 
+        pthread_mutex_lock(&b->lock);
         while (len) {
-                ssize_t n = send(b->fds[1], p, len, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return kiln_error_set_errno(err, KILN_E_IO, errno,
-                                                    "blob '%s': reader went away", b->d.digest.str);
+                size_t n;
+                while (!b->closed && (!b->dst || b->filled == b->dst_len))
+                        pthread_cond_wait(&b->cond, &b->lock);
+                if (b->closed) {
+                        pthread_mutex_unlock(&b->lock);
+                        return kiln_error_set(err, KILN_E_IO, "blob '%s': reader went away",
+                                              b->d.digest.str);
                 }
+                n = b->dst_len - b->filled < len ? b->dst_len - b->filled : len;
+                memcpy(b->dst + b->filled, p, n);
+                b->filled += n;
                 p += n;
-                len -= (size_t)n;
+                len -= n;
+                pthread_cond_broadcast(&b->cond);
         }
+        pthread_mutex_unlock(&b->lock);
         return 0;
 }
 
@@ -1498,68 +1612,82 @@ static void *blob_thread(void *arg)
 {
         struct blob_stream *b = arg;
         struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX};
-        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_socket, .sink_ctx = b};
+        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_handoff, .sink_ctx = b};
+        struct kiln_error e = KILN_ERROR_INIT;
+        int rc = -1;
 
-        b->rc = -1;
-        if (request(b->c, &q, &r, &b->err) < 0)
+        if (request(b->c, &q, &r, &e) < 0)
                 goto out;
         if (r.status != 200 && r.status != 206) {
                 if (r.status == 404)
-                        kiln_error_set(&b->err, KILN_E_NOT_FOUND, "blob '%s' not found in '%s/%s'",
+                        kiln_error_set(&e, KILN_E_NOT_FOUND, "blob '%s' not found in '%s/%s'",
                                        b->d.digest.str, b->c->host, b->c->repo);
                 else
-                        http_error(b->c, "GET", b->url, &r, &b->err);
+                        http_error(b->c, "GET", b->url, &r, &e);
                 goto out;
         }
         pthread_mutex_lock(&b->c->lock);
         b->c->stats.bytes_down += r.sunk;
         pthread_mutex_unlock(&b->c->lock);
-        b->rc = 0;
+        rc = 0;
 out:
         curl_slist_free_all(q.headers);
         resp_reset(&r);
-        shutdown(b->fds[1], SHUT_WR);
+        pthread_mutex_lock(&b->lock);
+        b->rc = rc;
+        b->err = e;
+        b->finished = true;
+        pthread_cond_broadcast(&b->cond);
+        pthread_mutex_unlock(&b->lock);
         return NULL;
 }
 
-static int blob_join(struct blob_stream *b)
+static void blob_join(struct blob_stream *b)
 {
         if (b->started && !b->joined) {
                 pthread_join(b->thread, NULL);
                 b->joined = true;
         }
-        return b->rc;
 }
 
 static ssize_t blob_read(struct oci_reader *rd, void *buf, size_t len, struct kiln_error *err)
 {
         struct blob_stream *b = (struct blob_stream *)rd;
-        ssize_t n;
+        size_t n;
 
-        do
-                n = read(b->fds[0], buf, len);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return kiln_error_set_errno(err, KILN_E_IO, errno, "read blob '%s'",
-                                            b->d.digest.str);
-        if (n == 0 && blob_join(b) < 0) {
+        if (len == 0)
+                return 0;
+        pthread_mutex_lock(&b->lock);
+        b->dst = buf;
+        b->dst_len = len;
+        b->filled = 0;
+        pthread_cond_broadcast(&b->cond);
+        while (b->filled == 0 && !b->finished)
+                pthread_cond_wait(&b->cond, &b->lock);
+        n = b->filled;
+        b->dst = NULL;
+        b->dst_len = b->filled = 0;
+        if (n == 0 && b->rc < 0) {
                 if (err)
                         *err = b->err;
+                pthread_mutex_unlock(&b->lock);
                 return -1;
         }
-        return n;
+        pthread_mutex_unlock(&b->lock);
+        return (ssize_t)n;
 }
 
 static void blob_free(struct oci_reader *rd)
 {
         struct blob_stream *b = (struct blob_stream *)rd;
 
-        /* closing our end makes the thread's send() fail, which stops the transfer */
-        if (b->fds[0] >= 0)
-                close(b->fds[0]);
+        pthread_mutex_lock(&b->lock);
+        b->closed = true;
+        pthread_cond_broadcast(&b->cond);
+        pthread_mutex_unlock(&b->lock);
         blob_join(b);
-        if (b->fds[1] >= 0)
-                close(b->fds[1]);
+        pthread_mutex_destroy(&b->lock);
+        pthread_cond_destroy(&b->cond);
         free(b->url);
         free(b);
 }
@@ -1583,24 +1711,13 @@ struct oci_reader *reg_client_open_blob(struct reg_client *c, const struct oci_d
         b->d.json = NULL;
         b->d.annotations = NULL;
         b->d.media_type = NULL;
-        b->fds[0] = b->fds[1] = -1;
+        pthread_mutex_init(&b->lock, NULL);
+        pthread_cond_init(&b->cond, NULL);
         b->url = api_url(c, "blobs/%s", d->digest.str);
         if (!b->url) {
                 blob_free(&b->base);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 return NULL;
-        }
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b->fds) < 0) {
-                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open blob '%s'",
-                                     d->digest.str);
-                b->fds[0] = b->fds[1] = -1;
-                blob_free(&b->base);
-                return NULL;
-        }
-        {
-                int sz = 1024 * 1024;
-                setsockopt(b->fds[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-                setsockopt(b->fds[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
         }
         if (pthread_create(&b->thread, NULL, blob_thread, b) != 0) {
                 blob_free(&b->base);
@@ -1898,8 +2015,6 @@ out:
                 struct req dq = {.method = "DELETE", .url = loc, .cap = ERROR_BODY_MAX};
                 struct resp dr = {.cap = ERROR_BODY_MAX};
                 struct kiln_error ign = KILN_ERROR_INIT;
-                struct reg_options save = c->opts;
-                (void)save;
                 request(c, &dq, &dr, &ign);
                 resp_reset(&dr);
         }
@@ -2013,5 +2128,159 @@ out:
                         free(tags[i]);
                 free(tags);
         }
+        return rc;
+}
+
+/* ---- referrers (distribution-spec "Listing Referrers" and the tag schema) ---- */
+
+/* The fallback tag: "<alg>-<encoded>", alg cut at 32, encoded at 64. */
+static void referrers_tag(const struct oci_digest *d, char *out, size_t outlen)
+{
+        const char *alg = oci_digest_alg_name(d->alg);
+        snprintf(out, outlen, "%.32s-%.64s", alg, oci_digest_hex(d));
+}
+
+static json_t *empty_index(void)
+{
+        return json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX,
+                         "manifests");
+}
+
+/* Fetches the fallback index; an empty one when the tag does not exist. */
+static json_t *fetch_fallback(struct reg_client *c, const char *tag, struct kiln_error *err)
+{
+        char *buf = NULL, *mt = NULL;
+        size_t len = 0;
+        struct oci_digest d;
+        json_t *j;
+
+        if (reg_client_get_manifest(c, tag, &buf, &len, &mt, &d, err) < 0) {
+                if (err && err->code == KILN_E_NOT_FOUND) {
+                        kiln_error_clear(err);
+                        return empty_index();
+                }
+                return NULL;
+        }
+        free(mt);
+        j = oci_json_parse(buf, len, "referrers index", err);
+        free(buf);
+        if (j && !json_is_array(json_object_get(j, "manifests"))) {
+                json_decref(j);
+                kiln_error_set(err, KILN_E_INVALID, "referrers tag '%s' is not an index", tag);
+                return NULL;
+        }
+        return j;
+}
+
+int reg_client_list_referrers(struct reg_client *c, const struct oci_digest *subject,
+                              json_t **ret_index, struct kiln_error *err)
+{
+        _cleanup_free_ char *url = NULL;
+        struct req q = {.method = "GET", .cap = OCI_MANIFEST_MAX};
+        struct resp r = {.cap = OCI_MANIFEST_MAX};
+        char tag[128];
+        json_t *j = NULL;
+
+        if (ensure_base(c, NULL, err) < 0)
+                return -1;
+        url = api_url(c, "referrers/%s", subject->str);
+        if (!url)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        q.url = url;
+        q.headers = curl_slist_append(NULL, "Accept: " OCI_MT_INDEX);
+        if (request(c, &q, &r, err) < 0) {
+                curl_slist_free_all(q.headers);
+                return -1;
+        }
+        curl_slist_free_all(q.headers);
+        if (r.status == 200 && !r.truncated) {
+                j = oci_json_parse(r.body ? r.body : "", r.len, "referrers response", err);
+                resp_reset(&r);
+                if (!j)
+                        return -1;
+                *ret_index = j;
+                return 0;
+        }
+        if (r.status != 404) {
+                http_error(c, "GET", url, &r, err);
+                resp_reset(&r);
+                return -1;
+        }
+        resp_reset(&r);
+        /* no referrers API: the tag schema */
+        referrers_tag(subject, tag, sizeof(tag));
+        j = fetch_fallback(c, tag, err);
+        if (!j)
+                return -1;
+        *ret_index = j;
+        return 0;
+}
+
+/* Adds desc (a manifest whose subject is `subject`) to the fallback index. */
+static int referrers_fallback_add(struct reg_client *c, const struct oci_digest *subject,
+                                  json_t *desc, struct kiln_error *err)
+{
+        char tag[128];
+        _cleanup_json_ json_t *j = NULL;
+        json_t *arr, *e;
+        size_t i;
+        const char *dg = json_string_value(json_object_get(desc, "digest"));
+        char *buf;
+        int rc;
+
+        referrers_tag(subject, tag, sizeof(tag));
+        j = fetch_fallback(c, tag, err);
+        if (!j)
+                return -1;
+        arr = json_object_get(j, "manifests");
+        json_array_foreach(arr, i, e) {
+                const char *ed = json_string_value(json_object_get(e, "digest"));
+                if (dg && ed && !strcmp(ed, dg))
+                        return 0; /* already listed */
+        }
+        json_array_append(arr, desc);
+        buf = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!buf)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        rc = reg_client_put_manifest(c, tag, OCI_MT_INDEX, buf, strlen(buf), err);
+        free(buf);
+        return rc;
+}
+
+int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const char *media_type,
+                                    const char *buf, size_t len, struct kiln_error *err)
+{
+        _cleanup_json_ json_t *j = json_loadb(buf, len, 0, NULL);
+        json_t *sub = json_object_get(j, "subject");
+        const char *sd = json_string_value(json_object_get(sub, "digest"));
+        struct oci_digest subject, me;
+        bool ack = false;
+        json_t *desc;
+        const char *at;
+        int rc;
+
+        if (put_manifest(c, ref, media_type, buf, len, &ack, err) < 0)
+                return -1;
+        if (!sd || ack)
+                return 0; /* no subject, or the registry keeps the referrers itself */
+        if (oci_digest_parse(sd, &subject, err) < 0)
+                return -1;
+        /* distribution-spec: without OCI-Subject the client updates the tag schema index */
+        oci_digest_of_buffer(buf, len, &me);
+        at = json_string_value(json_object_get(j, "artifactType"));
+        if (!at)
+                at = json_string_value(json_object_get(json_object_get(j, "config"), "mediaType"));
+        desc = json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", me.str, "size",
+                         (json_int_t)len);
+        if (!desc)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (at)
+                json_object_set_new(desc, "artifactType", json_string(at));
+        if (json_is_object(json_object_get(j, "annotations")))
+                json_object_set(desc, "annotations", json_object_get(j, "annotations"));
+        rc = referrers_fallback_add(c, &subject, desc, err);
+        json_decref(desc);
+        if (rc < 0)
+                kiln_error_prefix(err, "referrers of '%s'", subject.str);
         return rc;
 }

@@ -62,6 +62,9 @@ struct reg_options {
         /* explicit credentials (kiln login checks them before saving) */
         const char *username;
         const char *password;
+        /* token requests use the OAuth2 password grant (POST), falling back
+         * to GET when the realm answers 404; kiln login sets it */
+        bool force_oauth;
         /* blobs a registry store pushes at once in its own threads; default 1,
          * as oci_image_copy() runs opts->jobs copies at once itself (the store
          * sets ops->thread_safe) */
@@ -125,12 +128,30 @@ int reg_client_push_blob(struct reg_client *c, const struct oci_descriptor *d,
 int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
                          struct kiln_error *err);
 
+/* Puts a manifest and, when it has a `subject` and the registry did not
+ * answer with OCI-Subject (no referrers API), adds it to the subject's
+ * fallback index at tag "<alg>-<hex>" (distribution-spec, referrers tag
+ * schema). */
+int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const char *media_type,
+                                    const char *buf, size_t len, struct kiln_error *err);
+/* The referrers of subject as an index (a new reference): from the
+ * referrers API, else from the fallback tag, else empty. */
+int reg_client_list_referrers(struct reg_client *c, const struct oci_digest *subject,
+                              json_t **ret_index, struct kiln_error *err);
+
+/* Passes a message to opts->notify (for the store). */
+void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
+        KILN_PRINTF(3, 4);
+
 /* Counters for tests and progress. */
 struct reg_stats {
         unsigned requests, retries, blobs_uploaded, blobs_mounted;
         int64_t bytes_up, bytes_down;
 };
 void reg_client_stats(struct reg_client *c, struct reg_stats *ret);
+
+/* The client of a registry store, or NULL for another kind of store. */
+struct reg_client *reg_store_client(struct oci_store *s);
 
 /* The registry store: a repository as a place.  ref gives host, repo and
  * the default tag or digest. */

@@ -114,15 +114,85 @@ static int rs_get_manifest(struct oci_store *st, const char *ref, char **ret_buf
                                        err);
 }
 
+/* A blob stream handed out by a registry store.  A registry store that
+ * receives one in put_blob() knows where it came from, so an upload cut in
+ * the middle of a streamed body is restarted from a fresh download
+ * (distribution-spec: never replay a consumed body; restart the session). */
+struct src_reader {
+        struct oci_reader base;
+        struct oci_reader *inner; /* verified */
+        struct reg_client *c;
+};
+
+static ssize_t src_read(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err)
+{
+        return oci_reader_read(((struct src_reader *)r)->inner, buf, len, err);
+}
+
+static void src_free(struct oci_reader *r)
+{
+        oci_reader_free(((struct src_reader *)r)->inner);
+        free(r);
+}
+
+static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_descriptor *d,
+                                         struct kiln_error *err)
+{
+        struct oci_reader *inner = reg_client_open_blob(c, d, err);
+        struct src_reader *r;
+
+        if (!inner)
+                return NULL;
+        r = calloc(1, sizeof(*r));
+        if (!r) {
+                oci_reader_free(inner);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        r->base.read = src_read;
+        r->base.free = src_free;
+        r->inner = inner;
+        r->c = c;
+        return &r->base;
+}
+
 static struct oci_reader *rs_open_blob(struct oci_store *st, const struct oci_descriptor *d,
                                        struct kiln_error *err)
 {
         struct reg_store *s = RS(st);
-        struct oci_reader *r = reg_client_open_blob(s->c, d, err);
+        struct oci_reader *r = src_reader_new(s->c, d, err);
 
         if (r)
                 known_add(s->host, s->repo, &d->digest);
         return r;
+}
+
+#define UPLOAD_RESTARTS 2
+
+/* Pushes one blob; restarts a failed upload from a fresh download when the
+ * stream came from a registry store of this process. */
+static int push_one(struct reg_store *s, const struct oci_descriptor *d, struct oci_reader *r,
+                    const char *mount_from, struct kiln_error *err)
+{
+        struct reg_client *src = r->read == src_read ? ((struct src_reader *)r)->c : NULL;
+
+        for (unsigned attempt = 0;; attempt++) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                if (reg_client_push_blob(s->c, d, r, mount_from, &e) == 0) {
+                        known_add(s->host, s->repo, &d->digest);
+                        return 0;
+                }
+                /* only transport failures: a digest mismatch or a refusal stays an error */
+                if (!src || attempt == UPLOAD_RESTARTS || e.code != KILN_E_NETWORK) {
+                        if (err)
+                                *err = e;
+                        return -1;
+                }
+                reg_client_notify(s->c, REG_EVENT_RETRY, "%s; restarting the upload", e.msg);
+                r = src_reader_new(src, d, err);
+                if (!r)
+                        return -1;
+        }
 }
 
 static int rs_has_blob(struct oci_store *st, const struct oci_descriptor *d, bool *ret,
@@ -146,9 +216,7 @@ static void *job_run(void *arg)
         struct kiln_error e = KILN_ERROR_INIT;
         int rc;
 
-        rc = reg_client_push_blob(s->c, &j->d, j->r, j->mount_from, &e);
-        if (rc == 0)
-                known_add(s->host, s->repo, &j->d.digest);
+        rc = push_one(s, &j->d, j->r, j->mount_from, &e);
         pthread_mutex_lock(&s->lock);
         if (rc < 0 && !s->failed) {
                 s->failed = true;
@@ -181,9 +249,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
         j->r = r;
         j->mount_from = known_other_repo(s->host, s->repo, &d->digest);
         if (s->jobs <= 1) {
-                int rc = reg_client_push_blob(s->c, &j->d, r, j->mount_from, err);
-                if (rc == 0)
-                        known_add(s->host, s->repo, &d->digest);
+                int rc = push_one(s, &j->d, r, j->mount_from, err);
                 free(j->mount_from);
                 free(j);
                 return rc;
@@ -209,7 +275,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
                 pthread_mutex_unlock(&s->lock);
                 /* no thread: push it here */
                 {
-                        int rc = reg_client_push_blob(s->c, &j->d, r, j->mount_from, err);
+                        int rc = push_one(s, &j->d, r, j->mount_from, err);
                         free(j->mount_from);
                         free(j);
                         return rc;
@@ -256,7 +322,7 @@ static int rs_put_manifest(struct oci_store *st, const struct oci_descriptor *d,
                 return -1;
         if (exists)
                 return 0;
-        return reg_client_put_manifest(s->c, d->digest.str, d->media_type, buf, len, err);
+        return reg_client_put_manifest_subject(s->c, d->digest.str, d->media_type, buf, len, err);
 }
 
 static int rs_tag(struct oci_store *st, const char *tag, const struct oci_descriptor *d,
@@ -336,6 +402,11 @@ static const struct oci_store_ops reg_store_ops = {
         .commit = rs_commit,
         .free = rs_free,
 };
+
+struct reg_client *reg_store_client(struct oci_store *st)
+{
+        return st && st->ops == &reg_store_ops ? RS(st)->c : NULL;
+}
 
 int reg_mirror_apply(const struct reg_options *opts, const char *domain, const char *path,
                      char **ret_host, char **ret_path, struct kiln_error *err)

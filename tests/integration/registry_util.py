@@ -220,10 +220,18 @@ class TokenServer:
                 from urllib.parse import parse_qs
                 n = int(self.headers.get("Content-Length", "0"))
                 q = parse_qs(self.rfile.read(n).decode())
-                outer.requests.append({"method": "POST", "query": q, "user": None, "auth": False})
+                grant = q.get("grant_type", [""])[0]
+                user = None
+                if grant == "password":
+                    u, pw = q.get("username", [""])[0], q.get("password", [""])[0]
+                    user = u if outer.users.get(u) == pw else False
+                outer.requests.append({"method": "POST", "query": q, "user": user, "auth": False,
+                                       "grant": grant})
                 if not outer.oauth:
                     return self._reply(404, {"error": "not found"})
-                self._reply(200, outer._issue(None, q.get("scope", []), q.get("service", [""])[0],
+                if user is False:
+                    return self._reply(401, {"error": "invalid_grant"})
+                self._reply(200, outer._issue(user, q.get("scope", []), q.get("service", [""])[0],
                                               field="access_token"))
 
         class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -330,6 +338,10 @@ class FaultProxy:
                         self.rfile.readline()
                     body = b"".join(chunks)
                 f = self._fault()
+                if f and f["action"] == "stall":
+                    time.sleep(f.get("seconds", 30))
+                    self.close_connection = True
+                    return
                 if f and f["action"] == "skip":
                     f = None  # consumed: lets the first matching request through
                 outer.headers_seen.append((self.command, self.path, dict(self.headers)))
@@ -373,6 +385,8 @@ class FaultProxy:
                         v = v.split(outer.host, 1)[-1]
                     if k.lower() == "docker-content-digest" and f and f["action"] == "wrong_digest":
                         v = "sha256:" + "0" * 64
+                    if k.lower() == "range" and f and f["action"] == "stuck_range":
+                        v = "0-0"  # as ECR answering a dropped chunk
                     self.send_header(k, v)
                 for k, v in (f or {}).get("add_headers", []):
                     self.send_header(k, v)

@@ -145,3 +145,62 @@ def test_registry_fault_oversized_manifest_is_refused(kiln, registry, proxy, tmp
               body=b"{" + b" " * 5_000_000 + b"}", times=1)
     p, err = kiln.fails("copy", f"{proxy.host}/faults/k:v1", f"oci:{tmp_path}/out:v1", code=8)
     assert "larger than the limit of 4194304 bytes" in err
+
+
+def test_registry_fault_connection_refused_is_bounded(kiln, tmp_path):
+    from registry_util import free_port
+    port = free_port()  # nothing listens there
+    t0 = time.time()
+    p, err = kiln.fails("copy", "--retry-times", "2", f"127.0.0.1:{port}/x/y:v1",
+                        f"oci:{tmp_path}/out:v1", env=FAST, code=6)
+    assert time.time() - t0 < 10
+    assert "connect" in err.lower()
+
+
+def test_registry_fault_stalled_server_times_out(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/l")
+    proxy.add(match="GET /v2/faults/l/manifests/v1", action="stall", seconds=30, times=5)
+    t0 = time.time()
+    p, err = kiln.fails("copy", "--retry-times", "1", f"{proxy.host}/faults/l:v1",
+                        f"oci:{tmp_path}/out:v1", env={**FAST, "KILN_LOW_SPEED_TIME": "2"}, code=6)
+    assert time.time() - t0 < 15
+    assert "too slow" in err.lower() or "timed out" in err.lower() or "timeout" in err.lower()
+
+
+def _big_image(tmp_path, name):
+    import random
+    lay = tmp_path / name
+    # 9 MiB of noise: above the in-memory limit, so the upload is one streamed PUT
+    imagegen.make_image(lay, "v1", [{"noise.bin": random.Random(name).randbytes(9 << 20)}])
+    return lay
+
+
+def test_registry_fault_streamed_upload_restarted_from_registry_source(kiln, registry,
+                                                                       registry_factory, tmp_path):
+    lay = _big_image(tmp_path, "big")
+    d = kiln.run("copy", f"oci:{lay}:v1", registry.ref("faults/src", "v1")).stdout.strip()
+    big = _layer_digests(lay)[0]
+    other = registry_factory()
+    proxy = FaultProxy(other.host)
+    try:
+        proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
+        p = kiln.run("copy", registry.ref("faults/src", "v1"), f"{proxy.host}/faults/dst:v1", env=FAST)
+        assert p.stdout.strip() == d
+        assert "restarting the upload" in p.stderr
+        puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
+        assert [l[2] for l in puts] == [500, 201], puts
+    finally:
+        proxy.stop()
+
+
+def test_registry_fault_streamed_upload_cut_from_layout_fails_cleanly(kiln, registry, proxy, tmp_path):
+    lay = _big_image(tmp_path, "big2")
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
+    p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST, code=6)
+    assert big in err and "500" in err
+    st, _, _ = registry.api("/v2/faults/m/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 404
+    # the next run finishes the job
+    kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)

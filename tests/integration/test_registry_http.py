@@ -160,3 +160,26 @@ def test_registry_chunked_upload_resyncs_after_416(kiln, registry, proxy, tmp_pa
     out = tmp_path / "out"
     assert kiln.run("copy", registry.ref("resync/app", "v1"), f"oci:{out}:v1").stdout.strip() == d
     kiln.run("fsck", f"oci:{out}")
+
+
+def test_registry_chunk_min_length_is_honoured(kiln, registry, proxy, tmp_path):
+    import random
+    lay = _image(tmp_path, data=random.Random(3).randbytes(500000))
+    proxy.add(match="POST /v2/minlen/app/blobs/uploads/", action="pass", times=10,
+              add_headers=[("OCI-Chunk-Min-Length", "200000")])
+    kiln.run("copy", "--chunk-size", "64k", f"oci:{lay}:v1", f"{proxy.host}/minlen/app:v1")
+    ranges = [h["Content-Range"] for (m, path, h) in proxy.headers_seen if m == "PATCH"]
+    assert ranges and ranges[0] == "0-199999", ranges
+
+
+def test_registry_chunk_not_acknowledged_is_an_error(kiln, registry, proxy, tmp_path):
+    import random
+    lay = _image(tmp_path, data=random.Random(4).randbytes(300000))
+    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="skip", times=1)
+    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", times=1)
+    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1",
+                        code=6)
+    assert "acknowledged bytes up to 0" in err
+    st, _, _ = registry.api("/v2/stuck/app/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 404

@@ -193,3 +193,11 @@ def test_registry_mirror_list_to_other_registry(kiln, registry, registry_factory
     st, h, _ = other.api(f"/v2/mirrored/lib/b/manifests/{db}",
                          headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert st == 200
+
+
+def test_registry_loopback_is_never_proxied(kiln, registry, tmp_path):
+    lay = _image(tmp_path, n=1)
+    dead = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": ""}
+    d = kiln.run("copy", f"oci:{lay}:v1", registry.ref("noproxy/app", "v1"), env=dead).stdout.strip()
+    assert _manifest_digest(registry, "noproxy/app", "v1") == d

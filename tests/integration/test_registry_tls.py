@@ -42,3 +42,14 @@ def test_registry_tls_insecure_registry_is_per_host(kiln, tls_registry, tmp_path
     # another host named insecure does not relax this one
     kiln.fails("copy", "--insecure-registry", "127.0.0.1:1", f"oci:{lay}:v1",
                reg.ref("tls/ins", "v2"), code=6)
+
+
+def test_registry_tls_options_on_read_verbs(kiln, tls_registry, tmp_path):
+    reg, ca = tls_registry
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"a": b"tls read verbs"}])
+    d = kiln.run("copy", "--ca-file", ca, f"oci:{lay}:v1", reg.ref("tls/read", "v1")).stdout.strip()
+    assert kiln.run("digest", "--ca-file", ca, reg.ref("tls/read", "v1")).stdout.strip() == d
+    kiln.run("inspect", "--ca-file", ca, reg.ref("tls/read", "v1"))
+    assert kiln.run("ls", "--ca-file", ca, reg.ref("tls/read")).stdout.split() == ["v1"]
+    kiln.fails("digest", reg.ref("tls/read", "v1"), code=6)
