@@ -11,6 +11,7 @@
 #include "cmd_layers.h"
 #include "json.h"
 #include "source.h"
+#include "tarsource.h"
 #include "util.h"
 #include "writer.h"
 
@@ -66,6 +67,13 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         if (stat(sp->src, &st) < 0)
                 return kiln_error_set(err, KILN_E_NOT_FOUND, "layer source '%s' does not exist",
                                       sp->src);
+        if (S_ISREG(st.st_mode) && layer_tar_source_name(sp->src)) {
+                if (sp->mode >= 0)
+                        return kiln_error_set(err, KILN_E_USAGE,
+                                              "a mode is only for single files: '%s'", sp->src);
+                *hit = false;
+                return layer_cache_build_tar(cache, sp->src, sp->dest, wo, res, err);
+        }
         if (S_ISDIR(st.st_mode)) {
                 if (sp->mode >= 0)
                         return kiln_error_set(err, KILN_E_USAGE,

@@ -13,6 +13,7 @@
 
 #include "json.h"
 #include "layout.h"
+#include "tarsource.h"
 #include "util.h"
 
 #define ENTRY_MAX (64u * 1024)
@@ -508,4 +509,32 @@ struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct lay
                                          struct kiln_error *err)
 {
         return oci_layout_blob_open(c->layout, &res->digest, res->size, err);
+}
+
+int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *dest,
+                          const struct layer_writer_opts *o, struct layer_result *ret,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *spool = kiln_strdupf("%s/spool-XXXXXX", c->dir);
+        struct oci_writer *blob = NULL;
+        struct layer_writer *w = NULL;
+        struct layer_result res;
+        int rc = -1;
+
+        if (!spool)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(spool))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", spool);
+        blob = layer_cache_blob_writer(c, err);
+        w = blob ? layer_writer_new(blob, o, err) : NULL;
+        if (w && layer_tar_source_write(w, file, dest, spool, err) == 0 &&
+            layer_writer_finish(w, &res, err) == 0 &&
+            oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) == 0) {
+                *ret = res;
+                rc = 0;
+        }
+        layer_writer_free(w);
+        oci_writer_free(blob);
+        kiln_rm_rf(spool);
+        return rc;
 }

@@ -55,6 +55,12 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
                       const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
                       bool *ret_hit, struct kiln_error *err);
 
+/* Builds a layer from an existing tar (layers/tarsource.h) into the cache;
+ * no entry is kept (the key would cost reading the whole tar anyway). */
+int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *dest,
+                          const struct layer_writer_opts *o, struct layer_result *ret,
+                          struct kiln_error *err);
+
 /* *ret_hit is false when there is no usable entry (absent, unreadable, or
  * its blob missing or of the wrong size). */
 int layer_cache_lookup(struct layer_cache *c, const struct oci_digest *key,

@@ -284,3 +284,26 @@ def test_append_usage_errors(kiln, tmp_path):
     _, line = kiln.fails("append", "scratch", "--layer", f"{tmp_path}/nope:/x", "-t",
                          f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
     assert "does not exist" in line
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz", "tar.zst"])
+def test_existing_tar_is_renormalized_like_the_tree(kiln, tmp_path, fmt):
+    src = make_tree(tmp_path / "t", owner=(7, 8), mtime=1_600_000_000)
+    # b-link sorts before its target: the data must move to it
+    os.link(src / "data.bin", src / "a-first-link")
+    tarball = tmp_path / f"in.{fmt}"
+    flag = {"tar": [], "tar.gz": ["-z"], "tar.zst": ["--zstd"]}[fmt]
+    # GNU tar, readdir order, real owners and mtimes, './' prefixes
+    run("tar", *flag, "-cf", tarball, "-C", src, ".")
+    _, mt, lt = append(kiln, tmp_path, tarball, "fromtar", "--compression", "gzip")
+    _, md, ld = append(kiln, tmp_path, src, "fromdir", "--compression", "gzip")
+    assert lt["digest"] == ld["digest"]
+
+
+def test_tar_with_dotdot_names_is_refused(kiln, tmp_path):
+    tarball = tmp_path / "bad.tar"
+    import layers_helpers
+    tarball.write_bytes(layers_helpers.tar_bytes([{"name": "../escape", "data": b"x"}]))
+    _, line = kiln.fails("append", "scratch", "--layer", f"{tarball}:/x", "-t",
+                         f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
+    assert "'..' is not allowed" in line and "bad.tar" in line
