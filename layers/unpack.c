@@ -600,6 +600,8 @@ static int resolve_dir(struct layer_unpacker *u, const char *path, bool create,
                         return (int)fd;
                 if (errno == ENOSYS || errno == EPERM || errno == E2BIG)
                         u->have_openat2 = false;
+                else if (errno == ENAMETOOLONG)
+                        ; /* over PATH_MAX: the walk goes one component at a time */
                 else if (!(errno == ENOENT && create))
                         return kiln_error_set_errno(err,
                                                     errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,

@@ -307,3 +307,45 @@ def test_tar_with_dotdot_names_is_refused(kiln, tmp_path):
     _, line = kiln.fails("append", "scratch", "--layer", f"{tarball}:/x", "-t",
                          f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
     assert "'..' is not allowed" in line and "bad.tar" in line
+
+
+def test_two_processes_share_a_cache(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([kiln.path, "append", "scratch", "--layer", f"{src}:/r", "-t",
+                               f"oci:{tmp_path / f'o{i}'}:v1", "--cache", cache, "-q"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    digests = {manifest_of(tmp_path / f"o{i}")["layers"][0]["digest"] for i in range(4)}
+    assert len(digests) == 1
+    entries = list((cache / "entries").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".json"
+    assert not [p for p in (cache / "layout" / "blobs" / "sha256").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_killed_build_leaves_no_entry(kiln, tmp_path):
+    import signal
+    import time
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(8):
+        (src / f"f{i}").write_bytes(os.urandom(16 << 20))
+    cache = tmp_path / "cache"
+    p = subprocess.Popen([kiln.path, "append", "scratch", "--layer", f"{src}:/r", "-t",
+                          f"oci:{tmp_path / 'killed'}:v1", "--cache", cache, "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the build finished before it was killed"
+    assert not (cache / "entries").exists() or list((cache / "entries").iterdir()) == []
+    blobs = cache / "layout" / "blobs" / "sha256"
+    for b in blobs.iterdir() if blobs.exists() else []:
+        assert b.name.startswith(".tmp-") or sha(b.read_bytes()).endswith(b.name)
+    # the next build completes and matches a build with a fresh cache
+    _, _, l1 = append(kiln, tmp_path, src, "again")
+    r = kiln.run("append", "scratch", "--layer", f"{src}:/root", "-t", f"oci:{tmp_path / 'k2'}:v1",
+                 "--cache", cache, "-q")
+    assert manifest_of(tmp_path / "k2")["layers"][0]["digest"] == l1["digest"]

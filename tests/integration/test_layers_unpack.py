@@ -243,3 +243,33 @@ def test_component_walk_and_openat2_agree(kiln, tmp_path, walk):
     kiln.run("unpack", "--rootless", *extra, place, tmp_path / "k")
     run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
     assert snapshot(tmp_path / "k") == snapshot(tmp_path / "u" / "rootfs")
+
+
+def test_paths_beyond_path_max_still_resolve_inside(kiln, world):
+    tmp, outside, root = world
+    comp = "c" * 250
+    deep = "/".join([comp] * 33)  # ~8 KiB
+    entries = [{"name": deep + "/up", "type": "sym", "link": "/" + "../" * 40},
+               {"name": deep + "/f", "data": b"deep"},
+               {"name": deep + "/up/escaped", "data": b"inside"}]
+    before = state(outside)
+    unpack(kiln, tmp, entries)
+    assert state(outside) == before
+    assert (root / "escaped").read_bytes() == b"inside"
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(33):
+            nfd = os.open(comp, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        assert os.read(os.open("f", os.O_RDONLY, dir_fd=fd), 10) == b"deep"
+    finally:
+        os.close(fd)
+
+
+def test_duplicate_paths_last_wins(kiln, world):
+    tmp, outside, root = world
+    unpack(kiln, tmp, [{"name": "x", "data": b"first"}, {"name": "x", "type": "dir"},
+                       {"name": "x", "data": b"last", "mode": 0o600}])
+    assert (root / "x").read_bytes() == b"last"
+    assert (root / "x").stat().st_mode & 0o777 == 0o600
