@@ -16,9 +16,11 @@
 #include "writer.h"
 
 struct layer_spec {
-        char *src;
+        char *src; /* NULL: a layer of --file entries only */
         char *dest;
         int mode;
+        struct layer_spec *files; /* --file entries added to this layer */
+        size_t n_files;
 };
 
 /* SRC[:DEST[:MODE]]: MODE is octal; DEST starts with '/'. */
@@ -53,6 +55,23 @@ struct append_ctx {
         bool quiet;
 };
 
+static int add_single_file(struct layer_source *s, const struct layer_spec *sp,
+                           struct kiln_error *err)
+{
+        _cleanup_free_ char *target = NULL;
+        size_t l = strlen(sp->dest);
+
+        if (l == 0 || sp->dest[l - 1] == '/') {
+                const char *b = strrchr(sp->src, '/');
+                target = kiln_strdupf("%s%s", sp->dest, b ? b + 1 : sp->src);
+        } else {
+                target = strdup(sp->dest);
+        }
+        if (!target)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return layer_source_add_file(s, sp->src, target, sp->mode, err);
+}
+
 static int build_one(struct layer_cache *cache, bool use_cache, const struct layer_spec *sp,
                      const char *const *excludes, size_t n_excludes,
                      const struct layer_writer_opts *wo, struct layer_result *res, bool *hit,
@@ -64,37 +83,28 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         if (!s)
                 return -1;
         s->keep_caps = wo->keep_caps;
-        if (stat(sp->src, &st) < 0)
+        if (sp->src && stat(sp->src, &st) < 0)
                 return kiln_error_set(err, KILN_E_NOT_FOUND, "layer source '%s' does not exist",
                                       sp->src);
-        if (S_ISREG(st.st_mode) && layer_tar_source_name(sp->src)) {
-                if (sp->mode >= 0)
+        if (sp->src && S_ISREG(st.st_mode) && layer_tar_source_name(sp->src)) {
+                if (sp->mode >= 0 || sp->n_files)
                         return kiln_error_set(err, KILN_E_USAGE,
-                                              "a mode is only for single files: '%s'", sp->src);
+                                              "a tar source is a layer of its own: '%s'", sp->src);
                 *hit = false;
                 return layer_cache_build_tar(cache, sp->src, sp->dest, wo, res, err);
         }
-        if (S_ISDIR(st.st_mode)) {
+        if (sp->src && S_ISDIR(st.st_mode)) {
                 if (sp->mode >= 0)
                         return kiln_error_set(err, KILN_E_USAGE,
                                               "a mode is only for single files: '%s'", sp->src);
                 if (layer_source_add_tree(s, sp->src, sp->dest, excludes, n_excludes, err) < 0)
                         return -1;
-        } else {
-                _cleanup_free_ char *target = NULL;
-                size_t l = strlen(sp->dest);
-
-                if (l == 0 || sp->dest[l - 1] == '/') {
-                        const char *b = strrchr(sp->src, '/');
-                        target = kiln_strdupf("%s%s", sp->dest, b ? b + 1 : sp->src);
-                } else {
-                        target = strdup(sp->dest);
-                }
-                if (!target)
-                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (layer_source_add_file(s, sp->src, target, sp->mode, err) < 0)
-                        return -1;
+        } else if (sp->src && add_single_file(s, sp, err) < 0) {
+                return -1;
         }
+        for (size_t i = 0; i < sp->n_files; i++)
+                if (add_single_file(s, &sp->files[i], err) < 0)
+                        return -1;
         if (layer_source_finish(s, err) < 0)
                 return -1;
         return layer_cache_build(cache, s, wo, use_cache, res, hit, err);
@@ -104,6 +114,7 @@ int cmd_append(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"layer", required_argument, NULL, 'l'},
+                {"file", required_argument, NULL, 'f'},
                 {"tag", required_argument, NULL, 't'},
                 {"compression", required_argument, NULL, 'c'},
                 {"level", required_argument, NULL, 'L'},
@@ -150,7 +161,32 @@ int cmd_append(int argc, char **argv)
                         if (parse_spec(optarg, &specs[n_specs]) < 0)
                                 return cli_usage("append", "invalid layer '%s': use SRC[:DEST[:MODE]]",
                                                  optarg);
+                        specs[n_specs].files = NULL;
+                        specs[n_specs].n_files = 0;
                         n_specs++;
+                        break;
+                }
+                case 'f': {
+                        struct layer_spec f, *ls, *nf;
+                        if (parse_spec(optarg, &f) < 0 || !strcmp(f.dest, "/"))
+                                return cli_usage("append", "invalid file '%s': use SRC:DEST[:MODE]",
+                                                 optarg);
+                        if (n_specs == 0) {
+                                struct layer_spec *ns = realloc(specs, sizeof(*ns));
+                                if (!ns)
+                                        return cli_usage("append", "out of memory");
+                                specs = ns;
+                                memset(&specs[0], 0, sizeof(specs[0]));
+                                specs[0].mode = -1;
+                                specs[0].dest = strdup("/");
+                                n_specs = 1;
+                        }
+                        ls = &specs[n_specs - 1];
+                        nf = realloc(ls->files, (ls->n_files + 1) * sizeof(*nf));
+                        if (!nf)
+                                return cli_usage("append", "out of memory");
+                        ls->files = nf;
+                        ls->files[ls->n_files++] = f;
                         break;
                 }
                 case 't': tag = optarg; break;
@@ -213,7 +249,7 @@ int cmd_append(int argc, char **argv)
         if (!tag)
                 return cli_usage("append", "missing -t DST");
         if (n_specs == 0)
-                return cli_usage("append", "missing --layer SRC[:DEST]");
+                return cli_usage("append", "missing --layer SRC[:DEST] or --file SRC:DEST");
 
         if (strcmp(argv[optind], "scratch") != 0) {
                 src = cli_open_place(argv[optind], false, &err);
@@ -251,7 +287,8 @@ int cmd_append(int argc, char **argv)
 
                 if (build_one(cache, use_cache, &specs[i], (const char *const *)excludes,
                               n_excludes, &wo, res, &hit, &err) < 0) {
-                        kiln_error_prefix(&err, "layer '%s'", specs[i].src);
+                        kiln_error_prefix(&err, "layer '%s'",
+                                          specs[i].src ? specs[i].src : specs[i].files[0].src);
                         json_decref(a);
                         goto fail;
                 }
@@ -276,7 +313,7 @@ int cmd_append(int argc, char **argv)
                                 if (!quiet)
                                         fprintf(stderr, "kiln: warning: cached layer '%s' is bad "
                                                         "(%s); rebuilding\n",
-                                                specs[i].src, err.msg);
+                                                specs[i].src ? specs[i].src : "files", err.msg);
                                 kiln_error_clear(&err);
                                 if (build_one(cache, false, &specs[i],
                                               (const char *const *)excludes, n_excludes, &wo, res,
@@ -313,7 +350,8 @@ int cmd_append(int argc, char **argv)
                 json_array_append_new(hist, h);
                 if (!quiet)
                         fprintf(stderr, "%s %s %s (diffID %s)\n", hit ? "cached" : "built",
-                                specs[i].src, res->digest.str, res->diff_id.str);
+                                specs[i].src ? specs[i].src : "files", res->digest.str,
+                                res->diff_id.str);
         }
         if (cli_image_write(dst, config, layers, n_base + n_specs, &digest, &err) < 0)
                 goto fail;
@@ -328,6 +366,11 @@ out:
         for (size_t i = 0; i < n_specs; i++) {
                 free(specs[i].src);
                 free(specs[i].dest);
+                for (size_t j = 0; j < specs[i].n_files; j++) {
+                        free(specs[i].files[j].src);
+                        free(specs[i].files[j].dest);
+                }
+                free(specs[i].files);
         }
         layer_exclude_free(excludes, n_excludes);
         return rc;

@@ -349,3 +349,50 @@ def test_killed_build_leaves_no_entry(kiln, tmp_path):
     r = kiln.run("append", "scratch", "--layer", f"{src}:/root", "-t", f"oci:{tmp_path / 'k2'}:v1",
                  "--cache", cache, "-q")
     assert manifest_of(tmp_path / "k2")["layers"][0]["digest"] == l1["digest"]
+
+
+def test_security_capability_kept_only_when_asked(kiln, tmp_path):
+    src = tmp_path / "caps"
+    src.mkdir()
+    (src / "ping").write_bytes(b"\x7fELF")
+    run("setcap", "cap_net_raw+ep", src / "ping")
+    cap = os.getxattr(src / "ping", "security.capability")
+    _, _, plain = append(kiln, tmp_path, src, "plain", "--compression", "none")
+    out, _, kept = append(kiln, tmp_path, src, "kept", "--compression", "none", "--keep-caps")
+    assert plain["digest"] != kept["digest"]
+    with tarfile.open(fileobj=io.BytesIO(blob(out, kept["digest"]))) as t:
+        m = t.getmember("root/ping")
+        assert m.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == cap \
+            or m.pax_headers["SCHILY.xattr.security.capability"].encode("latin-1") == cap
+    with tarfile.open(fileobj=io.BytesIO(blob(tmp_path / "plain", plain["digest"]))) as t:
+        assert not t.getmember("root/ping").pax_headers
+    # applied when unpacking as root, skipped with a warning when rootless
+    kiln.run("unpack", f"oci:{out}:v1", tmp_path / "rootful")
+    assert os.getxattr(tmp_path / "rootful/root/ping", "security.capability") == cap
+    p = kiln.run("unpack", "--rootless", f"oci:{out}:v1", tmp_path / "rootless")
+    assert "skipped xattr 'security.capability' of 'root/ping': not root" in p.stderr
+    with pytest.raises(OSError):
+        os.getxattr(tmp_path / "rootless/root/ping", "security.capability")
+
+
+def test_files_join_the_layer_before_them(kiln, tmp_path):
+    tree = tmp_path / "app"
+    tree.mkdir()
+    (tree / "main.py").write_text("print()\n")
+    f1 = tmp_path / "entry.sh"
+    f1.write_text("#!/bin/sh\n")
+    f2 = tmp_path / "conf"
+    f2.write_text("x=1\n")
+    out = tmp_path / "o"
+    kiln.run("append", "scratch", "--file", f"{f2}:/etc/app/", "--layer", f"{tree}:/app",
+             "--file", f"{f1}:/usr/bin/entry:0755", "--file", f"{f2}:/app/conf:0600",
+             "-t", f"oci:{out}:v1", "--compression", "none", "--cache", tmp_path / "c", "-q")
+    m = manifest_of(out)
+    assert len(m["layers"]) == 2
+    names = []
+    for layer in m["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(blob(out, layer["digest"]))) as t:
+            names.append({x.name: x.mode for x in t.getmembers()})
+    assert names[0] == {"etc": 0o755, "etc/app": 0o755, "etc/app/conf": 0o644}
+    assert names[1] == {"app": 0o755, "app/conf": 0o600, "app/main.py": 0o644, "usr": 0o755,
+                        "usr/bin": 0o755, "usr/bin/entry": 0o755}
