@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cmd_registry.h"
 #include "util.h"
 
 struct progress {
@@ -30,6 +31,8 @@ int cmd_copy(int argc, char **argv)
                 {"platform", required_argument, NULL, 'p'},
                 {"quiet", no_argument, NULL, 'q'},
                 {"json", no_argument, NULL, 'j'},
+                {"jobs", required_argument, NULL, 'J'},
+                CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -39,7 +42,7 @@ int cmd_copy(int argc, char **argv)
         _cleanup_free_ char *platbuf = NULL;
         struct oci_platform plat;
         struct progress prog = {0};
-        struct oci_copy_opts copts = {.progress = on_progress, .progress_ctx = &prog};
+        struct oci_copy_opts copts = {.progress = on_progress, .progress_ctx = &prog, .jobs = 4};
         struct oci_copy_result res;
         bool json = false;
         int opt;
@@ -55,9 +58,23 @@ int cmd_copy(int argc, char **argv)
                         copts.platform = &plat;
                         break;
                 case 'q': prog.quiet = true; break;
+                case 'J': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*end || v < 1 || v > 32)
+                                return cli_usage("copy", "--jobs takes 1 to 32, not '%s'", optarg);
+                        copts.jobs = (unsigned)v;
+                        break;
+                }
                 case 'j': json = true; prog.quiet = true; break;
                 case 'h': return cli_help_verb("copy");
-                default: return cli_usage("copy", "invalid option");
+                default: {
+                        int rc = cli_reg_option("copy", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("copy", "invalid option");
+                }
                 }
         }
         if (optind + 2 != argc)

@@ -1,11 +1,13 @@
 /* kiln fsck oci:DIR */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "fsck.h"
 #include "place.h"
+#include "tar_read.h"
 
 static void report(void *ctx, const char *line)
 {
@@ -13,10 +15,34 @@ static void report(void *ctx, const char *line)
         printf("problem: %s\n", line);
 }
 
+/* --deep: the decompressed layer must hash to the config's diffID. */
+static int deep_check(void *ctx, struct oci_layout *l, const struct oci_descriptor *layer,
+                      const char *diff_id, struct kiln_error *err)
+{
+        struct oci_reader *r = oci_layout_blob_open(l, &layer->digest, layer->size, err);
+        struct oci_digest got;
+
+        (void)ctx;
+        if (!r)
+                return -1;
+        if (!oci_media_type_is_layer(layer->media_type)) {
+                oci_reader_free(r);
+                return 0;
+        }
+        if (layer_blob_diff_id(r, layer->media_type, layer->digest.str, &got, err) < 0)
+                return -1;
+        if (!diff_id || strcmp(got.str, diff_id))
+                return kiln_error_set(err, KILN_E_DIGEST,
+                                      "layer '%s' decompresses to '%s' but the config's diffID is '%s'",
+                                      layer->digest.str, got.str, diff_id ? diff_id : "(none)");
+        return 0;
+}
+
 int cmd_fsck(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"quiet", no_argument, NULL, 'q'},
+                {"deep", no_argument, NULL, 'd'},
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -24,13 +50,14 @@ int cmd_fsck(int argc, char **argv)
         struct oci_fsck_result res;
         struct oci_place p;
         struct oci_layout *l;
-        bool quiet = false;
+        bool quiet = false, deep = false;
         int opt;
 
         optind = 1;
         while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
                 switch (opt) {
                 case 'q': quiet = true; break;
+                case 'd': deep = true; break;
                 case 'h': return cli_help_verb("fsck");
                 default: return cli_usage("fsck", "invalid option");
                 }
@@ -47,7 +74,7 @@ int cmd_fsck(int argc, char **argv)
         oci_place_release(&p);
         if (!l)
                 return cli_fail(&err);
-        oci_layout_fsck(l, report, NULL, &res, &err);
+        oci_layout_fsck(l, report, NULL, deep ? deep_check : NULL, &res, &err);
         oci_layout_free(l);
         if (!quiet)
                 printf("%u blobs checked, %u problems%s", res.blobs_checked, res.problems,

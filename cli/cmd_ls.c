@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "cmd_registry.h"
 #include "json.h"
 #include "layout.h"
 #include "place.h"
@@ -14,6 +15,7 @@ int cmd_ls(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"json", no_argument, NULL, 'j'},
+                CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
@@ -31,13 +33,24 @@ int cmd_ls(int argc, char **argv)
                 switch (opt) {
                 case 'j': json = true; break;
                 case 'h': return cli_help_verb("ls");
-                default: return cli_usage("ls", "invalid option");
+                default: {
+                        int rc = cli_reg_option("ls", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("ls", "invalid option");
+                }
                 }
         }
         if (optind + 1 != argc)
                 return cli_usage("ls", "expected one PLACE");
         if (oci_place_parse(argv[optind], &p, &err) < 0)
                 return cli_fail(&err);
+        if (p.kind == OCI_PLACE_REGISTRY) {
+                int rc = cli_ls_registry(&p, json);
+                oci_place_release(&p);
+                return rc;
+        }
         if (p.kind != OCI_PLACE_LAYOUT) {
                 oci_place_release(&p);
                 kiln_error_set(&err, KILN_E_UNSUPPORTED, "cannot list tags of '%s' in this build",

@@ -9,5 +9,6 @@ int cmd_digest(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

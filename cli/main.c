@@ -8,7 +8,9 @@
 
 #include "cli.h"
 #include "cmd_layers.h"
+#include "cmd_recipes.h"
 #include "commands.h"
+#include "cmd_registry.h"
 
 const struct cli_verb cli_verbs[] = {
         {"version", cmd_version, "print the version", "kiln version"},
@@ -17,10 +19,21 @@ const struct cli_verb cli_verbs[] = {
          "kiln inspect PLACE [--raw] [--config] [--json] [--platform OS/ARCH[/VARIANT]]"},
         {"digest", cmd_digest, "print the digest of an image's manifest", "kiln digest PLACE"},
         {"copy", cmd_copy, "copy an image between places, digests preserved",
-         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--quiet] [--json]"},
+         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--jobs N] [--quiet] [--json]"},
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
+        {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",
+         "kiln diff A B [--all] [--json]"},
+        /* registry */
+        {"login", cmd_login, "check and save credentials for a registry",
+         "kiln login HOST -u USER --password-stdin [--authfile FILE]"},
+        {"logout", cmd_logout, "remove saved credentials for a registry",
+         "kiln logout HOST [--authfile FILE]"},
+        {"tag", cmd_tag, "give an image in a registry another tag", "kiln tag REF NEWTAG [--json]"},
+        {"delete", cmd_delete, "delete a manifest from a registry", "kiln delete REF [--json]"},
+        {"mirror", cmd_mirror, "copy every image of a list to another registry",
+         "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
-         "kiln fsck oci:DIR [--quiet]"},
+         "kiln fsck oci:DIR [--deep] [--quiet]"},
         {"append", cmd_append, "add layers built from host files to an image",
          "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... [--file SRC:DEST[:MODE]]... -t DST"
          " [--compression gzip|zstd|none]"
@@ -32,6 +45,9 @@ const struct cli_verb cli_verbs[] = {
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+        {"build", cmd_build_plan, "build an image from a recipe (--dry-run: print the plan)",
+         "kiln build RECIPE (--dry-run [--json] | --stage DIR) [--arch A] [--source github|local]"
+         " [--branch B] [--tag-suffix S] [--set K=V]..."},
         {NULL, NULL, NULL, NULL},
 };
 

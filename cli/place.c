@@ -3,6 +3,7 @@
 
 #include "archive_store.h"
 #include "cli.h"
+#include "cmd_registry.h"
 #include "place.h"
 
 struct oci_store *cli_open_place(const char *s, bool for_write, struct kiln_error *err)
@@ -22,8 +23,7 @@ struct oci_store *cli_open_place(const char *s, bool for_write, struct kiln_erro
                                              for_write, err);
                 break;
         case OCI_PLACE_REGISTRY:
-                kiln_error_set(err, KILN_E_UNSUPPORTED,
-                               "registry places are not available in this build: '%s'", s);
+                st = reg_store_new(&p.ref, &cli_reg_opts, for_write, err);
                 break;
         }
         oci_place_release(&p);

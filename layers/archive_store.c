@@ -459,241 +459,6 @@ out:
         return rc;
 }
 
-/* ---- writing ---- */
-
-static int add_file(struct archive *a, const char *root, const char *name, struct kiln_error *err)
-{
-        _cleanup_free_ char *path = kiln_strdupf("%s/%s", root, name);
-        struct archive_entry *e;
-        struct stat st;
-        char buf[65536];
-        ssize_t n;
-        int fd, rc = -1;
-
-        if (!path)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                if (fd >= 0)
-                        close(fd);
-                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", path);
-        }
-        e = archive_entry_new();
-        archive_entry_set_pathname(e, name);
-        archive_entry_set_filetype(e, AE_IFREG);
-        archive_entry_set_perm(e, 0644);
-        archive_entry_set_size(e, st.st_size);
-        archive_entry_set_mtime(e, 0, 0);
-        if (archive_write_header(a, e) != ARCHIVE_OK) {
-                kiln_error_set(err, KILN_E_IO, "cannot write archive entry '%s': %s", name,
-                               archive_error_string(a));
-                goto out;
-        }
-        while ((n = read(fd, buf, sizeof(buf))) > 0)
-                if (archive_write_data(a, buf, (size_t)n) != n) {
-                        kiln_error_set(err, KILN_E_IO, "cannot write archive entry '%s': %s",
-                                       name, archive_error_string(a));
-                        goto out;
-                }
-        if (n < 0) {
-                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", path);
-                goto out;
-        }
-        rc = 0;
-out:
-        archive_entry_free(e);
-        close(fd);
-        return rc;
-}
-
-static int add_dir(struct archive *a, const char *name, struct kiln_error *err)
-{
-        struct archive_entry *e = archive_entry_new();
-        int rc = 0;
-
-        archive_entry_set_pathname(e, name);
-        archive_entry_set_filetype(e, AE_IFDIR);
-        archive_entry_set_perm(e, 0755);
-        archive_entry_set_mtime(e, 0, 0);
-        if (archive_write_header(a, e) != ARCHIVE_OK)
-                rc = kiln_error_set(err, KILN_E_IO, "cannot write archive entry '%s': %s", name,
-                                    archive_error_string(a));
-        archive_entry_free(e);
-        return rc;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* manifest.json for `docker load`: one entry per image in index.json. */
-static int write_docker_manifest(struct archive_store *as, struct kiln_error *err)
-{
-        struct oci_layout *l = oci_layout_open(as->tmpdir, false, err);
-        _cleanup_free_ char *buf = NULL, *out = NULL, *path = NULL;
-        _cleanup_json_ json_t *arr = json_array();
-        struct oci_index *x = NULL;
-        size_t len, outlen;
-        int rc = -1;
-
-        if (!l)
-                return -1;
-        if (oci_layout_read_index(l, &buf, &len, err) < 0 ||
-            oci_index_parse(buf, len, OCI_MT_INDEX, &x, err) < 0)
-                goto out;
-        for (size_t i = 0; i < x->n_manifests; i++) {
-                const struct oci_descriptor *d = &x->manifests[i];
-                _cleanup_free_ char *mbuf = NULL;
-                struct oci_manifest *m = NULL;
-                json_t *e, *layers, *tags;
-                size_t mlen;
-                if (oci_media_type_doc_kind(d->media_type) != OCI_DOC_MANIFEST)
-                        continue;
-                if (oci_layout_blob_read(l, &d->digest, d->size, oci_manifest_limit(), &mbuf,
-                                         &mlen, err) < 0 ||
-                    oci_manifest_parse(mbuf, mlen, d->media_type, &m, err) < 0)
-                        goto out;
-                e = json_object();
-                {
-                        char *c = kiln_strdupf("blobs/%s/%s",
-                                               oci_digest_alg_name(m->config.digest.alg),
-                                               oci_digest_hex(&m->config.digest));
-                        json_object_set_new(e, "Config", json_string(c ? c : ""));
-                        free(c);
-                }
-                tags = json_array();
-                if (as->tag) {
-                        struct oci_ref r;
-                        if (oci_ref_parse(as->tag, &r, NULL) == 0) {
-                                char *s = kiln_strdupf("%s/%s:%s", r.domain, r.path,
-                                                       r.tag ? r.tag : "latest");
-                                /* docker shows docker.io names without the domain */
-                                if (s && str_has_prefix(s, "docker.io/library/"))
-                                        json_array_append_new(tags, json_string(s + 18));
-                                else if (s && str_has_prefix(s, "docker.io/"))
-                                        json_array_append_new(tags, json_string(s + 10));
-                                else if (s)
-                                        json_array_append_new(tags, json_string(s));
-                                free(s);
-                                oci_ref_release(&r);
-                        }
-                }
-                json_object_set_new(e, "RepoTags", tags);
-                layers = json_array();
-                for (size_t k = 0; k < m->n_layers; k++) {
-                        char *s = kiln_strdupf("blobs/%s/%s",
-                                               oci_digest_alg_name(m->layers[k].digest.alg),
-                                               oci_digest_hex(&m->layers[k].digest));
-                        json_array_append_new(layers, json_string(s ? s : ""));
-                        free(s);
-                }
-                json_object_set_new(e, "Layers", layers);
-                json_array_append_new(arr, e);
-                oci_manifest_free(m);
-        }
-        if (oci_json_dump(arr, &out, &outlen, err) < 0)
-                goto out;
-        path = kiln_strdupf("%s/manifest.json", as->tmpdir);
-        if (!path || kiln_write_file_atomic(path, out, outlen, 0644, err) < 0)
-                goto out;
-        rc = 0;
-out:
-        oci_index_free(x);
-        oci_layout_free(l);
-        return rc;
-}
-
-static int write_tar(struct archive_store *as, struct kiln_error *err)
-{
-        _cleanup_free_ char *tmp = kiln_strdupf("%s.tmp-XXXXXX", as->file);
-        _cleanup_free_ char *dir = kiln_dirname(as->file);
-        struct archive *a = NULL;
-        char **names = NULL;
-        size_t n_names = 0;
-        int fd = -1, rc = -1;
-        static const char *const algs[] = {"sha256", "sha512"};
-
-        if (!tmp || !dir)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        fd = mkstemp(tmp);
-        if (fd < 0)
-                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
-        fchmod(fd, 0644);
-        a = archive_write_new();
-        archive_write_set_format_pax_restricted(a);
-        archive_write_set_bytes_in_last_block(a, 1);
-        if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
-                kiln_error_set(err, KILN_E_IO, "cannot write '%s': %s", tmp,
-                               archive_error_string(a));
-                goto out;
-        }
-        if (add_file(a, as->tmpdir, "oci-layout", err) < 0 ||
-            add_file(a, as->tmpdir, "index.json", err) < 0)
-                goto out;
-        if (as->docker && add_file(a, as->tmpdir, "manifest.json", err) < 0)
-                goto out;
-        if (add_dir(a, "blobs/", err) < 0)
-                goto out;
-        for (size_t i = 0; i < ARRAY_SIZE(algs); i++) {
-                _cleanup_free_ char *ad = kiln_strdupf("%s/blobs/%s", as->tmpdir, algs[i]);
-                _cleanup_free_ char *dn = kiln_strdupf("blobs/%s/", algs[i]);
-                DIR *d = ad ? opendir(ad) : NULL;
-                struct dirent *e;
-                if (!d)
-                        continue;
-                n_names = 0;
-                while ((e = readdir(d))) {
-                        char **nn;
-                        if (e->d_name[0] == '.')
-                                continue;
-                        nn = realloc(names, (n_names + 1) * sizeof(*names));
-                        if (!nn)
-                                break;
-                        names = nn;
-                        names[n_names++] = strdup(e->d_name);
-                }
-                closedir(d);
-                qsort(names, n_names, sizeof(*names), cmp_str);
-                if (add_dir(a, dn, err) < 0)
-                        goto out;
-                for (size_t k = 0; k < n_names; k++) {
-                        _cleanup_free_ char *nm = kiln_strdupf("blobs/%s/%s", algs[i], names[k]);
-                        if (!nm || add_file(a, as->tmpdir, nm, err) < 0)
-                                goto out;
-                }
-                for (size_t k = 0; k < n_names; k++)
-                        free(names[k]);
-                n_names = 0;
-        }
-        if (archive_write_close(a) != ARCHIVE_OK) {
-                kiln_error_set(err, KILN_E_IO, "cannot write '%s': %s", tmp,
-                               archive_error_string(a));
-                goto out;
-        }
-        if (fsync(fd) < 0) {
-                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot sync '%s'", tmp);
-                goto out;
-        }
-        close(fd);
-        fd = -1;
-        if (rename(tmp, as->file) < 0) {
-                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot replace '%s'", as->file);
-                goto out;
-        }
-        rc = kiln_fsync_dir(dir, err);
-out:
-        for (size_t k = 0; k < n_names; k++)
-                free(names[k]);
-        free(names);
-        archive_write_free(a);
-        if (fd >= 0)
-                close(fd);
-        if (rc < 0)
-                unlink(tmp);
-        return rc;
-}
-
 /* ---- store ops: forward to the inner layout ---- */
 
 static int as_get_manifest(struct oci_store *s, const char *ref, char **ret_buf, size_t *ret_len,
@@ -742,36 +507,7 @@ static int as_tag(struct oci_store *s, const char *tag, const struct oci_descrip
 {
         struct archive_store *as = (struct archive_store *)s;
 
-        if (as->docker && !tag && as->tag) {
-                /* docker-archive:FILE:REF: the layout inside carries REF's tag
-                 * (as docker 25 writes it); manifest.json carries the name. */
-                struct oci_ref r;
-                struct oci_descriptor named = *d;
-                _cleanup_free_ char *full = NULL;
-                int rc;
-                if (oci_ref_parse(as->tag, &r, err) < 0)
-                        return -1;
-                full = oci_ref_string(&r);
-                named.annotations = d->annotations ? json_copy(d->annotations) : json_object();
-                json_object_set_new(named.annotations, "io.containerd.image.name",
-                                    json_string(full ? full : as->tag));
-                rc = as->inner->ops->tag(as->inner, r.tag ? r.tag : "latest", &named, err);
-                json_decref(named.annotations);
-                oci_ref_release(&r);
-                return rc;
-        }
         return as->inner->ops->tag(as->inner, tag, d, err);
-}
-
-static int as_commit(struct oci_store *s, struct kiln_error *err)
-{
-        struct archive_store *as = (struct archive_store *)s;
-
-        if (!as->for_write)
-                return 0;
-        if (as->docker && write_docker_manifest(as, err) < 0)
-                return -1;
-        return write_tar(as, err);
 }
 
 static void as_free(struct oci_store *s)
@@ -791,13 +527,14 @@ static void as_free(struct oci_store *s)
 
 static const struct oci_store_ops archive_ops = {
         .kind = "archive",
+        .thread_safe = true,
         .get_manifest = as_get_manifest,
         .open_blob = as_open_blob,
         .has_blob = as_has_blob,
         .put_blob = as_put_blob,
         .put_manifest = as_put_manifest,
         .tag = as_tag,
-        .commit = as_commit,
+        .commit = NULL,
         .free = as_free,
 };
 
@@ -805,11 +542,13 @@ struct oci_store *layer_archive_store_new(bool docker, const char *file, const c
                                           bool for_write, struct kiln_error *err)
 {
         struct archive_store *as = calloc(1, sizeof(*as));
-        _cleanup_free_ char *dir = NULL, *base = NULL;
         char *inner_tag = NULL;
         const char *tmproot;
-        const char *slash;
 
+        if (for_write) {
+                free(as);
+                return layer_archive_writer_new(docker, file, tag, err);
+        }
         if (!as) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 return NULL;
@@ -825,17 +564,8 @@ struct oci_store *layer_archive_store_new(bool docker, const char *file, const c
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto fail;
         }
-        if (for_write) {
-                /* beside the file: same file system, and the final rename is atomic */
-                dir = kiln_dirname(file);
-                slash = strrchr(file, '/');
-                base = strdup(slash ? slash + 1 : file);
-                as->tmpdir = kiln_strdupf("%s/.%s.kiln-XXXXXX", dir ? dir : ".", base ? base : "x");
-        } else {
-                tmproot = getenv("TMPDIR");
-                as->tmpdir = kiln_strdupf("%s/kiln-archive-XXXXXX",
-                                          tmproot && *tmproot ? tmproot : "/tmp");
-        }
+        tmproot = getenv("TMPDIR");
+        as->tmpdir = kiln_strdupf("%s/kiln-archive-XXXXXX", tmproot && *tmproot ? tmproot : "/tmp");
         if (!as->tmpdir || !mkdtemp(as->tmpdir)) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a temp directory for '%s'",
                                      file);
@@ -843,7 +573,7 @@ struct oci_store *layer_archive_store_new(bool docker, const char *file, const c
                 as->tmpdir = NULL;
                 goto fail;
         }
-        if (!for_write) {
+        {
                 struct stat st;
                 _cleanup_free_ char *idx = kiln_strdupf("%s/index.json", as->tmpdir);
                 if (extract(file, as->tmpdir, err) < 0)
@@ -862,12 +592,6 @@ struct oci_store *layer_archive_store_new(bool docker, const char *file, const c
                         kiln_error_prefix(err, "archive '%s'", file);
                         goto fail;
                 }
-        } else {
-                if (!docker && tag)
-                        inner_tag = strdup(tag);
-                as->inner = oci_layout_store_new(as->tmpdir, inner_tag, true, err);
-                if (!as->inner)
-                        goto fail;
         }
         free(inner_tag);
         return &as->base;

@@ -10,9 +10,11 @@
  * metadata files) and serves it as an OCI layout, so every blob is
  * verified on use.  A legacy docker archive (no index.json) is turned into
  * a layout with a Docker schema2 manifest built from manifest.json.
- * Writing builds a layout in a temp directory beside FILE and, at
- * oci_store_commit(), writes a deterministic tar to a temp file, fsyncs it
- * and renames it over FILE: a failed copy never leaves a half archive.
+ * Writing streams each blob into a tar in a temp file beside FILE as it
+ * arrives (hashed on the way) and, at oci_store_commit(), adds index.json,
+ * oci-layout (and manifest.json), fsyncs the file and renames it over FILE:
+ * a failed copy never leaves a half archive.  Members have mtime 0, uid 0,
+ * fixed modes, in the order of the copy, so one image gives one archive.
  */
 #ifndef KILN_LAYERS_ARCHIVE_STORE_H
 #define KILN_LAYERS_ARCHIVE_STORE_H
@@ -21,6 +23,11 @@
 
 #include "error.h"
 #include "image.h"
+
+/* The write side (layers/archive_writer.c): blobs stream into the tar as
+ * they arrive. */
+struct oci_store *layer_archive_writer_new(bool docker, const char *file, const char *tag,
+                                           struct kiln_error *err);
 
 struct oci_store *layer_archive_store_new(bool docker, const char *file, const char *tag,
                                           bool for_write, struct kiln_error *err);

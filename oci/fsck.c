@@ -13,6 +13,7 @@ struct fsck {
         struct oci_layout *l;
         void (*report)(void *ctx, const char *line);
         void *ctx;
+        oci_fsck_layer_fn deep;
         struct oci_fsck_result res;
         char **seen;
         size_t n_seen;
@@ -97,6 +98,7 @@ static void check_document(struct fsck *f, const struct oci_descriptor *d, const
                 oci_index_free(x);
         } else {
                 struct oci_manifest *m = NULL;
+                struct oci_config *c = NULL;
                 _cleanup_free_ char *cfg = NULL;
                 size_t cfglen;
                 if (oci_manifest_parse(buf, len, d->media_type, &m, &e) < 0) {
@@ -114,7 +116,6 @@ static void check_document(struct fsck *f, const struct oci_descriptor *d, const
                                 else
                                         problem(f, "%s (%s)", e.msg, sub);
                         } else if (oci_media_type_is_config(m->config.media_type)) {
-                                struct oci_config *c = NULL;
                                 if (oci_config_parse(cfg, cfglen, &c, &e) < 0)
                                         problem(f, "config '%s' (%s): %s", m->config.digest.str,
                                                 sub, e.msg);
@@ -123,15 +124,23 @@ static void check_document(struct fsck *f, const struct oci_descriptor *d, const
                                                 "config '%s' lists %zu diff_ids but manifest '%s' has %zu layers",
                                                 m->config.digest.str, json_array_size(c->diff_ids),
                                                 d->digest.str, m->n_layers);
-                                oci_config_free(c);
                         }
                 }
                 for (size_t i = 0; i < m->n_layers; i++) {
                         snprintf(sub, sizeof(sub), "layer %zu of manifest %.19s", i,
                                  d->digest.str);
-                        if (mark(f, &m->layers[i].digest))
+                        if (mark(f, &m->layers[i].digest)) {
+                                unsigned before = f->res.problems;
                                 check_blob(f, &m->layers[i], sub);
+                                if (f->deep && c && f->res.problems == before &&
+                                    i < json_array_size(c->diff_ids) &&
+                                    f->deep(f->ctx, f->l, &m->layers[i],
+                                            json_string_value(json_array_get(c->diff_ids, i)),
+                                            &e) < 0)
+                                        problem(f, "%s (%s)", e.msg, sub);
+                        }
                 }
+                oci_config_free(c);
                 oci_manifest_free(m);
         }
 }
@@ -169,9 +178,9 @@ static void count_temp_files(struct fsck *f)
 }
 
 int oci_layout_fsck(struct oci_layout *l, void (*report)(void *ctx, const char *line), void *ctx,
-                    struct oci_fsck_result *ret, struct kiln_error *err)
+                    oci_fsck_layer_fn deep, struct oci_fsck_result *ret, struct kiln_error *err)
 {
-        struct fsck f = {.l = l, .report = report, .ctx = ctx};
+        struct fsck f = {.l = l, .report = report, .ctx = ctx, .deep = deep};
         _cleanup_free_ char *buf = NULL;
         struct oci_index *x = NULL;
         size_t len;

@@ -17,7 +17,14 @@ struct oci_fsck_result {
         unsigned temp_files; /* leftovers of killed writers (not problems) */
 };
 
+/* A deeper check of one layer against its config's diffID (kiln fsck
+ * --deep; the decompression lives in layers/).  Returns 0 when the layer
+ * is right, -1 with err set otherwise.  The blob is opened by the hook. */
+typedef int (*oci_fsck_layer_fn)(void *ctx, struct oci_layout *l,
+                                 const struct oci_descriptor *layer, const char *diff_id,
+                                 struct kiln_error *err);
+
 int oci_layout_fsck(struct oci_layout *l, void (*report)(void *ctx, const char *line), void *ctx,
-                    struct oci_fsck_result *ret, struct kiln_error *err);
+                    oci_fsck_layer_fn deep, struct oci_fsck_result *ret, struct kiln_error *err);
 
 #endif

@@ -1,5 +1,6 @@
 #include "image.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,7 @@ static void ls_free(struct oci_store *s)
 
 static const struct oci_store_ops layout_ops = {
         .kind = "oci",
+        .thread_safe = true,
         .get_manifest = ls_get_manifest,
         .open_blob = ls_open_blob,
         .has_blob = ls_has_blob,
@@ -269,11 +271,147 @@ struct oci_store *oci_layout_store_new(const char *dir, const char *tag, bool cr
         return &ls->base;
 }
 
+/* ---- overlay ---- */
+
+struct overlay_store {
+        struct oci_store base;
+        struct oci_store *upper, *lower;
+};
+
+static int ov_get_manifest(struct oci_store *s, const char *ref, char **ret_buf, size_t *ret_len,
+                           char **ret_media_type, struct oci_digest *ret_digest,
+                           struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+        struct kiln_error e = KILN_ERROR_INIT;
+
+        if (!ref)
+                ref = s->default_ref;
+        if (o->upper->ops->get_manifest(o->upper, ref, ret_buf, ret_len, ret_media_type,
+                                        ret_digest, &e) == 0)
+                return 0;
+        if (e.code != KILN_E_NOT_FOUND) {
+                if (err)
+                        *err = e;
+                return -1;
+        }
+        return o->lower->ops->get_manifest(o->lower, ref, ret_buf, ret_len, ret_media_type,
+                                           ret_digest, err);
+}
+
+static struct oci_reader *ov_open_blob(struct oci_store *s, const struct oci_descriptor *d,
+                                       struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_reader *r = o->upper->ops->open_blob(o->upper, d, &e);
+
+        if (r)
+                return r;
+        if (e.code != KILN_E_NOT_FOUND) {
+                if (err)
+                        *err = e;
+                return NULL;
+        }
+        return o->lower->ops->open_blob(o->lower, d, err);
+}
+
+static int ov_has_blob(struct oci_store *s, const struct oci_descriptor *d, bool *ret,
+                       struct kiln_error *err)
+{
+        struct overlay_store *o = (struct overlay_store *)s;
+
+        if (o->upper->ops->has_blob(o->upper, d, ret, err) < 0)
+                return -1;
+        if (*ret)
+                return 0;
+        return o->lower->ops->has_blob(o->lower, d, ret, err);
+}
+
+static int ov_read_only(struct oci_store *s, struct kiln_error *err)
+{
+        return kiln_error_set(err, KILN_E_UNSUPPORTED, "'%s' is read-only", s->name);
+}
+
+static int ov_put_blob(struct oci_store *s, const struct oci_descriptor *d, struct oci_reader *r,
+                       struct kiln_error *err)
+{
+        oci_reader_free(r);
+        return ov_read_only(s, err);
+}
+
+static int ov_put_manifest(struct oci_store *s, const struct oci_descriptor *d, const char *buf,
+                           size_t len, struct kiln_error *err)
+{
+        return ov_read_only(s, err);
+}
+
+static int ov_tag(struct oci_store *s, const char *tag, const struct oci_descriptor *d,
+                  struct kiln_error *err)
+{
+        return ov_read_only(s, err);
+}
+
+static void ov_free(struct oci_store *s)
+{
+        free(s->name);
+        free(s->default_ref);
+        free(s);
+}
+
+static const struct oci_store_ops overlay_ops = {
+        .kind = "overlay",
+        .thread_safe = false, /* set per instance below */
+        .get_manifest = ov_get_manifest,
+        .open_blob = ov_open_blob,
+        .has_blob = ov_has_blob,
+        .put_blob = ov_put_blob,
+        .put_manifest = ov_put_manifest,
+        .tag = ov_tag,
+        .free = ov_free,
+};
+
+static const struct oci_store_ops overlay_ops_mt = {
+        .kind = "overlay",
+        .thread_safe = true,
+        .get_manifest = ov_get_manifest,
+        .open_blob = ov_open_blob,
+        .has_blob = ov_has_blob,
+        .put_blob = ov_put_blob,
+        .put_manifest = ov_put_manifest,
+        .tag = ov_tag,
+        .free = ov_free,
+};
+
+struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_store *lower,
+                                        const char *default_ref, struct kiln_error *err)
+{
+        struct overlay_store *o = calloc(1, sizeof(*o));
+
+        if (!o) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        o->base.ops = upper->ops->thread_safe && lower->ops->thread_safe ? &overlay_ops_mt
+                                                                         : &overlay_ops;
+        o->upper = upper;
+        o->lower = lower;
+        o->base.name = kiln_strdupf("%s + %s", upper->name, lower->name);
+        o->base.default_ref = default_ref ? strdup(default_ref) : NULL;
+        if (!o->base.name || (default_ref && !o->base.default_ref)) {
+                ov_free(&o->base);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        return &o->base;
+}
+
 /* ---- copy ---- */
 
 #define COPY_MAX_DEPTH 4
 
 struct copy_ctx {
+        pthread_mutex_t lock; /* seen, res, progress */
         struct oci_store *src, *dst;
         const struct oci_copy_opts *opts;
         struct oci_copy_result *res;
@@ -282,7 +420,7 @@ struct copy_ctx {
         size_t n_seen, alloc_seen;
 };
 
-static bool seen(struct copy_ctx *c, const struct oci_digest *d)
+static bool seen_locked(struct copy_ctx *c, const struct oci_digest *d)
 {
         for (size_t i = 0; i < c->n_seen; i++)
                 if (!strcmp(c->seen[i], d->str))
@@ -290,25 +428,35 @@ static bool seen(struct copy_ctx *c, const struct oci_digest *d)
         return false;
 }
 
-static void mark_seen(struct copy_ctx *c, const struct oci_digest *d)
+/* Marks d as handled; false when it already was (by this or another thread). */
+static bool claim(struct copy_ctx *c, const struct oci_digest *d)
 {
-        if (c->n_seen == c->alloc_seen) {
-                size_t na = c->alloc_seen ? c->alloc_seen * 2 : 16;
-                char **n = realloc(c->seen, na * sizeof(*n));
-                if (!n)
-                        return;
-                c->seen = n;
-                c->alloc_seen = na;
+        bool fresh = false;
+
+        pthread_mutex_lock(&c->lock);
+        if (!seen_locked(c, d)) {
+                if (c->n_seen == c->alloc_seen) {
+                        size_t na = c->alloc_seen ? c->alloc_seen * 2 : 16;
+                        char **n = realloc(c->seen, na * sizeof(*n));
+                        if (n) {
+                                c->seen = n;
+                                c->alloc_seen = na;
+                        }
+                }
+                if (c->n_seen < c->alloc_seen && (c->seen[c->n_seen] = strdup(d->str)))
+                        c->n_seen++;
+                fresh = true;
         }
-        c->seen[c->n_seen] = strdup(d->str);
-        if (c->seen[c->n_seen])
-                c->n_seen++;
+        pthread_mutex_unlock(&c->lock);
+        return fresh;
 }
 
 static void progress(struct copy_ctx *c, const char *event, const struct oci_descriptor *d)
 {
+        pthread_mutex_lock(&c->lock);
         if (c->opts && c->opts->progress)
                 c->opts->progress(c->opts->progress_ctx, event, d);
+        pthread_mutex_unlock(&c->lock);
 }
 
 static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct kiln_error *err)
@@ -316,14 +464,15 @@ static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct 
         struct oci_reader *r;
         bool have = false;
 
-        if (seen(c, &d->digest))
+        if (!claim(c, &d->digest))
                 return 0;
         if (c->dst->ops->has_blob(c->dst, d, &have, err) < 0)
                 return -1;
         if (have) {
+                pthread_mutex_lock(&c->lock);
                 c->res->blobs_skipped++;
+                pthread_mutex_unlock(&c->lock);
                 progress(c, "skip", d);
-                mark_seen(c, &d->digest);
                 return 0;
         }
         progress(c, "copy", d);
@@ -332,10 +481,83 @@ static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct 
                 return -1;
         if (c->dst->ops->put_blob(c->dst, d, r, err) < 0)
                 return -1;
+        pthread_mutex_lock(&c->lock);
         c->res->blobs_copied++;
         c->res->bytes_copied += d->size;
+        pthread_mutex_unlock(&c->lock);
         progress(c, "done", d);
-        mark_seen(c, &d->digest);
+        return 0;
+}
+
+/* Copies a set of blobs with up to opts->jobs threads; the first error wins. */
+struct blob_batch {
+        struct copy_ctx *c;
+        const struct oci_descriptor *const *descs;
+        size_t n, next;
+        bool failed;
+        struct kiln_error err;
+        pthread_mutex_t lock;
+};
+
+static void *batch_worker(void *arg)
+{
+        struct blob_batch *b = arg;
+
+        for (;;) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                size_t i;
+                pthread_mutex_lock(&b->lock);
+                if (b->failed || b->next == b->n) {
+                        pthread_mutex_unlock(&b->lock);
+                        return NULL;
+                }
+                i = b->next++;
+                pthread_mutex_unlock(&b->lock);
+                if (copy_blob(b->c, b->descs[i], &e) < 0) {
+                        pthread_mutex_lock(&b->lock);
+                        if (!b->failed) {
+                                b->failed = true;
+                                b->err = e;
+                        }
+                        pthread_mutex_unlock(&b->lock);
+                }
+        }
+}
+
+static int copy_blobs(struct copy_ctx *c, const struct oci_descriptor *const *descs, size_t n,
+                      struct kiln_error *err)
+{
+        unsigned jobs = c->opts ? c->opts->jobs : 1;
+        struct blob_batch b = {.c = c, .descs = descs, .n = n};
+        pthread_t th[32];
+        unsigned started = 0;
+
+        if (!c->src->ops->thread_safe || !c->dst->ops->thread_safe)
+                jobs = 1;
+        if (jobs > 32)
+                jobs = 32;
+        if (jobs > n)
+                jobs = (unsigned)n;
+        if (jobs <= 1) {
+                for (size_t i = 0; i < n; i++)
+                        if (copy_blob(c, descs[i], err) < 0)
+                                return -1;
+                return 0;
+        }
+        pthread_mutex_init(&b.lock, NULL);
+        for (unsigned i = 0; i < jobs; i++)
+                if (pthread_create(&th[started], NULL, batch_worker, &b) == 0)
+                        started++;
+        if (started == 0)
+                batch_worker(&b);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&b.lock);
+        if (b.failed) {
+                if (err)
+                        *err = b.err;
+                return -1;
+        }
         return 0;
 }
 
@@ -370,11 +592,17 @@ static int copy_document(struct copy_ctx *c, const struct oci_fetched *f, int de
                         kiln_error_prefix(err, "manifest '%s'", f->desc.digest.str);
                         return -1;
                 }
-                if (copy_blob(c, &m->config, err) < 0)
-                        return -1;
+                const struct oci_descriptor **descs = calloc(m->n_layers + 1, sizeof(*descs));
+                int rc;
+                if (!descs)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                descs[0] = &m->config;
                 for (size_t i = 0; i < m->n_layers; i++)
-                        if (copy_blob(c, &m->layers[i], err) < 0)
-                                return -1;
+                        descs[i + 1] = &m->layers[i];
+                rc = copy_blobs(c, descs, m->n_layers + 1, err);
+                free(descs);
+                if (rc < 0)
+                        return -1;
         } else {
                 _cleanup_(oci_index_freep) struct oci_index *x = NULL;
                 if (oci_index_parse(f->buf, f->len, f->media_type, &x, err) < 0) {
@@ -397,6 +625,8 @@ int oci_image_copy(struct oci_store *src, const char *src_ref, struct oci_store 
 {
         struct oci_copy_result res = {0};
         struct copy_ctx c = {.src = src, .dst = dst, .opts = opts, .res = &res};
+
+        pthread_mutex_init(&c.lock, NULL);
         struct oci_fetched top = {0};
         int rc = -1;
 
@@ -441,5 +671,6 @@ out:
         for (size_t i = 0; i < c.n_seen; i++)
                 free(c.seen[i]);
         free(c.seen);
+        pthread_mutex_destroy(&c.lock);
         return rc;
 }

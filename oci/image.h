@@ -34,6 +34,9 @@ struct oci_store;
 
 struct oci_store_ops {
         const char *kind; /* "oci", "oci-archive", "docker-archive", "registry" */
+        /* open_blob, has_blob and put_blob may be called from several
+         * threads at once (for different blobs) */
+        bool thread_safe;
         /* ref: a tag, a digest string, or NULL for the place's own reference. */
         int (*get_manifest)(struct oci_store *s, const char *ref, char **ret_buf,
                             size_t *ret_len, char **ret_media_type,
@@ -70,6 +73,12 @@ int oci_store_commit(struct oci_store *s, struct kiln_error *err);
 struct oci_store *oci_layout_store_new(const char *dir, const char *tag, bool create,
                                        struct kiln_error *err);
 
+/* A read-only store that serves upper's blobs and manifests first and
+ * falls back to lower for what upper does not hold (a built image whose
+ * base layers stay in the base's registry).  Takes neither store over. */
+struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_store *lower,
+                                        const char *default_ref, struct kiln_error *err);
+
 /* A fetched manifest or index with its bytes and descriptor. */
 struct oci_fetched {
         char *buf;
@@ -94,6 +103,9 @@ struct oci_copy_opts {
         const char *dst_tag;                 /* NULL: the destination's own tag */
         void (*progress)(void *ctx, const char *event, const struct oci_descriptor *d);
         void *progress_ctx;
+        /* Blobs copied at once (threads); 0 or 1: one at a time.  Used only
+         * when both stores set ops->thread_safe. */
+        unsigned jobs;
 };
 
 struct oci_copy_result {

@@ -72,6 +72,12 @@ struct oci_layout *oci_layout_open(const char *dir, bool create, struct kiln_err
                 kiln_error_set(err, KILN_E_INVALID, "layout '%s' is not a directory", dir);
                 return NULL;
         }
+        /* A new layout is born in this order: index.json, then oci-layout,
+         * which marks the directory as a layout; a kill in between leaves a
+         * directory that is not a layout yet, never a layout without an index. */
+        if (create && access(index_file, F_OK) < 0 &&
+            kiln_write_file_atomic(index_file, EMPTY_INDEX, strlen(EMPTY_INDEX), 0644, err) < 0)
+                return NULL;
         if (access(layout_file, F_OK) < 0) {
                 if (!create) {
                         kiln_error_set(err, KILN_E_INVALID,
@@ -99,9 +105,6 @@ struct oci_layout *oci_layout_open(const char *dir, bool create, struct kiln_err
                 return NULL;
         }
         json_decref(j);
-        if (create && access(index_file, F_OK) < 0 &&
-            kiln_write_file_atomic(index_file, EMPTY_INDEX, strlen(EMPTY_INDEX), 0644, err) < 0)
-                return NULL;
         if (check_not_symlink(blobs, err) < 0)
                 return NULL;
         l = calloc(1, sizeof(*l));

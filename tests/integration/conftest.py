@@ -114,3 +114,73 @@ def umoci_image(tmp_path):
     run("umoci", "config", "--image", f"{lay}:base", "--config.env", "A=1",
         "--config.cmd", "/bin/sh")
     return lay
+
+
+# ---- figures: numbers the hardening tests measure, printed at the end of the run ----
+
+class Figures:
+    """figures.count(name, n) adds to a plain figure; figures.zero(name, n) to one
+    that must stay 0 (the run fails otherwise)."""
+
+    def __init__(self):
+        self.values = {}
+        self.must_be_zero = set()
+
+    def count(self, name, n=1):
+        self.values[name] = self.values.get(name, 0) + n
+
+    def zero(self, name, n=0):
+        self.must_be_zero.add(name)
+        self.count(name, n)
+
+
+_FIGURES = Figures()
+
+
+@pytest.fixture(scope="session")
+def figures():
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _FIGURES.values:
+        return
+    terminalreporter.write_sep("-", "figures")
+    for name in sorted(_FIGURES.values):
+        mark = " (must be 0)" if name in _FIGURES.must_be_zero else ""
+        terminalreporter.write_line(f"{name}: {_FIGURES.values[name]}{mark}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    bad = [n for n in _FIGURES.must_be_zero if _FIGURES.values.get(n, 0) != 0]
+    if bad:
+        session.exitstatus = 1
+
+
+# ---- registry fixtures (tests/integration/registry_util.py) ----
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """An open docker-registry on 127.0.0.1 (plain http; loopback)."""
+    from registry_util import Registry
+
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path):
+    """registry_factory(auth=..., tls=...) starts a private registry for one test."""
+    from registry_util import Registry
+
+    started = []
+
+    def make(**kw):
+        r = Registry(tmp_path / f"reg{len(started)}", **kw)
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.stop()

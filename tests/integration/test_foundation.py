@@ -246,3 +246,65 @@ def test_failed_archive_write_leaves_no_file(kiln, umoci_image, tmp_path):
     kiln.fails("copy", f"oci:{out}:v1", f"oci-archive:{target}:v1", code=5)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.tar")] == []
+
+
+def test_fsck_deep_names_layer_and_both_digests(kiln, tmp_path):
+    import hashlib
+    from imagegen import make_image
+    lay = tmp_path / "img"
+    md = make_image(lay, "x", [{"a": b"one"}, {"b": b"two"}])
+    assert kiln.run("fsck", "--deep", f"oci:{lay}").returncode == 0
+    # a config whose second diffID is wrong: plain fsck cannot see it, --deep can
+    manifest = json.loads(blob_path(lay, md).read_bytes())
+    cfg = json.loads(blob_path(lay, manifest["config"]["digest"]).read_bytes())
+    real = cfg["rootfs"]["diff_ids"][1]
+    cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
+    raw = json.dumps(cfg).encode()
+    cd = "sha256:" + hashlib.sha256(raw).hexdigest()
+    blob_path(lay, cd).write_bytes(raw)
+    manifest["config"] = {"mediaType": manifest["config"]["mediaType"], "digest": cd, "size": len(raw)}
+    mraw = json.dumps(manifest).encode()
+    nd = "sha256:" + hashlib.sha256(mraw).hexdigest()
+    blob_path(lay, nd).write_bytes(mraw)
+    index = read_index(lay)
+    index["manifests"][0].update(digest=nd, size=len(mraw))
+    (lay / "index.json").write_text(json.dumps(index))
+    assert kiln.run("fsck", f"oci:{lay}").returncode == 0
+    p = kiln.run("fsck", "--deep", f"oci:{lay}", check=False)
+    assert p.returncode == 1
+    assert manifest["layers"][1]["digest"] in p.stdout and real in p.stdout and "0" * 64 in p.stdout
+    assert "layer 1 of manifest" in p.stdout
+
+
+def test_index_with_unknown_entries_copied_bit_for_bit(kiln, tmp_path):
+    import hashlib
+    from imagegen import make_image, _put
+    lay = tmp_path / "src"
+    md = make_image(lay, "one", [{"a": b"1"}])
+    mraw = blob_path(lay, md).read_bytes()
+    other = b"opaque artifact bytes"
+    od = _put(lay, other)
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [
+                 {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
+                  "size": len(mraw), "platform": {"architecture": "amd64", "os": "linux"}},
+                 {"mediaType": "application/x.unknown+thing", "digest": od, "size": len(other),
+                  "x-future-field": {"kept": True}}],
+             "x-top-level-unknown": 1}
+    iraw = json.dumps(index, indent=3).encode()   # odd formatting must survive
+    idg = _put(lay, iraw)
+    top = read_index(lay)
+    top["manifests"].append({"mediaType": index["mediaType"], "digest": idg, "size": len(iraw),
+                             "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+    (lay / "index.json").write_text(json.dumps(top))
+    dst = tmp_path / "dst"
+    assert kiln.run("copy", f"oci:{lay}:multi", f"oci:{dst}:multi").stdout.strip() == idg
+    assert blob_path(dst, idg).read_bytes() == iraw
+    assert blob_path(dst, od).read_bytes() == other
+    assert kiln.run("fsck", f"oci:{dst}").returncode == 0
+    # --platform picks the one image out of the index
+    one = tmp_path / "one"
+    assert kiln.run("copy", "--platform", "linux/amd64", f"oci:{lay}:multi",
+                    f"oci:{one}:x").stdout.strip() == md
+    _, line = kiln.fails("copy", "--platform", "linux/s390x", f"oci:{lay}:multi", f"oci:{one}:y", code=5)
+    assert "linux/s390x" in line

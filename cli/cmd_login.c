@@ -1,0 +1,95 @@
+/* kiln login HOST -u USER --password-stdin: checks the credentials against
+ * the registry, then saves them (see registry/creds.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd_registry.h"
+#include "creds.h"
+#include "util.h"
+
+#define PASSWORD_MAX 4096
+
+static char *read_password(void)
+{
+        char *buf = malloc(PASSWORD_MAX + 2);
+        size_t n;
+
+        if (!buf)
+                return NULL;
+        n = fread(buf, 1, PASSWORD_MAX + 1, stdin);
+        if (n > PASSWORD_MAX) {
+                memset(buf, 0, PASSWORD_MAX + 2);
+                free(buf);
+                return NULL;
+        }
+        buf[n] = '\0';
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                buf[--n] = '\0';
+        return buf;
+}
+
+int cmd_login(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"username", required_argument, NULL, 'u'},
+                {"password-stdin", no_argument, NULL, 'P'},
+                CLI_REG_OPTIONS,
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        const char *user = NULL, *host;
+        char *pass = NULL;
+        bool pass_stdin = false;
+        struct reg_client *c;
+        struct reg_options o;
+        int opt, rc;
+
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "u:h", opts, NULL)) != -1) {
+                switch (opt) {
+                case 'u': user = optarg; break;
+                case 'P': pass_stdin = true; break;
+                case 'h': return cli_help_verb("login");
+                default:
+                        rc = cli_reg_option("login", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("login", "invalid option");
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage("login", "expected one HOST");
+        host = argv[optind];
+        if (!strcmp(host, "index.docker.io") || !strcmp(host, "registry-1.docker.io"))
+                host = "docker.io";
+        if (!user || !*user)
+                return cli_usage("login", "missing --username");
+        if (!pass_stdin)
+                return cli_usage("login", "the password is read with --password-stdin only");
+        pass = read_password();
+        if (!pass || !*pass) {
+                free(pass);
+                kiln_error_set(&err, KILN_E_USAGE, "no password on standard input");
+                return cli_fail(&err);
+        }
+        o = cli_reg_opts;
+        o.username = user;
+        o.password = pass;
+        c = reg_client_new(host, NULL, &o, false, &err);
+        rc = c ? reg_client_ping(c, &err) : -1;
+        reg_client_free(c);
+        if (rc == 0)
+                rc = reg_creds_store(cli_reg_opts.authfile, host, user, pass, &err);
+        memset(pass, 0, strlen(pass));
+        free(pass);
+        if (rc < 0) {
+                kiln_error_prefix(&err, "login to '%s'", host);
+                return cli_fail(&err);
+        }
+        printf("login succeeded for '%s'\n", host);
+        return EXIT_OK;
+}

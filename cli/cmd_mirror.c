@@ -1,0 +1,146 @@
+/* kiln mirror LIST --to HOST[/PREFIX]: copies every image named in LIST (one
+ * reference a line, '#' comments) to HOST/PREFIX/PATH, digests preserved,
+ * tags kept.  Goes on after a failure and exits non-zero if any failed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd_registry.h"
+#include "util.h"
+
+#define LIST_MAX (4 * 1024 * 1024)
+
+static char *trim(char *s)
+{
+        char *e;
+
+        while (*s == ' ' || *s == '\t')
+                s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                *--e = '\0';
+        return s;
+}
+
+static int mirror_one(const char *line, const char *to, unsigned jobs, json_t *out,
+                      struct kiln_error *err)
+{
+        struct oci_ref src = {0}, dst = {0};
+        struct oci_store *s = NULL, *d = NULL;
+        struct oci_copy_opts copts = {.jobs = jobs};
+        struct oci_copy_result res;
+        _cleanup_free_ char *dst_str = NULL;
+        int rc = -1;
+
+        if (oci_ref_parse(line, &src, err) < 0)
+                return -1;
+        if (src.tag)
+                dst_str = kiln_strdupf("%s/%s:%s", to, src.path, src.tag);
+        else
+                dst_str = kiln_strdupf("%s/%s@%s", to, src.path, src.digest.str);
+        if (!dst_str) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        if (oci_ref_parse(dst_str, &dst, err) < 0)
+                goto out;
+        s = reg_store_new(&src, &cli_reg_opts, false, err);
+        d = s ? reg_store_new(&dst, &cli_reg_opts, true, err) : NULL;
+        if (!s || !d)
+                goto out;
+        /* by digest with a tag: copy that exact image */
+        if (oci_image_copy(s, src.has_digest ? src.digest.str : NULL, d, &copts, &res, err) < 0 ||
+            oci_store_commit(d, err) < 0)
+                goto out;
+        if (out) {
+                char *sn = oci_ref_string(&src), *dn = oci_ref_string(&dst);
+                json_array_append_new(out, json_pack("{s:s?,s:s?,s:s,s:i,s:i}", "source", sn,
+                                                     "destination", dn, "digest", res.digest.str,
+                                                     "blobsCopied", (int)res.blobs_copied,
+                                                     "blobsSkipped", (int)res.blobs_skipped));
+                free(sn);
+                free(dn);
+        } else {
+                printf("%s -> %s %s\n", line, dst_str, res.digest.str);
+        }
+        rc = 0;
+out:
+        oci_store_free(s);
+        oci_store_free(d);
+        oci_ref_release(&src);
+        oci_ref_release(&dst);
+        return rc;
+}
+
+int cmd_mirror(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"to", required_argument, NULL, 't'},
+                {"jobs", required_argument, NULL, 'J'},
+                {"json", no_argument, NULL, 'j'},
+                CLI_REG_OPTIONS,
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        const char *to = NULL;
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        unsigned jobs = 4, failed = 0;
+        json_t *out = NULL;
+        char *save = NULL;
+        int opt, rc;
+
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (opt) {
+                case 't': to = optarg; break;
+                case 'j': out = out ? out : json_array(); break;
+                case 'J': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*end || v < 1 || v > 32)
+                                return cli_usage("mirror", "--jobs takes 1 to 32, not '%s'", optarg);
+                        jobs = (unsigned)v;
+                        break;
+                }
+                case 'h': return cli_help_verb("mirror");
+                default:
+                        rc = cli_reg_option("mirror", opt, optarg);
+                        if (rc < 0)
+                                return EXIT_USAGE;
+                        if (rc == 0)
+                                return cli_usage("mirror", "invalid option");
+                }
+        }
+        if (optind + 1 != argc || !to)
+                return cli_usage("mirror", "expected LIST and --to HOST[/PREFIX]");
+        if (*to && to[strlen(to) - 1] == '/')
+                return cli_usage("mirror", "invalid --to '%s': no trailing '/'", to);
+        if (kiln_read_file(argv[optind], LIST_MAX, &buf, &len, &err) < 0)
+                return cli_fail(&err);
+        for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *l = trim(line);
+                struct kiln_error e = KILN_ERROR_INIT;
+                if (!*l || *l == '#')
+                        continue;
+                if (mirror_one(l, to, jobs, out, &e) < 0) {
+                        fprintf(stderr, "kiln: error: mirror '%s': %s\n", l, e.msg);
+                        failed++;
+                        if (e.code != KILN_E_NOT_FOUND && e.code != KILN_E_DIGEST)
+                                err = e;
+                        else if (err.code == KILN_OK)
+                                err = e;
+                }
+        }
+        if (out) {
+                char *s = json_dumps(out, JSON_COMPACT);
+                printf("%s\n", s ? s : "[]");
+                free(s);
+                json_decref(out);
+        }
+        if (failed)
+                return cli_exit_code(err.code == KILN_OK ? KILN_E_GENERIC : err.code);
+        return EXIT_OK;
+}

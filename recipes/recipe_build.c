@@ -1,0 +1,263 @@
+/* Build steps: a host command whose output directory is cached by the
+ * digest of what went in (command, environment, input content). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "io.h"
+#include "json.h"
+#include "recipe_internal.h"
+#include "stage.h"
+#include "util.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Hashes a file or a tree: names (sorted), kinds, exec bits, content,
+ * link targets.  Owners and times are left out: they do not change what
+ * a build makes. */
+static int hash_path(struct oci_hasher *h, const char *path, const char *rel,
+                     bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,
+                     struct kiln_error *err)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
+                                            errno, "cannot stat build input '%s'", path);
+        if (S_ISREG(st.st_mode)) {
+                char hex[65], line[4200];
+                if (recipe_sha256_file(path, hex, err) < 0)
+                        return -1;
+                snprintf(line, sizeof(line), "f %s %o %s\n", rel, (unsigned)(st.st_mode & 0111),
+                         hex);
+                oci_hasher_update(h, line, strlen(line));
+        } else if (S_ISLNK(st.st_mode)) {
+                char target[4096], line[8300];
+                ssize_t n = readlink(path, target, sizeof(target) - 1);
+                if (n < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read link '%s'",
+                                                    path);
+                target[n] = '\0';
+                snprintf(line, sizeof(line), "l %s %s\n", rel, target);
+                oci_hasher_update(h, line, strlen(line));
+        } else if (S_ISDIR(st.st_mode)) {
+                DIR *d = opendir(path);
+                struct dirent *de;
+                char **names = NULL;
+                size_t n = 0;
+                int rc = 0;
+                char line[4200];
+
+                if (!d)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", path);
+                while ((de = readdir(d))) {
+                        char **nn;
+                        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                                continue;
+                        nn = realloc(names, (n + 1) * sizeof(char *));
+                        if (!nn)
+                                break;
+                        names = nn;
+                        names[n++] = strdup(de->d_name);
+                }
+                closedir(d);
+                qsort(names, n, sizeof(char *), cmp_str);
+                snprintf(line, sizeof(line), "d %s\n", rel);
+                oci_hasher_update(h, line, strlen(line));
+                for (size_t i = 0; i < n; i++) {
+                        char *p = kiln_strdupf("%s/%s", path, names[i]);
+                        char *r = kiln_strdupf("%s/%s", rel, names[i]);
+                        struct stat cst;
+                        /* skip() sees paths relative to the top ("a/b") */
+                        if (rc == 0 && p && r && skip &&
+                            skip(ctx, r + 2, lstat(p, &cst) == 0 && S_ISDIR(cst.st_mode))) {
+                                free(p);
+                                free(r);
+                                free(names[i]);
+                                continue;
+                        }
+                        if (rc == 0)
+                                rc = p && r ? hash_path(h, p, r, skip, ctx, err)
+                                            : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        free(p);
+                        free(r);
+                        free(names[i]);
+                }
+                free(names);
+                return rc;
+        } else {
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "build input '%s' is not a file, directory or link", path);
+        }
+        return 0;
+}
+
+int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
+                       void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err)
+{
+        struct oci_hasher h;
+        struct oci_digest d;
+
+        if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0)
+                return -1;
+        if (hash_path(&h, path, ".", skip, ctx, err) < 0) {
+                oci_hasher_release(&h);
+                return -1;
+        }
+        oci_hasher_final(&h, &d);
+        oci_hasher_release(&h);
+        memcpy(ret, d.str, sizeof(d.str));
+        return 0;
+}
+
+int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err)
+{
+        json_t *j = json_object(), *argv = json_array(), *env = json_array(), *in = json_array();
+        char **sorted = calloc(s->n_env + 1, sizeof(char *));
+        char *buf = NULL;
+        size_t len;
+        struct oci_digest d;
+        int rc = -1;
+
+        if (!j || !argv || !env || !in || !sorted) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < s->argc; i++)
+                json_array_append_new(argv, json_string(s->argv[i]));
+        memcpy(sorted, s->env, s->n_env * sizeof(char *));
+        qsort(sorted, s->n_env, sizeof(char *), cmp_str);
+        for (size_t i = 0; i < s->n_env; i++)
+                json_array_append_new(env, json_string(sorted[i]));
+        /* inputs by content only: moving the checkout keeps the cache */
+        for (size_t i = 0; i < s->n_inputs; i++) {
+                struct oci_hasher h;
+                struct oci_digest id;
+                if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0)
+                        goto out;
+                if (hash_path(&h, s->inputs[i], ".", NULL, NULL, err) < 0) {
+                        oci_hasher_release(&h);
+                        goto out;
+                }
+                oci_hasher_final(&h, &id);
+                oci_hasher_release(&h);
+                json_array_append_new(in, json_string(id.str));
+        }
+        json_object_set(j, "argv", argv);
+        json_object_set(j, "env", env);
+        json_object_set(j, "inputs", in);
+        if (oci_json_dump(j, &buf, &len, err) < 0)
+                goto out;
+        oci_digest_of_buffer(buf, len, &d);
+        *ret_key = strdup(d.str);
+        rc = *ret_key ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+out:
+        free(buf);
+        free(sorted);
+        json_decref(j);
+        json_decref(argv);
+        json_decref(env);
+        json_decref(in);
+        return rc;
+}
+
+int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, char **ret_out_dir,
+                     char **ret_key, bool *ret_cached, struct kiln_error *err)
+{
+        _cleanup_free_ char *key = NULL, *base = NULL, *final = NULL, *tmp = NULL;
+        _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL;
+        char **envp = NULL;
+        size_t n = 0;
+        int rc = -1;
+        struct stat st;
+
+        if (s->argc == 0)
+                return kiln_error_set(err, KILN_E_INVALID, "build step has no command");
+        if (recipe_build_key(s, &key, err) < 0)
+                return -1;
+        base = kiln_strdupf("%s/build", cache_dir);
+        final = kiln_strdupf("%s/build/%s", cache_dir, key + 7);
+        tmp = kiln_strdupf("%s/build/.tmp-XXXXXX", cache_dir);
+        if (!base || !final || !tmp)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+                *ret_out_dir = steal_ptr(&final);
+                *ret_key = steal_ptr(&key);
+                *ret_cached = true;
+                return 0;
+        }
+        if (kiln_mkdir_p(base, 0755, err) < 0)
+                return -1;
+        if (!mkdtemp(tmp))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
+        out = kiln_strdupf("%s/out", tmp);
+        scratch = kiln_strdupf("%s/scratch", tmp);
+        logf = kiln_strdupf("%s/log", tmp);
+        envp = calloc(s->n_env + 5, sizeof(char *));
+        if (!out || !scratch || !logf || !envp) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        if (mkdir(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", out);
+                goto out;
+        }
+        /* exactly the declared environment, plus where to write */
+        for (size_t i = 0; i < s->n_env; i++)
+                envp[n++] = strdup(s->env[i]);
+        {
+                bool has_path = false;
+                for (size_t i = 0; i < s->n_env; i++)
+                        if (str_has_prefix(s->env[i], "PATH="))
+                                has_path = true;
+                if (!has_path)
+                        envp[n++] = kiln_strdupf("PATH=%s", getenv("PATH") ? getenv("PATH")
+                                                                           : "/usr/bin:/bin");
+        }
+        envp[n++] = kiln_strdupf("HOME=%s", scratch);
+        envp[n++] = kiln_strdupf("KILN_OUT=%s", out);
+        envp[n++] = kiln_strdupf("KILN_SCRATCH=%s", scratch);
+        for (size_t i = 0; i < n; i++)
+                if (!envp[i]) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        goto out;
+                }
+        {
+                _cleanup_close_ int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (lfd < 0) {
+                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", logf);
+                        goto out;
+                }
+                if (recipe_run(s->argv, scratch, envp, lfd, err) < 0) {
+                        kiln_error_prefix(err, "build step");
+                        goto out;
+                }
+        }
+        if (rename(out, final) < 0) {
+                /* another run got there first: its output is as good */
+                if (!(errno == EEXIST || errno == ENOTEMPTY) || stat(final, &st) < 0) {
+                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot move '%s' to '%s'",
+                                             out, final);
+                        goto out;
+                }
+        }
+        kiln_fsync_dir(base, NULL);
+        *ret_out_dir = steal_ptr(&final);
+        *ret_key = steal_ptr(&key);
+        *ret_cached = false;
+        rc = 0;
+out:
+        for (size_t i = 0; envp && i < n; i++)
+                free(envp[i]);
+        free(envp);
+        kiln_rm_rf(tmp);
+        return rc;
+}

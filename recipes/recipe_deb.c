@@ -1,0 +1,572 @@
+/* Unpacking a .deb without dpkg: deb(5) is an ar archive holding
+ * debian-binary, control.tar.* and data.tar.*; libarchive reads the ar
+ * and, through a callback reader, the tar inside it.  Maintainer scripts
+ * are never run: what they would do is the recipe's business. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "recipe_internal.h"
+#include "stage.h"
+#include "util.h"
+
+struct inner {
+        struct archive *outer;
+        char buf[65536];
+};
+
+static la_ssize_t inner_read(struct archive *a, void *ctx, const void **buff)
+{
+        struct inner *in = ctx;
+        la_ssize_t n = archive_read_data(in->outer, in->buf, sizeof(in->buf));
+
+        (void)a;
+        *buff = in->buf;
+        if (n < 0)
+                archive_set_error(a, EIO, "%s", archive_error_string(in->outer));
+        return n;
+}
+
+static struct archive *open_inner(struct inner *in, const char *deb, const char *member,
+                                  struct kiln_error *err)
+{
+        struct archive *a = archive_read_new();
+
+        if (!a) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        archive_read_support_filter_all(a);
+        archive_read_support_format_tar(a);
+        if (archive_read_open(a, in, NULL, inner_read, NULL) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': cannot read %s: %s",
+                               deb, member, archive_error_string(a));
+                archive_read_free(a);
+                return NULL;
+        }
+        return a;
+}
+
+/* "./usr/bin/x" -> "usr/bin/x"; with merged /usr, "bin/x" -> "usr/bin/x"
+ * so the layer does not replace the base's /bin -> usr/bin link with a
+ * directory (Ubuntu 22.04 and Debian 12 are merged-/usr). */
+static char *entry_path(const char *name, bool merged_usr)
+{
+        static const char *const merged[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+
+        while (name[0] == '.' && name[1] == '/')
+                name += 2;
+        while (name[0] == '/')
+                name++;
+        if (merged_usr)
+                for (size_t i = 0; i < ARRAY_SIZE(merged); i++) {
+                        size_t n = strlen(merged[i]);
+                        if (!strncmp(name, merged[i], n) && (name[n] == '/' || name[n] == '\0'))
+                                return kiln_strdupf("usr/%s", name);
+                }
+        return strdup(name);
+}
+
+static bool rel_safe(const char *p)
+{
+        for (const char *s = p; *s;) {
+                const char *slash = strchr(s, '/');
+                size_t len = slash ? (size_t)(slash - s) : strlen(s);
+                if (len == 2 && s[0] == '.' && s[1] == '.')
+                        return false;
+                if (!slash)
+                        break;
+                s = slash + 1;
+        }
+        return true;
+}
+
+/* Refuses to write through a symlink the package itself placed earlier. */
+static int parents_ok(const char *root, const char *rel, struct kiln_error *err)
+{
+        _cleanup_free_ char *path = kiln_strdupf("%s/%s", root, rel);
+        size_t rl = strlen(root) + 1;
+        struct stat st;
+
+        if (!path)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (char *p = path + rl; (p = strchr(p, '/')); p++) {
+                *p = '\0';
+                if (lstat(path, &st) == 0) {
+                        if (S_ISLNK(st.st_mode))
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "refusing to write '%s' through the link '%s'",
+                                                      rel, path + rl);
+                } else if (errno == ENOENT) {
+                        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                                return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                            "cannot create '%s'", path);
+                } else {
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'",
+                                                    path);
+                }
+                *p = '/';
+        }
+        return 0;
+}
+
+static int write_data(struct archive *a, struct archive_entry *e, const char *deb,
+                      const char *root, bool merged_usr, struct kiln_error *err)
+{
+        _cleanup_free_ char *rel = entry_path(archive_entry_pathname(e), merged_usr);
+        _cleanup_free_ char *full = NULL;
+        mode_t perm = archive_entry_perm(e) & 07777;
+        unsigned type = archive_entry_filetype(e);
+
+        if (!rel)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        while (*rel && rel[strlen(rel) - 1] == '/')
+                rel[strlen(rel) - 1] = '\0';
+        if (!*rel)
+                return 0; /* "./" */
+        if (!rel_safe(rel))
+                return kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': unsafe path '%s'",
+                                      deb, archive_entry_pathname(e));
+        if (parents_ok(root, rel, err) < 0)
+                return -1;
+        full = kiln_strdupf("%s/%s", root, rel);
+        if (!full)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (type == AE_IFDIR) {
+                struct stat st;
+                if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode))
+                        return chmod(full, perm | 0700) < 0
+                                       ? kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                              "cannot chmod '%s'", full)
+                                       : 0;
+                if (mkdir(full, perm | 0700) < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'",
+                                                    full);
+                return 0;
+        }
+        unlink(full);
+        if (type == AE_IFLNK) {
+                if (symlink(archive_entry_symlink(e), full) < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                    "cannot create link '%s'", full);
+                return 0;
+        }
+        if (archive_entry_hardlink(e)) {
+                _cleanup_free_ char *trel = entry_path(archive_entry_hardlink(e), merged_usr);
+                _cleanup_free_ char *target = NULL;
+                if (!trel || !rel_safe(trel))
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid package '%s': unsafe link target '%s'", deb,
+                                              archive_entry_hardlink(e));
+                target = kiln_strdupf("%s/%s", root, trel);
+                if (!target || link(target, full) < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                    "cannot create hard link '%s'", full);
+                return 0;
+        }
+        if (type != AE_IFREG)
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "unsupported entry '%s' in package '%s': devices and fifos are not staged",
+                                      rel, deb);
+        {
+                _cleanup_close_ int fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+                                                            O_NOFOLLOW,
+                                              0600);
+                char buf[65536];
+                la_ssize_t n;
+
+                if (fd < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'",
+                                                    full);
+                while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) {
+                        const char *p = buf;
+                        while (n > 0) {
+                                ssize_t w = write(fd, p, (size_t)n);
+                                if (w < 0)
+                                        return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                                    "cannot write '%s'", full);
+                                p += w;
+                                n -= w;
+                        }
+                }
+                if (n < 0)
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid package '%s': cannot read '%s': %s", deb,
+                                              rel, archive_error_string(a));
+                if (fchmod(fd, perm) < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'",
+                                                    full);
+        }
+        return 0;
+}
+
+static int read_small(struct archive *a, size_t cap, char **ret, size_t *ret_len)
+{
+        size_t len = 0;
+        char *buf = malloc(cap + 1);
+        la_ssize_t n;
+
+        if (!buf)
+                return -1;
+        while ((n = archive_read_data(a, buf + len, cap - len)) > 0) {
+                len += (size_t)n;
+                if (len == cap) {
+                        free(buf);
+                        return -1;
+                }
+        }
+        if (n < 0) {
+                free(buf);
+                return -1;
+        }
+        buf[len] = '\0';
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+/* control.tar: the control file (and md5sums, which distroless keeps too). */
+static int read_control(struct archive *a, const char *deb, char **ret_control,
+                        char **ret_md5sums, struct kiln_error *err)
+{
+        struct archive_entry *e;
+        int r;
+
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                char **dst = NULL;
+                size_t len;
+
+                while (name[0] == '.' && name[1] == '/')
+                        name += 2;
+                if (!strcmp(name, "control"))
+                        dst = ret_control;
+                else if (!strcmp(name, "md5sums"))
+                        dst = ret_md5sums;
+                if (!dst)
+                        continue;
+                free(*dst);
+                *dst = NULL;
+                if (read_small(a, RECIPE_DEB_CONTROL_MAX, dst, &len) < 0)
+                        return kiln_error_set(err, KILN_E_LIMIT,
+                                              "invalid package '%s': unreadable or oversized %s",
+                                              deb, name);
+        }
+        if (r != ARCHIVE_EOF)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid package '%s': control archive: %s", deb,
+                                      archive_error_string(a));
+        if (!*ret_control)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': no control file",
+                                      deb);
+        return 0;
+}
+
+static char *control_field(const char *control, const char *field)
+{
+        size_t n = strlen(field);
+
+        for (const char *p = control; p && *p;) {
+                if (!strncmp(p, field, n) && p[n] == ':') {
+                        const char *v = p + n + 1, *end;
+                        while (*v == ' ' || *v == '\t')
+                                v++;
+                        end = strchr(v, '\n');
+                        if (!end)
+                                end = v + strlen(v);
+                        while (end > v && (end[-1] == ' ' || end[-1] == '\r'))
+                                end--;
+                        return strndup(v, (size_t)(end - v));
+                }
+                p = strchr(p, '\n');
+                if (p)
+                        p++;
+        }
+        return NULL;
+}
+
+int recipe_tar_extract(struct archive *a, const char *what, const char *root, bool merged_usr,
+                       struct kiln_error *err)
+{
+        struct archive_entry *e;
+        int r;
+
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK)
+                if (write_data(a, e, what, root, merged_usr, err) < 0)
+                        return -1;
+        if (r != ARCHIVE_EOF)
+                return kiln_error_set(err, KILN_E_INVALID, "cannot read '%s': %s", what,
+                                      archive_error_string(a));
+        return 0;
+}
+
+int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
+                           bool merged_usr, char **ret_package, struct kiln_error *err)
+{
+        struct archive *outer = NULL;
+        struct archive_entry *e;
+        struct inner *in = NULL;
+        char *control = NULL, *md5sums = NULL, *pkg = NULL;
+        bool have_data = false;
+        int rc = -1, r;
+
+        if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
+                return -1;
+        in = calloc(1, sizeof(*in));
+        outer = archive_read_new();
+        if (!in || !outer) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        archive_read_support_format_ar(outer);
+        if (archive_read_open_filename(outer, path, 65536) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
+                               archive_error_string(outer));
+                goto out;
+        }
+        in->outer = outer;
+        while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                struct archive *a;
+                int ir;
+
+                if (str_has_prefix(name, "control.tar")) {
+                        a = open_inner(in, path, name, err);
+                        if (!a)
+                                goto out;
+                        r = read_control(a, path, &control, &md5sums, err);
+                        archive_read_free(a);
+                        if (r < 0)
+                                goto out;
+                } else if (str_has_prefix(name, "data.tar")) {
+                        if (!control) {
+                                /* deb(5): control.tar comes before data.tar */
+                                kiln_error_set(err, KILN_E_INVALID,
+                                               "invalid package '%s': data before control", path);
+                                goto out;
+                        }
+                        a = open_inner(in, path, name, err);
+                        if (!a)
+                                goto out;
+                        ir = recipe_tar_extract(a, path, root, merged_usr, err);
+                        archive_read_free(a);
+                        if (ir < 0)
+                                goto out;
+                        have_data = true;
+                }
+        }
+        if (r != ARCHIVE_EOF) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
+                               archive_error_string(outer));
+                goto out;
+        }
+        if (!control || !have_data) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "invalid package '%s': expected control.tar and data.tar members",
+                               path);
+                goto out;
+        }
+        pkg = control_field(control, "Package");
+        if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': bad Package field",
+                               path);
+                goto out;
+        }
+        {
+                /* distroless: /var/lib/dpkg/status.d/NAME holds the stanza */
+                _cleanup_free_ char *dir = kiln_strdupf("%s/var/lib/dpkg/status.d", root);
+                _cleanup_free_ char *f = kiln_strdupf("%s/%s", dir ? dir : "", pkg);
+                _cleanup_free_ char *m = kiln_strdupf("%s/%s.md5sums", dir ? dir : "", pkg);
+                size_t cl = strlen(control);
+                if (!dir || !f || !m) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        goto out;
+                }
+                if (parents_ok(root, "var/lib/dpkg/status.d/x", err) < 0 ||
+                    kiln_mkdir_p(dir, 0755, err) < 0)
+                        goto out;
+                /* a stanza ends with its last field line; one newline */
+                while (cl > 0 && control[cl - 1] == '\n')
+                        cl--;
+                control[cl] = '\n';
+                if (kiln_write_file_atomic(f, control, cl + 1, 0644, err) < 0)
+                        goto out;
+                if (md5sums && kiln_write_file_atomic(m, md5sums, strlen(md5sums), 0644, err) < 0)
+                        goto out;
+        }
+        if (ret_package) {
+                *ret_package = pkg;
+                pkg = NULL;
+        }
+        rc = 0;
+out:
+        if (outer)
+                archive_read_free(outer);
+        free(in);
+        free(control);
+        free(md5sums);
+        free(pkg);
+        if (rc < 0)
+                kiln_error_prefix(err, "unpack '%s'", path);
+        return rc;
+}
+
+
+/* ---- apt repositories: Packages index -> .deb files ---- */
+
+/* Reads a Packages index, plain or compressed (libarchive's raw format
+ * behind every filter). */
+static int read_index(const char *path, char **ret, size_t *ret_len, struct kiln_error *err)
+{
+        struct archive *a = archive_read_new();
+        struct archive_entry *e;
+        size_t cap = 1 << 20, len = 0;
+        char *buf = NULL;
+        la_ssize_t n;
+        int rc = -1;
+
+        if (!a)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        archive_read_support_filter_all(a);
+        archive_read_support_format_raw(a);
+        if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK ||
+            archive_read_next_header(a, &e) != ARCHIVE_OK) {
+                /* an empty file is a valid (empty) index */
+                struct stat st;
+                if (stat(path, &st) == 0 && st.st_size == 0) {
+                        archive_read_free(a);
+                        *ret = strdup("");
+                        *ret_len = 0;
+                        return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                kiln_error_set(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_INVALID,
+                               "cannot read package index '%s': %s", path,
+                               archive_error_string(a));
+                goto out;
+        }
+        buf = malloc(cap + 1);
+        if (!buf) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        for (;;) {
+                if (len == cap) {
+                        char *nb;
+                        if (cap >= RECIPE_APT_INDEX_MAX) {
+                                kiln_error_set(err, KILN_E_LIMIT,
+                                               "package index '%s' is larger than %u bytes", path,
+                                               RECIPE_APT_INDEX_MAX);
+                                goto out;
+                        }
+                        cap *= 2;
+                        nb = realloc(buf, cap + 1);
+                        if (!nb) {
+                                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                                goto out;
+                        }
+                        buf = nb;
+                }
+                n = archive_read_data(a, buf + len, cap - len);
+                if (n < 0) {
+                        kiln_error_set(err, KILN_E_INVALID, "cannot read package index '%s': %s",
+                                       path, archive_error_string(a));
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        *ret = buf;
+        *ret_len = len;
+        buf = NULL;
+        rc = 0;
+out:
+        free(buf);
+        archive_read_free(a);
+        return rc;
+}
+
+int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
+                    char **ret_filename, char **ret_sha256, struct kiln_error *err)
+{
+        const char *p = index_buf;
+
+        while (p && *p) {
+                const char *end = strstr(p, "\n\n");
+                size_t n = end ? (size_t)(end - p) + 1 : strlen(p);
+                _cleanup_free_ char *stanza = strndup(p, n);
+                _cleanup_free_ char *name = NULL, *a = NULL;
+
+                p = end ? end + 2 : NULL;
+                if (!stanza)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                name = control_field(stanza, "Package");
+                if (!name || strcmp(name, package))
+                        continue;
+                a = control_field(stanza, "Architecture");
+                if (arch && a && strcmp(a, arch) && strcmp(a, "all"))
+                        continue;
+                *ret_filename = control_field(stanza, "Filename");
+                *ret_sha256 = control_field(stanza, "SHA256");
+                if (!*ret_filename || !*ret_sha256) {
+                        free(*ret_filename);
+                        free(*ret_sha256);
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "package '%s' in the index has no Filename or SHA256",
+                                              package);
+                }
+                return 0;
+        }
+        return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s in the index", package,
+                              arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
+}
+
+int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+                    size_t n, const char *arch, const char *root, bool merged_usr,
+                    json_t *resolved, struct kiln_error *err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+
+        if (read_index(index_path, &buf, &len, err) < 0)
+                return -1;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL;
+                if (recipe_apt_find(buf, packages[i], arch, &file, &sha, err) < 0) {
+                        kiln_error_prefix(err, "index '%s'", index_path);
+                        return -1;
+                }
+                if (strstr(file, "..") || file[0] == '/')
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid Filename '%s' for package '%s'", file,
+                                              packages[i]);
+                path = kiln_strdupf("%s/%s", mirror_dir, file);
+                if (!path)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (root ? recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0
+                         : recipe_verify_sha256(path, sha, err) < 0)
+                        return -1;
+                if (resolved) {
+                        for (char *c = sha; *c; c++)
+                                if (*c >= 'A' && *c <= 'F')
+                                        *c = (char)(*c + 32);
+                        json_array_append_new(resolved, json_string(sha));
+                }
+        }
+        return 0;
+}
+
+int recipe_apt_stage(const char *index_path, const char *mirror_dir,
+                     const char *const *packages, size_t n, const char *arch, const char *root,
+                     bool merged_usr, struct kiln_error *err)
+{
+        return recipe_apt_each(index_path, mirror_dir, packages, n, arch, root, merged_usr, NULL,
+                               err);
+}

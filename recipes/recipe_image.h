@@ -1,0 +1,66 @@
+/* recipes/recipe_image.h: building a recipe into an image.
+ *
+ * recipe_image_build() is the whole of `kiln build` below the command
+ * line:
+ *   1. plan the recipe; open the base (a registry reference, through the
+ *      caller's open_place, so mirrors and credentials apply) and read only
+ *      its manifest and config: the base is shallow, its layers are never
+ *      downloaded to build;
+ *   2. for each layer, look its key (recipes/stage.h recipe_layer_key plus
+ *      the compressor) up in the layer cache; on a miss stage it
+ *      (wheels, debs, source, build step) and build it (layers/) into the
+ *      cache;
+ *   3. plan again with the source revision and the base's env; write the
+ *      config (base config + diff_ids + history + the recipe's config) and
+ *      an OCI manifest (base layers + new layers, provenance annotations);
+ *   4. copy the image to the destination: the new blobs from the cache,
+ *      the base's blobs straight from the base's registry (mounted when the
+ *      destination is the same registry), manifest last, then every tag.
+ * A failure before the copy leaves the destination untouched; the copy
+ * itself tags only after every blob is in place.
+ */
+#ifndef KILN_RECIPES_IMAGE_H
+#define KILN_RECIPES_IMAGE_H
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "image.h"
+#include "model.h"
+#include "recipe.h"
+#include "writer.h"
+
+typedef struct oci_store *(*recipe_open_place_fn)(void *ctx, const char *place, bool for_write,
+                                                   struct kiln_error *err);
+
+struct recipe_image_opts {
+        const char *const *sets;
+        size_t n_sets;
+        const char *cache_dir;               /* NULL: the default */
+        struct layer_writer_opts writer;     /* compression, level, mtime */
+        const struct oci_platform *platform; /* of the base; NULL: the host's */
+        /* where the image goes: a place for the main tag ("oci:DIR",
+         * "oci-archive:FILE", or NULL to push to the plan's tags) */
+        const char *output;
+        unsigned jobs;
+        recipe_open_place_fn open_place;
+        void *open_ctx;
+        void (*progress)(void *ctx, const char *msg);
+        void *progress_ctx;
+};
+
+struct recipe_image_result {
+        struct oci_digest digest; /* the manifest */
+        char **tags;              /* full references pushed or written */
+        size_t n_tags;
+        char *revision;           /* of a git source, or NULL */
+        unsigned layers_built, layers_cached;
+        unsigned blobs_copied, blobs_skipped;
+};
+
+void recipe_image_result_release(struct recipe_image_result *r);
+
+int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *opts,
+                       struct recipe_image_result *ret, struct kiln_error *err);
+
+#endif

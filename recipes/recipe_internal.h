@@ -1,0 +1,79 @@
+/* recipes/recipe_internal.h: what the files of recipes/ share; not API. */
+#ifndef KILN_RECIPES_INTERNAL_H
+#define KILN_RECIPES_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "recipe.h"
+
+/* jansson's iterators take non-const objects; reading never writes */
+static inline json_t *jmut(const json_t *j)
+{
+        return (json_t *)(uintptr_t)j;
+}
+
+struct rpos {
+        char *ptr;
+        int kline, kcol; /* the key (for array elements: the value) */
+        int vline, vcol; /* the value */
+};
+
+struct recipe {
+        char *name; /* as given, for messages */
+        char *dir;  /* relative paths in the recipe start here */
+        json_t *root;
+        struct rpos *pos;
+        size_t n_pos, cap_pos;
+};
+
+/* Sets err to "invalid recipe 'NAME' at line L column C: MSG" with the
+ * position of the value (or key) at ptr.  Returns -1. */
+int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln_errc code,
+                    struct kiln_error *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+char *recipe_ptr_key(const char *ptr, const char *key);
+char *recipe_ptr_index(const char *ptr, size_t i);
+bool recipe_var_name_valid(const char *s);
+
+struct recipe_plan;
+/* A recipe path: relative to the recipe's dir, file:// stripped; other
+ * URLs fail with KILN_E_UNSUPPORTED until registry/ fetches. */
+char *recipe_resolve_input(const struct recipe_plan *p, const char *s, struct kiln_error *err);
+/* ROOT/PATH for an image path, refusing "..". */
+char *recipe_path_under(const char *root, const char *path, struct kiln_error *err);
+/* Copies src to dst; skip() may leave out entries (rel: path below src). */
+int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
+                              bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,
+                              struct kiln_error *err);
+/* Runs argv (no shell, PATH searched in envp's PATH) with cwd and envp
+ * (NULL: ours); stdout to out_fd when >= 0, else /dev/null; the last
+ * line of stderr goes into the message when it fails. */
+int recipe_run(const char *const *argv, const char *cwd, char *const *envp, int out_fd,
+               struct kiln_error *err);
+
+struct archive;
+/* Writes every entry of a tar reader under root: regular files, dirs,
+ * symlinks, hard links; refuses '..' and writing through links. */
+int recipe_tar_extract(struct archive *a, const char *what, const char *root, bool merged_usr,
+                       struct kiln_error *err);
+
+/* The apt front end; root NULL: verify only.  Appends each package's
+ * sha256 to resolved. */
+int recipe_apt_each(const char *index_path, const char *mirror_dir, const char *const *packages,
+                    size_t n, const char *arch, const char *root, bool merged_usr,
+                    json_t *resolved, struct kiln_error *err);
+/* git sources in two steps: ref -> commit (fetching a URL into the cache
+ * mirror), then commit -> tree at root/path. */
+int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,
+                       char **ret_gitdir, char **ret_commit, struct kiln_error *err);
+int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
+                      struct kiln_error *err);
+/* Digest of a local source tree as it would be staged (ignore rules applied). */
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
+/* Digest of a tree or file: names, kinds, exec bits, content, link targets. */
+int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
+                       void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
+
+#endif

@@ -1,0 +1,697 @@
+/* recipe_stage_layer(): from a planned layer to a staging directory. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "io.h"
+#include "recipe_internal.h"
+#include "stage.h"
+#include "util.h"
+
+void recipe_stage_result_release(struct recipe_stage_result *res)
+{
+        if (!res)
+                return;
+        free(res->revision);
+        free(res->cache_key);
+        free(res->layer_key);
+        memset(res, 0, sizeof(*res));
+}
+
+int recipe_sha256_file(const char *path, char ret_hex[65], struct kiln_error *err)
+{
+        struct oci_hasher h;
+        struct oci_digest d;
+        char buf[65536];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
+                                            errno, "cannot open '%s'", path);
+        if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0)
+                return -1;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                oci_hasher_update(&h, buf, (size_t)n);
+        if (n < 0) {
+                int e = errno;
+                oci_hasher_release(&h);
+                return kiln_error_set_errno(err, KILN_E_IO, e, "cannot read '%s'", path);
+        }
+        oci_hasher_final(&h, &d);
+        oci_hasher_release(&h);
+        memcpy(ret_hex, oci_digest_hex(&d), 65);
+        return 0;
+}
+
+int recipe_verify_sha256(const char *path, const char *want_hex, struct kiln_error *err)
+{
+        char got[65];
+        char want[65];
+        size_t n = strlen(want_hex);
+
+        if (str_has_prefix(want_hex, "sha256:")) {
+                want_hex += 7;
+                n -= 7;
+        }
+        if (n != 64)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid sha256 '%s' for '%s': expected 64 hex digits",
+                                      want_hex, path);
+        for (size_t i = 0; i < 64; i++)
+                want[i] = (char)((want_hex[i] >= 'A' && want_hex[i] <= 'F') ? want_hex[i] + 32
+                                                                               : want_hex[i]);
+        want[64] = '\0';
+        if (recipe_sha256_file(path, got, err) < 0)
+                return -1;
+        if (strcmp(got, want))
+                return kiln_error_set(err, KILN_E_DIGEST,
+                                      "sha256 mismatch for '%s': expected %s, got %s", path, want,
+                                      got);
+        return 0;
+}
+
+static int copy_file(const char *src, const char *dst, mode_t mode, struct kiln_error *err)
+{
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_close_ int out = -1;
+        char buf[65536];
+        ssize_t n;
+
+        if (in < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", src);
+        out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
+        if (out < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", dst);
+        while ((n = read(in, buf, sizeof(buf))) > 0) {
+                char *p = buf;
+                while (n > 0) {
+                        ssize_t w = write(out, p, (size_t)n);
+                        if (w < 0)
+                                return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                            "cannot write '%s'", dst);
+                        p += w;
+                        n -= w;
+                }
+        }
+        if (n < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", src);
+        if (fchmod(out, mode & 07777) < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", dst);
+        return 0;
+}
+
+int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
+                              bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,
+                              struct kiln_error *err)
+{
+        DIR *d;
+        struct dirent *de;
+        struct stat st;
+        int rc = 0;
+
+        if (lstat(src, &st) < 0)
+                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
+                                            errno, "cannot stat '%s'", src);
+        if (!S_ISDIR(st.st_mode))
+                return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a directory", src);
+        if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", dst);
+        d = opendir(src);
+        if (!d)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", src);
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *s = NULL, *t = NULL, *r = NULL;
+
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                s = kiln_strdupf("%s/%s", src, de->d_name);
+                t = kiln_strdupf("%s/%s", dst, de->d_name);
+                r = *rel ? kiln_strdupf("%s/%s", rel, de->d_name) : strdup(de->d_name);
+                if (!s || !t || !r) {
+                        rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        break;
+                }
+                if (lstat(s, &st) < 0) {
+                        rc = kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'", s);
+                        break;
+                }
+                if (skip && skip(ctx, r, S_ISDIR(st.st_mode)))
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        rc = recipe_copy_tree_filtered(s, t, r, skip, ctx, err);
+                } else if (S_ISREG(st.st_mode)) {
+                        rc = copy_file(s, t, st.st_mode, err);
+                } else if (S_ISLNK(st.st_mode)) {
+                        char target[4096];
+                        ssize_t n = readlink(s, target, sizeof(target) - 1);
+                        if (n < 0) {
+                                rc = kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                          "cannot read link '%s'", s);
+                                break;
+                        }
+                        target[n] = '\0';
+                        if (symlink(target, t) < 0)
+                                rc = kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                          "cannot create link '%s'", t);
+                } else {
+                        rc = kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                            "cannot stage '%s': not a file, directory or link", s);
+                }
+                if (rc < 0)
+                        break;
+        }
+        closedir(d);
+        return rc;
+}
+
+int recipe_copy_tree(const char *src, const char *dst, struct kiln_error *err)
+{
+        return recipe_copy_tree_filtered(src, dst, "", NULL, NULL, err);
+}
+
+/* A path named in the recipe: relative ones start at the recipe's dir,
+ * file:// URLs are paths, other URLs wait for registry/'s fetcher. */
+char *recipe_resolve_input(const struct recipe_plan *p, const char *s, struct kiln_error *err)
+{
+        char *out;
+
+        if (str_has_prefix(s, "file://"))
+                s += 7;
+        else if (strstr(s, "://")) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "cannot fetch '%s': only local paths and file:// URLs are read until the HTTP client lands",
+                               s);
+                return NULL;
+        }
+        out = s[0] == '/' ? strdup(s) : kiln_strdupf("%s/%s", p->recipe_dir, s);
+        if (!out)
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return out;
+}
+
+/* "/app/x" under root, without ".." */
+char *recipe_path_under(const char *root, const char *path, struct kiln_error *err)
+{
+        if (strstr(path, "..")) {
+                const char *p = path;
+                while ((p = strstr(p, ".."))) {
+                        if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/')) {
+                                kiln_error_set(err, KILN_E_INVALID,
+                                               "invalid image path '%s': contains '..'", path);
+                                return NULL;
+                        }
+                        p += 2;
+                }
+        }
+        while (*path == '/')
+                path++;
+        return kiln_strdupf("%s/%s", root, path);
+}
+
+static void python_target(const json_t *params, struct recipe_python_target *t)
+{
+        memset(t, 0, sizeof(*t));
+        t->python = json_string_value(json_object_get(params, "python"));
+        t->platform = json_string_value(json_object_get(params, "platform"));
+        t->prefix = json_string_value(json_object_get(params, "prefix"));
+        t->site_packages = json_string_value(json_object_get(params, "site_packages"));
+        t->interpreter = json_string_value(json_object_get(params, "interpreter"));
+}
+
+/* Installs one requirement picked from the index. */
+static int install_from_index(const struct recipe_plan *p, const char *index,
+                              const struct recipe_requirement *q,
+                              const struct recipe_python_target *t, const char *dir,
+                              json_t *resolved, struct kiln_error *err)
+{
+        _cleanup_free_ char *base = recipe_resolve_input(p, index, err);
+        _cleanup_free_ char *page = NULL, *html = NULL, *url = NULL, *sha = NULL;
+        _cleanup_free_ char *file = NULL, *page_dir = NULL;
+        char got[65];
+        size_t len;
+
+        if (!base)
+                return -1;
+        /* PEP 503: the project page is INDEX/NORMALIZED-NAME/ */
+        page_dir = kiln_strdupf("%s/%s", base, q->name);
+        page = kiln_strdupf("%s/index.html", page_dir);
+        if (!page || !page_dir)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (kiln_read_file(page, RECIPE_INDEX_MAX, &html, &len, err) < 0) {
+                kiln_error_prefix(err, "no project page for '%s' in index '%s'", q->name, index);
+                return -1;
+        }
+        if (recipe_simple_index_pick(html, len, page_dir, q, t, &url, &sha, err) < 0)
+                return -1;
+        file = recipe_resolve_input(p, url, err);
+        if (!file)
+                return -1;
+        if (recipe_sha256_file(file, got, err) < 0)
+                return -1;
+        if (q->n_sha256) {
+                bool ok = false;
+                for (size_t i = 0; i < q->n_sha256; i++)
+                        if (!strcmp(q->sha256[i], got))
+                                ok = true;
+                if (!ok)
+                        return kiln_error_set(err, KILN_E_DIGEST,
+                                              "sha256 mismatch for '%s': %s is not among the hashes required for '%s'",
+                                              file, got, q->name);
+        } else if (sha) {
+                if (strcmp(sha, got))
+                        return kiln_error_set(err, KILN_E_DIGEST,
+                                              "sha256 mismatch for '%s': the index says %s, got %s",
+                                              file, sha, got);
+        } else {
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "no sha256 for '%s': give --hash in the requirements or use an index that lists hashes",
+                                      url);
+        }
+        json_array_append_new(resolved, json_string(got));
+        if (!dir)
+                return 0;
+        return recipe_wheel_install(file, got, dir, t, err);
+}
+
+/* "sha256:ABC..." or "abc..." -> "abc..." (64 lowercase hex), or NULL */
+static const char *norm_sha(const char *in, char out[65])
+{
+        size_t n;
+
+        if (str_has_prefix(in, "sha256:"))
+                in += 7;
+        n = strlen(in);
+        if (n != 64)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                out[i] = (char)((in[i] >= 'A' && in[i] <= 'F') ? in[i] + 32 : in[i]);
+        out[64] = '\0';
+        return out;
+}
+
+static int stage_wheels(const struct recipe_plan *p, const json_t *params, const char *dir,
+                        json_t *resolved, struct kiln_error *err)
+{
+        struct recipe_python_target t;
+        const char *index = json_string_value(json_object_get(params, "index"));
+        const json_t *v;
+        size_t i;
+
+        python_target(params, &t);
+        json_array_foreach(json_object_get(params, "wheels"), i, v) {
+                const char *path = json_string_value(json_object_get(v, "path"));
+                const char *sha = json_string_value(json_object_get(v, "sha256"));
+                _cleanup_free_ char *file = recipe_resolve_input(p, path, err);
+
+                if (!file)
+                        return -1;
+                if (!sha)
+                        return kiln_error_set(err, KILN_E_INVALID, "wheel '%s' has no sha256",
+                                              path);
+                if (dir ? recipe_wheel_install(file, sha, dir, &t, err) < 0
+                        : recipe_verify_sha256(file, sha, err) < 0)
+                        return -1;
+                {
+                        char hex[65];
+                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                }
+        }
+        json_array_foreach(json_object_get(params, "packages"), i, v) {
+                struct recipe_requirement q = {0};
+                int rc;
+                if (recipe_requirement_parse(json_string_value(v), &q, err) < 0)
+                        return -1;
+                rc = install_from_index(p, index, &q, &t, dir, resolved, err);
+                recipe_requirement_release(&q);
+                if (rc < 0)
+                        return -1;
+        }
+        if ((v = json_object_get(params, "requirements"))) {
+                _cleanup_free_ char *file = recipe_resolve_input(p, json_string_value(v), err);
+                _cleanup_free_ char *buf = NULL;
+                struct recipe_requirements reqs = {0};
+                size_t len;
+                int rc = 0;
+
+                if (!file || kiln_read_file(file, RECIPE_INDEX_MAX, &buf, &len, err) < 0)
+                        return -1;
+                if (recipe_requirements_parse(buf, len, file, &reqs, err) < 0)
+                        return -1;
+                if (reqs.n && !index)
+                        rc = kiln_error_set(err, KILN_E_INVALID,
+                                            "requirements '%s' need an 'index' to pick wheels from",
+                                            file);
+                for (i = 0; rc == 0 && i < reqs.n; i++)
+                        rc = install_from_index(p, index, &reqs.items[i], &t, dir, resolved,
+                                                err);
+                recipe_requirements_release(&reqs);
+                if (rc < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+static int stage_debs(const struct recipe_plan *p, const json_t *params, const char *dir,
+                      json_t *resolved, struct kiln_error *err)
+{
+        bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
+        const json_t *av = json_object_get(params, "architecture");
+        const char *arch = av ? json_string_value(av) : "amd64";
+        const json_t *v;
+        size_t i;
+
+        json_array_foreach(json_object_get(params, "debs"), i, v) {
+                const char *path = json_string_value(json_object_get(v, "path"));
+                const char *sha = json_string_value(json_object_get(v, "sha256"));
+                _cleanup_free_ char *file = recipe_resolve_input(p, path, err);
+
+                if (!file)
+                        return -1;
+                if (!sha)
+                        return kiln_error_set(err, KILN_E_INVALID, "package '%s' has no sha256",
+                                              path);
+                if (dir ? recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0
+                        : recipe_verify_sha256(file, sha, err) < 0)
+                        return -1;
+                {
+                        char hex[65];
+                        json_array_append_new(resolved, json_string(norm_sha(sha, hex)));
+                }
+        }
+        json_array_foreach(json_object_get(params, "apt"), i, v) {
+                const char *mirror = json_string_value(json_object_get(v, "mirror"));
+                const char *index = json_string_value(json_object_get(v, "index"));
+                const json_t *pk = json_object_get(v, "packages"), *e;
+                _cleanup_free_ char *mdir = recipe_resolve_input(p, mirror, err);
+                _cleanup_free_ char *ipath = NULL;
+                const char **names;
+                size_t k;
+                int rc;
+
+                if (!mdir)
+                        return -1;
+                ipath = strstr(index, "://") || index[0] == '/'
+                                ? recipe_resolve_input(p, index, err)
+                                : kiln_strdupf("%s/%s", mdir, index);
+                if (!ipath)
+                        return -1;
+                names = calloc(json_array_size(pk) + 1, sizeof(char *));
+                if (!names)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                json_array_foreach(pk, k, e) names[k] = json_string_value(e);
+                rc = recipe_apt_each(ipath, mdir, names, json_array_size(pk), arch, dir,
+                                     merged_usr, resolved, err);
+                free(names);
+                if (rc < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+static int stage_source(const struct recipe_plan *p, const json_t *params, const char *dir,
+                        const struct recipe_stage_opts *o, struct recipe_stage_result *res,
+                        json_t *resolved, struct kiln_error *err)
+{
+        const char *from = json_string_value(json_object_get(params, "from"));
+        const char *path = json_string_value(json_object_get(params, "path"));
+        const json_t *ref = json_object_get(params, "ref");
+
+        if (!strcmp(from, "local")) {
+                _cleanup_free_ char *src = recipe_resolve_input(
+                        p, json_string_value(json_object_get(params, "local")), err);
+                char digest[OCI_DIGEST_MAX];
+                if (!src)
+                        return -1;
+                if (recipe_local_digest(src, digest, err) < 0)
+                        return -1;
+                json_array_append_new(resolved, json_string(digest));
+                return dir ? recipe_local_stage(src, dir, path, err) : 0;
+        }
+        {
+                const char *repo = json_string_value(json_object_get(params, "repository"));
+                _cleanup_free_ char *local = NULL;
+
+                /* a relative path is the recipe's; URLs go to git as they are */
+                if (!strstr(repo, "://") && repo[0] != '/' && !strchr(repo, '@')) {
+                        local = kiln_strdupf("%s/%s", p->recipe_dir, repo);
+                        if (!local)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        repo = local;
+                }
+                {
+                        _cleanup_free_ char *gitdir = NULL;
+                        if (recipe_git_resolve(repo, ref ? json_string_value(ref) : "HEAD",
+                                               o->cache_dir, &gitdir, &res->revision, err) < 0)
+                                return -1;
+                        json_array_append_new(resolved, json_string(res->revision));
+                        if (!dir)
+                                return 0;
+                        if (recipe_git_export(gitdir, res->revision, dir, path, err) < 0) {
+                                kiln_error_prefix(err, "git source '%s'", repo);
+                                return -1;
+                        }
+                        return 0;
+                }
+        }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int stage_build(const struct recipe_plan *p, const json_t *params, const char *dir,
+                       const struct recipe_stage_opts *o, struct recipe_stage_result *res,
+                       json_t *resolved, struct kiln_error *err)
+{
+        const json_t *cmd = json_object_get(params, "command");
+        const json_t *env = json_object_get(params, "env");
+        const json_t *inputs = json_object_get(params, "inputs");
+        const char *install = json_string_value(json_object_get(params, "install"));
+        const char *output = json_string_value(json_object_get(params, "output"));
+        size_t n_argv = json_array_size(cmd), n_env = json_object_size(env);
+        size_t n_in = json_array_size(inputs), i;
+        const char **argv = calloc(n_argv + 1, sizeof(char *));
+        char **envs = calloc(n_env + 1, sizeof(char *));
+        char **ins = calloc(n_in + 1, sizeof(char *));
+        struct recipe_build_step s = {0};
+        char *out_dir = NULL;
+        const char *key;
+        const json_t *v;
+        int rc = -1;
+
+        if (!argv || !envs || !ins) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        json_array_foreach(cmd, i, v) argv[i] = json_string_value(v);
+        i = 0;
+        json_object_foreach(jmut(env), key, v) envs[i++] = kiln_strdupf("%s=%s", key,
+                                                                             json_string_value(v));
+        qsort(envs, n_env, sizeof(char *), cmp_str);
+        json_array_foreach(inputs, i, v) if (!(ins[i] = recipe_resolve_input(p, json_string_value(v),
+                                                                              err))) goto out;
+        s.argv = argv;
+        s.argc = n_argv;
+        s.env = (const char *const *)envs;
+        s.n_env = n_env;
+        s.inputs = (const char *const *)ins;
+        s.n_inputs = n_in;
+        if (!dir) {
+                if (recipe_build_key(&s, &res->cache_key, err) < 0)
+                        goto out;
+                json_array_append_new(resolved, json_string(res->cache_key));
+                rc = 0;
+                goto out;
+        }
+        if (!o->cache_dir) {
+                kiln_error_set(err, KILN_E_USAGE, "a build layer needs a cache directory");
+                goto out;
+        }
+        if (recipe_build_run(&s, o->cache_dir, &out_dir, &res->cache_key, &res->cached, err) < 0)
+                goto out;
+        json_array_append_new(resolved, json_string(res->cache_key));
+        if (output) {
+                char *sub = recipe_path_under(out_dir, output, err);
+                if (!sub)
+                        goto out;
+                free(out_dir);
+                out_dir = sub;
+        }
+        if (kiln_mkdir_p(dir, 0755, err) < 0)
+                goto out;
+        if (install && !strcmp(install, "wheels")) {
+                struct recipe_python_target t;
+                DIR *d = opendir(out_dir);
+                struct dirent *de;
+                char **names = NULL;
+                size_t n = 0;
+
+                if (!d) {
+                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", out_dir);
+                        goto out;
+                }
+                while ((de = readdir(d)))
+                        if (str_has_suffix(de->d_name, ".whl")) {
+                                char **nn = realloc(names, (n + 1) * sizeof(char *));
+                                if (!nn)
+                                        break;
+                                names = nn;
+                                names[n++] = strdup(de->d_name);
+                        }
+                closedir(d);
+                qsort(names, n, sizeof(char *), cmp_str);
+                python_target(params, &t);
+                rc = 0;
+                if (n == 0)
+                        rc = kiln_error_set(err, KILN_E_NOT_FOUND,
+                                            "build step wrote no wheel to '%s'", out_dir);
+                for (size_t k = 0; k < n; k++) {
+                        char *w = kiln_strdupf("%s/%s", out_dir, names[k]);
+                        if (rc == 0)
+                                rc = w ? recipe_wheel_install(w, NULL, dir, &t, err) : -1;
+                        free(w);
+                        free(names[k]);
+                }
+                free(names);
+                goto out;
+        } else {
+                const json_t *pv = json_object_get(params, "path");
+                char *to = recipe_path_under(dir, pv ? json_string_value(pv) : "/", err);
+                if (!to)
+                        goto out;
+                rc = kiln_mkdir_p(to, 0755, err) < 0 ? -1 : recipe_copy_tree(out_dir, to, err);
+                free(to);
+                goto out;
+        }
+out:
+        for (i = 0; envs && i < n_env; i++)
+                free(envs[i]);
+        for (i = 0; ins && i < n_in; i++)
+                free(ins[i]);
+        free(argv);
+        free(envs);
+        free(ins);
+        free(out_dir);
+        return rc;
+}
+
+static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
+                     struct kiln_error *err)
+{
+        json_t *params = json_deep_copy(l->params), *j;
+        struct oci_digest d;
+        char *buf;
+
+        /* the name and comment do not change what the layer holds */
+        json_object_del(params, "name");
+        json_object_del(params, "comment");
+        j = json_pack("{s:i, s:s, s:o, s:O}", "kiln-layer", 1, "kind",
+                      recipe_layer_kind_name(l->kind), "params", params, "inputs", resolved);
+        buf = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        if (!buf)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        oci_digest_of_buffer(buf, strlen(buf), &d);
+        free(buf);
+        *ret = strdup(d.str);
+        return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
+/* dir NULL: resolve only (nothing is written). */
+static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
+                     const struct recipe_stage_opts *opts, struct recipe_stage_result *res,
+                     struct kiln_error *err)
+{
+        const struct recipe_layer *l = &plan->layers[i];
+        json_t *resolved = json_array();
+        int rc;
+
+        if (!resolved)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        switch (l->kind) {
+        case RECIPE_LAYER_WHEELS: rc = stage_wheels(plan, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_SOURCE:
+                rc = stage_source(plan, l->params, dir, opts, res, resolved, err);
+                break;
+        case RECIPE_LAYER_BUILD:
+                rc = stage_build(plan, l->params, dir, opts, res, resolved, err);
+                break;
+        default: rc = kiln_error_set(err, KILN_E_INTERNAL, "unknown layer kind"); break;
+        }
+        if (rc == 0)
+                rc = layer_key(l, resolved, &res->layer_key, err);
+        json_decref(resolved);
+        return rc;
+}
+
+int recipe_layer_key(const struct recipe_plan *plan, size_t i,
+                     const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
+                     struct kiln_error *err)
+{
+        static const struct recipe_stage_opts none = {0};
+        struct recipe_stage_result res = {0};
+
+        if (i >= plan->n_layers)
+                return kiln_error_set(err, KILN_E_INTERNAL, "no layer %zu in the plan", i);
+        if (plan->layers[i].unresolved && plan->layers[i].kind != RECIPE_LAYER_SOURCE)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "layer '%s' still holds unresolved values",
+                                      plan->layers[i].name);
+        if (run_layer(plan, i, NULL, opts ? opts : &none, &res, err) < 0) {
+                recipe_stage_result_release(&res);
+                return -1;
+        }
+        *ret = res;
+        return 0;
+}
+
+int recipe_stage_layer(const struct recipe_plan *plan, size_t i, const char *dir,
+                       const struct recipe_stage_opts *opts, struct recipe_stage_result *ret,
+                       struct kiln_error *err)
+{
+        static const struct recipe_stage_opts none = {0};
+        const struct recipe_layer *l;
+        struct recipe_stage_result res = {0};
+        int rc;
+
+        if (!opts)
+                opts = &none;
+        if (i >= plan->n_layers)
+                return kiln_error_set(err, KILN_E_INTERNAL, "no layer %zu in the plan", i);
+        l = &plan->layers[i];
+        if (l->unresolved && l->kind != RECIPE_LAYER_SOURCE)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "layer '%s' still holds unresolved values", l->name);
+        {
+                /* the directory must be new or empty: staging never merges */
+                DIR *d = opendir(dir);
+                if (d) {
+                        struct dirent *de;
+                        bool empty = true;
+                        while ((de = readdir(d)))
+                                if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                                        empty = false;
+                        closedir(d);
+                        if (!empty)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "staging directory '%s' is not empty", dir);
+                }
+        }
+        if (kiln_mkdir_p(dir, 0755, err) < 0)
+                return -1;
+        rc = run_layer(plan, i, dir, opts, &res, err);
+        if (rc < 0) {
+                recipe_stage_result_release(&res);
+                return -1;
+        }
+        *ret = res;
+        return 0;
+}

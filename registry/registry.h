@@ -1,0 +1,145 @@
+/* registry/registry.h: the distribution client (distribution-spec v1.1).
+ *
+ * A reg_client talks to one repository of one registry: manifests, blobs,
+ * tags.  It is safe to use from several threads at once (each call takes
+ * its own curl handle from a pool).  A registry store (reg_store_new)
+ * wraps a client in struct oci_store_ops so oci_image_copy() can pull from
+ * and push to registries.
+ *
+ *     struct reg_options o; reg_options_init(&o);
+ *     c = reg_client_new("127.0.0.1:5000", "app", &o, true, &err);
+ *     reg_client_get_manifest(c, "v1", &buf, &len, &mt, &dig, &err);
+ *     r = reg_client_open_blob(c, &desc, &err);   (a verified stream)
+ *     reg_client_push_blob(c, &desc, reader, NULL, &err);
+ *     reg_client_free(c);
+ *
+ * Transport rules:
+ *   - https with verification by default (--ca-file adds a CA bundle);
+ *   - plain http only for a host given with --insecure-registry, which also
+ *     turns TLS verification off for that host, or for a loopback host
+ *     (localhost, 127.0.0.0/8, ::1), as docker does; a loopback host that
+ *     speaks TLS is still verified;
+ *   - proxies from the environment (http_proxy, https_proxy, no_proxy);
+ *   - redirects are followed here one hop at a time, at most 5, never
+ *     carrying Authorization to another host, never https -> http unless
+ *     the target host is allowed plain http;
+ *   - connection errors, 408, 429 and 5xx are retried with exponential
+ *     backoff and jitter (Retry-After honoured, capped), bounded in count
+ *     and total time; a request whose streamed body was consumed is not
+ *     replayed;
+ *   - error bodies are read at most 64 KiB; JSON errors are shown as
+ *     CODE: message, others as the status and a sanitised excerpt.
+ *
+ * Nothing here prints: warnings (registry Warning headers, once each) and
+ * retries go to opts->notify.
+ */
+#ifndef KILN_REGISTRY_REGISTRY_H
+#define KILN_REGISTRY_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "error.h"
+#include "image.h"
+#include "io.h"
+#include "model.h"
+#include "ref.h"
+
+enum reg_event {
+        REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
+        REG_EVENT_RETRY,   /* a request is retried */
+};
+
+#define REG_MAX_HOSTS 16
+
+struct reg_options {
+        const char *insecure_hosts[REG_MAX_HOSTS];
+        size_t n_insecure;
+        const char *ca_file;
+        const char *authfile;
+        /* explicit credentials (kiln login checks them before saving) */
+        const char *username;
+        const char *password;
+        /* blobs a registry store pushes at once in its own threads; default 1,
+         * as oci_image_copy() runs opts->jobs copies at once itself (the store
+         * sets ops->thread_safe) */
+        unsigned jobs;
+        unsigned retries;           /* attempts after the first; default 5 */
+        long retry_base_ms;         /* first backoff; default 500 */
+        long retry_max_total_s;     /* all retries of one request; default 300 */
+        long retry_after_cap_s;     /* cap on Retry-After; default 60 */
+        long connect_timeout_s;     /* default 30 */
+        long low_speed_time_s;      /* abort below 1 kB/s for this long; default 60 */
+        int64_t chunk_size;         /* > 0: chunked uploads of this size */
+        /* "docker.io=HOST[/PREFIX]": pulls of docker.io images go there */
+        const char *mirrors[REG_MAX_HOSTS];
+        size_t n_mirrors;
+        void (*notify)(void *ctx, enum reg_event ev, const char *msg);
+        void *notify_ctx;
+};
+
+void reg_options_init(struct reg_options *o);
+
+struct reg_client;
+
+/* host: "HOST[:PORT]"; repo: "library/ubuntu" (may be NULL for host-only
+ * calls such as reg_client_ping); push: ask for push access. */
+struct reg_client *reg_client_new(const char *host, const char *repo,
+                                  const struct reg_options *opts, bool push,
+                                  struct kiln_error *err);
+void reg_client_free(struct reg_client *c);
+
+/* GET /v2/: checks the registry answers and the credentials are accepted. */
+int reg_client_ping(struct reg_client *c, struct kiln_error *err);
+
+/* The exact bytes of a manifest by tag or digest, with the Content-Type
+ * (parameters dropped) and the digest: checked against ref when ref is a
+ * digest; by tag computed from the bytes (a disagreeing
+ * Docker-Content-Digest is reported through notify). */
+int reg_client_get_manifest(struct reg_client *c, const char *ref, char **ret_buf,
+                            size_t *ret_len, char **ret_media_type, struct oci_digest *ret_digest,
+                            struct kiln_error *err);
+/* ret_digest (may be NULL) gets Docker-Content-Digest when the registry
+ * sends a valid one; its str is "" otherwise. */
+int reg_client_head_manifest(struct reg_client *c, const char *ref, bool *ret_exists,
+                             struct oci_digest *ret_digest, struct kiln_error *err);
+int reg_client_put_manifest(struct reg_client *c, const char *ref, const char *media_type,
+                            const char *buf, size_t len, struct kiln_error *err);
+int reg_client_delete_manifest(struct reg_client *c, const struct oci_digest *d,
+                               struct kiln_error *err);
+
+/* True when the registry has the blob with d's size. */
+int reg_client_has_blob(struct reg_client *c, const struct oci_descriptor *d, bool *ret,
+                        struct kiln_error *err);
+/* A verified stream of the blob; a dropped connection is resumed with Range. */
+struct oci_reader *reg_client_open_blob(struct reg_client *c, const struct oci_descriptor *d,
+                                        struct kiln_error *err);
+/* Uploads r (taken over), verified against d.  mount_from: another
+ * repository of the same registry known to hold the blob, or NULL. */
+int reg_client_push_blob(struct reg_client *c, const struct oci_descriptor *d,
+                         struct oci_reader *r, const char *mount_from, struct kiln_error *err);
+
+/* Every tag of the repository, following Link pages; tags are validated. */
+int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
+                         struct kiln_error *err);
+
+/* Counters for tests and progress. */
+struct reg_stats {
+        unsigned requests, retries, blobs_uploaded, blobs_mounted;
+        int64_t bytes_up, bytes_down;
+};
+void reg_client_stats(struct reg_client *c, struct reg_stats *ret);
+
+/* The registry store: a repository as a place.  ref gives host, repo and
+ * the default tag or digest. */
+struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_options *opts,
+                                bool for_write, struct kiln_error *err);
+
+/* Maps ref's domain through opts->mirrors; *ret_host/ret_path are new
+ * strings (the originals when no mirror applies). */
+int reg_mirror_apply(const struct reg_options *opts, const char *domain, const char *path,
+                     char **ret_host, char **ret_path, struct kiln_error *err);
+
+#endif

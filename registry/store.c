@@ -1,0 +1,418 @@
+/* The registry store: struct oci_store_ops over a reg_client.
+ *
+ * Its ops are thread safe, so oci_image_copy() may run several blob
+ * copies at once.  With opts->jobs > 1 the store also pushes in its own
+ * threads: put_blob() hands the stream to a worker and returns; put_manifest(), tag() and commit()
+ * first wait for every upload and fail if one failed, so a manifest is
+ * never written before the blobs it names. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+#include "util.h"
+
+/* Where blobs were seen in this process: a push to another repository of
+ * the same registry mounts them instead of uploading. */
+#define KNOWN_MAX 4096
+static struct known {
+        char *host, *repo;
+        struct oci_digest d;
+} known[KNOWN_MAX];
+static size_t n_known;
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void known_add(const char *host, const char *repo, const struct oci_digest *d)
+{
+        pthread_mutex_lock(&known_lock);
+        for (size_t i = 0; i < n_known; i++)
+                if (!strcmp(known[i].host, host) && !strcmp(known[i].repo, repo) &&
+                    oci_digest_equal(&known[i].d, d))
+                        goto out;
+        if (n_known < KNOWN_MAX) {
+                known[n_known].host = strdup(host);
+                known[n_known].repo = strdup(repo);
+                known[n_known].d = *d;
+                if (known[n_known].host && known[n_known].repo)
+                        n_known++;
+        }
+out:
+        pthread_mutex_unlock(&known_lock);
+}
+
+static char *known_other_repo(const char *host, const char *repo, const struct oci_digest *d)
+{
+        char *r = NULL;
+
+        pthread_mutex_lock(&known_lock);
+        for (size_t i = 0; i < n_known && !r; i++)
+                if (!strcmp(known[i].host, host) && strcmp(known[i].repo, repo) &&
+                    oci_digest_equal(&known[i].d, d))
+                        r = strdup(known[i].repo);
+        pthread_mutex_unlock(&known_lock);
+        return r;
+}
+
+struct mcache {
+        struct oci_digest d;
+        char *buf;
+        size_t len;
+        char *mt;
+};
+
+struct reg_store {
+        struct oci_store base;
+        struct reg_client *c;
+        char *host, *repo;
+        char *tag; /* the place's tag, or NULL */
+        unsigned jobs;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned running;
+        bool failed;
+        struct kiln_error first_err;
+        struct mcache *mc;
+        size_t n_mc;
+};
+
+struct job {
+        struct reg_store *s;
+        struct oci_descriptor d;
+        struct oci_reader *r;
+        char *mount_from;
+};
+
+static struct reg_store *RS(struct oci_store *s)
+{
+        return (struct reg_store *)s;
+}
+
+static int wait_uploads(struct reg_store *s, struct kiln_error *err)
+{
+        pthread_mutex_lock(&s->lock);
+        while (s->running)
+                pthread_cond_wait(&s->cond, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        if (s->failed) {
+                if (err)
+                        *err = s->first_err;
+                return -1;
+        }
+        return 0;
+}
+
+static int rs_get_manifest(struct oci_store *st, const char *ref, char **ret_buf, size_t *ret_len,
+                           char **ret_media_type, struct oci_digest *ret_digest,
+                           struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+
+        if (!ref)
+                ref = st->default_ref ? st->default_ref : "latest";
+        return reg_client_get_manifest(s->c, ref, ret_buf, ret_len, ret_media_type, ret_digest,
+                                       err);
+}
+
+static struct oci_reader *rs_open_blob(struct oci_store *st, const struct oci_descriptor *d,
+                                       struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+        struct oci_reader *r = reg_client_open_blob(s->c, d, err);
+
+        if (r)
+                known_add(s->host, s->repo, &d->digest);
+        return r;
+}
+
+static int rs_has_blob(struct oci_store *st, const struct oci_descriptor *d, bool *ret,
+                       struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+
+        if (s->failed)
+                return wait_uploads(s, err);
+        if (reg_client_has_blob(s->c, d, ret, err) < 0)
+                return -1;
+        if (*ret)
+                known_add(s->host, s->repo, &d->digest);
+        return 0;
+}
+
+static void *job_run(void *arg)
+{
+        struct job *j = arg;
+        struct reg_store *s = j->s;
+        struct kiln_error e = KILN_ERROR_INIT;
+        int rc;
+
+        rc = reg_client_push_blob(s->c, &j->d, j->r, j->mount_from, &e);
+        if (rc == 0)
+                known_add(s->host, s->repo, &j->d.digest);
+        pthread_mutex_lock(&s->lock);
+        if (rc < 0 && !s->failed) {
+                s->failed = true;
+                s->first_err = e;
+        }
+        s->running--;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        free(j->mount_from);
+        free(j);
+        return NULL;
+}
+
+static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, struct oci_reader *r,
+                       struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+        struct job *j;
+        pthread_t t;
+        pthread_attr_t attr;
+
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                oci_reader_free(r);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        j->s = s;
+        j->d.digest = d->digest;
+        j->d.size = d->size;
+        j->r = r;
+        j->mount_from = known_other_repo(s->host, s->repo, &d->digest);
+        if (s->jobs <= 1) {
+                int rc = reg_client_push_blob(s->c, &j->d, r, j->mount_from, err);
+                if (rc == 0)
+                        known_add(s->host, s->repo, &d->digest);
+                free(j->mount_from);
+                free(j);
+                return rc;
+        }
+        pthread_mutex_lock(&s->lock);
+        while (s->running >= s->jobs && !s->failed)
+                pthread_cond_wait(&s->cond, &s->lock);
+        if (s->failed) {
+                pthread_mutex_unlock(&s->lock);
+                oci_reader_free(r);
+                free(j->mount_from);
+                free(j);
+                return wait_uploads(s, err);
+        }
+        s->running++;
+        pthread_mutex_unlock(&s->lock);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, job_run, j) != 0) {
+                pthread_attr_destroy(&attr);
+                pthread_mutex_lock(&s->lock);
+                s->running--;
+                pthread_mutex_unlock(&s->lock);
+                /* no thread: push it here */
+                {
+                        int rc = reg_client_push_blob(s->c, &j->d, r, j->mount_from, err);
+                        free(j->mount_from);
+                        free(j);
+                        return rc;
+                }
+        }
+        pthread_attr_destroy(&attr);
+        return 0;
+}
+
+static int cache_manifest(struct reg_store *s, const struct oci_digest *d, const char *mt,
+                          const char *buf, size_t len)
+{
+        struct mcache *n = realloc(s->mc, (s->n_mc + 1) * sizeof(*n));
+
+        if (!n)
+                return -1;
+        s->mc = n;
+        n[s->n_mc].d = *d;
+        n[s->n_mc].buf = malloc(len ? len : 1);
+        n[s->n_mc].len = len;
+        n[s->n_mc].mt = strdup(mt);
+        if (!n[s->n_mc].buf || !n[s->n_mc].mt) {
+                free(n[s->n_mc].buf);
+                free(n[s->n_mc].mt);
+                return -1;
+        }
+        memcpy(n[s->n_mc].buf, buf, len);
+        s->n_mc++;
+        return 0;
+}
+
+static int rs_put_manifest(struct oci_store *st, const struct oci_descriptor *d, const char *buf,
+                           size_t len, struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+        bool exists = false;
+
+        /* every blob (and child manifest) it names must be in place first */
+        if (wait_uploads(s, err) < 0)
+                return -1;
+        if (cache_manifest(s, &d->digest, d->media_type, buf, len) < 0)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (reg_client_head_manifest(s->c, d->digest.str, &exists, NULL, err) < 0)
+                return -1;
+        if (exists)
+                return 0;
+        return reg_client_put_manifest(s->c, d->digest.str, d->media_type, buf, len, err);
+}
+
+static int rs_tag(struct oci_store *st, const char *tag, const struct oci_descriptor *d,
+                  struct kiln_error *err)
+{
+        struct reg_store *s = RS(st);
+
+        if (wait_uploads(s, err) < 0)
+                return -1;
+        if (!tag)
+                tag = s->tag;
+        if (!tag)
+                return 0; /* pushed by digest: nothing to name */
+        {
+                /* a re-push of the same image changes nothing: leave the tag alone */
+                bool exists = false;
+                struct oci_digest cur;
+                if (reg_client_head_manifest(s->c, tag, &exists, &cur, err) < 0)
+                        return -1;
+                if (exists && oci_digest_equal(&cur, &d->digest))
+                        return 0;
+        }
+        for (size_t i = 0; i < s->n_mc; i++)
+                if (oci_digest_equal(&s->mc[i].d, &d->digest))
+                        return reg_client_put_manifest(s->c, tag, s->mc[i].mt, s->mc[i].buf,
+                                                       s->mc[i].len, err);
+        {
+                /* not put through this store: fetch the exact bytes, then name them */
+                char *buf = NULL, *mt = NULL;
+                size_t len = 0;
+                struct oci_digest got;
+                int rc;
+                if (reg_client_get_manifest(s->c, d->digest.str, &buf, &len, &mt, &got, err) < 0)
+                        return -1;
+                rc = reg_client_put_manifest(s->c, tag, mt ? mt : d->media_type, buf, len, err);
+                free(buf);
+                free(mt);
+                return rc;
+        }
+}
+
+static int rs_commit(struct oci_store *st, struct kiln_error *err)
+{
+        return wait_uploads(RS(st), err);
+}
+
+static void rs_free(struct oci_store *st)
+{
+        struct reg_store *s = RS(st);
+
+        wait_uploads(s, NULL);
+        reg_client_free(s->c);
+        for (size_t i = 0; i < s->n_mc; i++) {
+                free(s->mc[i].buf);
+                free(s->mc[i].mt);
+        }
+        free(s->mc);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        free(s->host);
+        free(s->repo);
+        free(s->tag);
+        free(st->name);
+        free(st->default_ref);
+        free(s);
+}
+
+static const struct oci_store_ops reg_store_ops = {
+        .kind = "registry",
+        .thread_safe = true,
+        .get_manifest = rs_get_manifest,
+        .open_blob = rs_open_blob,
+        .has_blob = rs_has_blob,
+        .put_blob = rs_put_blob,
+        .put_manifest = rs_put_manifest,
+        .tag = rs_tag,
+        .commit = rs_commit,
+        .free = rs_free,
+};
+
+int reg_mirror_apply(const struct reg_options *opts, const char *domain, const char *path,
+                     char **ret_host, char **ret_path, struct kiln_error *err)
+{
+        for (size_t i = 0; opts && i < opts->n_mirrors; i++) {
+                const char *m = opts->mirrors[i];
+                const char *eq = strchr(m, '=');
+                const char *slash;
+                if (!eq || (size_t)(eq - m) != strlen(domain) || strncmp(m, domain, (size_t)(eq - m)))
+                        continue;
+                slash = strchr(eq + 1, '/');
+                if (slash) {
+                        *ret_host = strndup(eq + 1, (size_t)(slash - eq - 1));
+                        *ret_path = kiln_strdupf("%s/%s", slash + 1, path);
+                } else {
+                        *ret_host = strdup(eq + 1);
+                        *ret_path = strdup(path);
+                }
+                if (!*ret_host || !*ret_path) {
+                        free(*ret_host);
+                        free(*ret_path);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                return 0;
+        }
+        *ret_host = strdup(domain);
+        *ret_path = strdup(path);
+        if (!*ret_host || !*ret_path) {
+                free(*ret_host);
+                free(*ret_path);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        return 0;
+}
+
+struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_options *opts,
+                                bool for_write, struct kiln_error *err)
+{
+        struct reg_store *s = calloc(1, sizeof(*s));
+        struct reg_options o;
+
+        if (!s) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        if (opts)
+                o = *opts;
+        else
+                reg_options_init(&o);
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->cond, NULL);
+        s->base.ops = &reg_store_ops;
+        s->jobs = o.jobs ? o.jobs : 1;
+        if (for_write) {
+                s->host = strdup(ref->domain);
+                s->repo = strdup(ref->path);
+                if (!s->host || !s->repo)
+                        goto nomem;
+        } else if (reg_mirror_apply(&o, ref->domain, ref->path, &s->host, &s->repo, err) < 0) {
+                goto fail;
+        }
+        s->base.name = oci_ref_string(ref);
+        if (ref->has_digest)
+                s->base.default_ref = strdup(ref->digest.str);
+        else if (ref->tag)
+                s->base.default_ref = strdup(ref->tag);
+        if (ref->tag)
+                s->tag = strdup(ref->tag);
+        if (!s->base.name || (ref->tag && !s->tag))
+                goto nomem;
+        s->c = reg_client_new(s->host, s->repo, &o, for_write, err);
+        if (!s->c)
+                goto fail;
+        return &s->base;
+nomem:
+        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+fail:
+        rs_free(&s->base);
+        return NULL;
+}

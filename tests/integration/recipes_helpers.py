@@ -1,0 +1,213 @@
+"""Stand-ins for the recipe tests: wheels, .deb files, apt and PEP 503
+indexes, git repositories, all made here, offline."""
+import base64
+import gzip
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import zipfile
+
+ROOT = pathlib.Path(os.environ.get("KILN_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
+LINNAEUS = ROOT / "recipes" / "linnaeus" / "linnaeus.json"
+
+
+def kiln_path():
+    path = os.environ.get("KILN") or str(ROOT / "build" / "cli" / "kiln")
+    assert os.access(path, os.X_OK), f"kiln binary not found at {path}; build first"
+    return path
+
+
+def kiln(*args, check=True, env=None, cwd=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run([kiln_path(), *map(str, args)], capture_output=True, text=True, env=e,
+                       cwd=cwd, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"kiln {' '.join(map(str, args))} exited {p.returncode}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def kiln_fails(*args, code=None, **kw):
+    """Expects a failure with exactly one 'kiln: error:' line; returns that line."""
+    p = kiln(*args, check=False, **kw)
+    assert p.returncode > 0, f"expected failure: {p.stdout} {p.stderr}"
+    if code is not None:
+        assert p.returncode == code, (p.returncode, p.stderr)
+    errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+    assert len(errs) == 1, f"expected one error line, got: {p.stderr!r}"
+    return errs[0]
+
+
+def run(*cmd, cwd=None, env=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=cwd, env=e)
+    if p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}: {p.stdout} {p.stderr}")
+    return p.stdout
+
+
+def sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _record_hash(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
+               plat="manylinux_2_28_x86_64", entry_points=None, data=None, purelib=False,
+               tamper=None, unhashed=None, unlisted=None):
+    """Builds NAME-VERSION-PY-ABI-PLAT.whl.  files: {path: bytes} in the
+    wheel root; data: {"scripts/x": bytes, "headers/h.h": ..., "data/share/y": ...};
+    tamper: a path whose content changes after RECORD is written."""
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    dist = name.replace("-", "_")
+    distinfo = f"{dist}-{version}.dist-info"
+    datadir = f"{dist}-{version}.data"
+    entries = {}
+    for p, content in (files or {f"{dist}/__init__.py": f"__version__ = '{version}'\n".encode()}).items():
+        entries[p] = content
+    for p, content in (data or {}).items():
+        entries[f"{datadir}/{p}"] = content
+    entries[f"{distinfo}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    entries[f"{distinfo}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: kiln-tests\n"
+                                    f"Root-Is-Purelib: {'true' if purelib else 'false'}\n"
+                                    f"Tag: {py}-{abi}-{plat}\n").encode()
+    if entry_points:
+        entries[f"{distinfo}/entry_points.txt"] = entry_points.encode()
+    record = "".join(f"{p},,\n" if p == unhashed else f"{p},{_record_hash(c)},{len(c)}\n"
+                     for p, c in entries.items())
+    record += f"{distinfo}/RECORD,,\n"
+    entries[f"{distinfo}/RECORD"] = record.encode()
+    if tamper:
+        entries[tamper] = entries[tamper] + b"# tampered\n"
+    if unlisted:
+        entries[unlisted] = b"not in RECORD\n"
+    path = outdir / f"{name.replace('-', '_')}-{version}-{py}-{abi}-{plat}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for p, c in entries.items():
+            info = zipfile.ZipInfo(p, date_time=(2024, 1, 1, 0, 0, 0))
+            mode = 0o755 if p.endswith(".so") or "/scripts/" in p else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, c)
+    return path
+
+
+def make_simple_index(root, wheels, *, hashes=True, extra_links=()):
+    """A PEP 503 index on disk: ROOT/NORMALIZED/index.html linking the wheels
+    (copied to ROOT/../files) with #sha256= fragments."""
+    root = pathlib.Path(root)
+    files = root.parent / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    by_project = {}
+    for w in wheels:
+        w = pathlib.Path(w)
+        target = files / w.name
+        target.write_bytes(w.read_bytes())
+        project = w.name.split("-")[0].lower().replace("_", "-")
+        by_project.setdefault(project, []).append(target)
+    for project, ws in by_project.items():
+        d = root / project
+        d.mkdir(parents=True, exist_ok=True)
+        links = []
+        for w in ws:
+            href = "../../files/" + w.name.replace("+", "%2B")
+            if hashes:
+                href += "#sha256=" + sha256(w)
+            links.append(f'<a href="{href}">{w.name}</a><br/>')
+        links.extend(extra_links)
+        (d / "index.html").write_text("<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) +
+                                      "\n</body></html>\n")
+    return root
+
+
+def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None):
+    """dpkg-deb --build of a tree holding files ({path: bytes}, paths
+    relative to /; a value of ("link", target) makes a symlink)."""
+    outdir = pathlib.Path(outdir)
+    tree = outdir / f"{package}-tree"
+    (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: {arch}\n"
+        f"Maintainer: kiln tests <tests@example.invalid>\nDescription: stand-in for {package}\n")
+    if postinst:
+        (tree / "DEBIAN" / "postinst").write_text(postinst)
+        os.chmod(tree / "DEBIAN" / "postinst", 0o755)
+    for p, c in files.items():
+        f = tree / p
+        f.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(c, tuple) and c[0] == "link":
+            os.symlink(c[1], f)
+        else:
+            f.write_bytes(c)
+            if p.startswith(("usr/bin/", "bin/")):
+                os.chmod(f, 0o755)
+    sums = []
+    for p, c in sorted(files.items()):
+        if not isinstance(c, tuple):
+            sums.append(f"{hashlib.md5(c).hexdigest()}  {p}\n")
+    (tree / "DEBIAN" / "md5sums").write_text("".join(sums))
+    path = outdir / f"{package}_{version}_{arch}.deb"
+    run("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", tree, path)
+    return path
+
+
+def make_apt_repo(mirror, debs, suite="jammy", component="main"):
+    """An apt mirror layout: pool/ with the debs and a gzipped Packages index."""
+    mirror = pathlib.Path(mirror)
+    stanzas = []
+    for d in debs:
+        d = pathlib.Path(d)
+        pkg = d.name.split("_")[0]
+        rel = f"pool/{component}/{pkg[0]}/{pkg}/{d.name}"
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_bytes(d.read_bytes())
+        stanzas.append(f"Package: {pkg}\nVersion: {d.name.split('_')[1]}\nArchitecture: amd64\n"
+                       f"Filename: {rel}\nSize: {d.stat().st_size}\nSHA256: {sha256(d)}\n")
+    idx = mirror / "dists" / suite / component / "binary-amd64"
+    idx.mkdir(parents=True, exist_ok=True)
+    with gzip.open(idx / "Packages.gz", "wt") as f:
+        f.write("\n".join(stanzas))
+    return mirror
+
+
+def make_git_repo(path, branches=None):
+    """A repository with 'main' and the given branches ({name: {file: text}})."""
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    run("git", "init", "-q", "-b", "main", path, env=env)
+    (path / "linnaeus").mkdir(exist_ok=True)
+    (path / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\n")
+    (path / "README.md").write_text("linnaeus stand-in\n")
+    run("git", "-C", path, "add", "-A", env=env)
+    run("git", "-C", path, "commit", "-q", "-m", "main", env=env)
+    for name, files in (branches or {}).items():
+        run("git", "-C", path, "checkout", "-q", "-b", name, "main", env=env)
+        for f, text in files.items():
+            (path / f).parent.mkdir(parents=True, exist_ok=True)
+            (path / f).write_text(text)
+        run("git", "-C", path, "add", "-A", env=env)
+        run("git", "-C", path, "commit", "-q", "-m", name, env=env)
+    run("git", "-C", path, "checkout", "-q", "main", env=env)
+    return path
+
+
+def rev(repo, ref):
+    return run("git", "-C", repo, "rev-parse", ref).strip()
+
+
+def write_recipe(path, doc):
+    path = pathlib.Path(path)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path

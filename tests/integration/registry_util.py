@@ -1,0 +1,435 @@
+"""Registry fixtures: the real distribution registry (/usr/bin/docker-registry)
+on 127.0.0.1, open, with htpasswd Basic auth, with Bearer tokens from a small
+token server written here, and with TLS from a test CA; plus a fault proxy.
+
+Everything listens on 127.0.0.1 only."""
+import base64
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+import http.server
+import socketserver
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(*cmd, input=None, check=True):
+    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}: {p.stdout} {p.stderr}")
+    return p
+
+
+class Registry:
+    """A docker-registry process.  auth: None, ("htpasswd", file) or
+    ("token", dict(realm, service, issuer, rootcertbundle)).  tls: (cert, key)."""
+
+    def __init__(self, workdir, auth=None, tls=None, delete=True):
+        self.dir = pathlib.Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.scheme = "https" if tls else "http"
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {self.dir / 'data'}",
+            "  delete:",
+            f"    enabled: {'true' if delete else 'false'}",
+            "http:",
+            f"  addr: 127.0.0.1:{self.port}",
+            "  headers:",
+            "    X-Content-Type-Options: [nosniff]",
+        ]
+        if tls:
+            lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
+        if auth and auth[0] == "htpasswd":
+            lines += ["auth:", "  htpasswd:", "    realm: kiln-test", f"    path: {auth[1]}"]
+        elif auth and auth[0] == "token":
+            t = auth[1]
+            lines += ["auth:", "  token:", f"    realm: {t['realm']}", f"    service: {t['service']}",
+                      f"    issuer: {t['issuer']}", f"    rootcertbundle: {t['rootcertbundle']}"]
+        self.config = self.dir / "config.yml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.log = open(self.dir / "registry.log", "w")
+        env = dict(os.environ)
+        for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            env.pop(k, None)
+        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("registry exited: " + (self.dir / "registry.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("registry did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def ref(self, repo, tag=None):
+        return f"{self.host}/{repo}" + (f":{tag}" if tag else "")
+
+    def api(self, path, method="GET", headers=None, auth=None):
+        """A raw request to the registry (no auth unless given as a header value)."""
+        req = urllib.request.Request(f"{self.scheme}://{self.host}{path}", method=method,
+                                     headers=dict(headers or {}))
+        if auth:
+            req.add_header("Authorization", auth)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def blob_uploads_dir(self):
+        return self.dir / "data" / "docker" / "registry" / "v2" / "repositories"
+
+
+# ---- htpasswd ----
+
+def make_htpasswd(path, user, password):
+    out = run("htpasswd", "-Bbn", user, password).stdout
+    pathlib.Path(path).write_text(out)
+    return path
+
+
+# ---- certificates ----
+
+def make_ca(d):
+    d = pathlib.Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=kiln test CA", "-keyout", d / "ca.key", "-out", d / "ca.crt",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return d / "ca.crt", d / "ca.key"
+
+
+def make_server_cert(d, ca_crt, ca_key, name="127.0.0.1"):
+    d = pathlib.Path(d)
+    ext = d / "ext.cnf"
+    ext.write_text(f"subjectAltName=IP:{name},DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+        "-keyout", d / "server.key", "-out", d / "server.csr")
+    run("openssl", "x509", "-req", "-in", d / "server.csr", "-CA", ca_crt, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", d / "server.crt")
+    return d / "server.crt", d / "server.key"
+
+
+# ---- the token server ----
+
+def _b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues JWTs (RS256, x5c = the signing certificate, which is the
+    registry's rootcertbundle).  users: {name: password}; acl(user, repo) ->
+    set of actions.  Records every request in .requests (path, query, auth
+    header present) so tests can check scopes."""
+
+    def __init__(self, workdir, users, acl=None, service="kiln-registry", expires_in=300,
+                 oauth=False):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        from cryptography.x509.oid import NameOID
+        import datetime
+
+        self.dir = pathlib.Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.users = users
+        self.acl = acl or (lambda user, repo: {"pull", "push"} if user else set())
+        self.service = service
+        self.issuer = "kiln-test-issuer"
+        self.expires_in = expires_in
+        self.oauth = oauth
+        self.requests = []
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln token signer")])
+        now = datetime.datetime.utcnow()
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.bundle = self.dir / "token-ca.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._padding = padding
+        self._hashes = hashes
+        self.port = free_port()
+        self.realm = f"http://127.0.0.1:{self.port}/token"
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, code, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                from urllib.parse import urlparse, parse_qs
+                u = urlparse(self.path)
+                q = parse_qs(u.query)
+                user = outer._check_basic(self.headers.get("Authorization"))
+                outer.requests.append({"method": "GET", "query": q, "user": user,
+                                       "auth": self.headers.get("Authorization") is not None})
+                if user is False:
+                    return self._reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+                self._reply(200, outer._issue(user, q.get("scope", []), q.get("service", [""])[0]))
+
+            def do_POST(self):
+                from urllib.parse import parse_qs
+                n = int(self.headers.get("Content-Length", "0"))
+                q = parse_qs(self.rfile.read(n).decode())
+                outer.requests.append({"method": "POST", "query": q, "user": None, "auth": False})
+                if not outer.oauth:
+                    return self._reply(404, {"error": "not found"})
+                self._reply(200, outer._issue(None, q.get("scope", []), q.get("service", [""])[0],
+                                              field="access_token"))
+
+        class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.httpd = S(("127.0.0.1", self.port), H)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _check_basic(self, header):
+        """None: anonymous; False: wrong credentials; else the user name."""
+        if not header:
+            return None
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, pw = base64.b64decode(header[6:]).decode().partition(":")
+        except Exception:
+            return False
+        return user if self.users.get(user) == pw else False
+
+    def _issue(self, user, scopes, service, field="token"):
+        access = []
+        for s in scopes:
+            for one in s.split(" "):
+                parts = one.split(":")
+                if len(parts) < 3 or parts[0] != "repository":
+                    continue
+                repo, actions = ":".join(parts[1:-1]), parts[-1].split(",")
+                allowed = self.acl(user, repo)
+                granted = [a for a in actions if a in allowed]
+                access.append({"type": "repository", "name": repo, "actions": granted})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        claims = {"iss": self.issuer, "sub": user or "", "aud": service, "exp": now + self.expires_in,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        sig = self.key.sign(signing.encode(), self._padding.PKCS1v15(), self._hashes.SHA256())
+        tok = signing + "." + _b64url(sig)
+        return {field: tok, "expires_in": self.expires_in, "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def registry_auth(self):
+        return ("token", {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+                          "rootcertbundle": self.bundle})
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ---- the fault proxy ----
+
+class FaultProxy:
+    """A plain-http proxy in front of a registry that misbehaves on request.
+    faults: a list of dicts consumed in order by matching requests:
+      {"match": "GET /v2/.../blobs/", "action": "status", "status": 503, "retry_after": "1"}
+      {"match": ..., "action": "drop_mid_body"}    (send headers and half the body, then close)
+      {"match": ..., "action": "truncate"}         (close after half the body, no error status)
+      {"match": ..., "action": "corrupt"}          (flip one byte of the body)
+      {"match": ..., "action": "redirect", "to": HOST}   (307 to the same path on HOST)
+      {"match": ..., "action": "pass", "add_headers": [(name, value)]}
+      {"match": ..., "action": "relative_location"} / "wrong_digest" / "paginate"
+    Each fault fires `times` times (default 1).  .log has (method, path, status)."""
+
+    def __init__(self, upstream_host):
+        self.upstream = upstream_host
+        self.faults = []
+        self.log = []
+        self.headers_seen = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _fault(self):
+                line = f"{self.command} {self.path}"
+                with outer.lock:
+                    for f in outer.faults:
+                        if f.get("times", 1) > 0 and f["match"] in line:
+                            f["times"] = f.get("times", 1) - 1
+                            return f
+                return None
+
+            def _handle(self):
+                import http.client
+                n = self.headers.get("Content-Length")
+                body = None
+                if n is not None:
+                    body = self.rfile.read(int(n))
+                elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    body = b"".join(chunks)
+                f = self._fault()
+                if f and f["action"] == "skip":
+                    f = None  # consumed: lets the first matching request through
+                outer.headers_seen.append((self.command, self.path, dict(self.headers)))
+                if f and f["action"] == "redirect":
+                    outer.log.append((self.command, self.path, f.get("status", 307)))
+                    self.send_response(f.get("status", 307))
+                    self.send_header("Location", f"http://{f['to']}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if f and f["action"] == "status":
+                    outer.log.append((self.command, self.path, f["status"]))
+                    payload = f.get("body", b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}')
+                    self.send_response(f["status"])
+                    if "retry_after" in f:
+                        self.send_header("Retry-After", f["retry_after"])
+                    for k, v in f.get("add_headers", []):
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(outer.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "transfer-encoding", "connection")}
+                if body is not None:
+                    headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read() if self.command != "HEAD" else b""
+                outer.log.append((self.command, self.path, r.status))
+                if f and f["action"] == "paginate":
+                    return self._paginate(f, r, data)
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() in ("connection", "transfer-encoding", "content-length"):
+                        continue
+                    if k.lower() == "location" and v.startswith(f"http://{outer.upstream}"):
+                        v = v.replace(outer.upstream, outer.host, 1)
+                    if k.lower() == "location" and f and f["action"] == "relative_location":
+                        v = v.split(outer.host, 1)[-1]
+                    if k.lower() == "docker-content-digest" and f and f["action"] == "wrong_digest":
+                        v = "sha256:" + "0" * 64
+                    self.send_header(k, v)
+                for k, v in (f or {}).get("add_headers", []):
+                    self.send_header(k, v)
+                if self.command == "HEAD":
+                    self.send_header("Content-Length", r.getheader("Content-Length", "0"))
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if f and f["action"] in ("drop_mid_body", "truncate") and data:
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                if f and f["action"] == "corrupt" and data:
+                    data = bytearray(data)
+                    data[len(data) // 2] ^= 0xFF
+                    data = bytes(data)
+                self.wfile.write(data)
+
+            def _paginate(self, f, r, data):
+                # serve the tag list in pages of f["n"], with relative Link headers
+                from urllib.parse import urlparse, parse_qs
+                q = parse_qs(urlparse(self.path).query)
+                last = q.get("last", [""])[0]
+                doc = json.loads(data)
+                rest = sorted(t for t in doc["tags"] if t > last)
+                page = rest[: f["n"]]
+                data = json.dumps({"name": doc["name"], "tags": page}).encode()
+                with outer.lock:
+                    f["times"] = f.get("times", 0) + 1
+                self.send_response(200)
+                if len(rest) > len(page):
+                    path = urlparse(self.path).path
+                    self.send_header("Link", f'<{path}?n={f["n"]}&last={page[-1]}>; rel="next"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+        class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.httpd = S(("127.0.0.1", self.port), H)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, **fault):
+        with self.lock:
+            self.faults.append(fault)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,100 @@
+"""Crash safety, full disks and concurrent writers on OCI layouts."""
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import read_index
+from imagegen import make_image
+
+KILLS = int(os.environ.get("KILN_TEST_KILLS", "20"))
+ROUNDS = int(os.environ.get("KILN_TEST_ROUNDS", "50"))
+
+
+@pytest.fixture
+def big_image(tmp_path):
+    rnd = random.Random(7)
+    layers = [{f"data/{i}.bin": rnd.randbytes(12 * 1024 * 1024)} for i in range(4)]
+    src = tmp_path / "src"
+    make_image(src, "big", layers, compression="none")
+    return src
+
+
+def test_sigkill_during_copy_never_corrupts(kiln, big_image, tmp_path, figures):
+    dst = tmp_path / "dst"
+    rnd = random.Random(11)
+    killed = 0
+    for i in range(KILLS):
+        p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0.0, 0.06))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+        if dst.exists() and (dst / "oci-layout").exists():
+            f = kiln.run("fsck", f"oci:{dst}", check=False)
+            figures.zero("layout kills / corrupt layouts", 0 if f.returncode == 0 else 1)
+            assert f.returncode == 0, f"after kill {i}: {f.stdout}"
+        # start over now and then, so kills land early in a copy too
+        if i % 5 == 4:
+            subprocess.run(["rm", "-rf", str(dst)])
+    figures.count("layout kills", killed)
+    assert killed > 0
+    want = kiln.run("digest", f"oci:{big_image}:big").stdout.strip()
+    assert kiln.run("copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1").stdout.strip() == want
+    assert kiln.run("fsck", f"oci:{dst}").returncode == 0
+
+
+def test_sigkill_during_archive_write_leaves_no_archive(kiln, big_image, tmp_path):
+    target = tmp_path / "out.tar"
+    p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci-archive:{target}:v1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not target.exists()
+
+
+def test_full_disk_is_a_clean_error(kiln, big_image, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    script = f"""
+set -u
+mount -t tmpfs -o size=20m tmpfs {mnt} || exit 99
+{kiln.path} copy -q oci:{big_image}:big oci:{mnt}/dst:v1 2>{tmp_path}/err
+echo "rc=$?"
+find {mnt}/dst -name '.tmp-*' | wc -l
+{kiln.path} fsck oci:{mnt}/dst >/dev/null; echo "fsck=$?"
+python3 -c "import json;print(len(json.load(open('{mnt}/dst/index.json'))['manifests']))"
+"""
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split()
+    assert lines[0] not in ("rc=0",) and lines[0].startswith("rc=")
+    assert lines[1] == "0", "temp files left behind"
+    assert lines[2] == "fsck=0"
+    assert lines[3] == "0", "a tag points at an incomplete image"
+    err = (tmp_path / "err").read_text()
+    assert err.count("kiln: error:") == 1 and "No space left on device" in err
+
+
+def test_parallel_writers_lose_no_tag(kiln, tmp_path, figures):
+    src = tmp_path / "src"
+    make_image(src, "x", [{"a": b"1"}])
+    dst = tmp_path / "dst"
+    kiln.run("copy", "-q", f"oci:{src}:x", f"oci:{dst}:seed")
+    script = "\n".join(
+        f"(for r in $(seq 1 {ROUNDS}); do {kiln.path} copy -q oci:{src}:x oci:{dst}:w{w}-r$r >/dev/null || exit 1; done) &"
+        for w in range(8)) + "\nfail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail\n"
+    subprocess.run(["bash", "-c", script], check=True, timeout=600)
+    tags = {m["annotations"]["org.opencontainers.image.ref.name"] for m in read_index(dst)["manifests"]}
+    want = {f"w{w}-r{r}" for w in range(8) for r in range(1, ROUNDS + 1)} | {"seed"}
+    lost = want - tags
+    figures.count("layout writers x rounds", 8 * ROUNDS)
+    figures.zero("layout writers x rounds / lost tags", len(lost))
+    assert not lost
+    assert kiln.run("fsck", f"oci:{dst}").returncode == 0

@@ -1,0 +1,148 @@
+"""kiln build RECIPE --dry-run: the plan of the linnaeus recipe, offline."""
+import json
+
+import pytest
+
+from recipes_helpers import LINNAEUS, kiln, kiln_fails, write_recipe
+
+REPO = "frontierkodiak/linnaeus-dev"
+
+# Straight from the seed README's examples and rules.
+SEED_TAGS = [
+    (["--arch", "ampere"], "ampere-stable-cu126"),
+    (["--arch", "ampere", "--source", "local"], "ampere-stable-cu126"),
+    (["--arch", "pre-ampere"], "pre-ampere-stable-cu126"),
+    (["--arch", "pre-ampere", "--source", "local"], "pre-ampere-stable-cu126"),
+    (["--arch", "hopper"], "hopper-nightly-cu128"),
+    (["--arch", "hopper", "--branch", "feat/my-hopper-feature"],
+     "hopper-nightly-cu128-feat-my-hopper-feature"),
+    (["--arch", "ampere", "--branch", "develop"], "ampere-stable-cu126-develop"),
+    (["--arch", "ampere", "--tag-suffix", "my-feature"], "ampere-stable-cu126-my-feature"),
+    (["--arch", "pre-ampere", "--tag-suffix", "task123"], "pre-ampere-stable-cu126-task123"),
+    (["--arch", "hopper", "--branch", "feat/xyz", "--tag-suffix", "exp01"],
+     "hopper-nightly-cu128-feat-xyz-exp01"),
+    (["--arch", "ampere", "--source", "local", "--tag-suffix", "dev-test"],
+     "ampere-stable-cu126-dev-test"),
+    (["--arch", "ampere", "--source", "local", "--branch", "develop"], "ampere-stable-cu126"),
+    (["--arch", "ampere", "--branch", "main"], "ampere-stable-cu126"),
+]
+
+
+@pytest.mark.parametrize("args,tag", SEED_TAGS)
+def test_linnaeus_tags_follow_the_seed_convention(args, tag):
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", *args).stdout)
+    assert plan["tags"][0] == f"{REPO}:{tag}"
+
+
+def test_linnaeus_matrix_layers_and_profiles():
+    want = {
+        "hopper": ("nightly-cu128", "https://download.pytorch.org/whl/nightly/cu128", "9.0", True),
+        "ampere": ("stable-cu126", "https://download.pytorch.org/whl/cu126", "8.0;8.6", True),
+        "pre-ampere": ("stable-cu126", "https://download.pytorch.org/whl/cu126", "7.5", False),
+    }
+    for arch, (variant, index, cuda, fa) in want.items():
+        plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
+        names = [l["name"] for l in plan["layers"]]
+        expected = ["python", "torch", "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
+                   ["python-deps", "linnaeus"]
+        assert names == expected, arch
+        assert plan["base"] == "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
+        assert plan["variables"]["torch_variant"] == variant
+        torch = plan["layers"][1]["params"]
+        assert torch["index"] == index
+        if fa:
+            build = plan["layers"][3]["params"]
+            assert build["env"]["TORCH_CUDA_ARCH_LIST"] == cuda
+            assert build["env"]["MAX_JOBS"] == "4"
+        src = plan["layers"][-1]["params"]
+        assert src["path"] == "/app/linnaeus"
+        assert src["repository"] == "https://github.com/polli-labs/linnaeus.git"
+        cfg = plan["config"]
+        assert "PYTHONPATH=/app/linnaeus" in cfg["Env"]
+        assert cfg["WorkingDir"] == "/app/linnaeus"
+        assert cfg["Cmd"] == ["bash"]
+        # the commit is not known offline: marked, not invented
+        assert any(u.startswith("source.revision") for u in plan["unresolved"])
+        assert plan["annotations"]["org.opencontainers.image.revision"] == "${source.revision}"
+
+
+def test_versions_per_arch():
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "hopper").stdout)
+    assert plan["layers"][1]["params"]["packages"] == ["torch==2.8.0.*"]
+    assert plan["variables"]["flash_attn_version"] == "3.0.0b3"
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "ampere").stdout)
+    assert plan["layers"][1]["params"]["packages"] == ["torch==2.7.1+cu126"]
+    assert plan["variables"]["flash_attn_version"] == "2.7.4.post1"
+
+
+def test_every_address_is_a_variable():
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json",
+                           "--set", "torch_index=file:///mirror/torch",
+                           "--set", "linnaeus_git=/srv/git/linnaeus",
+                           "--set", "base_image=localhost:5000/cuda-standin:1",
+                           "--set", "deadsnakes_mirror=file:///mirror/deadsnakes",
+                           "--set", "ubuntu_mirror=file:///mirror/ubuntu",
+                           "--set", "pypi_index=file:///mirror/pypi").stdout)
+    text = json.dumps(plan)
+    for real in ("download.pytorch.org", "github.com/polli-labs", "launchpadcontent",
+                 "archive.ubuntu.com", "pypi.org"):
+        assert real not in text, real
+    assert plan["base"] == "localhost:5000/cuda-standin:1"
+
+
+def test_text_plan_marks_unresolved():
+    out = kiln("build", LINNAEUS, "--dry-run", "--arch", "hopper").stdout
+    assert "frontierkodiak/linnaeus-dev:hopper-nightly-cu128\n" in out
+    assert "(unresolved)" in out
+    assert "unresolved:\n  source.revision: known once the source is fetched" in out
+    assert "  4 flash-attn: build" in out
+
+
+def test_unknown_variable_is_a_clear_error():
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--set", "gpu=h100", code=3)
+    assert line.startswith(f"kiln: error: unknown variable 'gpu': recipe '{LINNAEUS}' declares arch, ")
+
+
+def test_disallowed_value_is_a_clear_error():
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--arch", "volta", code=3)
+    assert line == ("kiln: error: invalid value 'volta' for variable 'arch': "
+                    "expected one of hopper, ampere, pre-ampere")
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--source", "svn", code=3)
+    assert "expected one of github, local" in line
+
+
+def test_schema_error_names_file_line_and_column(tmp_path):
+    r = tmp_path / "bad.json"
+    r.write_text('{\n  "base": "ubuntu",\n  "layers": [\n    {"name": "x", "kind": "debs",\n'
+                 '     "debs": [], "sha": 1}\n  ]\n}\n')
+    line = kiln_fails("build", r, "--dry-run", code=3)
+    assert line == (f"kiln: error: invalid recipe '{r}' at line 5 column 18: "
+                    "unknown key 'sha' in layer 'x'")
+
+
+def test_missing_variable_names_the_recipe_line(tmp_path):
+    r = write_recipe(tmp_path / "r.json", {
+        "base": "ubuntu",
+        "layers": [{"name": "src", "kind": "source", "from": "git",
+                    "repository": "${git_url}", "path": "/app"}],
+    })
+    line = kiln_fails("build", r, "--dry-run", code=3)
+    assert line == (f"kiln: error: invalid recipe '{r}' at line 8 column 21: "
+                    "undefined variable 'git_url' in '${git_url}'")
+
+
+def test_building_without_dry_run_or_stage_says_what_is_missing():
+    line = kiln_fails("build", LINNAEUS, code=9)
+    assert "use --dry-run or --stage DIR" in line
+
+
+def test_usage_errors():
+    p = kiln("build", "--dry-run", check=False)
+    assert p.returncode == 2 and "missing RECIPE" in p.stderr
+    p = kiln("build", LINNAEUS, "--dry-run", "--bogus", check=False)
+    assert p.returncode == 2
+
+
+def test_missing_recipe_file(tmp_path):
+    line = kiln_fails("build", tmp_path / "nope.json", "--dry-run", code=5)
+    assert f"read recipe '{tmp_path / 'nope.json'}'" in line

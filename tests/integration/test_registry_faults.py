@@ -1,0 +1,147 @@
+"""Faults between kiln and a real registry, injected by a proxy written here:
+transient statuses with Retry-After, dropped and corrupted bodies.  kiln either
+completes with verified content or fails with one clear error, and never stores
+or tags unverified content."""
+import email.utils
+import hashlib
+import json
+import time
+
+import pytest
+
+import imagegen
+from registry_util import FaultProxy
+
+FAST = {"KILN_RETRY_BASE_MS": "50"}
+
+
+@pytest.fixture
+def proxy(registry):
+    p = FaultProxy(registry.host)
+    yield p
+    p.stop()
+
+
+def _push(kiln, registry, tmp_path, repo, size=200000):
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"big.bin": hashlib.sha256(repo.encode()).digest() * (size // 32)},
+                                    {"small.txt": repo.encode()}])
+    d = kiln.run("copy", f"oci:{lay}:v1", registry.ref(repo, "v1")).stdout.strip()
+    return lay, d
+
+
+def _layer_digests(lay):
+    idx = json.loads((lay / "index.json").read_text())
+    m = json.loads((lay / "blobs" / "sha256" / idx["manifests"][0]["digest"].split(":")[1]).read_text())
+    return [l["digest"] for l in m["layers"]]
+
+
+def test_registry_fault_503_retry_after_then_success(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/a")
+    proxy.add(match="GET /v2/faults/a/blobs/", action="status", status=503, retry_after="1", times=2)
+    t0 = time.time()
+    p = kiln.run("copy", f"{proxy.host}/faults/a:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert time.time() - t0 >= 1.0  # Retry-After was honoured
+    assert p.stdout.strip() == d
+    assert "retry" in p.stderr
+    kiln.run("fsck", f"oci:{tmp_path}/out")
+
+
+def test_registry_fault_429_with_http_date(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/b")
+    when = email.utils.formatdate(time.time() + 1, usegmt=True)
+    proxy.add(match="GET /v2/faults/b/manifests/v1", action="status", status=429, retry_after=when,
+              body=b"HAP429 not json", times=1)
+    p = kiln.run("copy", f"{proxy.host}/faults/b:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
+
+
+def test_registry_fault_500_on_manifest_and_blob_put_is_retried(kiln, registry, proxy, tmp_path):
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"x": b"push retry " * 5000}])
+    proxy.add(match="PUT /v2/faults/c/blobs/uploads/", action="status", status=500, times=2)
+    proxy.add(match="PUT /v2/faults/c/manifests/", action="status", status=502, times=2)
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/c:v1", env=FAST)
+    d = p.stdout.strip()
+    st, h, _ = registry.api("/v2/faults/c/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200 and h["Docker-Content-Digest"] == d
+
+
+def test_registry_fault_dropped_blob_body_is_resumed(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/d", size=2_000_000)
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"GET /v2/faults/d/blobs/{big}", action="drop_mid_body", times=1)
+    p = kiln.run("copy", f"{proxy.host}/faults/d:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
+    kiln.run("fsck", f"oci:{tmp_path}/out")
+    gets = [l for l in proxy.log if l[0] == "GET" and big in l[1]]
+    assert len(gets) == 2 and gets[1][2] == 206, gets  # the second GET asked for the rest
+
+
+def test_registry_fault_corrupt_blob_is_never_stored(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/e")
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"GET /v2/faults/e/blobs/{big}", action="corrupt", times=10)
+    out = tmp_path / "out"
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/e:v1", f"oci:{out}:v1", env=FAST, code=4)
+    assert big in err
+    assert not (out / "blobs" / "sha256" / big.split(":")[1]).exists()
+    if (out / "index.json").exists():
+        assert json.loads((out / "index.json").read_text())["manifests"] == []
+
+
+def test_registry_fault_truncated_blob_then_good(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/f", size=500_000)
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"GET /v2/faults/f/blobs/{big}", action="truncate", times=1)
+    p = kiln.run("copy", f"{proxy.host}/faults/f:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
+    kiln.run("fsck", f"oci:{tmp_path}/out")
+
+
+def test_registry_fault_corrupt_manifest_by_digest_fails(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/g")
+    proxy.add(match=f"GET /v2/faults/g/manifests/{d}", action="corrupt", times=10)
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/g@{d}", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert "does not match its digest" in err or "invalid JSON" in err
+
+
+def test_registry_fault_retries_are_bounded(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/h")
+    proxy.add(match="GET /v2/faults/h/manifests/v1", action="status", status=503, times=100)
+    t0 = time.time()
+    p, err = kiln.fails("copy", "--retry-times", "2", f"{proxy.host}/faults/h:v1",
+                        f"oci:{tmp_path}/out:v1", env=FAST, code=6)
+    assert time.time() - t0 < 10
+    assert "503" in err
+    assert len([l for l in proxy.log if "manifests/v1" in l[1]]) == 3
+
+
+def test_registry_fault_wrong_source_bytes_never_tagged(kiln, registry, tmp_path):
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"x": b"will be corrupted " * 3000}])
+    layer = _layer_digests(lay)[0]
+    path = lay / "blobs" / "sha256" / layer.split(":")[1]
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    p, err = kiln.fails("copy", f"oci:{lay}:v1", registry.ref("faults/i", "v1"), code=4)
+    assert registry.api(f"/v2/faults/i/blobs/{layer}", method="HEAD")[0] == 404
+    st, _, _ = registry.api("/v2/faults/i/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 404
+
+
+def test_registry_fault_error_body_is_capped_and_sanitised(kiln, registry, proxy, tmp_path):
+    proxy.add(match="GET /v2/faults/j/manifests/v1", action="status", status=400,
+              body=b"<html>\x1b[31m" + b"A" * 2_000_000 + b"</html>", times=1)
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/j:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert "400" in err and "\x1b" not in err and len(err) < 600
+
+
+def test_registry_fault_oversized_manifest_is_refused(kiln, registry, proxy, tmp_path):
+    proxy.add(match="GET /v2/faults/k/manifests/v1", action="status", status=200,
+              body=b"{" + b" " * 5_000_000 + b"}", times=1)
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/k:v1", f"oci:{tmp_path}/out:v1", code=8)
+    assert "larger than the limit of 4194304 bytes" in err
