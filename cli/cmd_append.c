@@ -113,22 +113,22 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
 int cmd_append(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"layer", required_argument, NULL, 'l'},
-                {"file", required_argument, NULL, 'f'},
-                {"tag", required_argument, NULL, 't'},
-                {"compression", required_argument, NULL, 'c'},
-                {"level", required_argument, NULL, 'L'},
-                {"threads", required_argument, NULL, 'T'},
-                {"exclude", required_argument, NULL, 'x'},
-                {"ignore-file", required_argument, NULL, 'i'},
-                {"platform", required_argument, NULL, 'p'},
-                {"cache", required_argument, NULL, 'C'},
-                {"no-cache", no_argument, NULL, 'N'},
-                {"keep-owners", no_argument, NULL, 'o'},
-                {"keep-caps", no_argument, NULL, 'k'},
-                {"quiet", no_argument, NULL, 'q'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
+            {"layer", required_argument, NULL, 'l'},
+            {"file", required_argument, NULL, 'f'},
+            {"tag", required_argument, NULL, 't'},
+            {"compression", required_argument, NULL, 'c'},
+            {"level", required_argument, NULL, 'L'},
+            {"threads", required_argument, NULL, 'T'},
+            {"exclude", required_argument, NULL, 'x'},
+            {"ignore-file", required_argument, NULL, 'i'},
+            {"platform", required_argument, NULL, 'p'},
+            {"cache", required_argument, NULL, 'C'},
+            {"no-cache", no_argument, NULL, 'N'},
+            {"keep-owners", no_argument, NULL, 'o'},
+            {"keep-caps", no_argument, NULL, 'k'},
+            {"quiet", no_argument, NULL, 'q'},
+            CLI_HELP_OPTION,
+            {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
@@ -159,8 +159,8 @@ int cmd_append(int argc, char **argv)
                                 return cli_usage("append", "out of memory");
                         specs = ns;
                         if (parse_spec(optarg, &specs[n_specs]) < 0)
-                                return cli_usage("append", "invalid layer '%s': use SRC[:DEST[:MODE]]",
-                                                 optarg);
+                                return cli_usage(
+                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", optarg);
                         specs[n_specs].files = NULL;
                         specs[n_specs].n_files = 0;
                         n_specs++;
@@ -189,7 +189,9 @@ int cmd_append(int argc, char **argv)
                         ls->files[ls->n_files++] = f;
                         break;
                 }
-                case 't': tag = optarg; break;
+                case 't':
+                        tag = optarg;
+                        break;
                 case 'c':
                         if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
                                 return cli_usage("append", "%s", err.msg);
@@ -202,7 +204,9 @@ int cmd_append(int argc, char **argv)
                         wo.level = (int)v;
                         break;
                 }
-                case 'T': wo.threads = atoi(optarg); break;
+                case 'T':
+                        wo.threads = atoi(optarg);
+                        break;
                 case 'x': {
                         char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
                         if (!nx)
@@ -235,13 +239,25 @@ int cmd_append(int argc, char **argv)
                                 return cli_fail(&err);
                         have_plat = true;
                         break;
-                case 'C': cache_dir = optarg; break;
-                case 'N': use_cache = false; break;
-                case 'o': wo.keep_owners = true; break;
-                case 'k': wo.keep_caps = true; break;
-                case 'q': quiet = true; break;
-                case 'h': return cli_help_verb("append");
-                default: return cli_usage("append", "invalid option");
+                case 'C':
+                        cache_dir = optarg;
+                        break;
+                case 'N':
+                        use_cache = false;
+                        break;
+                case 'o':
+                        wo.keep_owners = true;
+                        break;
+                case 'k':
+                        wo.keep_caps = true;
+                        break;
+                case 'q':
+                        quiet = true;
+                        break;
+                case 'h':
+                        return cli_help_verb("append");
+                default:
+                        return cli_usage("append", "invalid option");
                 }
         }
         if (optind + 1 != argc)
@@ -311,8 +327,9 @@ int cmd_append(int argc, char **argv)
                                 /* Cache entries are hints: one that does not verify is
                                  * rebuilt, once. */
                                 if (!quiet)
-                                        fprintf(stderr, "kiln: warning: cached layer '%s' is bad "
-                                                        "(%s); rebuilding\n",
+                                        fprintf(stderr,
+                                                "kiln: warning: cached layer '%s' is bad "
+                                                "(%s); rebuilding\n",
                                                 specs[i].src ? specs[i].src : "files", err.msg);
                                 kiln_error_clear(&err);
                                 if (build_one(cache, false, &specs[i],

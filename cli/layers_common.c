@@ -41,8 +41,9 @@ int cli_image_load(struct oci_store *st, const struct oci_platform *plat, struct
                         goto fail;
                 d = oci_index_select(x, plat);
                 if (!d) {
-                        kiln_error_set(err, KILN_E_NOT_FOUND, "no image for platform '%s/%s' in '%s'",
-                                       plat->os, plat->architecture, st->name);
+                        kiln_error_set(err, KILN_E_NOT_FOUND,
+                                       "no image for platform '%s/%s' in '%s'", plat->os,
+                                       plat->architecture, st->name);
                         oci_index_free(x);
                         goto fail;
                 }

@@ -312,13 +312,14 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                                 strcpy(digest, given[i].str);
                                 if (newidx)
                                         fprintf(newidx,
-                                          "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
-                                          " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
-                                          (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
-                                          (int64_t)now->st_mtim.tv_nsec,
-                                          (int64_t)now->st_ctim.tv_sec,
-                                          (int64_t)now->st_ctim.tv_nsec, (uint64_t)now->st_ino,
-                                          (uint64_t)now->st_dev, digest);
+                                                "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                                                " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
+                                                (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
+                                                (int64_t)now->st_mtim.tv_nsec,
+                                                (int64_t)now->st_ctim.tv_sec,
+                                                (int64_t)now->st_ctim.tv_nsec,
+                                                (uint64_t)now->st_ino, (uint64_t)now->st_dev,
+                                                digest);
                                 if (newidx)
                                         fwrite(e->host, 1, strlen(e->host) + 1, newidx);
                         } else {
@@ -402,7 +403,8 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
         if (!blob)
                 return -1;
         w = layer_writer_new(blob, o, err);
-        if (!w || layer_source_write(s, w, digests, err) < 0 || layer_writer_finish(w, &res, err) < 0)
+        if (!w || layer_source_write(s, w, digests, err) < 0 ||
+            layer_writer_finish(w, &res, err) < 0)
                 goto out;
         if (oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) < 0)
                 goto out;

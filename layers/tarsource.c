@@ -21,8 +21,8 @@ struct tentry {
         struct archive_entry *ae; /* metadata; pathname/hardlink rewritten */
         size_t idx;               /* arrival order: the spool file name */
         bool has_data;
-        size_t data_from;         /* spool file holding this entry's data */
-        bool dropped;             /* a later entry has the same path */
+        size_t data_from; /* spool file holding this entry's data */
+        bool dropped;     /* a later entry has the same path */
 };
 
 bool layer_tar_source_name(const char *f)
@@ -92,7 +92,8 @@ static int spool(struct archive *a, const char *dir, size_t idx, const char *nam
 
         snprintf(fname, sizeof(fname), "%zu", idx);
         if (dfd >= 0)
-                fd = openat(dfd, fname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+                fd =
+                    openat(dfd, fname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot spool '%s' into '%s'",
                                             name, dir);
@@ -183,9 +184,8 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
                 e = &t[n];
                 memset(e, 0, sizeof(*e));
                 e->idx = n;
-                e->path = map_name(cdest, archive_entry_pathname(ae) ? archive_entry_pathname(ae)
-                                                                     : "",
-                                   err);
+                e->path = map_name(
+                    cdest, archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "", err);
                 if (!e->path) {
                         kiln_error_prefix(err, "tar '%s'", file);
                         goto out;
@@ -250,7 +250,8 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
                         archive_entry_copy_hardlink(e->ae, NULL);
                         archive_entry_set_filetype(e->ae, AE_IFREG);
                         for (size_t j = 0; j < n; j++)
-                                if (&t[j] != e && !t[j].dropped && archive_entry_hardlink(t[j].ae) &&
+                                if (&t[j] != e && !t[j].dropped &&
+                                    archive_entry_hardlink(t[j].ae) &&
                                     !strcmp(archive_entry_hardlink(t[j].ae), target->path))
                                         archive_entry_copy_hardlink(t[j].ae, e->path);
                         target->has_data = false;
@@ -272,7 +273,8 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
                                 continue;
                         /* synthesize parents not present before this entry */
                         p = strdup(e->path);
-                        for (slash = p ? strchr(p, '/') : NULL; slash; slash = strchr(slash + 1, '/')) {
+                        for (slash = p ? strchr(p, '/') : NULL; slash;
+                             slash = strchr(slash + 1, '/')) {
                                 *slash = 0;
                                 if (!bsearch(p, t, n, sizeof(*t), cmp_key) &&
                                     !(last_dir && !strncmp(last_dir, p, strlen(p)) &&
@@ -295,8 +297,8 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
                         free(p);
                         if (e->has_data) {
                                 char fname[64];
-                                _cleanup_close_ int sd = open(spool_dir, O_RDONLY | O_DIRECTORY |
-                                                                             O_CLOEXEC);
+                                _cleanup_close_ int sd =
+                                    open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                                 snprintf(fname, sizeof(fname), "%zu", e->data_from);
                                 dfd = sd >= 0 ? openat(sd, fname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                                               : -1;
