@@ -1,5 +1,6 @@
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,6 +45,35 @@ void layer_cache_freep(struct layer_cache **c)
         *c = NULL;
 }
 
+/* Temp files and spools of killed builds: anything named like ours and not
+ * touched for an hour (a live build keeps writing, so keeps its mtime). */
+static void sweep_stale(const char *dir, const char *pattern)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        time_t now = time(NULL);
+
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                struct stat st;
+
+                if (!strstr(e->d_name, pattern) ||
+                    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    now - st.st_mtim.tv_sec < 3600)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        char *p = kiln_strdupf("%s/%s", dir, e->d_name);
+                        if (p)
+                                kiln_rm_rf(p);
+                        free(p);
+                } else {
+                        unlinkat(dirfd(d), e->d_name, 0);
+                }
+        }
+        closedir(d);
+}
+
 struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
 {
         struct layer_cache *c = calloc(1, sizeof(*c));
@@ -76,6 +106,13 @@ struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
         c->layout = oci_layout_open(lay, true, err);
         if (!c->layout)
                 goto fail;
+        {
+                _cleanup_free_ char *blobs = kiln_strdupf("%s/blobs/sha256", lay);
+                if (blobs)
+                        sweep_stale(blobs, ".tmp-");
+                sweep_stale(c->dir, "spool-");
+                sweep_stale(sta, ".tmp-");
+        }
         return c;
 fail:
         kiln_error_prefix(err, "layer cache");

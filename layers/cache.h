@@ -19,7 +19,8 @@
  * Safety: blobs go through the layout's temp file + fsync + rename, and an
  * entry is written (atomically) only after its blob is in place, so two
  * processes can share the cache and a killed build never leaves an entry
- * without its blob.  Entries are hints: a blob is verified against the
+ * without its blob; its temp files are swept by a later open once an hour
+ * old.  Entries are hints: a blob is verified against the
  * entry's digest and size when it is copied out (layer_cache_open_blob),
  * and a bad entry is dropped.
  *

@@ -396,3 +396,25 @@ def test_files_join_the_layer_before_them(kiln, tmp_path):
     assert names[0] == {"etc": 0o755, "etc/app": 0o755, "etc/app/conf": 0o644}
     assert names[1] == {"app": 0o755, "app/conf": 0o600, "app/main.py": 0o644, "usr": 0o755,
                         "usr/bin": 0o755, "usr/bin/entry": 0o755}
+
+
+def test_stale_temp_files_of_killed_builds_are_swept(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+    append(kiln, tmp_path, src, "first")
+    cache = tmp_path / "cache-first"
+    blobs = cache / "layout" / "blobs" / "sha256"
+    old, fresh = blobs / ".tmp-old123", blobs / ".tmp-new456"
+    spool = cache / "spool-abcdef"
+    spool.mkdir()
+    (spool / "0").write_bytes(b"x")
+    for p in (old, fresh):
+        p.write_bytes(b"partial")
+    stat_files = list((cache / "stat").iterdir())
+    two_hours_ago = os.stat(old).st_mtime - 7200
+    for p in (old, spool, *stat_files):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    append(kiln, tmp_path, src, "first")
+    assert not old.exists() and not spool.exists()
+    assert fresh.exists()  # may belong to a build still running
+    assert all(p.exists() for p in stat_files)  # real index files stay
