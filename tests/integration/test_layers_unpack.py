@@ -1,5 +1,6 @@
 """kiln unpack: hostile tars change nothing outside DIR and are reported; legitimate
 but scary tars unpack like umoci."""
+import copy
 import gzip
 import io
 import os
@@ -65,12 +66,13 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case):
+def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case, walk):
     tmp, outside, root = world
     entries, msg = HOSTILE[case]
     before = state(outside)
-    p = unpack(kiln, tmp, entries, check=False)
+    p = unpack(kiln, tmp, entries, *(["--walk"] if walk else []), check=False)
     assert p.returncode == 3, p.stderr
     errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
     assert len(errs) == 1 and msg in errs[0], p.stderr
@@ -99,10 +101,11 @@ CLAMPED = {
 }
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
 @pytest.mark.parametrize("case", sorted(CLAMPED))
-def test_escaping_links_resolve_inside_root(kiln, world, case):
+def test_escaping_links_resolve_inside_root(kiln, world, case, walk):
     tmp, outside, root = world
-    entries, inside = CLAMPED[case]
+    entries, inside = copy.deepcopy(CLAMPED[case])
     # make the absolute paths of the entries point at the real sentinel
     for e in entries:
         if e.get("link", "").startswith("/outside"):
@@ -111,7 +114,7 @@ def test_escaping_links_resolve_inside_root(kiln, world, case):
             e["name"] = "evil/" + str(outside).lstrip("/") + e["name"][len("evil/outside"):]
             inside = str(outside).lstrip("/") + "/victim"
     before = state(outside)
-    unpack(kiln, tmp, entries)
+    unpack(kiln, tmp, entries, *(["--walk"] if walk else []))
     assert state(outside) == before
     if inside:
         assert (root / inside).exists() or (root / inside).is_symlink()
