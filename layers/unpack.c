@@ -526,8 +526,18 @@ static int walk_in_root(struct layer_unpacker *u, const char *path, bool create,
                 }
                 fd = openat(cur, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0 && errno == ENOENT && create) {
-                        if (mkdirat(cur, p, 0755) < 0 && errno != EEXIST)
+                        bool made = mkdirat(cur, p, 0755) == 0;
+                        if (!made && errno != EEXIST)
                                 goto io_fail;
+                        if (made) {
+                                /* 0755 whatever the umask */
+                                int dfd =
+                                    openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                if (dfd >= 0) {
+                                        fchmod(dfd, 0755);
+                                        close(dfd);
+                                }
+                        }
                         fd = openat(cur, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                 }
                 if (fd < 0)
@@ -957,6 +967,9 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         case AE_IFIFO:
                 if (mkfifoat(pfd, base, perm) < 0)
                         return entry_fail(u, raw, errno, err, "create fifo");
+                /* the mode, not the umask; a fifo just made, not a link */
+                if (fchmodat(pfd, base, perm, 0) < 0)
+                        return entry_fail(u, raw, errno, err, "chmod");
                 break;
         case AE_IFCHR:
         case AE_IFBLK:

@@ -276,3 +276,20 @@ def test_duplicate_paths_last_wins(kiln, world):
                        {"name": "x", "data": b"last", "mode": 0o600}])
     assert (root / "x").read_bytes() == b"last"
     assert (root / "x").stat().st_mode & 0o777 == 0o600
+
+
+def test_unpack_does_not_depend_on_umask(kiln, tmp_path):
+    entries = [{"name": "implicit/parent/file", "data": b"x", "mode": 0o664},
+               {"name": "fifo", "type": "fifo", "mode": 0o666},
+               {"name": "d", "type": "dir", "mode": 0o775}]
+    place = make_layout(tmp_path / "lay", [(tar_bytes(entries), TAR)])
+    snaps = []
+    for mask in (0o022, 0o077):
+        dest = tmp_path / f"u{mask:o}"
+        p = subprocess.run(["sh", "-c", f'umask {mask:o}; exec "$@"', "sh", kiln.path, "unpack",
+                            "--rootless", place, dest], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        snaps.append(snapshot(dest))
+        assert os.stat(dest / "fifo").st_mode & 0o777 == 0o666
+    assert snaps[0] == snaps[1]
+    assert snaps[0][b"implicit"] == ("d", 0o755)
