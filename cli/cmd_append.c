@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "cmd_layers.h"
 #include "json.h"
+#include "place.h"
 #include "source.h"
 #include "tarsource.h"
 #include "util.h"
@@ -51,9 +52,43 @@ static int parse_spec(const char *s, struct layer_spec *ret)
         return ret->dest ? 0 : -1;
 }
 
-struct append_ctx {
-        bool quiet;
-};
+/* A blob built just now (its digest taken from the bytes as they were
+ * written, then fsynced and renamed into the cache) is hardlinked into a
+ * destination layout on the same file system instead of being copied: the
+ * layer is written once.  Anything else (another kind of place, another file
+ * system, a blob already there) goes through the store, which verifies. */
+static bool link_fresh_blob(const char *place, struct layer_cache *cache,
+                            const struct layer_result *res)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_place p;
+        _cleanup_free_ char *from = NULL, *blobs = NULL, *algdir = NULL, *to = NULL;
+        struct stat st;
+        bool ok = false;
+
+        if (oci_place_parse(place, &p, &e) < 0)
+                return false;
+        if (p.kind != OCI_PLACE_LAYOUT)
+                goto out;
+        from = layer_cache_blob_path(cache, &res->digest);
+        blobs = kiln_strdupf("%s/blobs", p.path);
+        algdir = kiln_strdupf("%s/blobs/sha256", p.path);
+        to = kiln_strdupf("%s/blobs/sha256/%s", p.path, oci_digest_hex(&res->digest));
+        if (!from || !blobs || !algdir || !to)
+                goto out;
+        if (kiln_mkdir_p(algdir, 0755, &e) < 0)
+                goto out;
+        /* the layout refuses symlinked blob directories; so does this */
+        if (lstat(blobs, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(algdir, &st) < 0 ||
+            !S_ISDIR(st.st_mode))
+                goto out;
+        if (link(from, to) < 0)
+                goto out;
+        ok = kiln_fsync_dir(algdir, &e) == 0;
+out:
+        oci_place_release(&p);
+        return ok;
+}
 
 static int add_single_file(struct layer_source *s, const struct layer_spec *sp,
                            struct kiln_error *err)
@@ -315,7 +350,9 @@ int cmd_append(int argc, char **argv)
                 d->digest = res->digest;
                 d->size = res->size;
                 d->annotations = a;
-                {
+                if (!hit && link_fresh_blob(tag, cache, res)) {
+                        /* written once: the cache's blob is the layout's */
+                } else {
                         bool have = false;
                         struct oci_reader *r;
                         if (dst->ops->has_blob(dst, d, &have, &err) < 0)

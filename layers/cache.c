@@ -577,3 +577,8 @@ int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *d
         kiln_rm_rf(spool);
         return rc;
 }
+
+char *layer_cache_blob_path(struct layer_cache *c, const struct oci_digest *digest)
+{
+        return oci_layout_blob_path(c->layout, digest);
+}

@@ -76,6 +76,9 @@ int layer_cache_store(struct layer_cache *c, const struct oci_digest *key,
 /* Removes the entry of key (after its blob failed verification). */
 void layer_cache_drop(struct layer_cache *c, const struct oci_digest *key);
 
+/* Path of a built blob in the cache (a new string). */
+char *layer_cache_blob_path(struct layer_cache *c, const struct oci_digest *digest);
+
 /* A verified reader of a built blob. */
 struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct layer_result *res,
                                          struct kiln_error *err);

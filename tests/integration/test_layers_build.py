@@ -418,3 +418,13 @@ def test_stale_temp_files_of_killed_builds_are_swept(kiln, tmp_path):
     assert not old.exists() and not spool.exists()
     assert fresh.exists()  # may belong to a build still running
     assert all(p.exists() for p in stat_files)  # real index files stay
+
+
+def test_fresh_layer_is_written_once(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    out, _, layer = append(kiln, tmp_path, src, "once")
+    p = out / "blobs" / "sha256" / layer["digest"].split(":")[1]
+    cached = tmp_path / "cache-once" / "layout" / "blobs" / "sha256" / p.name
+    assert os.stat(p).st_ino == os.stat(cached).st_ino
+    assert sha(p.read_bytes()) == layer["digest"]
+    run("umoci", "unpack", "--rootless", "--image", f"{out}:v1", tmp_path / "b")
