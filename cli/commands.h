@@ -10,5 +10,8 @@ int cmd_copy(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

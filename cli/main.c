@@ -45,9 +45,14 @@ const struct cli_verb cli_verbs[] = {
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
-        {"build", cmd_build_plan, "build an image from a recipe (--dry-run: print the plan)",
-         "kiln build RECIPE (--dry-run [--json] | --stage DIR) [--arch A] [--source github|local]"
-         " [--branch B] [--tag-suffix S] [--set K=V]..."},
+        {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
+         "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
+         " [--set K=V]... [--push | --output PLACE] [--cache DIR] [--compression gzip|zstd|none]"
+         " [--level N] [--platform P] [--jobs N] [--json] [--dry-run | --stage DIR]"},
+        {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
+         "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
+        {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
+         "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},
 };
 

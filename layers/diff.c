@@ -11,56 +11,26 @@
 #include "util.h"
 
 struct img {
-        struct oci_fetched top;
-        struct oci_manifest *m;
-        struct oci_config *c;
-        char *cfgbuf;
-        size_t cfglen;
+        struct oci_image i;
+        struct oci_manifest *m; /* = i.m */
+        struct oci_config *c;   /* typed view, when the config is an image config */
 };
 
 static void img_release(struct img *i)
 {
-        oci_manifest_free(i->m);
         oci_config_free(i->c);
-        free(i->cfgbuf);
-        oci_fetched_release(&i->top);
+        oci_image_release(&i->i);
 }
 
 static int img_load(struct oci_store *s, struct img *ret, struct kiln_error *err)
 {
         struct img i = {0};
-        struct oci_platform host;
 
-        if (oci_store_fetch(s, NULL, &i.top, err) < 0)
-                return -1;
-        if (i.top.kind == OCI_DOC_INDEX) {
-                struct oci_index *x = NULL;
-                const struct oci_descriptor *d;
-                struct oci_fetched child = {0};
-                oci_platform_host(&host);
-                if (oci_index_parse(i.top.buf, i.top.len, i.top.media_type, &x, err) < 0)
-                        goto fail;
-                d = oci_index_select(x, &host);
-                if (!d) {
-                        oci_index_free(x);
-                        kiln_error_set(err, KILN_E_NOT_FOUND, "no image for this platform in '%s'",
-                                       s->name);
-                        goto fail;
-                }
-                if (oci_store_fetch_desc(s, d, &child, err) < 0) {
-                        oci_index_free(x);
-                        goto fail;
-                }
-                oci_index_free(x);
-                oci_fetched_release(&i.top);
-                i.top = child;
-        }
-        if (oci_manifest_parse(i.top.buf, i.top.len, i.top.media_type, &i.m, err) < 0)
+        if (oci_image_load(s, NULL, NULL, &i.i, err) < 0)
                 goto fail;
-        if (oci_store_read_blob(s, &i.m->config, OCI_CONFIG_MAX, &i.cfgbuf, &i.cfglen, err) < 0)
-                goto fail;
+        i.m = i.i.m;
         if (oci_media_type_is_config(i.m->config.media_type) &&
-            oci_config_parse(i.cfgbuf, i.cfglen, &i.c, err) < 0)
+            oci_config_parse(i.i.config_buf, i.i.config_len, &i.c, err) < 0)
                 goto fail;
         *ret = i;
         return 0;
@@ -546,7 +516,7 @@ int layer_image_diff(struct oci_store *sa, struct oci_store *sb, const struct la
                 return -1;
         if (img_load(sb, &b, err) < 0)
                 goto out;
-        if (oci_digest_equal(&a.top.desc.digest, &b.top.desc.digest)) {
+        if (oci_digest_equal(&a.i.top.desc.digest, &b.i.top.desc.digest)) {
                 *ret_same = true;
                 rc = 0;
                 goto out;
@@ -560,8 +530,8 @@ int layer_image_diff(struct oci_store *sa, struct oci_store *sb, const struct la
         if (diff_layers(&c, sa, &a, sb, &b, err) < 0)
                 goto out;
         if (!c.found)
-                emit(&c, "manifest", "bytes", "changed", a.top.desc.digest.str,
-                     b.top.desc.digest.str, -1);
+                emit(&c, "manifest", "bytes", "changed", a.i.top.desc.digest.str,
+                     b.i.top.desc.digest.str, -1);
 done:
         *ret_same = false;
         rc = 0;

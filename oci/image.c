@@ -126,6 +126,70 @@ int oci_store_read_blob(struct oci_store *s, const struct oci_descriptor *d, siz
         return rc;
 }
 
+void oci_image_release(struct oci_image *img)
+{
+        if (!img)
+                return;
+        oci_fetched_release(&img->top);
+        oci_manifest_free(img->m);
+        free(img->config_buf);
+        json_decref(img->config);
+        memset(img, 0, sizeof(*img));
+}
+
+int oci_image_load(struct oci_store *s, const char *ref, const struct oci_platform *plat,
+                   struct oci_image *ret, struct kiln_error *err)
+{
+        struct oci_image img = {0};
+        struct oci_platform host;
+
+        if (oci_store_fetch(s, ref, &img.top, err) < 0)
+                return -1;
+        if (img.top.kind == OCI_DOC_INDEX) {
+                struct oci_index *x = NULL;
+                const struct oci_descriptor *d;
+                struct oci_fetched child = {0};
+                if (!plat) {
+                        oci_platform_host(&host);
+                        plat = &host;
+                }
+                if (oci_index_parse(img.top.buf, img.top.len, img.top.media_type, &x, err) < 0)
+                        goto fail;
+                d = oci_index_select(x, plat);
+                if (!d) {
+                        kiln_error_set(err, KILN_E_NOT_FOUND,
+                                       "no image for platform '%s/%s%s%s' in '%s'", plat->os,
+                                       plat->architecture, plat->variant ? "/" : "",
+                                       plat->variant ? plat->variant : "", s->name);
+                        oci_index_free(x);
+                        goto fail;
+                }
+                if (oci_store_fetch_desc(s, d, &child, err) < 0) {
+                        oci_index_free(x);
+                        goto fail;
+                }
+                oci_index_free(x);
+                oci_fetched_release(&img.top);
+                img.top = child;
+        }
+        if (oci_manifest_parse(img.top.buf, img.top.len, img.top.media_type, &img.m, err) < 0 ||
+            oci_store_read_blob(s, &img.m->config, OCI_CONFIG_MAX, &img.config_buf,
+                                &img.config_len, err) < 0)
+                goto fail;
+        img.config = oci_json_parse(img.config_buf, img.config_len, "image config", err);
+        if (!img.config)
+                goto fail;
+        if (!json_is_object(img.config)) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid image config: not an object");
+                goto fail;
+        }
+        *ret = img;
+        return 0;
+fail:
+        oci_image_release(&img);
+        return -1;
+}
+
 /* ---- the layout store ---- */
 
 struct layout_store {

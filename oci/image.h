@@ -98,6 +98,21 @@ int oci_store_fetch_desc(struct oci_store *s, const struct oci_descriptor *d,
 int oci_store_read_blob(struct oci_store *s, const struct oci_descriptor *d, size_t cap,
                         char **ret_buf, size_t *ret_len, struct kiln_error *err);
 
+/* An image: its manifest (an index resolved to one platform) and config. */
+struct oci_image {
+        struct oci_fetched top; /* the manifest */
+        struct oci_manifest *m;
+        char *config_buf; /* the exact config bytes */
+        size_t config_len;
+        json_t *config; /* parsed config object */
+};
+
+/* Loads ref (NULL: the place's own) from s; an index is resolved for plat
+ * (NULL: the host's).  Only the manifest and the config are read. */
+int oci_image_load(struct oci_store *s, const char *ref, const struct oci_platform *plat,
+                   struct oci_image *ret, struct kiln_error *err);
+void oci_image_release(struct oci_image *img);
+
 struct oci_copy_opts {
         const struct oci_platform *platform; /* NULL: keep an index whole */
         const char *dst_tag;                 /* NULL: the destination's own tag */

@@ -41,63 +41,6 @@ static void say(const struct recipe_image_opts *o, const char *fmt, ...)
         o->progress(o->progress_ctx, msg);
 }
 
-struct base_image {
-        struct oci_fetched top;
-        struct oci_manifest *m;
-        json_t *config;
-};
-
-static void base_release(struct base_image *b)
-{
-        oci_fetched_release(&b->top);
-        oci_manifest_free(b->m);
-        json_decref(b->config);
-}
-
-/* Only the manifest and the config of the base are read. */
-static int base_load(struct oci_store *st, const struct oci_platform *plat, struct base_image *b,
-                     struct kiln_error *err)
-{
-        _cleanup_free_ char *cfg = NULL;
-        struct oci_platform host;
-        size_t len;
-
-        if (oci_store_fetch(st, NULL, &b->top, err) < 0)
-                return -1;
-        if (b->top.kind == OCI_DOC_INDEX) {
-                struct oci_index *x = NULL;
-                const struct oci_descriptor *d;
-                struct oci_fetched child = {0};
-                if (!plat) {
-                        oci_platform_host(&host);
-                        plat = &host;
-                }
-                if (oci_index_parse(b->top.buf, b->top.len, b->top.media_type, &x, err) < 0)
-                        return -1;
-                d = oci_index_select(x, plat);
-                if (!d || oci_store_fetch_desc(st, d, &child, err) < 0) {
-                        if (!d)
-                                kiln_error_set(err, KILN_E_NOT_FOUND,
-                                               "no image for platform '%s/%s' in base '%s'",
-                                               plat->os, plat->architecture, st->name);
-                        oci_index_free(x);
-                        return -1;
-                }
-                oci_index_free(x);
-                oci_fetched_release(&b->top);
-                b->top = child;
-        }
-        if (oci_manifest_parse(b->top.buf, b->top.len, b->top.media_type, &b->m, err) < 0 ||
-            oci_store_read_blob(st, &b->m->config, OCI_CONFIG_MAX, &cfg, &len, err) < 0)
-                return -1;
-        b->config = oci_json_parse(cfg, len, "base image config", err);
-        if (!b->config)
-                return -1;
-        if (!json_is_object(b->config))
-                return kiln_error_set(err, KILN_E_INVALID, "invalid base image config: not an object");
-        return 0;
-}
-
 /* The cache key of a recipe layer: what determines its content (the
  * recipe's layer key) and how it is written. */
 static void cache_key(const char *layer_key, const struct layer_writer_opts *w,
@@ -239,7 +182,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct recipe_plan_opts po = {.sets = o->sets, .n_sets = o->n_sets};
         struct recipe_plan *plan0 = NULL, *plan = NULL;
         struct oci_store *base_st = NULL, *upper = NULL, *overlay = NULL, *dst = NULL;
-        struct base_image base = {0};
+        struct oci_image base = {0};
         struct layer_cache *cache = NULL;
         struct oci_layout *cl = NULL;
         struct layer_result *res = NULL;
@@ -263,7 +206,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         }
         say(o, "base %s", plan0->base);
         base_st = o->open_place(o->open_ctx, plan0->base, false, err);
-        if (!base_st || base_load(base_st, o->platform, &base, err) < 0) {
+        /* only the base's manifest and config are read */
+        if (!base_st || oci_image_load(base_st, NULL, o->platform, &base, err) < 0) {
                 kiln_error_prefix(err, "base '%s'", plan0->base);
                 goto out;
         }
@@ -358,6 +302,27 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         json_object_set_new(ann, "org.opencontainers.image.base.digest",
                             json_string(base.top.desc.digest.str));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
+        if (o->recipe_digest)
+                json_object_set_new(ann, "dev.kiln.recipe.digest", json_string(o->recipe_digest));
+        {
+                /* the variables the build was given (later ones win), not the
+                 * defaults: those come from the recipe, whose digest is above */
+                json_t *given = json_object();
+                char *vars;
+                for (size_t i = 0; i < o->n_sets; i++) {
+                        const char *eq = strchr(o->sets[i], '=');
+                        char name[256];
+                        if (!eq)
+                                continue;
+                        snprintf(name, sizeof(name), "%.*s", (int)(eq - o->sets[i]), o->sets[i]);
+                        json_object_set_new(given, name, json_string(eq + 1));
+                }
+                vars = json_dumps(given, JSON_COMPACT | JSON_SORT_KEYS);
+                if (vars)
+                        json_object_set_new(ann, "dev.kiln.recipe.variables", json_string(vars));
+                free(vars);
+                json_decref(given);
+        }
         mj = oci_manifest_to_json(OCI_MT_MANIFEST, NULL, &cd, layers, nb + plan->n_layers, NULL,
                                   ann);
         if (!mj || oci_json_dump(mj, &mbuf, &mlen, err) < 0)
@@ -439,7 +404,7 @@ out:
         oci_store_free(upper);
         oci_layout_free(cl);
         layer_cache_free(cache);
-        base_release(&base);
+        oci_image_release(&base);
         oci_store_free(base_st);
         recipe_plan_free(plan0);
         recipe_plan_free(plan);

@@ -18,6 +18,12 @@
  *      destination is the same registry), manifest last, then every tag.
  * A failure before the copy leaves the destination untouched; the copy
  * itself tags only after every blob is in place.
+ *
+ * Provenance (manifest annotations): org.opencontainers.image.created (from
+ * the writer's mtime, i.e. SOURCE_DATE_EPOCH), .revision and .source (from
+ * the recipe), .base.name and .base.digest, and dev.kiln.recipe.digest and
+ * dev.kiln.recipe.variables (the variables the build was given, as JSON), which
+ * `kiln verify --from-annotations` uses to rebuild the same image.
  */
 #ifndef KILN_RECIPES_IMAGE_H
 #define KILN_RECIPES_IMAGE_H
@@ -37,6 +43,7 @@ struct recipe_image_opts {
         const char *const *sets;
         size_t n_sets;
         const char *cache_dir;               /* NULL: the default */
+        const char *recipe_digest;           /* of the recipe file, recorded; may be NULL */
         struct layer_writer_opts writer;     /* compression, level, mtime */
         const struct oci_platform *platform; /* of the base; NULL: the host's */
         /* where the image goes: a place for the main tag ("oci:DIR",

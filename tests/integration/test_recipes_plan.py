@@ -131,9 +131,10 @@ def test_missing_variable_names_the_recipe_line(tmp_path):
                     "undefined variable 'git_url' in '${git_url}'")
 
 
-def test_building_without_dry_run_or_stage_says_what_is_missing():
-    line = kiln_fails("build", LINNAEUS, code=9)
-    assert "use --dry-run or --stage DIR" in line
+def test_building_with_an_unreachable_base_says_which():
+    # port 9 (discard) on loopback: nothing listens, no traffic leaves the machine
+    line = kiln_fails("build", LINNAEUS, "--set", "base_image=127.0.0.1:9/nothing/cuda:x", code=6)
+    assert "127.0.0.1:9/nothing/cuda:x" in line
 
 
 def test_usage_errors():

@@ -1,0 +1,309 @@
+/* kiln build RECIPE: the recipe's image, built and written to a layout or
+ * pushed.  --dry-run and --stage go to cmd_build_plan (cli/cmd_plan.c). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd_recipes.h"
+#include "cmd_registry.h"
+#include "commands.h"
+#include "diff.h"
+#include "io.h"
+#include "json.h"
+#include "recipe.h"
+#include "recipe_image.h"
+#include "util.h"
+
+#define DEFAULT_OUTPUT "oci:kiln-out"
+
+static struct oci_store *open_place(void *ctx, const char *place, bool for_write,
+                                    struct kiln_error *err)
+{
+        (void)ctx;
+        return cli_open_place(place, for_write, err);
+}
+
+static void print_finding(void *ctx, const struct layer_diff_finding *f)
+{
+        (void)ctx;
+        printf("%s %s: %s%s%s%s%s\n", f->level, f->what, f->change, f->a || f->b ? " " : "",
+               f->a ? f->a : "", f->a && f->b ? " -> " : "", f->b ? f->b : "");
+}
+
+static void on_progress(void *ctx, const char *msg)
+{
+        if (!*(bool *)ctx)
+                fprintf(stderr, "%s\n", msg);
+}
+
+/* The verbs that build: `kiln build` writes or pushes the image; `kiln
+ * verify` builds it into a private layout and compares it with --against. */
+static int run_build(const char *verb, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"arch", required_argument, NULL, 'a'},
+                {"source", required_argument, NULL, 's'},
+                {"branch", required_argument, NULL, 'b'},
+                {"tag-suffix", required_argument, NULL, 't'},
+                {"set", required_argument, NULL, 'S'},
+                {"push", no_argument, NULL, 'P'},
+                {"output", required_argument, NULL, 'o'},
+                {"cache", required_argument, NULL, 'c'},
+                {"compression", required_argument, NULL, 'C'},
+                {"level", required_argument, NULL, 'L'},
+                {"platform", required_argument, NULL, 'p'},
+                {"jobs", required_argument, NULL, 'J'},
+                {"json", no_argument, NULL, 'j'},
+                {"quiet", no_argument, NULL, 'q'},
+                {"against", required_argument, NULL, 'A'},
+                {"from-annotations", no_argument, NULL, 'F'},
+                CLI_REG_OPTIONS,
+                CLI_HELP_OPTION,
+                {NULL, 0, NULL, 0},
+        };
+        struct kiln_error err = KILN_ERROR_INIT;
+        char **sets = NULL;
+        _cleanup_free_ char *platbuf = NULL;
+        struct recipe *r = NULL;
+        struct recipe_image_opts o = {.open_place = open_place, .progress = on_progress, .jobs = 4};
+        struct recipe_image_result res = {0};
+        struct oci_platform plat;
+        size_t n_sets = 0;
+        bool push = false, json = false, quiet = false, from_ann = false;
+        bool verify = !strcmp(verb, "verify");
+        const char *against = NULL;
+        _cleanup_free_ char *vdir = NULL, *voutput = NULL, *rbuf = NULL;
+        struct oci_digest rdig;
+        size_t rlen;
+        int opt, rc = EXIT_OK;
+
+        for (int i = 1; i < argc && !verify; i++)
+                if (!strcmp(argv[i], "--dry-run") || !strcmp(argv[i], "--stage") ||
+                    !strncmp(argv[i], "--stage=", 8))
+                        return cmd_build_plan(argc, argv);
+        sets = calloc((size_t)argc + 1, sizeof(*sets));
+        if (!sets)
+                return EXIT_INTERNAL;
+        layer_writer_opts_init(&o.writer);
+        o.progress_ctx = &quiet;
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+                const char *var = NULL;
+                switch (opt) {
+                case 'a': var = "arch"; break;
+                case 's': var = "source"; break;
+                case 'b': var = "branch"; break;
+                case 't': var = "tag_suffix"; break;
+                case 'S': sets[n_sets++] = strdup(optarg); break;
+                case 'P': push = true; break;
+                case 'o': o.output = optarg; break;
+                case 'c': o.cache_dir = optarg; break;
+                case 'C':
+                        if (layer_compression_parse(optarg, &o.writer.compression, &err) < 0) {
+                                rc = cli_fail(&err);
+                                goto out;
+                        }
+                        break;
+                case 'L': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*end || v < 0 || v > 22) {
+                                rc = cli_usage("build", "--level takes 0 to 22, not '%s'", optarg);
+                                goto out;
+                        }
+                        o.writer.level = (int)v;
+                        break;
+                }
+                case 'p':
+                        free(platbuf);
+                        platbuf = strdup(optarg);
+                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0) {
+                                rc = cli_fail(&err);
+                                goto out;
+                        }
+                        o.platform = &plat;
+                        break;
+                case 'J': {
+                        char *end;
+                        long v = strtol(optarg, &end, 10);
+                        if (*end || v < 1 || v > 32) {
+                                rc = cli_usage("build", "--jobs takes 1 to 32, not '%s'", optarg);
+                                goto out;
+                        }
+                        o.jobs = (unsigned)v;
+                        break;
+                }
+                case 'j': json = true; quiet = true; break;
+                case 'q': quiet = true; break;
+                case 'A': against = optarg; break;
+                case 'F': from_ann = true; break;
+                case 'h': rc = cli_help_verb(verb); goto out;
+                default: {
+                        int k = cli_reg_option(verb, opt, optarg);
+                        if (k < 0) {
+                                rc = EXIT_USAGE;
+                                goto out;
+                        }
+                        if (k == 0) {
+                                rc = cli_usage(verb, "invalid option");
+                                goto out;
+                        }
+                }
+                }
+                if (var)
+                        sets[n_sets++] = kiln_strdupf("%s=%s", var, optarg);
+        }
+        if (optind + 1 != argc) {
+                rc = cli_usage(verb, optind >= argc ? "missing RECIPE" : "too many arguments");
+                goto out;
+        }
+        if (verify != (against != NULL) || (!verify && from_ann)) {
+                rc = cli_usage(verb, verify ? "--against REF is required"
+                                            : "--against and --from-annotations are for kiln verify");
+                goto out;
+        }
+        if (verify && (push || o.output)) {
+                rc = cli_usage(verb, "verify builds into a private layout: no --push or --output");
+                goto out;
+        }
+        if (verify && from_ann) {
+                /* the variables the image was built with come first; --set still wins */
+                _cleanup_(oci_store_freep) struct oci_store *ref = cli_open_place(against, false, &err);
+                struct oci_fetched top = {0};
+                json_t *m = NULL, *vars = NULL;
+                const char *vs;
+                if (!ref || oci_store_fetch(ref, NULL, &top, &err) < 0) {
+                        rc = cli_fail(&err);
+                        goto out;
+                }
+                m = oci_json_parse(top.buf, top.len, "manifest", &err);
+                vs = json_string_value(json_object_get(json_object_get(m, "annotations"),
+                                                       "dev.kiln.recipe.variables"));
+                vars = vs ? oci_json_parse(vs, strlen(vs), "dev.kiln.recipe.variables", &err) : NULL;
+                if (!vars || !json_is_object(vars)) {
+                        if (!vs)
+                                kiln_error_set(&err, KILN_E_NOT_FOUND,
+                                               "'%s' has no dev.kiln.recipe.variables annotation",
+                                               against);
+                        json_decref(m);
+                        json_decref(vars);
+                        oci_fetched_release(&top);
+                        rc = cli_fail(&err);
+                        goto out;
+                }
+                {
+                        const char *k;
+                        json_t *v;
+                        size_t extra = json_object_size(vars), i = n_sets;
+                        char **ns = realloc(sets, (n_sets + extra + 1) * sizeof(*sets));
+                        if (!ns) {
+                                rc = EXIT_INTERNAL;
+                                goto out;
+                        }
+                        sets = ns;
+                        memmove(sets + extra, sets, n_sets * sizeof(*sets));
+                        i = 0;
+                        json_object_foreach(vars, k, v) sets[i++] =
+                                kiln_strdupf("%s=%s", k, json_string_value(v) ? json_string_value(v) : "");
+                        n_sets += extra;
+                }
+                json_decref(m);
+                json_decref(vars);
+                oci_fetched_release(&top);
+        }
+        if (verify) {
+                const char *tmp = getenv("TMPDIR");
+                vdir = kiln_strdupf("%s/kiln-verify-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+                if (!vdir || !mkdtemp(vdir)) {
+                        kiln_error_set(&err, KILN_E_IO, "cannot create a directory for the rebuild");
+                        rc = cli_fail(&err);
+                        goto out;
+                }
+                voutput = kiln_strdupf("oci:%s/image", vdir);
+                o.output = voutput;
+        }
+        if (push && o.output) {
+                rc = cli_usage("build", "--push and --output exclude each other");
+                goto out;
+        }
+        if (!push && !o.output)
+                o.output = DEFAULT_OUTPUT;
+        o.sets = (const char *const *)sets;
+        o.n_sets = n_sets;
+        if (kiln_read_file(argv[optind], RECIPE_FILE_MAX, &rbuf, &rlen, &err) == 0) {
+                oci_digest_of_buffer(rbuf, rlen, &rdig);
+                o.recipe_digest = rdig.str;
+        }
+        r = recipe_load(argv[optind], &err);
+        if (!r || recipe_image_build(r, &o, &res, &err) < 0) {
+                rc = verify ? 2 : cli_fail(&err);
+                if (verify)
+                        cli_fail(&err);
+                goto out;
+        }
+        if (verify) {
+                _cleanup_(oci_store_freep) struct oci_store *a = NULL;
+                _cleanup_(oci_store_freep) struct oci_store *b = NULL;
+                _cleanup_free_ char *built = NULL;
+                /* the rebuilt image, by the digest it was written with */
+                built = kiln_strdupf("%s:%s", voutput, res.digest.str);
+                a = built ? cli_open_place(built, false, &err) : NULL;
+                struct layer_diff_opts dopts = {.finding = print_finding};
+                bool same = false;
+                if (a)
+                        b = cli_open_place(against, false, &err);
+                if (!a || !b || layer_image_diff(a, b, &dopts, &same, &err) < 0) {
+                        cli_fail(&err);
+                        rc = 2;
+                        goto out;
+                }
+                if (same)
+                        printf("identical %s\n", res.digest.str);
+                rc = same ? EXIT_OK : EXIT_FAIL;
+                goto out;
+        }
+        if (json) {
+                json_t *j = json_object(), *tags = json_array();
+                char *s;
+                for (size_t i = 0; i < res.n_tags; i++)
+                        json_array_append_new(tags, json_string(res.tags[i]));
+                json_object_set_new(j, "digest", json_string(res.digest.str));
+                json_object_set_new(j, "tags", tags);
+                json_object_set_new(j, "output", push ? json_null() : json_string(o.output));
+                if (res.revision)
+                        json_object_set_new(j, "revision", json_string(res.revision));
+                json_object_set_new(j, "layersBuilt", json_integer(res.layers_built));
+                json_object_set_new(j, "layersCached", json_integer(res.layers_cached));
+                json_object_set_new(j, "blobsCopied", json_integer(res.blobs_copied));
+                json_object_set_new(j, "blobsSkipped", json_integer(res.blobs_skipped));
+                s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                printf("%s\n", s ? s : "{}");
+                free(s);
+                json_decref(j);
+        } else {
+                for (size_t i = 0; i < res.n_tags; i++)
+                        printf("%s\n", res.tags[i]);
+                printf("%s\n", res.digest.str);
+        }
+out:
+        if (vdir)
+                kiln_rm_rf(vdir);
+        recipe_image_result_release(&res);
+        recipe_free(r);
+        for (size_t i = 0; i < n_sets; i++)
+                free(sets[i]);
+        free(sets);
+        return rc;
+}
+
+int cmd_build(int argc, char **argv)
+{
+        return run_build("build", argc, argv);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+        return run_build("verify", argc, argv);
+}

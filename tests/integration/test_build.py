@@ -1,0 +1,208 @@
+"""kiln build: the linnaeus images from local stand-ins, pushed to a real registry."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import run
+from linnaeus_standins import build_args, make_inputs, push_base
+
+
+@pytest.fixture
+def world(kiln, registry_factory, tmp_path):
+    reg = registry_factory()
+    push_base(kiln, reg, tmp_path)
+    return reg
+
+
+VARIANT = {"hopper": "nightly-cu128", "ampere": "stable-cu126", "pre-ampere": "stable-cu126"}
+
+
+@pytest.mark.parametrize("arch", ["hopper", "ampere", "pre-ampere"])
+def test_build_and_push_each_profile(kiln, world, tmp_path, arch):
+    sets = make_inputs(tmp_path, arch)
+    p = kiln.run(*build_args(sets, world, "--arch", arch, "--branch", "feat/new-model", "--push",
+                             "--cache", tmp_path / "cache", "--json"))
+    res = json.loads(p.stdout)
+    want_tag = f"{world.host}/frontierkodiak/linnaeus-dev:{arch}-{VARIANT[arch]}-feat-new-model"
+    assert res["tags"][0] == want_tag
+    # an independent client sees the same image
+    insp = json.loads(run("skopeo", "inspect", "--tls-verify=false", f"docker://{want_tag}").stdout)
+    assert insp["Digest"] == res["digest"]
+    # pulled back, it is whole and verifies
+    out = tmp_path / "pulled"
+    assert kiln.run("copy", "-q", want_tag, f"oci:{out}:x").stdout.strip() == res["digest"]
+    assert kiln.run("fsck", "--deep", f"oci:{out}").returncode == 0
+    cfg = json.loads(kiln.run("inspect", "--config", "--raw", f"oci:{out}:x").stdout)
+    env = dict(e.split("=", 1) for e in cfg["config"]["Env"])
+    assert env["CUDA_VERSION"] == "12.8.0"           # the base's env is kept
+    assert "/app/linnaeus" in env.get("PYTHONPATH", "")
+    assert cfg["config"].get("WorkingDir") == "/app/linnaeus"
+    man = json.loads(kiln.run("inspect", "--raw", f"oci:{out}:x").stdout)
+    ann = man["annotations"]
+    assert ann["org.opencontainers.image.revision"] == res["revision"]
+    assert ann["org.opencontainers.image.base.name"].endswith(
+        "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04")
+    files = set()
+    unpacked = tmp_path / "rootfs"
+    kiln.run("unpack", f"oci:{out}:x", unpacked)
+    site = unpacked / "usr/local/lib/python3.11/dist-packages"
+    assert (site / "torch" / "__init__.py").exists()
+    assert (unpacked / "app/linnaeus/linnaeus/model.py").read_text() == "M = 1\n"
+    assert (site / "flash_attn").exists() == (arch != "pre-ampere")
+    # the static validation passes for its own arch, in the registry and in the layout
+    v = kiln.run("validate", want_tag, "--arch", arch)
+    assert v.stdout.count("\nok ") + v.stdout.startswith("ok ") == 9, v.stdout
+    assert kiln.run("validate", f"oci:{out}:x", "--arch", arch).returncode == 0
+    # and fails for another one
+    other = {"hopper": "ampere", "ampere": "hopper", "pre-ampere": "ampere"}[arch]
+    bad = kiln.run("validate", f"oci:{out}:x", "--arch", other, check=False)
+    assert bad.returncode == 1, bad.stdout
+    assert "FAIL flash-attn" in bad.stdout or "FAIL torch" in bad.stdout
+
+
+def test_local_source_has_no_branch_part_and_main_has_none(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "ampere")
+    p = kiln.run(*build_args(sets, world, "--arch", "ampere", "--push", "--tag-suffix", "task123",
+                             "--cache", tmp_path / "cache", "--json"))
+    assert json.loads(p.stdout)["tags"][0].endswith(":ampere-stable-cu126-task123")
+    src = tmp_path / "checkout"
+    (src / "linnaeus").mkdir(parents=True)
+    (src / "linnaeus" / "__init__.py").write_text("LOCAL = True\n")
+    p = kiln.run(*build_args(sets, world, "--arch", "ampere", "--source", "local",
+                             "--set", f"linnaeus_local={src}", "--branch", "feat/x", "--push",
+                             "--cache", tmp_path / "cache", "--json"))
+    assert json.loads(p.stdout)["tags"][0].endswith(":ampere-stable-cu126")
+
+
+def test_same_inputs_same_digest_in_two_directories(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    digests = []
+    for n in ("one", "two"):
+        d = tmp_path / n
+        d.mkdir()
+        p = subprocess.run([kiln.path, *build_args(sets, world, "--arch", "pre-ampere",
+                                                   "--cache", d / "cache", "--output",
+                                                   f"oci:{d}/out", "--json")],
+                           capture_output=True, text=True, cwd=d,
+                           env=dict(os.environ, TZ="Pacific/Kiritimati" if n == "two" else "UTC"))
+        assert p.returncode == 0, p.stderr
+        digests.append(json.loads(p.stdout)["digest"])
+    assert digests[0] == digests[1]
+    assert kiln.run("diff", f"oci:{tmp_path}/one/out:pre-ampere-stable-cu126",
+                    f"oci:{tmp_path}/two/out:pre-ampere-stable-cu126").stdout == "identical\n"
+
+
+def test_new_commit_rebuilds_and_pushes_only_the_top_layer(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    args = build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
+                      tmp_path / "cache", "--json")
+    first = json.loads(kiln.run(*args).stdout)
+    assert first["layersBuilt"] >= 4
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\nVERSION = 2\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "change", env=env)
+    second = json.loads(kiln.run(*args).stdout)
+    assert second["digest"] != first["digest"]
+    assert second["layersBuilt"] == 1 and second["layersCached"] == first["layersBuilt"] - 1
+    # the new source layer and the new config: nothing else goes up
+    assert second["blobsCopied"] == 2
+    diff = kiln.run("diff", first["tags"][0].rsplit(":", 1)[0] + "@" + first["digest"],
+                    second["tags"][0], check=False).stdout
+    assert "/app/linnaeus/linnaeus/__init__.py" in diff or "revision" in diff
+
+
+def test_bad_inputs_leave_no_tag(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    repo_tags = lambda: world.api("/v2/frontierkodiak/linnaeus-dev/tags/list")
+    # a wheel whose hash does not match
+    bad = dict(sets, python_requirements=str(tmp_path / "bad-req.txt"))
+    (tmp_path / "bad-req.txt").write_text("tqdm==4.66.4 --hash=sha256:" + "0" * 64 + "\n")
+    p, line = kiln.fails(*build_args(bad, world, "--arch", "pre-ampere", "--push", "--cache",
+                                     tmp_path / "cache"))
+    assert "sha256" in line
+    # an unreachable base
+    p, line = kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
+                                     tmp_path / "cache", "--set", "base_image=nvidia/cuda:nope"))
+    assert "nvidia/cuda:nope" in line
+    # a failing build step
+    failing = tmp_path / "failing-python"
+    failing.write_text("#!/bin/sh\necho compile failed >&2\nexit 3\n")
+    failing.chmod(0o755)
+    p, line = kiln.fails(*build_args(dict(sets, build_python=str(failing)), world, "--arch",
+                                     "ampere", "--push", "--cache", tmp_path / "cache"))
+    status, _, body = repo_tags()
+    assert status == 404 or json.loads(body).get("tags") in (None, [])
+
+
+def test_validate_names_each_failed_check(kiln, tmp_path):
+    from imagegen import make_image
+    lay = tmp_path / "img"
+    make_image(lay, "x", [{"usr/bin/python3.11": b"x",
+                           "usr/local/lib/python3.11/dist-packages/torch-2.7.1+cu126.dist-info/METADATA": b"Name: torch\n",
+                           "app/linnaeus/README": b"x"},
+                          {"usr/bin/.wh.python3.11": b""}],
+               env=("CUDA_VERSION=12.6.0", "PYTHONPATH=/elsewhere"))
+    p = kiln.run("validate", f"oci:{lay}:x", "--arch", "pre-ampere", check=False)
+    assert p.returncode == 1
+    lines = {l.split()[1]: l.split()[0] for l in p.stdout.splitlines() if l.startswith(("ok", "FAIL"))}
+    assert lines["cuda"] == "FAIL" and lines["python"] == "FAIL"   # whited out in layer 1
+    assert lines["torch"] == "ok" and lines["torchvision"] == "FAIL"
+    assert lines["flash-attn"] == "ok" and lines["source"] == "ok"
+    assert lines["pythonpath"] == "FAIL" and lines["workdir"] == "FAIL"
+    assert p.stdout.rstrip().endswith("6 checks failed")
+    kiln.fails("validate", f"oci:{lay}:x", "--arch", "volta", code=3)
+
+
+def test_validate_run_inside_the_image_with_bwrap(kiln, tmp_path):
+    import shutil
+    from imagegen import make_image
+    assert shutil.which("bwrap"), "bubblewrap is installed by scripts/setup.sh"
+    src = tmp_path / "probe.c"
+    src.write_text('#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n'
+                   'int main(void){char d[256];getcwd(d,sizeof d);'
+                   'printf("inside %s %s\\n", d, getenv("PYTHONPATH"));'
+                   'return getenv("FAILME") ? 3 : 0;}\n')
+    run("gcc", "-static", "-o", tmp_path / "probe", src)
+    probe = (tmp_path / "probe").read_bytes()
+    files = {"bin/": ("dir",), "bin/probe": (probe, 0o755), "app/linnaeus/x.py": b"x"}
+    make_image(tmp_path / "img", "ok", [files], env=("PYTHONPATH=/app/linnaeus",))
+    make_image(tmp_path / "img", "bad", [files], env=("PYTHONPATH=/app/linnaeus", "FAILME=1"))
+    p = kiln.run("validate", f"oci:{tmp_path}/img:ok", "--arch", "pre-ampere", "--run",
+                 "/bin/probe", check=False)
+    assert "inside / /app/linnaeus" in p.stdout
+    assert "ok   run          /bin/probe" in p.stdout
+    p = kiln.run("validate", f"oci:{tmp_path}/img:bad", "--arch", "pre-ampere", "--run",
+                 "/bin/probe", check=False)
+    assert "FAIL run" in p.stdout and "exit status 3" in p.stdout and p.returncode == 1
+
+
+def test_verify_against_the_pushed_image(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    res = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
+                                          tmp_path / "cache-a", "--json")).stdout)
+    tag = res["tags"][0]
+    man = json.loads(kiln.run("inspect", "--raw", tag).stdout)
+    given = json.loads(man["annotations"]["dev.kiln.recipe.variables"])
+    assert given["arch"] == "pre-ampere" and given["linnaeus_git"] == sets["linnaeus_git"]
+    assert man["annotations"]["dev.kiln.recipe.digest"].startswith("sha256:")
+    # another runner, another cache: the variables come from the image itself
+    from linnaeus_standins import LINNAEUS
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b")
+    assert p.stdout == f"identical {res['digest']}\n"
+    # the source moved on: verify says where
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\nX = 1\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "moved", env=env)
+    p = kiln.run("verify", LINNAEUS, "--against", tag, "--from-annotations",
+                 "--mirror", f"docker.io={world.host}", "--cache", tmp_path / "cache-b",
+                 check=False)
+    assert p.returncode == 1
+    assert "org.opencontainers.image.revision" in p.stdout
