@@ -713,8 +713,6 @@ static int entry_fail(struct layer_unpacker *u, const char *name, int e, struct 
 static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const char *name,
                      int64_t size, struct kiln_error *err)
 {
-        int64_t total = 0;
-
         /* Data that runs into the zeros added after a short stream was cut. */
         if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
                 return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
@@ -730,7 +728,6 @@ static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const 
                 }
                 if (n < 0)
                         return -2; /* archive error, reported by the caller */
-                total += n;
                 u->written += n;
                 if (u->opts.max_size > 0 && u->written > u->opts.max_size)
                         return kiln_error_set(err, KILN_E_LIMIT,
