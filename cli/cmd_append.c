@@ -10,14 +10,18 @@
 #include "cli.h"
 #include "cmd_layers.h"
 #include "json.h"
+#include "place.h"
 #include "source.h"
+#include "tarsource.h"
 #include "util.h"
 #include "writer.h"
 
 struct layer_spec {
-        char *src;
+        char *src; /* NULL: a layer of --file entries only */
         char *dest;
         int mode;
+        struct layer_spec *files; /* --file entries added to this layer */
+        size_t n_files;
 };
 
 /* SRC[:DEST[:MODE]]: MODE is octal; DEST starts with '/'. */
@@ -48,9 +52,60 @@ static int parse_spec(const char *s, struct layer_spec *ret)
         return ret->dest ? 0 : -1;
 }
 
-struct append_ctx {
-        bool quiet;
-};
+/* A blob built just now (its digest taken from the bytes as they were
+ * written, then fsynced and renamed into the cache) is hardlinked into a
+ * destination layout on the same file system instead of being copied: the
+ * layer is written once.  Anything else (another kind of place, another file
+ * system, a blob already there) goes through the store, which verifies. */
+static bool link_fresh_blob(const char *place, struct layer_cache *cache,
+                            const struct layer_result *res)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_place p;
+        _cleanup_free_ char *from = NULL, *blobs = NULL, *algdir = NULL, *to = NULL;
+        struct stat st;
+        bool ok = false;
+
+        if (oci_place_parse(place, &p, &e) < 0)
+                return false;
+        if (p.kind != OCI_PLACE_LAYOUT)
+                goto out;
+        from = layer_cache_blob_path(cache, &res->digest);
+        blobs = kiln_strdupf("%s/blobs", p.path);
+        algdir = kiln_strdupf("%s/blobs/sha256", p.path);
+        to = kiln_strdupf("%s/blobs/sha256/%s", p.path, oci_digest_hex(&res->digest));
+        if (!from || !blobs || !algdir || !to)
+                goto out;
+        if (kiln_mkdir_p(algdir, 0755, &e) < 0)
+                goto out;
+        /* the layout refuses symlinked blob directories; so does this */
+        if (lstat(blobs, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(algdir, &st) < 0 ||
+            !S_ISDIR(st.st_mode))
+                goto out;
+        if (link(from, to) < 0)
+                goto out;
+        ok = kiln_fsync_dir(algdir, &e) == 0;
+out:
+        oci_place_release(&p);
+        return ok;
+}
+
+static int add_single_file(struct layer_source *s, const struct layer_spec *sp,
+                           struct kiln_error *err)
+{
+        _cleanup_free_ char *target = NULL;
+        size_t l = strlen(sp->dest);
+
+        if (l == 0 || sp->dest[l - 1] == '/') {
+                const char *b = strrchr(sp->src, '/');
+                target = kiln_strdupf("%s%s", sp->dest, b ? b + 1 : sp->src);
+        } else {
+                target = strdup(sp->dest);
+        }
+        if (!target)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return layer_source_add_file(s, sp->src, target, sp->mode, err);
+}
 
 static int build_one(struct layer_cache *cache, bool use_cache, const struct layer_spec *sp,
                      const char *const *excludes, size_t n_excludes,
@@ -63,30 +118,28 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         if (!s)
                 return -1;
         s->keep_caps = wo->keep_caps;
-        if (stat(sp->src, &st) < 0)
+        if (sp->src && stat(sp->src, &st) < 0)
                 return kiln_error_set(err, KILN_E_NOT_FOUND, "layer source '%s' does not exist",
                                       sp->src);
-        if (S_ISDIR(st.st_mode)) {
+        if (sp->src && S_ISREG(st.st_mode) && layer_tar_source_name(sp->src)) {
+                if (sp->mode >= 0 || sp->n_files)
+                        return kiln_error_set(err, KILN_E_USAGE,
+                                              "a tar source is a layer of its own: '%s'", sp->src);
+                *hit = false;
+                return layer_cache_build_tar(cache, sp->src, sp->dest, wo, res, err);
+        }
+        if (sp->src && S_ISDIR(st.st_mode)) {
                 if (sp->mode >= 0)
                         return kiln_error_set(err, KILN_E_USAGE,
                                               "a mode is only for single files: '%s'", sp->src);
                 if (layer_source_add_tree(s, sp->src, sp->dest, excludes, n_excludes, err) < 0)
                         return -1;
-        } else {
-                _cleanup_free_ char *target = NULL;
-                size_t l = strlen(sp->dest);
-
-                if (l == 0 || sp->dest[l - 1] == '/') {
-                        const char *b = strrchr(sp->src, '/');
-                        target = kiln_strdupf("%s%s", sp->dest, b ? b + 1 : sp->src);
-                } else {
-                        target = strdup(sp->dest);
-                }
-                if (!target)
-                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (layer_source_add_file(s, sp->src, target, sp->mode, err) < 0)
-                        return -1;
+        } else if (sp->src && add_single_file(s, sp, err) < 0) {
+                return -1;
         }
+        for (size_t i = 0; i < sp->n_files; i++)
+                if (add_single_file(s, &sp->files[i], err) < 0)
+                        return -1;
         if (layer_source_finish(s, err) < 0)
                 return -1;
         return layer_cache_build(cache, s, wo, use_cache, res, hit, err);
@@ -95,21 +148,22 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
 int cmd_append(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"layer", required_argument, NULL, 'l'},
-                {"tag", required_argument, NULL, 't'},
-                {"compression", required_argument, NULL, 'c'},
-                {"level", required_argument, NULL, 'L'},
-                {"threads", required_argument, NULL, 'T'},
-                {"exclude", required_argument, NULL, 'x'},
-                {"ignore-file", required_argument, NULL, 'i'},
-                {"platform", required_argument, NULL, 'p'},
-                {"cache", required_argument, NULL, 'C'},
-                {"no-cache", no_argument, NULL, 'N'},
-                {"keep-owners", no_argument, NULL, 'o'},
-                {"keep-caps", no_argument, NULL, 'k'},
-                {"quiet", no_argument, NULL, 'q'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
+            {"layer", required_argument, NULL, 'l'},
+            {"file", required_argument, NULL, 'f'},
+            {"tag", required_argument, NULL, 't'},
+            {"compression", required_argument, NULL, 'c'},
+            {"level", required_argument, NULL, 'L'},
+            {"threads", required_argument, NULL, 'T'},
+            {"exclude", required_argument, NULL, 'x'},
+            {"ignore-file", required_argument, NULL, 'i'},
+            {"platform", required_argument, NULL, 'p'},
+            {"cache", required_argument, NULL, 'C'},
+            {"no-cache", no_argument, NULL, 'N'},
+            {"keep-owners", no_argument, NULL, 'o'},
+            {"keep-caps", no_argument, NULL, 'k'},
+            {"quiet", no_argument, NULL, 'q'},
+            CLI_HELP_OPTION,
+            {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
@@ -140,12 +194,39 @@ int cmd_append(int argc, char **argv)
                                 return cli_usage("append", "out of memory");
                         specs = ns;
                         if (parse_spec(optarg, &specs[n_specs]) < 0)
-                                return cli_usage("append", "invalid layer '%s': use SRC[:DEST[:MODE]]",
-                                                 optarg);
+                                return cli_usage(
+                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", optarg);
+                        specs[n_specs].files = NULL;
+                        specs[n_specs].n_files = 0;
                         n_specs++;
                         break;
                 }
-                case 't': tag = optarg; break;
+                case 'f': {
+                        struct layer_spec f, *ls, *nf;
+                        if (parse_spec(optarg, &f) < 0 || !strcmp(f.dest, "/"))
+                                return cli_usage("append", "invalid file '%s': use SRC:DEST[:MODE]",
+                                                 optarg);
+                        if (n_specs == 0) {
+                                struct layer_spec *ns = realloc(specs, sizeof(*ns));
+                                if (!ns)
+                                        return cli_usage("append", "out of memory");
+                                specs = ns;
+                                memset(&specs[0], 0, sizeof(specs[0]));
+                                specs[0].mode = -1;
+                                specs[0].dest = strdup("/");
+                                n_specs = 1;
+                        }
+                        ls = &specs[n_specs - 1];
+                        nf = realloc(ls->files, (ls->n_files + 1) * sizeof(*nf));
+                        if (!nf)
+                                return cli_usage("append", "out of memory");
+                        ls->files = nf;
+                        ls->files[ls->n_files++] = f;
+                        break;
+                }
+                case 't':
+                        tag = optarg;
+                        break;
                 case 'c':
                         if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
                                 return cli_usage("append", "%s", err.msg);
@@ -158,7 +239,9 @@ int cmd_append(int argc, char **argv)
                         wo.level = (int)v;
                         break;
                 }
-                case 'T': wo.threads = atoi(optarg); break;
+                case 'T':
+                        wo.threads = atoi(optarg);
+                        break;
                 case 'x': {
                         char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
                         if (!nx)
@@ -191,13 +274,25 @@ int cmd_append(int argc, char **argv)
                                 return cli_fail(&err);
                         have_plat = true;
                         break;
-                case 'C': cache_dir = optarg; break;
-                case 'N': use_cache = false; break;
-                case 'o': wo.keep_owners = true; break;
-                case 'k': wo.keep_caps = true; break;
-                case 'q': quiet = true; break;
-                case 'h': return cli_help_verb("append");
-                default: return cli_usage("append", "invalid option");
+                case 'C':
+                        cache_dir = optarg;
+                        break;
+                case 'N':
+                        use_cache = false;
+                        break;
+                case 'o':
+                        wo.keep_owners = true;
+                        break;
+                case 'k':
+                        wo.keep_caps = true;
+                        break;
+                case 'q':
+                        quiet = true;
+                        break;
+                case 'h':
+                        return cli_help_verb("append");
+                default:
+                        return cli_usage("append", "invalid option");
                 }
         }
         if (optind + 1 != argc)
@@ -205,7 +300,7 @@ int cmd_append(int argc, char **argv)
         if (!tag)
                 return cli_usage("append", "missing -t DST");
         if (n_specs == 0)
-                return cli_usage("append", "missing --layer SRC[:DEST]");
+                return cli_usage("append", "missing --layer SRC[:DEST] or --file SRC:DEST");
 
         if (strcmp(argv[optind], "scratch") != 0) {
                 src = cli_open_place(argv[optind], false, &err);
@@ -243,7 +338,8 @@ int cmd_append(int argc, char **argv)
 
                 if (build_one(cache, use_cache, &specs[i], (const char *const *)excludes,
                               n_excludes, &wo, res, &hit, &err) < 0) {
-                        kiln_error_prefix(&err, "layer '%s'", specs[i].src);
+                        kiln_error_prefix(&err, "layer '%s'",
+                                          specs[i].src ? specs[i].src : specs[i].files[0].src);
                         json_decref(a);
                         goto fail;
                 }
@@ -254,7 +350,9 @@ int cmd_append(int argc, char **argv)
                 d->digest = res->digest;
                 d->size = res->size;
                 d->annotations = a;
-                {
+                if (!hit && link_fresh_blob(tag, cache, res)) {
+                        /* written once: the cache's blob is the layout's */
+                } else {
                         bool have = false;
                         struct oci_reader *r;
                         if (dst->ops->has_blob(dst, d, &have, &err) < 0)
@@ -266,9 +364,10 @@ int cmd_append(int argc, char **argv)
                                 /* Cache entries are hints: one that does not verify is
                                  * rebuilt, once. */
                                 if (!quiet)
-                                        fprintf(stderr, "kiln: warning: cached layer '%s' is bad "
-                                                        "(%s); rebuilding\n",
-                                                specs[i].src, err.msg);
+                                        fprintf(stderr,
+                                                "kiln: warning: cached layer '%s' is bad "
+                                                "(%s); rebuilding\n",
+                                                specs[i].src ? specs[i].src : "files", err.msg);
                                 kiln_error_clear(&err);
                                 if (build_one(cache, false, &specs[i],
                                               (const char *const *)excludes, n_excludes, &wo, res,
@@ -305,7 +404,8 @@ int cmd_append(int argc, char **argv)
                 json_array_append_new(hist, h);
                 if (!quiet)
                         fprintf(stderr, "%s %s %s (diffID %s)\n", hit ? "cached" : "built",
-                                specs[i].src, res->digest.str, res->diff_id.str);
+                                specs[i].src ? specs[i].src : "files", res->digest.str,
+                                res->diff_id.str);
         }
         if (cli_image_write(dst, config, layers, n_base + n_specs, &digest, &err) < 0)
                 goto fail;
@@ -320,6 +420,11 @@ out:
         for (size_t i = 0; i < n_specs; i++) {
                 free(specs[i].src);
                 free(specs[i].dest);
+                for (size_t j = 0; j < specs[i].n_files; j++) {
+                        free(specs[i].files[j].src);
+                        free(specs[i].files[j].dest);
+                }
+                free(specs[i].files);
         }
         layer_exclude_free(excludes, n_excludes);
         return rc;

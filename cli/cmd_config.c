@@ -46,8 +46,8 @@ static int set_env(json_t *cfg, const char *kv, struct kiln_error *err)
         size_t i;
 
         if (!eq || eq == kv)
-                return kiln_error_set(err, KILN_E_USAGE, "invalid environment variable '%s': use K=V",
-                                      kv);
+                return kiln_error_set(err, KILN_E_USAGE,
+                                      "invalid environment variable '%s': use K=V", kv);
         if (!json_is_array(env)) {
                 env = json_array();
                 json_object_set_new(cfg, "Env", env);
@@ -85,16 +85,16 @@ static int set_label(json_t *cfg, const char *kv, struct kiln_error *err)
 int cmd_config(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"env", required_argument, NULL, 'e'},
-                {"entrypoint", required_argument, NULL, 'E'},
-                {"cmd", required_argument, NULL, 'c'},
-                {"workdir", required_argument, NULL, 'w'},
-                {"user", required_argument, NULL, 'u'},
-                {"label", required_argument, NULL, 'l'},
-                {"tag", required_argument, NULL, 't'},
-                {"platform", required_argument, NULL, 'p'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
+            {"env", required_argument, NULL, 'e'},
+            {"entrypoint", required_argument, NULL, 'E'},
+            {"cmd", required_argument, NULL, 'c'},
+            {"workdir", required_argument, NULL, 'w'},
+            {"user", required_argument, NULL, 'u'},
+            {"label", required_argument, NULL, 'l'},
+            {"tag", required_argument, NULL, 't'},
+            {"platform", required_argument, NULL, 'p'},
+            CLI_HELP_OPTION,
+            {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
@@ -112,7 +112,9 @@ int cmd_config(int argc, char **argv)
         /* First pass: the place must be loaded before the edits apply. */
         while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
                 switch (opt) {
-                case 't': tag = optarg; break;
+                case 't':
+                        tag = optarg;
+                        break;
                 case 'p':
                         free(platbuf);
                         platbuf = strdup(optarg);
@@ -120,9 +122,12 @@ int cmd_config(int argc, char **argv)
                                 return cli_fail(&err);
                         have_plat = true;
                         break;
-                case 'h': return cli_help_verb("config");
-                case '?': return cli_usage("config", "invalid option");
-                default: break;
+                case 'h':
+                        return cli_help_verb("config");
+                case '?':
+                        return cli_usage("config", "invalid option");
+                default:
+                        break;
                 }
         }
         if (optind + 1 != argc)
@@ -152,13 +157,18 @@ int cmd_config(int argc, char **argv)
                                 goto fail;
                         json_object_set_new(c, opt == 'E' ? "Entrypoint" : "Cmd", v);
                         break;
-                case 'w': json_object_set_new(c, "WorkingDir", json_string(optarg)); break;
-                case 'u': json_object_set_new(c, "User", json_string(optarg)); break;
+                case 'w':
+                        json_object_set_new(c, "WorkingDir", json_string(optarg));
+                        break;
+                case 'u':
+                        json_object_set_new(c, "User", json_string(optarg));
+                        break;
                 case 'l':
                         if (set_label(c, optarg, &err) < 0)
                                 goto fail;
                         break;
-                default: break;
+                default:
+                        break;
                 }
         }
         hist = json_object_get(img.config, "history");

@@ -71,7 +71,8 @@ static int squash(struct oci_store *src, const struct cli_image *img, const char
         l = oci_layout_open(lay, true, err);
         blob = l ? oci_layout_blob_writer_new(l, OCI_DIGEST_SHA256, err) : NULL;
         w = blob ? layer_writer_new(blob, wo, err) : NULL;
-        if (w && layer_source_write(s, w, NULL, err) == 0 && layer_writer_finish(w, res, err) == 0 &&
+        if (w && layer_source_write(s, w, NULL, err) == 0 &&
+            layer_writer_finish(w, res, err) == 0 &&
             oci_layout_blob_writer_commit(blob, &res->digest, res->size, NULL, NULL, err) == 0)
                 rc = 0;
         layer_writer_free(w);
@@ -86,12 +87,12 @@ static int squash(struct oci_store *src, const struct cli_image *img, const char
 int cmd_flatten(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"tag", required_argument, NULL, 't'},
-                {"compression", required_argument, NULL, 'c'},
-                {"level", required_argument, NULL, 'L'},
-                {"platform", required_argument, NULL, 'p'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
+            {"tag", required_argument, NULL, 't'},
+            {"compression", required_argument, NULL, 'c'},
+            {"level", required_argument, NULL, 'L'},
+            {"platform", required_argument, NULL, 'p'},
+            CLI_HELP_OPTION,
+            {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
@@ -114,12 +115,16 @@ int cmd_flatten(int argc, char **argv)
         optind = 1;
         while ((opt = getopt_long(argc, argv, "t:c:h", opts, NULL)) != -1) {
                 switch (opt) {
-                case 't': tag = optarg; break;
+                case 't':
+                        tag = optarg;
+                        break;
                 case 'c':
                         if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
                                 return cli_usage("flatten", "%s", err.msg);
                         break;
-                case 'L': wo.level = atoi(optarg); break;
+                case 'L':
+                        wo.level = atoi(optarg);
+                        break;
                 case 'p':
                         free(platbuf);
                         platbuf = strdup(optarg);
@@ -127,8 +132,10 @@ int cmd_flatten(int argc, char **argv)
                                 return cli_fail(&err);
                         have_plat = true;
                         break;
-                case 'h': return cli_help_verb("flatten");
-                default: return cli_usage("flatten", "invalid option");
+                case 'h':
+                        return cli_help_verb("flatten");
+                default:
+                        return cli_usage("flatten", "invalid option");
                 }
         }
         if (optind + 1 != argc)

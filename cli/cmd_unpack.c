@@ -23,11 +23,25 @@ static int parse_size(const char *s, long long *ret)
         if (v < 0 || end == s)
                 return -1;
         switch (*end) {
-        case 0: break;
-        case 'k': case 'K': v <<= 10; end++; break;
-        case 'm': case 'M': v <<= 20; end++; break;
-        case 'g': case 'G': v <<= 30; end++; break;
-        default: return -1;
+        case 0:
+                break;
+        case 'k':
+        case 'K':
+                v <<= 10;
+                end++;
+                break;
+        case 'm':
+        case 'M':
+                v <<= 20;
+                end++;
+                break;
+        case 'g':
+        case 'G':
+                v <<= 30;
+                end++;
+                break;
+        default:
+                return -1;
         }
         if (*end && strcmp(end, "iB") && strcmp(end, "B"))
                 return -1;
@@ -38,12 +52,12 @@ static int parse_size(const char *s, long long *ret)
 int cmd_unpack(int argc, char **argv)
 {
         static const struct option opts[] = {
-                {"platform", required_argument, NULL, 'p'},
-                {"max-size", required_argument, NULL, 'm'},
-                {"rootless", no_argument, NULL, 'r'},
-                {"walk", no_argument, NULL, 'w'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
+            {"platform", required_argument, NULL, 'p'},
+            {"max-size", required_argument, NULL, 'm'},
+            {"rootless", no_argument, NULL, 'r'},
+            {"walk", no_argument, NULL, 'w'},
+            CLI_HELP_OPTION,
+            {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *st = NULL;
@@ -74,10 +88,16 @@ int cmd_unpack(int argc, char **argv)
                         uo.max_size = v;
                         break;
                 }
-                case 'r': uo.rootless = true; break;
-                case 'w': uo.no_openat2 = true; break;
-                case 'h': return cli_help_verb("unpack");
-                default: return cli_usage("unpack", "invalid option");
+                case 'r':
+                        uo.rootless = true;
+                        break;
+                case 'w':
+                        uo.no_openat2 = true;
+                        break;
+                case 'h':
+                        return cli_help_verb("unpack");
+                default:
+                        return cli_usage("unpack", "invalid option");
                 }
         }
         if (optind + 2 != argc)

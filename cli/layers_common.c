@@ -41,8 +41,9 @@ int cli_image_load(struct oci_store *st, const struct oci_platform *plat, struct
                         goto fail;
                 d = oci_index_select(x, plat);
                 if (!d) {
-                        kiln_error_set(err, KILN_E_NOT_FOUND, "no image for platform '%s/%s' in '%s'",
-                                       plat->os, plat->architecture, st->name);
+                        kiln_error_set(err, KILN_E_NOT_FOUND,
+                                       "no image for platform '%s/%s' in '%s'", plat->os,
+                                       plat->architecture, st->name);
                         oci_index_free(x);
                         goto fail;
                 }
@@ -126,6 +127,7 @@ int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_desc
         struct oci_reader *r;
         const char *sde = getenv("SOURCE_DATE_EPOCH");
         size_t clen, mlen;
+        bool have = false, tagged = false;
 
         if (sde && *sde) {
                 char ts[64];
@@ -137,8 +139,11 @@ int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_desc
         cd.media_type = OCI_MT_CONFIG;
         oci_digest_of_buffer(cbuf, clen, &cd.digest);
         cd.size = (int64_t)clen;
-        r = oci_reader_from_buffer(cbuf, clen, err);
-        if (!r || dst->ops->put_blob(dst, &cd, r, err) < 0)
+        /* An unchanged rebuild writes nothing: each put and the tag cost fsyncs. */
+        if (dst->ops->has_blob(dst, &cd, &have, err) < 0)
+                return -1;
+        r = have ? NULL : oci_reader_from_buffer(cbuf, clen, err);
+        if (!have && (!r || dst->ops->put_blob(dst, &cd, r, err) < 0))
                 return -1;
         mj = oci_manifest_to_json(OCI_MT_MANIFEST, NULL, &cd, layers, n, NULL, NULL);
         if (!mj)
@@ -148,8 +153,23 @@ int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_desc
         md.media_type = OCI_MT_MANIFEST;
         oci_digest_of_buffer(mbuf, mlen, &md.digest);
         md.size = (int64_t)mlen;
-        if (dst->ops->put_manifest(dst, &md, mbuf, mlen, err) < 0 ||
-            dst->ops->tag(dst, NULL, &md, err) < 0 || oci_store_commit(dst, err) < 0)
+        if (dst->ops->has_blob(dst, &md, &have, err) < 0)
+                return -1;
+        if (!have && dst->ops->put_manifest(dst, &md, mbuf, mlen, err) < 0)
+                return -1;
+        {
+                struct kiln_error e2 = KILN_ERROR_INIT;
+                char *obuf = NULL, *omt = NULL;
+                size_t olen;
+                struct oci_digest od;
+
+                tagged = dst->default_ref &&
+                         dst->ops->get_manifest(dst, NULL, &obuf, &olen, &omt, &od, &e2) == 0 &&
+                         oci_digest_equal(&od, &md.digest);
+                free(obuf);
+                free(omt);
+        }
+        if ((!tagged && dst->ops->tag(dst, NULL, &md, err) < 0) || oci_store_commit(dst, err) < 0)
                 return -1;
         *ret_digest = md.digest;
         return 0;

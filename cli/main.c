@@ -35,7 +35,8 @@ const struct cli_verb cli_verbs[] = {
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
         {"append", cmd_append, "add layers built from host files to an image",
-         "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... -t DST [--compression gzip|zstd|none]"
+         "kiln append BASE|scratch --layer SRC[:DEST[:MODE]]... [--file SRC:DEST[:MODE]]... -t DST"
+         " [--compression gzip|zstd|none]"
          " [--level N] [--exclude PAT]... [--ignore-file FILE] [--cache DIR] [--no-cache]"},
         {"config", cmd_config, "change an image's config: env, entrypoint, cmd, workdir, labels",
          "kiln config PLACE [--env K=V]... [--entrypoint E] [--cmd C] [--workdir D] [--user U]"

@@ -1,5 +1,6 @@
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 
 #include "json.h"
 #include "layout.h"
+#include "tarsource.h"
 #include "util.h"
 
 #define ENTRY_MAX (64u * 1024)
@@ -41,6 +43,35 @@ void layer_cache_freep(struct layer_cache **c)
 {
         layer_cache_free(*c);
         *c = NULL;
+}
+
+/* Temp files and spools of killed builds: anything named like ours and not
+ * touched for an hour (a live build keeps writing, so keeps its mtime). */
+static void sweep_stale(const char *dir, const char *pattern)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        time_t now = time(NULL);
+
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                struct stat st;
+
+                if (!strstr(e->d_name, pattern) ||
+                    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    now - st.st_mtim.tv_sec < 3600)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        char *p = kiln_strdupf("%s/%s", dir, e->d_name);
+                        if (p)
+                                kiln_rm_rf(p);
+                        free(p);
+                } else {
+                        unlinkat(dirfd(d), e->d_name, 0);
+                }
+        }
+        closedir(d);
 }
 
 struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
@@ -75,6 +106,13 @@ struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
         c->layout = oci_layout_open(lay, true, err);
         if (!c->layout)
                 goto fail;
+        {
+                _cleanup_free_ char *blobs = kiln_strdupf("%s/blobs/sha256", lay);
+                if (blobs)
+                        sweep_stale(blobs, ".tmp-");
+                sweep_stale(c->dir, "spool-");
+                sweep_stale(sta, ".tmp-");
+        }
         return c;
 fail:
         kiln_error_prefix(err, "layer cache");
@@ -311,13 +349,14 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                                 strcpy(digest, given[i].str);
                                 if (newidx)
                                         fprintf(newidx,
-                                          "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
-                                          " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
-                                          (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
-                                          (int64_t)now->st_mtim.tv_nsec,
-                                          (int64_t)now->st_ctim.tv_sec,
-                                          (int64_t)now->st_ctim.tv_nsec, (uint64_t)now->st_ino,
-                                          (uint64_t)now->st_dev, digest);
+                                                "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                                                " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
+                                                (int64_t)now->st_size, (int64_t)now->st_mtim.tv_sec,
+                                                (int64_t)now->st_mtim.tv_nsec,
+                                                (int64_t)now->st_ctim.tv_sec,
+                                                (int64_t)now->st_ctim.tv_nsec,
+                                                (uint64_t)now->st_ino, (uint64_t)now->st_dev,
+                                                digest);
                                 if (newidx)
                                         fwrite(e->host, 1, strlen(e->host) + 1, newidx);
                         } else {
@@ -401,7 +440,8 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
         if (!blob)
                 return -1;
         w = layer_writer_new(blob, o, err);
-        if (!w || layer_source_write(s, w, digests, err) < 0 || layer_writer_finish(w, &res, err) < 0)
+        if (!w || layer_source_write(s, w, digests, err) < 0 ||
+            layer_writer_finish(w, &res, err) < 0)
                 goto out;
         if (oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) < 0)
                 goto out;
@@ -508,4 +548,37 @@ struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct lay
                                          struct kiln_error *err)
 {
         return oci_layout_blob_open(c->layout, &res->digest, res->size, err);
+}
+
+int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *dest,
+                          const struct layer_writer_opts *o, struct layer_result *ret,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *spool = kiln_strdupf("%s/spool-XXXXXX", c->dir);
+        struct oci_writer *blob = NULL;
+        struct layer_writer *w = NULL;
+        struct layer_result res;
+        int rc = -1;
+
+        if (!spool)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(spool))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", spool);
+        blob = layer_cache_blob_writer(c, err);
+        w = blob ? layer_writer_new(blob, o, err) : NULL;
+        if (w && layer_tar_source_write(w, file, dest, spool, err) == 0 &&
+            layer_writer_finish(w, &res, err) == 0 &&
+            oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) == 0) {
+                *ret = res;
+                rc = 0;
+        }
+        layer_writer_free(w);
+        oci_writer_free(blob);
+        kiln_rm_rf(spool);
+        return rc;
+}
+
+char *layer_cache_blob_path(struct layer_cache *c, const struct oci_digest *digest)
+{
+        return oci_layout_blob_path(c->layout, digest);
 }

@@ -19,7 +19,8 @@
  * Safety: blobs go through the layout's temp file + fsync + rename, and an
  * entry is written (atomically) only after its blob is in place, so two
  * processes can share the cache and a killed build never leaves an entry
- * without its blob.  Entries are hints: a blob is verified against the
+ * without its blob; its temp files are swept by a later open once an hour
+ * old.  Entries are hints: a blob is verified against the
  * entry's digest and size when it is copied out (layer_cache_open_blob),
  * and a bad entry is dropped.
  *
@@ -55,6 +56,12 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
                       const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
                       bool *ret_hit, struct kiln_error *err);
 
+/* Builds a layer from an existing tar (layers/tarsource.h) into the cache;
+ * no entry is kept (the key would cost reading the whole tar anyway). */
+int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *dest,
+                          const struct layer_writer_opts *o, struct layer_result *ret,
+                          struct kiln_error *err);
+
 /* *ret_hit is false when there is no usable entry (absent, unreadable, or
  * its blob missing or of the wrong size). */
 int layer_cache_lookup(struct layer_cache *c, const struct oci_digest *key,
@@ -68,6 +75,9 @@ int layer_cache_store(struct layer_cache *c, const struct oci_digest *key,
 
 /* Removes the entry of key (after its blob failed verification). */
 void layer_cache_drop(struct layer_cache *c, const struct oci_digest *key);
+
+/* Path of a built blob in the cache (a new string). */
+char *layer_cache_blob_path(struct layer_cache *c, const struct oci_digest *digest);
 
 /* A verified reader of a built blob. */
 struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct layer_result *res,

@@ -356,8 +356,8 @@ int layer_source_add_tree(struct layer_source *s, const char *src, const char *d
                 return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno,
                                             "cannot read layer source '%s'", src);
         if (!S_ISDIR(st.st_mode))
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "layer source '%s' is not a directory", src);
+                return kiln_error_set(err, KILN_E_INVALID, "layer source '%s' is not a directory",
+                                      src);
         /* The tree's root becomes dest itself, with the source directory's mode. */
         if (*clean && add_host_entry(s, src, clean, &st, err) < 0)
                 return -1;

@@ -36,13 +36,13 @@
 #include "writer.h"
 
 struct layer_source_entry {
-        char *path;      /* in the layer: no leading '/', no '.' or '..' */
-        char *host;      /* host file to read, or NULL (synthetic directory) */
-        char *link;      /* symlink target */
-        char *hardlink;  /* path (in the layer) this entry is a hardlink to */
-        struct stat st;  /* type, perm and size as written; ino/dev/mtime/ctime for the cache */
+        char *path;     /* in the layer: no leading '/', no '.' or '..' */
+        char *host;     /* host file to read, or NULL (synthetic directory) */
+        char *link;     /* symlink target */
+        char *hardlink; /* path (in the layer) this entry is a hardlink to */
+        struct stat st; /* type, perm and size as written; ino/dev/mtime/ctime for the cache */
         bool synthetic;
-        bool has_cap;    /* carries security.capability */
+        bool has_cap; /* carries security.capability */
         void *cap;
         size_t cap_len;
 };

@@ -102,14 +102,17 @@ static ssize_t dz_read_gzip(struct dz_reader *d, void *buf, size_t len, struct k
                 if (r == Z_STREAM_END)
                         d->z_end = true;
                 else if (r == Z_BUF_ERROR && d->in_eof && d->in_pos == d->in_len)
-                        return kiln_error_set(err, KILN_E_INVALID, "layer gzip stream is truncated");
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "layer gzip stream is truncated");
                 else if (r != Z_OK && r != Z_BUF_ERROR)
-                        return kiln_error_set(err, KILN_E_INVALID, "layer gzip stream is corrupt: %s",
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "layer gzip stream is corrupt: %s",
                                               d->z.msg ? d->z.msg : "inflate failed");
                 if (got)
                         return dz_count(d, got, err);
                 if (d->in_eof && d->in_pos == d->in_len && !d->z_end)
-                        return kiln_error_set(err, KILN_E_INVALID, "layer gzip stream is truncated");
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "layer gzip stream is truncated");
         }
 }
 
@@ -137,7 +140,8 @@ static ssize_t dz_read_zstd(struct dz_reader *d, void *buf, size_t len, struct k
                                                       "layer zstd frame needs a window over 2^%d "
                                                       "bytes",
                                                       LAYER_ZSTD_WINDOWLOG_MAX);
-                        return kiln_error_set(err, KILN_E_INVALID, "layer zstd stream is corrupt: %s",
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "layer zstd stream is corrupt: %s",
                                               ZSTD_getErrorName(r));
                 }
                 d->zs_last = r;
@@ -151,8 +155,10 @@ static ssize_t dz_read(struct oci_reader *r, void *buf, size_t len, struct kiln_
         struct dz_reader *d = (struct dz_reader *)r;
 
         switch (d->c) {
-        case OCI_COMPRESSION_GZIP: return dz_read_gzip(d, buf, len, err);
-        case OCI_COMPRESSION_ZSTD: return dz_read_zstd(d, buf, len, err);
+        case OCI_COMPRESSION_GZIP:
+                return dz_read_gzip(d, buf, len, err);
+        case OCI_COMPRESSION_ZSTD:
+                return dz_read_zstd(d, buf, len, err);
         default:
                 if (d->in_pos < d->in_len) {
                         size_t n = d->in_len - d->in_pos;
@@ -223,8 +229,7 @@ struct oci_reader *layer_decompress_reader_new(struct oci_reader *inner, enum oc
         if (c == OCI_COMPRESSION_UNKNOWN)
                 c = found;
         if (found != c) {
-                kiln_error_set(err, KILN_E_INVALID,
-                               "layer media type says %s but its bytes are %s",
+                kiln_error_set(err, KILN_E_INVALID, "layer media type says %s but its bytes are %s",
                                oci_compression_name(c), oci_compression_name(found));
                 goto fail;
         }
@@ -521,8 +526,18 @@ static int walk_in_root(struct layer_unpacker *u, const char *path, bool create,
                 }
                 fd = openat(cur, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0 && errno == ENOENT && create) {
-                        if (mkdirat(cur, p, 0755) < 0 && errno != EEXIST)
+                        bool made = mkdirat(cur, p, 0755) == 0;
+                        if (!made && errno != EEXIST)
                                 goto io_fail;
+                        if (made) {
+                                /* 0755 whatever the umask */
+                                int dfd =
+                                    openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                if (dfd >= 0) {
+                                        fchmod(dfd, 0755);
+                                        close(dfd);
+                                }
+                        }
                         fd = openat(cur, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                 }
                 if (fd < 0)
@@ -574,13 +589,12 @@ static int walk_in_root(struct layer_unpacker *u, const char *path, bool create,
                 memmove(rest, q, strlen(q) + 1);
         }
         return cur;
-io_fail:
-        {
-                int e = errno;
-                close(cur);
-                return kiln_error_set_errno(err, e == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO, e,
-                                            "cannot resolve '%s' inside '%s'", path, u->dir);
-        }
+io_fail : {
+        int e = errno;
+        close(cur);
+        return kiln_error_set_errno(err, e == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO, e,
+                                    "cannot resolve '%s' inside '%s'", path, u->dir);
+}
 }
 
 static int resolve_dir(struct layer_unpacker *u, const char *path, bool create,
@@ -591,8 +605,8 @@ static int resolve_dir(struct layer_unpacker *u, const char *path, bool create,
 #if defined(SYS_openat2)
         if (u->have_openat2) {
                 struct open_how how = {
-                        .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-                        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+                    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
                 };
                 long fd = syscall(SYS_openat2, u->root, path, &how, sizeof(how));
 
@@ -600,11 +614,12 @@ static int resolve_dir(struct layer_unpacker *u, const char *path, bool create,
                         return (int)fd;
                 if (errno == ENOSYS || errno == EPERM || errno == E2BIG)
                         u->have_openat2 = false;
+                else if (errno == ENAMETOOLONG)
+                        ; /* over PATH_MAX: the walk goes one component at a time */
                 else if (!(errno == ENOENT && create))
-                        return kiln_error_set_errno(err,
-                                                    errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
-                                                    errno, "cannot resolve '%s' inside '%s'", path,
-                                                    u->dir);
+                        return kiln_error_set_errno(
+                            err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO, errno,
+                            "cannot resolve '%s' inside '%s'", path, u->dir);
         }
 #endif
         return walk_in_root(u, path, create, err);
@@ -698,8 +713,6 @@ static int entry_fail(struct layer_unpacker *u, const char *name, int e, struct 
 static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const char *name,
                      int64_t size, struct kiln_error *err)
 {
-        int64_t total = 0;
-
         /* Data that runs into the zeros added after a short stream was cut. */
         if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
                 return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
@@ -715,7 +728,6 @@ static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const 
                 }
                 if (n < 0)
                         return -2; /* archive error, reported by the caller */
-                total += n;
                 u->written += n;
                 if (u->opts.max_size > 0 && u->written > u->opts.max_size)
                         return kiln_error_set(err, KILN_E_LIMIT,
@@ -929,9 +941,8 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
 
         switch (type) {
         case AE_IFREG: {
-                _cleanup_close_ int fd = openat(pfd, base,
-                                                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                                0600);
+                _cleanup_close_ int fd =
+                    openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd < 0)
                         return entry_fail(u, raw, errno, err, "create");
                 rc = copy_data(u, a, fd, raw, archive_entry_size(ae), err);
@@ -953,6 +964,9 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         case AE_IFIFO:
                 if (mkfifoat(pfd, base, perm) < 0)
                         return entry_fail(u, raw, errno, err, "create fifo");
+                /* the mode, not the umask; a fifo just made, not a link */
+                if (fchmodat(pfd, base, perm, 0) < 0)
+                        return entry_fail(u, raw, errno, err, "chmod");
                 break;
         case AE_IFCHR:
         case AE_IFBLK:
@@ -972,7 +986,6 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         set_owner_time(u, ae, pfd, base, false);
         return 0;
 }
-
 
 static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **ret)
 {
@@ -1004,8 +1017,8 @@ static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **ret)
 int layer_unpacker_apply(struct layer_unpacker *u, struct oci_reader *blob, const char *media_type,
                          const char *what, struct kiln_error *err)
 {
-        enum oci_compression c = media_type ? oci_media_type_compression(media_type)
-                                            : OCI_COMPRESSION_UNKNOWN;
+        enum oci_compression c =
+            media_type ? oci_media_type_compression(media_type) : OCI_COMPRESSION_UNKNOWN;
         struct tar_src src = {0};
         struct archive *a = NULL;
         struct archive_entry *ae;

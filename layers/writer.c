@@ -40,8 +40,8 @@ struct gz_pool {
         unsigned n_threads;
         unsigned n_slots;
         struct gz_slot *slots;
-        unsigned head;  /* slot being filled */
-        unsigned tail;  /* oldest slot not yet emitted */
+        unsigned head;   /* slot being filled */
+        unsigned tail;   /* oldest slot not yet emitted */
         unsigned queued; /* slots between tail and head */
         size_t out_cap;
         pthread_t *threads;
@@ -77,8 +77,8 @@ static void *gz_worker(void *arg)
                         break;
                 s->state = SLOT_BUSY;
                 pthread_mutex_unlock(&p->mu);
-                s->out_len = c ? libdeflate_gzip_compress(c, s->in, s->in_len, s->out, p->out_cap)
-                               : 0;
+                s->out_len =
+                    c ? libdeflate_gzip_compress(c, s->in, s->in_len, s->out, p->out_cap) : 0;
                 pthread_mutex_lock(&p->mu);
                 if (s->out_len == 0)
                         p->failed = true;
@@ -197,8 +197,8 @@ static int gz_submit(struct gz_pool *p, struct layer_writer *w, struct kiln_erro
         struct gz_slot *s = &p->slots[p->head];
 
         if (p->inline_c) {
-                s->out_len = libdeflate_gzip_compress(p->inline_c, s->in, s->in_len, s->out,
-                                                      p->out_cap);
+                s->out_len =
+                    libdeflate_gzip_compress(p->inline_c, s->in, s->in_len, s->out, p->out_cap);
                 s->in_len = 0;
                 if (s->out_len == 0)
                         return kiln_error_set(err, KILN_E_INTERNAL, "gzip compression failed");
@@ -215,8 +215,8 @@ static int gz_submit(struct gz_pool *p, struct layer_writer *w, struct kiln_erro
         return 0;
 }
 
-static int gz_write(struct gz_pool *p, struct layer_writer *w, const unsigned char *buf,
-                    size_t len, struct kiln_error *err)
+static int gz_write(struct gz_pool *p, struct layer_writer *w, const unsigned char *buf, size_t len,
+                    struct kiln_error *err)
 {
         while (len) {
                 struct gz_slot *s = &p->slots[p->head];
@@ -298,7 +298,8 @@ static int compress_write(struct layer_writer *w, const void *buf, size_t len,
                           struct kiln_error *err)
 {
         switch (w->opts.compression) {
-        case OCI_COMPRESSION_GZIP: return gz_write(w->gz, w, buf, len, err);
+        case OCI_COMPRESSION_GZIP:
+                return gz_write(w->gz, w, buf, len, err);
         case OCI_COMPRESSION_ZSTD:
                 while (len) {
                         size_t n = ZSTD_IN_BUF - w->zin_len;
@@ -315,7 +316,8 @@ static int compress_write(struct layer_writer *w, const void *buf, size_t len,
                         }
                 }
                 return 0;
-        default: return emit(w, buf, len, err);
+        default:
+                return emit(w, buf, len, err);
         }
 }
 
@@ -382,7 +384,9 @@ void layer_compressor_id(enum oci_compression c, int level, char *buf, size_t le
         case OCI_COMPRESSION_ZSTD:
                 snprintf(buf, len, "zstd-%s-%d", ZSTD_versionString(), level);
                 break;
-        default: snprintf(buf, len, "none"); break;
+        default:
+                snprintf(buf, len, "none");
+                break;
         }
 }
 
@@ -482,7 +486,8 @@ struct layer_writer *layer_writer_new(struct oci_writer *sink, const struct laye
                 if (setup_zstd(w, level, threads, err) < 0)
                         goto fail;
                 break;
-        case OCI_COMPRESSION_NONE: break;
+        case OCI_COMPRESSION_NONE:
+                break;
         default:
                 kiln_error_set(err, KILN_E_UNSUPPORTED, "unsupported layer compression");
                 goto fail;
@@ -569,8 +574,7 @@ static struct archive_entry *normalize(struct layer_writer *w, struct archive_en
         return n;
 }
 
-int layer_writer_add_header(struct layer_writer *w, struct archive_entry *e,
-                            struct kiln_error *err)
+int layer_writer_add_header(struct layer_writer *w, struct archive_entry *e, struct kiln_error *err)
 {
         struct archive_entry *n = normalize(w, e);
         int r;
@@ -671,7 +675,8 @@ int layer_writer_finish(struct layer_writer *w, struct layer_result *ret, struct
                 if (zstd_push(w, w->zin, w->zin_len, ZSTD_e_end, err) < 0)
                         return -1;
                 break;
-        default: break;
+        default:
+                break;
         }
         memset(&res, 0, sizeof(res));
         oci_hasher_final(&w->tar_hash, &res.diff_id);
@@ -679,9 +684,15 @@ int layer_writer_finish(struct layer_writer *w, struct layer_result *ret, struct
         res.size = w->blob_size;
         res.tar_size = w->tar_size;
         switch (w->opts.compression) {
-        case OCI_COMPRESSION_GZIP: res.media_type = OCI_MT_LAYER_GZIP; break;
-        case OCI_COMPRESSION_ZSTD: res.media_type = OCI_MT_LAYER_ZSTD; break;
-        default: res.media_type = OCI_MT_LAYER; break;
+        case OCI_COMPRESSION_GZIP:
+                res.media_type = OCI_MT_LAYER_GZIP;
+                break;
+        case OCI_COMPRESSION_ZSTD:
+                res.media_type = OCI_MT_LAYER_ZSTD;
+                break;
+        default:
+                res.media_type = OCI_MT_LAYER;
+                break;
         }
         layer_compressor_id(w->opts.compression, w->opts.level, res.compressor,
                             sizeof(res.compressor));

@@ -76,7 +76,7 @@ struct layer_result {
         struct oci_digest digest;  /* sha256 of the blob */
         int64_t size;              /* of the blob */
         int64_t tar_size;
-        const char *media_type;    /* static string */
+        const char *media_type; /* static string */
         char compressor[64];
 };
 

@@ -284,3 +284,147 @@ def test_append_usage_errors(kiln, tmp_path):
     _, line = kiln.fails("append", "scratch", "--layer", f"{tmp_path}/nope:/x", "-t",
                          f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
     assert "does not exist" in line
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz", "tar.zst"])
+def test_existing_tar_is_renormalized_like_the_tree(kiln, tmp_path, fmt):
+    src = make_tree(tmp_path / "t", owner=(7, 8), mtime=1_600_000_000)
+    # b-link sorts before its target: the data must move to it
+    os.link(src / "data.bin", src / "a-first-link")
+    tarball = tmp_path / f"in.{fmt}"
+    flag = {"tar": [], "tar.gz": ["-z"], "tar.zst": ["--zstd"]}[fmt]
+    # GNU tar, readdir order, real owners and mtimes, './' prefixes
+    run("tar", *flag, "-cf", tarball, "-C", src, ".")
+    _, mt, lt = append(kiln, tmp_path, tarball, "fromtar", "--compression", "gzip")
+    _, md, ld = append(kiln, tmp_path, src, "fromdir", "--compression", "gzip")
+    assert lt["digest"] == ld["digest"]
+
+
+def test_tar_with_dotdot_names_is_refused(kiln, tmp_path):
+    tarball = tmp_path / "bad.tar"
+    import layers_helpers
+    tarball.write_bytes(layers_helpers.tar_bytes([{"name": "../escape", "data": b"x"}]))
+    _, line = kiln.fails("append", "scratch", "--layer", f"{tarball}:/x", "-t",
+                         f"oci:{tmp_path}/o:v1", "--cache", tmp_path / "c")
+    assert "'..' is not allowed" in line and "bad.tar" in line
+
+
+def test_two_processes_share_a_cache(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([kiln.path, "append", "scratch", "--layer", f"{src}:/r", "-t",
+                               f"oci:{tmp_path / f'o{i}'}:v1", "--cache", cache, "-q"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    digests = {manifest_of(tmp_path / f"o{i}")["layers"][0]["digest"] for i in range(4)}
+    assert len(digests) == 1
+    entries = list((cache / "entries").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".json"
+    assert not [p for p in (cache / "layout" / "blobs" / "sha256").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_killed_build_leaves_no_entry(kiln, tmp_path):
+    import signal
+    import time
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(8):
+        (src / f"f{i}").write_bytes(os.urandom(16 << 20))
+    cache = tmp_path / "cache"
+    p = subprocess.Popen([kiln.path, "append", "scratch", "--layer", f"{src}:/r", "-t",
+                          f"oci:{tmp_path / 'killed'}:v1", "--cache", cache, "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the build finished before it was killed"
+    assert not (cache / "entries").exists() or list((cache / "entries").iterdir()) == []
+    blobs = cache / "layout" / "blobs" / "sha256"
+    for b in blobs.iterdir() if blobs.exists() else []:
+        assert b.name.startswith(".tmp-") or sha(b.read_bytes()).endswith(b.name)
+    # the next build completes and matches a build with a fresh cache
+    _, _, l1 = append(kiln, tmp_path, src, "again")
+    r = kiln.run("append", "scratch", "--layer", f"{src}:/root", "-t", f"oci:{tmp_path / 'k2'}:v1",
+                 "--cache", cache, "-q")
+    assert manifest_of(tmp_path / "k2")["layers"][0]["digest"] == l1["digest"]
+
+
+def test_security_capability_kept_only_when_asked(kiln, tmp_path):
+    src = tmp_path / "caps"
+    src.mkdir()
+    (src / "ping").write_bytes(b"\x7fELF")
+    run("setcap", "cap_net_raw+ep", src / "ping")
+    cap = os.getxattr(src / "ping", "security.capability")
+    _, _, plain = append(kiln, tmp_path, src, "plain", "--compression", "none")
+    out, _, kept = append(kiln, tmp_path, src, "kept", "--compression", "none", "--keep-caps")
+    assert plain["digest"] != kept["digest"]
+    with tarfile.open(fileobj=io.BytesIO(blob(out, kept["digest"]))) as t:
+        m = t.getmember("root/ping")
+        assert m.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == cap \
+            or m.pax_headers["SCHILY.xattr.security.capability"].encode("latin-1") == cap
+    with tarfile.open(fileobj=io.BytesIO(blob(tmp_path / "plain", plain["digest"]))) as t:
+        assert not t.getmember("root/ping").pax_headers
+    # applied when unpacking as root, skipped with a warning when rootless
+    kiln.run("unpack", f"oci:{out}:v1", tmp_path / "rootful")
+    assert os.getxattr(tmp_path / "rootful/root/ping", "security.capability") == cap
+    p = kiln.run("unpack", "--rootless", f"oci:{out}:v1", tmp_path / "rootless")
+    assert "skipped xattr 'security.capability' of 'root/ping': not root" in p.stderr
+    with pytest.raises(OSError):
+        os.getxattr(tmp_path / "rootless/root/ping", "security.capability")
+
+
+def test_files_join_the_layer_before_them(kiln, tmp_path):
+    tree = tmp_path / "app"
+    tree.mkdir()
+    (tree / "main.py").write_text("print()\n")
+    f1 = tmp_path / "entry.sh"
+    f1.write_text("#!/bin/sh\n")
+    f2 = tmp_path / "conf"
+    f2.write_text("x=1\n")
+    out = tmp_path / "o"
+    kiln.run("append", "scratch", "--file", f"{f2}:/etc/app/", "--layer", f"{tree}:/app",
+             "--file", f"{f1}:/usr/bin/entry:0755", "--file", f"{f2}:/app/conf:0600",
+             "-t", f"oci:{out}:v1", "--compression", "none", "--cache", tmp_path / "c", "-q")
+    m = manifest_of(out)
+    assert len(m["layers"]) == 2
+    names = []
+    for layer in m["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(blob(out, layer["digest"]))) as t:
+            names.append({x.name: x.mode for x in t.getmembers()})
+    assert names[0] == {"etc": 0o755, "etc/app": 0o755, "etc/app/conf": 0o644}
+    assert names[1] == {"app": 0o755, "app/conf": 0o600, "app/main.py": 0o644, "usr": 0o755,
+                        "usr/bin": 0o755, "usr/bin/entry": 0o755}
+
+
+def test_stale_temp_files_of_killed_builds_are_swept(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+    append(kiln, tmp_path, src, "first")
+    cache = tmp_path / "cache-first"
+    blobs = cache / "layout" / "blobs" / "sha256"
+    old, fresh = blobs / ".tmp-old123", blobs / ".tmp-new456"
+    spool = cache / "spool-abcdef"
+    spool.mkdir()
+    (spool / "0").write_bytes(b"x")
+    for p in (old, fresh):
+        p.write_bytes(b"partial")
+    stat_files = list((cache / "stat").iterdir())
+    two_hours_ago = os.stat(old).st_mtime - 7200
+    for p in (old, spool, *stat_files):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    append(kiln, tmp_path, src, "first")
+    assert not old.exists() and not spool.exists()
+    assert fresh.exists()  # may belong to a build still running
+    assert all(p.exists() for p in stat_files)  # real index files stay
+
+
+def test_fresh_layer_is_written_once(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    out, _, layer = append(kiln, tmp_path, src, "once")
+    p = out / "blobs" / "sha256" / layer["digest"].split(":")[1]
+    cached = tmp_path / "cache-once" / "layout" / "blobs" / "sha256" / p.name
+    assert os.stat(p).st_ino == os.stat(cached).st_ino
+    assert sha(p.read_bytes()) == layer["digest"]
+    run("umoci", "unpack", "--rootless", "--image", f"{out}:v1", tmp_path / "b")

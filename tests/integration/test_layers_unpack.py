@@ -1,5 +1,6 @@
 """kiln unpack: hostile tars change nothing outside DIR and are reported; legitimate
 but scary tars unpack like umoci."""
+import copy
 import gzip
 import io
 import os
@@ -65,12 +66,13 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case):
+def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case, walk):
     tmp, outside, root = world
     entries, msg = HOSTILE[case]
     before = state(outside)
-    p = unpack(kiln, tmp, entries, check=False)
+    p = unpack(kiln, tmp, entries, *(["--walk"] if walk else []), check=False)
     assert p.returncode == 3, p.stderr
     errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
     assert len(errs) == 1 and msg in errs[0], p.stderr
@@ -99,10 +101,11 @@ CLAMPED = {
 }
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
 @pytest.mark.parametrize("case", sorted(CLAMPED))
-def test_escaping_links_resolve_inside_root(kiln, world, case):
+def test_escaping_links_resolve_inside_root(kiln, world, case, walk):
     tmp, outside, root = world
-    entries, inside = CLAMPED[case]
+    entries, inside = copy.deepcopy(CLAMPED[case])
     # make the absolute paths of the entries point at the real sentinel
     for e in entries:
         if e.get("link", "").startswith("/outside"):
@@ -111,7 +114,7 @@ def test_escaping_links_resolve_inside_root(kiln, world, case):
             e["name"] = "evil/" + str(outside).lstrip("/") + e["name"][len("evil/outside"):]
             inside = str(outside).lstrip("/") + "/victim"
     before = state(outside)
-    unpack(kiln, tmp, entries)
+    unpack(kiln, tmp, entries, *(["--walk"] if walk else []))
     assert state(outside) == before
     if inside:
         assert (root / inside).exists() or (root / inside).is_symlink()
@@ -243,3 +246,50 @@ def test_component_walk_and_openat2_agree(kiln, tmp_path, walk):
     kiln.run("unpack", "--rootless", *extra, place, tmp_path / "k")
     run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
     assert snapshot(tmp_path / "k") == snapshot(tmp_path / "u" / "rootfs")
+
+
+def test_paths_beyond_path_max_still_resolve_inside(kiln, world):
+    tmp, outside, root = world
+    comp = "c" * 250
+    deep = "/".join([comp] * 33)  # ~8 KiB
+    entries = [{"name": deep + "/up", "type": "sym", "link": "/" + "../" * 40},
+               {"name": deep + "/f", "data": b"deep"},
+               {"name": deep + "/up/escaped", "data": b"inside"}]
+    before = state(outside)
+    unpack(kiln, tmp, entries)
+    assert state(outside) == before
+    assert (root / "escaped").read_bytes() == b"inside"
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(33):
+            nfd = os.open(comp, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        assert os.read(os.open("f", os.O_RDONLY, dir_fd=fd), 10) == b"deep"
+    finally:
+        os.close(fd)
+
+
+def test_duplicate_paths_last_wins(kiln, world):
+    tmp, outside, root = world
+    unpack(kiln, tmp, [{"name": "x", "data": b"first"}, {"name": "x", "type": "dir"},
+                       {"name": "x", "data": b"last", "mode": 0o600}])
+    assert (root / "x").read_bytes() == b"last"
+    assert (root / "x").stat().st_mode & 0o777 == 0o600
+
+
+def test_unpack_does_not_depend_on_umask(kiln, tmp_path):
+    entries = [{"name": "implicit/parent/file", "data": b"x", "mode": 0o664},
+               {"name": "fifo", "type": "fifo", "mode": 0o666},
+               {"name": "d", "type": "dir", "mode": 0o775}]
+    place = make_layout(tmp_path / "lay", [(tar_bytes(entries), TAR)])
+    snaps = []
+    for mask in (0o022, 0o077):
+        dest = tmp_path / f"u{mask:o}"
+        p = subprocess.run(["sh", "-c", f'umask {mask:o}; exec "$@"', "sh", kiln.path, "unpack",
+                            "--rootless", place, dest], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        snaps.append(snapshot(dest))
+        assert os.stat(dest / "fifo").st_mode & 0o777 == 0o666
+    assert snaps[0] == snaps[1]
+    assert snaps[0][b"implicit"] == ("d", 0o755)

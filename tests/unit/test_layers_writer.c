@@ -233,21 +233,21 @@ struct pat_case {
 static void test_exclude_patterns(void **state)
 {
         static const struct pat_case cases[] = {
-                {"build", "build", true},
-                {"build", "build/x.o", true},
-                {"build", "src/build", false},
-                {"/build", "build/a", true},
-                {"*.pyc", "a.pyc", true},
-                {"*.pyc", "src/a.pyc", false},
-                {"**/*.pyc", "src/deep/a.pyc", true},
-                {"**/*.pyc", "a.pyc", true},
-                {"docs/*.md", "docs/a.md", true},
-                {"docs/*.md", "docs/sub/a.md", false},
-                {"a/**/z", "a/z", true},
-                {"a/**/z", "a/b/c/z", true},
-                {"a?c", "abc", true},
-                {"[ab]x", "bx", true},
-                {"./node_modules", "node_modules/x", true},
+            {"build", "build", true},
+            {"build", "build/x.o", true},
+            {"build", "src/build", false},
+            {"/build", "build/a", true},
+            {"*.pyc", "a.pyc", true},
+            {"*.pyc", "src/a.pyc", false},
+            {"**/*.pyc", "src/deep/a.pyc", true},
+            {"**/*.pyc", "a.pyc", true},
+            {"docs/*.md", "docs/a.md", true},
+            {"docs/*.md", "docs/sub/a.md", false},
+            {"a/**/z", "a/z", true},
+            {"a/**/z", "a/b/c/z", true},
+            {"a?c", "abc", true},
+            {"[ab]x", "bx", true},
+            {"./node_modules", "node_modules/x", true},
         };
         (void)state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -266,7 +266,7 @@ static void test_exclude_patterns(void **state)
 static void test_path_clean(void **state)
 {
         static const char *const ok[][2] = {
-                {"/", ""}, {"", ""}, {"/app/", "app"}, {"./a//b/.", "a/b"}, {"a/./b", "a/b"},
+            {"/", ""}, {"", ""}, {"/app/", "app"}, {"./a//b/.", "a/b"}, {"a/./b", "a/b"},
         };
         struct kiln_error err = KILN_ERROR_INIT;
         char *out;
@@ -309,7 +309,8 @@ static void test_decompressed_size_is_capped(void **state)
         ssize_t n;
 
         (void)state;
-        r = layer_decompress_reader_new(gz_of_zeros(8u << 20), OCI_COMPRESSION_GZIP, 1u << 20, &err);
+        r = layer_decompress_reader_new(gz_of_zeros(8u << 20), OCI_COMPRESSION_GZIP, 1u << 20,
+                                        &err);
         assert_non_null(r);
         while ((n = oci_reader_read(r, buf, sizeof(buf), &err)) > 0)
                 ;
@@ -317,7 +318,8 @@ static void test_decompressed_size_is_capped(void **state)
         assert_int_equal(err.code, KILN_E_LIMIT);
         oci_reader_free(r);
         /* under the cap it reads to the end */
-        r = layer_decompress_reader_new(gz_of_zeros(8u << 20), OCI_COMPRESSION_GZIP, 9u << 20, &err);
+        r = layer_decompress_reader_new(gz_of_zeros(8u << 20), OCI_COMPRESSION_GZIP, 9u << 20,
+                                        &err);
         while ((n = oci_reader_read(r, buf, sizeof(buf), &err)) > 0)
                 ;
         assert_int_equal(n, 0);
@@ -337,16 +339,16 @@ static void test_declared_compression_must_match(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_gzip_blob_is_the_same_for_any_thread_count),
-                cmocka_unit_test(test_zstd_blob_is_the_same_for_any_worker_count),
-                cmocka_unit_test(test_entries_are_normalized),
-                cmocka_unit_test(test_gzip_header_is_deterministic_and_diffid_is_the_tar),
-                cmocka_unit_test(test_bad_levels_are_refused),
-                cmocka_unit_test(test_compression_names),
-                cmocka_unit_test(test_exclude_patterns),
-                cmocka_unit_test(test_path_clean),
-                cmocka_unit_test(test_decompressed_size_is_capped),
-                cmocka_unit_test(test_declared_compression_must_match),
+            cmocka_unit_test(test_gzip_blob_is_the_same_for_any_thread_count),
+            cmocka_unit_test(test_zstd_blob_is_the_same_for_any_worker_count),
+            cmocka_unit_test(test_entries_are_normalized),
+            cmocka_unit_test(test_gzip_header_is_deterministic_and_diffid_is_the_tar),
+            cmocka_unit_test(test_bad_levels_are_refused),
+            cmocka_unit_test(test_compression_names),
+            cmocka_unit_test(test_exclude_patterns),
+            cmocka_unit_test(test_path_clean),
+            cmocka_unit_test(test_decompressed_size_is_capped),
+            cmocka_unit_test(test_declared_compression_must_match),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,341 @@
+#include "tarsource.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "source.h"
+#include "unpack.h"
+#include "util.h"
+
+#define BUF (256u * 1024)
+
+struct tentry {
+        char *path;
+        struct archive_entry *ae; /* metadata; pathname/hardlink rewritten */
+        size_t idx;               /* arrival order: the spool file name */
+        bool has_data;
+        size_t data_from; /* spool file holding this entry's data */
+        bool dropped;     /* a later entry has the same path */
+};
+
+bool layer_tar_source_name(const char *f)
+{
+        return str_has_suffix(f, ".tar") || str_has_suffix(f, ".tar.gz") ||
+               str_has_suffix(f, ".tgz") || str_has_suffix(f, ".tar.zst") ||
+               str_has_suffix(f, ".tar.zstd");
+}
+
+static int cmp_tentry(const void *a, const void *b)
+{
+        const struct tentry *x = a, *y = b;
+        int c = strcmp(x->path, y->path);
+
+        if (c)
+                return c;
+        return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+static int cmp_key(const void *k, const void *e)
+{
+        return strcmp(k, ((const struct tentry *)e)->path);
+}
+
+/* dest + cleaned name; NULL with err set when the name has '..'. */
+static char *map_name(const char *dest, const char *name, struct kiln_error *err)
+{
+        _cleanup_free_ char *clean = NULL;
+
+        if (layer_path_clean(name, &clean, err) < 0)
+                return NULL;
+        if (!*dest)
+                return steal_ptr(&clean);
+        if (!*clean)
+                return strdup(dest);
+        return kiln_strdupf("%s/%s", dest, clean);
+}
+
+struct tsrc {
+        struct oci_reader *r;
+        struct kiln_error err;
+        bool failed;
+        unsigned char buf[BUF];  /* given to libarchive: it reads from here */
+        unsigned char data[BUF]; /* entry data read out of libarchive */
+};
+
+static la_ssize_t tsrc_read(struct archive *a, void *ctx, const void **ret)
+{
+        struct tsrc *s = ctx;
+        ssize_t n = oci_reader_read(s->r, s->buf, BUF, &s->err);
+
+        if (n < 0) {
+                s->failed = true;
+                archive_set_error(a, EIO, "%s", s->err.msg);
+                return -1;
+        }
+        *ret = s->buf;
+        return n;
+}
+
+static int spool(struct archive *a, const char *dir, size_t idx, const char *name,
+                 unsigned char *buf, struct kiln_error *err)
+{
+        char fname[64];
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
+
+        snprintf(fname, sizeof(fname), "%zu", idx);
+        if (dfd >= 0)
+                fd =
+                    openat(dfd, fname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot spool '%s' into '%s'",
+                                            name, dir);
+        for (;;) {
+                la_ssize_t n = archive_read_data(a, buf, BUF);
+                if (n == 0)
+                        return 0;
+                if (n < 0)
+                        return kiln_error_set(err, KILN_E_INVALID, "bad tar entry '%s': %s", name,
+                                              archive_error_string(a));
+                if (write(fd, buf, (size_t)n) != n)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot spool '%s'",
+                                                    name);
+        }
+}
+
+static void tentries_free(struct tentry *t, size_t n)
+{
+        for (size_t i = 0; t && i < n; i++) {
+                free(t[i].path);
+                archive_entry_free(t[i].ae);
+        }
+        free(t);
+}
+
+static void unspool(const char *dir, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                char p[4096];
+                snprintf(p, sizeof(p), "%s/%zu", dir, i);
+                unlink(p);
+        }
+}
+
+int layer_tar_source_write(struct layer_writer *w, const char *file, const char *dest,
+                           const char *spool_dir, struct kiln_error *err)
+{
+        _cleanup_free_ char *cdest = NULL;
+        struct tentry *t = NULL;
+        size_t n = 0, cap = 0, total = 0;
+        struct tsrc *src = calloc(1, sizeof(*src));
+        struct archive *a = NULL;
+        struct archive_entry *ae;
+        int fd, rc = -1;
+
+        if (!src)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (layer_path_clean(dest ? dest : "", &cdest, err) < 0)
+                goto out;
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno, "cannot open '%s'", file);
+                goto out;
+        }
+        src->r = oci_reader_from_fd(fd, true, err);
+        if (!src->r) {
+                close(fd);
+                goto out;
+        }
+        /* the same decompression rules (and limits) as unpacking */
+        src->r = layer_decompress_reader_new(src->r, OCI_COMPRESSION_UNKNOWN,
+                                             LAYER_UNPACK_DEFAULT_MAX_SIZE, err);
+        if (!src->r)
+                goto out;
+        a = archive_read_new();
+        archive_read_support_format_tar(a);
+        if (archive_read_open(a, src, NULL, tsrc_read, NULL) != ARCHIVE_OK)
+                goto archive_err;
+        /* Pass 1: metadata in memory, data in the spool. */
+        for (;;) {
+                struct tentry *e;
+                int r = archive_read_next_header(a, &ae);
+
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r < ARCHIVE_WARN)
+                        goto archive_err;
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 256;
+                        struct tentry *nt = realloc(t, nc * sizeof(*nt));
+                        if (!nt) {
+                                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                                goto out;
+                        }
+                        t = nt;
+                        cap = nc;
+                }
+                e = &t[n];
+                memset(e, 0, sizeof(*e));
+                e->idx = n;
+                e->path = map_name(
+                    cdest, archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "", err);
+                if (!e->path) {
+                        kiln_error_prefix(err, "tar '%s'", file);
+                        goto out;
+                }
+                e->ae = archive_entry_clone(ae);
+                n++;
+                if (!e->ae) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        goto out;
+                }
+                total = n;
+                if (!*e->path) {
+                        e->dropped = true; /* "." itself: the layer root */
+                        continue;
+                }
+                archive_entry_copy_pathname(e->ae, e->path);
+                if (archive_entry_hardlink(ae)) {
+                        _cleanup_free_ char *hl = map_name(cdest, archive_entry_hardlink(ae), err);
+                        if (!hl) {
+                                kiln_error_prefix(err, "tar '%s'", file);
+                                goto out;
+                        }
+                        archive_entry_copy_hardlink(e->ae, hl);
+                        archive_entry_set_size(e->ae, 0);
+                } else if (archive_entry_filetype(ae) == AE_IFREG) {
+                        e->has_data = true;
+                        e->data_from = e->idx;
+                        if (spool(a, spool_dir, e->idx, e->path, src->data, err) < 0)
+                                goto out;
+                }
+        }
+        qsort(t, n, sizeof(*t), cmp_tentry);
+        /* A path given twice keeps its last entry. */
+        for (size_t i = 0; i + 1 < n; i++)
+                if (!strcmp(t[i].path, t[i + 1].path))
+                        t[i].dropped = true;
+        /* Hardlinks: the holder of the data is the first path of the group
+         * in the new order; every other member links to it. */
+        for (size_t i = 0; i < n; i++) {
+                struct tentry *e = &t[i], *target;
+                const char *hl;
+
+                if (e->dropped || !(hl = archive_entry_hardlink(e->ae)))
+                        continue;
+                target = bsearch(hl, t, n, sizeof(*t), cmp_key);
+                while (target && target + 1 < t + n && !strcmp(target[1].path, hl))
+                        target++; /* the last entry of that path */
+                if (!target || target->dropped || !target->has_data) {
+                        kiln_error_set(err, KILN_E_INVALID,
+                                       "tar '%s': hardlink '%s' points to '%s', which is not a "
+                                       "file before it",
+                                       file, e->path, hl);
+                        goto out;
+                }
+                if (e < target) {
+                        /* e becomes the holder; target (and the links made so far
+                         * to target) link to e */
+                        e->has_data = true;
+                        e->data_from = target->data_from;
+                        archive_entry_set_size(e->ae, archive_entry_size(target->ae));
+                        archive_entry_set_perm(e->ae, archive_entry_perm(target->ae));
+                        archive_entry_copy_hardlink(e->ae, NULL);
+                        archive_entry_set_filetype(e->ae, AE_IFREG);
+                        for (size_t j = 0; j < n; j++)
+                                if (&t[j] != e && !t[j].dropped &&
+                                    archive_entry_hardlink(t[j].ae) &&
+                                    !strcmp(archive_entry_hardlink(t[j].ae), target->path))
+                                        archive_entry_copy_hardlink(t[j].ae, e->path);
+                        target->has_data = false;
+                        archive_entry_set_size(target->ae, 0);
+                        archive_entry_copy_hardlink(target->ae, e->path);
+                }
+        }
+        /* Pass 2: in order, parents first (missing parents are added). */
+        {
+                struct archive_entry *pe = archive_entry_new();
+                char *last_dir = NULL;
+
+                for (size_t i = 0; i < n && pe; i++) {
+                        struct tentry *e = &t[i];
+                        _cleanup_close_ int dfd = -1;
+                        char *p, *slash;
+
+                        if (e->dropped)
+                                continue;
+                        /* synthesize parents not present before this entry */
+                        p = strdup(e->path);
+                        for (slash = p ? strchr(p, '/') : NULL; slash;
+                             slash = strchr(slash + 1, '/')) {
+                                *slash = 0;
+                                if (!bsearch(p, t, n, sizeof(*t), cmp_key) &&
+                                    !(last_dir && !strncmp(last_dir, p, strlen(p)) &&
+                                      (last_dir[strlen(p)] == 0 || last_dir[strlen(p)] == '/'))) {
+                                        archive_entry_clear(pe);
+                                        archive_entry_copy_pathname(pe, p);
+                                        archive_entry_set_filetype(pe, AE_IFDIR);
+                                        archive_entry_set_perm(pe, 0755);
+                                        if (layer_writer_add(w, pe, -1, NULL, err) < 0) {
+                                                free(p);
+                                                free(last_dir);
+                                                archive_entry_free(pe);
+                                                goto out;
+                                        }
+                                        free(last_dir);
+                                        last_dir = strdup(p);
+                                }
+                                *slash = '/';
+                        }
+                        free(p);
+                        if (e->has_data) {
+                                char fname[64];
+                                _cleanup_close_ int sd =
+                                    open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                                snprintf(fname, sizeof(fname), "%zu", e->data_from);
+                                dfd = sd >= 0 ? openat(sd, fname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                                              : -1;
+                                if (dfd < 0) {
+                                        kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                             "cannot read the spool of '%s'",
+                                                             e->path);
+                                        free(last_dir);
+                                        archive_entry_free(pe);
+                                        goto out;
+                                }
+                        }
+                        if (layer_writer_add(w, e->ae, dfd, NULL, err) < 0) {
+                                free(last_dir);
+                                archive_entry_free(pe);
+                                goto out;
+                        }
+                }
+                free(last_dir);
+                archive_entry_free(pe);
+        }
+        rc = 0;
+        goto out;
+archive_err:
+        if (src->failed)
+                *err = src->err;
+        else
+                kiln_error_set(err, KILN_E_INVALID, "bad tar: %s",
+                               archive_error_string(a) ? archive_error_string(a) : "read failed");
+        kiln_error_prefix(err, "'%s'", file);
+out:
+        unspool(spool_dir, total);
+        if (a)
+                archive_read_free(a);
+        if (src)
+                oci_reader_free(src->r);
+        free(src);
+        tentries_free(t, n);
+        return rc;
+}

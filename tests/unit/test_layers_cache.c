@@ -1,0 +1,210 @@
+/* Unit tests for layers/cache.c: hits, misses, the stat index and its racy
+ * rule, damaged indexes and entries. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+
+#include "cache.h"
+#include "io.h"
+#include "source.h"
+#include "util.h"
+
+static char root[256];
+
+static void write_file(const char *rel, const char *data)
+{
+        char p[512];
+        FILE *f;
+
+        snprintf(p, sizeof(p), "%s/tree/%s", root, rel);
+        f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(data, f);
+        fclose(f);
+}
+
+static int setup(void **state)
+{
+        char p[512];
+
+        (void)state;
+        snprintf(root, sizeof(root), "/tmp/kiln-cache-test-XXXXXX");
+        assert_non_null(mkdtemp(root));
+        snprintf(p, sizeof(p), "%s/tree/sub", root);
+        assert_int_equal(kiln_mkdir_p(p, 0755, NULL), 0);
+        write_file("a", "alpha\n");
+        write_file("sub/b", "beta\n");
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void)state;
+        kiln_rm_rf(root);
+        return 0;
+}
+
+/* Moves every stat index delta seconds from now: +5 makes the tree's files
+ * older than the index, as they are on a real warm rebuild; -10 makes them
+ * newer (changed in or after the second the index was written). */
+static void shift_index(int delta)
+{
+        char p[512];
+        DIR *d;
+        struct dirent *e;
+
+        snprintf(p, sizeof(p), "%s/cache/stat", root);
+        d = opendir(p);
+        assert_non_null(d);
+        while ((e = readdir(d))) {
+                char f[1024];
+                struct timespec ts[2];
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
+                clock_gettime(CLOCK_REALTIME, &ts[0]);
+                ts[0].tv_sec += delta;
+                ts[1] = ts[0];
+                assert_int_equal(utimensat(AT_FDCWD, f, ts, 0), 0);
+        }
+        closedir(d);
+}
+
+static void age_index(void)
+{
+        shift_index(5);
+}
+
+static void build(bool lookup, struct layer_result *res, bool *hit)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        char tree[512], cdir[512];
+        struct layer_source *s = layer_source_new(&err);
+        struct layer_cache *c;
+        struct layer_writer_opts o;
+
+        snprintf(tree, sizeof(tree), "%s/tree", root);
+        snprintf(cdir, sizeof(cdir), "%s/cache", root);
+        c = layer_cache_open(cdir, &err);
+        assert_non_null(c);
+        layer_writer_opts_init(&o);
+        o.mtime = 0;
+        assert_int_equal(layer_source_add_tree(s, tree, "/t", NULL, 0, &err), 0);
+        assert_int_equal(layer_source_finish(s, &err), 0);
+        if (layer_cache_build(c, s, &o, lookup, res, hit, &err) < 0)
+                fail_msg("%s", err.msg);
+        layer_source_free(s);
+        layer_cache_free(c);
+}
+
+static void test_second_build_is_a_hit_only_after_the_index_is_older(void **state)
+{
+        struct layer_result r1, r2;
+        bool hit;
+
+        (void)state;
+        build(true, &r1, &hit);
+        assert_false(hit);
+        /* files not older than the index (git's racy rule): not trusted */
+        shift_index(-10);
+        build(true, &r2, &hit);
+        assert_false(hit);
+        assert_string_equal(r1.digest.str, r2.digest.str);
+        age_index();
+        build(true, &r2, &hit);
+        assert_true(hit);
+        assert_string_equal(r1.digest.str, r2.digest.str);
+        assert_string_equal(r1.diff_id.str, r2.diff_id.str);
+        assert_int_equal(r1.size, r2.size);
+        /* no lookup: built again, same bytes */
+        build(false, &r2, &hit);
+        assert_false(hit);
+        assert_string_equal(r1.digest.str, r2.digest.str);
+}
+
+static void test_changed_content_or_mode_is_a_miss(void **state)
+{
+        struct layer_result r1, r2, r3;
+        char p[512];
+        bool hit;
+
+        (void)state;
+        build(true, &r1, &hit);
+        age_index();
+        write_file("sub/b", "BETA\n"); /* same size, new content */
+        build(true, &r2, &hit);
+        assert_false(hit);
+        assert_string_not_equal(r1.digest.str, r2.digest.str);
+        age_index();
+        snprintf(p, sizeof(p), "%s/tree/a", root);
+        assert_int_equal(chmod(p, 0600), 0);
+        build(true, &r3, &hit);
+        assert_false(hit);
+        assert_string_not_equal(r2.digest.str, r3.digest.str);
+}
+
+static void test_damaged_index_and_entry_only_cost_a_rebuild(void **state)
+{
+        struct layer_result r1, r2;
+        char p[512];
+        DIR *d;
+        struct dirent *e;
+        bool hit;
+
+        (void)state;
+        build(true, &r1, &hit);
+        snprintf(p, sizeof(p), "%s/cache/stat", root);
+        d = opendir(p);
+        while ((e = readdir(d))) {
+                char f[1024];
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
+                assert_int_equal(kiln_write_file_atomic(f, "garbage 1 2\0x", 13, 0600, NULL), 0);
+        }
+        closedir(d);
+        age_index();
+        build(true, &r2, &hit);
+        assert_false(hit);
+        assert_string_equal(r1.digest.str, r2.digest.str);
+        /* a truncated entry file is ignored */
+        snprintf(p, sizeof(p), "%s/cache/entries", root);
+        d = opendir(p);
+        while ((e = readdir(d))) {
+                char f[1024];
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
+                assert_int_equal(kiln_write_file_atomic(f, "{\"digest\":", 10, 0600, NULL), 0);
+        }
+        closedir(d);
+        age_index();
+        build(true, &r2, &hit);
+        assert_false(hit);
+        assert_string_equal(r1.digest.str, r2.digest.str);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(
+                test_second_build_is_a_hit_only_after_the_index_is_older, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_changed_content_or_mode_is_a_miss, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_damaged_index_and_entry_only_cost_a_rebuild, setup,
+                                            teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
