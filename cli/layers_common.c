@@ -21,56 +21,16 @@ void cli_image_release(struct cli_image *img)
 int cli_image_load(struct oci_store *st, const struct oci_platform *plat, struct cli_image *ret,
                    struct kiln_error *err)
 {
-        struct cli_image img = {0};
-        _cleanup_free_ char *cfg = NULL;
-        size_t cfglen;
-        struct oci_platform host;
+        struct oci_image img = {0};
 
-        if (oci_store_fetch(st, NULL, &img.top, err) < 0)
+        if (oci_image_load(st, NULL, plat, &img, err) < 0)
                 return -1;
-        if (img.top.kind == OCI_DOC_INDEX) {
-                struct oci_index *x = NULL;
-                const struct oci_descriptor *d;
-                struct oci_fetched child = {0};
-
-                if (!plat) {
-                        oci_platform_host(&host);
-                        plat = &host;
-                }
-                if (oci_index_parse(img.top.buf, img.top.len, img.top.media_type, &x, err) < 0)
-                        goto fail;
-                d = oci_index_select(x, plat);
-                if (!d) {
-                        kiln_error_set(err, KILN_E_NOT_FOUND,
-                                       "no image for platform '%s/%s' in '%s'", plat->os,
-                                       plat->architecture, st->name);
-                        oci_index_free(x);
-                        goto fail;
-                }
-                if (oci_store_fetch_desc(st, d, &child, err) < 0) {
-                        oci_index_free(x);
-                        goto fail;
-                }
-                oci_index_free(x);
-                oci_fetched_release(&img.top);
-                img.top = child;
-        }
-        if (oci_manifest_parse(img.top.buf, img.top.len, img.top.media_type, &img.m, err) < 0)
-                goto fail;
-        if (oci_store_read_blob(st, &img.m->config, OCI_CONFIG_MAX, &cfg, &cfglen, err) < 0)
-                goto fail;
-        img.config = oci_json_parse(cfg, cfglen, "image config", err);
-        if (!img.config)
-                goto fail;
-        if (!json_is_object(img.config)) {
-                kiln_error_set(err, KILN_E_INVALID, "invalid image config: not an object");
-                goto fail;
-        }
-        *ret = img;
+        memset(ret, 0, sizeof(*ret));
+        ret->top = img.top;
+        ret->m = img.m;
+        ret->config = img.config;
+        free(img.config_buf);
         return 0;
-fail:
-        cli_image_release(&img);
-        return -1;
 }
 
 json_t *cli_config_scratch(void)
