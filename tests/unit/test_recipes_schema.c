@@ -41,7 +41,22 @@ static const struct {
          "  ]\n"
          "}\n",
          "invalid recipe 't.json' at line 5 column 14: unknown layer kind 'tarball' in layer 'a' "
-         "(expected wheels, debs, source or build)"},
+         "(expected wheels, debs, source, build, tree or files)"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"f\", \"kind\": \"files\",\n"
+         "     \"files\": [{\"src\": \"a\", \"dest\": \"/a\", \"mode\": 493}]}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 5 column 51: 'mode' in layer 'f' must be a string"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"t\", \"kind\": \"tree\", \"src\": \"app\"}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 5: missing 'dest' in layer 't'"},
         {"{\n"
          "  \"base\": \"ubuntu\",\n"
          "  \"layers\": [\n"
