@@ -206,6 +206,26 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
         }
+        if (s->remote && s->remote->get) {
+                /* another runner may have built it: its output, checked on the way in */
+                bool hit = false;
+                if (s->remote->get(s->remote->ctx, key, out, &hit, err) < 0)
+                        goto out;
+                if (hit) {
+                        if (rename(out, final) < 0 && stat(final, &st) < 0) {
+                                kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                     "cannot move '%s' to '%s'", out, final);
+                                goto out;
+                        }
+                        kiln_fsync_dir(base, NULL);
+                        *ret_out_dir = steal_ptr(&final);
+                        *ret_key = steal_ptr(&key);
+                        *ret_cached = true;
+                        rc = 0;
+                        goto out;
+                }
+                kiln_rm_rf(out);
+        }
         if (mkdir(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", out);
                 goto out;
@@ -250,6 +270,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 }
         }
         kiln_fsync_dir(base, NULL);
+        if (s->remote && s->remote->put)
+                s->remote->put(s->remote->ctx, key, final);
         *ret_out_dir = steal_ptr(&final);
         *ret_key = steal_ptr(&key);
         *ret_cached = false;

@@ -14,6 +14,7 @@
 #include "ref.h"
 #include "source.h"
 #include "stage.h"
+#include "unpack.h"
 #include "util.h"
 
 void recipe_image_result_release(struct recipe_image_result *r)
@@ -222,10 +223,12 @@ static const char *oci_layer_type(const char *mt)
 
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
                            struct layer_cache *cache, const struct recipe_image_opts *o,
+                           const struct recipe_build_remote *remote,
                            const struct oci_digest *key, struct layer_result *ret,
                            char **ret_revision, struct kiln_error *err)
 {
-        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
+        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
+                                       .fetch_ctx = o->fetch_ctx, .build_remote = remote};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -254,12 +257,142 @@ out:
         return rc;
 }
 
+/* Build-step outputs in the cache repository: a tar+zstd of the output
+ * directory in an artifact of its own type, tagged kbo-<hex of the step's
+ * key>, so a runner whose layer key differs (another compression, another
+ * install path) still skips the hour-long compile. */
+#define BUILD_OUTPUT_TYPE "application/vnd.dev.kiln.build-output.v1"
+#define BUILD_OUTPUT_LAYER_TYPE "application/vnd.dev.kiln.build-output.v1.tar+zstd"
+
+struct build_remote_ctx {
+        const struct recipe_image_opts *o;
+        struct oci_store *rd, *wr;
+        struct layer_cache *cache;
+};
+
+static int build_get(void *vctx, const char *key, const char *dest, bool *ret_hit,
+                     struct kiln_error *err)
+{
+        struct build_remote_ctx *c = vctx;
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct oci_digest k;
+        char tag[80];
+        char *buf = NULL, *mt = NULL;
+        size_t len;
+        struct oci_digest dig;
+        struct oci_manifest *m = NULL;
+        struct layer_unpack_opts uo;
+        struct layer_unpacker *u = NULL;
+        struct oci_reader *r;
+        const char *mk;
+
+        *ret_hit = false;
+        if (oci_digest_parse(key, &k, NULL) < 0)
+                return 0;
+        snprintf(tag, sizeof(tag), "kbo-%s", oci_digest_hex(&k));
+        if (c->rd->ops->get_manifest(c->rd, tag, &buf, &len, &mt, &dig, &e) < 0) {
+                if (e.code != KILN_E_NOT_FOUND)
+                        warn(c->o, "build step: cache repository: %s", e.msg);
+                goto out;
+        }
+        if (oci_manifest_parse(buf, len, mt, &m, &e) < 0 || m->n_layers != 1 ||
+            !(mk = json_string_value(json_object_get(m->annotations, "dev.kiln.cache.key"))) ||
+            strcmp(mk, key) || strcmp(m->layers[0].media_type, BUILD_OUTPUT_LAYER_TYPE)) {
+                warn(c->o, "build step: ignoring cache entry '%s': not an output for this key", tag);
+                goto out;
+        }
+        layer_unpack_opts_init(&uo);
+        uo.rootless = true;
+        u = layer_unpacker_new(dest, &uo, &e);
+        r = u ? c->rd->ops->open_blob(c->rd, &m->layers[0], &e) : NULL;
+        if (!r || layer_unpacker_apply(u, r, OCI_MT_LAYER_ZSTD, m->layers[0].digest.str, &e) < 0 ||
+            layer_unpacker_finish(u, &e) < 0) {
+                warn(c->o, "build step: ignoring cache entry '%s': %s", tag, e.msg);
+                kiln_rm_rf(dest);
+                goto out;
+        }
+        say(c->o, "build step: output from the cache repository (%s)", tag);
+        *ret_hit = true;
+out:
+        layer_unpacker_free(u);
+        oci_manifest_free(m);
+        free(buf);
+        free(mt);
+        (void)err;
+        return 0;
+}
+
+static void build_put(void *vctx, const char *key, const char *dir)
+{
+        struct build_remote_ctx *c = vctx;
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct layer_writer_opts w;
+        struct layer_source *src = NULL;
+        struct layer_result res;
+        struct oci_descriptor ld = {0}, cd = {0}, md = {0};
+        struct oci_digest k;
+        json_t *mj = NULL, *ann = json_object();
+        char *mbuf = NULL, tag[80], created[64];
+        size_t mlen;
+        struct oci_reader *r;
+        bool hit = false;
+
+        if (!c->wr || oci_digest_parse(key, &k, NULL) < 0)
+                goto out;
+        pthread_mutex_lock(&publish_lock);
+        layer_writer_opts_init(&w);
+        w.compression = OCI_COMPRESSION_ZSTD;
+        w.level = -1;
+        w.mtime = 0;
+        src = layer_source_new(&e);
+        if (!src || layer_source_add_tree(src, dir, "/", NULL, 0, &e) < 0 ||
+            layer_source_finish(src, &e) < 0 ||
+            layer_cache_build(c->cache, src, &w, false, &res, &hit, &e) < 0)
+                goto fail;
+        ld.media_type = BUILD_OUTPUT_LAYER_TYPE;
+        ld.digest = res.digest;
+        ld.size = res.size;
+        cd.media_type = OCI_MT_EMPTY;
+        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
+        cd.size = 2;
+        r = layer_cache_open_blob(c->cache, &res, &e);
+        if (!r || c->wr->ops->put_blob(c->wr, &ld, r, &e) < 0)
+                goto fail;
+        r = oci_reader_from_buffer("{}", 2, &e);
+        if (!r || c->wr->ops->put_blob(c->wr, &cd, r, &e) < 0)
+                goto fail;
+        format_time((int64_t)time(NULL), created, sizeof(created));
+        json_object_set_new(ann, "dev.kiln.cache.key", json_string(key));
+        json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
+        mj = oci_manifest_to_json(OCI_MT_MANIFEST, BUILD_OUTPUT_TYPE, &cd, &ld, 1, NULL, ann);
+        if (!mj || oci_json_dump(mj, &mbuf, &mlen, &e) < 0)
+                goto fail;
+        md.media_type = OCI_MT_MANIFEST;
+        oci_digest_of_buffer(mbuf, mlen, &md.digest);
+        md.size = (int64_t)mlen;
+        snprintf(tag, sizeof(tag), "kbo-%s", oci_digest_hex(&k));
+        if (c->wr->ops->put_manifest(c->wr, &md, mbuf, mlen, &e) < 0 ||
+            c->wr->ops->tag(c->wr, tag, &md, &e) < 0 || oci_store_commit(c->wr, &e) < 0)
+                goto fail;
+        goto unlock;
+fail:
+        warn(c->o, "build step: output not published to the cache repository: %s", e.msg);
+unlock:
+        pthread_mutex_unlock(&publish_lock);
+out:
+        layer_source_free(src);
+        json_decref(ann);
+        json_decref(mj);
+        free(mbuf);
+}
+
 struct layer_jobs {
         const struct recipe_plan *plan;
         const char *stage_root;
         struct layer_cache *cache;
         const struct recipe_image_opts *o;
         struct oci_store *repo_rd, *repo_wr, *early;
+        const struct recipe_build_remote *remote;
         struct layer_result *res;
         struct recipe_image_result *out;
         pthread_mutex_t lock;
@@ -279,7 +412,7 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct layer_cache *cache = lj->cache;
         struct layer_result *res = lj->res;
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                       .fetch_ctx = o->fetch_ctx};
+                                       .fetch_ctx = o->fetch_ctx, .build_remote = lj->remote};
         struct recipe_stage_result kres = {0};
         struct oci_digest key;
         char *revision = NULL;
@@ -306,8 +439,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
         } else {
                 say(o, "layer %s: building", plan0->layers[i].name);
-                if (stage_and_build(plan0, i, lj->stage_root, cache, o, &key, &res[i], &revision,
-                                    err) < 0) {
+                if (stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote, &key, &res[i],
+                                    &revision, err) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }
@@ -622,9 +755,14 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         goto out;
         }
         {
+                struct build_remote_ctx bctx = {.o = o, .rd = repo_rd, .wr = repo_wr,
+                                                .cache = cache};
+                struct recipe_build_remote remote = {.get = build_get, .put = build_put,
+                                                     .ctx = &bctx};
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
-                                        .early = early, .res = res, .out = &out};
+                                        .early = early, .remote = repo_rd ? &remote : NULL,
+                                        .res = res, .out = &out};
                 if (run_layer_jobs(&lj, err) < 0)
                         goto out;
                 early_pushed = lj.pushed;

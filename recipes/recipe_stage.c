@@ -600,6 +600,7 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.n_env = n_env;
         s.inputs = (const char *const *)ins;
         s.n_inputs = n_in;
+        s.remote = o->build_remote;
         if (!dir) {
                 if (recipe_build_key(&s, &res->cache_key, err) < 0)
                         goto out;

@@ -45,10 +45,21 @@
 typedef int (*recipe_fetch_fn)(void *ctx, const char *url, const char *dest, int64_t max,
                                struct kiln_error *err);
 
+/* A shared store of build-step outputs (the layer cache in a registry):
+ * get fills dest (a new directory) with the output of key and sets
+ * *ret_hit; put offers a finished output.  Both may be NULL. */
+struct recipe_build_remote {
+        int (*get)(void *ctx, const char *key, const char *dest, bool *ret_hit,
+                   struct kiln_error *err);
+        void (*put)(void *ctx, const char *key, const char *dir);
+        void *ctx;
+};
+
 struct recipe_stage_opts {
         const char *cache_dir; /* build outputs, git mirrors, fetched files */
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
+        const struct recipe_build_remote *build_remote; /* NULL: local only */
 };
 
 struct recipe_stage_result {
@@ -191,6 +202,7 @@ struct recipe_build_step {
         size_t n_env;
         const char *const *inputs; /* files or directories */
         size_t n_inputs;
+        const struct recipe_build_remote *remote; /* looked up on a local miss; may be NULL */
 };
 
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err);

@@ -356,3 +356,32 @@ def test_wheels_fetched_over_http(kiln, world, tmp_path):
         assert "nowhere" in line and ("404" in line or "no project page" in line)
     finally:
         srv.shutdown()
+
+
+def test_build_step_output_shared_through_the_cache_repo(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "ampere")
+    repo = f"{world.host}/ci/outputs"
+    a = json.loads(kiln.run(*build_args(sets, world, "--arch", "ampere", "--json", "--output",
+                                        f"oci:{tmp_path}/a", "--cache-repo", repo,
+                                        "--cache", tmp_path / "ra")).stdout)
+    tags = json.loads(world.api("/v2/ci/outputs/tags/list")[2])["tags"]
+    kbo = [t for t in tags if t.startswith("kbo-")]
+    assert len(kbo) == 1
+    entry = json.loads(world.api(f"/v2/ci/outputs/manifests/{kbo[0]}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})[2])
+    assert entry["artifactType"] == "application/vnd.dev.kiln.build-output.v1"
+    assert entry["layers"][0]["mediaType"] == "application/vnd.dev.kiln.build-output.v1.tar+zstd"
+    # runner B writes its layers otherwise (zstd): every layer key differs, but the
+    # compile's output comes from the repository and the compiler never runs
+    pathlib.Path(sets["build_python"]).write_text("#!/bin/sh\necho ran >&2\nexit 9\n")
+    p = kiln.run(*build_args(sets, world, "--arch", "ampere", "--json", "--output",
+                             f"oci:{tmp_path}/b", "--cache-repo", repo, "--compression", "zstd",
+                             "--cache", tmp_path / "rb"))
+    b = json.loads(p.stdout)
+    assert b["layersFromCacheRepo"] == 0 and b["layersBuilt"] == a["layersBuilt"]
+    # (the build succeeded although the compiler now fails: its output came from the repository)
+    assert kiln.run("validate", f"oci:{tmp_path}/b:ampere-stable-cu126", "--arch",
+                    "ampere").returncode == 0
+    d = kiln.run("diff", f"oci:{tmp_path}/a:ampere-stable-cu126",
+                 f"oci:{tmp_path}/b:ampere-stable-cu126", check=False).stdout
+    assert "same content, different compression" in d
