@@ -16,7 +16,7 @@
 struct entry {
         char *tag;
         struct oci_digest digest;
-        char *created, *layer, *key, *blob;
+        char *created, *layer, *key, *blob, *inputs;
         long long size;
 };
 
@@ -35,6 +35,7 @@ static void entries_free(struct entry *v, size_t n)
                 free(v[i].layer);
                 free(v[i].key);
                 free(v[i].blob);
+                free(v[i].inputs);
         }
         free(v);
 }
@@ -83,6 +84,7 @@ static int load(struct reg_client *c, struct entry **ret, size_t *ret_n, struct 
                 v[k].created = ann(m, "org.opencontainers.image.created");
                 v[k].layer = ann(m, "dev.kiln.cache.layer");
                 v[k].key = ann(m, "dev.kiln.cache.key");
+                v[k].inputs = ann(m, "dev.kiln.cache.inputs");
                 v[k].blob = strdup(m->layers[0].digest.str);
                 v[k].size = (long long)m->layers[0].size;
                 k++;
@@ -185,6 +187,13 @@ int cmd_cache(int argc, char **argv)
                                v[i].tag, v[i].digest.str, v[i].key ? v[i].key : "-",
                                v[i].layer ? v[i].layer : "-", v[i].blob, v[i].size,
                                v[i].created ? v[i].created : "-");
+                        if (v[i].inputs) {
+                                json_t *j = json_loads(v[i].inputs, 0, NULL);
+                                char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+                                printf("inputs   %s\n", pretty ? pretty : v[i].inputs);
+                                free(pretty);
+                                json_decref(j);
+                        }
                         found = true;
                 }
                 if (!found) {

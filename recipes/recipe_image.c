@@ -154,7 +154,7 @@ static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
 static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
                          const struct recipe_image_opts *o, const char *name,
                          const struct oci_digest *key, const char *layer_key,
-                         const struct layer_result *res)
+                         const char *inputs, const struct layer_result *res)
 {
         struct kiln_error e = KILN_ERROR_INIT;
         struct oci_descriptor ld = {0}, cd = {0}, md = {0};
@@ -189,6 +189,9 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
         json_object_set_new(ann, "dev.kiln.cache.diff-id", json_string(res->diff_id.str));
         json_object_set_new(ann, "dev.kiln.cache.layer-key", json_string(layer_key));
         json_object_set_new(ann, "dev.kiln.cache.layer", json_string(name));
+        /* what the key is made of, for `kiln cache show` (bounded) */
+        if (inputs && strlen(inputs) <= 64 * 1024)
+                json_object_set_new(ann, "dev.kiln.cache.inputs", json_string(inputs));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
         mj = oci_manifest_to_json(OCI_MT_MANIFEST, CACHE_ARTIFACT_TYPE, &cd, &ld, 1, NULL, ann);
         if (!mj || oci_json_dump(mj, &mbuf, &mlen, &e) < 0)
@@ -447,7 +450,7 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 say(o, "layer %s: built %s", plan0->layers[i].name, res[i].digest.str);
                 if (lj->repo_wr)
                         repo_publish(lj->repo_wr, cache, o, plan0->layers[i].name, &key,
-                                     kres.layer_key, &res[i]);
+                                     kres.layer_key, kres.layer_inputs, &res[i]);
         }
         if (lj->early && !from_repo) {
                 struct oci_descriptor d = {.media_type = res[i].media_type,

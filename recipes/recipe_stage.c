@@ -21,6 +21,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->revision);
         free(res->cache_key);
         free(res->layer_key);
+        free(res->layer_inputs);
         memset(res, 0, sizeof(*res));
 }
 
@@ -681,7 +682,7 @@ out:
 }
 
 static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
-                     struct kiln_error *err)
+                     char **ret_inputs, struct kiln_error *err)
 {
         json_t *params = json_deep_copy(l->params), *j;
         struct oci_digest d;
@@ -697,7 +698,10 @@ static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
         if (!buf)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         oci_digest_of_buffer(buf, strlen(buf), &d);
-        free(buf);
+        if (ret_inputs)
+                *ret_inputs = buf;
+        else
+                free(buf);
         *ret = strdup(d.str);
         return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 }
@@ -874,7 +878,7 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
         default: rc = kiln_error_set(err, KILN_E_INTERNAL, "unknown layer kind"); break;
         }
         if (rc == 0)
-                rc = layer_key(l, resolved, &res->layer_key, err);
+                rc = layer_key(l, resolved, &res->layer_key, &res->layer_inputs, err);
         json_decref(resolved);
         return rc;
 }

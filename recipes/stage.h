@@ -64,6 +64,7 @@ struct recipe_stage_opts {
 
 struct recipe_stage_result {
         char *layer_key; /* "sha256:..." of what determines the layer's content */
+        char *layer_inputs; /* the JSON the key is the digest of */
         char *revision;  /* source layers from git: the resolved commit */
         char *cache_key; /* build layers: "sha256:..." of command, env and inputs */
         bool cached;     /* build layers: the output came from the cache */

@@ -168,6 +168,16 @@ struct resp {
         CURL *h;
 };
 
+static bool body_has(const struct resp *r, const char *needle)
+{
+        size_t n = strlen(needle);
+
+        for (size_t i = 0; r->body && i + n <= r->len; i++)
+                if (!memcmp(r->body + i, needle, n))
+                        return true;
+        return false;
+}
+
 static void resp_reset(struct resp *r)
 {
         free(r->body);
@@ -1473,8 +1483,23 @@ static int put_manifest(struct reg_client *c, const char *ref, const char *media
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         q.url = url;
         q.headers = curl_slist_append(NULL, ct);
-        if (request(c, &q, &r, err) < 0)
-                goto out;
+        for (int attempt = 0;; attempt++) {
+                if (request(c, &q, &r, err) < 0)
+                        goto out;
+                /* A blob pushed a moment ago by a concurrent writer of the same
+                 * repository can be briefly unknown to the manifest check (seen
+                 * with 8 parallel pushes to distribution's filesystem storage):
+                 * the blobs were all confirmed, so ask again, a bounded number of
+                 * times. */
+                if (r.status == 400 && attempt < 3 && r.body &&
+                    body_has(&r, "MANIFEST_BLOB_UNKNOWN")) {
+                        struct timespec ts = {0, 200000000L * (attempt + 1)};
+                        nanosleep(&ts, NULL);
+                        resp_reset(&r);
+                        continue;
+                }
+                break;
+        }
         if (r.status != 201 && r.status != 200) {
                 http_error(c, "PUT", url, &r, err);
                 goto out;

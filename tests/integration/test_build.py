@@ -308,6 +308,7 @@ def test_cache_ls_show_prune(kiln, world, tmp_path):
     tag = ls[0].split()[0]
     show = kiln.run("cache", "show", tag, "--cache-repo", repo).stdout
     assert f"tag      {tag}" in show and "key      sha256:" in show
+    assert "inputs   {" in show and '"kind"' in show   # what the key is made of
     kiln.fails("cache", "show", "kc-nope", "--cache-repo", repo, code=5)
     out = kiln.run("cache", "prune", "--keep", "2", "--cache-repo", repo).stdout
     assert out.strip().endswith(f"{len(ls) - 2} of {len(ls)} entries removed")
