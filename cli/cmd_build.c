@@ -1,6 +1,7 @@
 /* kiln build RECIPE: the recipe's image, built and written to a layout or
  * pushed.  --dry-run and --stage go to cmd_build_plan (cli/cmd_plan.c). */
 #include <getopt.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"cache-to", required_argument, NULL, 'T'},
                 {"cache-from", required_argument, NULL, 'f'},
                 {"skip-if-built", no_argument, NULL, 'K'},
+                {"locked", no_argument, NULL, 'l'},
+                {"lock", required_argument, NULL, 'k'},
                 {"from-annotations", no_argument, NULL, 'F'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
@@ -84,7 +87,8 @@ static int run_build(const char *verb, int argc, char **argv)
         struct oci_platform plat;
         size_t n_sets = 0;
         bool push = false, json = false, quiet = false, from_ann = false;
-        bool verify = !strcmp(verb, "verify");
+        bool verify = !strcmp(verb, "verify"), locking = !strcmp(verb, "lock");
+        char *lock_path = NULL;
         const char *against = NULL;
         _cleanup_free_ char *vdir = NULL, *voutput = NULL, *rbuf = NULL;
         struct oci_digest rdig;
@@ -155,6 +159,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'T': o.cache_repo = optarg; o.cache_write = true; break;
                 case 'f': o.cache_repo = optarg; o.cache_write = false; break;
                 case 'K': o.skip_if_built = true; break;
+                case 'l': o.locked = true; break;
+                case 'k': lock_path = strdup(optarg); break;
                 case 'h': rc = cli_help_verb(verb); goto out;
                 default: {
                         int k = cli_reg_option(verb, opt, optarg);
@@ -174,6 +180,25 @@ static int run_build(const char *verb, int argc, char **argv)
         if (optind + 1 != argc) {
                 rc = cli_usage(verb, optind >= argc ? "missing RECIPE" : "too many arguments");
                 goto out;
+        }
+        if (!lock_path) {
+                /* RECIPE.json -> RECIPE.lock.json */
+                const char *rp = argv[optind];
+                size_t n = strlen(rp);
+                lock_path = n > 5 && !strcmp(rp + n - 5, ".json")
+                                    ? kiln_strdupf("%.*s.lock.json", (int)(n - 5), rp)
+                                    : kiln_strdupf("%s.lock.json", rp);
+        }
+        if (!locking && lock_path && access(lock_path, F_OK) == 0) {
+                char *lb = NULL;
+                size_t ll;
+                if (kiln_read_file(lock_path, 4u << 20, &lb, &ll, &err) < 0 ||
+                    !(o.lock = oci_json_parse(lb, ll, lock_path, &err))) {
+                        free(lb);
+                        rc = cli_fail(&err);
+                        goto out;
+                }
+                free(lb);
         }
         if (verify != (against != NULL) || (!verify && from_ann)) {
                 rc = cli_usage(verb, verify ? "--against REF is required"
@@ -255,6 +280,22 @@ static int run_build(const char *verb, int argc, char **argv)
                 o.recipe_digest = rdig.str;
         }
         r = recipe_load(argv[optind], &err);
+        if (locking) {
+                json_t *lock = NULL;
+                char *buf = NULL;
+                if (!r || recipe_image_lock(r, &o, &lock, &err) < 0 ||
+                    !(buf = json_dumps(lock, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) ||
+                    kiln_write_file_atomic(lock_path, buf, strlen(buf), 0644, &err) < 0) {
+                        json_decref(lock);
+                        free(buf);
+                        rc = cli_fail(&err);
+                        goto out;
+                }
+                printf("%s\n", lock_path);
+                json_decref(lock);
+                free(buf);
+                goto out;
+        }
         if (!r || recipe_image_build(r, &o, &res, &err) < 0) {
                 rc = verify ? 2 : cli_fail(&err);
                 if (verify)
@@ -310,6 +351,8 @@ static int run_build(const char *verb, int argc, char **argv)
 out:
         if (vdir)
                 kiln_rm_rf(vdir);
+        json_decref(o.lock);
+        free(lock_path);
         recipe_image_result_release(&res);
         recipe_free(r);
         for (size_t i = 0; i < n_sets; i++)
@@ -321,6 +364,11 @@ out:
 int cmd_build(int argc, char **argv)
 {
         return run_build("build", argc, argv);
+}
+
+int cmd_lock(int argc, char **argv)
+{
+        return run_build("lock", argc, argv);
 }
 
 int cmd_verify(int argc, char **argv)

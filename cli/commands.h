@@ -14,5 +14,6 @@ int cmd_build(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_lock(int argc, char **argv);
 
 #endif

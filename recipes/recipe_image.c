@@ -428,6 +428,21 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         }
         if (kres.revision)
                 revision = strdup(kres.revision);
+        if (o->lock) {
+                const char *want = json_string_value(json_object_get(
+                        json_object_get(json_object_get(o->lock, "layers"), plan0->layers[i].name),
+                        "key"));
+                if (want && strcmp(want, kres.layer_key)) {
+                        if (o->locked) {
+                                kiln_error_set(err, KILN_E_INVALID,
+                                               "layer '%s' floats: its inputs give %s, the lock says %s",
+                                               plan0->layers[i].name, kres.layer_key, want);
+                                goto out;
+                        }
+                        warn(o, "layer %s differs from the lock (%s, locked %s)",
+                             plan0->layers[i].name, kres.layer_key, want);
+                }
+        }
         cache_key(kres.layer_key, &o->writer, &key);
         if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0)
                 goto out;
@@ -608,6 +623,120 @@ static char *tag_of(const char *full)
         return t;
 }
 
+/* ---- locks ---- */
+
+/* Git sources take the locked commits; a layer missing from the lock is an
+ * error when locked. */
+static int lock_apply(struct recipe_plan *plan, json_t *lock, const struct recipe_image_opts *o,
+                      struct kiln_error *err)
+{
+        json_t *layers = json_object_get(lock, "layers");
+
+        for (size_t i = 0; i < plan->n_layers; i++) {
+                struct recipe_layer *l = &plan->layers[i];
+                json_t *e = json_object_get(layers, l->name);
+                const char *rev = json_string_value(json_object_get(e, "revision"));
+                const char *from = json_string_value(json_object_get(l->params, "from"));
+                if (!e) {
+                        if (o->locked)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "layer '%s' is not in the lock: run kiln lock",
+                                                      l->name);
+                        warn(o, "layer %s is not in the lock: it may float", l->name);
+                        continue;
+                }
+                if (l->kind == RECIPE_LAYER_SOURCE && rev && from && strcmp(from, "local"))
+                        json_object_set_new(l->params, "ref", json_string(rev));
+        }
+        return 0;
+}
+
+/* The base reference pinned to the lock's digest. */
+static char *lock_base(json_t *lock, const struct recipe_plan *plan,
+                       const struct recipe_image_opts *o, struct kiln_error *err)
+{
+        json_t *b = json_object_get(lock, "base");
+        const char *ref = json_string_value(json_object_get(b, "ref"));
+        const char *dig = json_string_value(json_object_get(b, "digest"));
+
+        if (!ref || !dig || !oci_digest_valid(dig) || strcmp(ref, plan->base)) {
+                if (o->locked) {
+                        kiln_error_set(err, KILN_E_INVALID,
+                                       "the lock does not pin the base '%s': run kiln lock",
+                                       plan->base);
+                        return NULL;
+                }
+                warn(o, "the lock does not pin the base '%s': it may float", plan->base);
+                return strdup(plan->base);
+        }
+        /* a tag and a digest: the digest wins */
+        return strchr(ref, '@') ? strdup(ref) : kiln_strdupf("%s@%s", ref, dig);
+}
+
+int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o, json_t **ret,
+                      struct kiln_error *err)
+{
+        struct recipe_plan_opts po = {.sets = o->sets, .n_sets = o->n_sets};
+        struct recipe_plan *plan = NULL;
+        struct oci_store *base_st = NULL;
+        struct oci_fetched top = {0};
+        struct layer_cache *cache = NULL;
+        json_t *lock = NULL, *layers;
+        int rc = -1;
+
+        if (recipe_plan_build(r, &po, &plan, err) < 0)
+                goto out;
+        base_st = o->open_place(o->open_ctx, plan->base, false, err);
+        if (!base_st || oci_store_fetch(base_st, NULL, &top, err) < 0) {
+                kiln_error_prefix(err, "base '%s'", plan->base);
+                goto out;
+        }
+        cache = layer_cache_open(o->cache_dir, err);
+        if (!cache)
+                goto out;
+        lock = json_pack("{s:i, s:s?, s:{s:s, s:s}, s:{}}", "lockVersion", 1, "recipe",
+                         o->recipe_digest, "base", "ref", plan->base, "digest",
+                         top.desc.digest.str, "layers");
+        layers = json_object_get(lock, "layers");
+        for (size_t i = 0; i < plan->n_layers; i++) {
+                struct recipe_layer *l = &plan->layers[i];
+                struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
+                                               .fetch_ctx = o->fetch_ctx};
+                struct recipe_stage_result kres = {0};
+                json_t *e;
+                if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {
+                        kiln_error_prefix(err, "layer '%s'", l->name);
+                        goto out;
+                }
+                if (kres.revision && l->kind == RECIPE_LAYER_SOURCE) {
+                        /* the key of the pinned layer, as a locked build computes it */
+                        char *rev = strdup(kres.revision);
+                        json_object_set_new(l->params, "ref", json_string(rev));
+                        recipe_stage_result_release(&kres);
+                        if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {
+                                free(rev);
+                                goto out;
+                        }
+                        free(rev);
+                }
+                e = json_pack("{s:s}", "key", kres.layer_key);
+                if (kres.revision)
+                        json_object_set_new(e, "revision", json_string(kres.revision));
+                json_object_set_new(layers, l->name, e);
+                recipe_stage_result_release(&kres);
+        }
+        *ret = lock;
+        lock = NULL;
+        rc = 0;
+out:
+        json_decref(lock);
+        layer_cache_free(cache);
+        oci_fetched_release(&top);
+        oci_store_free(base_st);
+        recipe_plan_free(plan);
+        return rc;
+}
+
 int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o,
                        struct recipe_image_result *ret, struct kiln_error *err)
 {
@@ -622,6 +751,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct oci_descriptor *layers = NULL;
         struct recipe_image_result out = {0};
         _cleanup_free_ char *stage_root = NULL, *cbuf = NULL, *mbuf = NULL, *cl_dir = NULL;
+        _cleanup_free_ char *base_ref = NULL;
         json_t *config = NULL, *mj = NULL, *ann = NULL, *base_env;
         struct oci_descriptor cd = {0}, md = {0};
         struct oci_copy_opts copts = {0};
@@ -638,8 +768,20 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                plan0->recipe_name);
                 goto out;
         }
-        say(o, "base %s", plan0->base);
-        base_st = o->open_place(o->open_ctx, plan0->base, false, err);
+        if (o->lock || o->locked) {
+                if (!o->lock) {
+                        kiln_error_set(err, KILN_E_INVALID,
+                                       "--locked needs a lock file: run kiln lock first");
+                        goto out;
+                }
+                if (lock_apply(plan0, o->lock, o, err) < 0)
+                        goto out;
+                base_ref = lock_base(o->lock, plan0, o, err);
+                if (!base_ref)
+                        goto out;
+        }
+        say(o, "base %s", base_ref ? base_ref : plan0->base);
+        base_st = o->open_place(o->open_ctx, base_ref ? base_ref : plan0->base, false, err);
         /* only the base's manifest and config are read */
         if (!base_st || oci_image_load(base_st, NULL, o->platform, &base, err) < 0) {
                 kiln_error_prefix(err, "base '%s'", plan0->base);

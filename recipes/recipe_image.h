@@ -70,6 +70,12 @@ struct recipe_image_opts {
          * digest of the recipe, its variables, the base and every layer key),
          * only add the tags to that manifest */
         bool skip_if_built;
+        /* a lock (recipe_image_lock's document) or NULL: git sources are
+         * pinned to its commits and the base to its digest, and every layer's
+         * key is compared with it; locked: an input missing from the lock or
+         * floating away from it is an error instead of a warning */
+        json_t *lock;
+        bool locked;
         void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
@@ -92,5 +98,13 @@ void recipe_image_result_release(struct recipe_image_result *r);
 
 int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *opts,
                        struct recipe_image_result *ret, struct kiln_error *err);
+
+/* Resolves every floating input (the base tag to a digest, git refs to
+ * commits, index entries to their files' digests, through the layer keys)
+ * into a lock document:
+ *   {"lockVersion":1,"recipe":DIGEST,"base":{"ref":REF,"digest":D},
+ *    "layers":{NAME:{"key":KEY,"revision":COMMIT?}}} */
+int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *opts,
+                      json_t **ret, struct kiln_error *err);
 
 #endif

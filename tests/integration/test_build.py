@@ -386,3 +386,42 @@ def test_build_step_output_shared_through_the_cache_repo(kiln, world, tmp_path):
     d = kiln.run("diff", f"oci:{tmp_path}/a:ampere-stable-cu126",
                  f"oci:{tmp_path}/b:ampere-stable-cu126", check=False).stdout
     assert "same content, different compression" in d
+
+
+def test_lock_pins_the_build(kiln, world, tmp_path):
+    from imagegen import make_image
+    sets = make_inputs(tmp_path, "pre-ampere")
+    lock = tmp_path / "linnaeus.lock.json"
+    args = build_args(sets, world, "--arch", "pre-ampere", "--lock", lock)
+    p = kiln.run("lock", *args[1:], "--cache", tmp_path / "c")
+    doc = json.loads(lock.read_text())
+    assert doc["base"]["digest"].startswith("sha256:")
+    assert doc["layers"]["linnaeus"]["revision"] == run("git", "-C", sets["linnaeus_git"],
+                                                        "rev-parse", "main").stdout.strip()
+    out = lambda n: ["--output", f"oci:{tmp_path}/{n}", "--json", "--cache", tmp_path / n]
+    first = json.loads(kiln.run(*args, "--locked", *out("one")).stdout)
+    # the branch moves and the base tag is pushed again with other content
+    repo = pathlib.Path(sets["linnaeus_git"])
+    (repo / "linnaeus" / "__init__.py").write_text("MOVED = True\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    run("git", "-C", repo, "commit", "-qam", "moved", env=env)
+    other = tmp_path / "other-base"
+    make_image(other, "b", [{"etc/": ("dir",), "etc/changed": b"yes\n"}],
+               env=("CUDA_VERSION=12.8.1",))
+    kiln.run("copy", "-q", f"oci:{other}:b", f"{world.host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04")
+    second = json.loads(kiln.run(*args, "--locked", *out("two")).stdout)
+    assert second["digest"] == first["digest"]
+    # without the lock the build floats
+    floating = json.loads(kiln.run(*build_args(sets, world, "--arch", "pre-ampere", "--lock",
+                                               tmp_path / "none.json"), *out("three")).stdout)
+    assert floating["digest"] != first["digest"]
+    # an input missing from the lock: --locked refuses, naming it
+    del doc["layers"]["torch"]
+    lock.write_text(json.dumps(doc))
+    p, line = kiln.fails(*args, "--locked", *out("four"), code=3)
+    assert "layer 'torch' is not in the lock" in line
+    p = kiln.run(*args, *out("five"))
+    assert "torch is not in the lock" in p.stderr
+    kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--lock", tmp_path / "none.json"),
+               "--locked", *out("six"), code=3)
