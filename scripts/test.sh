@@ -18,6 +18,20 @@ if command -v clang >/dev/null; then
   ninja -C build-fuzz >/dev/null && meson test -C build-fuzz --suite fuzz --print-errorlogs || fail=1
 fi
 
+# the hardening figures the integration run measured (tests/integration/conftest.py)
+python3 - build-ci/meson-logs/testlog.json <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    out = t.get("stdout", "") or ""
+    if t["name"].endswith("integration") and " figures " in out:
+        sec = out[out.index(" figures "):].splitlines()[1:]
+        print("figures:")
+        for l in sec:
+            if not l.strip() or l[0] in "=": break
+            print("  " + l)
+PY
+
 # totals from meson's JSON logs
 python3 - build-ci/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json <<'PY'
 import json, os, re, sys

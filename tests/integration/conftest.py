@@ -184,3 +184,41 @@ def registry_factory(tmp_path):
     yield make
     for r in started:
         r.stop()
+
+
+# Tests whose every run is one case of a hardening figure; a failed run
+# counts against the must-be-0 figure of its group.
+_FIGURE_GROUPS = [
+    ("test_layers_unpack.py::test_hostile_", "unpack: hostile cases tried",
+     "unpack: hostile cases / escapes or unclear refusals"),
+    ("test_layers_unpack.py::test_escaping_links_", "unpack: hostile cases tried",
+     "unpack: hostile cases / escapes or unclear refusals"),
+    ("test_layers_unpack.py::test_gzip_bomb", "unpack: hostile cases tried",
+     "unpack: hostile cases / escapes or unclear refusals"),
+    ("test_layers_unpack.py::test_zstd_window", "unpack: hostile cases tried",
+     "unpack: hostile cases / escapes or unclear refusals"),
+    ("test_layers_unpack.py::test_truncated_tar", "unpack: hostile cases tried",
+     "unpack: hostile cases / escapes or unclear refusals"),
+    ("test_layers_unpack.py::test_legitimate_", "unpack: legitimate-but-scary runs",
+     "unpack: legitimate-but-scary runs / false refusals"),
+    ("test_layers_unpack.py::test_component_walk_and_openat2_agree",
+     "unpack: legitimate-but-scary runs", "unpack: legitimate-but-scary runs / false refusals"),
+    ("test_registry_faults.py::", "registry: faulted runs",
+     "registry: faulted runs / failures that were not clean"),
+    ("test_registry_http.py::", "registry: faulted runs",
+     "registry: faulted runs / failures that were not clean"),
+    ("test_registry_auth.py::", "registry: auth runs with secrets grepped",
+     "registry: auth runs / secrets found"),
+    ("test_foundation.py::test_hostile_oci_archive", "archives: hostile archives tried",
+     "archives: hostile archives / escapes"),
+]
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call":
+        return
+    for pattern, total, bad in _FIGURE_GROUPS:
+        if pattern in report.nodeid:
+            _FIGURES.count(total)
+            _FIGURES.zero(bad, 1 if report.failed else 0)
+            break
