@@ -28,19 +28,39 @@ void recipe_image_result_release(struct recipe_image_result *r)
         memset(r, 0, sizeof(*r));
 }
 
+/* Progress and warnings go to the caller's callbacks, one formatted line each. */
+static void emit(void (*cb)(void *ctx, const char *msg), void *ctx, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+static void emit(void (*cb)(void *ctx, const char *msg), void *ctx, const char *fmt, va_list ap)
+{
+        char msg[1024];
+
+        if (!cb)
+                return;
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        cb(ctx, msg);
+}
+
 static void say(const struct recipe_image_opts *o, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 static void say(const struct recipe_image_opts *o, const char *fmt, ...)
 {
-        char msg[1024];
         va_list ap;
 
-        if (!o->progress)
-                return;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        emit(o->progress, o->progress_ctx, fmt, ap);
         va_end(ap);
-        o->progress(o->progress_ctx, msg);
+}
+
+static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        emit(o->warn, o->progress_ctx, fmt, ap);
+        va_end(ap);
 }
 
 /* The cache key of a recipe layer: what determines its content (the
@@ -69,21 +89,6 @@ static void format_time(int64_t t, char *buf, size_t len)
 
 #define CACHE_ARTIFACT_TYPE "application/vnd.dev.kiln.layer-cache.v1"
 #define EMPTY_JSON_DIGEST "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-
-static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static void warn(const struct recipe_image_opts *o, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-
-        if (!o->warn)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        o->warn(o->progress_ctx, msg);
-}
 
 /* Looks key up in the cache repository.  Only a well-formed entry that
  * names this key, whose blob the repository holds, is a hit; anything else
