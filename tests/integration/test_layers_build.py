@@ -368,11 +368,11 @@ def test_security_capability_kept_only_when_asked(kiln, tmp_path):
         assert not t.getmember("root/ping").pax_headers
     # applied when unpacking as root, skipped with a warning when rootless
     kiln.run("unpack", f"oci:{out}:v1", tmp_path / "rootful")
-    assert os.getxattr(tmp_path / "rootful/root/ping", "security.capability") == cap
+    assert os.getxattr(tmp_path / "rootful" / "root" / "ping", "security.capability") == cap
     p = kiln.run("unpack", "--rootless", f"oci:{out}:v1", tmp_path / "rootless")
     assert "skipped xattr 'security.capability' of 'root/ping': not root" in p.stderr
     with pytest.raises(OSError):
-        os.getxattr(tmp_path / "rootless/root/ping", "security.capability")
+        os.getxattr(tmp_path / "rootless" / "root" / "ping", "security.capability")
 
 
 def test_files_join_the_layer_before_them(kiln, tmp_path):

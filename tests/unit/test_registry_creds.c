@@ -213,9 +213,9 @@ static void test_authfile_path_order(void **state)
 {
         char *p;
         (void)state;
-        setenv("HOME", "/home/x", 1);
+        setenv("HOME", "/srv/kiln-home", 1);
         p = reg_authfile_path(NULL);
-        assert_string_equal(p, "/home/x/.docker/config.json");
+        assert_string_equal(p, "/srv/kiln-home/.docker/config.json");
         free(p);
         setenv("DOCKER_CONFIG", "/d", 1);
         p = reg_authfile_path(NULL);
