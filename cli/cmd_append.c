@@ -52,42 +52,21 @@ static int parse_spec(const char *s, struct layer_spec *ret)
         return ret->dest ? 0 : -1;
 }
 
-/* A blob built just now (its digest taken from the bytes as they were
- * written, then fsynced and renamed into the cache) is hardlinked into a
- * destination layout on the same file system instead of being copied: the
- * layer is written once.  Anything else (another kind of place, another file
- * system, a blob already there) goes through the store, which verifies. */
-static bool link_fresh_blob(const char *place, struct layer_cache *cache,
-                            const struct layer_result *res)
+/* The directory of place when it is an OCI layout (a new string), else NULL:
+ * blobs from the cache are hardlinked into a layout (layer_cache_place_blob),
+ * anything else goes through the store, which verifies. */
+static char *layout_dir_of(const char *place)
 {
         struct kiln_error e = KILN_ERROR_INIT;
         struct oci_place p;
-        _cleanup_free_ char *from = NULL, *blobs = NULL, *algdir = NULL, *to = NULL;
-        struct stat st;
-        bool ok = false;
+        char *dir = NULL;
 
         if (oci_place_parse(place, &p, &e) < 0)
-                return false;
-        if (p.kind != OCI_PLACE_LAYOUT)
-                goto out;
-        from = layer_cache_blob_path(cache, &res->digest);
-        blobs = kiln_strdupf("%s/blobs", p.path);
-        algdir = kiln_strdupf("%s/blobs/sha256", p.path);
-        to = kiln_strdupf("%s/blobs/sha256/%s", p.path, oci_digest_hex(&res->digest));
-        if (!from || !blobs || !algdir || !to)
-                goto out;
-        if (kiln_mkdir_p(algdir, 0755, &e) < 0)
-                goto out;
-        /* the layout refuses symlinked blob directories; so does this */
-        if (lstat(blobs, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(algdir, &st) < 0 ||
-            !S_ISDIR(st.st_mode))
-                goto out;
-        if (link(from, to) < 0)
-                goto out;
-        ok = kiln_fsync_dir(algdir, &e) == 0;
-out:
+                return NULL;
+        if (p.kind == OCI_PLACE_LAYOUT)
+                dir = strdup(p.path);
         oci_place_release(&p);
-        return ok;
+        return dir;
 }
 
 static int add_single_file(struct layer_source *s, const struct layer_spec *sp,
@@ -165,11 +144,11 @@ int cmd_append(int argc, char **argv)
             CLI_HELP_OPTION,
             {NULL, 0, NULL, 0},
         };
-        struct kiln_error err = KILN_ERROR_INIT;
+        struct kiln_error err = KILN_ERROR_INIT, e2 = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
-        _cleanup_free_ char *platbuf = NULL;
+        _cleanup_free_ char *platbuf = NULL, *laydir = NULL;
         _cleanup_free_ struct layer_spec *specs = NULL;
         _cleanup_free_ struct oci_descriptor *layers = NULL;
         _cleanup_free_ struct layer_result *results = NULL;
@@ -314,6 +293,7 @@ int cmd_append(int argc, char **argv)
         dst = cli_open_place(tag, true, &err);
         if (!dst)
                 goto fail;
+        laydir = layout_dir_of(tag);
         if (n_base && cli_copy_blobs(src, dst, base.m->layers, n_base, &err) < 0)
                 goto fail;
         cache = layer_cache_open(cache_dir, &err);
@@ -350,8 +330,11 @@ int cmd_append(int argc, char **argv)
                 d->digest = res->digest;
                 d->size = res->size;
                 d->annotations = a;
-                if (!hit && link_fresh_blob(tag, cache, res)) {
+                if (laydir && (layer_cache_place_blob(cache, res, laydir) ||
+                               (hit && layer_cache_verify_blob(cache, res, &e2) == 0 &&
+                                layer_cache_place_blob(cache, res, laydir)))) {
                         /* written once: the cache's blob is the layout's */
+                        kiln_error_clear(&e2);
                 } else {
                         bool have = false;
                         struct oci_reader *r;

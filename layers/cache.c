@@ -20,6 +20,8 @@
 #define ENTRY_MAX (64u * 1024)
 #define STAT_INDEX_MAX (512u * 1024 * 1024)
 
+static void stamp_blob(struct layer_cache *c, const struct oci_digest *d);
+
 struct layer_cache {
         char *dir;
         struct oci_layout *layout;
@@ -77,7 +79,7 @@ static void sweep_stale(const char *dir, const char *pattern)
 struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
 {
         struct layer_cache *c = calloc(1, sizeof(*c));
-        _cleanup_free_ char *lay = NULL, *ent = NULL, *sta = NULL;
+        _cleanup_free_ char *lay = NULL, *ent = NULL, *sta = NULL, *ver = NULL;
 
         if (!c) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -97,11 +99,13 @@ struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
         lay = c->dir ? kiln_strdupf("%s/layout", c->dir) : NULL;
         ent = c->dir ? kiln_strdupf("%s/entries", c->dir) : NULL;
         sta = c->dir ? kiln_strdupf("%s/stat", c->dir) : NULL;
-        if (!lay || !ent || !sta) {
+        ver = c->dir ? kiln_strdupf("%s/verified", c->dir) : NULL;
+        if (!lay || !ent || !sta || !ver) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto fail;
         }
-        if (kiln_mkdir_p(ent, 0700, err) < 0 || kiln_mkdir_p(sta, 0700, err) < 0)
+        if (kiln_mkdir_p(ent, 0700, err) < 0 || kiln_mkdir_p(sta, 0700, err) < 0 ||
+            kiln_mkdir_p(ver, 0700, err) < 0)
                 goto fail;
         c->layout = oci_layout_open(lay, true, err);
         if (!c->layout)
@@ -112,6 +116,7 @@ struct layer_cache *layer_cache_open(const char *dir, struct kiln_error *err)
                         sweep_stale(blobs, ".tmp-");
                 sweep_stale(c->dir, "spool-");
                 sweep_stale(sta, ".tmp-");
+                sweep_stale(ver, ".tmp-");
         }
         return c;
 fail:
@@ -229,11 +234,22 @@ static void stat_index_load(const char *file, struct stat_index *x)
                 qsort(x->recs, x->n, sizeof(*x->recs), cmp_rec);
 }
 
-static const struct stat_rec *stat_index_find(const struct stat_index *x, const char *path)
+/* The record of path.  Lookups come in layer order, which is the index's
+ * own order for one tree: *hint (the record after the last one found) is
+ * tried before a binary search. */
+static const struct stat_rec *stat_index_find(const struct stat_index *x, const char *path,
+                                              size_t *hint)
 {
         struct stat_rec k = {.path = path};
+        const struct stat_rec *r;
 
-        return x->n ? bsearch(&k, x->recs, x->n, sizeof(k), cmp_rec) : NULL;
+        if (*hint < x->n && !strcmp(x->recs[*hint].path, path))
+                r = &x->recs[*hint];
+        else
+                r = x->n ? bsearch(&k, x->recs, x->n, sizeof(k), cmp_rec) : NULL;
+        if (r)
+                *hint = (size_t)(r - x->recs) + 1;
+        return r;
 }
 
 static bool rec_matches(const struct stat_rec *r, const struct stat *st, int64_t written_s)
@@ -290,6 +306,7 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
         _cleanup_free_ char *idfile = NULL;
         char comp[64];
         struct strbuf roots = {0};
+        size_t hint = 0;
         int rc = -1;
 
         *ret_complete = false;
@@ -360,7 +377,7 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                                 if (newidx)
                                         fwrite(e->host, 1, strlen(e->host) + 1, newidx);
                         } else {
-                                const struct stat_rec *r = stat_index_find(&idx, e->host);
+                                const struct stat_rec *r = stat_index_find(&idx, e->host, &hint);
                                 if (!r || !rec_matches(r, now, idx.written_s)) {
                                         rc = 0; /* incomplete */
                                         goto out;
@@ -445,6 +462,7 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
                 goto out;
         if (oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) < 0)
                 goto out;
+        stamp_blob(c, &res.digest);
         if (compute_key(c, s, o, digests, &complete, &key, err) < 0 ||
             layer_cache_store(c, &key, &res, err) < 0)
                 goto out;
@@ -455,6 +473,139 @@ out:
         layer_writer_free(w);
         oci_writer_free(blob);
         return rc;
+}
+
+/* ---- blob stamps ----
+ *
+ * DIR/verified/<hex> holds the lstat of a cache blob ("size mtime_s mtime_ns
+ * ctime_s ctime_ns ino dev") taken when its bytes last hashed to its name:
+ * when it was written, or verified.  Every write to a file moves its mtime
+ * and ctime, and ctime cannot be set back, so a blob whose lstat still
+ * matches and whose times are older than the stamp file itself has not been
+ * written since, and is trusted without hashing it again (git's index rule,
+ * racy case included, applied to kiln's own blobs). */
+
+#define STAMP_MAX 256
+
+static char *stamp_path(struct layer_cache *c, const struct oci_digest *d)
+{
+        return kiln_strdupf("%s/verified/%s", c->dir, oci_digest_hex(d));
+}
+
+static int64_t ts_cmp(const struct timespec *a, const struct timespec *b)
+{
+        return a->tv_sec != b->tv_sec ? (int64_t)a->tv_sec - b->tv_sec
+                                      : (int64_t)a->tv_nsec - b->tv_nsec;
+}
+
+static int format_stat(const struct stat *st, char *buf, size_t len)
+{
+        return snprintf(buf, len,
+                        "%" PRId64 " %" PRId64 " %ld %" PRId64 " %ld %" PRIu64 " %" PRIu64 "\n",
+                        (int64_t)st->st_size, (int64_t)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+                        (int64_t)st->st_ctim.tv_sec, st->st_ctim.tv_nsec, (uint64_t)st->st_ino,
+                        (uint64_t)st->st_dev);
+}
+
+/* Records the blob of d as verified now.  Best effort: without a stamp the
+ * blob is only hashed again. */
+static void stamp_blob(struct layer_cache *c, const struct oci_digest *d)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        _cleanup_free_ char *blob = oci_layout_blob_path(c->layout, d), *path = stamp_path(c, d);
+        struct stat st, sst;
+        char buf[STAMP_MAX];
+        int n;
+
+        if (!blob || !path || lstat(blob, &st) < 0 || !S_ISREG(st.st_mode))
+                return;
+        n = format_stat(&st, buf, sizeof(buf));
+        if (kiln_write_file_atomic(path, buf, (size_t)n, 0600, &e) < 0)
+                return;
+        /* The stamp must be strictly newer than the blob's times, or a write
+         * in the same clock tick would go unseen: wait a tick when needed. */
+        for (int i = 0; i < 100; i++) {
+                if (stat(path, &sst) < 0)
+                        return;
+                if (ts_cmp(&st.st_ctim, &sst.st_mtim) < 0 && ts_cmp(&st.st_mtim, &sst.st_mtim) < 0)
+                        return;
+                nanosleep(&(struct timespec){0, 2 * 1000 * 1000}, NULL);
+                if (utimensat(AT_FDCWD, path, NULL, 0) < 0)
+                        return;
+        }
+        unlink(path);
+}
+
+/* True when the blob of d is present, of size bytes and matches its stamp;
+ * *ret_st gets its lstat. */
+static bool blob_trusted(struct layer_cache *c, const struct oci_digest *d, int64_t size,
+                         struct stat *ret_st)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        _cleanup_free_ char *blob = oci_layout_blob_path(c->layout, d), *path = stamp_path(c, d);
+        _cleanup_free_ char *buf = NULL;
+        char want[STAMP_MAX];
+        struct stat sst;
+        size_t len;
+        int n;
+
+        if (!blob || !path || lstat(blob, ret_st) < 0 || !S_ISREG(ret_st->st_mode) ||
+            ret_st->st_size != size || stat(path, &sst) < 0 ||
+            kiln_read_file(path, STAMP_MAX, &buf, &len, &e) < 0)
+                return false;
+        n = format_stat(ret_st, want, sizeof(want));
+        return len == (size_t)n && memcmp(buf, want, len) == 0 &&
+               ts_cmp(&ret_st->st_ctim, &sst.st_mtim) < 0 &&
+               ts_cmp(&ret_st->st_mtim, &sst.st_mtim) < 0;
+}
+
+int layer_cache_verify_blob(struct layer_cache *c, const struct layer_result *res,
+                            struct kiln_error *err)
+{
+        struct stat st;
+        bool ok = false;
+
+        if (blob_trusted(c, &res->digest, res->size, &st))
+                return 0;
+        if (oci_layout_blob_check(c->layout, &res->digest, res->size, &ok, err) < 0)
+                return -1;
+        if (!ok)
+                return kiln_error_set(err, KILN_E_DIGEST, "cached blob %s is missing or corrupt",
+                                      res->digest.str);
+        stamp_blob(c, &res->digest);
+        return 0;
+}
+
+bool layer_cache_place_blob(struct layer_cache *c, const struct layer_result *res,
+                            const char *layout_dir)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        _cleanup_free_ char *from = NULL, *blobs = NULL, *algdir = NULL, *to = NULL;
+        struct stat cst, st;
+
+        if (res->digest.alg != OCI_DIGEST_SHA256 || !blob_trusted(c, &res->digest, res->size, &cst))
+                return false;
+        from = oci_layout_blob_path(c->layout, &res->digest);
+        blobs = kiln_strdupf("%s/blobs", layout_dir);
+        algdir = kiln_strdupf("%s/blobs/sha256", layout_dir);
+        to = kiln_strdupf("%s/blobs/sha256/%s", layout_dir, oci_digest_hex(&res->digest));
+        if (!from || !blobs || !algdir || !to || kiln_mkdir_p(algdir, 0755, &e) < 0)
+                return false;
+        /* the layout refuses symlinked blob directories; so does this */
+        if (lstat(blobs, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(algdir, &st) < 0 ||
+            !S_ISDIR(st.st_mode))
+                return false;
+        if (lstat(to, &st) == 0)
+                /* already there: the very file that was verified */
+                return S_ISREG(st.st_mode) && st.st_dev == cst.st_dev && st.st_ino == cst.st_ino;
+        if (errno != ENOENT || link(from, to) < 0)
+                return false;
+        if (kiln_fsync_dir(algdir, &e) < 0) {
+                unlink(to);
+                return false;
+        }
+        stamp_blob(c, &res->digest); /* the link moved its ctime */
+        return true;
 }
 
 static char *entry_path(struct layer_cache *c, const struct oci_digest *key)
@@ -569,6 +720,7 @@ int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *d
         if (w && layer_tar_source_write(w, file, dest, spool, err) == 0 &&
             layer_writer_finish(w, &res, err) == 0 &&
             oci_layout_blob_writer_commit(blob, &res.digest, res.size, NULL, NULL, err) == 0) {
+                stamp_blob(c, &res.digest);
                 *ret = res;
                 rc = 0;
         }

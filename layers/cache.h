@@ -7,6 +7,7 @@
  *   DIR/entries/<key>.json     key -> {digest, size, diffID, mediaType,
  *                              compressor}
  *   DIR/stat/<id>              the stat index of one layer's sources
+ *   DIR/verified/<hex>         the lstat of a blob when it last hashed right
  *
  * The key is the sha256 of the layer's options (compressor, version,
  * level, mtime, owners, caps) and of every entry: path, type, mode, size,
@@ -22,7 +23,11 @@
  * without its blob; its temp files are swept by a later open once an hour
  * old.  Entries are hints: a blob is verified against the
  * entry's digest and size when it is copied out (layer_cache_open_blob),
- * and a bad entry is dropped.
+ * and a bad entry is dropped.  A blob whose lstat (size, mtime, ctime,
+ * inode, device) still matches the stamp taken when it last hashed right,
+ * and whose times are older than that stamp, has not been written since:
+ * layer_cache_place_blob hardlinks it into a layout, or finds it there, with
+ * no hashing.
  *
  *     c = layer_cache_open(NULL, &err);
  *     layer_cache_build(c, source, &wopts, true, &res, &hit, &err);
@@ -78,6 +83,18 @@ void layer_cache_drop(struct layer_cache *c, const struct oci_digest *key);
 
 /* Path of a built blob in the cache (a new string). */
 char *layer_cache_blob_path(struct layer_cache *c, const struct oci_digest *digest);
+
+/* Makes the blob of res present in the OCI layout at layout_dir (same file
+ * system) as a hardlink of the cache's blob, when the cache's blob is
+ * trusted by its stamp; true when the layout then has it: linked now, or
+ * already the same file.  False: nothing was done, go through the store. */
+bool layer_cache_place_blob(struct layer_cache *c, const struct layer_result *res,
+                            const char *layout_dir);
+
+/* Hashes the cache's blob of res unless its stamp vouches for it, and
+ * stamps it; an error when it is missing or corrupt. */
+int layer_cache_verify_blob(struct layer_cache *c, const struct layer_result *res,
+                            struct kiln_error *err);
 
 /* A verified reader of a built blob. */
 struct oci_reader *layer_cache_open_blob(struct layer_cache *c, const struct layer_result *res,

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,27 +227,27 @@ int layer_exclude_read(const char *file, char ***ret_patterns, size_t *ret_n,
 
 /* ---- trees ---- */
 
-struct walk {
-        struct layer_source *s;
-        const char *const *excludes;
-        size_t n_excludes;
-        bool negations;
-};
-
-static int add_host_entry(struct layer_source *s, const char *host, const char *path,
-                          const struct stat *st, struct kiln_error *err)
+/* Adds an entry for host file host (owned: freed on error) at path (owned). */
+static int add_entry_owned(struct layer_source *s, char *host, char *path, const struct stat *st,
+                           struct kiln_error *err)
 {
         struct layer_source_entry *e;
 
         if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode) &&
-            !S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode) && !S_ISBLK(st->st_mode))
+            !S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode) && !S_ISBLK(st->st_mode)) {
+                free(host);
+                free(path);
                 return 0; /* sockets: nothing a layer can carry */
+        }
         e = push(s, err);
-        if (!e)
+        if (!e) {
+                free(host);
+                free(path);
                 return -1;
+        }
         e->st = *st;
-        e->path = strdup(path);
-        e->host = strdup(host);
+        e->path = path;
+        e->host = host;
         if (!e->path || !e->host)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (S_ISLNK(st->st_mode)) {
@@ -282,6 +283,12 @@ static int add_host_entry(struct layer_source *s, const char *host, const char *
         return 0;
 }
 
+static int add_host_entry(struct layer_source *s, const char *host, const char *path,
+                          const struct stat *st, struct kiln_error *err)
+{
+        return add_entry_owned(s, strdup(host), strdup(path), st, err);
+}
+
 /* a + "/" + b (just b when a is empty), without printf. */
 static char *join(const char *a, const char *b)
 {
@@ -298,43 +305,124 @@ static char *join(const char *a, const char *b)
         return s;
 }
 
-static int walk_dir(struct walk *wk, const char *host, const char *path, const char *rel,
-                    struct kiln_error *err)
+/* ---- trees: a parallel walk ----
+ *
+ * A warm rebuild costs one lstat per file, and on a large tree those are
+ * most of its time: the directories are read by a few threads at once, each
+ * into an entry list of its own, which are joined at the end.  The order of
+ * the entries does not matter (layer_source_finish sorts them). */
+
+#define WALK_THREADS_MAX 8
+
+struct walk_dir {
+        char *host, *path, *rel;
+};
+
+struct walk {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct walk_dir *q; /* directories to read */
+        size_t qn, qcap;
+        unsigned busy; /* workers reading a directory */
+        bool failed;
+        struct kiln_error err;
+        const char *const *excludes;
+        size_t n_excludes;
+        bool negations, keep_caps;
+};
+
+struct walker {
+        struct walk *wk;
+        struct layer_source local;
+        struct walk_dir *found; /* subdirectories of the directory being read */
+        size_t nfound, capfound;
+        struct kiln_error err;
+};
+
+static void walk_dir_release(struct walk_dir *d)
 {
-        DIR *d = opendir(host);
+        free(d->host);
+        free(d->path);
+        free(d->rel);
+}
+
+static int found_push(struct walker *w, char *host, const char *path, const char *rel)
+{
+        struct walk_dir *d;
+
+        if (w->nfound == w->capfound) {
+                size_t nc = w->capfound ? w->capfound * 2 : 16;
+                struct walk_dir *nd = realloc(w->found, nc * sizeof(*nd));
+                if (!nd)
+                        return -1;
+                w->found = nd;
+                w->capfound = nc;
+        }
+        d = &w->found[w->nfound];
+        d->host = host;
+        d->path = strdup(path);
+        d->rel = strdup(rel);
+        if (!d->host || !d->path || !d->rel) {
+                walk_dir_release(d);
+                return -1;
+        }
+        w->nfound++;
+        return 0;
+}
+
+/* Reads one directory into w->local; its subdirectories go to w->found. */
+static int read_dir(struct walker *w, const struct walk_dir *dir)
+{
+        struct walk *wk = w->wk;
+        struct kiln_error *err = &w->err;
+        DIR *d = opendir(dir->host);
         struct dirent *de;
         int rc = 0;
 
         if (!d)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read directory '%s'",
-                                            host);
+                                            dir->host);
         while ((de = readdir(d))) {
-                _cleanup_free_ char *h = NULL, *p = NULL, *r = NULL;
+                char *h = NULL, *p = NULL, *r = NULL;
                 struct stat st;
                 bool excluded;
 
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
-                h = join(host, de->d_name);
-                p = join(path, de->d_name);
-                r = join(rel, de->d_name);
-                if (!h || !p || !r) {
+                /* relative to the open directory: no path walk per file */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        _cleanup_free_ char *hh = join(dir->host, de->d_name);
+                        rc = kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'",
+                                                  hh ? hh : de->d_name);
+                        break;
+                }
+                if (wk->n_excludes || S_ISDIR(st.st_mode)) {
+                        r = join(dir->rel, de->d_name);
+                        if (!r) {
+                                rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                                break;
+                        }
+                }
+                excluded = wk->n_excludes && layer_exclude_match(wk->excludes, wk->n_excludes, r);
+                if (excluded && !(S_ISDIR(st.st_mode) && wk->negations)) {
+                        free(r);
+                        continue;
+                }
+                h = join(dir->host, de->d_name);
+                p = join(dir->path, de->d_name);
+                if (S_ISDIR(st.st_mode) &&
+                    (!h || !p || found_push(w, strdup(h), p, r) < 0)) {
+                        free(h);
+                        free(p);
+                        free(r);
                         rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         break;
                 }
-                /* relative to the open directory: no path walk per file */
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        rc = kiln_error_set_errno(err, KILN_E_IO, errno, "cannot stat '%s'", h);
-                        break;
-                }
-                excluded = wk->n_excludes && layer_exclude_match(wk->excludes, wk->n_excludes, r);
-                if (excluded && !(S_ISDIR(st.st_mode) && wk->negations))
-                        continue;
-                if (!excluded && add_host_entry(wk->s, h, p, &st, err) < 0) {
-                        rc = -1;
-                        break;
-                }
-                if (S_ISDIR(st.st_mode) && walk_dir(wk, h, p, r, err) < 0) {
+                free(r);
+                if (excluded) {
+                        free(h);
+                        free(p);
+                } else if (add_entry_owned(&w->local, h, p, &st, err) < 0) {
                         rc = -1;
                         break;
                 }
@@ -343,11 +431,135 @@ static int walk_dir(struct walk *wk, const char *host, const char *path, const c
         return rc;
 }
 
+static void *walker_run(void *arg)
+{
+        struct walker *w = arg;
+        struct walk *wk = w->wk;
+
+        pthread_mutex_lock(&wk->mu);
+        for (;;) {
+                struct walk_dir dir;
+                int rc;
+
+                while (wk->qn == 0 && wk->busy > 0 && !wk->failed)
+                        pthread_cond_wait(&wk->cv, &wk->mu);
+                if (wk->failed || wk->qn == 0)
+                        break;
+                dir = wk->q[--wk->qn];
+                wk->busy++;
+                pthread_mutex_unlock(&wk->mu);
+
+                w->nfound = 0;
+                rc = read_dir(w, &dir);
+                walk_dir_release(&dir);
+
+                pthread_mutex_lock(&wk->mu);
+                wk->busy--;
+                if (rc == 0 && wk->qn + w->nfound > wk->qcap) {
+                        size_t nc = (wk->qn + w->nfound) * 2;
+                        struct walk_dir *nq = realloc(wk->q, nc * sizeof(*nq));
+                        if (nq) {
+                                wk->q = nq;
+                                wk->qcap = nc;
+                        } else {
+                                rc = kiln_error_set(&w->err, KILN_E_NOMEM, "out of memory");
+                        }
+                }
+                if (rc < 0) {
+                        for (size_t i = 0; i < w->nfound; i++)
+                                walk_dir_release(&w->found[i]);
+                        if (!wk->failed)
+                                wk->err = w->err;
+                        wk->failed = true;
+                } else {
+                        memcpy(wk->q + wk->qn, w->found, w->nfound * sizeof(*w->found));
+                        wk->qn += w->nfound;
+                }
+                pthread_cond_broadcast(&wk->cv);
+        }
+        pthread_cond_broadcast(&wk->cv);
+        pthread_mutex_unlock(&wk->mu);
+        return NULL;
+}
+
+static unsigned walk_threads(void)
+{
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        return n < 1 ? 1 : n > WALK_THREADS_MAX ? WALK_THREADS_MAX : (unsigned)n;
+}
+
+/* Walks the tree below root (host, path in the layer, "" relative) into s. */
+static int walk_tree(struct layer_source *s, const char *host, const char *path,
+                     const char *const *excludes, size_t n_excludes, struct kiln_error *err)
+{
+        struct walk wk = {.excludes = excludes, .n_excludes = n_excludes,
+                          .negations = has_negation(excludes, n_excludes),
+                          .keep_caps = s->keep_caps};
+        struct walker ws[WALK_THREADS_MAX];
+        pthread_t tids[WALK_THREADS_MAX];
+        unsigned n = walk_threads(), started = 0;
+        int rc = 0;
+
+        memset(ws, 0, sizeof(ws));
+        wk.err = (struct kiln_error)KILN_ERROR_INIT;
+        pthread_mutex_init(&wk.mu, NULL);
+        pthread_cond_init(&wk.cv, NULL);
+        wk.q = calloc(16, sizeof(*wk.q));
+        wk.qcap = 16;
+        if (!wk.q || !(wk.q[0].host = strdup(host)) || !(wk.q[0].path = strdup(path)) ||
+            !(wk.q[0].rel = strdup(""))) {
+                rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (wk.q)
+                        walk_dir_release(&wk.q[0]);
+                goto out;
+        }
+        wk.qn = 1;
+        for (unsigned i = 0; i < n; i++) {
+                ws[i].wk = &wk;
+                ws[i].local.keep_caps = s->keep_caps;
+                ws[i].err = (struct kiln_error)KILN_ERROR_INIT;
+        }
+        for (unsigned i = 1; i < n; i++) {
+                if (pthread_create(&tids[i], NULL, walker_run, &ws[i]) != 0)
+                        break;
+                started++;
+        }
+        walker_run(&ws[0]);
+        for (unsigned i = 1; i <= started; i++)
+                pthread_join(tids[i], NULL);
+        if (wk.failed) {
+                *err = wk.err;
+                rc = -1;
+        }
+        for (size_t i = 0; i < wk.qn; i++)
+                walk_dir_release(&wk.q[i]);
+        /* join the lists */
+        for (unsigned i = 0; i < n; i++) {
+                struct layer_source *l = &ws[i].local;
+                for (size_t j = 0; j < l->n; j++) {
+                        struct layer_source_entry *e = rc == 0 ? push(s, err) : NULL;
+                        if (!e) {
+                                entry_release(&l->entries[j]);
+                                rc = -1;
+                                continue;
+                        }
+                        *e = l->entries[j];
+                }
+                free(l->entries);
+                free(ws[i].found);
+        }
+out:
+        free(wk.q);
+        pthread_cond_destroy(&wk.cv);
+        pthread_mutex_destroy(&wk.mu);
+        return rc;
+}
+
 int layer_source_add_tree(struct layer_source *s, const char *src, const char *dest,
                           const char *const *excludes, size_t n_excludes, struct kiln_error *err)
 {
         _cleanup_free_ char *clean = NULL;
-        struct walk wk = {s, excludes, n_excludes, has_negation(excludes, n_excludes)};
         struct stat st;
 
         if (layer_path_clean(dest ? dest : "", &clean, err) < 0)
@@ -361,7 +573,7 @@ int layer_source_add_tree(struct layer_source *s, const char *src, const char *d
         /* The tree's root becomes dest itself, with the source directory's mode. */
         if (*clean && add_host_entry(s, src, clean, &st, err) < 0)
                 return -1;
-        return walk_dir(&wk, src, clean, "", err);
+        return walk_tree(s, src, clean, excludes, n_excludes, err);
 }
 
 int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
@@ -418,9 +630,16 @@ static int add_parents(struct layer_source *s, bool *ret_added, struct kiln_erro
         qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
         n0 = s->n;
         for (size_t i = 0; i < n0; i++) {
-                _cleanup_free_ char *p = strdup(s->entries[i].path);
+                _cleanup_free_ char *p = NULL;
+                const char *path = s->entries[i].path, *last = strrchr(path, '/');
                 char *slash;
 
+                /* most entries sit in the directory of the one before */
+                if (!last || (i > 0 && !strncmp(s->entries[i - 1].path, path,
+                                                (size_t)(last - path) + 1) &&
+                              !strchr(s->entries[i - 1].path + (last - path) + 1, '/')))
+                        continue;
+                p = strdup(path);
                 if (!p)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 while ((slash = strrchr(p, '/'))) {

@@ -277,6 +277,39 @@ def test_bad_cache_entry_is_rebuilt(kiln, tmp_path):
     assert sha(blob(tmp_path / "o2", d)) == d
 
 
+def test_warm_rebuild_links_the_stamped_blob_and_catches_writes_in_place(kiln, tmp_path):
+    src = make_tree(tmp_path / "t")
+    cache = tmp_path / "cache"
+
+    def build(name):
+        return kiln.run("append", "scratch", "--layer", f"{src}:/r", "-t",
+                        f"oci:{tmp_path / name}:v1", "--cache", cache)
+
+    build("o1")
+    for st in (cache / "stat").iterdir():
+        os.utime(st, (os.stat(st).st_mtime + 5, os.stat(st).st_mtime + 5))
+    d = manifest_of(tmp_path / "o1")["layers"][0]["digest"]
+    hexd = d.split(":")[1]
+    cached = cache / "layout" / "blobs" / "sha256" / hexd
+    # a hit into a new layout: the cache's blob, linked, not copied
+    assert build("o2").stderr.split()[0] == "cached"
+    assert os.stat(tmp_path / "o2/blobs/sha256" / hexd).st_ino == os.stat(cached).st_ino
+    assert (cache / "verified" / hexd).exists()
+    # bytes changed in place, size and mtime put back: the ctime gives it away
+    st = os.stat(cached)
+    with open(cached, "r+b") as f:
+        f.seek(st.st_size // 2)
+        b = f.read(1)
+        f.seek(st.st_size // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = build("o3")
+    assert "warning: cached layer" in r.stderr
+    assert manifest_of(tmp_path / "o3")["layers"][0]["digest"] == d
+    assert sha(blob(tmp_path / "o3", d)) == d
+    kiln.run("fsck", "--deep", f"oci:{tmp_path / 'o3'}")
+
+
 def test_append_usage_errors(kiln, tmp_path):
     p, line = kiln.fails("append", "scratch", "-t", f"oci:{tmp_path}/o:v1", code=2) if False else (None, None)
     p = kiln.run("append", "scratch", "-t", f"oci:{tmp_path}/o:v1", check=False)

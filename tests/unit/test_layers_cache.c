@@ -196,6 +196,115 @@ static void test_damaged_index_and_entry_only_cost_a_rebuild(void **state)
         assert_string_equal(r1.digest.str, r2.digest.str);
 }
 
+/* Opens the cache (the caller frees it). */
+static struct layer_cache *open_cache(void)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        char cdir[512];
+        struct layer_cache *c;
+
+        snprintf(cdir, sizeof(cdir), "%s/cache", root);
+        c = layer_cache_open(cdir, &err);
+        assert_non_null(c);
+        return c;
+}
+
+static void blob_path(const struct layer_result *r, char *p, size_t len)
+{
+        snprintf(p, len, "%s/cache/layout/blobs/sha256/%s", root, oci_digest_hex(&r->digest));
+}
+
+static void test_stamped_blob_is_linked_into_a_layout(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct layer_result r;
+        struct layer_cache *c;
+        char lay[512], p[512], q[1024];
+        struct stat a, b;
+        bool hit;
+
+        (void)state;
+        build(true, &r, &hit);
+        snprintf(lay, sizeof(lay), "%s/out", root);
+        snprintf(p, sizeof(p), "%s/out/blobs", root);
+        assert_int_equal(kiln_mkdir_p(p, 0755, &err), 0);
+        c = open_cache();
+        /* fresh: stamped when written, so linked without hashing */
+        assert_true(layer_cache_place_blob(c, &r, lay));
+        blob_path(&r, p, sizeof(p));
+        snprintf(q, sizeof(q), "%s/out/blobs/sha256/%s", root, oci_digest_hex(&r.digest));
+        assert_int_equal(stat(p, &a), 0);
+        assert_int_equal(stat(q, &b), 0);
+        assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+        /* the link moved the ctime; it was stamped again: still trusted, and found */
+        assert_true(layer_cache_place_blob(c, &r, lay));
+        /* another file under the blob's name in the layout is not vouched for */
+        assert_int_equal(unlink(q), 0);
+        {
+                FILE *f = fopen(q, "w");
+                assert_non_null(f);
+                fclose(f);
+        }
+        assert_false(layer_cache_place_blob(c, &r, lay));
+        layer_cache_free(c);
+}
+
+static void test_blob_written_in_place_loses_its_stamp(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct layer_result r;
+        struct layer_cache *c;
+        char lay[512], p[512];
+        struct stat st;
+        struct timespec ts[2];
+        int fd;
+        bool hit;
+
+        (void)state;
+        build(true, &r, &hit);
+        blob_path(&r, p, sizeof(p));
+        assert_int_equal(stat(p, &st), 0);
+        /* same size, same mtime, other bytes: only the ctime tells */
+        fd = open(p, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "\xff", 1, st.st_size / 2), 1);
+        close(fd);
+        ts[0] = st.st_atim;
+        ts[1] = st.st_mtim;
+        assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+        snprintf(lay, sizeof(lay), "%s/out", root);
+        snprintf(p, sizeof(p), "%s/out/blobs", root);
+        assert_int_equal(kiln_mkdir_p(p, 0755, &err), 0);
+        c = open_cache();
+        assert_false(layer_cache_place_blob(c, &r, lay));
+        /* hashed: refused */
+        assert_int_equal(layer_cache_verify_blob(c, &r, &err), -1);
+        assert_int_equal(err.code, KILN_E_DIGEST);
+        layer_cache_free(c);
+}
+
+static void test_verified_blob_is_stamped(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct layer_result r;
+        struct layer_cache *c;
+        char lay[512], p[512];
+        bool hit;
+
+        (void)state;
+        build(true, &r, &hit);
+        snprintf(p, sizeof(p), "%s/cache/verified/%s", root, oci_digest_hex(&r.digest));
+        assert_int_equal(unlink(p), 0); /* as a cache from before stamps */
+        snprintf(lay, sizeof(lay), "%s/out", root);
+        snprintf(p, sizeof(p), "%s/out/blobs", root);
+        assert_int_equal(kiln_mkdir_p(p, 0755, &err), 0);
+        c = open_cache();
+        assert_false(layer_cache_place_blob(c, &r, lay));
+        assert_int_equal(layer_cache_verify_blob(c, &r, &err), 0);
+        assert_true(layer_cache_place_blob(c, &r, lay));
+        layer_cache_free(c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -203,6 +312,11 @@ int main(void)
                 test_second_build_is_a_hit_only_after_the_index_is_older, setup, teardown),
             cmocka_unit_test_setup_teardown(test_changed_content_or_mode_is_a_miss, setup,
                                             teardown),
+            cmocka_unit_test_setup_teardown(test_stamped_blob_is_linked_into_a_layout, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_blob_written_in_place_loses_its_stamp, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_verified_blob_is_stamped, setup, teardown),
             cmocka_unit_test_setup_teardown(test_damaged_index_and_entry_only_cost_a_rebuild, setup,
                                             teardown),
         };
