@@ -7,29 +7,15 @@
 #include "cli.h"
 #include "commands.h"
 #include "cmd_registry.h"
+#include "progress.h"
 #include "util.h"
-
-struct progress {
-        bool quiet;
-};
-
-static void on_progress(void *ctx, const char *event, const struct oci_descriptor *d)
-{
-        struct progress *p = ctx;
-        char sz[32];
-
-        if (p->quiet || strcmp(event, "done") == 0)
-                return;
-        cli_format_size(d->size, sz, sizeof(sz));
-        fprintf(stderr, "%s %s (%s)\n", !strcmp(event, "skip") ? "exists" : "copying",
-                d->digest.str, sz);
-}
 
 int cmd_copy(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"platform", required_argument, NULL, 'p'},
                 {"quiet", no_argument, NULL, 'q'},
+                {"progress", required_argument, NULL, 'G'},
                 {"json", no_argument, NULL, 'j'},
                 {"jobs", required_argument, NULL, 'J'},
                 {"referrers", no_argument, NULL, 'R'},
@@ -42,10 +28,10 @@ int cmd_copy(int argc, char **argv)
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_free_ char *platbuf = NULL;
         struct oci_platform plat;
-        struct progress prog = {0};
-        struct oci_copy_opts copts = {.progress = on_progress, .progress_ctx = &prog, .jobs = 4};
+        struct oci_copy_opts copts = {.jobs = 4};
         struct oci_copy_result res;
-        bool json = false, referrers = false;
+        enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
+        bool json = false, referrers = false, quiet = false;
         unsigned n_referrers = 0;
         int opt;
 
@@ -59,7 +45,12 @@ int cmd_copy(int argc, char **argv)
                                 return cli_fail(&err);
                         copts.platform = &plat;
                         break;
-                case 'q': prog.quiet = true; break;
+                case 'q': quiet = true; break;
+                case 'G':
+                        if (cli_progress_parse(optarg, &pmode) < 0)
+                                return cli_usage("copy", "--progress takes auto, plain, tty or "
+                                                         "none, not '%s'", optarg);
+                        break;
                 case 'R': referrers = true; break;
                 case 'J': {
                         char *end;
@@ -69,7 +60,7 @@ int cmd_copy(int argc, char **argv)
                         copts.jobs = (unsigned)v;
                         break;
                 }
-                case 'j': json = true; prog.quiet = true; break;
+                case 'j': json = true; break;
                 case 'h': return cli_help_verb("copy");
                 default: {
                         int rc = cli_reg_option("copy", opt, optarg);
@@ -88,19 +79,19 @@ int cmd_copy(int argc, char **argv)
         dst = cli_open_place(argv[optind + 1], true, &err);
         if (!dst)
                 return cli_fail(&err);
-        if (oci_image_copy(src, NULL, dst, &copts, &res, &err) < 0)
+        cli_progress_begin(quiet || json ? CLI_PROGRESS_NONE : pmode);
+        cli_progress_attach(&copts);
+        if (oci_image_copy(src, NULL, dst, &copts, &res, &err) < 0 ||
+            oci_store_commit(dst, &err) < 0) {
+                cli_progress_end();
                 return cli_fail(&err);
-        if (oci_store_commit(dst, &err) < 0)
-                return cli_fail(&err);
+        }
+        cli_progress_end();
         if (referrers && cli_copy_referrers(argv[optind], argv[optind + 1], &res.digest, copts.jobs,
                                             &n_referrers, &err) < 0)
                 return cli_fail(&err);
         if (json)
-                printf("{\"digest\":\"%s\",\"mediaType\":\"%s\",\"size\":%lld,"
-                       "\"blobsCopied\":%u,\"blobsSkipped\":%u,\"bytesCopied\":%lld,"
-                       "\"referrersCopied\":%u}\n",
-                       res.digest.str, res.media_type, (long long)res.size, res.blobs_copied,
-                       res.blobs_skipped, (long long)res.bytes_copied, n_referrers);
+                cli_print_copy_json(dst, &res, n_referrers);
         else
                 printf("%s\n", res.digest.str);
         return EXIT_OK;

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "cmd_registry.h"
+#include "progress.h"
 #include "util.h"
 
 #define LIST_MAX (4 * 1024 * 1024)
@@ -29,6 +30,7 @@ static int mirror_one(const char *line, const char *to, unsigned jobs, json_t *o
         struct oci_ref src = {0}, dst = {0};
         struct oci_store *s = NULL, *d = NULL;
         struct oci_copy_opts copts = {.jobs = jobs};
+        struct reg_stats st = {0};
         struct oci_copy_result res;
         _cleanup_free_ char *dst_str = NULL;
         int rc = -1;
@@ -49,16 +51,22 @@ static int mirror_one(const char *line, const char *to, unsigned jobs, json_t *o
         d = s ? reg_store_new(&dst, &cli_reg_opts, true, err) : NULL;
         if (!s || !d)
                 goto out;
+        cli_progress_attach(&copts);
         /* by digest with a tag: copy that exact image */
         if (oci_image_copy(s, src.has_digest ? src.digest.str : NULL, d, &copts, &res, err) < 0 ||
             oci_store_commit(d, err) < 0)
                 goto out;
+        reg_client_stats(reg_store_client(d), &st);
         if (out) {
                 char *sn = oci_ref_string(&src), *dn = oci_ref_string(&dst);
-                json_array_append_new(out, json_pack("{s:s?,s:s?,s:s,s:i,s:i}", "source", sn,
-                                                     "destination", dn, "digest", res.digest.str,
-                                                     "blobsCopied", (int)res.blobs_copied,
-                                                     "blobsSkipped", (int)res.blobs_skipped));
+                json_array_append_new(
+                        out, json_pack("{s:s?,s:s?,s:s,s:[s?],s:i,s:i,s:i,s:I}", "source", sn,
+                                       "destination", dn, "digest", res.digest.str, "tags",
+                                       src.tag, "blobsCopied",
+                                       (int)(res.blobs_copied - st.blobs_mounted), "blobsMounted",
+                                       (int)st.blobs_mounted, "blobsSkipped",
+                                       (int)res.blobs_skipped, "bytesSent",
+                                       (json_int_t)st.bytes_up));
                 free(sn);
                 free(dn);
         } else {
@@ -79,6 +87,8 @@ int cmd_mirror(int argc, char **argv)
                 {"to", required_argument, NULL, 't'},
                 {"jobs", required_argument, NULL, 'J'},
                 {"json", no_argument, NULL, 'j'},
+                {"quiet", no_argument, NULL, 'q'},
+                {"progress", required_argument, NULL, 'G'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -87,15 +97,23 @@ int cmd_mirror(int argc, char **argv)
         const char *to = NULL;
         _cleanup_free_ char *buf = NULL;
         size_t len;
-        unsigned jobs = 4, failed = 0;
+        unsigned jobs = 4, failed = 0, done = 0;
+        enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
+        bool quiet = false;
         json_t *out = NULL;
         char *save = NULL;
         int opt, rc;
 
         optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
                 switch (opt) {
                 case 't': to = optarg; break;
+                case 'q': quiet = true; break;
+                case 'G':
+                        if (cli_progress_parse(optarg, &pmode) < 0)
+                                return cli_usage("mirror", "--progress takes auto, plain, tty or "
+                                                           "none, not '%s'", optarg);
+                        break;
                 case 'j': out = out ? out : json_array(); break;
                 case 'J': {
                         char *end;
@@ -120,20 +138,28 @@ int cmd_mirror(int argc, char **argv)
                 return cli_usage("mirror", "invalid --to '%s': no trailing '/'", to);
         if (kiln_read_file(argv[optind], LIST_MAX, &buf, &len, &err) < 0)
                 return cli_fail(&err);
+        cli_progress_begin(quiet || out ? CLI_PROGRESS_NONE : pmode);
         for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *l = trim(line);
                 struct kiln_error e = KILN_ERROR_INIT;
                 if (!*l || *l == '#')
                         continue;
                 if (mirror_one(l, to, jobs, out, &e) < 0) {
-                        fprintf(stderr, "kiln: error: mirror '%s': %s\n", l, e.msg);
+                        char msg[2048];
+                        snprintf(msg, sizeof(msg), "kiln: error: mirror '%s': %s", l, e.msg);
+                        cli_progress_message(msg);
                         failed++;
                         if (e.code != KILN_E_NOT_FOUND && e.code != KILN_E_DIGEST)
                                 err = e;
                         else if (err.code == KILN_OK)
                                 err = e;
+                } else {
+                        done++;
                 }
         }
+        cli_progress_end();
+        if (!out && !quiet)
+                fprintf(stderr, "mirrored %u of %u images\n", done, done + failed);
         if (out) {
                 char *s = json_dumps(out, JSON_COMPACT);
                 printf("%s\n", s ? s : "[]");

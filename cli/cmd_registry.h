@@ -44,6 +44,13 @@ int cli_reg_option(const char *verb, int opt, const char *arg);
 int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,
                        unsigned jobs, unsigned *ret_n, struct kiln_error *err);
 
+/* Prints the result of a copy to dst as one JSON line: digest, mediaType,
+ * size, tags, blobsCopied (bytes sent), blobsMounted, blobsSkipped,
+ * bytesCopied (read from the source), bytesSent (on the wire, a registry
+ * destination), referrersCopied. */
+void cli_print_copy_json(struct oci_store *dst, const struct oci_copy_result *res,
+                         unsigned n_referrers);
+
 /* kiln ls on a registry repository. */
 int cli_ls_registry(const struct oci_place *p, bool json);
 

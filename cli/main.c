@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "cmd_layers.h"
 #include "cmd_recipes.h"
 #include "commands.h"
@@ -19,7 +20,8 @@ const struct cli_verb cli_verbs[] = {
          "kiln inspect PLACE [--raw] [--config] [--json] [--platform OS/ARCH[/VARIANT]]"},
         {"digest", cmd_digest, "print the digest of an image's manifest", "kiln digest PLACE"},
         {"copy", cmd_copy, "copy an image between places, digests preserved",
-         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--jobs N] [--referrers] [--quiet] [--json]"},
+         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--jobs N] [--referrers] "
+         "[--progress auto|plain|tty|none] [--quiet] [--json]"},
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
         {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",
          "kiln diff A B [--all] [--json]"},
@@ -31,7 +33,7 @@ const struct cli_verb cli_verbs[] = {
         {"tag", cmd_tag, "give an image in a registry another tag", "kiln tag REF NEWTAG [--json]"},
         {"delete", cmd_delete, "delete a manifest from a registry", "kiln delete REF [--json]"},
         {"mirror", cmd_mirror, "copy every image of a list to another registry",
-         "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--json]"},
+         "kiln mirror LIST --to HOST[/PREFIX] [--jobs N] [--progress MODE] [--quiet] [--json]"},
         {"fsck", cmd_fsck, "check every blob of an OCI layout against its digest",
          "kiln fsck oci:DIR [--deep] [--quiet]"},
         {"append", cmd_append, "add layers built from host files to an image",
@@ -113,13 +115,14 @@ int cli_usage(const char *verb, const char *fmt, ...)
 
 void cli_warn(const char *fmt, ...)
 {
+        char line[2048];
         va_list ap;
+        int n = snprintf(line, sizeof(line), "kiln: warning: ");
 
-        fprintf(stderr, "kiln: warning: ");
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        cli_progress_message(line); /* above any blobs shown */
 }
 
 int cli_help_verb(const char *verb)

@@ -8,15 +8,23 @@
 
 #include "cli.h"
 #include "cmd_registry.h"
+#include "progress.h"
 #include "util.h"
 
 static void on_notify(void *ctx, enum reg_event ev, const char *msg)
 {
+        char line[2048];
+
         (void)ctx;
-        if (ev == REG_EVENT_WARNING)
+        if (ev == REG_EVENT_WARNING) {
                 cli_warn("%s", msg);
-        else if (getenv("KILN_VERBOSE") || ev == REG_EVENT_RETRY)
-                fprintf(stderr, "kiln: retry: %s\n", msg);
+        } else if (ev == REG_EVENT_MOUNTED) {
+                if (cli_progress_shown())
+                        cli_progress_message(msg);
+        } else if (getenv("KILN_VERBOSE") || ev == REG_EVENT_RETRY) {
+                snprintf(line, sizeof(line), "kiln: retry: %s", msg);
+                cli_progress_message(line);
+        }
 }
 
 static void init_once(void)
@@ -203,4 +211,37 @@ out:
         oci_place_release(&sp);
         oci_place_release(&dp);
         return rc;
+}
+
+void cli_print_copy_json(struct oci_store *dst, const struct oci_copy_result *res,
+                         unsigned n_referrers)
+{
+        struct reg_client *c = reg_store_client(dst);
+        struct reg_stats st = {0};
+        json_t *j = json_object(), *tags = json_array();
+        const char *tag = dst->default_ref;
+        char *s;
+
+        if (c)
+                reg_client_stats(c, &st);
+        else
+                st.bytes_up = res->bytes_copied;
+        if (tag && !strchr(tag, ':'))
+                json_array_append_new(tags, json_string(tag));
+        json_object_set_new(j, "digest", json_string(res->digest.str));
+        json_object_set_new(j, "mediaType", json_string(res->media_type));
+        json_object_set_new(j, "size", json_integer(res->size));
+        json_object_set_new(j, "tags", tags);
+        json_object_set_new(j, "blobsCopied",
+                            json_integer((json_int_t)res->blobs_copied - st.blobs_mounted));
+        json_object_set_new(j, "blobsMounted", json_integer(st.blobs_mounted));
+        json_object_set_new(j, "blobsSkipped", json_integer(res->blobs_skipped));
+        json_object_set_new(j, "bytesCopied", json_integer(res->bytes_copied));
+        json_object_set_new(j, "bytesSent", json_integer(st.bytes_up));
+        json_object_set_new(j, "referrersCopied", json_integer(n_referrers));
+        s = json_dumps(j, JSON_COMPACT);
+        if (s)
+                printf("%s\n", s);
+        free(s);
+        json_decref(j);
 }

@@ -483,6 +483,7 @@ struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_stor
 /* ---- copy ---- */
 
 #define COPY_MAX_DEPTH 4
+#define COPY_RESTARTS 2
 
 struct copy_ctx {
         pthread_mutex_t lock; /* seen, res, progress */
@@ -533,6 +534,59 @@ static void progress(struct copy_ctx *c, const char *event, const struct oci_des
         pthread_mutex_unlock(&c->lock);
 }
 
+/* Counts the bytes a destination reads from a source stream, for opts->bytes. */
+struct count_reader {
+        struct oci_reader base;
+        struct oci_reader *inner;
+        const struct oci_copy_opts *opts;
+        struct oci_descriptor d; /* digest and size only */
+        int64_t done;
+};
+
+static ssize_t count_read(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err)
+{
+        struct count_reader *cr = (struct count_reader *)r;
+        ssize_t n = oci_reader_read(cr->inner, buf, len, err);
+
+        if (n > 0) {
+                cr->done += n;
+                cr->opts->bytes(cr->opts->progress_ctx, &cr->d, cr->done, false);
+        }
+        return n;
+}
+
+static void count_free(struct oci_reader *r)
+{
+        struct count_reader *cr = (struct count_reader *)r;
+
+        cr->opts->bytes(cr->opts->progress_ctx, &cr->d, cr->done, true);
+        oci_reader_free(cr->inner);
+        free(cr);
+}
+
+static struct oci_reader *count_reader_new(const struct oci_copy_opts *opts,
+                                           const struct oci_descriptor *d, struct oci_reader *inner,
+                                           struct kiln_error *err)
+{
+        struct count_reader *cr;
+
+        if (!opts || !opts->bytes)
+                return inner;
+        cr = calloc(1, sizeof(*cr));
+        if (!cr) {
+                oci_reader_free(inner);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        cr->base.read = count_read;
+        cr->base.free = count_free;
+        cr->inner = inner;
+        cr->opts = opts;
+        cr->d.digest = d->digest;
+        cr->d.size = d->size;
+        return &cr->base;
+}
+
 static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct kiln_error *err)
 {
         struct oci_reader *r;
@@ -550,11 +604,28 @@ static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct 
                 return 0;
         }
         progress(c, "copy", d);
-        r = c->src->ops->open_blob(c->src, d, err);
-        if (!r)
-                return -1;
-        if (c->dst->ops->put_blob(c->dst, d, r, err) < 0)
-                return -1;
+        for (unsigned attempt = 0;; attempt++) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                r = c->src->ops->open_blob(c->src, d, err);
+                if (r)
+                        r = count_reader_new(c->opts, d, r, err);
+                if (!r)
+                        return -1;
+                if (c->dst->ops->put_blob(c->dst, d, r, &e) == 0)
+                        break;
+                /* The destination's connection failed and the stream is spent:
+                 * open the source again. */
+                if (attempt == COPY_RESTARTS || e.code != KILN_E_NETWORK) {
+                        if (err)
+                                *err = e;
+                        return -1;
+                }
+                if (c->opts && c->opts->restart) {
+                        pthread_mutex_lock(&c->lock);
+                        c->opts->restart(c->opts->progress_ctx, d, e.msg);
+                        pthread_mutex_unlock(&c->lock);
+                }
+        }
         pthread_mutex_lock(&c->lock);
         c->res->blobs_copied++;
         c->res->bytes_copied += d->size;

@@ -116,7 +116,16 @@ void oci_image_release(struct oci_image *img);
 struct oci_copy_opts {
         const struct oci_platform *platform; /* NULL: keep an index whole */
         const char *dst_tag;                 /* NULL: the destination's own tag */
+        /* event: "skip" (the destination has it), "copy" (starting), "done"
+         * (handed to the destination, which may still be sending it) */
         void (*progress)(void *ctx, const char *event, const struct oci_descriptor *d);
+        /* bytes of d read from the source so far; finished when the
+         * destination let go of the stream (sent, mounted, or failed).  May
+         * be called from any thread, with no lock held. */
+        void (*bytes)(void *ctx, const struct oci_descriptor *d, int64_t done, bool finished);
+        /* the destination failed on the network (why); the source is read
+         * again, at most twice */
+        void (*restart)(void *ctx, const struct oci_descriptor *d, const char *why);
         void *progress_ctx;
         /* Blobs copied at once (threads); 0 or 1: one at a time.  Used only
          * when both stores set ops->thread_safe. */

@@ -1779,6 +1779,15 @@ static int next_location(struct reg_client *c, const char *req_url, const struct
         return 0;
 }
 
+/* Blob bytes a registry accepted from a buffer (streamed bodies are counted
+ * by request()). */
+static void count_up(struct reg_client *c, size_t n)
+{
+        pthread_mutex_lock(&c->lock);
+        c->stats.bytes_up += (int64_t)n;
+        pthread_mutex_unlock(&c->lock);
+}
+
 static int finish_upload(struct reg_client *c, const char *loc, const struct oci_descriptor *d,
                          const char *body, size_t len, struct oci_reader *stream,
                          struct kiln_error *err)
@@ -1804,6 +1813,7 @@ static int finish_upload(struct reg_client *c, const char *loc, const struct oci
                                c->host, d->digest.str, r.digest);
                 goto out;
         }
+        count_up(c, len);
         rc = 0;
 out:
         curl_slist_free_all(q.headers);
@@ -1926,6 +1936,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                         *loc = n2;
                 }
                 resp_reset(&r);
+                count_up(c, have);
                 off += (int64_t)have;
                 pending = 0;
         }
@@ -1978,6 +1989,8 @@ int reg_client_push_blob(struct reg_client *c, const struct oci_descriptor *d,
                         pthread_mutex_lock(&c->lock);
                         c->stats.blobs_mounted++;
                         pthread_mutex_unlock(&c->lock);
+                        reg_client_notify(c, REG_EVENT_MOUNTED, "mounted %s from %s",
+                                          d->digest.str, mount_from);
                         rc = 0;
                         goto out;
                 }

@@ -50,6 +50,7 @@
 enum reg_event {
         REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
         REG_EVENT_RETRY,   /* a request is retried */
+        REG_EVENT_MOUNTED, /* a blob was mounted from another repository */
 };
 
 #define REG_MAX_HOSTS 16

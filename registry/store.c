@@ -169,12 +169,16 @@ static struct oci_reader *rs_open_blob(struct oci_store *st, const struct oci_de
 
 #define UPLOAD_RESTARTS 2
 
-/* Pushes one blob; restarts a failed upload from a fresh download when the
- * stream came from a registry store of this process. */
+/* Pushes one blob.  In a worker thread (restart), a failed upload is
+ * restarted from a fresh download when the stream came from a registry store
+ * of this process; put_blob's caller cannot see that failure in time.  A
+ * synchronous put_blob leaves restarts to its caller (oci_image_copy opens
+ * the source again). */
 static int push_one(struct reg_store *s, const struct oci_descriptor *d, struct oci_reader *r,
-                    const char *mount_from, struct kiln_error *err)
+                    const char *mount_from, bool restart, struct kiln_error *err)
 {
-        struct reg_client *src = r->read == src_read ? ((struct src_reader *)r)->c : NULL;
+        struct reg_client *src =
+                restart && r->read == src_read ? ((struct src_reader *)r)->c : NULL;
 
         for (unsigned attempt = 0;; attempt++) {
                 struct kiln_error e = KILN_ERROR_INIT;
@@ -216,7 +220,7 @@ static void *job_run(void *arg)
         struct kiln_error e = KILN_ERROR_INIT;
         int rc;
 
-        rc = push_one(s, &j->d, j->r, j->mount_from, &e);
+        rc = push_one(s, &j->d, j->r, j->mount_from, true, &e);
         pthread_mutex_lock(&s->lock);
         if (rc < 0 && !s->failed) {
                 s->failed = true;
@@ -249,7 +253,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
         j->r = r;
         j->mount_from = known_other_repo(s->host, s->repo, &d->digest);
         if (s->jobs <= 1) {
-                int rc = push_one(s, &j->d, r, j->mount_from, err);
+                int rc = push_one(s, &j->d, r, j->mount_from, false, err);
                 free(j->mount_from);
                 free(j);
                 return rc;
@@ -275,7 +279,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
                 pthread_mutex_unlock(&s->lock);
                 /* no thread: push it here */
                 {
-                        int rc = push_one(s, &j->d, r, j->mount_from, err);
+                        int rc = push_one(s, &j->d, r, j->mount_from, false, err);
                         free(j->mount_from);
                         free(j);
                         return rc;

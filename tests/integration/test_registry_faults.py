@@ -186,17 +186,29 @@ def test_registry_fault_streamed_upload_restarted_from_registry_source(kiln, reg
         proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
         p = kiln.run("copy", registry.ref("faults/src", "v1"), f"{proxy.host}/faults/dst:v1", env=FAST)
         assert p.stdout.strip() == d
-        assert "restarting the upload" in p.stderr
+        assert f"restarting the copy of {big}" in p.stderr
         puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
         assert [l[2] for l in puts] == [500, 201], puts
     finally:
         proxy.stop()
 
 
+def test_registry_fault_streamed_upload_cut_from_layout_is_restarted(kiln, registry, proxy, tmp_path):
+    lay = _big_image(tmp_path, "big3")
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/r:v1", env=FAST)
+    assert f"restarting the copy of {big}" in p.stderr
+    puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
+    assert [l[2] for l in puts] == [500, 201], puts
+    assert kiln.run("digest", f"{registry.host}/faults/r:v1").stdout.strip() == p.stdout.strip()
+
+
 def test_registry_fault_streamed_upload_cut_from_layout_fails_cleanly(kiln, registry, proxy, tmp_path):
     lay = _big_image(tmp_path, "big2")
     big = _layer_digests(lay)[0]
-    proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
+    # more failures than restarts: a clean error, no tag
+    proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=3)
     p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST, code=6)
     assert big in err and "500" in err
     st, _, _ = registry.api("/v2/faults/m/manifests/v1",

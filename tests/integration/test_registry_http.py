@@ -175,11 +175,19 @@ def test_registry_chunk_min_length_is_honoured(kiln, registry, proxy, tmp_path):
 def test_registry_chunk_not_acknowledged_is_an_error(kiln, registry, proxy, tmp_path):
     import random
     lay = _image(tmp_path, data=random.Random(4).randbytes(300000))
+    # once: the blob is sent again from the start, in a new session
     proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="skip", times=1)
     proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", times=1)
-    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1",
-                        code=6)
+    p = kiln.run("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1")
+    assert "acknowledged bytes up to 0" in p.stderr and "restarting the copy of" in p.stderr
+    assert kiln.run("digest", f"{registry.host}/stuck/app:v1").stdout.strip() == p.stdout.strip()
+    # every time: a clean error, no tag
+    for _ in range(3):
+        proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="skip", times=1)
+        proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="stuck_range", times=1)
+    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1",
+                        f"{proxy.host}/stuck/app2:v1", code=6)
     assert "acknowledged bytes up to 0" in err
-    st, _, _ = registry.api("/v2/stuck/app/manifests/v1",
+    st, _, _ = registry.api("/v2/stuck/app2/manifests/v1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert st == 404
