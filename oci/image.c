@@ -555,6 +555,11 @@ static ssize_t count_read(struct oci_reader *r, void *buf, size_t len, struct ki
         return n;
 }
 
+static bool count_verifies(struct oci_reader *r, const struct oci_digest *d, int64_t size)
+{
+        return oci_reader_verifies(((struct count_reader *)r)->inner, d, size);
+}
+
 static void count_free(struct oci_reader *r)
 {
         struct count_reader *cr = (struct count_reader *)r;
@@ -580,6 +585,7 @@ static struct oci_reader *count_reader_new(const struct oci_copy_opts *opts,
         }
         cr->base.read = count_read;
         cr->base.free = count_free;
+        cr->base.verifies = count_verifies;
         cr->inner = inner;
         cr->opts = opts;
         cr->d.digest = d->digest;

@@ -155,6 +155,7 @@ struct oci_reader *oci_reader_from_buffer(const void *buf, size_t len, struct ki
                 return NULL;
         }
         b->base.read = buf_read;
+        b->base.verifies = NULL;
         b->base.free = buf_free;
         b->len = len;
         b->pos = 0;
@@ -210,6 +211,13 @@ static ssize_t verified_read(struct oci_reader *r, void *buf, size_t len, struct
         return n;
 }
 
+static bool verified_verifies(struct oci_reader *r, const struct oci_digest *d, int64_t size)
+{
+        struct verified_reader *v = (struct verified_reader *)r;
+
+        return size == v->size && oci_digest_equal(d, &v->want);
+}
+
 static void verified_free(struct oci_reader *r)
 {
         struct verified_reader *v = (struct verified_reader *)r;
@@ -229,6 +237,8 @@ struct oci_reader *oci_verified_reader_new(struct oci_reader *inner, const struc
                 kiln_error_set(err, KILN_E_INVALID, "blob '%s' has a negative size", want->str);
                 return NULL;
         }
+        if (oci_reader_verifies(inner, want, size))
+                return inner;
         v = calloc(1, sizeof(*v));
         if (!v) {
                 oci_reader_free(inner);
@@ -242,6 +252,7 @@ struct oci_reader *oci_verified_reader_new(struct oci_reader *inner, const struc
         }
         v->base.read = verified_read;
         v->base.free = verified_free;
+        v->base.verifies = verified_verifies;
         v->inner = inner;
         v->want = *want;
         v->size = size;

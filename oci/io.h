@@ -27,7 +27,17 @@
 struct oci_reader {
         ssize_t (*read)(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err);
         void (*free)(struct oci_reader *r);
+        /* May be NULL.  True when the stream itself fails (before its end
+         * is returned) unless its content is exactly d's bytes of size: a
+         * verified reader, or one passing such a reader's bytes through. */
+        bool (*verifies)(struct oci_reader *r, const struct oci_digest *d, int64_t size);
 };
+
+static inline bool oci_reader_verifies(struct oci_reader *r, const struct oci_digest *d,
+                                       int64_t size)
+{
+        return r->verifies && r->verifies(r, d, size);
+}
 
 static inline ssize_t oci_reader_read(struct oci_reader *r, void *buf, size_t len,
                                       struct kiln_error *err)
@@ -51,8 +61,9 @@ struct oci_reader *oci_reader_from_fd(int fd, bool own, struct kiln_error *err);
 /* A reader over a copy of buf. */
 struct oci_reader *oci_reader_from_buffer(const void *buf, size_t len, struct kiln_error *err);
 
-/* Wraps inner (taking it over) and checks it against want/size.  `what`
- * names the content in errors (usually the digest string). */
+/* Wraps inner (taking it over) and checks it against want/size.  An inner
+ * reader that already verifies want and size is returned as it is: each
+ * byte is hashed once. */
 struct oci_reader *oci_verified_reader_new(struct oci_reader *inner, const struct oci_digest *want,
                                            int64_t size, struct kiln_error *err);
 

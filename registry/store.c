@@ -135,6 +135,11 @@ static void src_free(struct oci_reader *r)
         free(r);
 }
 
+static bool src_verifies(struct oci_reader *r, const struct oci_digest *d, int64_t size)
+{
+        return oci_reader_verifies(((struct src_reader *)r)->inner, d, size);
+}
+
 static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_descriptor *d,
                                          struct kiln_error *err)
 {
@@ -151,6 +156,7 @@ static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_
         }
         r->base.read = src_read;
         r->base.free = src_free;
+        r->base.verifies = src_verifies;
         r->inner = inner;
         r->c = c;
         return &r->base;

@@ -263,6 +263,37 @@ static void test_verified_reader_stops_at_size_plus_one(void **state)
         oci_reader_free(r);
 }
 
+static void test_verified_reader_is_not_stacked_on_itself(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct oci_digest d, other;
+        struct oci_reader *inner, *r;
+
+        (void)state;
+        oci_digest_of_buffer("abc", 3, &d);
+        oci_digest_of_buffer("xyz", 3, &other);
+        inner = oci_verified_reader_new(oci_reader_from_buffer("abd", 3, NULL), &d, 3, &err);
+        assert_true(oci_reader_verifies(inner, &d, 3));
+        assert_false(oci_reader_verifies(inner, &d, 4));
+        assert_false(oci_reader_verifies(inner, &other, 3));
+        /* the same digest and size: the same reader, hashed once, still checked */
+        r = oci_verified_reader_new(inner, &d, 3, &err);
+        assert_ptr_equal(r, inner);
+        assert_int_equal(oci_reader_drain(r, &err), -1);
+        assert_int_equal(err.code, KILN_E_DIGEST);
+        oci_reader_free(r);
+        /* another size: wrapped */
+        inner = oci_verified_reader_new(oci_reader_from_buffer("abc", 3, NULL), &d, 3, &err);
+        r = oci_verified_reader_new(inner, &d, 2, &err);
+        assert_ptr_not_equal(r, inner);
+        assert_int_equal(oci_reader_drain(r, &err), -1);
+        oci_reader_free(r);
+        /* a plain reader is not a verifier */
+        inner = oci_reader_from_buffer("abc", 3, NULL);
+        assert_false(oci_reader_verifies(inner, &d, 3));
+        oci_reader_free(inner);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -274,6 +305,7 @@ int main(void)
                 cmocka_unit_test(test_concurrent_taggers_lose_nothing),
                 cmocka_unit_test(test_not_a_layout),
                 cmocka_unit_test(test_verified_reader_stops_at_size_plus_one),
+                cmocka_unit_test(test_verified_reader_is_not_stacked_on_itself),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
