@@ -21,6 +21,9 @@ static void on_notify(void *ctx, enum reg_event ev, const char *msg)
         } else if (ev == REG_EVENT_MOUNTED) {
                 if (cli_progress_shown())
                         cli_progress_message(msg);
+        } else if (ev == REG_EVENT_DEBUG) {
+                snprintf(line, sizeof(line), "kiln: debug: %s", msg);
+                cli_progress_message(line);
         } else if (getenv("KILN_VERBOSE") || ev == REG_EVENT_RETRY) {
                 snprintf(line, sizeof(line), "kiln: retry: %s", msg);
                 cli_progress_message(line);
@@ -37,6 +40,8 @@ static void init_once(void)
         done = true;
         reg_options_init(&cli_reg_opts);
         cli_reg_opts.notify = on_notify;
+        /* KILN_VERBOSE: every response, with its HTTP version, on stderr */
+        cli_reg_opts.debug = getenv("KILN_VERBOSE") && *getenv("KILN_VERBOSE");
         /* for scripts and tests: KILN_RETRY_BASE_MS shortens the backoff */
         e = getenv("KILN_RETRY_BASE_MS");
         if (e && *e)

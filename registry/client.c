@@ -441,6 +441,8 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->opts.low_speed_time_s);
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+        /* HTTP/2 when a TLS server offers it (ALPN), HTTP/1.1 otherwise */
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
         curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
         /* proxies come from the environment as curl reads them, except for
@@ -495,6 +497,15 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_slist_free_all(hs);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
         r->curl_code = (int)cc;
+        if (c->opts.debug && cc == CURLE_OK) {
+                long v = 0;
+                char u[256];
+                curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &v);
+                url_for_msg(url, u, sizeof(u));
+                notify(c, REG_EVENT_DEBUG, "%s %s -> %ld (HTTP/%s)", q->method, u, r->status,
+                       v == CURL_HTTP_VERSION_2_0 ? "2" : v == CURL_HTTP_VERSION_3 ? "3"
+                       : v == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
+        }
         if (cc == CURLE_WRITE_ERROR && r->truncated && !r->sink_failed && r->status)
                 cc = CURLE_OK; /* we stopped an oversized body: the status stands */
         if (cc != CURLE_OK) {

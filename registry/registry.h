@@ -51,6 +51,7 @@ enum reg_event {
         REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
         REG_EVENT_RETRY,   /* a request is retried */
         REG_EVENT_MOUNTED, /* a blob was mounted from another repository */
+        REG_EVENT_DEBUG,   /* with opts->debug: each response, "METHOD URL -> STATUS (HTTP/V)" */
 };
 
 #define REG_MAX_HOSTS 16
@@ -80,6 +81,7 @@ struct reg_options {
         /* "docker.io=HOST[/PREFIX]": pulls of docker.io images go there */
         const char *mirrors[REG_MAX_HOSTS];
         size_t n_mirrors;
+        bool debug; /* REG_EVENT_DEBUG for every response */
         void (*notify)(void *ctx, enum reg_event ev, const char *msg);
         void *notify_ctx;
 };

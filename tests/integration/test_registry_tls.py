@@ -53,3 +53,19 @@ def test_registry_tls_options_on_read_verbs(kiln, tls_registry, tmp_path):
     kiln.run("inspect", "--ca-file", ca, reg.ref("tls/read", "v1"))
     assert kiln.run("ls", "--ca-file", ca, reg.ref("tls/read")).stdout.split() == ["v1"]
     kiln.fails("digest", reg.ref("tls/read", "v1"), code=6)
+
+
+def test_registry_tls_speaks_http2_when_offered(kiln, tls_registry, registry, tmp_path):
+    reg, ca = tls_registry
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"a": b"h2" * 5000}])
+    p = kiln.run("copy", "--ca-file", ca, f"oci:{lay}:v1", reg.ref("tls/h2", "v1"),
+                 env={"KILN_VERBOSE": "1"})
+    # (a loopback host is first probed with plain http, which a TLS server refuses)
+    debug = [l for l in p.stderr.splitlines() if l.startswith("kiln: debug: ") and " https://" in l]
+    assert debug and all(l.endswith("(HTTP/2)") for l in debug), p.stderr
+    assert any(l.startswith("kiln: debug: PUT https://") for l in debug)
+    # plain http on loopback: HTTP/1.1
+    p = kiln.run("copy", f"oci:{lay}:v1", registry.ref("tls/h1", "v1"), env={"KILN_VERBOSE": "1"})
+    debug = [l for l in p.stderr.splitlines() if l.startswith("kiln: debug: ")]
+    assert debug and all(l.endswith("(HTTP/1.1)") for l in debug), p.stderr
