@@ -375,3 +375,31 @@ def test_sbom_with_skip_if_built(kiln, world, tmp_path):
     assert again["skipped"] and again["sbom"] == first["sbom"]
     st, idx = fallback_index(reg, "sbom/app", first["digest"])
     assert [d["digest"] for d in idx["manifests"]] == [first["sbom"]]
+
+
+def test_sbom_of_the_linnaeus_image(kiln, registry_factory, tmp_path):
+    """The shipped recipe with its stand-ins: the apt packages, torch's
+    requirements, torch, torchvision and torchaudio, the Python requirements
+    and the compiled FlashAttention wheel, each once."""
+    from linnaeus_standins import DEBS, TORCH, build_args, make_inputs, push_base
+    reg = registry_factory()
+    push_base(kiln, reg, tmp_path)
+    sets = make_inputs(tmp_path, "ampere")
+    res = json.loads(kiln.run(*build_args(sets, reg, "--arch", "ampere", "--output",
+                                          f"oci:{tmp_path}/out", "--cache", tmp_path / "cache",
+                                          "--sbom", "--json")).stdout)
+    m = json.loads(blob_path(tmp_path / "out", res["sbom"]).read_bytes())
+    doc = json.loads(blob_path(tmp_path / "out", m["layers"][0]["digest"]).read_bytes())
+    check_spdx(doc)
+    got = {(purl_of(p).split("/")[0], p["name"]): p["versionInfo"]
+           for p in doc["packages"] if p["SPDXID"] != "SPDXRef-image"}
+    torch, vision, audio, _, fa = TORCH["ampere"]
+    want = {("pkg:deb", d): "1.0-1" for ds in DEBS.values() for d in ds}
+    want.update({("pkg:pypi", "torch"): torch, ("pkg:pypi", "torchvision"): vision,
+                 ("pkg:pypi", "torchaudio"): audio, ("pkg:pypi", "nvidia-cudnn-cu12"): "9.5.1.17",
+                 ("pkg:pypi", "numpy"): "1.26.4", ("pkg:pypi", "tqdm"): "4.66.4",
+                 ("pkg:pypi", "flash-attn"): fa})
+    assert got == want
+    tqdm = next(p for p in doc["packages"] if p["name"] == "tqdm")
+    wheel = next((tmp_path / "pw").glob("tqdm-*.whl"))
+    assert tqdm["checksums"][0]["checksumValue"] == sha256(wheel)
