@@ -306,109 +306,32 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
         return 0;
 }
 
-/* The ar archive of a .deb (deb(5)). */
-static struct archive *open_outer(const char *path, struct kiln_error *err)
+/* Reads the .deb at path (deb(5): an ar archive of debian-binary,
+ * control.tar.* and data.tar.*): its control file and md5sums and, when
+ * root is not NULL, data.tar.* unpacked under root.  Without root it stops
+ * after control.tar: the data is not needed to name the package. */
+static int deb_read(const char *path, const char *root, bool merged_usr, char **ret_control,
+                    char **ret_md5sums, struct kiln_error *err)
 {
         struct archive *outer = archive_read_new();
+        struct archive_entry *e;
+        struct inner *in = calloc(1, sizeof(*in));
+        char *control = NULL, *md5sums = NULL;
+        bool have_data = false;
+        int rc = -1, r;
 
-        if (!outer) {
+        if (!in || !outer) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                return NULL;
+                goto out;
         }
         archive_read_support_format_ar(outer);
         if (archive_read_open_filename(outer, path, 65536) != ARCHIVE_OK) {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
                                archive_error_string(outer));
-                archive_read_free(outer);
-                return NULL;
-        }
-        return outer;
-}
-
-int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
-                         struct kiln_error *err)
-{
-        struct archive *outer = NULL, *a;
-        struct archive_entry *e;
-        struct inner *in = NULL;
-        char *control = NULL, *md5sums = NULL, *pkg = NULL, *ver = NULL, *arch = NULL;
-        int rc = -1, r;
-
-        if (recipe_verify_sha256(path, sha256, err) < 0)
-                return -1;
-        in = calloc(1, sizeof(*in));
-        if (!in)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        outer = open_outer(path, err);
-        if (!outer)
                 goto out;
+        }
         in->outer = outer;
-        /* only control.tar is read: the data is not needed to name the package */
-        while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK && !control) {
-                if (!str_has_prefix(archive_entry_pathname(e), "control.tar"))
-                        continue;
-                a = open_inner(in, path, archive_entry_pathname(e), err);
-                if (!a)
-                        goto out;
-                r = read_control(a, path, &control, &md5sums, err);
-                archive_read_free(a);
-                if (r < 0)
-                        goto out;
-        }
-        if (!control) {
-                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
-                               r == ARCHIVE_EOF ? "no control.tar member"
-                                                : archive_error_string(outer));
-                goto out;
-        }
-        pkg = control_field(control, "Package");
-        ver = control_field(control, "Version");
-        arch = control_field(control, "Architecture");
-        if (!pkg || !*pkg || !ver || !*ver || !arch || !*arch) {
-                kiln_error_set(err, KILN_E_INVALID,
-                               "invalid package '%s': no Package, Version or Architecture", path);
-                goto out;
-        }
-        rc = recipe_inventory_add(packages,
-                                  &(struct recipe_inventory_item){.type = "deb", .name = pkg,
-                                                                  .version = ver, .arch = arch,
-                                                                  .sha256 = sha256, .file = path,
-                                                                  .url = url},
-                                  err);
-out:
-        if (outer)
-                archive_read_free(outer);
-        free(in);
-        free(control);
-        free(md5sums);
-        free(pkg);
-        free(ver);
-        free(arch);
-        return rc;
-}
-
-int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
-                           bool merged_usr, char **ret_package, struct kiln_error *err)
-{
-        struct archive *outer = NULL;
-        struct archive_entry *e;
-        struct inner *in = NULL;
-        char *control = NULL, *md5sums = NULL, *pkg = NULL;
-        bool have_data = false;
-        int rc = -1, r;
-
-        if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
-                return -1;
-        in = calloc(1, sizeof(*in));
-        if (!in) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
-        outer = open_outer(path, err);
-        if (!outer)
-                goto out;
-        in->outer = outer;
-        while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
+        while ((root || !control) && (r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
                 const char *name = archive_entry_pathname(e);
                 struct archive *a;
                 int ir;
@@ -421,7 +344,7 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                         archive_read_free(a);
                         if (r < 0)
                                 goto out;
-                } else if (str_has_prefix(name, "data.tar")) {
+                } else if (root && str_has_prefix(name, "data.tar")) {
                         if (!control) {
                                 /* deb(5): control.tar comes before data.tar */
                                 kiln_error_set(err, KILN_E_INVALID,
@@ -438,17 +361,63 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                         have_data = true;
                 }
         }
-        if (r != ARCHIVE_EOF) {
+        if (root && r != ARCHIVE_EOF) {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
                                archive_error_string(outer));
                 goto out;
         }
-        if (!control || !have_data) {
+        if (!control || (root && !have_data)) {
                 kiln_error_set(err, KILN_E_INVALID,
                                "invalid package '%s': expected control.tar and data.tar members",
                                path);
                 goto out;
         }
+        *ret_control = steal_ptr(&control);
+        *ret_md5sums = steal_ptr(&md5sums);
+        rc = 0;
+out:
+        if (outer)
+                archive_read_free(outer);
+        free(in);
+        free(control);
+        free(md5sums);
+        return rc;
+}
+
+int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
+                         struct kiln_error *err)
+{
+        _cleanup_free_ char *control = NULL, *md5sums = NULL;
+        _cleanup_free_ char *pkg = NULL, *ver = NULL, *arch = NULL;
+
+        if (recipe_verify_sha256(path, sha256, err) < 0 ||
+            deb_read(path, NULL, false, &control, &md5sums, err) < 0)
+                return -1;
+        pkg = control_field(control, "Package");
+        ver = control_field(control, "Version");
+        arch = control_field(control, "Architecture");
+        if (!pkg || !*pkg || !ver || !*ver || !arch || !*arch)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid package '%s': no Package, Version or Architecture",
+                                      path);
+        return recipe_inventory_add(packages,
+                                    &(struct recipe_inventory_item){.type = "deb", .name = pkg,
+                                                                    .version = ver, .arch = arch,
+                                                                    .sha256 = sha256, .file = path,
+                                                                    .url = url},
+                                    err);
+}
+
+int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
+                           bool merged_usr, char **ret_package, struct kiln_error *err)
+{
+        char *control = NULL, *md5sums = NULL, *pkg = NULL;
+        int rc = -1;
+
+        if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
+                return -1;
+        if (deb_read(path, root, merged_usr, &control, &md5sums, err) < 0)
+                goto out;
         pkg = control_field(control, "Package");
         if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': bad Package field",
@@ -483,9 +452,6 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
         }
         rc = 0;
 out:
-        if (outer)
-                archive_read_free(outer);
-        free(in);
         free(control);
         free(md5sums);
         free(pkg);
