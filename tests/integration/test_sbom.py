@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import tarfile
 import threading
 import urllib.request
 from urllib.parse import quote
@@ -182,9 +183,11 @@ def check_lists(doc, want, image_digest, web):
     by_name = {p["name"]: p for p in doc["packages"]}
     # where each came from: the URL it was fetched from; a local file or a built
     # wheel is NOASSERTION; the file name is always there
-    assert by_name["numpy"]["downloadLocation"] == f"{web}/files/numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl"
-    assert by_name["numpy"]["packageFileName"] == "numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl"
-    assert by_name["libfoo1"]["downloadLocation"] == f"{web}/mirror/pool/main/l/libfoo1/libfoo1_1.0-1_amd64.deb"
+    numpy = "numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl"
+    assert by_name["numpy"]["downloadLocation"] == f"{web}/files/{numpy}"
+    assert by_name["numpy"]["packageFileName"] == numpy
+    assert by_name["libfoo1"]["downloadLocation"] == \
+        f"{web}/mirror/pool/main/l/libfoo1/libfoo1_1.0-1_amd64.deb"
     assert by_name["hello-world"]["downloadLocation"] == "NOASSERTION"
     assert by_name["flash-attn"]["downloadLocation"] == "NOASSERTION"
     assert by_name["flash-attn"]["packageFileName"].startswith("flash_attn-2.7.4.post1-")
@@ -357,6 +360,16 @@ def test_sbom_in_a_layout_passes_fsck_and_the_schema(kiln, world, tmp_path, oci_
     assert f"sbom {res['sbom']}" in p.stderr.splitlines()
     assert p.stdout.split() == ["%s/sbom/app:v1" % reg.host, res["digest"]]
     assert [e["digest"] for e in read_index(out)["manifests"]].count(res["sbom"]) == 1
+    # an oci-archive holds it the same way
+    arch = build(kiln, recipe, "--output", f"oci-archive:{tmp_path}/img.tar:v1", "--cache",
+                 tmp_path / "cache")
+    assert arch["sbom"] == res["sbom"]
+    (tmp_path / "untar").mkdir()
+    with tarfile.open(tmp_path / "img.tar") as t:
+        t.extractall(tmp_path / "untar")
+    assert [e["digest"] for e in read_index(tmp_path / "untar")["manifests"]] == \
+        [res["digest"], res["sbom"]]
+    assert blob_path(tmp_path / "untar", m["layers"][0]["digest"]).exists()
     # without --sbom there is none, and verify ignores the flag
     plain = json.loads(kiln.run("build", recipe, "--json", "--output", f"oci:{tmp_path}/plain",
                                 "--cache", tmp_path / "cache").stdout)
