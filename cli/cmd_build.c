@@ -73,6 +73,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"locked", no_argument, NULL, 'l'},
                 {"lock", required_argument, NULL, 'k'},
                 {"from-annotations", no_argument, NULL, 'F'},
+                {"sbom", no_argument, NULL, 'B'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -155,6 +156,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'q': quiet = true; break;
                 case 'A': against = optarg; break;
                 case 'F': from_ann = true; break;
+                case 'B': o.sbom = true; break;
                 case 'R':
                 case 'T': o.cache_repo = optarg; o.cache_write = true; break;
                 case 'f': o.cache_repo = optarg; o.cache_write = false; break;
@@ -254,6 +256,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 json_decref(vars);
                 oci_fetched_release(&top);
         }
+        if (verify || locking)
+                o.sbom = false; /* a rebuild to compare, a lock: no image to describe */
         if (verify) {
                 const char *tmp = getenv("TMPDIR");
                 vdir = kiln_strdupf("%s/kiln-verify-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -339,6 +343,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 json_object_set_new(j, "skipped", json_boolean(res.skipped));
                 json_object_set_new(j, "blobsCopied", json_integer(res.blobs_copied));
                 json_object_set_new(j, "blobsSkipped", json_integer(res.blobs_skipped));
+                json_object_set_new(j, "sbom", res.sbom.str[0] ? json_string(res.sbom.str)
+                                                              : json_null());
                 s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 printf("%s\n", s ? s : "{}");
                 free(s);

@@ -342,7 +342,9 @@ int cmd_build_plan(int argc, char **argv)
                  * resolves git refs, but downloads no wheel or package that
                  * an index or the recipe gives a sha256 for */
                 for (size_t i = 0; keys && i < plan->n_layers; i++) {
-                        struct recipe_stage_opts so = {cache_dir, ms.n ? mirror_fetch : NULL, &ms, NULL};
+                        struct recipe_stage_opts so = {.cache_dir = cache_dir,
+                                                       .fetch = ms.n ? mirror_fetch : NULL,
+                                                       .fetch_ctx = &ms};
                         struct recipe_stage_result kres = {0};
                         if (recipe_layer_key(plan, i, &so, &kres, &err) < 0) {
                                 kiln_error_prefix(&err, "layer '%s'", plan->layers[i].name);

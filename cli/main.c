@@ -52,7 +52,8 @@ const struct cli_verb cli_verbs[] = {
          " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--cache DIR]"
          " [--cache-repo|--cache-to|--cache-from HOST/REPO]"
          " [--compression gzip|zstd|none]"
-         " [--level N] [--platform P] [--jobs N] [--json] [--lock FILE] [--locked] [--dry-run | --stage DIR]"},
+         " [--level N] [--platform P] [--jobs N] [--sbom] [--json] [--lock FILE] [--locked]"
+         " [--dry-run | --stage DIR]"},
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
          "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",

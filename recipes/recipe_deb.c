@@ -306,20 +306,20 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
         return 0;
 }
 
-int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
-                           bool merged_usr, char **ret_package, struct kiln_error *err)
+/* Reads the .deb at path (deb(5): an ar archive of debian-binary,
+ * control.tar.* and data.tar.*): its control file and md5sums and, when
+ * root is not NULL, data.tar.* unpacked under root.  Without root it stops
+ * after control.tar: the data is not needed to name the package. */
+static int deb_read(const char *path, const char *root, bool merged_usr, char **ret_control,
+                    char **ret_md5sums, struct kiln_error *err)
 {
-        struct archive *outer = NULL;
+        struct archive *outer = archive_read_new();
         struct archive_entry *e;
-        struct inner *in = NULL;
-        char *control = NULL, *md5sums = NULL, *pkg = NULL;
+        struct inner *in = calloc(1, sizeof(*in));
+        char *control = NULL, *md5sums = NULL;
         bool have_data = false;
         int rc = -1, r;
 
-        if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
-                return -1;
-        in = calloc(1, sizeof(*in));
-        outer = archive_read_new();
         if (!in || !outer) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
@@ -331,7 +331,7 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                 goto out;
         }
         in->outer = outer;
-        while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
+        while ((root || !control) && (r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
                 const char *name = archive_entry_pathname(e);
                 struct archive *a;
                 int ir;
@@ -344,7 +344,7 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                         archive_read_free(a);
                         if (r < 0)
                                 goto out;
-                } else if (str_has_prefix(name, "data.tar")) {
+                } else if (root && str_has_prefix(name, "data.tar")) {
                         if (!control) {
                                 /* deb(5): control.tar comes before data.tar */
                                 kiln_error_set(err, KILN_E_INVALID,
@@ -361,17 +361,63 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                         have_data = true;
                 }
         }
-        if (r != ARCHIVE_EOF) {
+        if (root && r != ARCHIVE_EOF) {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
                                archive_error_string(outer));
                 goto out;
         }
-        if (!control || !have_data) {
+        if (!control || (root && !have_data)) {
                 kiln_error_set(err, KILN_E_INVALID,
                                "invalid package '%s': expected control.tar and data.tar members",
                                path);
                 goto out;
         }
+        *ret_control = steal_ptr(&control);
+        *ret_md5sums = steal_ptr(&md5sums);
+        rc = 0;
+out:
+        if (outer)
+                archive_read_free(outer);
+        free(in);
+        free(control);
+        free(md5sums);
+        return rc;
+}
+
+int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
+                         struct kiln_error *err)
+{
+        _cleanup_free_ char *control = NULL, *md5sums = NULL;
+        _cleanup_free_ char *pkg = NULL, *ver = NULL, *arch = NULL;
+
+        if (recipe_verify_sha256(path, sha256, err) < 0 ||
+            deb_read(path, NULL, false, &control, &md5sums, err) < 0)
+                return -1;
+        pkg = control_field(control, "Package");
+        ver = control_field(control, "Version");
+        arch = control_field(control, "Architecture");
+        if (!pkg || !*pkg || !ver || !*ver || !arch || !*arch)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid package '%s': no Package, Version or Architecture",
+                                      path);
+        return recipe_inventory_add(packages,
+                                    &(struct recipe_inventory_item){.type = "deb", .name = pkg,
+                                                                    .version = ver, .arch = arch,
+                                                                    .sha256 = sha256, .file = path,
+                                                                    .url = url},
+                                    err);
+}
+
+int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
+                           bool merged_usr, char **ret_package, struct kiln_error *err)
+{
+        char *control = NULL, *md5sums = NULL, *pkg = NULL;
+        int rc = -1;
+
+        if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
+                return -1;
+        if (deb_read(path, root, merged_usr, &control, &md5sums, err) < 0)
+                goto out;
         pkg = control_field(control, "Package");
         if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': bad Package field",
@@ -406,9 +452,6 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
         }
         rc = 0;
 out:
-        if (outer)
-                archive_read_free(outer);
-        free(in);
         free(control);
         free(md5sums);
         free(pkg);
@@ -493,8 +536,10 @@ out:
         return rc;
 }
 
-int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
-                    char **ret_filename, char **ret_sha256, struct kiln_error *err)
+/* recipe_apt_find(), and the stanza itself when ret_stanza is not NULL. */
+static int apt_find(const char *index_buf, const char *package, const char *arch,
+                    char **ret_filename, char **ret_sha256, char **ret_stanza,
+                    struct kiln_error *err)
 {
         const char *p = index_buf;
 
@@ -522,16 +567,24 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
                                               "package '%s' in the index has no Filename or SHA256",
                                               package);
                 }
+                if (ret_stanza)
+                        *ret_stanza = steal_ptr(&stanza);
                 return 0;
         }
         return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s in the index", package,
                               arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
 }
 
+int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
+                    char **ret_filename, char **ret_sha256, struct kiln_error *err)
+{
+        return apt_find(index_buf, package, arch, ret_filename, ret_sha256, NULL, err);
+}
+
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                     const char *index_path, const char *mirror, const char *const *packages,
                     size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, struct kiln_error *err)
+                    json_t *resolved, json_t *inventory, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = NULL;
         size_t len;
@@ -539,8 +592,9 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
         if (read_index(index_path, &buf, &len, err) < 0)
                 return -1;
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL;
-                if (recipe_apt_find(buf, packages[i], arch, &file, &sha, err) < 0) {
+                _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL, *stanza = NULL;
+                _cleanup_free_ char *where = NULL;
+                if (apt_find(buf, packages[i], arch, &file, &sha, &stanza, err) < 0) {
                         kiln_error_prefix(err, "index '%s'", index_path);
                         return -1;
                 }
@@ -548,23 +602,35 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "invalid Filename '%s' for package '%s'", file,
                                               packages[i]);
-                if (resolved) {
-                        for (char *c = sha; *c; c++)
-                                if (*c >= 'A' && *c <= 'F')
-                                        *c = (char)(*c + 32);
+                for (char *c = sha; *c; c++)
+                        if (*c >= 'A' && *c <= 'F')
+                                *c = (char)(*c + 32);
+                if (resolved)
                         json_array_append_new(resolved, json_string(sha));
+                where = kiln_strdupf("%s/%s", mirror, file);
+                if (!where)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (inventory) {
+                        /* the index names the package: nothing is downloaded for it */
+                        _cleanup_free_ char *ver = control_field(stanza, "Version");
+                        _cleanup_free_ char *a = control_field(stanza, "Architecture");
+                        if (!ver || !*ver || !a || !*a)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "package '%s' in the index '%s' has no Version or Architecture",
+                                                      packages[i], index_path);
+                        struct recipe_inventory_item it = {.type = "deb", .name = packages[i],
+                                                           .version = ver, .arch = a,
+                                                           .sha256 = sha, .file = file,
+                                                           .url = where};
+                        if (recipe_inventory_add(inventory, &it, err) < 0)
+                                return -1;
                 }
                 if (!root)
                         continue; /* the key needs the index's digest only */
-                {
-                        _cleanup_free_ char *where = kiln_strdupf("%s/%s", mirror, file);
-                        if (!where)
-                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        /* p NULL: mirror is a local directory */
-                        path = p ? recipe_input_file(p, o, where, true, -1, err) : strdup(where);
-                        if (!path)
-                                return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                }
+                /* p NULL: mirror is a local directory */
+                path = p ? recipe_input_file(p, o, where, true, -1, err) : strdup(where);
+                if (!path)
+                        return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
                         return -1;
         }
@@ -576,5 +642,5 @@ int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      bool merged_usr, struct kiln_error *err)
 {
         return recipe_apt_each(NULL, NULL, index_path, mirror_dir, packages, n, arch, root,
-                               merged_usr, NULL, err);
+                               merged_usr, NULL, NULL, err);
 }

@@ -11,6 +11,7 @@
 #include "io.h"
 #include "json.h"
 #include "layout.h"
+#include "recipe_sbom.h"
 #include "ref.h"
 #include "source.h"
 #include "stage.h"
@@ -90,6 +91,42 @@ static void format_time(int64_t t, char *buf, size_t len)
 #define CACHE_ARTIFACT_TYPE "application/vnd.dev.kiln.layer-cache.v1"
 #define EMPTY_JSON_DIGEST "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
+/* An artifact (image-spec manifest.md, "Guidelines for Artifact Usage"):
+ * artifactType, the empty config, one layer (already put) and an optional
+ * subject.  Puts the config and the manifest, then names it with tag, or
+ * with its own digest when tag is NULL: an untagged index.json entry in a
+ * layout, nothing new in a registry (whose store lists a manifest with a
+ * subject as a referrer when it is put). */
+static int put_artifact(struct oci_store *st, const char *type, const struct oci_descriptor *layer,
+                        const struct oci_descriptor *subject, json_t *ann, const char *tag,
+                        struct oci_digest *ret, struct kiln_error *err)
+{
+        struct oci_descriptor cd = {.media_type = OCI_MT_EMPTY, .size = 2};
+        struct oci_descriptor md = {.media_type = OCI_MT_MANIFEST};
+        _cleanup_free_ char *mbuf = NULL;
+        _cleanup_json_ json_t *mj = NULL;
+        struct oci_reader *r;
+        size_t mlen;
+
+        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
+        r = oci_reader_from_buffer("{}", 2, err);
+        if (!r || st->ops->put_blob(st, &cd, r, err) < 0)
+                return -1;
+        mj = oci_manifest_to_json(OCI_MT_MANIFEST, type, &cd, layer, 1, subject, ann);
+        if (!mj)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (oci_json_dump(mj, &mbuf, &mlen, err) < 0)
+                return -1;
+        oci_digest_of_buffer(mbuf, mlen, &md.digest);
+        md.size = (int64_t)mlen;
+        if (st->ops->put_manifest(st, &md, mbuf, mlen, err) < 0 ||
+            st->ops->tag(st, tag ? tag : md.digest.str, &md, err) < 0)
+                return -1;
+        if (ret)
+                *ret = md.digest;
+        return 0;
+}
+
 /* Looks key up in the cache repository.  Only a well-formed entry that
  * names this key, whose blob the repository holds, is a hit; anything else
  * is reported and ignored. */
@@ -162,10 +199,9 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
                          const char *inputs, const struct layer_result *res)
 {
         struct kiln_error e = KILN_ERROR_INIT;
-        struct oci_descriptor ld = {0}, cd = {0}, md = {0};
-        json_t *mj = NULL, *ann = json_object();
-        char *mbuf = NULL, tag[80], created[64];
-        size_t mlen;
+        struct oci_descriptor ld = {0};
+        json_t *ann = json_object();
+        char tag[80], created[64];
         struct oci_reader *r;
         bool have = false;
 
@@ -176,9 +212,6 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
         ld.digest = res->digest;
         ld.size = res->size;
         ld.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res->compressor);
-        cd.media_type = OCI_MT_EMPTY;
-        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
-        cd.size = 2;
         if (repo->ops->has_blob(repo, &ld, &have, &e) < 0)
                 goto fail;
         if (!have) {
@@ -186,9 +219,6 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
                 if (!r || repo->ops->put_blob(repo, &ld, r, &e) < 0)
                         goto fail;
         }
-        r = oci_reader_from_buffer("{}", 2, &e);
-        if (!r || repo->ops->put_blob(repo, &cd, r, &e) < 0)
-                goto fail;
         format_time((int64_t)time(NULL), created, sizeof(created));
         json_object_set_new(ann, "dev.kiln.cache.key", json_string(key->str));
         json_object_set_new(ann, "dev.kiln.cache.diff-id", json_string(res->diff_id.str));
@@ -198,14 +228,8 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
         if (inputs && strlen(inputs) <= 64 * 1024)
                 json_object_set_new(ann, "dev.kiln.cache.inputs", json_string(inputs));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
-        mj = oci_manifest_to_json(OCI_MT_MANIFEST, CACHE_ARTIFACT_TYPE, &cd, &ld, 1, NULL, ann);
-        if (!mj || oci_json_dump(mj, &mbuf, &mlen, &e) < 0)
-                goto fail;
-        md.media_type = OCI_MT_MANIFEST;
-        oci_digest_of_buffer(mbuf, mlen, &md.digest);
-        md.size = (int64_t)mlen;
-        if (repo->ops->put_manifest(repo, &md, mbuf, mlen, &e) < 0 ||
-            repo->ops->tag(repo, tag, &md, &e) < 0 || oci_store_commit(repo, &e) < 0)
+        if (put_artifact(repo, CACHE_ARTIFACT_TYPE, &ld, NULL, ann, tag, NULL, &e) < 0 ||
+            oci_store_commit(repo, &e) < 0)
                 goto fail;
         goto out;
 fail:
@@ -214,8 +238,6 @@ out:
         pthread_mutex_unlock(&publish_lock);
         json_decref(ld.annotations);
         json_decref(ann);
-        json_decref(mj);
-        free(mbuf);
 }
 
 static const char *oci_layer_type(const char *mt)
@@ -337,11 +359,10 @@ static void build_put(void *vctx, const char *key, const char *dir)
         struct layer_writer_opts w;
         struct layer_source *src = NULL;
         struct layer_result res;
-        struct oci_descriptor ld = {0}, cd = {0}, md = {0};
+        struct oci_descriptor ld = {0};
         struct oci_digest k;
-        json_t *mj = NULL, *ann = json_object();
-        char *mbuf = NULL, tag[80], created[64];
-        size_t mlen;
+        json_t *ann = json_object();
+        char tag[80], created[64];
         struct oci_reader *r;
         bool hit = false;
 
@@ -360,27 +381,15 @@ static void build_put(void *vctx, const char *key, const char *dir)
         ld.media_type = BUILD_OUTPUT_LAYER_TYPE;
         ld.digest = res.digest;
         ld.size = res.size;
-        cd.media_type = OCI_MT_EMPTY;
-        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
-        cd.size = 2;
         r = layer_cache_open_blob(c->cache, &res, &e);
         if (!r || c->wr->ops->put_blob(c->wr, &ld, r, &e) < 0)
-                goto fail;
-        r = oci_reader_from_buffer("{}", 2, &e);
-        if (!r || c->wr->ops->put_blob(c->wr, &cd, r, &e) < 0)
                 goto fail;
         format_time((int64_t)time(NULL), created, sizeof(created));
         json_object_set_new(ann, "dev.kiln.cache.key", json_string(key));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
-        mj = oci_manifest_to_json(OCI_MT_MANIFEST, BUILD_OUTPUT_TYPE, &cd, &ld, 1, NULL, ann);
-        if (!mj || oci_json_dump(mj, &mbuf, &mlen, &e) < 0)
-                goto fail;
-        md.media_type = OCI_MT_MANIFEST;
-        oci_digest_of_buffer(mbuf, mlen, &md.digest);
-        md.size = (int64_t)mlen;
         snprintf(tag, sizeof(tag), "kbo-%s", oci_digest_hex(&k));
-        if (c->wr->ops->put_manifest(c->wr, &md, mbuf, mlen, &e) < 0 ||
-            c->wr->ops->tag(c->wr, tag, &md, &e) < 0 || oci_store_commit(c->wr, &e) < 0)
+        if (put_artifact(c->wr, BUILD_OUTPUT_TYPE, &ld, NULL, ann, tag, NULL, &e) < 0 ||
+            oci_store_commit(c->wr, &e) < 0)
                 goto fail;
         goto unlock;
 fail:
@@ -390,8 +399,6 @@ unlock:
 out:
         layer_source_free(src);
         json_decref(ann);
-        json_decref(mj);
-        free(mbuf);
 }
 
 struct layer_jobs {
@@ -402,6 +409,7 @@ struct layer_jobs {
         struct oci_store *repo_rd, *repo_wr, *early;
         const struct recipe_build_remote *remote;
         struct layer_result *res;
+        json_t **packages; /* each layer's inventory, with o->sbom */
         struct recipe_image_result *out;
         pthread_mutex_t lock;
         size_t next;
@@ -420,7 +428,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct layer_cache *cache = lj->cache;
         struct layer_result *res = lj->res;
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                       .fetch_ctx = o->fetch_ctx, .build_remote = lj->remote};
+                                       .fetch_ctx = o->fetch_ctx, .build_remote = lj->remote,
+                                       .inventory = o->sbom && !lj->packages[i]};
         struct recipe_stage_result kres = {0};
         struct oci_digest key;
         char *revision = NULL;
@@ -433,6 +442,9 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         }
         if (kres.revision)
                 revision = strdup(kres.revision);
+        /* from the key's inputs, not from staging: a cached layer lists the same */
+        if (kres.packages)
+                lj->packages[i] = steal_ptr(&kres.packages);
         if (o->lock) {
                 const char *want = json_string_value(json_object_get(
                         json_object_get(json_object_get(o->lock, "layers"), plan0->layers[i].name),
@@ -615,6 +627,55 @@ static json_t *build_config(json_t *base, const struct recipe_plan *plan,
         return c;
 }
 
+/* kiln build --sbom: the SPDX document of the image named name (its main
+ * reference) and described by image, from every layer's inventory, put in
+ * dst as an artifact whose subject is the image (recipe_image.h). */
+static int put_sbom(struct oci_store *dst, const struct recipe_image_opts *o, const char *name,
+                    const struct oci_descriptor *image, const char *created,
+                    json_t *const *packages, size_t n_layers, struct oci_digest *ret,
+                    struct kiln_error *err)
+{
+        struct recipe_sbom_image img = {.name = name, .digest = &image->digest,
+                                        .created = created};
+        struct oci_descriptor ld = {.media_type = RECIPE_SBOM_MEDIA_TYPE};
+        _cleanup_json_ json_t *all = json_array();
+        _cleanup_json_ json_t *ann = json_pack("{s:s}", "org.opencontainers.image.created",
+                                               created);
+        _cleanup_free_ char *buf = NULL;
+        struct oci_reader *r;
+        size_t len;
+        bool have = false;
+        int rc;
+
+        if (!all || !ann)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n_layers; i++)
+                if (packages[i] && json_array_extend(all, packages[i]) < 0)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (recipe_sbom_document(&img, all, &buf, &len, err) < 0)
+                return -1;
+        oci_digest_of_buffer(buf, len, &ld.digest);
+        ld.size = (int64_t)len;
+        /* a file name for tools that save layers as files (oras pull) */
+        ld.annotations = json_pack("{s:s}", "org.opencontainers.image.title", "sbom.spdx.json");
+        if (!ld.annotations)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        rc = dst->ops->has_blob(dst, &ld, &have, err);
+        if (rc == 0 && !have) {
+                r = oci_reader_from_buffer(buf, len, err);
+                rc = r ? dst->ops->put_blob(dst, &ld, r, err) : -1;
+        }
+        if (rc == 0)
+                rc = put_artifact(dst, RECIPE_SBOM_MEDIA_TYPE, &ld, image, ann, NULL, ret, err);
+        json_decref(ld.annotations);
+        if (rc < 0) {
+                kiln_error_prefix(err, "sbom of '%s'", image->digest.str);
+                return -1;
+        }
+        say(o, "sbom %s", ret->str);
+        return 0;
+}
+
 /* The tag part of a full reference ("repo:TAG" -> "TAG"). */
 static char *tag_of(const char *full)
 {
@@ -753,6 +814,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct layer_cache *cache = NULL;
         struct oci_layout *cl = NULL;
         struct layer_result *res = NULL;
+        json_t **pkgs = NULL;
+        struct build_remote_ctx bctx = {0};
+        struct recipe_build_remote remote = {.get = build_get, .put = build_put, .ctx = &bctx};
         struct oci_descriptor *layers = NULL;
         struct recipe_image_result out = {0};
         _cleanup_free_ char *stage_root = NULL, *cbuf = NULL, *mbuf = NULL, *cl_dir = NULL;
@@ -815,11 +879,14 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                layer_cache_dir(cache));
                 goto out;
         }
+        bctx = (struct build_remote_ctx){.o = o, .rd = repo_rd, .wr = repo_wr, .cache = cache};
         res = calloc(plan0->n_layers + 1, sizeof(*res));
-        if (!res) {
+        pkgs = calloc(plan0->n_layers + 1, sizeof(*pkgs));
+        if (!res || !pkgs) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
         }
+        format_time(o->writer.mtime, created, sizeof(created));
         if (o->skip_if_built && !o->output) {
                 /* the input tag: the digest of everything the image is made of */
                 struct oci_hasher h;
@@ -845,7 +912,11 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 oci_hasher_update(&h, base.top.desc.digest.str, strlen(base.top.desc.digest.str));
                 oci_hasher_update(&h, comp, strlen(comp));
                 for (size_t i = 0; i < plan0->n_layers; i++) {
-                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch, .fetch_ctx = o->fetch_ctx};
+                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache),
+                                                       .fetch = o->fetch,
+                                                       .fetch_ctx = o->fetch_ctx,
+                                                       .build_remote = repo_rd ? &remote : NULL,
+                                                       .inventory = o->sbom};
                         struct recipe_stage_result kres = {0};
                         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                                 oci_hasher_release(&h);
@@ -853,6 +924,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                 goto out;
                         }
                         oci_hasher_update(&h, kres.layer_key, strlen(kres.layer_key));
+                        pkgs[i] = steal_ptr(&kres.packages);
                         if (kres.revision && !out.revision)
                                 out.revision = strdup(kres.revision);
                         recipe_stage_result_release(&kres);
@@ -879,6 +951,10 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                 out.tags[i] = strdup(plan->tags[i]);
                                 out.n_tags++;
                         }
+                        /* the SBOM too: the same image and inputs give the same one */
+                        if (trc == 0 && out.tags && o->sbom)
+                                trc = put_sbom(probe, o, plan->tags[0], &d, created, pkgs,
+                                               plan0->n_layers, &out.sbom, err);
                         free(mbuf0);
                         free(mt0);
                         if (trc == 0)
@@ -905,14 +981,10 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         goto out;
         }
         {
-                struct build_remote_ctx bctx = {.o = o, .rd = repo_rd, .wr = repo_wr,
-                                                .cache = cache};
-                struct recipe_build_remote remote = {.get = build_get, .put = build_put,
-                                                     .ctx = &bctx};
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,
-                                        .res = res, .out = &out};
+                                        .res = res, .packages = pkgs, .out = &out};
                 if (run_layer_jobs(&lj, err) < 0)
                         goto out;
                 early_pushed = lj.pushed;
@@ -927,7 +999,6 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 kiln_error_set(err, KILN_E_INVALID, "recipe '%s' gives no tag", plan->recipe_name);
                 goto out;
         }
-        format_time(o->writer.mtime, created, sizeof(created));
         config = build_config(base.config, plan, res, created);
         if (!config || oci_json_dump(config, &cbuf, &clen, err) < 0)
                 goto out;
@@ -1026,6 +1097,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         if (t && dst->ops->tag(dst, t, &md, err) < 0)
                                 goto out;
                 }
+                if (o->sbom && put_sbom(dst, o, plan->tags[0], &md, created, pkgs,
+                                        plan0->n_layers, &out.sbom, err) < 0)
+                        goto out;
                 if (oci_store_commit(dst, err) < 0)
                         goto out;
         } else {
@@ -1044,6 +1118,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 }
                 /* the input tag, so the next identical build is one HEAD */
                 if (input_tag[0] && dst->ops->tag(dst, input_tag, &md, err) < 0)
+                        goto out;
+                if (o->sbom && put_sbom(dst, o, plan->tags[0], &md, created, pkgs,
+                                        plan0->n_layers, &out.sbom, err) < 0)
                         goto out;
                 if (oci_store_commit(dst, err) < 0)
                         goto out;
@@ -1066,6 +1143,9 @@ out:
                 for (size_t i = 0; plan && i < plan->n_layers; i++)
                         json_decref(layers[nb + i].annotations);
         recipe_image_result_release(&out);
+        for (size_t i = 0; pkgs && i < plan0->n_layers; i++)
+                json_decref(pkgs[i]);
+        free(pkgs);
         free(layers);
         free(res);
         json_decref(config);

@@ -33,6 +33,14 @@
  * the recipe), .base.name and .base.digest, and dev.kiln.recipe.digest and
  * dev.kiln.recipe.variables (the variables the build was given, as JSON), which
  * `kiln verify --from-annotations` uses to rebuild the same image.
+ *
+ * The SBOM (opts->sbom, docs/recipes.md "SBOM"): every layer's key is
+ * computed with its inventory (recipes/stage.h), so a layer from the cache
+ * lists its wheels and .debs as a built one does; after the image (and its
+ * tags) the SPDX document (recipes/recipe_sbom.h) is put next to it as an
+ * artifact of type application/spdx+json whose subject is the image: a
+ * registry finds it through the referrers API or the tag schema
+ * (registry/registry.h), a layout holds it as an untagged index.json entry.
  */
 #ifndef KILN_RECIPES_IMAGE_H
 #define KILN_RECIPES_IMAGE_H
@@ -76,6 +84,8 @@ struct recipe_image_opts {
          * floating away from it is an error instead of a warning */
         json_t *lock;
         bool locked;
+        /* attach an SPDX SBOM of the image's wheels and .debs */
+        bool sbom;
         void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
@@ -92,6 +102,7 @@ struct recipe_image_result {
         unsigned layers_from_repo; /* of layers_cached: found in the cache repository */
         bool skipped;              /* skip_if_built found the image */
         unsigned blobs_copied, blobs_skipped;
+        struct oci_digest sbom;    /* the SBOM artifact's manifest; str "" without one */
 };
 
 void recipe_image_result_release(struct recipe_image_result *r);

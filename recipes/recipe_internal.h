@@ -60,12 +60,25 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
                        struct kiln_error *err);
 
 /* The apt front end; root NULL: verify only.  Appends each package's
- * sha256 to resolved. */
+ * sha256 to resolved and, when inventory is not NULL, its entry (stage.h:
+ * recipe_stage_result.packages) from the index's stanza. */
 struct recipe_stage_opts;
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                     const char *index_path, const char *mirror, const char *const *packages,
                     size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, struct kiln_error *err);
+                    json_t *resolved, json_t *inventory, struct kiln_error *err);
+/* One inventory entry (stage.h: recipe_stage_result.packages); file is a
+ * path or URL whose last part is the file's name; arch and url may be NULL. */
+struct recipe_inventory_item {
+        const char *type, *name, *version, *arch, *sha256, *file, *url;
+};
+/* Appends it to packages (nothing when packages is NULL). */
+int recipe_inventory_add(json_t *packages, const struct recipe_inventory_item *it,
+                         struct kiln_error *err);
+/* Appends the inventory entry of the .deb at path (its control's Package,
+ * Version and Architecture), verified against sha256 first. */
+int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
+                         struct kiln_error *err);
 /* A file named by a path, file:// URL or (through opts->fetch, into
  * CACHE/fetch/) an http(s) URL; immutable ones are fetched once. */
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,

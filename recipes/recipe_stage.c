@@ -22,6 +22,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->cache_key);
         free(res->layer_key);
         free(res->layer_inputs);
+        json_decref(res->packages);
         memset(res, 0, sizeof(*res));
 }
 
@@ -264,6 +265,57 @@ char *recipe_path_under(const char *root, const char *path, struct kiln_error *e
         return kiln_strdupf("%s/%s", root, path);
 }
 
+/* ---- the inventory (stage.h: ret->packages) ---- */
+
+int recipe_inventory_add(json_t *packages, const struct recipe_inventory_item *it,
+                         struct kiln_error *err)
+{
+        const char *base = strrchr(it->file, '/');
+        json_t *j;
+
+        if (!packages)
+                return 0;
+        base = base ? base + 1 : it->file;
+        j = json_pack("{s:s, s:s, s:s}", "type", it->type, "name", it->name, "version",
+                      it->version);
+        if (j && it->arch && json_object_set_new(j, "architecture", json_string(it->arch)) < 0)
+                json_decref(steal_ptr(&j));
+        if (j && (json_object_set_new(j, "sha256", json_string(it->sha256)) < 0 ||
+                  json_object_set_new(j, "file", json_string(base)) < 0 ||
+                  json_object_set_new(j, "url", it->url ? json_string(it->url) : json_null()) < 0))
+                json_decref(steal_ptr(&j));
+        if (!j)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "cannot list package '%s' from '%s': not UTF-8", it->name,
+                                      it->file);
+        return json_array_append_new(packages, j) < 0
+                       ? kiln_error_set(err, KILN_E_NOMEM, "out of memory")
+                       : 0;
+}
+
+/* A wheel, named and versioned by its file name (PEP 427); file is a path
+ * or URL whose last part is the file name, url what the SBOM shows. */
+static int inventory_wheel(json_t *packages, const char *file, const char *sha256,
+                           const char *url, struct kiln_error *err)
+{
+        struct recipe_wheel_name w = {0};
+        int rc;
+
+        if (!packages)
+                return 0;
+        if (recipe_wheel_name_parse(file, &w, err) < 0)
+                return -1;
+        recipe_pep503_normalize(w.name);
+        rc = recipe_inventory_add(packages,
+                                  &(struct recipe_inventory_item){.type = "pypi", .name = w.name,
+                                                                  .version = w.version,
+                                                                  .sha256 = sha256, .file = file,
+                                                                  .url = url},
+                                  err);
+        recipe_wheel_name_release(&w);
+        return rc;
+}
+
 static void python_target(const json_t *params, struct recipe_python_target *t)
 {
         memset(t, 0, sizeof(*t));
@@ -278,7 +330,7 @@ static void python_target(const json_t *params, struct recipe_python_target *t)
 static int install_from_index(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                               const char *index, const struct recipe_requirement *q,
                               const struct recipe_python_target *t, const char *dir,
-                              json_t *resolved, struct kiln_error *err)
+                              json_t *resolved, json_t *packages, struct kiln_error *err)
 {
         _cleanup_free_ char *base = NULL;
         _cleanup_free_ char *page = NULL, *html = NULL, *url = NULL, *sha = NULL;
@@ -327,7 +379,7 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
         /* a key needs the digest, not the file: a cache hit downloads nothing */
         if (!dir && (sha || q->n_sha256 == 1)) {
                 json_array_append_new(resolved, json_string(sha ? sha : q->sha256[0]));
-                return 0;
+                return inventory_wheel(packages, url, sha ? sha : q->sha256[0], url, err);
         }
         file = recipe_input_file(p, o, url, true, -1, err);
         if (!file)
@@ -355,6 +407,8 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
                                       url);
         }
         json_array_append_new(resolved, json_string(got));
+        if (inventory_wheel(packages, url, got, url, err) < 0)
+                return -1;
         if (!dir)
                 return 0;
         return recipe_wheel_install(file, got, dir, t, err);
@@ -378,7 +432,7 @@ static const char *norm_sha(const char *in, char out[65])
 
 static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                         const json_t *params, const char *dir, json_t *resolved,
-                        struct kiln_error *err)
+                        json_t *packages, struct kiln_error *err)
 {
         struct recipe_python_target t;
         const char *index = json_string_value(json_object_get(params, "index"));
@@ -401,6 +455,8 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
                                                       "invalid sha256 '%s' for wheel '%s'", sha,
                                                       path);
                         json_array_append_new(resolved, json_string(hex));
+                        if (inventory_wheel(packages, path, hex, path, err) < 0)
+                                return -1;
                 }
                 if (!dir)
                         continue; /* the key needs the declared digest only */
@@ -413,7 +469,7 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
                 int rc;
                 if (recipe_requirement_parse(json_string_value(v), &q, err) < 0)
                         return -1;
-                rc = install_from_index(p, o, index, &q, &t, dir, resolved, err);
+                rc = install_from_index(p, o, index, &q, &t, dir, resolved, packages, err);
                 recipe_requirement_release(&q);
                 if (rc < 0)
                         return -1;
@@ -436,7 +492,7 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
                                             file);
                 for (i = 0; rc == 0 && i < reqs.n; i++)
                         rc = install_from_index(p, o, index, &reqs.items[i], &t, dir,
-                                                resolved, err);
+                                                resolved, packages, err);
                 recipe_requirements_release(&reqs);
                 if (rc < 0)
                         return -1;
@@ -446,7 +502,7 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
 
 static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                       const json_t *params, const char *dir, json_t *resolved,
-                      struct kiln_error *err)
+                      json_t *packages, struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -469,11 +525,15 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                                                       "invalid sha256 '%s' for package '%s'", sha,
                                                       path);
                         json_array_append_new(resolved, json_string(hex));
+                        if (!dir && !packages)
+                                continue;
+                        file = recipe_input_file(p, o, path, true, -1, err);
+                        /* the name, version and architecture are in the package */
+                        if (!file || (packages && recipe_deb_inventory(file, hex, path, packages,
+                                                                       err) < 0))
+                                return -1;
                 }
-                if (!dir)
-                        continue;
-                file = recipe_input_file(p, o, path, true, -1, err);
-                if (!file || recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                if (dir && recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
                         return -1;
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
@@ -504,7 +564,7 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
                 rc = recipe_apt_each(p, o, ipath, mdir, names, json_array_size(pk), arch, dir,
-                                     merged_usr, resolved, err);
+                                     merged_usr, resolved, packages, err);
                 free(names);
                 if (rc < 0)
                         return -1;
@@ -564,9 +624,47 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The wheels a build step wrote to out_dir, sorted by file name. */
+static int built_wheels(const char *out_dir, char ***ret, size_t *ret_n, struct kiln_error *err)
+{
+        DIR *d = opendir(out_dir);
+        struct dirent *de;
+        char **names = NULL;
+        size_t n = 0;
+
+        if (!d)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", out_dir);
+        while ((de = readdir(d))) {
+                char **nn;
+                if (!str_has_suffix(de->d_name, ".whl"))
+                        continue;
+                nn = realloc(names, (n + 1) * sizeof(char *));
+                if (!nn || !(nn[n] = kiln_strdupf("%s/%s", out_dir, de->d_name))) {
+                        names = nn ? nn : names;
+                        closedir(d);
+                        for (size_t k = 0; k < n; k++)
+                                free(names[k]);
+                        free(names);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                names = nn;
+                n++;
+        }
+        closedir(d);
+        if (n == 0) {
+                free(names);
+                return kiln_error_set(err, KILN_E_NOT_FOUND, "build step wrote no wheel to '%s'",
+                                      out_dir);
+        }
+        qsort(names, n, sizeof(char *), cmp_str);
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
 static int stage_build(const struct recipe_plan *p, const json_t *params, const char *dir,
                        const struct recipe_stage_opts *o, struct recipe_stage_result *res,
-                       json_t *resolved, struct kiln_error *err)
+                       json_t *resolved, json_t *packages, struct kiln_error *err)
 {
         const json_t *cmd = json_object_get(params, "command");
         const json_t *env = json_object_get(params, "env");
@@ -582,6 +680,7 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         char *out_dir = NULL;
         const char *key;
         const json_t *v;
+        bool wheels;
         int rc = -1;
 
         if (!argv || !envs || !ins) {
@@ -602,7 +701,10 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.inputs = (const char *const *)ins;
         s.n_inputs = n_in;
         s.remote = o->build_remote;
-        if (!dir) {
+        wheels = install && !strcmp(install, "wheels");
+        /* a key needs the step's key only; the inventory of a step that
+         * installs wheels needs its output (cached, fetched or run) */
+        if (!dir && !(packages && wheels)) {
                 if (recipe_build_key(&s, &res->cache_key, err) < 0)
                         goto out;
                 json_array_append_new(resolved, json_string(res->cache_key));
@@ -623,39 +725,25 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
                 free(out_dir);
                 out_dir = sub;
         }
-        if (kiln_mkdir_p(dir, 0755, err) < 0)
+        if (dir && kiln_mkdir_p(dir, 0755, err) < 0)
                 goto out;
-        if (install && !strcmp(install, "wheels")) {
+        if (wheels) {
                 struct recipe_python_target t;
-                DIR *d = opendir(out_dir);
-                struct dirent *de;
                 char **names = NULL;
                 size_t n = 0;
 
-                if (!d) {
-                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", out_dir);
+                if (built_wheels(out_dir, &names, &n, err) < 0)
                         goto out;
-                }
-                while ((de = readdir(d)))
-                        if (str_has_suffix(de->d_name, ".whl")) {
-                                char **nn = realloc(names, (n + 1) * sizeof(char *));
-                                if (!nn)
-                                        break;
-                                names = nn;
-                                names[n++] = strdup(de->d_name);
-                        }
-                closedir(d);
-                qsort(names, n, sizeof(char *), cmp_str);
                 python_target(params, &t);
                 rc = 0;
-                if (n == 0)
-                        rc = kiln_error_set(err, KILN_E_NOT_FOUND,
-                                            "build step wrote no wheel to '%s'", out_dir);
                 for (size_t k = 0; k < n; k++) {
-                        char *w = kiln_strdupf("%s/%s", out_dir, names[k]);
-                        if (rc == 0)
-                                rc = w ? recipe_wheel_install(w, NULL, dir, &t, err) : -1;
-                        free(w);
+                        char hex[65];
+                        if (rc == 0 && packages)
+                                rc = recipe_sha256_file(names[k], hex, err) < 0
+                                             ? -1
+                                             : inventory_wheel(packages, names[k], hex, NULL, err);
+                        if (rc == 0 && dir)
+                                rc = recipe_wheel_install(names[k], NULL, dir, &t, err);
                         free(names[k]);
                 }
                 free(names);
@@ -852,20 +940,26 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
 {
         const struct recipe_layer *l = &plan->layers[i];
         json_t *resolved = json_array();
+        json_t *packages = opts->inventory ? json_array() : NULL;
         int rc;
 
-        if (!resolved)
+        if (!resolved || (opts->inventory && !packages)) {
+                json_decref(resolved);
+                json_decref(packages);
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
         switch (l->kind) {
         case RECIPE_LAYER_WHEELS:
-                rc = stage_wheels(plan, opts, l->params, dir, resolved, err);
+                rc = stage_wheels(plan, opts, l->params, dir, resolved, packages, err);
                 break;
-        case RECIPE_LAYER_DEBS: rc = stage_debs(plan, opts, l->params, dir, resolved, err); break;
+        case RECIPE_LAYER_DEBS:
+                rc = stage_debs(plan, opts, l->params, dir, resolved, packages, err);
+                break;
         case RECIPE_LAYER_SOURCE:
                 rc = stage_source(plan, l->params, dir, opts, res, resolved, err);
                 break;
         case RECIPE_LAYER_BUILD:
-                rc = stage_build(plan, l->params, dir, opts, res, resolved, err);
+                rc = stage_build(plan, l->params, dir, opts, res, resolved, packages, err);
                 break;
         case RECIPE_LAYER_TREE:
         case RECIPE_LAYER_FILES:
@@ -880,6 +974,10 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
         if (rc == 0)
                 rc = layer_key(l, resolved, &res->layer_key, &res->layer_inputs, err);
         json_decref(resolved);
+        if (rc == 0)
+                res->packages = packages;
+        else
+                json_decref(packages);
         return rc;
 }
 

@@ -60,6 +60,10 @@ struct recipe_stage_opts {
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
         const struct recipe_build_remote *build_remote; /* NULL: local only */
+        /* fill ret->packages (the SBOM's inventory, see below); this may read
+         * the control data of .deb files given by path (fetching them once)
+         * and needs a build step's output (cached, fetched or run) */
+        bool inventory;
 };
 
 struct recipe_stage_result {
@@ -68,6 +72,15 @@ struct recipe_stage_result {
         char *revision;  /* source layers from git: the resolved commit */
         char *cache_key; /* build layers: "sha256:..." of command, env and inputs */
         bool cached;     /* build layers: the output came from the cache */
+        /* with opts->inventory: every wheel and .deb the layer installs, in
+         * install order, as objects
+         *   {"type":"pypi","name":N,"version":V,"sha256":HEX,"url":U}
+         *   {"type":"deb","name":N,"version":V,"architecture":A,"sha256":HEX,"url":U}
+         * N is the PEP 503 name of a wheel, the Package of a .deb; U is the
+         * input as the recipe (or the index) gives it: a URL or a path, or
+         * null for a wheel a build step made.  It comes from the resolved
+         * inputs, so a layer key computed without staging gives the same. */
+        json_t *packages;
 };
 
 void recipe_stage_result_release(struct recipe_stage_result *res);

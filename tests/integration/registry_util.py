@@ -4,9 +4,11 @@ token server written here, and with TLS from a test CA; plus a fault proxy.
 
 Everything listens on 127.0.0.1 only."""
 import base64
+import hashlib
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import threading
@@ -337,6 +339,8 @@ class FaultProxy:
                         chunks.append(self.rfile.read(size))
                         self.rfile.readline()
                     body = b"".join(chunks)
+                if outer.serve(self, body):
+                    return
                 f = self._fault()
                 if f and f["action"] == "stall":
                     time.sleep(f.get("seconds", 30))
@@ -373,6 +377,7 @@ class FaultProxy:
                 r = conn.getresponse()
                 data = r.read() if self.command != "HEAD" else b""
                 outer.log.append((self.command, self.path, r.status))
+                added = outer.answered(self.command, self.path, dict(self.headers), body, r.status)
                 if f and f["action"] == "paginate":
                     return self._paginate(f, r, data)
                 self.send_response(r.status)
@@ -388,7 +393,7 @@ class FaultProxy:
                     if k.lower() == "range" and f and f["action"] == "stuck_range":
                         v = "0-0"  # as ECR answering a dropped chunk
                     self.send_header(k, v)
-                for k, v in (f or {}).get("add_headers", []):
+                for k, v in (f or {}).get("add_headers", []) + added:
                     self.send_header(k, v)
                 if self.command == "HEAD":
                     self.send_header("Content-Length", r.getheader("Content-Length", "0"))
@@ -444,6 +449,83 @@ class FaultProxy:
         with self.lock:
             self.faults.append(fault)
 
+    # hooks for proxies that add behaviour (ReferrersProxy)
+    def serve(self, handler, body):
+        """Answers a request here instead of the upstream; True when it did."""
+        return False
+
+    def answered(self, method, path, headers, body, status):
+        """Sees a request the upstream answered; returns headers to add."""
+        return []
+
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ---- the referrers API (distribution-spec 1.1) over a registry without it ----
+
+class ReferrersProxy(FaultProxy):
+    """Emulates the referrers API of distribution-spec 1.1 in front of a
+    registry that lacks it (Debian's docker-registry 2.8 has none, and Debian
+    ships no registry that has it): a manifest PUT with a `subject` that the
+    registry accepted is recorded and answered with an `OCI-Subject` header,
+    and GET /v2/<name>/referrers/<digest>[?artifactType=T] is served here as an
+    image index of the recorded descriptors (empty when there are none).
+    Everything else goes to the real registry.  .referrers:
+    {(name, subject digest): [descriptor, ...]}."""
+
+    MANIFEST_PUT = re.compile(r"^/v2/(.+)/manifests/([^/?]+)$")
+    REFERRERS_GET = re.compile(r"^/v2/(.+)/referrers/(sha256:[0-9a-f]{64})(?:\?(.*))?$")
+
+    def __init__(self, upstream_host):
+        self.referrers = {}
+        super().__init__(upstream_host)
+
+    def answered(self, method, path, headers, body, status):
+        m = self.MANIFEST_PUT.match(path)
+        if method != "PUT" or not m or status != 201 or not body:
+            return []
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return []
+        subject = (doc.get("subject") or {}).get("digest") if isinstance(doc, dict) else None
+        if not subject:
+            return []
+        desc = {"mediaType": doc.get("mediaType") or headers.get("Content-Type"),
+                "digest": "sha256:" + hashlib.sha256(body).hexdigest(), "size": len(body)}
+        at = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+        if at:
+            desc["artifactType"] = at
+        if doc.get("annotations"):
+            desc["annotations"] = doc["annotations"]
+        with self.lock:
+            listed = self.referrers.setdefault((m.group(1), subject), [])
+            if desc["digest"] not in [d["digest"] for d in listed]:
+                listed.append(desc)
+        return [("OCI-Subject", subject)]
+
+    def serve(self, handler, body):
+        from urllib.parse import parse_qs
+        m = self.REFERRERS_GET.match(handler.path)
+        if handler.command not in ("GET", "HEAD") or not m:
+            return False
+        want = parse_qs(m.group(3) or "").get("artifactType", [None])[0]
+        with self.lock:
+            listed = list(self.referrers.get((m.group(1), m.group(2)), []))
+            self.log.append((handler.command, handler.path, 200))
+        if want:
+            listed = [d for d in listed if d.get("artifactType") == want]
+        data = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": listed}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        if want:
+            handler.send_header("OCI-Filters-Applied", "artifactType")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command == "GET":
+            handler.wfile.write(data)
+        return True
