@@ -122,13 +122,15 @@ static json_t *env_map(json_t *env)
 static void diff_manifest(struct ctx *c, struct img *a, struct img *b)
 {
         char na[32], nb[32];
+        _cleanup_json_ json_t *ma = json_string(a->m->media_type);
+        _cleanup_json_ json_t *mb = json_string(b->m->media_type);
+        _cleanup_json_ json_t *ta = a->m->artifact_type ? json_string(a->m->artifact_type) : NULL;
+        _cleanup_json_ json_t *tb = b->m->artifact_type ? json_string(b->m->artifact_type) : NULL;
 
-        cmp_value(c, "manifest", "mediaType", json_string(a->m->media_type),
-                  json_string(b->m->media_type));
-        if (a->m->artifact_type || b->m->artifact_type)
-                cmp_value(c, "manifest", "artifactType",
-                          a->m->artifact_type ? json_string(a->m->artifact_type) : NULL,
-                          b->m->artifact_type ? json_string(b->m->artifact_type) : NULL);
+        /* cmp_value borrows its values */
+        cmp_value(c, "manifest", "mediaType", ma, mb);
+        if (ta || tb)
+                cmp_value(c, "manifest", "artifactType", ta, tb);
         cmp_map(c, "manifest", "annotation", a->m->annotations, b->m->annotations);
         if (a->m->n_layers != b->m->n_layers) {
                 snprintf(na, sizeof(na), "%zu", a->m->n_layers);
