@@ -263,6 +263,9 @@ static int ls_put_blob(struct oci_store *s, const struct oci_descriptor *d, stru
         struct oci_writer *w = oci_layout_blob_writer_new(ls->l, d->digest.alg, err);
         int rc = -1;
 
+        /* a verified stream (a registry's, another layout's) is hashed once */
+        if (w && oci_reader_verifies(r, &d->digest, d->size))
+                oci_layout_blob_writer_prechecked(w);
         if (w && oci_copy_stream(r, w, NULL, err) == 0)
                 rc = oci_layout_blob_writer_commit(w, &d->digest, d->size, NULL, NULL, err);
         oci_writer_free(w);

@@ -70,6 +70,11 @@ int oci_layout_blob_writer_commit(struct oci_writer *w, const struct oci_digest 
                                   int64_t size, struct oci_digest *ret_digest,
                                   int64_t *ret_size, struct kiln_error *err);
 
+/* The bytes written to w come from a reader for which oci_reader_verifies()
+ * held, read to its end without error: w does not hash them again, and
+ * commit takes want (required) as their digest. */
+void oci_layout_blob_writer_prechecked(struct oci_writer *w);
+
 /* Writes a buffer as a blob (sha256). */
 int oci_layout_put_blob_buffer(struct oci_layout *l, const void *buf, size_t len,
                                struct oci_digest *ret_digest, struct kiln_error *err);

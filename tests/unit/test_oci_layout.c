@@ -294,6 +294,35 @@ static void test_verified_reader_is_not_stacked_on_itself(void **state)
         oci_reader_free(inner);
 }
 
+/* A layout store fed a verified stream does not hash it again, and still
+ * stores nothing when the stream does not match. */
+static void test_store_takes_a_verified_stream_once(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        char *dir = make_tmpdir();
+        struct oci_store *s = oci_layout_store_new(dir, NULL, true, &err);
+        struct oci_descriptor d = {.media_type = "application/octet-stream", .size = 6};
+        struct oci_reader *r;
+        bool have = true;
+
+        (void)state;
+        assert_non_null(s);
+        oci_digest_of_buffer("abcdef", 6, &d.digest);
+        r = oci_verified_reader_new(oci_reader_from_buffer("abcdeX", 6, NULL), &d.digest, 6, &err);
+        assert_int_equal(s->ops->put_blob(s, &d, r, &err), -1);
+        assert_int_equal(err.code, KILN_E_DIGEST);
+        assert_int_equal(s->ops->has_blob(s, &d, &have, &err), 0);
+        assert_false(have);
+        assert_int_equal(count_files(dir), 2); /* oci-layout, index.json: no temp file */
+        r = oci_verified_reader_new(oci_reader_from_buffer("abcdef", 6, NULL), &d.digest, 6, &err);
+        assert_int_equal(s->ops->put_blob(s, &d, r, &err), 0);
+        assert_int_equal(s->ops->has_blob(s, &d, &have, &err), 0);
+        assert_true(have);
+        oci_store_free(s);
+        kiln_rm_rf(dir);
+        free(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -306,6 +335,7 @@ int main(void)
                 cmocka_unit_test(test_not_a_layout),
                 cmocka_unit_test(test_verified_reader_stops_at_size_plus_one),
                 cmocka_unit_test(test_verified_reader_is_not_stacked_on_itself),
+                cmocka_unit_test(test_store_takes_a_verified_stream_once),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
