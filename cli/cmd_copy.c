@@ -19,6 +19,7 @@ int cmd_copy(int argc, char **argv)
                 {"json", no_argument, NULL, 'j'},
                 {"jobs", required_argument, NULL, 'J'},
                 {"referrers", no_argument, NULL, 'R'},
+                {"artifact-type", required_argument, NULL, 'A'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -32,6 +33,7 @@ int cmd_copy(int argc, char **argv)
         struct oci_copy_result res;
         enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
         bool json = false, referrers = false, quiet = false;
+        const char *artifact_type = NULL;
         unsigned n_referrers = 0;
         int opt;
 
@@ -52,6 +54,7 @@ int cmd_copy(int argc, char **argv)
                                                          "none, not '%s'", optarg);
                         break;
                 case 'R': referrers = true; break;
+                case 'A': artifact_type = optarg; referrers = true; break;
                 case 'J': {
                         char *end;
                         long v = strtol(optarg, &end, 10);
@@ -87,7 +90,7 @@ int cmd_copy(int argc, char **argv)
                 return cli_fail(&err);
         }
         cli_progress_end();
-        if (referrers && cli_copy_referrers(argv[optind], argv[optind + 1], &res.digest, copts.jobs,
+        if (referrers && cli_copy_referrers(argv[optind], argv[optind + 1], &res.digest, copts.jobs, artifact_type,
                                             &n_referrers, &err) < 0)
                 return cli_fail(&err);
         if (json)

@@ -40,9 +40,10 @@ enum {
  * (usage printed for verb). */
 int cli_reg_option(const char *verb, int opt, const char *arg);
 
-/* Copies the referrers of subject from src to dst (places as written). */
+/* Copies the referrers of subject, and theirs, from src to dst (places as
+ * written); type: only those of this artifactType at the top (NULL: all). */
 int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,
-                       unsigned jobs, unsigned *ret_n, struct kiln_error *err);
+                       unsigned jobs, const char *type, unsigned *ret_n, struct kiln_error *err);
 
 /* Prints the result of a copy to dst as one JSON line: digest, mediaType,
  * size, tags, blobsCopied (bytes sent), blobsMounted, blobsSkipped,

@@ -20,7 +20,7 @@ const struct cli_verb cli_verbs[] = {
          "kiln inspect PLACE [--raw] [--config] [--json] [--platform OS/ARCH[/VARIANT]]"},
         {"digest", cmd_digest, "print the digest of an image's manifest", "kiln digest PLACE"},
         {"copy", cmd_copy, "copy an image between places, digests preserved",
-         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--jobs N] [--referrers] "
+         "kiln copy SRC DST [--platform OS/ARCH[/VARIANT]] [--jobs N] [--referrers] [--artifact-type T] "
          "[--progress auto|plain|tty|none] [--quiet] [--json]"},
         {"ls", cmd_ls, "list the tags of a layout or repository", "kiln ls PLACE [--json]"},
         {"diff", cmd_diff, "show where two images differ (exit 0 identical, 1 different, 2 error)",

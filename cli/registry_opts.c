@@ -146,52 +146,46 @@ int cli_ls_registry(const struct oci_place *p, bool json)
         return EXIT_OK;
 }
 
-/* Copies the referrers of subject (signatures, SBOMs, attestations: the
- * manifests whose `subject` is the image) from the registry place src to
- * dst: a registry (its own API or the tag schema is updated by the store)
- * or an OCI layout (untagged entries in index.json). */
-int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,
-                       unsigned jobs, unsigned *ret_n, struct kiln_error *err)
+#define REFERRERS_DEPTH 4
+
+/* Copies the referrers of subject listed by the registry store s (of place
+ * sp) to dp, then theirs (a signature of an SBOM), REFERRERS_DEPTH levels
+ * down.  type: only referrers of this artifactType (NULL: all), at the top
+ * level; what refers to a copied referrer comes along whatever its type. */
+static int copy_referrers_of(struct oci_store *s, const struct oci_place *sp,
+                             const struct oci_place *dp, const struct oci_digest *subject,
+                             unsigned jobs, const char *type, int depth, unsigned *ret_n,
+                             struct kiln_error *err)
 {
-        struct oci_place sp, dp;
-        struct oci_store *s = NULL;
         json_t *idx = NULL, *e;
         size_t i;
         int rc = -1;
 
-        *ret_n = 0;
-        if (oci_place_parse(src, &sp, err) < 0)
+        if (depth >= REFERRERS_DEPTH)
+                return 0;
+        if (reg_client_list_referrers(reg_store_client(s), subject, &idx, err) < 0)
                 return -1;
-        if (oci_place_parse(dst, &dp, err) < 0) {
-                oci_place_release(&sp);
-                return -1;
-        }
-        if (sp.kind != OCI_PLACE_REGISTRY ||
-            (dp.kind != OCI_PLACE_REGISTRY && dp.kind != OCI_PLACE_LAYOUT)) {
-                kiln_error_set(err, KILN_E_UNSUPPORTED,
-                               "--referrers copies from a registry to a registry or an oci: layout");
-                goto out;
-        }
-        s = reg_store_new(&sp.ref, &cli_reg_opts, false, err);
-        if (!s || reg_client_list_referrers(reg_store_client(s), subject, &idx, err) < 0)
-                goto out;
         json_array_foreach(json_object_get(idx, "manifests"), i, e) {
                 const char *dg = json_string_value(json_object_get(e, "digest"));
+                const char *at = json_string_value(json_object_get(e, "artifactType"));
                 _cleanup_free_ char *s2 = NULL, *d2 = NULL;
                 struct oci_store *a = NULL, *b = NULL;
                 struct oci_copy_opts copts = {.jobs = jobs};
                 struct oci_copy_result res;
+                struct oci_digest rd;
                 int r;
-                if (!dg || !oci_digest_valid(dg)) {
+                if (!dg || oci_digest_parse(dg, &rd, NULL) < 0) {
                         kiln_error_set(err, KILN_E_INVALID, "invalid digest in the referrers of '%s'",
                                        subject->str);
                         goto out;
                 }
-                s2 = kiln_strdupf("%s/%s@%s", sp.ref.domain, sp.ref.path, dg);
-                if (dp.kind == OCI_PLACE_REGISTRY)
-                        d2 = kiln_strdupf("%s/%s@%s", dp.ref.domain, dp.ref.path, dg);
+                if (type && (!at || strcmp(at, type)))
+                        continue;
+                s2 = kiln_strdupf("%s/%s@%s", sp->ref.domain, sp->ref.path, dg);
+                if (dp->kind == OCI_PLACE_REGISTRY)
+                        d2 = kiln_strdupf("%s/%s@%s", dp->ref.domain, dp->ref.path, dg);
                 else
-                        d2 = kiln_strdupf("oci:%s", dp.path);
+                        d2 = kiln_strdupf("oci:%s", dp->path);
                 if (!s2 || !d2) {
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         goto out;
@@ -208,10 +202,43 @@ int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest
                         goto out;
                 }
                 (*ret_n)++;
+                if (copy_referrers_of(s, sp, dp, &rd, jobs, NULL, depth + 1, ret_n, err) < 0)
+                        goto out;
         }
         rc = 0;
 out:
         json_decref(idx);
+        return rc;
+}
+
+/* Copies the referrers of subject (signatures, SBOMs, attestations: the
+ * manifests whose `subject` is the image), and theirs, from the registry
+ * place src to dst: a registry (its own API or the tag schema is updated by
+ * the store) or an OCI layout (untagged entries in index.json). */
+int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,
+                       unsigned jobs, const char *type, unsigned *ret_n, struct kiln_error *err)
+{
+        struct oci_place sp, dp;
+        struct oci_store *s = NULL;
+        int rc = -1;
+
+        *ret_n = 0;
+        if (oci_place_parse(src, &sp, err) < 0)
+                return -1;
+        if (oci_place_parse(dst, &dp, err) < 0) {
+                oci_place_release(&sp);
+                return -1;
+        }
+        if (sp.kind != OCI_PLACE_REGISTRY ||
+            (dp.kind != OCI_PLACE_REGISTRY && dp.kind != OCI_PLACE_LAYOUT)) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "--referrers copies from a registry to a registry or an oci: layout");
+                goto out;
+        }
+        s = reg_store_new(&sp.ref, &cli_reg_opts, false, err);
+        if (s)
+                rc = copy_referrers_of(s, &sp, &dp, subject, jobs, type, 0, ret_n, err);
+out:
         oci_store_free(s);
         oci_place_release(&sp);
         oci_place_release(&dp);

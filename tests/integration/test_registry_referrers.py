@@ -81,3 +81,52 @@ def test_registry_copy_without_referrers_flag_leaves_them(kiln, registry, regist
     kiln.run("copy", f"oci:{tmp_path / 'art'}:sbom", f"{registry.host}/ref2/app@{art}")
     kiln.run("copy", registry.ref("ref2/app", "v1"), other.ref("copied2/app", "v1"))
     assert _fallback(other, "copied2/app", d)[0] == 404
+
+
+def _artifact(lay, subject_digest, subject_size, artifact_type, body, tag):
+    """Adds to the layout lay an artifact of artifact_type about subject, tagged tag."""
+    (lay / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (lay / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    empty = _put(lay, b"{}")
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "artifactType": artifact_type,
+         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+         "layers": [{"mediaType": "application/octet-stream", "digest": _put(lay, body),
+                     "size": len(body)}],
+         "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                     "digest": subject_digest, "size": subject_size}}
+    raw = json.dumps(m, separators=(",", ":")).encode()
+    md = _put(lay, raw)
+    idx = lay / "index.json"
+    entries = json.loads(idx.read_text())["manifests"] if idx.exists() else []
+    entries.append({"mediaType": m["mediaType"], "digest": md, "size": len(raw),
+                    "annotations": {"org.opencontainers.image.ref.name": tag}})
+    idx.write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+    return md, len(raw)
+
+
+def test_registry_referrers_of_referrers_and_type_filter(kiln, registry, registry_factory, tmp_path):
+    other = registry_factory()
+    img = tmp_path / "img"
+    imagegen.make_image(img, "v1", [{"a": b"subject image 3"}])
+    d = kiln.run("copy", f"oci:{img}:v1", registry.ref("ref3/app", "v1")).stdout.strip()
+    size = len((img / "blobs" / "sha256" / d.split(":")[1]).read_bytes())
+    art = tmp_path / "art"
+    sbom, sbom_size = _artifact(art, d, size, SBOM_TYPE, b"sbom body", "sbom")
+    sig_of_sbom, _ = _artifact(art, sbom, sbom_size, "application/vnd.example.sig.v1", b"sig", "sig")
+    other_kind, _ = _artifact(art, d, size, "application/vnd.example.other.v1", b"other", "other")
+    for tag, dg in (("sbom", sbom), ("sig", sig_of_sbom), ("other", other_kind)):
+        kiln.run("copy", f"oci:{art}:{tag}", f"{registry.host}/ref3/app@{dg}")
+    # all of them, the signature of the SBOM included
+    res = json.loads(kiln.run("copy", "--json", "--referrers", registry.ref("ref3/app", "v1"),
+                              other.ref("all/app", "v1")).stdout)
+    assert res["referrersCopied"] == 3
+    assert sorted(m["digest"] for m in _fallback(other, "all/app", d)[1]["manifests"]) == \
+        sorted([sbom, other_kind])
+    assert [m["digest"] for m in _fallback(other, "all/app", sbom)[1]["manifests"]] == [sig_of_sbom]
+    # only SBOMs (and what refers to them)
+    res = json.loads(kiln.run("copy", "--json", "--artifact-type", SBOM_TYPE,
+                              registry.ref("ref3/app", "v1"), other.ref("some/app", "v1")).stdout)
+    assert res["referrersCopied"] == 2
+    assert [m["digest"] for m in _fallback(other, "some/app", d)[1]["manifests"]] == [sbom]
+    assert [m["digest"] for m in _fallback(other, "some/app", sbom)[1]["manifests"]] == [sig_of_sbom]
