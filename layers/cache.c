@@ -663,9 +663,15 @@ int layer_cache_lookup(struct layer_cache *c, const struct oci_digest *key,
         return 0;
 }
 
+/* The layer writer hashes the exact bytes it hands to the blob writer and
+ * commits with that digest: the blob writer need not hash them again. */
 struct oci_writer *layer_cache_blob_writer(struct layer_cache *c, struct kiln_error *err)
 {
-        return oci_layout_blob_writer_new(c->layout, OCI_DIGEST_SHA256, err);
+        struct oci_writer *w = oci_layout_blob_writer_new(c->layout, OCI_DIGEST_SHA256, err);
+
+        if (w)
+                oci_layout_blob_writer_prechecked(w);
+        return w;
 }
 
 int layer_cache_store(struct layer_cache *c, const struct oci_digest *key,

@@ -274,7 +274,9 @@ struct layer_writer {
 
 static int emit(struct layer_writer *w, const void *buf, size_t len, struct kiln_error *err)
 {
-        oci_hasher_update(&w->blob_hash, buf, len);
+        /* uncompressed, the blob is the tar: its digest is the diffID */
+        if (w->opts.compression != OCI_COMPRESSION_NONE)
+                oci_hasher_update(&w->blob_hash, buf, len);
         w->blob_size += (int64_t)len;
         return oci_writer_write(w->sink, buf, len, err);
 }
@@ -684,7 +686,10 @@ int layer_writer_finish(struct layer_writer *w, struct layer_result *ret, struct
         }
         memset(&res, 0, sizeof(res));
         oci_hasher_final(&w->tar_hash, &res.diff_id);
-        oci_hasher_final(&w->blob_hash, &res.digest);
+        if (w->opts.compression == OCI_COMPRESSION_NONE)
+                res.digest = res.diff_id;
+        else
+                oci_hasher_final(&w->blob_hash, &res.digest);
         res.size = w->blob_size;
         res.tar_size = w->tar_size;
         switch (w->opts.compression) {

@@ -70,9 +70,11 @@ int oci_layout_blob_writer_commit(struct oci_writer *w, const struct oci_digest 
                                   int64_t size, struct oci_digest *ret_digest,
                                   int64_t *ret_size, struct kiln_error *err);
 
-/* The bytes written to w come from a reader for which oci_reader_verifies()
- * held, read to its end without error: w does not hash them again, and
- * commit takes want (required) as their digest. */
+/* The caller vouches for the digest of the bytes it writes to w: they come
+ * from a reader for which oci_reader_verifies() held, read to its end
+ * without error, or the caller hashed exactly those bytes itself (the
+ * layer writer).  w does not hash them again, and commit takes want
+ * (required) as their digest. */
 void oci_layout_blob_writer_prechecked(struct oci_writer *w);
 
 /* Writes a buffer as a blob (sha256). */
