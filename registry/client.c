@@ -161,6 +161,7 @@ struct resp {
         int64_t skip;      /* bytes to drop before the sink (a 200 after a Range request) */
         int64_t sunk;      /* bytes given to the sink */
         bool sink_failed;
+        bool bad_range; /* a 206 that did not start where the Range asked */
         int curl_code; /* of the last transfer */
         bool checked; /* the first body bytes of this response were looked at */
         struct kiln_error sink_err;
@@ -315,6 +316,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                                                        "registry '%s' answered a range request with a wrong Content-Range",
                                                        r->c->host);
                                         r->sink_failed = true;
+                                        r->bad_range = true;
                                         return 0;
                                 }
                                 r->skip = 0;
@@ -970,6 +972,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
         struct upload up = {.stream = q->stream};
         unsigned attempt = 0, redirects = 0;
         bool reauthed = false;
+        bool use_range = true; /* false once a resume range was refused */
         struct timespec start, now;
         int rc = -1;
 
@@ -994,14 +997,30 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         goto out;
                 range[0] = '\0';
                 if (r->sink && r->sunk > 0) {
-                        /* N1: resume a dropped blob download where the sink stopped */
-                        snprintf(range, sizeof(range), "Range: bytes=%lld-", (long long)r->sunk);
+                        /* N1: resume a dropped blob download where the sink stopped;
+                         * the bytes the sink has are skipped if the answer is a 200 */
+                        if (use_range)
+                                snprintf(range, sizeof(range), "Range: bytes=%lld-",
+                                         (long long)r->sunk);
                         r->skip = r->sunk;
                 }
                 prc = perform(c, k, q, url, auth, range[0] ? range : NULL,
                               q->stream ? &up : NULL, r, &e2);
                 if (auth)
                         memset(auth, 0, strlen(auth));
+                if (range[0] && ((prc == 0 && r->status == 416) || (prc == -2 && r->bad_range)) &&
+                    attempt < c->opts.retries) {
+                        /* a resume refused (416) or answered from another offset:
+                         * download again from the start, without Range */
+                        char u[256];
+                        url_for_msg(url, u, sizeof(u));
+                        notify(c, REG_EVENT_RETRY, "%s '%s': the range request was %s, starting again from 0",
+                               q->method, u, prc == 0 ? "refused" : "answered from another offset");
+                        use_range = false;
+                        r->sink_failed = r->bad_range = false;
+                        attempt++;
+                        continue;
+                }
                 if (prc == -2 || prc == -3) {
                         *err = e2;
                         goto out;
@@ -1058,9 +1077,29 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         kiln_error_prefix(err, "upload interrupted");
                         goto out;
                 }
+                if (prc == 0 && r->retry_after) {
+                        /* R3: honoured up to the cap; a registry asking for longer
+                         * is not asked again sooner than it said: fail now */
+                        long s = reg_retry_after_parse(r->retry_after, time(NULL),
+                                                       c->opts.retry_after_cap_s + 1);
+                        if (s > c->opts.retry_after_cap_s) {
+                                char u[256], v[64];
+                                url_for_msg(url, u, sizeof(u));
+                                reg_sanitize(r->retry_after, strlen(r->retry_after), v, sizeof(v),
+                                             40);
+                                kiln_error_set(err, KILN_E_NETWORK,
+                                               "registry '%s' answered %ld to %s '%s' with Retry-After '%s', longer than the %ld s kiln waits",
+                                               c->host, r->status, q->method, u, v,
+                                               c->opts.retry_after_cap_s);
+                                goto out;
+                        }
+                        if (s >= 0)
+                                wait_ms = s * 1000;
+                }
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (attempt >= (q->no_retry ? 0 : c->opts.retries) ||
-                    now.tv_sec - start.tv_sec >= c->opts.retry_max_total_s) {
+                    now.tv_sec - start.tv_sec + (wait_ms > 0 ? wait_ms / 1000 : 0) >=
+                            c->opts.retry_max_total_s) {
                         if (prc == 0) {
                                 rc = 0;
                                 goto out;
@@ -1071,9 +1110,6 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         goto out;
                 }
                 attempt++;
-                if (prc == 0 && r->retry_after)
-                        wait_ms = reg_retry_after_parse(r->retry_after, time(NULL),
-                                                        c->opts.retry_after_cap_s) * 1000;
                 if (wait_ms < 0)
                         wait_ms = backoff_ms(c, attempt);
                 {
@@ -1200,10 +1236,13 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
         static const char *const tls_first[] = {"https", "http"};
         /* a loopback host is asked over http first: the https attempt costs a CA
          * bundle load and a handshake (~0.1 s) on every run; an answer that is not
-         * a registry's (a TLS server answers 400) moves on to https */
-        static const char *const http_first[] = {"http", "https"};
+         * a registry's (a TLS server answers 400) moves on to https.  Both are
+         * asked once; when neither answered like a registry, http is asked again
+         * with the usual retries (a busy or flaky server, not a TLS one). */
+        static const char *const http_first[] = {"http", "https", "http"};
         bool loop_first = !c->insecure && reg_host_is_loopback(c->host);
         const char *const *schemes = loop_first ? http_first : tls_first;
+        size_t n = loop_first ? 3 : 2;
         struct kiln_error first = KILN_ERROR_INIT;
 
         pthread_mutex_lock(&c->lock);
@@ -1212,11 +1251,12 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                 return 0;
         }
         pthread_mutex_unlock(&c->lock);
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *url = kiln_strdupf("%s://%s/v2/", schemes[i], c->host);
                 struct req q = {.method = "GET", .cap = ERROR_BODY_MAX, .no_auth = true};
                 struct resp r = {.cap = ERROR_BODY_MAX};
                 struct kiln_error e = KILN_ERROR_INIT;
+                bool verify_failed;
                 int rc;
 
                 if (!url)
@@ -1224,11 +1264,17 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                 if (!strcmp(schemes[i], "http") && !c->http_ok)
                         break;
                 q.url = url;
-                q.no_retry = loop_first && i == 0;
+                q.no_retry = loop_first && i < 2;
                 rc = request(c, &q, &r, &e);
+                verify_failed = r.curl_code == CURLE_PEER_FAILED_VERIFICATION;
                 if (loop_first && i == 0 && (rc < 0 || (r.status != 200 && r.status != 401))) {
                         resp_reset(&r);
                         continue;
+                }
+                if (loop_first && i == 2 && rc == 0 && retryable_status(r.status)) {
+                        http_error(c, "GET", url, &r, err);
+                        resp_reset(&r);
+                        return -1;
                 }
                 if (rc < 0) {
                         if (i == 0)
@@ -1237,9 +1283,9 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                         /* N4: a host that may speak http is tried with http when it does
                          * not speak TLS; a certificate that fails verification is an
                          * error (fail closed) unless the host is --insecure-registry */
-                        if (i == 0 && c->http_ok && r.curl_code != CURLE_PEER_FAILED_VERIFICATION)
+                        if (i + 1 < n && c->http_ok && !verify_failed)
                                 continue;
-                        if (r.curl_code == CURLE_PEER_FAILED_VERIFICATION)
+                        if (verify_failed)
                                 kiln_error_prefix(&e, "TLS verification failed for registry '%s' (use --ca-file, or --insecure-registry %s)",
                                                   c->host, c->host);
                         *err = e;

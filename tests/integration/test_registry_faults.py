@@ -204,3 +204,43 @@ def test_registry_fault_streamed_upload_cut_from_layout_fails_cleanly(kiln, regi
     assert st == 404
     # the next run finishes the job
     kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)
+
+
+def test_registry_fault_huge_retry_after_fails_at_once(kiln, registry, proxy, tmp_path):
+    _push(kiln, registry, tmp_path, "faults/n")
+    proxy.add(match="GET /v2/faults/n/manifests/v1", action="status", status=429,
+              retry_after="86400", times=100)
+    t0 = time.time()
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/n:v1", f"oci:{tmp_path}/out:v1", code=6)
+    assert time.time() - t0 < 10
+    assert "Retry-After '86400', longer than the 60 s kiln waits" in err
+    assert len([l for l in proxy.log if "manifests/v1" in l[1]]) == 1
+
+
+@pytest.mark.parametrize("second", ["416", "shift_content_range"])
+def test_registry_fault_refused_resume_starts_again_from_0(kiln, registry, proxy, tmp_path, second):
+    import random
+    repo = f"faults/o{len(second)}"
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"noise.bin": random.Random(6).randbytes(2_000_000)}])
+    d = kiln.run("copy", f"oci:{lay}:v1", registry.ref(repo, "v1")).stdout.strip()
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"GET /v2/{repo}/blobs/{big}", action="reset_at", at=700_000)
+    if second == "416":
+        proxy.add(match=f"GET /v2/{repo}/blobs/{big}", if_header="Range", action="status", status=416,
+                  body=b"no")
+    else:
+        proxy.add(match=f"GET /v2/{repo}/blobs/{big}", if_header="Range", action=second)
+    p = kiln.run("copy", f"{proxy.host}/{repo}:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
+    assert "starting again from 0" in p.stderr
+    kiln.run("fsck", "--deep", f"oci:{tmp_path}/out")
+    gets = [h for (m, path, h) in proxy.headers_seen if m == "GET" and big in path]
+    assert len(gets) == 3 and "Range" in gets[1] and "Range" not in gets[2]
+
+
+def test_registry_fault_busy_loopback_registry_is_asked_again(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/q")
+    proxy.add(match="GET /v2/ ", action="status", status=503, times=2)
+    p = kiln.run("copy", f"{proxy.host}/faults/q:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
