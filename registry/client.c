@@ -1062,6 +1062,16 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                                 attempt = 0;
                                 continue;
                         }
+                        /* the streamed body is gone: the caller restarts the upload,
+                         * which asks for a fresh token */
+                        {
+                                char u[256];
+                                url_for_msg(url, u, sizeof(u));
+                                kiln_error_set(err, KILN_E_NETWORK,
+                                               "upload interrupted: registry '%s' answered 401 to %s '%s'",
+                                               c->host, q->method, u);
+                        }
+                        goto out;
                 }
                 if (prc == 0 && !retryable_status(r->status)) {
                         rc = 0;
@@ -1843,6 +1853,10 @@ static int finish_upload(struct reg_client *c, const char *loc, const struct oci
                 goto out;
         if (r.status != 201 && r.status != 204 && r.status != 200) {
                 http_error(c, "PUT", url, &r, err);
+                /* the session is gone (BLOB_UPLOAD_UNKNOWN, as after a PUT whose
+                 * answer was lost): a new session may do, not a failure of the blob */
+                if (r.status == 404 && err)
+                        err->code = KILN_E_NETWORK;
                 goto out;
         }
         if (r.digest && strcmp(r.digest, d->digest.str) && oci_digest_valid(r.digest)) {

@@ -193,17 +193,17 @@ def test_registry_fault_streamed_upload_restarted_from_registry_source(kiln, reg
         proxy.stop()
 
 
-def test_registry_fault_streamed_upload_cut_from_layout_fails_cleanly(kiln, registry, proxy, tmp_path):
+def test_registry_fault_streamed_upload_from_layout_is_restarted(kiln, registry, proxy, tmp_path):
     lay = _big_image(tmp_path, "big2")
     big = _layer_digests(lay)[0]
     proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
-    p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST, code=6)
-    assert big in err and "500" in err
-    st, _, _ = registry.api("/v2/faults/m/manifests/v1",
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)
+    assert "restarting the upload" in p.stderr
+    puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
+    assert [l[2] for l in puts] == [500, 201], puts
+    st, h, _ = registry.api("/v2/faults/m/manifests/v1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-    assert st == 404
-    # the next run finishes the job
-    kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)
+    assert st == 200 and h["Docker-Content-Digest"] == p.stdout.strip()
 
 
 def test_registry_fault_huge_retry_after_fails_at_once(kiln, registry, proxy, tmp_path):
@@ -237,6 +237,19 @@ def test_registry_fault_refused_resume_starts_again_from_0(kiln, registry, proxy
     kiln.run("fsck", "--deep", f"oci:{tmp_path}/out")
     gets = [h for (m, path, h) in proxy.headers_seen if m == "GET" and big in path]
     assert len(gets) == 3 and "Range" in gets[1] and "Range" not in gets[2]
+
+
+def test_registry_fault_lost_answer_to_a_blob_put_is_checked_with_head(kiln, registry, proxy, tmp_path):
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"x": b"lost answer " * 5000}])
+    layer = _layer_digests(lay)[0]
+    proxy.add(match=("PUT /v2/faults/p/blobs/uploads/", layer.split(":")[1]), action="lost_response")
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/p:v1", env=FAST)
+    heads = [l for l in proxy.log if l[0] == "HEAD" and layer in l[1]]
+    assert heads[-1][2] == 200  # asked after the failed upload: the registry had it
+    st, h, _ = registry.api("/v2/faults/p/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200 and h["Docker-Content-Digest"] == p.stdout.strip()
 
 
 def test_registry_fault_busy_loopback_registry_is_asked_again(kiln, registry, proxy, tmp_path):

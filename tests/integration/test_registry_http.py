@@ -175,11 +175,42 @@ def test_registry_chunk_min_length_is_honoured(kiln, registry, proxy, tmp_path):
 def test_registry_chunk_not_acknowledged_is_an_error(kiln, registry, proxy, tmp_path):
     import random
     lay = _image(tmp_path, data=random.Random(4).randbytes(300000))
-    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="skip", times=1)
-    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", times=1)
-    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1",
+    # once: the upload starts again in a new session and succeeds
+    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", nth=1, times=1)
+    p = kiln.run("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1")
+    assert "acknowledged bytes up to 0" in p.stderr and "restarting the upload" in p.stderr
+    # always: an error once the restarts are spent
+    proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="stuck_range", nth=1, times=100)
+    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app2:v1",
                         code=6)
     assert "acknowledged bytes up to 0" in err
-    st, _, _ = registry.api("/v2/stuck/app/manifests/v1",
+    assert p.stderr.count("restarting the upload") == 2
+    st, _, _ = registry.api("/v2/stuck/app2/manifests/v1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert st == 404
+
+
+def test_registry_token_expiring_during_a_streamed_upload(kiln, registry_factory, tmp_path):
+    import random
+    ts = TokenServer(tmp_path / "tok", {USER: PASSWORD})
+    try:
+        reg = registry_factory(auth=ts.registry_auth())
+        front = FaultProxy(reg.host)
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {front.host: {
+            "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
+        # over the 8 MiB kept in memory: the body is streamed once
+        lay = _image(tmp_path, data=random.Random(5).randbytes(9 << 20))
+        big = _layers(lay)[0]
+        challenge = (f'Bearer realm="{ts.realm}",service="{ts.service}",'
+                     'scope="repository:exp2/app:pull,push",error="invalid_token"')
+        front.add(match=("PUT /v2/exp2/app/blobs/uploads/", big.split(":")[1]), action="expire_token",
+                  challenge=challenge)
+        p = kiln.run("copy", "--authfile", authfile, f"oci:{lay}:v1", f"{front.host}/exp2/app:v1",
+                     env={"KILN_RETRY_BASE_MS": "50"})
+        assert "restarting the upload" in p.stderr
+        puts = [l[2] for l in front.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
+        assert puts == [401, 201], front.log
+        front.stop()
+    finally:
+        ts.stop()
