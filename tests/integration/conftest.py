@@ -201,8 +201,6 @@ _FIGURE_GROUPS = [
      "unpack: hostile cases / escapes or unclear refusals"),
     ("test_layers_unpack.py::test_legitimate_", "unpack: legitimate-but-scary runs",
      "unpack: legitimate-but-scary runs / false refusals"),
-    ("test_layers_unpack.py::test_component_walk_and_openat2_agree",
-     "unpack: legitimate-but-scary runs", "unpack: legitimate-but-scary runs / false refusals"),
     ("test_registry_fault_matrix.py::", "registry: fault matrix runs (kinds x seeds x pull, push)",
      "registry: fault matrix runs / failures that were not clean"),
     ("test_registry_faults.py::", "registry: faulted runs",

@@ -5,6 +5,7 @@ import gzip
 import io
 import os
 import pathlib
+import stat
 import struct
 import subprocess
 import zlib
@@ -12,7 +13,7 @@ import zlib
 import pytest
 
 from conftest import run
-from layers_helpers import TAR, TGZ, TZST, make_layout, snapshot, tar_bytes
+from layers_helpers import TAR, TGZ, TZST, hardlink_groups, make_layout, snapshot, tar_bytes
 
 
 @pytest.fixture
@@ -202,6 +203,7 @@ def test_garbage_after_gzip_is_an_error(kiln, world):
     assert p.returncode == 3 and "trailing data" in p.stderr, p.stderr
 
 
+# Two layers mixing several of the cases below (kiln flatten's test uses them).
 def scary_layers():
     l1 = [
         {"name": "usr", "type": "dir"}, {"name": "usr/lib", "type": "dir"},
@@ -226,26 +228,132 @@ def scary_layers():
     return [(gzip.compress(tar_bytes(l1), mtime=0), TGZ), (gzip.compress(tar_bytes(l2), mtime=0), TGZ)]
 
 
-def test_legitimate_scary_tars_unpack_like_umoci(kiln, tmp_path):
-    place = make_layout(tmp_path / "lay", scary_layers())
-    kiln.run("unpack", "--rootless", place, tmp_path / "k")
-    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
-    got, want = snapshot(tmp_path / "k"), snapshot(tmp_path / "u" / "rootfs")
-    assert got == want
-    assert (tmp_path / "k/usr/lib/x.so").read_bytes() == b"ELF"
-    assert (tmp_path / "k/usr/lib/y.so").read_bytes() == b"ELF2"
-    assert os.readlink(tmp_path / "k/etc/alternatives/java") == "/usr/lib/jvm/java/bin/java"
-    assert sorted(os.listdir(tmp_path / "k/opt")) == ["c"]
-    assert sorted(os.listdir(tmp_path / "k/var")) == ["keep"]
+# Legitimate but scary layers (threats.md T7-T9): each must unpack exactly as
+# `umoci unpack --rootless` does, through both resolution paths.  A case is a
+# list of layers (lists of entries) and a check of kiln's tree.
+def _rd(root, path):
+    return (root / path).read_bytes()
 
 
-@pytest.mark.parametrize("walk", [False, True])
-def test_component_walk_and_openat2_agree(kiln, tmp_path, walk):
-    place = make_layout(tmp_path / "lay", scary_layers())
-    extra = ["--walk"] if walk else []
-    kiln.run("unpack", "--rootless", *extra, place, tmp_path / "k")
-    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
-    assert snapshot(tmp_path / "k") == snapshot(tmp_path / "u" / "rootfs")
+SCARY = {
+    "absolute-symlink": ([[{"name": "etc", "type": "dir"}, {"name": "etc/alternatives", "type": "dir"},
+                           {"name": "etc/alternatives/java", "type": "sym",
+                            "link": "/usr/lib/jvm/java/bin/java"}]],
+                         lambda r: os.readlink(r / "etc/alternatives/java") == "/usr/lib/jvm/java/bin/java"),
+    "merged-usr": ([[{"name": "usr", "type": "dir"}, {"name": "usr/lib", "type": "dir"},
+                     {"name": "lib", "type": "sym", "link": "usr/lib"}, {"name": "lib/x.so", "data": b"ELF"}],
+                    [{"name": "lib/y.so", "data": b"ELF2"}, {"name": "lib/sub", "type": "dir"},
+                     {"name": "lib/sub/z.so", "data": b"ELF3"}]],
+                   lambda r: os.readlink(r / "lib") == "usr/lib" and _rd(r, "usr/lib/x.so") == b"ELF"
+                   and _rd(r, "usr/lib/y.so") == b"ELF2" and _rd(r, "usr/lib/sub/z.so") == b"ELF3"),
+    "merged-usr-absolute": ([[{"name": "usr/bin", "type": "dir"}, {"name": "bin", "type": "sym", "link": "/usr/bin"}],
+                             [{"name": "bin/sh", "data": b"#!"}]],
+                            lambda r: _rd(r, "usr/bin/sh") == b"#!"),
+    "deep-dotdot-link": ([[{"name": "usr/lib/jvm", "type": "dir"},
+                           {"name": "usr/lib/jvm/cacerts", "type": "sym",
+                            "link": "../../../../../../../../../../etc/pki/java/cacerts"},
+                           {"name": "etc/pki/java/cacerts", "data": b"certs"}]],
+                         lambda r: os.readlink(r / "usr/lib/jvm/cacerts").startswith("../../../")),
+    "link-to-root": ([[{"name": "rootlink", "type": "sym", "link": "/"},
+                       {"name": "up", "type": "sym", "link": "../../.."},
+                       {"name": "self", "type": "sym", "link": "."}],
+                      [{"name": "rootlink/etc/through-root", "data": b"in"}]],
+                     lambda r: _rd(r, "etc/through-root") == b"in" and os.readlink(r / "rootlink") == "/"),
+    "self-loop-link": ([[{"name": "bin", "type": "dir"}, {"name": "bin/dash", "type": "sym", "link": "dash"},
+                         {"name": "a", "type": "sym", "link": "b"}, {"name": "b", "type": "sym", "link": "a"}]],
+                       lambda r: os.readlink(r / "bin/dash") == "dash"),
+    "opaque-whiteout": ([[{"name": "opt", "type": "dir"}, {"name": "opt/a", "data": b"a"},
+                          {"name": "opt/sub", "type": "dir"}, {"name": "opt/sub/b", "data": b"b"}],
+                         [{"name": "opt", "type": "dir"}, {"name": "opt/.wh..wh..opq"},
+                          {"name": "opt/c", "data": b"c"}]],
+                        lambda r: sorted(os.listdir(r / "opt")) == ["c"]),
+    "whiteouts-of-files-and-dirs": ([[{"name": "var/keep", "data": b"k"}, {"name": "var/gone", "data": b"g"},
+                                      {"name": "var/cache/x", "data": b"x"}],
+                                     [{"name": "var/.wh.gone"}, {"name": "var/.wh.cache"}]],
+                                    lambda r: sorted(os.listdir(r / "var")) == ["keep"]),
+    "whiteout-under-symlinked-dir": ([[{"name": "real", "type": "dir"}, {"name": "real/f", "data": b"f"},
+                                       {"name": "real/g", "data": b"g"},
+                                       {"name": "alias", "type": "sym", "link": "real"}],
+                                      [{"name": "alias/.wh.f"}]],
+                                     lambda r: sorted(os.listdir(r / "real")) == ["g"]),
+    "hardlinks-to-earlier-files": ([[{"name": "bin/busybox", "data": b"bb", "mode": 0o755},
+                                     {"name": "bin/ls", "type": "hard", "link": "bin/busybox"}],
+                                    [{"name": "sbin/init", "type": "hard", "link": "bin/busybox"}]],
+                                   lambda r: os.stat(r / "bin/ls").st_ino == os.stat(r / "bin/busybox").st_ino),
+    "hardlink-to-symlink": ([[{"name": "target", "data": b"t"}, {"name": "s", "type": "sym", "link": "target"},
+                              {"name": "h", "type": "hard", "link": "s"}]],
+                            lambda r: os.readlink(r / "h") == "target"),
+    "read-only-dir-then-entries": ([[{"name": "ro", "type": "dir", "mode": 0o555},
+                                     {"name": "ro/f", "data": b"r", "mode": 0o444},
+                                     {"name": "ro/sub", "type": "dir", "mode": 0o500}],
+                                    [{"name": "ro/g", "data": b"later", "mode": 0o400}]],
+                                   lambda r: _rd(r, "ro/g") == b"later"
+                                   and stat.S_IMODE(os.stat(r / "ro").st_mode) == 0o555),
+    "setuid-setgid-sticky": ([[{"name": "usr/bin/passwd", "data": b"suid", "mode": 0o4755},
+                               {"name": "usr/bin/wall", "data": b"sgid", "mode": 0o2755},
+                               {"name": "srv", "type": "dir", "mode": 0o2775},
+                               {"name": "tmp", "type": "dir", "mode": 0o1777}]],
+                             lambda r: stat.S_IMODE(os.stat(r / "tmp").st_mode) == 0o1777
+                             and stat.S_IMODE(os.stat(r / "usr/bin/passwd").st_mode) == 0o4755),
+    "file-replaced-by-dir": ([[{"name": "x", "data": b"file"}], [{"name": "x", "type": "dir"},
+                                                                {"name": "x/y", "data": b"y"}]],
+                             lambda r: _rd(r, "x/y") == b"y"),
+    "dir-replaced-by-file": ([[{"name": "d", "type": "dir"}, {"name": "d/z", "data": b"z"}],
+                              [{"name": "d", "data": b"now a file"}]],
+                             lambda r: _rd(r, "d") == b"now a file"),
+    "symlink-replaced-by-dir": ([[{"name": "target", "type": "dir"}, {"name": "target/t", "data": b"t"},
+                                  {"name": "l", "type": "sym", "link": "target"}],
+                                 [{"name": "l", "type": "dir"}, {"name": "l/f", "data": b"f"}]],
+                                lambda r: stat.S_ISDIR(os.lstat(r / "l").st_mode)),
+    "long-names": ([[{"name": "n" * 255, "data": b"255"},
+                     {"name": "/".join(["d" * 200] * 5) + "/" + "f" * 255, "data": b"deep"},
+                     {"name": "l" * 100, "type": "sym", "link": "t" * 1000}]],
+                   lambda r: _rd(r, "n" * 255) == b"255"),
+    "non-ascii-names": ([[{"name": "naïve", "type": "dir"}, {"name": "naïve/日本語.txt", "data": b"nihongo"},
+                          {"name": "with space & 'quotes'", "data": b"q"},
+                          {"name": "emoji-\U0001f600", "type": "sym", "link": "naïve/日本語.txt"}]],
+                        lambda r: _rd(r, "naïve/日本語.txt") == b"nihongo"),
+    "non-utf8-and-control-names": ([[{"name": "latin1-\udce9t\udce9", "data": b"x"},
+                                     {"name": "new\nline", "data": b"y"},
+                                     {"name": "ctl-\x01-\x7f", "type": "sym", "link": "latin1-\udce9t\udce9"}]],
+                                   lambda r: (r / os.fsdecode(b"latin1-\xe9t\xe9")).read_bytes() == b"x"),
+    "empty-dirs-and-files": ([[{"name": "a/b/c", "type": "dir"}, {"name": "empty", "data": b""},
+                               {"name": "e", "type": "dir", "mode": 0o700}]],
+                             lambda r: os.listdir(r / "a/b/c") == []),
+    "implicit-parents-and-dot-paths": ([[{"name": "./p/q/r/f", "data": b"f"},
+                                         {"name": "usr/lib/jvm/../../local", "type": "dir"},
+                                         {"name": "usr/./share//doc/x", "data": b"x"}]],
+                                       lambda r: _rd(r, "p/q/r/f") == b"f" and (r / "usr/local").is_dir()),
+    "fifo-rootless": ([[{"name": "run", "type": "dir"}, {"name": "run/initctl", "type": "fifo", "mode": 0o600}]],
+                      lambda r: stat.S_ISFIFO(os.lstat(r / "run/initctl").st_mode)),
+}
+
+
+@pytest.fixture(scope="module")
+def umoci_trees(tmp_path_factory):
+    """The tree `umoci unpack --rootless` makes of each case, made once."""
+    cache = {}
+
+    def tree(case):
+        if case not in cache:
+            d = tmp_path_factory.mktemp("umoci-" + case)
+            layers = [(gzip.compress(tar_bytes(l), mtime=0), TGZ) for l in SCARY[case][0]]
+            make_layout(d / "lay", layers)
+            run("umoci", "unpack", "--rootless", "--image", f"{d / 'lay'}:v1", d / "u")
+            cache[case] = (d / "lay", snapshot(d / "u" / "rootfs"), hardlink_groups(d / "u" / "rootfs"))
+        return cache[case]
+
+    return tree
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
+@pytest.mark.parametrize("case", list(SCARY))
+def test_legitimate_scary_case_unpacks_like_umoci(kiln, tmp_path, umoci_trees, case, walk):
+    lay, want, want_links = umoci_trees(case)
+    kiln.run("unpack", "--rootless", *(["--walk"] if walk else []), f"oci:{lay}:v1", tmp_path / "k")
+    assert snapshot(tmp_path / "k") == want
+    assert hardlink_groups(tmp_path / "k") == want_links
+    assert SCARY[case][1](tmp_path / "k")
 
 
 def test_paths_beyond_path_max_still_resolve_inside(kiln, world):
