@@ -308,9 +308,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                         r->checked = true;
                         if (r->status == 206) {
                                 /* N1: a 206 must start where we asked, or it is an error */
-                                long long st = -1;
+                                long long st = -1, en = -1;
                                 if (!r->content_range ||
-                                    sscanf(r->content_range, "bytes %lld-", &st) != 1 ||
+                                    reg_range_parse(r->content_range, &st, &en) < 0 ||
                                     st != (long long)r->sunk) {
                                         kiln_error_set(&r->sink_err, KILN_E_NETWORK,
                                                        "registry '%s' answered a range request with a wrong Content-Range",
@@ -1886,7 +1886,7 @@ static int upload_status(struct reg_client *c, const char *loc, long long *ret_e
                 resp_reset(&r);
                 return -1;
         }
-        if (r.range && sscanf(r.range, "%lld-%lld", &a, &b) != 2)
+        if (!r.range || reg_range_parse(r.range, &a, &b) < 0)
                 b = -1;
         resp_reset(&r);
         *ret_end = b;
@@ -1913,7 +1913,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                 struct req q = {.method = "PATCH", .url = *loc, .has_body = true,
                                 .cap = ERROR_BODY_MAX};
                 struct resp r = {.cap = ERROR_BODY_MAX};
-                long long end = -1;
+                long long start = -1, end = -1;
 
                 while ((int64_t)have < want) {
                         ssize_t n = oci_reader_read(vr, buf + have, (size_t)want - have, err);
@@ -1967,7 +1967,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                 resynced = false;
                 /* the returned Range must cover what was sent: ECR-style registries that
                  * drop chunks are caught here, not at the final digest check */
-                if (r.range && sscanf(r.range, "%*[^-]-%lld", &end) == 1 &&
+                if (r.range && reg_range_parse(r.range, &start, &end) == 0 &&
                     end != (long long)(off + (int64_t)have - 1)) {
                         kiln_error_set(err, KILN_E_NETWORK,
                                        "registry '%s' acknowledged bytes up to %lld of blob '%s', expected %lld",
