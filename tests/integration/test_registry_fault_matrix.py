@@ -111,12 +111,14 @@ def _status(code):
     return kind
 
 
-def reset_mid_body(run, rng):
-    if run.pull:
-        match, size = run.blob_get(rng)
-        return Plan([dict(match=match, action="reset_at", at=rng.randrange(1, size))])
-    match, size = run.blob_put(rng)
-    return Plan([dict(match=match, action="reset_request_at", at=rng.randrange(1, size))])
+def _cut(on_pull, on_push, delay=0.0, **extra):
+    """A fault at a byte offset of a blob's body: of the answer on a pull, of
+    the PUT on a push."""
+    def kind(run, rng):
+        match, size = run.blob_get(rng) if run.pull else run.blob_put(rng)
+        return Plan([dict(match=match, action=on_pull if run.pull else on_push,
+                          at=rng.randrange(1, size), **extra)], delay=delay)
+    return kind
 
 
 def reset_before_answer(run, rng):
@@ -132,16 +134,6 @@ def lost_answer(run, rng):
 def stall_before_answer(run, rng):
     match, nth = run.any_request(rng)
     return Plan([dict(match=match, nth=nth, action="stall", seconds=STALL_S)], delay=LOW_SPEED_S + 1)
-
-
-def stall_mid_body(run, rng):
-    if run.pull:
-        match, size = run.blob_get(rng)
-        f = dict(match=match, action="stall_at", at=rng.randrange(1, size), seconds=STALL_S)
-    else:
-        match, size = run.blob_put(rng)
-        f = dict(match=match, action="stall_request_at", at=rng.randrange(1, size), seconds=STALL_S)
-    return Plan([f], delay=LOW_SPEED_S + 1)
 
 
 def retries_exhausted(run, rng):
@@ -199,14 +191,6 @@ def wrong_bytes(run, rng):
     match, size = run.blob_put(rng)
     return Plan([dict(match=match, action="corrupt_request_at", at=rng.randrange(size), times=1000)],
                 expect="fail", check=lambda err: "DIGEST_INVALID" in err)
-
-
-def short_body(run, rng):
-    if run.pull:
-        match, size = run.blob_get(rng)
-        return Plan([dict(match=match, action="short_at", at=rng.randrange(1, size))])
-    match, size = run.blob_put(rng)
-    return Plan([dict(match=match, action="close_request_at", at=rng.randrange(1, size))])
 
 
 def long_body(run, rng):
@@ -268,43 +252,42 @@ def token_expires(run, rng):
                       challenge=run.challenge("invalid_token"))])
 
 
-def _chunk_args(run):
+def _after_a_reset(run, rng, on_resume):
+    """A pull whose blob download is reset at a byte offset, and whose resume
+    (the request with a Range) meets on_resume."""
+    match, size = run.blob_get(rng)
+    return Plan([dict(match=match, action="reset_at", at=rng.randrange(1, size)),
+                 dict(match=match, if_header="Range", **on_resume)])
+
+
+def _chunked(run, rng, on_patch, on_status=None):
+    """A push in chunks whose Nth PATCH (N < 4) meets on_patch, and the upload
+    status asked after it on_status."""
     chunk = max(1 << 20, run.m.layers[0][1] // 6)
-    return ["--chunk-size", str(chunk)], chunk
+    faults = [dict(match=f"PATCH /v2/{run.repo}/blobs/uploads/", nth=rng.randrange(4), **on_patch)]
+    if on_status:
+        faults.append(dict(match=f"GET /v2/{run.repo}/blobs/uploads/", **on_status))
+    return Plan(faults, args=["--chunk-size", str(chunk)])
 
 
 def status_416(run, rng):
     if run.pull:
-        match, size = run.blob_get(rng)
-        return Plan([dict(match=match, action="reset_at", at=rng.randrange(1, size)),
-                     dict(match=match, if_header="Range", action="status", status=416,
-                          body=b"range not satisfiable")])
-    args, _ = _chunk_args(run)
-    return Plan([dict(match=f"PATCH /v2/{run.repo}/blobs/uploads/", nth=rng.randrange(4),
-                      action="status", status=416,
-                      body=b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"out of order"}]}')],
-                args=args)
+        return _after_a_reset(run, rng, dict(action="status", status=416, body=b"range not satisfiable"))
+    return _chunked(run, rng, dict(action="status", status=416,
+                                   body=b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"out of order"}]}'))
 
 
 def range_ignored(run, rng):
     if run.pull:
-        match, size = run.blob_get(rng)
-        return Plan([dict(match=match, action="reset_at", at=rng.randrange(1, size)),
-                     dict(match=match, if_header="Range", action="strip_range")])
-    args, _ = _chunk_args(run)
-    return Plan([dict(match=f"PATCH /v2/{run.repo}/blobs/uploads/", nth=rng.randrange(4),
-                      action="status", status=416, body=b"out of order"),
-                 dict(match=f"GET /v2/{run.repo}/blobs/uploads/", action="drop_range")], args=args)
+        return _after_a_reset(run, rng, dict(action="strip_range"))
+    return _chunked(run, rng, dict(action="status", status=416, body=b"out of order"),
+                    dict(action="drop_range"))
 
 
 def wrong_content_range(run, rng):
     if run.pull:
-        match, size = run.blob_get(rng)
-        return Plan([dict(match=match, action="reset_at", at=rng.randrange(1, size)),
-                     dict(match=match, if_header="Range", action="shift_content_range")])
-    args, _ = _chunk_args(run)
-    return Plan([dict(match=f"PATCH /v2/{run.repo}/blobs/uploads/", nth=rng.randrange(4),
-                      action="stuck_range")], args=args)
+        return _after_a_reset(run, rng, dict(action="shift_content_range"))
+    return _chunked(run, rng, dict(action="stuck_range"))
 
 
 def wrong_digest_header(run, rng):
@@ -328,11 +311,11 @@ def redirect_loop(run, rng):
 
 
 KINDS = {
-    "reset-mid-body": reset_mid_body,
+    "reset-mid-body": _cut("reset_at", "reset_request_at"),
     "reset-before-answer": reset_before_answer,
     "lost-answer": lost_answer,
     "stall-before-answer": stall_before_answer,
-    "stall-mid-body": stall_mid_body,
+    "stall-mid-body": _cut("stall_at", "stall_request_at", delay=LOW_SPEED_S + 1, seconds=STALL_S),
     "http-408": _status(408),
     "http-500": _status(500),
     "http-502": _status(502),
@@ -345,7 +328,7 @@ KINDS = {
     "error-body-any-size": error_body_any_size,
     "error-body-4xx": error_body_4xx,
     "wrong-bytes": wrong_bytes,
-    "short-body": short_body,
+    "short-body": _cut("short_at", "close_request_at"),
     "long-body": long_body,
     "location-relative": location_relative,
     "location-missing": location_missing,
