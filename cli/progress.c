@@ -171,16 +171,6 @@ static void on_event(void *ctx, const char *event, const struct oci_descriptor *
         pthread_mutex_unlock(&P.lock);
 }
 
-static void on_restart(void *ctx, const struct oci_descriptor *d, const char *why)
-{
-        char line[2048];
-
-        (void)ctx;
-        snprintf(line, sizeof(line), "kiln: retry: %s; restarting the copy of %s", why,
-                 d->digest.str);
-        cli_progress_message(line);
-}
-
 static struct slot *slot_of(const struct oci_descriptor *d, bool create)
 {
         struct slot *free_slot = NULL;
@@ -237,7 +227,6 @@ static void on_bytes(void *ctx, const struct oci_descriptor *d, int64_t done, bo
 
 void cli_progress_attach(struct oci_copy_opts *opts)
 {
-        opts->restart = on_restart; /* retries are said in every mode */
         if (P.mode == CLI_PROGRESS_NONE)
                 return;
         opts->progress = on_event;

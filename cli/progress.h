@@ -32,8 +32,7 @@ enum cli_progress_mode {
 int cli_progress_parse(const char *arg, enum cli_progress_mode *ret);
 
 void cli_progress_begin(enum cli_progress_mode mode);
-/* Sets opts' restart callback, and its progress and bytes callbacks unless
- * the mode is none. */
+/* Sets opts' progress and bytes callbacks unless the mode is none. */
 void cli_progress_attach(struct oci_copy_opts *opts);
 /* A line of its own ("kiln: warning: ..."), printed above the blobs shown. */
 void cli_progress_message(const char *line);

@@ -486,7 +486,6 @@ struct oci_store *oci_overlay_store_new(struct oci_store *upper, struct oci_stor
 /* ---- copy ---- */
 
 #define COPY_MAX_DEPTH 4
-#define COPY_RESTARTS 2
 
 struct copy_ctx {
         pthread_mutex_t lock; /* seen, res, progress */
@@ -537,6 +536,10 @@ static void progress(struct copy_ctx *c, const char *event, const struct oci_des
         pthread_mutex_unlock(&c->lock);
 }
 
+static struct oci_reader *count_reader_new(const struct oci_copy_opts *opts,
+                                           const struct oci_descriptor *d, struct oci_reader *inner,
+                                           struct kiln_error *err);
+
 /* Counts the bytes a destination reads from a source stream, for opts->bytes. */
 struct count_reader {
         struct oci_reader base;
@@ -561,6 +564,14 @@ static ssize_t count_read(struct oci_reader *r, void *buf, size_t len, struct ki
 static bool count_verifies(struct oci_reader *r, const struct oci_digest *d, int64_t size)
 {
         return oci_reader_verifies(((struct count_reader *)r)->inner, d, size);
+}
+
+static struct oci_reader *count_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        struct count_reader *cr = (struct count_reader *)r;
+        struct oci_reader *inner = oci_reader_reopen(cr->inner, err);
+
+        return inner ? count_reader_new(cr->opts, &cr->d, inner, err) : NULL;
 }
 
 static void count_free(struct oci_reader *r)
@@ -589,6 +600,7 @@ static struct oci_reader *count_reader_new(const struct oci_copy_opts *opts,
         cr->base.read = count_read;
         cr->base.free = count_free;
         cr->base.verifies = count_verifies;
+        cr->base.reopen = count_reopen;
         cr->inner = inner;
         cr->opts = opts;
         cr->d.digest = d->digest;
@@ -613,28 +625,15 @@ static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct 
                 return 0;
         }
         progress(c, "copy", d);
-        for (unsigned attempt = 0;; attempt++) {
-                struct kiln_error e = KILN_ERROR_INIT;
-                r = c->src->ops->open_blob(c->src, d, err);
-                if (r)
-                        r = count_reader_new(c->opts, d, r, err);
-                if (!r)
-                        return -1;
-                if (c->dst->ops->put_blob(c->dst, d, r, &e) == 0)
-                        break;
-                /* The destination's connection failed and the stream is spent:
-                 * open the source again. */
-                if (attempt == COPY_RESTARTS || e.code != KILN_E_NETWORK) {
-                        if (err)
-                                *err = e;
-                        return -1;
-                }
-                if (c->opts && c->opts->restart) {
-                        pthread_mutex_lock(&c->lock);
-                        c->opts->restart(c->opts->progress_ctx, d, e.msg);
-                        pthread_mutex_unlock(&c->lock);
-                }
-        }
+        /* a destination that fails on the way reads the source again
+         * (oci_reader_reopen), so the stream is reopenable all the way */
+        r = c->src->ops->open_blob(c->src, d, err);
+        if (r)
+                r = count_reader_new(c->opts, d, r, err);
+        if (!r)
+                return -1;
+        if (c->dst->ops->put_blob(c->dst, d, r, err) < 0)
+                return -1;
         pthread_mutex_lock(&c->lock);
         c->res->blobs_copied++;
         c->res->bytes_copied += d->size;

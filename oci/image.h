@@ -123,9 +123,6 @@ struct oci_copy_opts {
          * destination let go of the stream (sent, mounted, or failed).  May
          * be called from any thread, with no lock held. */
         void (*bytes)(void *ctx, const struct oci_descriptor *d, int64_t done, bool finished);
-        /* the destination failed on the network (why); the source is read
-         * again, at most twice */
-        void (*restart)(void *ctx, const struct oci_descriptor *d, const char *why);
         void *progress_ctx;
         /* Blobs copied at once (threads); 0 or 1: one at a time.  Used only
          * when both stores set ops->thread_safe. */

@@ -17,6 +17,15 @@ void oci_reader_free(struct oci_reader *r)
                 r->free(r);
 }
 
+struct oci_reader *oci_reader_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        if (!r->reopen) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED, "the stream cannot be read again");
+                return NULL;
+        }
+        return r->reopen(r, err);
+}
+
 void oci_reader_freep(struct oci_reader **r)
 {
         oci_reader_free(*r);
@@ -83,6 +92,7 @@ struct fd_reader {
         struct oci_reader base;
         int fd;
         bool own;
+        off_t start; /* where a reopened reader starts; -1: not a regular file */
 };
 
 static ssize_t fd_read(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err)
@@ -107,9 +117,40 @@ static void fd_free(struct oci_reader *r)
         free(f);
 }
 
+static struct oci_reader *fd_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        struct fd_reader *f = (struct fd_reader *)r;
+        struct oci_reader *n;
+        char path[64];
+        int fd;
+
+        if (f->start < 0) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "the stream is not a file and cannot be read again");
+                return NULL;
+        }
+        /* a new open file description: its offset is its own */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open the stream again");
+                return NULL;
+        }
+        if (lseek(fd, f->start, SEEK_SET) < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open the stream again");
+                close(fd);
+                return NULL;
+        }
+        n = oci_reader_from_fd(fd, true, err);
+        if (!n)
+                close(fd);
+        return n;
+}
+
 struct oci_reader *oci_reader_from_fd(int fd, bool own, struct kiln_error *err)
 {
         struct fd_reader *f = calloc(1, sizeof(*f));
+        struct stat st;
 
         if (!f) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -117,8 +158,12 @@ struct oci_reader *oci_reader_from_fd(int fd, bool own, struct kiln_error *err)
         }
         f->base.read = fd_read;
         f->base.free = fd_free;
+        f->base.reopen = fd_reopen;
         f->fd = fd;
         f->own = own;
+        f->start = -1;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+                f->start = lseek(fd, 0, SEEK_CUR);
         return &f->base;
 }
 
@@ -146,6 +191,13 @@ static void buf_free(struct oci_reader *r)
         free(r);
 }
 
+static struct oci_reader *buf_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        struct buf_reader *b = (struct buf_reader *)r;
+
+        return oci_reader_from_buffer(b->data, b->len, err);
+}
+
 struct oci_reader *oci_reader_from_buffer(const void *buf, size_t len, struct kiln_error *err)
 {
         struct buf_reader *b = malloc(sizeof(*b) + len + 1);
@@ -157,6 +209,7 @@ struct oci_reader *oci_reader_from_buffer(const void *buf, size_t len, struct ki
         b->base.read = buf_read;
         b->base.verifies = NULL;
         b->base.free = buf_free;
+        b->base.reopen = buf_reopen;
         b->len = len;
         b->pos = 0;
         if (len)
@@ -227,6 +280,14 @@ static void verified_free(struct oci_reader *r)
         free(v);
 }
 
+static struct oci_reader *verified_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        struct verified_reader *v = (struct verified_reader *)r;
+        struct oci_reader *inner = oci_reader_reopen(v->inner, err);
+
+        return inner ? oci_verified_reader_new(inner, &v->want, v->size, err) : NULL;
+}
+
 struct oci_reader *oci_verified_reader_new(struct oci_reader *inner, const struct oci_digest *want,
                                            int64_t size, struct kiln_error *err)
 {
@@ -253,6 +314,7 @@ struct oci_reader *oci_verified_reader_new(struct oci_reader *inner, const struc
         v->base.read = verified_read;
         v->base.free = verified_free;
         v->base.verifies = verified_verifies;
+        v->base.reopen = verified_reopen;
         v->inner = inner;
         v->want = *want;
         v->size = size;

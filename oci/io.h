@@ -31,6 +31,9 @@ struct oci_reader {
          * is returned) unless its content is exactly d's bytes of size: a
          * verified reader, or one passing such a reader's bytes through. */
         bool (*verifies)(struct oci_reader *r, const struct oci_digest *d, int64_t size);
+        /* A new reader of the same bytes from their start, whatever was read
+         * from r; NULL when the stream cannot be read again.  May be NULL. */
+        struct oci_reader *(*reopen)(struct oci_reader *r, struct kiln_error *err);
 };
 
 static inline bool oci_reader_verifies(struct oci_reader *r, const struct oci_digest *d,
@@ -45,6 +48,10 @@ static inline ssize_t oci_reader_read(struct oci_reader *r, void *buf, size_t le
         return r->read(r, buf, len, err);
 }
 
+/* A fresh stream of the same bytes (a file opened again, a download
+ * started again); NULL with err set when r cannot do it.  r stays open. */
+struct oci_reader *oci_reader_reopen(struct oci_reader *r, struct kiln_error *err);
+
 void oci_reader_free(struct oci_reader *r);
 void oci_reader_freep(struct oci_reader **r);
 
@@ -56,7 +63,9 @@ int oci_reader_drain(struct oci_reader *r, struct kiln_error *err);
 int oci_reader_read_all(struct oci_reader *r, size_t cap, const char *what, char **ret_buf,
                         size_t *ret_len, struct kiln_error *err);
 
-/* A reader over fd; closes it on free when own is true. */
+/* A reader over fd from its current offset; closes it on free when own is
+ * true.  Over a regular file it can be reopened (the same file, opened
+ * again through /proc/self/fd, from the same offset). */
 struct oci_reader *oci_reader_from_fd(int fd, bool own, struct kiln_error *err);
 /* A reader over a copy of buf. */
 struct oci_reader *oci_reader_from_buffer(const void *buf, size_t len, struct kiln_error *err);

@@ -161,6 +161,7 @@ struct resp {
         int64_t skip;      /* bytes to drop before the sink (a 200 after a Range request) */
         int64_t sunk;      /* bytes given to the sink */
         bool sink_failed;
+        bool bad_range; /* a 206 that did not start where the Range asked */
         int curl_code; /* of the last transfer */
         bool checked; /* the first body bytes of this response were looked at */
         struct kiln_error sink_err;
@@ -307,14 +308,15 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                         r->checked = true;
                         if (r->status == 206) {
                                 /* N1: a 206 must start where we asked, or it is an error */
-                                long long st = -1;
+                                long long st = -1, en = -1;
                                 if (!r->content_range ||
-                                    sscanf(r->content_range, "bytes %lld-", &st) != 1 ||
+                                    reg_range_parse(r->content_range, &st, &en) < 0 ||
                                     st != (long long)r->sunk) {
                                         kiln_error_set(&r->sink_err, KILN_E_NETWORK,
                                                        "registry '%s' answered a range request with a wrong Content-Range",
                                                        r->c->host);
                                         r->sink_failed = true;
+                                        r->bad_range = true;
                                         return 0;
                                 }
                                 r->skip = 0;
@@ -981,6 +983,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
         struct upload up = {.stream = q->stream};
         unsigned attempt = 0, redirects = 0;
         bool reauthed = false;
+        bool use_range = true; /* false once a resume range was refused */
         struct timespec start, now;
         int rc = -1;
 
@@ -1005,14 +1008,30 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         goto out;
                 range[0] = '\0';
                 if (r->sink && r->sunk > 0) {
-                        /* N1: resume a dropped blob download where the sink stopped */
-                        snprintf(range, sizeof(range), "Range: bytes=%lld-", (long long)r->sunk);
+                        /* N1: resume a dropped blob download where the sink stopped;
+                         * the bytes the sink has are skipped if the answer is a 200 */
+                        if (use_range)
+                                snprintf(range, sizeof(range), "Range: bytes=%lld-",
+                                         (long long)r->sunk);
                         r->skip = r->sunk;
                 }
                 prc = perform(c, k, q, url, auth, range[0] ? range : NULL,
                               q->stream ? &up : NULL, r, &e2);
                 if (auth)
                         memset(auth, 0, strlen(auth));
+                if (range[0] && ((prc == 0 && r->status == 416) || (prc == -2 && r->bad_range)) &&
+                    attempt < c->opts.retries) {
+                        /* a resume refused (416) or answered from another offset:
+                         * download again from the start, without Range */
+                        char u[256];
+                        url_for_msg(url, u, sizeof(u));
+                        notify(c, REG_EVENT_RETRY, "%s '%s': the range request was %s, starting again from 0",
+                               q->method, u, prc == 0 ? "refused" : "answered from another offset");
+                        use_range = false;
+                        r->sink_failed = r->bad_range = false;
+                        attempt++;
+                        continue;
+                }
                 if (prc == -2 || prc == -3) {
                         *err = e2;
                         goto out;
@@ -1054,6 +1073,16 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                                 attempt = 0;
                                 continue;
                         }
+                        /* the streamed body is gone: the caller restarts the upload,
+                         * which asks for a fresh token */
+                        {
+                                char u[256];
+                                url_for_msg(url, u, sizeof(u));
+                                kiln_error_set(err, KILN_E_NETWORK,
+                                               "upload interrupted: registry '%s' answered 401 to %s '%s'",
+                                               c->host, q->method, u);
+                        }
+                        goto out;
                 }
                 if (prc == 0 && !retryable_status(r->status)) {
                         rc = 0;
@@ -1069,9 +1098,29 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         kiln_error_prefix(err, "upload interrupted");
                         goto out;
                 }
+                if (prc == 0 && r->retry_after) {
+                        /* R3: honoured up to the cap; a registry asking for longer
+                         * is not asked again sooner than it said: fail now */
+                        long s = reg_retry_after_parse(r->retry_after, time(NULL),
+                                                       c->opts.retry_after_cap_s + 1);
+                        if (s > c->opts.retry_after_cap_s) {
+                                char u[256], v[64];
+                                url_for_msg(url, u, sizeof(u));
+                                reg_sanitize(r->retry_after, strlen(r->retry_after), v, sizeof(v),
+                                             40);
+                                kiln_error_set(err, KILN_E_NETWORK,
+                                               "registry '%s' answered %ld to %s '%s' with Retry-After '%s', longer than the %ld s kiln waits",
+                                               c->host, r->status, q->method, u, v,
+                                               c->opts.retry_after_cap_s);
+                                goto out;
+                        }
+                        if (s >= 0)
+                                wait_ms = s * 1000;
+                }
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (attempt >= (q->no_retry ? 0 : c->opts.retries) ||
-                    now.tv_sec - start.tv_sec >= c->opts.retry_max_total_s) {
+                    now.tv_sec - start.tv_sec + (wait_ms > 0 ? wait_ms / 1000 : 0) >=
+                            c->opts.retry_max_total_s) {
                         if (prc == 0) {
                                 rc = 0;
                                 goto out;
@@ -1082,9 +1131,6 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         goto out;
                 }
                 attempt++;
-                if (prc == 0 && r->retry_after)
-                        wait_ms = reg_retry_after_parse(r->retry_after, time(NULL),
-                                                        c->opts.retry_after_cap_s) * 1000;
                 if (wait_ms < 0)
                         wait_ms = backoff_ms(c, attempt);
                 {
@@ -1211,10 +1257,13 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
         static const char *const tls_first[] = {"https", "http"};
         /* a loopback host is asked over http first: the https attempt costs a CA
          * bundle load and a handshake (~0.1 s) on every run; an answer that is not
-         * a registry's (a TLS server answers 400) moves on to https */
-        static const char *const http_first[] = {"http", "https"};
+         * a registry's (a TLS server answers 400) moves on to https.  Both are
+         * asked once; when neither answered like a registry, http is asked again
+         * with the usual retries (a busy or flaky server, not a TLS one). */
+        static const char *const http_first[] = {"http", "https", "http"};
         bool loop_first = !c->insecure && reg_host_is_loopback(c->host);
         const char *const *schemes = loop_first ? http_first : tls_first;
+        size_t n = loop_first ? 3 : 2;
         struct kiln_error first = KILN_ERROR_INIT;
 
         pthread_mutex_lock(&c->lock);
@@ -1223,11 +1272,12 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                 return 0;
         }
         pthread_mutex_unlock(&c->lock);
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *url = kiln_strdupf("%s://%s/v2/", schemes[i], c->host);
                 struct req q = {.method = "GET", .cap = ERROR_BODY_MAX, .no_auth = true};
                 struct resp r = {.cap = ERROR_BODY_MAX};
                 struct kiln_error e = KILN_ERROR_INIT;
+                bool verify_failed;
                 int rc;
 
                 if (!url)
@@ -1235,11 +1285,17 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                 if (!strcmp(schemes[i], "http") && !c->http_ok)
                         break;
                 q.url = url;
-                q.no_retry = loop_first && i == 0;
+                q.no_retry = loop_first && i < 2;
                 rc = request(c, &q, &r, &e);
+                verify_failed = r.curl_code == CURLE_PEER_FAILED_VERIFICATION;
                 if (loop_first && i == 0 && (rc < 0 || (r.status != 200 && r.status != 401))) {
                         resp_reset(&r);
                         continue;
+                }
+                if (loop_first && i == 2 && rc == 0 && retryable_status(r.status)) {
+                        http_error(c, "GET", url, &r, err);
+                        resp_reset(&r);
+                        return -1;
                 }
                 if (rc < 0) {
                         if (i == 0)
@@ -1248,9 +1304,9 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                         /* N4: a host that may speak http is tried with http when it does
                          * not speak TLS; a certificate that fails verification is an
                          * error (fail closed) unless the host is --insecure-registry */
-                        if (i == 0 && c->http_ok && r.curl_code != CURLE_PEER_FAILED_VERIFICATION)
+                        if (i + 1 < n && c->http_ok && !verify_failed)
                                 continue;
-                        if (r.curl_code == CURLE_PEER_FAILED_VERIFICATION)
+                        if (verify_failed)
                                 kiln_error_prefix(&e, "TLS verification failed for registry '%s' (use --ca-file, or --insecure-registry %s)",
                                                   c->host, c->host);
                         *err = e;
@@ -1817,6 +1873,10 @@ static int finish_upload(struct reg_client *c, const char *loc, const struct oci
                 goto out;
         if (r.status != 201 && r.status != 204 && r.status != 200) {
                 http_error(c, "PUT", url, &r, err);
+                /* the session is gone (BLOB_UPLOAD_UNKNOWN, as after a PUT whose
+                 * answer was lost): a new session may do, not a failure of the blob */
+                if (r.status == 404 && err)
+                        err->code = KILN_E_NETWORK;
                 goto out;
         }
         if (r.digest && strcmp(r.digest, d->digest.str) && oci_digest_valid(r.digest)) {
@@ -1847,7 +1907,7 @@ static int upload_status(struct reg_client *c, const char *loc, long long *ret_e
                 resp_reset(&r);
                 return -1;
         }
-        if (r.range && sscanf(r.range, "%lld-%lld", &a, &b) != 2)
+        if (!r.range || reg_range_parse(r.range, &a, &b) < 0)
                 b = -1;
         resp_reset(&r);
         *ret_end = b;
@@ -1874,7 +1934,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                 struct req q = {.method = "PATCH", .url = *loc, .has_body = true,
                                 .cap = ERROR_BODY_MAX};
                 struct resp r = {.cap = ERROR_BODY_MAX};
-                long long end = -1;
+                long long start = -1, end = -1;
 
                 while ((int64_t)have < want) {
                         ssize_t n = oci_reader_read(vr, buf + have, (size_t)want - have, err);
@@ -1928,7 +1988,7 @@ static int chunked_upload(struct reg_client *c, char **loc, const struct oci_des
                 resynced = false;
                 /* the returned Range must cover what was sent: ECR-style registries that
                  * drop chunks are caught here, not at the final digest check */
-                if (r.range && sscanf(r.range, "%*[^-]-%lld", &end) == 1 &&
+                if (r.range && reg_range_parse(r.range, &start, &end) == 0 &&
                     end != (long long)(off + (int64_t)have - 1)) {
                         kiln_error_set(err, KILN_E_NETWORK,
                                        "registry '%s' acknowledged bytes up to %lld of blob '%s', expected %lld",

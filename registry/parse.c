@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,48 @@ long reg_retry_after_parse(const char *value, time_t now, long cap)
                         return 0;
                 return t - now > cap ? cap : (long)(t - now);
         }
+}
+
+static const char *parse_decimal(const char *p, long long *ret)
+{
+        long long v = 0;
+
+        if (!isdigit((unsigned char)*p))
+                return NULL;
+        for (; isdigit((unsigned char)*p); p++) {
+                if (v > (LLONG_MAX - (*p - '0')) / 10)
+                        return NULL;
+                v = v * 10 + (*p - '0');
+        }
+        *ret = v;
+        return p;
+}
+
+int reg_range_parse(const char *value, long long *ret_start, long long *ret_end)
+{
+        const char *p = skip_ws(value);
+        long long a, b, total;
+
+        if (!strncasecmp(p, "bytes", 5) && (p[5] == ' ' || p[5] == '='))
+                p = skip_ws(p + 6);
+        p = parse_decimal(p, &a);
+        if (!p || *p++ != '-')
+                return -1;
+        p = parse_decimal(p, &b);
+        if (!p || a > b)
+                return -1;
+        if (*p == '/') {
+                p++;
+                if (*p == '*')
+                        p++;
+                else if (!(p = parse_decimal(p, &total)) || total <= b)
+                        return -1;
+        }
+        if (*skip_ws(p))
+                return -1;
+        *ret_start = a;
+        *ret_end = b;
+        return 0;
 }
 
 bool reg_host_is_loopback(const char *host)

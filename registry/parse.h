@@ -4,7 +4,8 @@
  *   - WWW-Authenticate challenges (RFC 7235 §4.1, distribution token spec);
  *   - Link headers for tag-list paging (RFC 8288, distribution-spec "Listing Tags");
  *   - Location / redirect targets, absolute or relative (RFC 3986 §5);
- *   - Retry-After, seconds or an HTTP date (RFC 9110 §10.2.3).
+ *   - Retry-After, seconds or an HTTP date (RFC 9110 §10.2.3);
+ *   - byte ranges: Content-Range (RFC 9110 §14.4) and an upload's Range.
  */
 #ifndef KILN_REGISTRY_PARSE_H
 #define KILN_REGISTRY_PARSE_H
@@ -50,6 +51,12 @@ char *reg_url_host(const char *url);
 /* Seconds to wait from a Retry-After value, clamped to [0, cap];
  * -1 when the value is neither seconds nor an HTTP date. */
 long reg_retry_after_parse(const char *value, time_t now, long cap);
+
+/* One byte range "START-END" (inclusive), as a registry's Range answer to
+ * an upload (distribution-spec), or as a Content-Range: "bytes " before it,
+ * a slash and the total length (or an asterisk) after it.  -1 unless the
+ * numbers are decimal, without sign, fit, and START <= END < total. */
+int reg_range_parse(const char *value, long long *ret_start, long long *ret_end);
 
 /* True when host (with or without a port) is a loopback name:
  * localhost, 127.0.0.0/8, ::1. */

@@ -114,14 +114,15 @@ static int rs_get_manifest(struct oci_store *st, const char *ref, char **ret_buf
                                        err);
 }
 
-/* A blob stream handed out by a registry store.  A registry store that
- * receives one in put_blob() knows where it came from, so an upload cut in
- * the middle of a streamed body is restarted from a fresh download
- * (distribution-spec: never replay a consumed body; restart the session). */
+/* A blob stream handed out by a registry store.  It can be read again from
+ * the start (a fresh download), so an upload of it cut in the middle of a
+ * streamed body can be restarted (distribution-spec: never replay a consumed
+ * body; restart the session). */
 struct src_reader {
         struct oci_reader base;
         struct oci_reader *inner; /* verified */
         struct reg_client *c;
+        struct oci_descriptor d;
 };
 
 static ssize_t src_read(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err)
@@ -141,6 +142,16 @@ static bool src_verifies(struct oci_reader *r, const struct oci_digest *d, int64
 }
 
 static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_descriptor *d,
+                                         struct kiln_error *err);
+
+static struct oci_reader *src_reopen(struct oci_reader *r, struct kiln_error *err)
+{
+        struct src_reader *s = (struct src_reader *)r;
+
+        return src_reader_new(s->c, &s->d, err);
+}
+
+static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_descriptor *d,
                                          struct kiln_error *err)
 {
         struct oci_reader *inner = reg_client_open_blob(c, d, err);
@@ -157,8 +168,11 @@ static struct oci_reader *src_reader_new(struct reg_client *c, const struct oci_
         r->base.read = src_read;
         r->base.free = src_free;
         r->base.verifies = src_verifies;
+        r->base.reopen = src_reopen;
         r->inner = inner;
         r->c = c;
+        r->d.digest = d->digest;
+        r->d.size = d->size;
         return &r->base;
 }
 
@@ -173,36 +187,75 @@ static struct oci_reader *rs_open_blob(struct oci_store *st, const struct oci_de
         return r;
 }
 
+/* A view of a reader that the upload may free without closing the reader,
+ * which stays open to be reopened when the upload fails. */
+struct borrowed {
+        struct oci_reader base;
+        struct oci_reader *r;
+};
+
+static ssize_t borrowed_read(struct oci_reader *r, void *buf, size_t len, struct kiln_error *err)
+{
+        return oci_reader_read(((struct borrowed *)r)->r, buf, len, err);
+}
+
+static bool borrowed_verifies(struct oci_reader *r, const struct oci_digest *d, int64_t size)
+{
+        return oci_reader_verifies(((struct borrowed *)r)->r, d, size);
+}
+
+static void borrowed_free(struct oci_reader *r)
+{
+        free(r);
+}
+
 #define UPLOAD_RESTARTS 2
 
-/* Pushes one blob.  In a worker thread (restart), a failed upload is
- * restarted from a fresh download when the stream came from a registry store
- * of this process; put_blob's caller cannot see that failure in time.  A
- * synchronous put_blob leaves restarts to its caller (oci_image_copy opens
- * the source again). */
+/* Pushes one blob (taking over r).  An upload that failed on the way (the
+ * connection, a 5xx after the body, a 401 for an expired token, a session
+ * that vanished) is first checked with a HEAD, since the registry may have
+ * finished it and only its answer was lost; then it is restarted with a new
+ * session and the stream read again from the start (a file reopened, a
+ * download started again), at most UPLOAD_RESTARTS times.  A digest
+ * mismatch or a refusal stays an error. */
 static int push_one(struct reg_store *s, const struct oci_descriptor *d, struct oci_reader *r,
-                    const char *mount_from, bool restart, struct kiln_error *err)
+                    const char *mount_from, struct kiln_error *err)
 {
-        struct reg_client *src =
-                restart && r->read == src_read ? ((struct src_reader *)r)->c : NULL;
+        int rc = -1;
 
         for (unsigned attempt = 0;; attempt++) {
-                struct kiln_error e = KILN_ERROR_INIT;
-                if (reg_client_push_blob(s->c, d, r, mount_from, &e) == 0) {
-                        known_add(s->host, s->repo, &d->digest);
-                        return 0;
+                struct kiln_error e = KILN_ERROR_INIT, ign = KILN_ERROR_INIT;
+                struct borrowed *b = calloc(1, sizeof(*b));
+                struct oci_reader *next;
+                bool have = false;
+
+                if (!b) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        break;
                 }
-                /* only transport failures: a digest mismatch or a refusal stays an error */
-                if (!src || attempt == UPLOAD_RESTARTS || e.code != KILN_E_NETWORK) {
+                b->base.read = borrowed_read;
+                b->base.free = borrowed_free;
+                b->base.verifies = borrowed_verifies;
+                b->r = r;
+                if (reg_client_push_blob(s->c, d, &b->base, mount_from, &e) == 0 ||
+                    (e.code == KILN_E_NETWORK && reg_client_has_blob(s->c, d, &have, &ign) == 0 &&
+                     have)) {
+                        known_add(s->host, s->repo, &d->digest);
+                        rc = 0;
+                        break;
+                }
+                if (e.code != KILN_E_NETWORK || attempt == UPLOAD_RESTARTS ||
+                    !(next = oci_reader_reopen(r, &ign))) {
                         if (err)
                                 *err = e;
-                        return -1;
+                        break;
                 }
                 reg_client_notify(s->c, REG_EVENT_RETRY, "%s; restarting the upload", e.msg);
-                r = src_reader_new(src, d, err);
-                if (!r)
-                        return -1;
+                oci_reader_free(r);
+                r = next;
         }
+        oci_reader_free(r);
+        return rc;
 }
 
 static int rs_has_blob(struct oci_store *st, const struct oci_descriptor *d, bool *ret,
@@ -226,7 +279,7 @@ static void *job_run(void *arg)
         struct kiln_error e = KILN_ERROR_INIT;
         int rc;
 
-        rc = push_one(s, &j->d, j->r, j->mount_from, true, &e);
+        rc = push_one(s, &j->d, j->r, j->mount_from, &e);
         pthread_mutex_lock(&s->lock);
         if (rc < 0 && !s->failed) {
                 s->failed = true;
@@ -259,7 +312,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
         j->r = r;
         j->mount_from = known_other_repo(s->host, s->repo, &d->digest);
         if (s->jobs <= 1) {
-                int rc = push_one(s, &j->d, r, j->mount_from, false, err);
+                int rc = push_one(s, &j->d, r, j->mount_from, err);
                 free(j->mount_from);
                 free(j);
                 return rc;
@@ -285,7 +338,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
                 pthread_mutex_unlock(&s->lock);
                 /* no thread: push it here */
                 {
-                        int rc = push_one(s, &j->d, r, j->mount_from, false, err);
+                        int rc = push_one(s, &j->d, r, j->mount_from, err);
                         free(j->mount_from);
                         free(j);
                         return rc;

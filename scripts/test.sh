@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds kiln with warnings as errors and ASan+UBSan,
 # runs every test (unit, integration, a short fuzz run) and prints the counts.
+#
+#   bash scripts/test.sh          the CI matrices: every fault kind and hostile
+#                                 case, 2 fault seeds on 12 MiB, 20 kills, 15 s
+#                                 of fuzzing per target
+#   bash scripts/test.sh --slow   the full matrices: 20 fault seeds on 256 MiB,
+#                                 200 kills, 50 writer rounds, 10 minutes of
+#                                 fuzzing per target; the same figures
 set -uo pipefail
 cd "$(dirname "$0")/.."
+suite=integration fuzz_seconds=15
+if [ "${1:-}" = "--slow" ]; then
+  suite=slow fuzz_seconds=600
+fi
 bash scripts/setup.sh || exit 1
 
 fail=0
 meson setup build-ci --wipe -Dwerror=true -Db_sanitize=address,undefined >/dev/null 2>&1 ||
   meson setup build-ci -Dwerror=true -Db_sanitize=address,undefined || exit 1
 ninja -C build-ci || exit 1
-meson test -C build-ci --suite unit --suite integration --print-errorlogs || fail=1
+meson test -C build-ci --suite unit --suite $suite --print-errorlogs || fail=1
 
-# short libFuzzer run of every target (clang)
+# libFuzzer run of every target (clang)
 if command -v clang >/dev/null; then
-  CC=clang meson setup build-fuzz --wipe -Dfuzzers=true -Dfuzz_seconds=15 >/dev/null 2>&1 ||
-    CC=clang meson setup build-fuzz -Dfuzzers=true -Dfuzz_seconds=15 >/dev/null || fail=1
+  CC=clang meson setup build-fuzz --wipe -Dfuzzers=true -Dfuzz_seconds=$fuzz_seconds >/dev/null 2>&1 ||
+    CC=clang meson setup build-fuzz -Dfuzzers=true -Dfuzz_seconds=$fuzz_seconds >/dev/null || fail=1
   ninja -C build-fuzz >/dev/null && meson test -C build-fuzz --suite fuzz --print-errorlogs || fail=1
 fi
 
@@ -24,7 +35,7 @@ import json, sys
 for line in open(sys.argv[1]):
     t = json.loads(line)
     out = t.get("stdout", "") or ""
-    if t["name"].endswith("integration") and " figures " in out:
+    if t["name"].endswith(("integration", "integration-slow")) and " figures " in out:
         sec = out[out.index(" figures "):].splitlines()[1:]
         print("figures:")
         for l in sec:
@@ -43,7 +54,7 @@ for path in sys.argv[1:]:
         t = json.loads(line)
         out = t.get("stdout", "") or ""
         m = re.search(r"(\d+) passed", out)
-        if t["name"].endswith("integration") and m:
+        if t["name"].endswith(("integration", "integration-slow")) and m:
             passed += int(m.group(1))
             f = re.search(r"(\d+) failed", out)
             failed += int(f.group(1)) if f else (0 if t["result"] == "OK" else 1)

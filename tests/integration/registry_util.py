@@ -16,6 +16,7 @@ import time
 import urllib.request
 import http.server
 import socketserver
+import struct
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -286,23 +287,61 @@ class TokenServer:
 
 # ---- the fault proxy ----
 
+class _Gone(Exception):
+    """The connection was reset or abandoned on purpose: nothing more to send."""
+
+
 class FaultProxy:
     """A plain-http proxy in front of a registry that misbehaves on request.
-    faults: a list of dicts consumed in order by matching requests:
-      {"match": "GET /v2/.../blobs/", "action": "status", "status": 503, "retry_after": "1"}
-      {"match": ..., "action": "drop_mid_body"}    (send headers and half the body, then close)
-      {"match": ..., "action": "truncate"}         (close after half the body, no error status)
-      {"match": ..., "action": "corrupt"}          (flip one byte of the body)
-      {"match": ..., "action": "redirect", "to": HOST}   (307 to the same path on HOST)
-      {"match": ..., "action": "pass", "add_headers": [(name, value)]}
-      {"match": ..., "action": "relative_location"} / "wrong_digest" / "paginate"
-    Each fault fires `times` times (default 1).  .log has (method, path, status)."""
 
-    def __init__(self, upstream_host):
+    faults: dicts tried in order against each request.  A fault matches when
+    every string of "match" (a string or a tuple of strings) occurs in
+    "METHOD PATH" and, with "if_header", when the request carries that
+    header.  It lets its first "nth" matching requests through (default 0)
+    and then fires "times" times (default 1).  Actions:
+
+      before the registry sees the request
+        status        answer "status" with "body", "retry_after", "add_headers"
+        redirect      307 to the same path on "to"; "location": "relative"
+                      (a path-absolute reference) or "missing" (no Location)
+        stall         wait "seconds", then close without an answer
+        reset         close with a TCP reset, no answer
+        expire_token  answer 401 with "challenge"; every later request with
+                      the same Authorization gets that answer too
+        reset_request_at, stall_request_at, close_request_at   read "at"
+                      bytes of the request body, then reset / wait "seconds" and
+                      close / close cleanly (and read the rest) without an answer
+        corrupt_request_at   flip the byte at "at" of the request body
+        extend_request       append "extra" bytes to the request body
+        strip_range   forward without the Range header (a server ignoring it)
+        skip          let this one through
+      on the registry's answer
+        lost_response  the registry handles it, the client gets a reset
+        reset_at, short_at, stall_at   send "at" bytes of the body, then a
+                      reset / a clean close / a wait of "seconds"
+        drop_mid_body, truncate   close after half the body
+        corrupt       flip the byte at "at" (default: the middle one)
+        long          append "extra" bytes, counted in Content-Length
+        relative_location, drop_location, other_location ("to")
+        shift_content_range   a 206 whose Content-Range starts a byte late
+        drop_range    no Range header; stuck_range: Range "0-0" (as ECR)
+        wrong_digest  a Docker-Content-Digest of zeros
+        pass          forward, adding "add_headers"
+        paginate      serve the tag list in pages of "n" with Link headers
+
+    upstream_auth(path), when given, replaces the client's Authorization on
+    the way to the registry (a CDN that signs its own requests).
+    .log holds (method, path, status); .headers_seen (method, path, headers);
+    .fired the faults that fired, in order."""
+
+    def __init__(self, upstream_host, upstream_auth=None):
         self.upstream = upstream_host
+        self.upstream_auth = upstream_auth
         self.faults = []
         self.log = []
         self.headers_seen = []
+        self.fired = []
+        self.expired = {}  # Authorization value -> the challenge answering it
         self.lock = threading.Lock()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -314,21 +353,62 @@ class FaultProxy:
             def log_message(self, *a):
                 pass
 
+            def finish(self):
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
             def _fault(self):
-                line = f"{self.command} {self.path}"
+                line = f"{self.command} {self.path} "  # "GET /v2/ " is the probe alone
                 with outer.lock:
                     for f in outer.faults:
-                        if f.get("times", 1) > 0 and f["match"] in line:
-                            f["times"] = f.get("times", 1) - 1
-                            return f
+                        m = f["match"]
+                        if not all(s in line for s in ((m,) if isinstance(m, str) else m)):
+                            continue
+                        if "if_header" in f and self.headers.get(f["if_header"]) is None:
+                            continue
+                        f["seen"] = f.get("seen", 0) + 1
+                        if f["seen"] <= f.get("nth", 0) or f.get("times", 1) <= 0:
+                            continue
+                        f["times"] = f.get("times", 1) - 1
+                        outer.fired.append((f["action"], self.command, self.path))
+                        return f
                 return None
 
-            def _handle(self):
-                import http.client
+            def _reset(self):
+                """Closes the connection with a TCP reset."""
+                self.close_connection = True
+                try:
+                    self.wfile.flush()
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    os.close(self.connection.detach())
+                except OSError:
+                    pass
+                raise _Gone()
+
+            def _abandon(self, seconds):
+                time.sleep(seconds)
+                self.close_connection = True
+                raise _Gone()
+
+            def _read_body(self, f):
+                act = f["action"] if f else None
                 n = self.headers.get("Content-Length")
-                body = None
                 if n is not None:
-                    body = self.rfile.read(int(n))
+                    n = int(n)
+                    if act in ("reset_request_at", "stall_request_at", "close_request_at"):
+                        self.rfile.read(min(f["at"], n))
+                        if act == "reset_request_at":
+                            self._reset()
+                        if act == "close_request_at":
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_WR)
+                            self.rfile.read(n - min(f["at"], n))
+                            raise _Gone()
+                        self._abandon(f.get("seconds", 30))
+                    body = self.rfile.read(n)
                 elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     chunks = []
                     while True:
@@ -339,79 +419,136 @@ class FaultProxy:
                         chunks.append(self.rfile.read(size))
                         self.rfile.readline()
                     body = b"".join(chunks)
+                else:
+                    return None
+                if act == "corrupt_request_at" and body:
+                    body = bytearray(body)
+                    body[min(f["at"], len(body) - 1)] ^= 0xFF
+                    body = bytes(body)
+                if act == "extend_request":
+                    body += b"\0" * f.get("extra", 1)
+                return body
+
+            def _answer(self, status, payload=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _handle(self):
+                try:
+                    self._serve()
+                except _Gone:
+                    pass
+
+            def _serve(self):
+                import http.client
+                f = self._fault()
+                act = f["action"] if f else None
+                body = self._read_body(f)
                 if outer.serve(self, body):
                     return
-                f = self._fault()
-                if f and f["action"] == "stall":
-                    time.sleep(f.get("seconds", 30))
-                    self.close_connection = True
-                    return
-                if f and f["action"] == "skip":
-                    f = None  # consumed: lets the first matching request through
-                outer.headers_seen.append((self.command, self.path, dict(self.headers)))
-                if f and f["action"] == "redirect":
+                if act == "stall":
+                    self._abandon(f.get("seconds", 30))
+                if act == "skip":
+                    f, act = None, None
+                auth = self.headers.get("Authorization")
+                with outer.lock:
+                    outer.headers_seen.append((self.command, self.path, dict(self.headers)))
+                    expired = outer.expired.get(auth) if auth else None
+                    if act == "expire_token" and auth:
+                        outer.expired[auth] = expired = f["challenge"]
+                if expired:
+                    outer.log.append((self.command, self.path, 401))
+                    return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}',
+                                        [("WWW-Authenticate", expired), ("Content-Type", "application/json")])
+                if act == "reset":
+                    self._reset()
+                if act == "redirect":
                     outer.log.append((self.command, self.path, f.get("status", 307)))
-                    self.send_response(f.get("status", 307))
-                    self.send_header("Location", f"http://{f['to']}{self.path}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if f and f["action"] == "status":
+                    where = f.get("location")
+                    hs = [] if where == "missing" else [
+                        ("Location", self.path if where == "relative" else f"http://{f['to']}{self.path}")]
+                    return self._answer(f.get("status", 307), b"", hs)
+                if act == "status":
                     outer.log.append((self.command, self.path, f["status"]))
-                    payload = f.get("body", b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}')
-                    self.send_response(f["status"])
-                    if "retry_after" in f:
-                        self.send_header("Retry-After", f["retry_after"])
-                    for k, v in f.get("add_headers", []):
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                conn = http.client.HTTPConnection(outer.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "transfer-encoding", "connection")}
+                    hs = [("Retry-After", f["retry_after"])] if "retry_after" in f else []
+                    return self._answer(f["status"],
+                                        f.get("body", b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'),
+                                        hs + list(f.get("add_headers", [])))
+                conn = http.client.HTTPConnection(outer.upstream, timeout=120)
+                drop = ("host", "transfer-encoding", "connection")
+                if act == "strip_range":
+                    drop += ("range",)
+                if outer.upstream_auth:
+                    drop += ("authorization",)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+                if outer.upstream_auth:
+                    headers["Authorization"] = outer.upstream_auth(self.path)
                 if body is not None:
                     headers["Content-Length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)
                 r = conn.getresponse()
                 data = r.read() if self.command != "HEAD" else b""
+                conn.close()
                 outer.log.append((self.command, self.path, r.status))
                 added = outer.answered(self.command, self.path, dict(self.headers), body, r.status)
-                if f and f["action"] == "paginate":
+                if act == "lost_response":
+                    self._reset()
+                if act == "paginate":
                     return self._paginate(f, r, data)
                 self.send_response(r.status)
                 for k, v in r.getheaders():
-                    if k.lower() in ("connection", "transfer-encoding", "content-length"):
+                    lk = k.lower()
+                    if lk in ("connection", "transfer-encoding", "content-length"):
                         continue
-                    if k.lower() == "location" and v.startswith(f"http://{outer.upstream}"):
+                    if lk == "location" and v.startswith(f"http://{outer.upstream}"):
                         v = v.replace(outer.upstream, outer.host, 1)
-                    if k.lower() == "location" and f and f["action"] == "relative_location":
+                    if lk == "location" and act == "relative_location":
                         v = v.split(outer.host, 1)[-1]
-                    if k.lower() == "docker-content-digest" and f and f["action"] == "wrong_digest":
+                    if lk == "location" and act == "other_location":
+                        v = v.replace(outer.host, f["to"], 1)
+                    if lk == "location" and act == "drop_location":
+                        continue
+                    if lk == "docker-content-digest" and act == "wrong_digest":
                         v = "sha256:" + "0" * 64
-                    if k.lower() == "range" and f and f["action"] == "stuck_range":
+                    if lk == "range" and act == "drop_range":
+                        continue
+                    if lk == "range" and act == "stuck_range":
                         v = "0-0"  # as ECR answering a dropped chunk
+                    if lk == "content-range" and act == "shift_content_range":
+                        first, rest = v.split(" ", 1)[1].split("-", 1)
+                        v = f"bytes {int(first) + 1}-{rest}"
                     self.send_header(k, v)
-                for k, v in (f or {}).get("add_headers", []) + added:
+                for k, v in list((f or {}).get("add_headers", [])) + added:
                     self.send_header(k, v)
+                if act == "long":
+                    data += b"\0" * f.get("extra", 1)
                 if self.command == "HEAD":
                     self.send_header("Content-Length", r.getheader("Content-Length", "0"))
                 else:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if f and f["action"] in ("drop_mid_body", "truncate") and data:
-                    self.wfile.write(data[: len(data) // 2])
+                if act in ("drop_mid_body", "truncate", "short_at", "reset_at", "stall_at") and data:
+                    at = min(f.get("at", len(data) // 2), len(data) - 1)
+                    self.wfile.write(data[:at])
                     self.wfile.flush()
+                    if act == "reset_at":
+                        self._reset()
+                    if act == "stall_at":
+                        self._abandon(f.get("seconds", 30))
                     self.close_connection = True
                     try:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
                     return
-                if f and f["action"] == "corrupt" and data:
+                if act == "corrupt" and data:
                     data = bytearray(data)
-                    data[len(data) // 2] ^= 0xFF
+                    data[min(f.get("at", len(data) // 2), len(data) - 1)] ^= 0xFF
                     data = bytes(data)
                 self.wfile.write(data)
 
@@ -441,6 +578,10 @@ class FaultProxy:
         class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
 
+            def handle_error(self, request, client_address):
+                if os.environ.get("KILN_TEST_PROXY_DEBUG"):
+                    super().handle_error(request, client_address)
+
         self.httpd = S(("127.0.0.1", self.port), H)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -457,6 +598,7 @@ class FaultProxy:
     def answered(self, method, path, headers, body, status):
         """Sees a request the upstream answered; returns headers to add."""
         return []
+
 
     def stop(self):
         self.httpd.shutdown()

@@ -2,17 +2,15 @@
 but scary tars unpack like umoci."""
 import copy
 import gzip
-import io
 import os
 import pathlib
-import struct
 import subprocess
-import zlib
 
 import pytest
 
 from conftest import run
-from layers_helpers import TAR, TGZ, TZST, make_layout, snapshot, tar_bytes
+from layers_helpers import TAR, TGZ, TZST, hardlink_groups, make_layout, snapshot, tar_bytes
+from unpack_cases import CLAMPED, HOSTILE, SCARY, gzip_bomb
 
 
 @pytest.fixture
@@ -40,32 +38,6 @@ def unpack(kiln, tmp, entries, *extra, mt=TAR, data=None, check=True):
     return kiln.run("unpack", "--rootless", place, tmp / "root", *extra, check=check)
 
 
-HOSTILE = {
-    "dotdot": ([{"name": "../../outside/victim", "data": b"pwned"}], "climbs above the root"),
-    "inner-dotdot": ([{"name": "a/../../outside/victim", "data": b"pwned"}], "climbs above the root"),
-    "dot-dotdot": ([{"name": "./../outside/victim", "data": b"pwned"}], "climbs above the root"),
-    "absolute": ([{"name": "/tmp/kiln-abs-test", "data": b"pwned"}], "absolute path"),
-    "root-dotdot": ([{"name": "/../outside/victim", "data": b"pwned"}], "absolute path"),
-    "hardlink-abs": ([{"name": "h", "type": "hard", "link": "/etc/passwd"}], "absolute path"),
-    "hardlink-dotdot": ([{"name": "h", "type": "hard", "link": "../outside/etc/passwd"}],
-                        "climbs above the root"),
-    "hardlink-via-symlink": ([{"name": "d1", "type": "sym", "link": "../outside/etc"},
-                              {"name": "h", "type": "hard", "link": "d1/passwd"}],
-                             "is not in the layers so far"),
-    "hardlink-later": ([{"name": "h", "type": "hard", "link": "later"},
-                        {"name": "later", "data": b"x"}], "is not in the layers so far"),
-    "hardlink-dir": ([{"name": "d", "type": "dir"}, {"name": "h", "type": "hard", "link": "d"}],
-                     "is a directory"),
-    "whiteout-dotdot": ([{"name": ".wh..."}], "refusing whiteout '.wh...'"),
-    "whiteout-dot": ([{"name": "etc/.wh.."}], "refusing whiteout 'etc/.wh..'"),
-    "whiteout-empty": ([{"name": ".wh."}], "refusing whiteout '.wh.'"),
-    "symlink-named-dot": ([{"name": ".", "type": "sym", "link": "/etc"}],
-                          "the root can only be a directory"),
-    "symlink-named-dotdot": ([{"name": "..", "type": "sym", "link": "/etc"}],
-                             "climbs above the root"),
-}
-
-
 @pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case, walk):
@@ -79,26 +51,6 @@ def test_hostile_tar_is_refused_and_changes_nothing_outside(kiln, world, case, w
     assert "layer 1" in errs[0]
     assert state(outside) == before
     assert not pathlib.Path("/tmp/kiln-abs-test").exists()
-
-
-CLAMPED = {
-    # (entries, path that must exist inside root afterwards)
-    "symlink-abs-dir": ([{"name": "evil", "type": "sym", "link": "/"},
-                         {"name": "evil/outside/victim", "data": b"in root"}], "outside/victim"),
-    "symlink-up": ([{"name": "evil", "type": "sym", "link": "../.."},
-                    {"name": "evil/x", "data": b"in root"}], "x"),
-    "symlink-chain": ([{"name": "d", "type": "dir"}, {"name": "d/up", "type": "sym", "link": ".."},
-                       {"name": "d/up2", "type": "sym", "link": "up/.."},
-                       {"name": "d/up2/x", "data": b"in root"}], "x"),
-    "dir-overridden-by-symlink": ([{"name": "foo", "type": "dir"},
-                                   {"name": "foo", "type": "sym", "link": "/"},
-                                   {"name": "foo/tmp/x", "data": b"in root"}], "tmp/x"),
-    "whiteout-through-symlink": ([{"name": "localetc", "type": "sym", "link": "/outside"},
-                                  {"name": "localetc/.wh.victim"}], None),
-    "hardlink-to-symlink-then-chmod": ([{"name": "s", "type": "sym", "link": "/outside/etc/passwd"},
-                                        {"name": "h", "type": "hard", "link": "s"},
-                                        {"name": "h", "type": "dir", "mode": 0o777}], "h"),
-}
 
 
 @pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
@@ -128,22 +80,6 @@ def test_devices_and_privileged_xattrs_are_skipped_with_a_warning(kiln, world):
     assert not (root / "dev/null").exists()
     assert (root / "f").read_bytes() == b"x"
     assert os.stat(root / "fifo", follow_symlinks=False).st_mode & 0o170000 == 0o010000
-
-
-def gzip_bomb(size):
-    """A tar holding one file of `size` zeros, gzip'd, built in constant memory."""
-    hdr = bytearray(tar_bytes([{"name": "zeros", "data": b""}])[:512])
-    hdr[124:136] = b"%011o\0" % size
-    hdr[148:156] = b"        "
-    hdr[148:156] = b"%06o\0 " % sum(hdr)
-    c = zlib.compressobj(9, zlib.DEFLATED, 31)
-    out = [c.compress(bytes(hdr))]
-    chunk = bytes(1 << 20)
-    for _ in range(size >> 20):
-        out.append(c.compress(chunk))
-    out.append(c.compress(bytes(1024)))
-    out.append(c.flush())
-    return b"".join(out)
 
 
 def test_gzip_bomb_stops_at_the_size_limit(kiln, world):
@@ -202,50 +138,31 @@ def test_garbage_after_gzip_is_an_error(kiln, world):
     assert p.returncode == 3 and "trailing data" in p.stderr, p.stderr
 
 
-def scary_layers():
-    l1 = [
-        {"name": "usr", "type": "dir"}, {"name": "usr/lib", "type": "dir"},
-        {"name": "lib", "type": "sym", "link": "usr/lib"},
-        {"name": "lib/x.so", "data": b"ELF"},
-        {"name": "etc", "type": "dir"}, {"name": "etc/alternatives", "type": "dir"},
-        {"name": "etc/alternatives/java", "type": "sym", "link": "/usr/lib/jvm/java/bin/java"},
-        {"name": "usr/lib/jvm", "type": "dir"},
-        {"name": "usr/lib/jvm/cacerts", "type": "sym",
-         "link": "../../../../../../../../../../etc/pki/java/cacerts"},
-        {"name": "bin", "type": "dir"}, {"name": "bin/dash", "type": "sym", "link": "dash"},
-        {"name": "opt", "type": "dir"}, {"name": "opt/a", "data": b"a"}, {"name": "opt/b", "data": b"b"},
-        {"name": "var", "type": "dir"}, {"name": "var/keep", "data": b"k"},
-        {"name": "var/gone", "data": b"g"}, {"name": "ro", "type": "dir", "mode": 0o555},
-        {"name": "ro/f", "data": b"r", "mode": 0o444},
-    ]
-    l2 = [
-        {"name": "opt", "type": "dir"}, {"name": "opt/.wh..wh..opq"}, {"name": "opt/c", "data": b"c"},
-        {"name": "var/.wh.gone"}, {"name": "lib/y.so", "data": b"ELF2"},
-        {"name": "usr/lib/jvm/../../local", "type": "dir"},
-    ]
-    return [(gzip.compress(tar_bytes(l1), mtime=0), TGZ), (gzip.compress(tar_bytes(l2), mtime=0), TGZ)]
+@pytest.fixture(scope="module")
+def umoci_trees(tmp_path_factory):
+    """The tree `umoci unpack --rootless` makes of each case, made once."""
+    cache = {}
+
+    def tree(case):
+        if case not in cache:
+            d = tmp_path_factory.mktemp("umoci-" + case)
+            layers = [(gzip.compress(tar_bytes(l), mtime=0), TGZ) for l in SCARY[case][0]]
+            make_layout(d / "lay", layers)
+            run("umoci", "unpack", "--rootless", "--image", f"{d / 'lay'}:v1", d / "u")
+            cache[case] = (d / "lay", snapshot(d / "u" / "rootfs"), hardlink_groups(d / "u" / "rootfs"))
+        return cache[case]
+
+    return tree
 
 
-def test_legitimate_scary_tars_unpack_like_umoci(kiln, tmp_path):
-    place = make_layout(tmp_path / "lay", scary_layers())
-    kiln.run("unpack", "--rootless", place, tmp_path / "k")
-    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
-    got, want = snapshot(tmp_path / "k"), snapshot(tmp_path / "u" / "rootfs")
-    assert got == want
-    assert (tmp_path / "k/usr/lib/x.so").read_bytes() == b"ELF"
-    assert (tmp_path / "k/usr/lib/y.so").read_bytes() == b"ELF2"
-    assert os.readlink(tmp_path / "k/etc/alternatives/java") == "/usr/lib/jvm/java/bin/java"
-    assert sorted(os.listdir(tmp_path / "k/opt")) == ["c"]
-    assert sorted(os.listdir(tmp_path / "k/var")) == ["keep"]
-
-
-@pytest.mark.parametrize("walk", [False, True])
-def test_component_walk_and_openat2_agree(kiln, tmp_path, walk):
-    place = make_layout(tmp_path / "lay", scary_layers())
-    extra = ["--walk"] if walk else []
-    kiln.run("unpack", "--rootless", *extra, place, tmp_path / "k")
-    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'lay'}:v1", tmp_path / "u")
-    assert snapshot(tmp_path / "k") == snapshot(tmp_path / "u" / "rootfs")
+@pytest.mark.parametrize("walk", [False, True], ids=["openat2", "walk"])
+@pytest.mark.parametrize("case", list(SCARY))
+def test_legitimate_scary_case_unpacks_like_umoci(kiln, tmp_path, umoci_trees, case, walk):
+    lay, want, want_links = umoci_trees(case)
+    kiln.run("unpack", "--rootless", *(["--walk"] if walk else []), f"oci:{lay}:v1", tmp_path / "k")
+    assert snapshot(tmp_path / "k") == want
+    assert hardlink_groups(tmp_path / "k") == want_links
+    assert SCARY[case][1](tmp_path / "k")
 
 
 def test_paths_beyond_path_max_still_resolve_inside(kiln, world):

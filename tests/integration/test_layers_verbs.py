@@ -3,7 +3,7 @@ import json
 
 from conftest import run
 from layers_helpers import blob, make_layout, manifest_of, snapshot
-from test_layers_unpack import scary_layers
+from unpack_cases import scary_layers
 
 
 def config_of(layout, tag=None):

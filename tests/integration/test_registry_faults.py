@@ -186,33 +186,88 @@ def test_registry_fault_streamed_upload_restarted_from_registry_source(kiln, reg
         proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
         p = kiln.run("copy", registry.ref("faults/src", "v1"), f"{proxy.host}/faults/dst:v1", env=FAST)
         assert p.stdout.strip() == d
-        assert f"restarting the copy of {big}" in p.stderr
+        assert "restarting the upload" in p.stderr
         puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
         assert [l[2] for l in puts] == [500, 201], puts
     finally:
         proxy.stop()
 
 
-def test_registry_fault_streamed_upload_cut_from_layout_is_restarted(kiln, registry, proxy, tmp_path):
-    lay = _big_image(tmp_path, "big3")
+def test_registry_fault_streamed_upload_from_layout_is_restarted(kiln, registry, proxy, tmp_path):
+    lay = _big_image(tmp_path, "big2")
     big = _layer_digests(lay)[0]
     proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=1)
-    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/r:v1", env=FAST)
-    assert f"restarting the copy of {big}" in p.stderr
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)
+    assert "restarting the upload" in p.stderr
     puts = [l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
     assert [l[2] for l in puts] == [500, 201], puts
-    assert kiln.run("digest", f"{registry.host}/faults/r:v1").stdout.strip() == p.stdout.strip()
+    st, h, _ = registry.api("/v2/faults/m/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200 and h["Docker-Content-Digest"] == p.stdout.strip()
 
 
 def test_registry_fault_streamed_upload_cut_from_layout_fails_cleanly(kiln, registry, proxy, tmp_path):
-    lay = _big_image(tmp_path, "big2")
+    lay = _big_image(tmp_path, "big4")
     big = _layer_digests(lay)[0]
     # more failures than restarts: a clean error, no tag
     proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=500, times=3)
-    p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST, code=6)
+    p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m2:v1", env=FAST, code=6)
     assert big in err and "500" in err
-    st, _, _ = registry.api("/v2/faults/m/manifests/v1",
+    st, _, _ = registry.api("/v2/faults/m2/manifests/v1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert st == 404
     # the next run finishes the job
-    kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m:v1", env=FAST)
+    kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/m2:v1", env=FAST)
+
+
+def test_registry_fault_huge_retry_after_fails_at_once(kiln, registry, proxy, tmp_path):
+    _push(kiln, registry, tmp_path, "faults/n")
+    proxy.add(match="GET /v2/faults/n/manifests/v1", action="status", status=429,
+              retry_after="86400", times=100)
+    t0 = time.time()
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/n:v1", f"oci:{tmp_path}/out:v1", code=6)
+    assert time.time() - t0 < 10
+    assert "Retry-After '86400', longer than the 60 s kiln waits" in err
+    assert len([l for l in proxy.log if "manifests/v1" in l[1]]) == 1
+
+
+@pytest.mark.parametrize("second", ["416", "shift_content_range"])
+def test_registry_fault_refused_resume_starts_again_from_0(kiln, registry, proxy, tmp_path, second):
+    import random
+    repo = f"faults/o{len(second)}"
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"noise.bin": random.Random(6).randbytes(2_000_000)}])
+    d = kiln.run("copy", f"oci:{lay}:v1", registry.ref(repo, "v1")).stdout.strip()
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"GET /v2/{repo}/blobs/{big}", action="reset_at", at=700_000)
+    if second == "416":
+        proxy.add(match=f"GET /v2/{repo}/blobs/{big}", if_header="Range", action="status", status=416,
+                  body=b"no")
+    else:
+        proxy.add(match=f"GET /v2/{repo}/blobs/{big}", if_header="Range", action=second)
+    p = kiln.run("copy", f"{proxy.host}/{repo}:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d
+    assert "starting again from 0" in p.stderr
+    kiln.run("fsck", "--deep", f"oci:{tmp_path}/out")
+    gets = [h for (m, path, h) in proxy.headers_seen if m == "GET" and big in path]
+    assert len(gets) == 3 and "Range" in gets[1] and "Range" not in gets[2]
+
+
+def test_registry_fault_lost_answer_to_a_blob_put_is_checked_with_head(kiln, registry, proxy, tmp_path):
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"x": b"lost answer " * 5000}])
+    layer = _layer_digests(lay)[0]
+    proxy.add(match=("PUT /v2/faults/p/blobs/uploads/", layer.split(":")[1]), action="lost_response")
+    p = kiln.run("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/p:v1", env=FAST)
+    heads = [l for l in proxy.log if l[0] == "HEAD" and layer in l[1]]
+    assert heads[-1][2] == 200  # asked after the failed upload: the registry had it
+    st, h, _ = registry.api("/v2/faults/p/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200 and h["Docker-Content-Digest"] == p.stdout.strip()
+
+
+def test_registry_fault_busy_loopback_registry_is_asked_again(kiln, registry, proxy, tmp_path):
+    lay, d = _push(kiln, registry, tmp_path, "faults/q")
+    proxy.add(match="GET /v2/ ", action="status", status=503, times=2)
+    p = kiln.run("copy", f"{proxy.host}/faults/q:v1", f"oci:{tmp_path}/out:v1", env=FAST)
+    assert p.stdout.strip() == d

@@ -31,17 +31,27 @@ def _layers(lay):
     return [l["digest"] for l in m["layers"]]
 
 
-def test_registry_redirect_to_other_host_carries_no_credentials(kiln, registry_factory, tmp_path):
+@pytest.fixture
+def token_front(registry_factory, tmp_path):
+    """A registry that wants Bearer tokens, the fault proxy kiln talks to in
+    front of it, and an authfile with credentials for the proxy's host."""
     ts = TokenServer(tmp_path / "tok", {USER: PASSWORD})
+    reg = registry_factory(auth=ts.registry_auth())
+    front = FaultProxy(reg.host)
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"auths": {front.host: {
+        "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
+    yield ts, reg, front, authfile
+    front.stop()
+    ts.stop()
+
+
+def test_registry_redirect_to_other_host_carries_no_credentials(kiln, token_front, tmp_path):
+    ts, reg, front, authfile = token_front
+    other = FaultProxy(reg.host)   # "the CDN": another host:port
     try:
-        reg = registry_factory(auth=ts.registry_auth())
-        front = FaultProxy(reg.host)   # what kiln talks to
-        other = FaultProxy(reg.host)   # "the CDN": another host:port
-        authfile = tmp_path / "auth.json"
-        authfile.write_text(json.dumps({"auths": {front.host: {
-            "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
         lay = _image(tmp_path)
-        d = kiln.run("copy", "--authfile", authfile, f"oci:{lay}:v1", f"{front.host}/r/app:v1").stdout.strip()
+        kiln.run("copy", "--authfile", authfile, f"oci:{lay}:v1", f"{front.host}/r/app:v1")
         big = _layers(lay)[0]
         front.add(match=f"GET /v2/r/app/blobs/{big}", action="redirect", to=other.host)
         # the other host cannot serve it without a token: kiln must not send ours there
@@ -51,10 +61,8 @@ def test_registry_redirect_to_other_host_carries_no_credentials(kiln, registry_f
         assert seen, "the redirect was not followed"
         assert all("Authorization" not in h for h in seen)
         assert "401" in err
-        front.stop()
-        other.stop()
     finally:
-        ts.stop()
+        other.stop()
 
 
 def test_registry_redirect_same_registry_is_followed(kiln, registry, proxy, tmp_path):
@@ -117,26 +125,20 @@ def test_registry_tag_digest_disagreement_warns_and_uses_content(kiln, registry,
     assert "hashes to" in p.stderr
 
 
-def test_registry_reauth_on_401_mid_push(kiln, registry_factory, tmp_path):
-    ts = TokenServer(tmp_path / "tok", {USER: PASSWORD})
-    try:
-        reg = registry_factory(auth=ts.registry_auth())
-        front = FaultProxy(reg.host)
-        authfile = tmp_path / "auth.json"
-        authfile.write_text(json.dumps({"auths": {front.host: {
-            "auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}))
-        challenge = (f'Bearer realm="{ts.realm}",service="{ts.service}",'
-                     'scope="repository:exp/app:pull,push",error="invalid_token"')
-        front.add(match="PUT /v2/exp/app/blobs/uploads/", action="status", status=401,
-                  body=b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}')
-        front.faults[-1]["add_headers"] = [("WWW-Authenticate", challenge)]
-        lay = _image(tmp_path)
-        n0 = len(ts.requests)
-        kiln.run("copy", "--authfile", authfile, "--jobs", "1", f"oci:{lay}:v1", f"{front.host}/exp/app:v1")
-        assert len(ts.requests) - n0 >= 2  # the first token, then a fresh one after the 401
-        front.stop()
-    finally:
-        ts.stop()
+def _expired(ts, repo):
+    return (f'Bearer realm="{ts.realm}",service="{ts.service}",'
+            f'scope="repository:{repo}:pull,push",error="invalid_token"')
+
+
+def test_registry_reauth_on_401_mid_push(kiln, token_front, tmp_path):
+    ts, reg, front, authfile = token_front
+    front.add(match="PUT /v2/exp/app/blobs/uploads/", action="status", status=401,
+              body=b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}',
+              add_headers=[("WWW-Authenticate", _expired(ts, "exp/app"))])
+    lay = _image(tmp_path)
+    n0 = len(ts.requests)
+    kiln.run("copy", "--authfile", authfile, "--jobs", "1", f"oci:{lay}:v1", f"{front.host}/exp/app:v1")
+    assert len(ts.requests) - n0 >= 2  # the first token, then a fresh one after the 401
 
 
 def test_registry_mirror_map_for_pulls(kiln, registry, tmp_path):
@@ -175,19 +177,31 @@ def test_registry_chunk_min_length_is_honoured(kiln, registry, proxy, tmp_path):
 def test_registry_chunk_not_acknowledged_is_an_error(kiln, registry, proxy, tmp_path):
     import random
     lay = _image(tmp_path, data=random.Random(4).randbytes(300000))
-    # once: the blob is sent again from the start, in a new session
-    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="skip", times=1)
-    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", times=1)
+    # once: the upload starts again in a new session and succeeds
+    proxy.add(match="PATCH /v2/stuck/app/blobs/uploads/", action="stuck_range", nth=1, times=1)
     p = kiln.run("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app:v1")
-    assert "acknowledged bytes up to 0" in p.stderr and "restarting the copy of" in p.stderr
-    assert kiln.run("digest", f"{registry.host}/stuck/app:v1").stdout.strip() == p.stdout.strip()
-    # every time: a clean error, no tag
-    for _ in range(3):
-        proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="skip", times=1)
-        proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="stuck_range", times=1)
-    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1",
-                        f"{proxy.host}/stuck/app2:v1", code=6)
+    assert "acknowledged bytes up to 0" in p.stderr and "restarting the upload" in p.stderr
+    # always: an error once the restarts are spent
+    proxy.add(match="PATCH /v2/stuck/app2/blobs/uploads/", action="stuck_range", nth=1, times=100)
+    p, err = kiln.fails("copy", "--chunk-size", "100k", f"oci:{lay}:v1", f"{proxy.host}/stuck/app2:v1",
+                        code=6)
     assert "acknowledged bytes up to 0" in err
+    assert p.stderr.count("restarting the upload") == 2
     st, _, _ = registry.api("/v2/stuck/app2/manifests/v1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert st == 404
+
+
+def test_registry_token_expiring_during_a_streamed_upload(kiln, token_front, tmp_path):
+    import random
+    ts, reg, front, authfile = token_front
+    # over the 8 MiB kept in memory: the body is streamed once
+    lay = _image(tmp_path, data=random.Random(5).randbytes(9 << 20))
+    big = _layers(lay)[0]
+    front.add(match=("PUT /v2/exp2/app/blobs/uploads/", big.split(":")[1]), action="expire_token",
+              challenge=_expired(ts, "exp2/app"))
+    p = kiln.run("copy", "--authfile", authfile, f"oci:{lay}:v1", f"{front.host}/exp2/app:v1",
+                 env={"KILN_RETRY_BASE_MS": "50"})
+    assert "restarting the upload" in p.stderr
+    puts = [l[2] for l in front.log if l[0] == "PUT" and big.split(":")[1] in l[1]]
+    assert puts == [401, 201], front.log

@@ -285,7 +285,9 @@ def test_sbom_through_the_referrers_api(kiln, world, registry_factory, tmp_path,
                                 f"{other.host}/mirror/app:v1").stdout)
         assert c["digest"] == res["digest"] and c["referrersCopied"] == 1
         asked = [l for l in api.log[before:] if "/referrers/" in l[1]]
-        assert asked == [("GET", f"/v2/sbom/app/referrers/{res['digest']}", 200)]
+        # the image's referrers, then the SBOM's own (none): both through the API
+        assert asked == [("GET", f"/v2/sbom/app/referrers/{res['digest']}", 200),
+                         ("GET", f"/v2/sbom/app/referrers/{res['sbom']}", 200)]
         assert not [l for l in api.log[before:] if "/manifests/sha256-" in l[1]]
         # the other registry has no API: there it is listed by the tag schema
         st, idx = fallback_index(other, "mirror/app", res["digest"])

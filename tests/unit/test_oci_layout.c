@@ -323,6 +323,44 @@ static void test_store_takes_a_verified_stream_once(void **state)
         free(dir);
 }
 
+static void test_blob_reader_reopens_from_the_start(void **state)
+{
+        char *dir = make_tmpdir();
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct oci_layout *l = oci_layout_open(dir, true, &err);
+        struct oci_reader *r, *again;
+        struct oci_digest d;
+        char buf[16];
+        int fds[2];
+
+        (void)state;
+        assert_int_equal(oci_layout_put_blob_buffer(l, "abcdef", 6, &d, &err), 0);
+        r = oci_layout_blob_open(l, &d, 6, &err);
+        assert_non_null(r);
+        assert_int_equal(oci_reader_read(r, buf, 4, &err), 4);
+        /* a consumed stream, read again: the same bytes from the start, verified */
+        again = oci_reader_reopen(r, &err);
+        assert_non_null(again);
+        assert_int_equal(oci_reader_read(again, buf, sizeof(buf), &err), 6);
+        assert_memory_equal(buf, "abcdef", 6);
+        assert_int_equal(oci_reader_read(again, buf, sizeof(buf), &err), 0);
+        /* the first one goes on where it was */
+        assert_int_equal(oci_reader_read(r, buf, sizeof(buf), &err), 2);
+        assert_memory_equal(buf, "ef", 2);
+        oci_reader_free(again);
+        oci_reader_free(r);
+        /* a pipe cannot be read twice */
+        assert_int_equal(pipe(fds), 0);
+        r = oci_reader_from_fd(fds[0], true, &err);
+        assert_null(oci_reader_reopen(r, &err));
+        assert_int_equal(err.code, KILN_E_UNSUPPORTED);
+        oci_reader_free(r);
+        close(fds[1]);
+        oci_layout_free(l);
+        kiln_rm_rf(dir);
+        free(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -336,6 +374,7 @@ int main(void)
                 cmocka_unit_test(test_verified_reader_stops_at_size_plus_one),
                 cmocka_unit_test(test_verified_reader_is_not_stacked_on_itself),
                 cmocka_unit_test(test_store_takes_a_verified_stream_once),
+                cmocka_unit_test(test_blob_reader_reopens_from_the_start),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

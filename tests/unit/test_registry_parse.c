@@ -189,6 +189,43 @@ static void test_retry_after_parsing(void **state)
         assert_int_equal(reg_retry_after_parse("5s", now, 60), -1);
 }
 
+static void test_range_parsing(void **state)
+{
+        static const struct {
+                const char *in;
+                int rc;
+                long long a, b;
+        } cases[] = {
+                {"0-99", 0, 0, 99},
+                {" 100-199 ", 0, 100, 199},
+                {"bytes 5-9/10", 0, 5, 9},
+                {"bytes=5-9", 0, 5, 9},
+                {"bytes 5-9/*", 0, 5, 9},
+                {"BYTES 0-0/1", 0, 0, 0},
+                {"9223372036854775806-9223372036854775806", 0, 9223372036854775806LL,
+                 9223372036854775806LL},
+                {"bytes 5-9/9", -1, 0, 0},  /* past the total */
+                {"9-5", -1, 0, 0},          /* backwards */
+                {"-5", -1, 0, 0},
+                {"+1-5", -1, 0, 0},
+                {"1--5", -1, 0, 0},
+                {"1-", -1, 0, 0},
+                {"0-99x", -1, 0, 0},
+                {"bytes */100", -1, 0, 0},  /* an unsatisfied range is not one */
+                {"99999999999999999999-1", -1, 0, 0},
+                {"", -1, 0, 0},
+        };
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                long long a = -1, b = -1;
+                int rc = reg_range_parse(cases[i].in, &a, &b);
+                if (rc != cases[i].rc)
+                        fail_msg("'%s': %d, expected %d", cases[i].in, rc, cases[i].rc);
+                if (rc == 0 && (a != cases[i].a || b != cases[i].b))
+                        fail_msg("'%s': %lld-%lld", cases[i].in, a, b);
+        }
+}
+
 static void test_loopback_hosts(void **state)
 {
         (void)state;
@@ -225,6 +262,7 @@ int main(void)
                 cmocka_unit_test(test_location_rejects_other_schemes),
                 cmocka_unit_test(test_url_add_query_keeps_existing_query),
                 cmocka_unit_test(test_retry_after_parsing),
+                cmocka_unit_test(test_range_parsing),
                 cmocka_unit_test(test_loopback_hosts),
                 cmocka_unit_test(test_sanitize_cuts_and_masks),
         };
