@@ -471,7 +471,7 @@ static void *walker_run(void *arg)
                         if (!wk->failed)
                                 wk->err = w->err;
                         wk->failed = true;
-                } else {
+                } else if (w->nfound) {
                         memcpy(wk->q + wk->qn, w->found, w->nfound * sizeof(*w->found));
                         wk->qn += w->nfound;
                 }
