@@ -1088,6 +1088,26 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         rc = 0;
                         goto out;
                 }
+                if (prc == 0 && r->retry_after) {
+                        /* R3: honoured up to the cap; a registry asking for longer
+                         * is not asked again sooner than it said: fail now, with a
+                         * limit error, which no caller retries or restarts */
+                        long s = reg_retry_after_parse(r->retry_after, time(NULL),
+                                                       c->opts.retry_after_cap_s + 1);
+                        if (s > c->opts.retry_after_cap_s) {
+                                char u[256], v[64];
+                                url_for_msg(url, u, sizeof(u));
+                                reg_sanitize(r->retry_after, strlen(r->retry_after), v, sizeof(v),
+                                             40);
+                                kiln_error_set(err, KILN_E_LIMIT,
+                                               "registry '%s' answered %ld to %s '%s' with Retry-After '%s', longer than the %ld s kiln waits",
+                                               c->host, r->status, q->method, u, v,
+                                               c->opts.retry_after_cap_s);
+                                goto out;
+                        }
+                        if (s >= 0)
+                                wait_ms = s * 1000;
+                }
                 /* a failure or a transient status: retry when the body can be replayed */
                 if (q->stream && up.used) {
                         if (prc == 0) {
@@ -1097,25 +1117,6 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         *err = e2;
                         kiln_error_prefix(err, "upload interrupted");
                         goto out;
-                }
-                if (prc == 0 && r->retry_after) {
-                        /* R3: honoured up to the cap; a registry asking for longer
-                         * is not asked again sooner than it said: fail now */
-                        long s = reg_retry_after_parse(r->retry_after, time(NULL),
-                                                       c->opts.retry_after_cap_s + 1);
-                        if (s > c->opts.retry_after_cap_s) {
-                                char u[256], v[64];
-                                url_for_msg(url, u, sizeof(u));
-                                reg_sanitize(r->retry_after, strlen(r->retry_after), v, sizeof(v),
-                                             40);
-                                kiln_error_set(err, KILN_E_NETWORK,
-                                               "registry '%s' answered %ld to %s '%s' with Retry-After '%s', longer than the %ld s kiln waits",
-                                               c->host, r->status, q->method, u, v,
-                                               c->opts.retry_after_cap_s);
-                                goto out;
-                        }
-                        if (s >= 0)
-                                wait_ms = s * 1000;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (attempt >= (q->no_retry ? 0 : c->opts.retries) ||

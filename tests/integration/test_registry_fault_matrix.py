@@ -179,8 +179,12 @@ def error_body_4xx(run, rng):
     size = rng.choice(ERROR_BODY_SIZES)
     body = (b"<html>\x1b[31m\xff" + rng.randbytes(size))[:size]
     code = rng.choice([400, 403, 405])
-    return Plan([dict(match=match, nth=nth, action="status", status=code, body=body)], expect="fail",
-                check=lambda err: str(code) in err and _sanitised(err))
+    # mended: a loopback registry's /v2/ is asked again, and a blob upload
+    # refused otherwise than for the credentials starts again in a new session
+    upload = not run.pull and "/blobs/uploads/" in (match if isinstance(match, str) else match[0])
+    mended = match == "GET /v2/ " or (upload and code != 403)
+    return Plan([dict(match=match, nth=nth, action="status", status=code, body=body)],
+                expect="ok" if mended else "fail", check=lambda err: str(code) in err and _sanitised(err))
 
 
 def wrong_bytes(run, rng):

@@ -225,7 +225,7 @@ def test_registry_fault_huge_retry_after_fails_at_once(kiln, registry, proxy, tm
     proxy.add(match="GET /v2/faults/n/manifests/v1", action="status", status=429,
               retry_after="86400", times=100)
     t0 = time.time()
-    p, err = kiln.fails("copy", f"{proxy.host}/faults/n:v1", f"oci:{tmp_path}/out:v1", code=6)
+    p, err = kiln.fails("copy", f"{proxy.host}/faults/n:v1", f"oci:{tmp_path}/out:v1", code=8)
     assert time.time() - t0 < 10
     assert "Retry-After '86400', longer than the 60 s kiln waits" in err
     assert len([l for l in proxy.log if "manifests/v1" in l[1]]) == 1
@@ -271,3 +271,14 @@ def test_registry_fault_busy_loopback_registry_is_asked_again(kiln, registry, pr
     proxy.add(match="GET /v2/ ", action="status", status=503, times=2)
     p = kiln.run("copy", f"{proxy.host}/faults/q:v1", f"oci:{tmp_path}/out:v1", env=FAST)
     assert p.stdout.strip() == d
+
+
+def test_registry_fault_huge_retry_after_to_a_streamed_upload_is_not_restarted(kiln, registry, proxy,
+                                                                              tmp_path):
+    lay = _big_image(tmp_path, "big3")
+    big = _layer_digests(lay)[0]
+    proxy.add(match=f"digest={big.replace(':', '%3A')}", action="status", status=503,
+              retry_after="86400", times=100)
+    p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/r:v1", env=FAST, code=8)
+    assert "Retry-After '86400'" in err and "restarting" not in p.stderr
+    assert len([l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]) == 1
