@@ -7,7 +7,7 @@
 #   push      kiln copy oci: -> registry     vs skopeo copy oci: -> docker://
 #   pull      kiln copy registry -> oci:     vs skopeo copy docker:// -> oci:
 #   no-op     kiln copy oci: -> registry again (every blob already there)
-#   parallel  kiln push and pull with --jobs 8 vs --jobs 1 (fresh repositories)
+#   parallel  kiln push and pull with --jobs 4 (the default) and 8 vs --jobs 1
 #   curl      the same blobs PUT one by one with curl (POST, then PUT
 #             ?digest=), and fetched with curl | sha256sum: what the
 #             registry and the loopback allow
@@ -26,7 +26,8 @@ case $KILN in /*) ;; *) KILN=$(pwd)/$KILN ;; esac
 W=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-XXXXXX")
 REG_PID=
 cleanup() {
-        [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+        # (under set -e a failing kill or wait would end the trap before the rm)
+        if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || :; wait "$REG_PID" 2>/dev/null || :; fi
         rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
@@ -103,14 +104,19 @@ best() { # best of ROUNDS runs of a command whose first argument names the round
         echo "$b"
 }
 
-push_sk() { t skopeo copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$REG/sk/push$1:v1"; }
-push_k() { t "$KILN" copy -q "oci:$W/img:v1" "$REG/kiln/push$1:v1"; }
+# every push round starts from an empty registry (distribution keeps no
+# cache in memory by default), so neither tool finds a blob to mount
+wipe() { rm -rf "$W/data/docker/registry/v2"; }
+push_sk() { wipe; t skopeo copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$REG/sk/push$1:v1"; }
+push_k() { wipe; t "$KILN" copy -q "oci:$W/img:v1" "$REG/kiln/push$1:v1"; }
 pull_sk() { rm -rf "$W/out-sk"; t skopeo copy -q --src-tls-verify=false "docker://$REG/kiln/push1:v1" "oci:$W/out-sk:v1"; }
 pull_k() { rm -rf "$W/out-k"; t "$KILN" copy -q "$REG/kiln/push1:v1" "oci:$W/out-k:v1"; }
 noop_k() { t "$KILN" copy -q "oci:$W/img:v1" "$REG/kiln/push1:v1"; }
 jobs1() { t "$KILN" copy -q --jobs 1 "oci:$W/img:v1" "$REG/kiln/j1-$1:v1"; }
+jobs4() { t "$KILN" copy -q --jobs 4 "oci:$W/img:v1" "$REG/kiln/j4-$1:v1"; }
 jobs8() { t "$KILN" copy -q --jobs 8 "oci:$W/img:v1" "$REG/kiln/j8-$1:v1"; }
 pjobs1() { rm -rf "$W/pj"; t "$KILN" copy -q --jobs 1 "$REG/kiln/push1:v1" "oci:$W/pj:v1"; }
+pjobs4() { rm -rf "$W/pj"; t "$KILN" copy -q --jobs 4 "$REG/kiln/push1:v1" "oci:$W/pj:v1"; }
 pjobs8() { rm -rf "$W/pj"; t "$KILN" copy -q --jobs 8 "$REG/kiln/push1:v1" "oci:$W/pj:v1"; }
 # every blob of the image: POST for a session, PUT the file with ?digest=
 curl_put_all() {
@@ -133,17 +139,20 @@ curl_push() { t curl_put_all "$1"; }
 curl_pull() { t curl_get_all; }
 
 PUSH_SK=$(best push_sk); PUSH_K=$(best push_k)
+"$KILN" copy -q "oci:$W/img:v1" "$REG/kiln/push1:v1" >/dev/null # what the pulls read
 PULL_SK=$(best pull_sk); PULL_K=$(best pull_k)
 R0=$ROUNDS; ROUNDS=5; NOOP=$(best noop_k); ROUNDS=$R0 # cheap: best of 5 against noise
-J1=$(best jobs1); J8=$(best jobs8)
-PJ1=$(best pjobs1); PJ8=$(best pjobs8)
+J1=$(best jobs1); J4=$(best jobs4); J8=$(best jobs8)
+PJ1=$(best pjobs1); PJ4=$(best pjobs4); PJ8=$(best pjobs8)
 CPUT=$(best curl_push); CGET=$(best curl_pull)
 
 printf '%-28s %10s %10s %8s\n' "" "kiln (s)" "skopeo (s)" "ratio"
 printf '%-28s %10s %10s %8s\n' "push ${SIZE_MIB} MiB" "$PUSH_K" "$PUSH_SK" "$(ratio "$PUSH_SK" "$PUSH_K")"
 printf '%-28s %10s %10s %8s\n' "pull ${SIZE_MIB} MiB" "$PULL_K" "$PULL_SK" "$(ratio "$PULL_SK" "$PULL_K")"
 printf '%-28s %10s\n' "no-op re-push" "$NOOP"
+printf '%-28s %10s %10s %8s\n' "push --jobs 4 vs --jobs 1" "$J4" "$J1" "$(ratio "$J1" "$J4")"
 printf '%-28s %10s %10s %8s\n' "push --jobs 8 vs --jobs 1" "$J8" "$J1" "$(ratio "$J1" "$J8")"
+printf '%-28s %10s %10s %8s\n' "pull --jobs 4 vs --jobs 1" "$PJ4" "$PJ1" "$(ratio "$PJ1" "$PJ4")"
 printf '%-28s %10s %10s %8s\n' "pull --jobs 8 vs --jobs 1" "$PJ8" "$PJ1" "$(ratio "$PJ1" "$PJ8")"
 printf '%-28s %10s %10s %8s\n' "push vs curl PUT (curl/kiln)" "$PUSH_K" "$CPUT" "$(ratio "$CPUT" "$PUSH_K")"
 printf '%-28s %10s %10s %8s\n' "pull vs curl | sha256sum" "$PULL_K" "$CGET" "$(ratio "$CGET" "$PULL_K")"
