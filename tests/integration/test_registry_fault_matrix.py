@@ -390,6 +390,7 @@ def matrix(tmp_path_factory, kiln, figures):
                         for j in range(size >> 20))
         layers.append({f"layer{i}.bin": data, f"small{i}.txt": b"%d\n" % i})
     m.digest = imagegen.make_image(m.layout, "v1", layers, compression="none")
+    del layers, data, block  # 256 MiB in the slow suite: the layout has them
     man = json.loads((m.layout / "blobs" / "sha256" / m.digest.split(":")[1]).read_bytes())
     m.layers = [(l["digest"], l["size"]) for l in man["layers"]]
     m.blobs = m.layers + [(man["config"]["digest"], man["config"]["size"])]
