@@ -22,6 +22,7 @@ enum cli_exit {
         EXIT_LIMIT = 8,
         EXIT_UNSUPPORTED = 9,
         EXIT_IO = 10,
+        EXIT_STEP = 11,     /* a recipe's build step failed */
         EXIT_INTERNAL = 70,
 };
 

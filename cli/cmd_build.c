@@ -14,6 +14,7 @@
 #include "fetch.h"
 #include "io.h"
 #include "json.h"
+#include "progress.h"
 #include "recipe.h"
 #include "recipe_image.h"
 #include "util.h"
@@ -46,6 +47,57 @@ static void on_progress(void *ctx, const char *msg)
                 fprintf(stderr, "%s\n", msg);
 }
 
+/* Build steps' output: streamed as "LAYER | line" unless --quiet, --json or
+ * --progress none; a failed step's last lines (when they were not streamed)
+ * and its log's path. */
+struct step_out {
+        bool stream;
+};
+
+static void on_step_line(void *ctx, const char *layer, const char *line)
+{
+        if (((struct step_out *)ctx)->stream)
+                fprintf(stderr, "%s | %s\n", layer, line);
+}
+
+#define STEP_TAIL_LINES 20
+#define STEP_TAIL_BYTES (64 * 1024)
+
+static void on_step_failed(void *ctx, const char *layer, const char *log_path)
+{
+        FILE *f;
+
+        if (!((struct step_out *)ctx)->stream && (f = fopen(log_path, "r"))) {
+                char *buf = malloc(STEP_TAIL_BYTES + 1);
+                const char *from;
+                size_t n = 0;
+                int lines = 0;
+                if (buf && fseek(f, 0, SEEK_END) == 0) {
+                        long end = ftell(f);
+                        long at = end > STEP_TAIL_BYTES ? end - STEP_TAIL_BYTES : 0;
+                        if (fseek(f, at, SEEK_SET) == 0)
+                                n = fread(buf, 1, STEP_TAIL_BYTES, f);
+                }
+                if (buf) {
+                        buf[n] = '\0';
+                        while (n && buf[n - 1] == '\n')
+                                buf[--n] = '\0';
+                        from = buf + n;
+                        while (from > buf && lines < STEP_TAIL_LINES)
+                                if (*--from == '\n' && ++lines == STEP_TAIL_LINES)
+                                        from++;
+                        for (const char *l = from; *l;) {
+                                size_t len = strcspn(l, "\n");
+                                fprintf(stderr, "%s | %.*s\n", layer, (int)len, l);
+                                l += len + (l[len] == '\n');
+                        }
+                }
+                free(buf);
+                fclose(f);
+        }
+        fprintf(stderr, "kiln: the log of layer '%s': %s\n", layer, log_path);
+}
+
 /* The verbs that build: `kiln build` writes or pushes the image; `kiln
  * verify` builds it into a private layout and compares it with --against. */
 static int run_build(const char *verb, int argc, char **argv)
@@ -74,6 +126,8 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"lock", required_argument, NULL, 'k'},
                 {"from-annotations", no_argument, NULL, 'F'},
                 {"sbom", no_argument, NULL, 'B'},
+                {"progress", required_argument, NULL, 'G'},
+                {"base-from", required_argument, NULL, 'D'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -95,6 +149,10 @@ static int run_build(const char *verb, int argc, char **argv)
         struct oci_digest rdig;
         size_t rlen;
         int opt, rc = EXIT_OK;
+        enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
+        struct step_out sout = {0};
+        struct recipe_step_log slog = {.line = on_step_line, .failed = on_step_failed,
+                                       .ctx = &sout};
 
         for (int i = 1; i < argc && !verify; i++)
                 if (!strcmp(argv[i], "--dry-run") || !strcmp(argv[i], "--stage") ||
@@ -157,6 +215,14 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'A': against = optarg; break;
                 case 'F': from_ann = true; break;
                 case 'B': o.sbom = true; break;
+                case 'D': o.base_from = optarg; break;
+                case 'G':
+                        if (cli_progress_parse(optarg, &pmode) < 0) {
+                                rc = cli_usage(verb, "--progress takes auto, plain, tty or none, not '%s'",
+                                               optarg);
+                                goto out;
+                        }
+                        break;
                 case 'R':
                 case 'T': o.cache_repo = optarg; o.cache_write = true; break;
                 case 'f': o.cache_repo = optarg; o.cache_write = false; break;
@@ -275,6 +341,8 @@ static int run_build(const char *verb, int argc, char **argv)
         }
         if (!push && !o.output)
                 o.output = DEFAULT_OUTPUT;
+        sout.stream = !quiet && pmode != CLI_PROGRESS_NONE;
+        o.step_log = &slog;
         o.sets = (const char *const *)sets;
         o.n_sets = n_sets;
         o.fetch = reg_http_fetch;

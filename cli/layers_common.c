@@ -35,20 +35,7 @@ int cli_image_load(struct oci_store *st, const struct oci_platform *plat, struct
 
 json_t *cli_config_scratch(void)
 {
-        struct oci_platform host;
-        json_t *c = json_object(), *rootfs = json_object();
-
-        oci_platform_host(&host);
-        json_object_set_new(c, "architecture", json_string(host.architecture));
-        if (host.variant)
-                json_object_set_new(c, "variant", json_string(host.variant));
-        json_object_set_new(c, "os", json_string("linux"));
-        json_object_set_new(c, "config", json_object());
-        json_object_set_new(rootfs, "type", json_string("layers"));
-        json_object_set_new(rootfs, "diff_ids", json_array());
-        json_object_set_new(c, "rootfs", rootfs);
-        json_object_set_new(c, "history", json_array());
-        return c;
+        return oci_config_scratch(NULL);
 }
 
 int cli_copy_blobs(struct oci_store *src, struct oci_store *dst, const struct oci_descriptor *descs,

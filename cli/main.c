@@ -49,11 +49,11 @@ const struct cli_verb cli_verbs[] = {
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S]"
-         " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--cache DIR]"
+         " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--base-from PLACE] [--cache DIR]"
          " [--cache-repo|--cache-to|--cache-from HOST/REPO]"
          " [--compression gzip|zstd|none]"
-         " [--level N] [--platform P] [--jobs N] [--sbom] [--json] [--lock FILE] [--locked]"
-         " [--dry-run | --stage DIR]"},
+         " [--level N] [--platform P] [--jobs N] [--sbom] [--progress MODE] [--quiet] [--json]"
+         " [--lock FILE] [--locked] [--dry-run | --stage DIR]"},
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
          "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",
@@ -89,6 +89,7 @@ int cli_exit_code(enum kiln_errc code)
         case KILN_E_NOMEM:
         case KILN_E_INTERNAL: return EXIT_INTERNAL;
         case KILN_E_GENERIC: return EXIT_FAIL;
+        case KILN_E_STEP: return EXIT_STEP;
         }
         return EXIT_FAIL;
 }
@@ -126,13 +127,42 @@ void cli_warn(const char *fmt, ...)
         cli_progress_message(line); /* above any blobs shown */
 }
 
+/* Common invocations, printed by kiln help VERB. */
+static const struct {
+        const char *verb;
+        const char *text;
+} examples[] = {
+        {"build",
+         "  # the linnaeus images (--arch hopper|ampere|turing; pre-ampere is the seed's turing)\n"
+         "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --branch feat/x --push\n"
+         "  # the checkout you are in, written to a layout\n"
+         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --source local --output oci:out\n"
+         "  # air-gapped: the base carried in as an archive, no registry needed\n"
+         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere"
+         " --base-from oci-archive:cuda.tar --output oci-archive:linnaeus.tar\n"
+         "  # CI: layers shared by every runner through a cache repository\n"
+         "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --push"
+         " --cache-repo registry.example/linnaeus/cache\n"
+         "  # the plan only, offline\n"
+         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --dry-run\n"
+         "\n"
+         "The base may be any place (a registry reference, oci:DIR[:TAG],\n"
+         "oci-archive:FILE[:TAG], docker-archive:FILE) or scratch; --base-from reads\n"
+         "the recipe's base from another place and builds the same image.  A step's output\n"
+         "goes to a log in the cache; a failed step exits 11."},
+};
+
 int cli_help_verb(const char *verb)
 {
         const struct cli_verb *v = cli_find_verb(verb);
 
         if (!v)
                 return cli_usage("help", "unknown verb '%s'", verb);
-        printf("%s\n\n  %s\n\nSee kiln(1) for every option.\n", v->usage, v->summary);
+        printf("%s\n\n  %s\n\n", v->usage, v->summary);
+        for (size_t i = 0; i < sizeof(examples) / sizeof(examples[0]); i++)
+                if (!strcmp(examples[i].verb, v->name))
+                        printf("Examples:\n%s\n\n", examples[i].text);
+        printf("See kiln(1) for every option.\n");
         return EXIT_OK;
 }
 

@@ -627,6 +627,10 @@ static int add_parents(struct layer_source *s, bool *ret_added, struct kiln_erro
 {
         size_t n0;
 
+        if (s->n == 0) { /* an empty layer (a step that wrote nothing) */
+                *ret_added = false;
+                return 0;
+        }
         qsort(s->entries, s->n, sizeof(s->entries[0]), cmp_entry);
         n0 = s->n;
         for (size_t i = 0; i < n0; i++) {

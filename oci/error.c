@@ -88,6 +88,7 @@ const char *kiln_errc_name(enum kiln_errc code)
         case KILN_E_UNSUPPORTED: return "unsupported";
         case KILN_E_NOMEM: return "out of memory";
         case KILN_E_INTERNAL: return "internal error";
+        case KILN_E_STEP: return "build step failed";
         }
         return "error";
 }

@@ -29,6 +29,7 @@ enum kiln_errc {
         KILN_E_UNSUPPORTED, /* valid but not handled (algorithm, media type) */
         KILN_E_NOMEM,
         KILN_E_INTERNAL,
+        KILN_E_STEP,        /* a recipe's build step failed (its status is in the message) */
 };
 
 #define KILN_ERROR_MSG_SIZE 512

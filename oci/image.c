@@ -137,6 +137,48 @@ void oci_image_release(struct oci_image *img)
         memset(img, 0, sizeof(*img));
 }
 
+json_t *oci_config_scratch(const struct oci_platform *plat)
+{
+        struct oci_platform host;
+        json_t *c = json_object(), *rootfs = json_object();
+
+        if (!c || !rootfs) {
+                json_decref(c);
+                json_decref(rootfs);
+                return NULL;
+        }
+        if (!plat) {
+                oci_platform_host(&host);
+                plat = &host;
+        }
+        json_object_set_new(c, "architecture", json_string(plat->architecture));
+        if (plat->variant)
+                json_object_set_new(c, "variant", json_string(plat->variant));
+        json_object_set_new(c, "os", json_string(plat->os ? plat->os : "linux"));
+        json_object_set_new(c, "config", json_object());
+        json_object_set_new(rootfs, "type", json_string("layers"));
+        json_object_set_new(rootfs, "diff_ids", json_array());
+        json_object_set_new(c, "rootfs", rootfs);
+        json_object_set_new(c, "history", json_array());
+        return c;
+}
+
+int oci_image_scratch(const struct oci_platform *plat, struct oci_image *ret,
+                      struct kiln_error *err)
+{
+        struct oci_image img = {0};
+
+        img.m = calloc(1, sizeof(*img.m));
+        img.config = oci_config_scratch(plat);
+        if (!img.m || !img.config) {
+                oci_image_release(&img);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        img.m->media_type = OCI_MT_MANIFEST;
+        *ret = img;
+        return 0;
+}
+
 int oci_image_load(struct oci_store *s, const char *ref, const struct oci_platform *plat,
                    struct oci_image *ret, struct kiln_error *err)
 {

@@ -113,6 +113,14 @@ int oci_image_load(struct oci_store *s, const char *ref, const struct oci_platfo
                    struct oci_image *ret, struct kiln_error *err);
 void oci_image_release(struct oci_image *img);
 
+/* The empty base: no layers and a config with only the platform (NULL: the
+ * host's), an empty rootfs and history.  Its top is unset (no digest):
+ * nothing is fetched for it. */
+int oci_image_scratch(const struct oci_platform *plat, struct oci_image *ret,
+                      struct kiln_error *err);
+json_t *oci_config_scratch(const struct oci_platform *plat);
+
+
 struct oci_copy_opts {
         const struct oci_platform *platform; /* NULL: keep an index whole */
         const char *dst_tag;                 /* NULL: the destination's own tag */

@@ -79,3 +79,16 @@ int oci_place_parse(const char *s, struct oci_place *ret, struct kiln_error *err
         *ret = p;
         return 0;
 }
+
+bool oci_place_is_registry(const char *s)
+{
+        struct oci_place p;
+        struct kiln_error e = KILN_ERROR_INIT;
+        bool reg;
+
+        if (!strcmp(s, OCI_SCRATCH) || oci_place_parse(s, &p, &e) < 0)
+                return false;
+        reg = p.kind == OCI_PLACE_REGISTRY;
+        oci_place_release(&p);
+        return reg;
+}

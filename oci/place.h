@@ -12,6 +12,8 @@
 #ifndef KILN_OCI_PLACE_H
 #define KILN_OCI_PLACE_H
 
+#include <stdbool.h>
+
 #include "error.h"
 #include "ref.h"
 
@@ -29,8 +31,14 @@ struct oci_place {
         struct oci_ref ref; /* registry places */
 };
 
+/* The name of the empty base (as in Dockerfiles); not a place of its own:
+ * the verbs that take a base check for it before oci_place_parse. */
+#define OCI_SCRATCH "scratch"
+
 int oci_place_parse(const char *s, struct oci_place *ret, struct kiln_error *err);
 void oci_place_release(struct oci_place *p);
+/* True when s parses as a registry place (not scratch, a layout or an archive). */
+bool oci_place_is_registry(const char *s);
 const char *oci_place_kind_name(enum oci_place_kind k);
 
 #endif

@@ -3,9 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -169,6 +172,201 @@ out:
         return rc;
 }
 
+extern char **environ;
+
+static int write_all(int fd, const char *p, size_t n)
+{
+        while (n) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return -1;
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+struct line_buf {
+        char buf[RECIPE_STEP_LINE_MAX + 1];
+        size_t len;
+        bool cut; /* the rest of an over-long line is dropped */
+        char last[RECIPE_STEP_LINE_MAX + 1]; /* the last non-empty line */
+};
+
+static void line_end(struct line_buf *lb, const struct recipe_build_step *s)
+{
+        lb->buf[lb->len] = '\0';
+        if (lb->len && lb->buf[lb->len - 1] == '\r')
+                lb->buf[--lb->len] = '\0';
+        if (lb->len)
+                memcpy(lb->last, lb->buf, lb->len + 1);
+        if (s->log && s->log->line)
+                s->log->line(s->log->ctx, s->layer ? s->layer : "", lb->buf);
+        lb->len = 0;
+        lb->cut = false;
+}
+
+static void line_feed(struct line_buf *lb, const struct recipe_build_step *s, const char *p,
+                      size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (p[i] == '\n') {
+                        if (!lb->cut || lb->len)
+                                line_end(lb, s);
+                        lb->cut = false;
+                } else if (lb->len < RECIPE_STEP_LINE_MAX) {
+                        lb->buf[lb->len++] = p[i];
+                } else if (!lb->cut) {
+                        line_end(lb, s);
+                        lb->cut = true;
+                }
+        }
+}
+
+/* Runs a build step's argv: stdout and stderr share one pipe (their order
+ * kept), every byte goes to log_fd and every line to s->log.  A failure
+ * names the status and the last line printed. */
+static int run_logged(const struct recipe_build_step *s, const char *cwd, char *const *envp,
+                      int log_fd, struct kiln_error *err)
+{
+        int p[2] = {-1, -1};
+        struct line_buf *lb = calloc(1, sizeof(*lb));
+        bool log_ok = true;
+        pid_t pid;
+        int status = 0, rc;
+
+        if (!lb)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (pipe(p) < 0) {
+                free(lb);
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
+        }
+        pid = fork();
+        if (pid < 0) {
+                close(p[0]);
+                close(p[1]);
+                free(lb);
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot start '%s'",
+                                            s->argv[0]);
+        }
+        if (pid == 0) {
+                int nul = open("/dev/null", O_RDWR);
+                dup2(nul, 0);
+                dup2(p[1], 1);
+                dup2(p[1], 2);
+                if (cwd && chdir(cwd) < 0)
+                        _exit(126);
+                environ = (char **)(uintptr_t)envp;
+                execvp(s->argv[0], (char *const *)(uintptr_t)s->argv);
+                dprintf(2, "cannot run '%s': %s\n", s->argv[0], strerror(errno));
+                _exit(127);
+        }
+        close(p[1]);
+        for (;;) {
+                char buf[8192];
+                ssize_t n = read(p[0], buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                if (log_ok && write_all(log_fd, buf, (size_t)n) < 0)
+                        log_ok = false; /* the step goes on; its lines still come */
+                line_feed(lb, s, buf, (size_t)n);
+        }
+        if (lb->len)
+                line_end(lb, s);
+        close(p[0]);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                rc = 0;
+        else if (WIFEXITED(status))
+                rc = kiln_error_set(err, KILN_E_STEP, "'%s' exited with status %d%s%s",
+                                    s->argv[0], WEXITSTATUS(status), lb->last[0] ? ": " : "",
+                                    lb->last);
+        else
+                rc = kiln_error_set(err, KILN_E_STEP, "'%s' was killed by signal %d", s->argv[0],
+                                    WTERMSIG(status));
+        free(lb);
+        return rc;
+}
+
+static int cmp_mtime(const void *a, const void *b)
+{
+        const struct log_ent {
+                char *name;
+                struct timespec t;
+        } *x = a, *y = b;
+        if (x->t.tv_sec != y->t.tv_sec)
+                return x->t.tv_sec < y->t.tv_sec ? 1 : -1;
+        if (x->t.tv_nsec != y->t.tv_nsec)
+                return x->t.tv_nsec < y->t.tv_nsec ? 1 : -1;
+        return strcmp(x->name, y->name);
+}
+
+/* Keeps the newest RECIPE_STEP_LOGS_KEPT logs in dir; best effort. */
+static void prune_logs(const char *dir)
+{
+        struct log_ent {
+                char *name;
+                struct timespec t;
+        } *v = NULL;
+        size_t n = 0, cap = 0;
+        DIR *d = opendir(dir);
+        struct dirent *e;
+
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                struct stat st;
+                size_t len = strlen(e->d_name);
+                if (len < 5 || strcmp(e->d_name + len - 4, ".log") ||
+                    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISREG(st.st_mode))
+                        continue;
+                if (n == cap) {
+                        struct log_ent *nv = realloc(v, (cap ? cap * 2 : 64) * sizeof(*v));
+                        if (!nv)
+                                break;
+                        v = nv;
+                        cap = cap ? cap * 2 : 64;
+                }
+                v[n].name = strdup(e->d_name);
+                v[n].t = st.st_mtim;
+                if (v[n].name)
+                        n++;
+        }
+        if (n > RECIPE_STEP_LOGS_KEPT) {
+                qsort(v, n, sizeof(*v), cmp_mtime);
+                for (size_t i = RECIPE_STEP_LOGS_KEPT; i < n; i++)
+                        unlinkat(dirfd(d), v[i].name, 0);
+        }
+        for (size_t i = 0; i < n; i++)
+                free(v[i].name);
+        free(v);
+        closedir(d);
+}
+
+/* CACHE/logs/LAYER-KEY12.log, with anything but [A-Za-z0-9._-] in the layer
+ * name turned into '_' */
+static char *log_path_for(const char *cache_dir, const char *layer, const char *key)
+{
+        char name[96];
+        size_t i;
+
+        for (i = 0; layer && layer[i] && i < 64; i++) {
+                char c = layer[i];
+                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                name[i] = ok && !(i == 0 && c == '.') ? c : '_';
+        }
+        name[i] = '\0';
+        return kiln_strdupf("%s/logs/%s%s%.12s.log", cache_dir, name, *name ? "-" : "",
+                            key + 7);
+}
+
 int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, char **ret_out_dir,
                      char **ret_key, bool *ret_cached, struct kiln_error *err)
 {
@@ -200,7 +398,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
         out = kiln_strdupf("%s/out", tmp);
         scratch = kiln_strdupf("%s/scratch", tmp);
-        logf = kiln_strdupf("%s/log", tmp);
+        logf = log_path_for(cache_dir, s->layer, key);
         envp = calloc(s->n_env + 5, sizeof(char *));
         if (!out || !scratch || !logf || !envp) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -251,13 +449,20 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                         goto out;
                 }
         {
-                _cleanup_close_ int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                _cleanup_free_ char *logs = kiln_strdupf("%s/logs", cache_dir);
+                _cleanup_close_ int lfd = -1;
+                if (!logs || kiln_mkdir_p(logs, 0755, err) < 0)
+                        goto out;
+                prune_logs(logs);
+                lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 if (lfd < 0) {
                         kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", logf);
                         goto out;
                 }
-                if (recipe_run(s->argv, scratch, envp, lfd, err) < 0) {
+                if (run_logged(s, scratch, envp, lfd, err) < 0) {
                         kiln_error_prefix(err, "build step");
+                        if (s->log && s->log->failed)
+                                s->log->failed(s->log->ctx, s->layer ? s->layer : "", logf);
                         goto out;
                 }
         }

@@ -11,6 +11,7 @@
 #include "io.h"
 #include "json.h"
 #include "layout.h"
+#include "place.h"
 #include "recipe_sbom.h"
 #include "ref.h"
 #include "source.h"
@@ -258,7 +259,8 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
                            char **ret_revision, struct kiln_error *err)
 {
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                       .fetch_ctx = o->fetch_ctx, .build_remote = remote};
+                                       .fetch_ctx = o->fetch_ctx, .build_remote = remote,
+                                       .log = o->step_log, .layer = plan->layers[i].name};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -429,7 +431,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct layer_result *res = lj->res;
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx, .build_remote = lj->remote,
-                                       .inventory = o->sbom && !lj->packages[i]};
+                                       .inventory = o->sbom && !lj->packages[i],
+                                       .log = o->step_log, .layer = plan0->layers[i].name};
         struct recipe_stage_result kres = {0};
         struct oci_digest key;
         char *revision = NULL;
@@ -717,6 +720,11 @@ static int lock_apply(struct recipe_plan *plan, json_t *lock, const struct recip
         return 0;
 }
 
+static const char *lock_digest(json_t *lock)
+{
+        return json_string_value(json_object_get(json_object_get(lock, "base"), "digest"));
+}
+
 /* The base reference pinned to the lock's digest. */
 static char *lock_base(json_t *lock, const struct recipe_plan *plan,
                        const struct recipe_image_opts *o, struct kiln_error *err)
@@ -725,6 +733,8 @@ static char *lock_base(json_t *lock, const struct recipe_plan *plan,
         const char *ref = json_string_value(json_object_get(b, "ref"));
         const char *dig = json_string_value(json_object_get(b, "digest"));
 
+        if (!strcmp(plan->base, OCI_SCRATCH))
+                return strdup(OCI_SCRATCH);
         if (!ref || !dig || !oci_digest_valid(dig) || strcmp(ref, plan->base)) {
                 if (o->locked) {
                         kiln_error_set(err, KILN_E_INVALID,
@@ -735,8 +745,39 @@ static char *lock_base(json_t *lock, const struct recipe_plan *plan,
                 warn(o, "the lock does not pin the base '%s': it may float", plan->base);
                 return strdup(plan->base);
         }
+        if (!oci_place_is_registry(ref))
+                return strdup(ref); /* open_base checks the digest */
         /* a tag and a digest: the digest wins */
         return strchr(ref, '@') ? strdup(ref) : kiln_strdupf("%s@%s", ref, dig);
+}
+
+/* Opens the base image: only its manifest and config are read.  "scratch"
+ * is the empty image and has no store; a local place pinned by a lock must
+ * still hold the digest the lock names. */
+static int open_base(const struct recipe_image_opts *o, const char *ref, const char *pinned,
+                     struct oci_store **ret_st, struct oci_image *ret, struct kiln_error *err)
+{
+        struct oci_store *st;
+
+        if (!strcmp(ref, OCI_SCRATCH)) {
+                *ret_st = NULL;
+                return oci_image_scratch(o->platform, ret, err);
+        }
+        st = o->open_place(o->open_ctx, ref, false, err);
+        if (!st || oci_image_load(st, NULL, o->platform, ret, err) < 0) {
+                oci_store_free(st);
+                return -1;
+        }
+        if (pinned && strcmp(ret->top.desc.digest.str, pinned)) {
+                kiln_error_set(err, KILN_E_DIGEST,
+                               "'%s' is %s but the lock pins %s: run kiln lock", ref,
+                               ret->top.desc.digest.str, pinned);
+                oci_image_release(ret);
+                oci_store_free(st);
+                return -1;
+        }
+        *ret_st = st;
+        return 0;
 }
 
 int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o, json_t **ret,
@@ -752,22 +793,28 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
 
         if (recipe_plan_build(r, &po, &plan, err) < 0)
                 goto out;
-        base_st = o->open_place(o->open_ctx, plan->base, false, err);
-        if (!base_st || oci_store_fetch(base_st, NULL, &top, err) < 0) {
-                kiln_error_prefix(err, "base '%s'", plan->base);
-                goto out;
+        if (strcmp(plan->base, OCI_SCRATCH)) {
+                const char *from = o->base_from ? o->base_from : plan->base;
+                base_st = o->open_place(o->open_ctx, from, false, err);
+                if (!base_st || oci_store_fetch(base_st, NULL, &top, err) < 0) {
+                        kiln_error_prefix(err, "base '%s'", from);
+                        goto out;
+                }
         }
         cache = layer_cache_open(o->cache_dir, err);
         if (!cache)
                 goto out;
-        lock = json_pack("{s:i, s:s?, s:{s:s, s:s}, s:{}}", "lockVersion", 1, "recipe",
+        lock = json_pack("{s:i, s:s?, s:{s:s, s:s?}, s:{}}", "lockVersion", 1, "recipe",
                          o->recipe_digest, "base", "ref", plan->base, "digest",
-                         top.desc.digest.str, "layers");
+                         base_st ? top.desc.digest.str : NULL, "layers");
+        if (!base_st)
+                json_object_del(json_object_get(lock, "base"), "digest"); /* scratch */
         layers = json_object_get(lock, "layers");
         for (size_t i = 0; i < plan->n_layers; i++) {
                 struct recipe_layer *l = &plan->layers[i];
                 struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                               .fetch_ctx = o->fetch_ctx};
+                                               .fetch_ctx = o->fetch_ctx, .log = o->step_log,
+                                               .layer = l->name};
                 struct recipe_stage_result kres = {0};
                 json_t *e;
                 if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {
@@ -849,10 +896,20 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 if (!base_ref)
                         goto out;
         }
-        say(o, "base %s", base_ref ? base_ref : plan0->base);
-        base_st = o->open_place(o->open_ctx, base_ref ? base_ref : plan0->base, false, err);
-        /* only the base's manifest and config are read */
-        if (!base_st || oci_image_load(base_st, NULL, o->platform, &base, err) < 0) {
+        if (!o->base_from)
+                say(o, "base %s", base_ref ? base_ref : plan0->base);
+        if (o->base_from) {
+                /* the recipe's base, read from another place: a lock's digest still holds */
+                say(o, "base %s from %s", plan0->base, o->base_from);
+                if (open_base(o, o->base_from, o->lock ? lock_digest(o->lock) : NULL, &base_st,
+                              &base, err) < 0) {
+                        kiln_error_prefix(err, "base '%s'", o->base_from);
+                        goto out;
+                }
+        } else if (open_base(o, base_ref ? base_ref : plan0->base,
+                             base_ref && !oci_place_is_registry(base_ref) ? lock_digest(o->lock)
+                                                                           : NULL,
+                             &base_st, &base, err) < 0) {
                 kiln_error_prefix(err, "base '%s'", plan0->base);
                 goto out;
         }
@@ -916,7 +973,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                                        .fetch = o->fetch,
                                                        .fetch_ctx = o->fetch_ctx,
                                                        .build_remote = repo_rd ? &remote : NULL,
-                                                       .inventory = o->sbom};
+                                                       .inventory = o->sbom,
+                                                       .log = o->step_log,
+                                                       .layer = plan0->layers[i].name};
                         struct recipe_stage_result kres = {0};
                         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                                 oci_hasher_release(&h);
@@ -1031,9 +1090,10 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         ann = json_deep_copy(plan->annotations ? plan->annotations : json_object());
         if (!ann)
                 ann = json_object();
-        json_object_set_new(ann, "org.opencontainers.image.base.name", json_string(plan->base));
-        json_object_set_new(ann, "org.opencontainers.image.base.digest",
-                            json_string(base.top.desc.digest.str));
+        /* base.name comes from the plan (recipe_plan.c) */
+        if (base_st)
+                json_object_set_new(ann, "org.opencontainers.image.base.digest",
+                                    json_string(base.top.desc.digest.str));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
         if (o->recipe_digest)
                 json_object_set_new(ann, "dev.kiln.recipe.digest", json_string(o->recipe_digest));
@@ -1069,12 +1129,14 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         if (!upper)
                 goto out;
         /* blobs come from the local cache, then the cache repository, then the base */
-        if (repo_rd) {
+        if (repo_rd && base_st) {
                 lower = oci_overlay_store_new(repo_rd, base_st, NULL, err);
                 if (!lower)
                         goto out;
         }
-        overlay = oci_overlay_store_new(upper, lower ? lower : base_st, md.digest.str, err);
+        /* scratch: the cache and the cache repository hold every blob */
+        overlay = oci_overlay_store_new(upper, lower ? lower : base_st ? base_st : repo_rd ? repo_rd : upper,
+                                        md.digest.str, err);
         if (!overlay)
                 goto out;
         out.tags = calloc(plan->n_tags, sizeof(*out.tags));

@@ -89,6 +89,12 @@ struct recipe_image_opts {
         void (*warn)(void *ctx, const char *msg);
         recipe_open_place_fn open_place;
         void *open_ctx;
+        /* where the base's bytes come from instead of the recipe's base (any
+         * place: an archive carried into an air gap); the image is the same
+         * as one built from the recipe's base when the bytes are */
+        const char *base_from;
+        /* build steps' output lines and the log of a step that failed */
+        const struct recipe_step_log *step_log;
         void (*progress)(void *ctx, const char *msg);
         void *progress_ctx;
 };

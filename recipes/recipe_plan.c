@@ -5,6 +5,7 @@
 
 #include "json.h"
 #include "model.h"
+#include "place.h"
 #include "recipe_expand.h"
 #include "recipe_internal.h"
 #include "ref.h"
@@ -620,7 +621,11 @@ static int plan_annotations(struct pctx *c, struct recipe_plan *p, struct kiln_e
                 free(s);
         }
         /* image-spec annotations.md: the base image and the source revision */
-        if (!json_object_get(out, "org.opencontainers.image.base.name"))
+        /* base.name is a registry reference: a local place's path says
+         * nothing to the image's users and would make the digest depend on
+         * where the builder keeps its files (a recipe may name it itself) */
+        if (!json_object_get(out, "org.opencontainers.image.base.name") &&
+            oci_place_is_registry(p->base))
                 json_object_set_new(out, "org.opencontainers.image.base.name",
                                     json_string(p->base));
         if (p->source_from && strcmp(p->source_from, "local") &&
@@ -770,15 +775,16 @@ int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opt
         {
                 char *base = expand_top(&c, json_string_value(json_object_get(r->root, "base")),
                                         "/base", NULL, err);
-                struct oci_ref ref = {0};
+                struct oci_place place = {0};
                 if (!base)
                         goto out;
                 p->base = base;
-                if (oci_ref_parse(base, &ref, err) < 0) {
+                /* any place an image can be read from, or the empty base */
+                if (strcmp(base, OCI_SCRATCH) && oci_place_parse(base, &place, err) < 0) {
                         recipe_error_at(r, "/base", false, err->code, err, "%s", err->msg);
                         goto out;
                 }
-                oci_ref_release(&ref);
+                oci_place_release(&place);
         }
         if (plan_layers(&c, p, err) < 0)
                 goto out;

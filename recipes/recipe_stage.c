@@ -701,6 +701,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.inputs = (const char *const *)ins;
         s.n_inputs = n_in;
         s.remote = o->build_remote;
+        s.log = o->log;
+        s.layer = o->layer;
         wheels = install && !strcmp(install, "wheels");
         /* a key needs the step's key only; the inventory of a step that
          * installs wheels needs its output (cached, fetched or run) */

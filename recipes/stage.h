@@ -55,8 +55,24 @@ struct recipe_build_remote {
         void *ctx;
 };
 
+/* What a build step prints.  Its stdout and stderr, interleaved as written,
+ * go to CACHE/logs/LAYER-KEY.log (the last RECIPE_STEP_LOGS_KEPT logs are
+ * kept); line gets each line as it comes (without its newline, at most
+ * RECIPE_STEP_LINE_MAX bytes; longer lines are cut there), from the thread
+ * that runs the step; failed gets the log's path when the step fails, before
+ * the error is returned.  Any of them may be NULL. */
+#define RECIPE_STEP_LOGS_KEPT 50
+#define RECIPE_STEP_LINE_MAX 4096
+struct recipe_step_log {
+        void (*line)(void *ctx, const char *layer, const char *line);
+        void (*failed)(void *ctx, const char *layer, const char *log_path);
+        void *ctx;
+};
+
 struct recipe_stage_opts {
         const char *cache_dir; /* build outputs, git mirrors, fetched files */
+        const struct recipe_step_log *log; /* build steps' output; NULL: only the log file */
+        const char *layer; /* the layer staged, for the log's name and lines */
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
         const struct recipe_build_remote *build_remote; /* NULL: local only */
@@ -217,6 +233,8 @@ struct recipe_build_step {
         const char *const *inputs; /* files or directories */
         size_t n_inputs;
         const struct recipe_build_remote *remote; /* looked up on a local miss; may be NULL */
+        const struct recipe_step_log *log;        /* may be NULL */
+        const char *layer;                        /* names the log; may be NULL */
 };
 
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err);
