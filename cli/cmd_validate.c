@@ -174,7 +174,7 @@ int cmd_validate(int argc, char **argv)
         if (optind + 1 != argc)
                 return cli_usage("validate", "expected one PLACE");
         if (!o.arch)
-                return cli_usage("validate", "--arch is required (hopper, ampere or pre-ampere)");
+                return cli_usage("validate", "--arch is required (hopper, ampere, turing or pre-ampere)");
         st = cli_open_place(argv[optind], false, &err);
         if (!st || recipe_validate_image(st, &o, &fails, &err) < 0)
                 return cli_fail(&err);

@@ -61,7 +61,7 @@ const struct cli_verb cli_verbs[] = {
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
          "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
-         "kiln validate PLACE --arch hopper|ampere|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
+         "kiln validate PLACE --arch hopper|ampere|turing|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
         {NULL, NULL, NULL, NULL},
 };
 

@@ -17,7 +17,8 @@ struct profile {
 static const struct profile profiles[] = {
         {"hopper", "2.8.0", "+cu128", "3"},
         {"ampere", "2.7.1", "+cu126", "2"},
-        {"pre-ampere", "2.7.1", "+cu126", NULL},
+        {"turing", "2.7.1", "+cu126", NULL},
+        {"pre-ampere", "2.7.1", "+cu126", NULL}, /* the older name of turing */
 };
 
 static char *norm(const char *p)
@@ -189,7 +190,7 @@ int recipe_validate_image(struct oci_store *st, const struct recipe_validate_opt
                         pr = &profiles[i];
         if (!pr) {
                 kiln_error_set(err, KILN_E_INVALID,
-                               "unknown arch '%s': expected hopper, ampere or pre-ampere",
+                               "unknown arch '%s': expected hopper, ampere, turing or pre-ampere",
                                o->arch ? o->arch : "");
                 goto out;
         }

@@ -25,6 +25,9 @@ SEED_TAGS = [
      "ampere-stable-cu126-dev-test"),
     (["--arch", "ampere", "--source", "local", "--branch", "develop"], "ampere-stable-cu126"),
     (["--arch", "ampere", "--branch", "main"], "ampere-stable-cu126"),
+    # upstream's name for pre-ampere
+    (["--arch", "turing"], "turing-stable-cu126"),
+    (["--arch", "turing", "--tag-suffix", "task123"], "turing-stable-cu126-task123"),
 ]
 
 
@@ -39,6 +42,7 @@ def test_linnaeus_matrix_layers_and_profiles():
         "hopper": ("nightly-cu128", "https://download.pytorch.org/whl/nightly/cu128", "9.0", True),
         "ampere": ("stable-cu126", "https://download.pytorch.org/whl/cu126", "8.0;8.6", True),
         "pre-ampere": ("stable-cu126", "https://download.pytorch.org/whl/cu126", "7.5", False),
+        "turing": ("stable-cu126", "https://download.pytorch.org/whl/cu126", "7.5", False),
     }
     for arch, (variant, index, cuda, fa) in want.items():
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
@@ -65,6 +69,18 @@ def test_linnaeus_matrix_layers_and_profiles():
         # the commit is not known offline: marked, not invented
         assert any(u.startswith("source.revision") for u in plan["unresolved"])
         assert plan["annotations"]["org.opencontainers.image.revision"] == "${source.revision}"
+
+
+def test_turing_and_pre_ampere_are_one_profile():
+    def plan(arch):
+        return json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
+    t, p = plan("turing"), plan("pre-ampere")
+    assert t["layers"] == p["layers"]
+    tv = {k: v for k, v in t["variables"].items() if k != "arch"}
+    pv = {k: v for k, v in p["variables"].items() if k != "arch"}
+    assert tv == pv
+    assert t["tags"][0].endswith(":turing-stable-cu126")
+    assert p["tags"][0].endswith(":pre-ampere-stable-cu126")
 
 
 def test_versions_per_arch():
@@ -109,7 +125,7 @@ def test_unknown_variable_is_a_clear_error():
 def test_disallowed_value_is_a_clear_error():
     line = kiln_fails("build", LINNAEUS, "--dry-run", "--arch", "volta", code=3)
     assert line == ("kiln: error: invalid value 'volta' for variable 'arch': "
-                    "expected one of hopper, ampere, pre-ampere")
+                    "expected one of hopper, ampere, turing, pre-ampere")
     line = kiln_fails("build", LINNAEUS, "--dry-run", "--source", "svn", code=3)
     assert "expected one of github, local" in line
 
