@@ -107,6 +107,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"source", required_argument, NULL, 's'},
                 {"branch", required_argument, NULL, 'b'},
                 {"tag-suffix", required_argument, NULL, 't'},
+                {"max-jobs", required_argument, NULL, 'M'},
                 {"set", required_argument, NULL, 'S'},
                 {"push", no_argument, NULL, 'P'},
                 {"output", required_argument, NULL, 'o'},
@@ -171,6 +172,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 's': var = "source"; break;
                 case 'b': var = "branch"; break;
                 case 't': var = "tag_suffix"; break;
+                case 'M': var = "max_jobs"; break;
                 case 'S': sets[n_sets++] = strdup(optarg); break;
                 case 'P': push = true; break;
                 case 'o': o.output = optarg; break;

@@ -20,7 +20,7 @@
 #define USAGE                                                                                      \
         "kiln build RECIPE (--dry-run [--json] [--keys] | --stage DIR) [--cache-dir DIR]\n"       \
         "       [--mirror URL-PREFIX=DIR]...) [--arch A] [--source github|local] [--branch B]\n"   \
-        "       [--tag-suffix S] [--set NAME=VALUE]..."
+        "       [--tag-suffix S] [--max-jobs N] [--set NAME=VALUE]..."
 
 /* --mirror URL-PREFIX=DIR: http(s) inputs under the prefix are read from
  * a local copy of the site (an air-gapped mirror carried over on a disk);
@@ -249,6 +249,7 @@ int cmd_build_plan(int argc, char **argv)
                 {"source", required_argument, NULL, 's'},
                 {"branch", required_argument, NULL, 'b'},
                 {"tag-suffix", required_argument, NULL, 't'},
+                {"max-jobs", required_argument, NULL, 'M'},
                 {"set", required_argument, NULL, 'S'},
                 {"stage", required_argument, NULL, 'g'},
                 {"cache-dir", required_argument, NULL, 'c'},
@@ -285,6 +286,7 @@ int cmd_build_plan(int argc, char **argv)
                 case 's': var = "source"; break;
                 case 'b': var = "branch"; break;
                 case 't': var = "tag_suffix"; break;
+                case 'M': var = "max_jobs"; break;
                 case 'S': sets[n_sets++] = strdup(optarg); break;
                 case 'g': stage_dir = optarg; break;
                 case 'c': cache_dir = optarg; break;

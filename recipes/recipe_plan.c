@@ -42,6 +42,18 @@ static void note_unresolved(struct pctx *c, const char *what)
 static int expand_at(struct pctx *c, const char *s, const char *ptr, char **ret,
                      struct kiln_error *err);
 
+/* What a base's environment variable looks like: upper case, digits and
+ * '_' (recipe variables are lower case, so their typos stay errors) */
+static bool is_env_name(const char *s)
+{
+        if (!*s || (*s >= '0' && *s <= '9'))
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+                        return false;
+        return true;
+}
+
 static enum recipe_xres lookup(void *ctx, const char *name, const char **ret,
                                struct kiln_error *err)
 {
@@ -128,6 +140,12 @@ static enum recipe_xres lookup(void *ctx, const char *name, const char **ret,
                         note_unresolved(c, what);
                         c->was_kept = true;
                         return RECIPE_X_KEEP;
+                }
+                /* Dockerfile ENV: a variable the base does not set is empty
+                 * (PYTHONPATH="/app:${PYTHONPATH}" on a base without it) */
+                if (is_env_name(name)) {
+                        *ret = "";
+                        return RECIPE_X_VALUE;
                 }
         }
         return RECIPE_X_UNDEFINED;

@@ -38,8 +38,13 @@ def test_build_and_push_each_profile(kiln, world, tmp_path, arch):
     cfg = json.loads(kiln.run("inspect", "--config", "--raw", f"oci:{out}:x").stdout)
     env = dict(e.split("=", 1) for e in cfg["config"]["Env"])
     assert env["CUDA_VERSION"] == "12.8.0"           # the base's env is kept
-    assert "/app/linnaeus" in env.get("PYTHONPATH", "")
+    # upstream's Dockerfile ENV lines, with the base's PATH under uv's directory
+    assert env["PYTHONPATH"] == "/app/linnaeus:"
+    assert env["PATH"] == ("/root/.local/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin:"
+                           "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    assert env["DEBIAN_FRONTEND"] == "noninteractive" and env["TZ"] == "Etc/UTC"
     assert cfg["config"].get("WorkingDir") == "/app/linnaeus"
+    assert cfg["config"]["Cmd"] == ["/bin/bash"]
     man = json.loads(kiln.run("inspect", "--raw", f"oci:{out}:x").stdout)
     ann = man["annotations"]
     assert ann["org.opencontainers.image.revision"] == res["revision"]

@@ -58,14 +58,16 @@ def test_linnaeus_matrix_layers_and_profiles():
         if fa:
             build = plan["layers"][4]["params"]
             assert build["env"]["TORCH_CUDA_ARCH_LIST"] == cuda
-            assert build["env"]["MAX_JOBS"] == "4"
+            assert build["env"]["MAX_JOBS"] == "12"   # build.sh's default
         src = plan["layers"][-1]["params"]
         assert src["path"] == "/app/linnaeus"
         assert src["repository"] == "https://github.com/polli-labs/linnaeus.git"
         cfg = plan["config"]
-        assert "PYTHONPATH=/app/linnaeus" in cfg["Env"]
+        # upstream's Dockerfile: ENV PYTHONPATH="/app/linnaeus:${PYTHONPATH}" on a base without it
+        assert "PYTHONPATH=/app/linnaeus:" in cfg["Env"]
+        assert "DEBIAN_FRONTEND=noninteractive" in cfg["Env"] and "TZ=Etc/UTC" in cfg["Env"]
         assert cfg["WorkingDir"] == "/app/linnaeus"
-        assert cfg["Cmd"] == ["bash"]
+        assert cfg["Cmd"] == ["/bin/bash"]
         # the commit is not known offline: marked, not invented
         assert any(u.startswith("source.revision") for u in plan["unresolved"])
         assert plan["annotations"]["org.opencontainers.image.revision"] == "${source.revision}"
@@ -81,6 +83,13 @@ def test_turing_and_pre_ampere_are_one_profile():
     assert tv == pv
     assert t["tags"][0].endswith(":turing-stable-cu126")
     assert p["tags"][0].endswith(":pre-ampere-stable-cu126")
+
+
+def test_max_jobs_as_build_sh():
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "ampere",
+                           "--max-jobs", "6").stdout)
+    fa = [l for l in plan["layers"] if l["name"] == "flash-attn"][0]
+    assert fa["params"]["env"]["MAX_JOBS"] == "6"
 
 
 def test_versions_per_arch():
@@ -113,7 +122,8 @@ def test_text_plan_marks_unresolved():
     out = kiln("build", LINNAEUS, "--dry-run", "--arch", "hopper").stdout
     assert "frontierkodiak/linnaeus-dev:hopper-nightly-cu128\n" in out
     assert "(unresolved)" in out
-    assert "unresolved:\n  source.revision: known once the source is fetched" in out
+    assert ("unresolved:\n  env 'PATH': known once the base image is pulled\n"
+            "  source.revision: known once the source is fetched") in out
     assert "  5 flash-attn: build" in out
 
 
