@@ -270,15 +270,28 @@ static void test_plan_missing_variable_names_the_recipe_line(void **state)
         assert_int_equal(recipe_plan_build(r, &o, &p, &err), -1);
         assert_string_equal(err.msg, "invalid recipe 'm.json' at line 5 column 22: undefined "
                                      "variable 'reqs' in '${reqs}/requirements.txt'");
-        /* with the base env known, a name in neither is an error too */
+        /* with the base env known, a lower-case name in neither is an error
+         * (a misspelt recipe variable) */
         recipe_free(r);
-        d = "{\"base\": \"ubuntu\", \"layers\": [],\n \"config\": {\"env\": [\"A=${HOME}\"]}}";
+        d = "{\"base\": \"ubuntu\", \"layers\": [],\n \"config\": {\"env\": [\"A=${home}\"]}}";
         r = recipe_parse(d, strlen(d), "m.json", ".", &err);
         assert_non_null(r);
         o.base_env = env;
         assert_int_equal(recipe_plan_build(r, &o, &p, &err), -1);
         assert_string_equal(err.msg, "invalid recipe 'm.json' at line 2 column 21: undefined "
-                                     "variable 'HOME' in 'A=${HOME}'");
+                                     "variable 'home' in 'A=${home}'");
+        /* an upper-case one is the base's variable, empty when unset, as in
+         * a Dockerfile's ENV */
+        recipe_free(r);
+        d = "{\"base\": \"ubuntu\", \"layers\": [],\n \"config\": {\"env\": [\"A=/x:${HOME}\"]}}";
+        r = recipe_parse(d, strlen(d), "m.json", ".", &err);
+        assert_non_null(r);
+        assert_int_equal(recipe_plan_build(r, &o, &p, &err), 0);
+        assert_string_equal(json_string_value(json_array_get(
+                                    json_object_get(p->config, "Env"), 1)),
+                            "A=/x:");
+        recipe_plan_free(p);
+        p = NULL;
         json_decref(env);
         recipe_free(r);
 }
