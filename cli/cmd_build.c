@@ -415,6 +415,20 @@ static int run_build(const char *verb, int argc, char **argv)
                 json_object_set_new(j, "blobsSkipped", json_integer(res.blobs_skipped));
                 json_object_set_new(j, "sbom", res.sbom.str[0] ? json_string(res.sbom.str)
                                                               : json_null());
+                {
+                        json_t *layers = json_array();
+                        for (size_t i = 0; i < res.n_layers; i++) {
+                                const struct recipe_layer_report *l = &res.layers[i];
+                                json_array_append_new(
+                                        layers,
+                                        json_pack("{s:s?, s:s, s:f, s:I, s:s}", "name", l->name,
+                                                  "state", l->state, "seconds",
+                                                  (double)(long)(l->seconds * 1000) / 1000,
+                                                  "bytes", (json_int_t)l->bytes, "digest",
+                                                  l->digest.str));
+                        }
+                        json_object_set_new(j, "layers", layers);
+                }
                 s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 printf("%s\n", s ? s : "{}");
                 free(s);

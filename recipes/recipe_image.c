@@ -27,6 +27,9 @@ void recipe_image_result_release(struct recipe_image_result *r)
                 free(r->tags[i]);
         free(r->tags);
         free(r->revision);
+        for (size_t i = 0; i < r->n_layers; i++)
+                free(r->layers[i].name);
+        free(r->layers);
         memset(r, 0, sizeof(*r));
 }
 
@@ -437,8 +440,10 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct oci_digest key;
         char *revision = NULL;
         bool hit = false, from_repo = false;
+        struct timespec t0, t1;
         int rc = -1;
 
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                 kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                 return -1;
@@ -503,7 +508,17 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                         pthread_mutex_unlock(&lj->lock);
                 }
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         pthread_mutex_lock(&lj->lock);
+        if (lj->out->layers) {
+                struct recipe_layer_report *rep = &lj->out->layers[i];
+                rep->name = strdup(plan0->layers[i].name);
+                rep->state = from_repo ? "pulled" : hit ? "cached" : "built";
+                rep->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+                               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+                rep->bytes = res[i].size;
+                rep->digest = res[i].digest;
+        }
         if (hit)
                 lj->out->layers_cached++;
         else
@@ -1040,6 +1055,12 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         goto out;
         }
         {
+                out.layers = calloc(plan0->n_layers + 1, sizeof(*out.layers));
+                if (!out.layers) {
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        goto out;
+                }
+                out.n_layers = plan0->n_layers;
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,

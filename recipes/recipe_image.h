@@ -99,6 +99,15 @@ struct recipe_image_opts {
         void *progress_ctx;
 };
 
+/* What happened to one layer of the recipe, in recipe order. */
+struct recipe_layer_report {
+        char *name;
+        const char *state; /* "built", "cached" (local cache) or "pulled" (cache repository) */
+        double seconds;    /* key, lookup, staging and writing */
+        int64_t bytes;     /* the blob's size */
+        struct oci_digest digest;
+};
+
 struct recipe_image_result {
         struct oci_digest digest; /* the manifest */
         char **tags;              /* full references pushed or written */
@@ -109,6 +118,8 @@ struct recipe_image_result {
         bool skipped;              /* skip_if_built found the image */
         unsigned blobs_copied, blobs_skipped;
         struct oci_digest sbom;    /* the SBOM artifact's manifest; str "" without one */
+        struct recipe_layer_report *layers; /* n_layers, unless skipped */
+        size_t n_layers;
 };
 
 void recipe_image_result_release(struct recipe_image_result *r);

@@ -237,3 +237,20 @@ def test_help_build_shows_examples(kiln):
     for needle in ["--arch hopper", "--source local", "oci-archive:", "--cache-repo",
                    "--dry-run"]:
         assert needle in text, needle
+
+
+def test_json_reports_each_layer(kiln, tmp_path):
+    r = recipe(tmp_path, "scratch", layers=[
+        {"name": "tools", "kind": "files",
+         "files": [{"src": str(tmp_path / "tool.sh"), "dest": "/usr/local/bin/tool"}]},
+        {"name": "fa", "kind": "build", "command": ["sh", "-c", 'echo hi > "$KILN_OUT/f"'],
+         "inputs": []}])
+    first = build(kiln, r, tmp_path / "o", tmp_path / "c")
+    assert [(l["name"], l["state"]) for l in first["layers"]] == [("tools", "built"),
+                                                                   ("fa", "built")]
+    m = manifest_of(tmp_path / "o", first["digest"])
+    assert [l["digest"] for l in first["layers"]] == [l["digest"] for l in m["layers"]]
+    assert [l["bytes"] for l in first["layers"]] == [l["size"] for l in m["layers"]]
+    assert all(l["seconds"] >= 0 for l in first["layers"])
+    again = build(kiln, r, tmp_path / "o", tmp_path / "c")
+    assert [l["state"] for l in again["layers"]] == ["cached", "cached"]
