@@ -1,6 +1,8 @@
 /* kiln build RECIPE: the recipe's image, built and written to a layout or
  * pushed.  --dry-run and --stage go to cmd_build_plan (cli/cmd_plan.c). */
 #include <getopt.h>
+#include <time.h>
+#include <limits.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +43,32 @@ static void on_warn(void *ctx, const char *msg)
         cli_warn("%s", msg);
 }
 
+/* kiln's own lines: on a terminal the layers' rows say what "layer ..."
+ * lines would */
 static void on_progress(void *ctx, const char *msg)
 {
-        if (!*(bool *)ctx)
-                fprintf(stderr, "%s\n", msg);
+        enum cli_progress_mode m = cli_progress_mode();
+
+        (void)ctx;
+        if (m == CLI_PROGRESS_PLAIN || (m == CLI_PROGRESS_TTY && strncmp(msg, "layer ", 6)))
+                cli_progress_message(msg);
+}
+
+static void on_layer_state(void *ctx, const char *layer, const char *state,
+                           const struct recipe_layer_report *done)
+{
+        char line[256], sz[32];
+
+        (void)ctx;
+        if (!done) {
+                cli_progress_task(layer, state, !strcmp(state, "building"));
+                return;
+        }
+        cli_format_size(done->bytes, sz, sizeof(sz));
+        snprintf(line, sizeof(line), "layer %s: %s %s (%s, %.1fs)", layer,
+                 !strcmp(state, "pulled") ? "from the cache repository" : state,
+                 done->digest.str, sz, done->seconds);
+        cli_progress_task_end(layer, line);
 }
 
 /* Build steps' output: streamed as "LAYER | line" unless --quiet, --json or
@@ -56,8 +80,14 @@ struct step_out {
 
 static void on_step_line(void *ctx, const char *layer, const char *line)
 {
-        if (((struct step_out *)ctx)->stream)
-                fprintf(stderr, "%s | %s\n", layer, line);
+        char buf[RECIPE_STEP_LINE_MAX + 80];
+
+        if (cli_progress_mode() == CLI_PROGRESS_TTY) {
+                cli_progress_task_line(layer, line);
+        } else if (((struct step_out *)ctx)->stream) {
+                snprintf(buf, sizeof(buf), "%s | %s", layer, line);
+                cli_progress_message(buf);
+        }
 }
 
 #define STEP_TAIL_LINES 20
@@ -88,14 +118,20 @@ static void on_step_failed(void *ctx, const char *layer, const char *log_path)
                                         from++;
                         for (const char *l = from; *l;) {
                                 size_t len = strcspn(l, "\n");
-                                fprintf(stderr, "%s | %.*s\n", layer, (int)len, l);
+                                char one[RECIPE_STEP_LINE_MAX + 80];
+                                snprintf(one, sizeof(one), "%s | %.*s", layer, (int)len, l);
+                                cli_progress_message(one);
                                 l += len + (l[len] == '\n');
                         }
                 }
                 free(buf);
                 fclose(f);
         }
-        fprintf(stderr, "kiln: the log of layer '%s': %s\n", layer, log_path);
+        {
+                char one[PATH_MAX + 128];
+                snprintf(one, sizeof(one), "kiln: the log of layer '%s': %s", layer, log_path);
+                cli_progress_message(one);
+        }
 }
 
 /* The verbs that build: `kiln build` writes or pushes the image; `kiln
@@ -150,6 +186,7 @@ static int run_build(const char *verb, int argc, char **argv)
         struct oci_digest rdig;
         size_t rlen;
         int opt, rc = EXIT_OK;
+        struct timespec t0;
         enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
         struct step_out sout = {0};
         struct recipe_step_log slog = {.line = on_step_line, .failed = on_step_failed,
@@ -343,8 +380,19 @@ static int run_build(const char *verb, int argc, char **argv)
         }
         if (!push && !o.output)
                 o.output = DEFAULT_OUTPUT;
-        sout.stream = !quiet && pmode != CLI_PROGRESS_NONE;
+        cli_progress_begin(quiet ? CLI_PROGRESS_NONE : pmode);
+        /* every line is shown as it comes in plain mode; on a terminal the
+         * last few, under the layer's row */
+        sout.stream = cli_progress_mode() == CLI_PROGRESS_PLAIN;
         o.step_log = &slog;
+        o.layer_state = on_layer_state;
+        {
+                struct oci_copy_opts hooks = {0};
+                cli_progress_attach(&hooks);
+                o.copy_progress = hooks.progress;
+                o.copy_bytes = hooks.bytes;
+                o.copy_ctx = hooks.progress_ctx;
+        }
         o.sets = (const char *const *)sets;
         o.n_sets = n_sets;
         o.fetch = reg_http_fetch;
@@ -370,7 +418,24 @@ static int run_build(const char *verb, int argc, char **argv)
                 free(buf);
                 goto out;
         }
-        if (!r || recipe_image_build(r, &o, &res, &err) < 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (r && recipe_image_build(r, &o, &res, &err) == 0) {
+                struct timespec t1;
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                cli_progress_end();
+                if (!quiet && !verify && !res.skipped) {
+                        char line[256];
+                        snprintf(line, sizeof(line),
+                                 "built %u layers, %u cached (%u from the cache repository); "
+                                 "%u blobs copied, %u already there; %.1fs",
+                                 res.layers_built, res.layers_cached, res.layers_from_repo,
+                                 res.blobs_copied, res.blobs_skipped,
+                                 (double)(t1.tv_sec - t0.tv_sec) +
+                                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+                        cli_progress_message(line);
+                }
+        } else {
+                cli_progress_end();
                 rc = verify ? 2 : cli_fail(&err);
                 if (verify)
                         cli_fail(&err);

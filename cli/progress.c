@@ -21,13 +21,34 @@ struct slot {
         int64_t t0; /* ns */
 };
 
+#define TASKS 64
+#define TASK_LINES 3
+#define TASK_LINE_COLS 160
+
+struct task {
+        bool used;
+        bool timed;
+        char name[64];
+        char state[48];
+        int64_t t0;
+        char lines[TASK_LINES][TASK_LINE_COLS];
+        unsigned n_lines; /* lines kept, at most TASK_LINES; the newest last */
+};
+
 static struct {
         pthread_mutex_t lock;
+        pthread_cond_t wake;  /* the ticker's stop */
+        pthread_t ticker;     /* redraws the rows of running tasks (tty) */
+        bool ticking, stop;
+        struct task tasks[TASKS];
         enum cli_progress_mode mode;
         struct slot slots[SLOTS];
         unsigned drawn; /* lines of the block on screen (tty) */
         int64_t last_draw;
-} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .mode = CLI_PROGRESS_NONE};
+} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+       .mode = CLI_PROGRESS_NONE};
+
+static void stop_ticker(void);
 
 static int64_t now_ns(void)
 {
@@ -60,6 +81,7 @@ void cli_progress_begin(enum cli_progress_mode mode)
         pthread_mutex_lock(&P.lock);
         P.mode = mode;
         memset(P.slots, 0, sizeof(P.slots));
+        memset(P.tasks, 0, sizeof(P.tasks));
         P.drawn = 0;
         P.last_draw = 0;
         pthread_mutex_unlock(&P.lock);
@@ -109,6 +131,32 @@ static void draw_locked(int64_t now)
         unsigned cols = columns();
 
         erase_locked();
+        for (int i = 0; i < TASKS; i++) {
+                const struct task *t = &P.tasks[i];
+                char line[512];
+                if (!t->used)
+                        continue;
+                if (t->timed) {
+                        int64_t s = (now - t->t0) / 1000000000LL;
+                        if (s >= 60)
+                                snprintf(line, sizeof(line), "%s  %s %lldm%02llds", t->name,
+                                         t->state, (long long)(s / 60), (long long)(s % 60));
+                        else
+                                snprintf(line, sizeof(line), "%s  %s %llds", t->name, t->state,
+                                         (long long)s);
+                } else {
+                        snprintf(line, sizeof(line), "%s  %s", t->name, t->state);
+                }
+                line[cols - 1 < LINE_MAX_COLS ? cols - 1 : LINE_MAX_COLS] = 0;
+                fprintf(stderr, "\033[2K%s\n", line);
+                P.drawn++;
+                for (unsigned k = 0; k < t->n_lines; k++) {
+                        snprintf(line, sizeof(line), "  | %s", t->lines[k]);
+                        line[cols - 1 < LINE_MAX_COLS ? cols - 1 : LINE_MAX_COLS] = 0;
+                        fprintf(stderr, "\033[2K%s\n", line);
+                        P.drawn++;
+                }
+        }
         for (int i = 0; i < SLOTS; i++) {
                 const struct slot *s = &P.slots[i];
                 char line[512], dg[OCI_DIGEST_MAX], done[32], size[32], rate[48];
@@ -241,10 +289,137 @@ bool cli_progress_shown(void)
 
 void cli_progress_end(void)
 {
+        stop_ticker();
         pthread_mutex_lock(&P.lock);
         if (P.mode == CLI_PROGRESS_TTY)
                 erase_locked();
         memset(P.slots, 0, sizeof(P.slots));
+        memset(P.tasks, 0, sizeof(P.tasks));
         fflush(stderr);
+        pthread_mutex_unlock(&P.lock);
+}
+
+/* On a terminal a task's row changes with no event: its elapsed time, and
+ * lines that came between two redraws.  The ticker redraws the block
+ * REDRAW_NS after the last redraw while tasks are shown. */
+static void *tick(void *arg)
+{
+        (void)arg;
+        pthread_mutex_lock(&P.lock);
+        while (!P.stop) {
+                struct timespec until;
+                bool any = false;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 250 * 1000 * 1000;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&P.wake, &P.lock, &until);
+                if (P.stop)
+                        break;
+                for (int i = 0; i < TASKS && !any; i++)
+                        any = P.tasks[i].used;
+                if (any)
+                        draw_locked(now_ns());
+        }
+        pthread_mutex_unlock(&P.lock);
+        return NULL;
+}
+
+/* Under P.lock. */
+static void start_ticker_locked(void)
+{
+        if (P.ticking || P.mode != CLI_PROGRESS_TTY)
+                return;
+        P.stop = false;
+        P.ticking = pthread_create(&P.ticker, NULL, tick, NULL) == 0;
+}
+
+static void stop_ticker(void)
+{
+        pthread_mutex_lock(&P.lock);
+        if (!P.ticking) {
+                pthread_mutex_unlock(&P.lock);
+                return;
+        }
+        P.stop = true;
+        pthread_cond_broadcast(&P.wake);
+        pthread_mutex_unlock(&P.lock);
+        pthread_join(P.ticker, NULL);
+        pthread_mutex_lock(&P.lock);
+        P.ticking = false;
+        pthread_mutex_unlock(&P.lock);
+}
+
+enum cli_progress_mode cli_progress_mode(void)
+{
+        return P.mode;
+}
+
+static struct task *task_of(const char *name, bool create)
+{
+        struct task *free_task = NULL;
+
+        for (int i = 0; i < TASKS; i++) {
+                if (P.tasks[i].used && !strcmp(P.tasks[i].name, name))
+                        return &P.tasks[i];
+                if (!P.tasks[i].used && !free_task)
+                        free_task = &P.tasks[i];
+        }
+        if (!create || !free_task)
+                return NULL;
+        memset(free_task, 0, sizeof(*free_task));
+        free_task->used = true;
+        snprintf(free_task->name, sizeof(free_task->name), "%s", name);
+        return free_task;
+}
+
+void cli_progress_task(const char *name, const char *state, bool timed)
+{
+        struct task *t;
+
+        pthread_mutex_lock(&P.lock);
+        if (P.mode == CLI_PROGRESS_TTY && (t = task_of(name, true))) {
+                int64_t now = now_ns();
+                start_ticker_locked();
+                if (strcmp(t->state, state)) {
+                        snprintf(t->state, sizeof(t->state), "%s", state);
+                        t->t0 = now;
+                }
+                t->timed = timed;
+                draw_locked(now);
+        }
+        pthread_mutex_unlock(&P.lock);
+}
+
+void cli_progress_task_line(const char *name, const char *line)
+{
+        struct task *t;
+
+        pthread_mutex_lock(&P.lock);
+        if (P.mode == CLI_PROGRESS_TTY && (t = task_of(name, true))) {
+                int64_t now = now_ns();
+                if (t->n_lines == TASK_LINES) {
+                        memmove(t->lines[0], t->lines[1], sizeof(t->lines[0]) * (TASK_LINES - 1));
+                        t->n_lines--;
+                }
+                snprintf(t->lines[t->n_lines++], TASK_LINE_COLS, "%s", line);
+                if (now - P.last_draw >= REDRAW_NS)
+                        draw_locked(now);
+        }
+        pthread_mutex_unlock(&P.lock);
+}
+
+void cli_progress_task_end(const char *name, const char *line)
+{
+        struct task *t;
+
+        pthread_mutex_lock(&P.lock);
+        if (P.mode == CLI_PROGRESS_TTY) {
+                if ((t = task_of(name, false)))
+                        t->used = false;
+                line_locked(line);
+        }
         pthread_mutex_unlock(&P.lock);
 }

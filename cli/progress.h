@@ -38,6 +38,17 @@ void cli_progress_attach(struct oci_copy_opts *opts);
 void cli_progress_message(const char *line);
 /* True unless the mode is none. */
 bool cli_progress_shown(void);
+/* The mode begun, auto resolved to tty or plain. */
+enum cli_progress_mode cli_progress_mode(void);
+
+/* Named tasks (a build's layers), drawn above the blobs on a terminal: a row
+ * "NAME  STATE ELAPSED" (the time since the state was set, when timed) and
+ * the task's last lines under it.  task_end removes the row and leaves line
+ * above the block.  Outside tty mode these print nothing. */
+void cli_progress_task(const char *name, const char *state, bool timed);
+void cli_progress_task_line(const char *name, const char *line);
+void cli_progress_task_end(const char *name, const char *line);
+
 /* Clears what is shown; the mode stays. */
 void cli_progress_end(void);
 

@@ -239,9 +239,16 @@ static int run_logged(const struct recipe_build_step *s, const char *cwd, char *
 
         if (!lb)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (pipe(p) < 0) {
+        /* close-on-exec: the step gets the pipe as its stdout and stderr only */
+        if (pipe(p) < 0 || fcntl(p[0], F_SETFD, FD_CLOEXEC) < 0 ||
+            fcntl(p[1], F_SETFD, FD_CLOEXEC) < 0) {
+                int e = errno;
+                if (p[0] >= 0) {
+                        close(p[0]);
+                        close(p[1]);
+                }
                 free(lb);
-                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
+                return kiln_error_set_errno(err, KILN_E_IO, e, "cannot create a pipe");
         }
         pid = fork();
         if (pid < 0) {
@@ -252,7 +259,7 @@ static int run_logged(const struct recipe_build_step *s, const char *cwd, char *
                                             s->argv[0]);
         }
         if (pid == 0) {
-                int nul = open("/dev/null", O_RDWR);
+                int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
                 dup2(nul, 0);
                 dup2(p[1], 1);
                 dup2(p[1], 2);

@@ -482,6 +482,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
         } else {
                 say(o, "layer %s: building", plan0->layers[i].name);
+                if (o->layer_state)
+                        o->layer_state(o->progress_ctx, plan0->layers[i].name, "building", NULL);
                 if (stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote, &key, &res[i],
                                     &revision, err) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
@@ -518,6 +520,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
                 rep->bytes = res[i].size;
                 rep->digest = res[i].digest;
+                if (o->layer_state)
+                        o->layer_state(o->progress_ctx, plan0->layers[i].name, rep->state, rep);
         }
         if (hit)
                 lj->out->layers_cached++;
@@ -1061,6 +1065,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         goto out;
                 }
                 out.n_layers = plan0->n_layers;
+                for (size_t i = 0; o->layer_state && i < plan0->n_layers; i++)
+                        o->layer_state(o->progress_ctx, plan0->layers[i].name, "waiting", NULL);
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,
@@ -1172,6 +1178,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         goto out;
                 copts.dst_tag = t0;
                 copts.jobs = o->jobs;
+                copts.progress = o->copy_progress;
+                copts.bytes = o->copy_bytes;
+                copts.progress_ctx = o->copy_ctx;
                 say(o, "writing %s", o->output);
                 if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
                         goto out;
@@ -1191,6 +1200,9 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 early = NULL;
                 copts.jobs = o->jobs;
                 copts.dst_tag = t0;
+                copts.progress = o->copy_progress;
+                copts.bytes = o->copy_bytes;
+                copts.progress_ctx = o->copy_ctx;
                 say(o, "pushing %s", plan->tags[0]);
                 if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
                         goto out;

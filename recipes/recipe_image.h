@@ -57,6 +57,15 @@
 typedef struct oci_store *(*recipe_open_place_fn)(void *ctx, const char *place, bool for_write,
                                                    struct kiln_error *err);
 
+/* What happened to one layer of the recipe, in recipe order. */
+struct recipe_layer_report {
+        char *name;
+        const char *state; /* "built", "cached" (local cache) or "pulled" (cache repository) */
+        double seconds;    /* key, lookup, staging and writing */
+        int64_t bytes;     /* the blob's size */
+        struct oci_digest digest;
+};
+
 struct recipe_image_opts {
         const char *const *sets;
         size_t n_sets;
@@ -93,19 +102,20 @@ struct recipe_image_opts {
          * place: an archive carried into an air gap); the image is the same
          * as one built from the recipe's base when the bytes are */
         const char *base_from;
+        /* each layer's state as it changes: "waiting" (all, first), "building",
+         * then "built", "cached" or "pulled" (from the cache repository); may be
+         * called from several threads */
+        void (*layer_state)(void *ctx, const char *layer, const char *state,
+                            const struct recipe_layer_report *done);
+        /* handed to the copy that writes or pushes the image (oci_copy_opts) */
+        void (*copy_progress)(void *ctx, const char *event, const struct oci_descriptor *d);
+        void (*copy_bytes)(void *ctx, const struct oci_descriptor *d, int64_t done,
+                           bool finished);
+        void *copy_ctx;
         /* build steps' output lines and the log of a step that failed */
         const struct recipe_step_log *step_log;
         void (*progress)(void *ctx, const char *msg);
         void *progress_ctx;
-};
-
-/* What happened to one layer of the recipe, in recipe order. */
-struct recipe_layer_report {
-        char *name;
-        const char *state; /* "built", "cached" (local cache) or "pulled" (cache repository) */
-        double seconds;    /* key, lookup, staging and writing */
-        int64_t bytes;     /* the blob's size */
-        struct oci_digest digest;
 };
 
 struct recipe_image_result {

@@ -2,7 +2,10 @@
 archive, a registry), build steps' output and logs, the exit code of a
 failed step."""
 import json
+import os
+import pty
 import re
+import select
 
 from conftest import blob_path, read_index, run
 from imagegen import make_image
@@ -254,3 +257,73 @@ def test_json_reports_each_layer(kiln, tmp_path):
     assert all(l["seconds"] >= 0 for l in first["layers"])
     again = build(kiln, r, tmp_path / "o", tmp_path / "c")
     assert [l["state"] for l in again["layers"]] == ["cached", "cached"]
+
+
+# ---- the build on a terminal ----
+
+def _read_until(fd, out, needle, limit=120):
+    """Reads the pty until needle appears (a guard, not a timing assertion)."""
+    while needle not in out:
+        r, _, _ = select.select([fd], [], [], limit)
+        assert r, f"no {needle!r} on the terminal: {out!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"kiln ended before {needle!r}: {out!r}"
+        out += chunk
+    return out
+
+
+def test_tty_shows_each_layer_with_its_state_and_a_running_step_s_last_lines(kiln, tmp_path):
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    script = ('echo "compiling 1 of 2"; echo "compiling 2 of 2"; '
+              f'read go < "{gate}"; echo "$go" > "$KILN_OUT/done"')
+    r = recipe(tmp_path, "scratch", layers=[
+        {"name": "tools", "kind": "files",
+         "files": [{"src": str(tmp_path / "tool.sh"), "dest": "/usr/local/bin/tool"}]},
+        {"name": "fa", "kind": "build", "command": ["sh", "-c", script], "inputs": []}])
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = dict(os.environ, TERM="xterm", KILN_TEST_CLOCK_STEP_MS="1000")
+        os.execvpe(kiln.path, [kiln.path, "build", str(r), "--output", f"oci:{tmp_path}/o",
+                               "--cache", str(tmp_path / "c"), "--jobs", "1"], env)
+    out = b""
+    try:
+        # the step is running and blocked on the gate: its row and its lines show
+        out = _read_until(fd, out, b"  | compiling 2 of 2")
+        assert re.search(rb"\x1b\[2Kfa  building \d+s", out), out
+        assert b"  | compiling 1 of 2" in out
+        assert b"layer tools: built sha256:" in out       # a finished layer leaves a line
+        with open(gate, "w") as g:
+            g.write("go\n")
+        while True:
+            rr, _, _ = select.select([fd], [], [], 120)
+            assert rr, out
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    except BaseException:
+        os.kill(pid, 9)
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    text = out.decode(errors="replace")
+    assert re.search(r"layer fa: built sha256:[0-9a-f]{64} \([\d.]+ k?B, [\d.]+s\)", text), text
+    assert re.search(r"built 2 layers, 0 cached \(0 from the cache repository\); "
+                     r"\d+ blobs copied, \d+ already there; [\d.]+s", text), text
+    assert "\x1b[J" in text                                # redrawn in place
+    assert "fa | " not in text                              # lines live under the row instead
+
+
+def test_a_step_gets_no_descriptor_of_kiln_s(kiln, tmp_path):
+    r = step_recipe(tmp_path, 'ls /proc/self/fd > "$KILN_OUT/fds"')
+    kiln.run("build", r, "--output", f"oci:{tmp_path}/o", "--cache", tmp_path / "c")
+    root = tmp_path / "root"
+    kiln.run("unpack", f"oci:{tmp_path}/o:v1", root)
+    # 0, 1, 2 and the descriptor ls opened for /proc/self/fd
+    assert len((root / "fds").read_text().split()) <= 4, (root / "fds").read_text()
