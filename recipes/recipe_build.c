@@ -281,7 +281,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 }
                 kiln_rm_rf(out);
         }
-        if (mkdir(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
+        /* chmod: the output's top is the layer's path, 0755 whatever our umask */
+        if (mkdir(out, 0755) < 0 || chmod(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", out);
                 goto out;
         }
