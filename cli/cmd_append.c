@@ -22,6 +22,7 @@ struct layer_spec {
         int mode;
         struct layer_spec *files; /* --file entries added to this layer */
         size_t n_files;
+        bool keep_modes; /* --keep-modes: the host's permission bits */
 };
 
 /* SRC[:DEST[:MODE]]: MODE is octal; DEST starts with '/'. */
@@ -97,6 +98,7 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         if (!s)
                 return -1;
         s->keep_caps = wo->keep_caps;
+        s->keep_modes = sp->keep_modes;
         if (sp->src && stat(sp->src, &st) < 0)
                 return kiln_error_set(err, KILN_E_NOT_FOUND, "layer source '%s' does not exist",
                                       sp->src);
@@ -140,6 +142,7 @@ int cmd_append(int argc, char **argv)
             {"no-cache", no_argument, NULL, 'N'},
             {"keep-owners", no_argument, NULL, 'o'},
             {"keep-caps", no_argument, NULL, 'k'},
+            {"keep-modes", no_argument, NULL, 'm'},
             {"quiet", no_argument, NULL, 'q'},
             CLI_HELP_OPTION,
             {NULL, 0, NULL, 0},
@@ -157,7 +160,7 @@ int cmd_append(int argc, char **argv)
         struct cli_image base = {0};
         json_t *config = NULL, *annos = NULL;
         struct oci_platform plat;
-        bool have_plat = false, use_cache = true, quiet = false;
+        bool have_plat = false, use_cache = true, quiet = false, keep_modes = false;
         const char *tag = NULL, *cache_dir = NULL;
         struct layer_writer_opts wo;
         struct oci_digest digest;
@@ -265,6 +268,9 @@ int cmd_append(int argc, char **argv)
                 case 'k':
                         wo.keep_caps = true;
                         break;
+                case 'm':
+                        keep_modes = true;
+                        break;
                 case 'q':
                         quiet = true;
                         break;
@@ -280,6 +286,8 @@ int cmd_append(int argc, char **argv)
                 return cli_usage("append", "missing -t DST");
         if (n_specs == 0)
                 return cli_usage("append", "missing --layer SRC[:DEST] or --file SRC:DEST");
+        for (size_t i = 0; i < n_specs; i++)
+                specs[i].keep_modes = keep_modes;
 
         if (strcmp(argv[optind], "scratch") != 0) {
                 src = cli_open_place(argv[optind], false, &err);

@@ -65,6 +65,8 @@ static int squash(struct oci_store *src, const struct cli_image *img, const char
                 return -1;
         rc = -1;
         s = layer_source_new(err);
+        if (s)
+                s->keep_modes = true; /* the image's modes, not a policy's */
         if (!s || layer_source_add_tree(s, rootfs, "/", NULL, 0, err) < 0 ||
             layer_source_finish(s, err) < 0)
                 return -1;

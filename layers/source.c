@@ -42,6 +42,11 @@ void layer_source_free(struct layer_source *s)
                 return;
         for (size_t i = 0; i < s->n; i++)
                 entry_release(&s->entries[i]);
+        for (size_t i = 0; i < s->n_rules; i++) {
+                free(s->rules[i].base);
+                free(s->rules[i].glob);
+        }
+        free(s->rules);
         free(s->entries);
         free(s);
 }
@@ -591,13 +596,87 @@ int layer_source_add_file(struct layer_source *s, const char *src, const char *t
                 return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno, "cannot read '%s'", src);
         if (!S_ISREG(st.st_mode))
                 return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a regular file", src);
-        if (mode >= 0)
-                st.st_mode = S_IFREG | ((mode_t)mode & 07777);
+        if (mode >= 0 && layer_source_add_mode_rule(s, clean, ".", (unsigned)mode, err) < 0)
+                return -1;
         st.st_nlink = 1; /* placed files never become hardlinks of each other */
         real = realpath(src, NULL);
         if (!real)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot resolve '%s'", src);
         return add_host_entry(s, real, clean, &st, err);
+}
+
+/* ---- modes ---- */
+
+int layer_source_add_mode_rule(struct layer_source *s, const char *base, const char *glob,
+                               unsigned mode, struct kiln_error *err)
+{
+        struct layer_mode_rule *nr, *r;
+        char *clean = NULL;
+
+        if (mode > 07777)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid mode '%o' for '%s'", mode,
+                                      glob);
+        if (layer_path_clean(base ? base : "", &clean, err) < 0)
+                return -1;
+        nr = realloc(s->rules, (s->n_rules + 1) * sizeof(*nr));
+        if (!nr) {
+                free(clean);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        s->rules = nr;
+        r = &nr[s->n_rules];
+        r->base = clean;
+        r->glob = strdup(glob);
+        r->mode = (mode_t)mode;
+        if (!r->glob) {
+                free(clean);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        s->n_rules++;
+        return 0;
+}
+
+/* git's rule (it records 100644, 100755, 120000 and trees): the mode
+ * depends on the content, never on the umask a checkout was made with. */
+mode_t layer_mode_normal(mode_t st_mode)
+{
+        if (S_ISDIR(st_mode))
+                return 0755;
+        if (S_ISLNK(st_mode))
+                return 0777;
+        if (S_ISREG(st_mode))
+                return st_mode & S_IXUSR ? 0755 : 0644;
+        return 0644;
+}
+
+/* path relative to base: "." for base itself, NULL when not below it */
+static const char *rel_to(const char *path, const char *base)
+{
+        size_t n = strlen(base);
+
+        if (!n)
+                return path;
+        if (strncmp(path, base, n))
+                return NULL;
+        return !path[n] ? "." : path[n] == '/' ? path + n + 1 : NULL;
+}
+
+static void apply_modes(struct layer_source *s)
+{
+        for (size_t i = 0; i < s->n; i++) {
+                struct layer_source_entry *e = &s->entries[i];
+                mode_t perm = s->keep_modes || e->synthetic ? e->st.st_mode & 07777
+                                                            : layer_mode_normal(e->st.st_mode);
+
+                for (size_t k = 0; k < s->n_rules && !S_ISLNK(e->st.st_mode); k++) {
+                        const char *rel = rel_to(e->path, s->rules[k].base);
+                        /* the base itself only by name: "*" is what is below it */
+                        if (rel && (!strcmp(rel, ".") ? !strcmp(s->rules[k].glob, ".")
+                                                      : fnmatch(s->rules[k].glob, rel, 0) == 0))
+                                perm = s->rules[k].mode;
+                }
+                e->st.st_mode = (e->st.st_mode & S_IFMT) | perm;
+        }
 }
 
 /* ---- finish: parents, sort, duplicates, hardlinks ---- */
@@ -722,6 +801,7 @@ int layer_source_finish(struct layer_source *s, struct kiln_error *err)
                 o++;
         }
         s->n = o;
+        apply_modes(s);
         /* Hardlinks within the layer: the first path in order keeps the data. */
         for (size_t i = 0; i < s->n; i++)
                 if (S_ISREG(s->entries[i].st.st_mode) && s->entries[i].st.st_nlink > 1)

@@ -11,6 +11,12 @@
  * turns regular files that share an inode into hardlinks to the first one.
  * Nothing depends on readdir order, umask, host users or the clock.
  *
+ * Modes (docs/layers.md, "Modes"): layer_source_finish() gives regular
+ * files 0755 when the owner may execute them, else 0644, directories 0755
+ * and symlinks 0777 (what git records), unless keep_modes is set; then the
+ * mode rules (layer_source_add_mode_rule, and the mode given to
+ * layer_source_add_file) set exact modes, setuid/setgid/sticky included.
+ *
  *     s = layer_source_new(&err);
  *     layer_source_add_tree(s, "./src", "/app", excludes, n, &err);
  *     layer_source_finish(s, &err);
@@ -47,10 +53,21 @@ struct layer_source_entry {
         size_t cap_len;
 };
 
+/* An exact mode for the entries below base whose path relative to base
+ * matches glob (fnmatch(3), no flags: '*' also matches '/'); the glob "."
+ * names base itself, which no other glob matches. */
+struct layer_mode_rule {
+        char *base, *glob;
+        mode_t mode;
+};
+
 struct layer_source {
         struct layer_source_entry *entries;
         size_t n, cap;
         bool keep_caps;
+        bool keep_modes; /* the host's permission bits instead of the mode policy */
+        struct layer_mode_rule *rules;
+        size_t n_rules;
         bool finished;
 };
 
@@ -63,10 +80,19 @@ void layer_source_freep(struct layer_source **s);
 int layer_source_add_tree(struct layer_source *s, const char *src, const char *dest,
                           const char *const *excludes, size_t n_excludes, struct kiln_error *err);
 
-/* Adds the host file src at target with mode (mode < 0: the file's own
- * permission bits). */
+/* Adds the host file src at target with mode (mode < 0: the mode policy;
+ * else exactly mode, a rule like layer_source_add_mode_rule's). */
 int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
                           struct kiln_error *err);
+
+/* Gives the entries at and below base (a path in the layer) whose path
+ * relative to base matches glob exactly mode (<= 07777); the last
+ * matching rule wins; symlinks keep 0777. */
+int layer_source_add_mode_rule(struct layer_source *s, const char *base, const char *glob,
+                               unsigned mode, struct kiln_error *err);
+
+/* The policy's permission bits for an entry whose host mode is st_mode. */
+mode_t layer_mode_normal(mode_t st_mode);
 
 int layer_source_finish(struct layer_source *s, struct kiln_error *err);
 

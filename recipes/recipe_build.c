@@ -17,6 +17,7 @@
 #include "recipe_internal.h"
 #include "stage.h"
 #include "util.h"
+#include "writer.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -121,24 +122,76 @@ int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel
         return 0;
 }
 
+static bool env_declared(const struct recipe_build_step *s, const char *name_eq)
+{
+        for (size_t i = 0; i < s->n_env; i++)
+                if (str_has_prefix(s->env[i], name_eq))
+                        return true;
+        return false;
+}
+
+static void free_strv(char **v, size_t n)
+{
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* The step's environment: its own, plus what every step gets unless it
+ * says otherwise, so no builder's time zone, locale or clock reaches its
+ * output (SOURCE_DATE_EPOCH also makes Python write hash-based .pyc).
+ * Sorted; part of the key. */
+static int step_env(const struct recipe_build_step *s, char ***ret, size_t *ret_n,
+                    struct kiln_error *err)
+{
+        struct layer_writer_opts wo;
+        char sde[48];
+        const char *fixed[] = {"LC_ALL=C", "TZ=UTC", sde};
+        char **v = calloc(s->n_env + ARRAY_SIZE(fixed) + 1, sizeof(char *));
+        size_t n = 0;
+
+        layer_writer_opts_init(&wo);
+        snprintf(sde, sizeof(sde), "SOURCE_DATE_EPOCH=%lld", (long long)wo.mtime);
+        if (!v)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < s->n_env; i++)
+                if (!(v[n++] = strdup(s->env[i])))
+                        goto nomem;
+        for (size_t i = 0; i < ARRAY_SIZE(fixed); i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "%.*s", (int)(strchr(fixed[i], '=') - fixed[i] + 1),
+                         fixed[i]);
+                if (!env_declared(s, name) && !(v[n++] = strdup(fixed[i])))
+                        goto nomem;
+        }
+        qsort(v, n, sizeof(char *), cmp_str);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+nomem:
+        free_strv(v, n);
+        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err)
 {
         json_t *j = json_object(), *argv = json_array(), *env = json_array(), *in = json_array();
-        char **sorted = calloc(s->n_env + 1, sizeof(char *));
+        char **sorted = NULL;
+        size_t n_sorted = 0;
         char *buf = NULL;
         size_t len;
         struct oci_digest d;
         int rc = -1;
 
-        if (!j || !argv || !env || !in || !sorted) {
+        if (!j || !argv || !env || !in) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
         }
+        if (step_env(s, &sorted, &n_sorted, err) < 0)
+                goto out;
         for (size_t i = 0; i < s->argc; i++)
                 json_array_append_new(argv, json_string(s->argv[i]));
-        memcpy(sorted, s->env, s->n_env * sizeof(char *));
-        qsort(sorted, s->n_env, sizeof(char *), cmp_str);
-        for (size_t i = 0; i < s->n_env; i++)
+        for (size_t i = 0; i < n_sorted; i++)
                 json_array_append_new(env, json_string(sorted[i]));
         /* inputs by content only: moving the checkout keeps the cache */
         for (size_t i = 0; i < s->n_inputs; i++) {
@@ -164,7 +217,7 @@ int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct k
         rc = *ret_key ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 out:
         free(buf);
-        free(sorted);
+        free_strv(sorted, n_sorted);
         json_decref(j);
         json_decref(argv);
         json_decref(env);
@@ -265,6 +318,8 @@ static int run_logged(const struct recipe_build_step *s, const char *cwd, char *
                 dup2(p[1], 2);
                 if (cwd && chdir(cwd) < 0)
                         _exit(126);
+                /* what a step creates does not depend on our umask */
+                umask(022);
                 environ = (char **)(uintptr_t)envp;
                 execvp(s->argv[0], (char *const *)(uintptr_t)s->argv);
                 dprintf(2, "cannot run '%s': %s\n", s->argv[0], strerror(errno));
@@ -379,8 +434,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
 {
         _cleanup_free_ char *key = NULL, *base = NULL, *final = NULL, *tmp = NULL;
         _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL;
-        char **envp = NULL;
-        size_t n = 0;
+        char **envp = NULL, **senv = NULL;
+        size_t n = 0, n_senv = 0;
         int rc = -1;
         struct stat st;
 
@@ -406,7 +461,9 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         out = kiln_strdupf("%s/out", tmp);
         scratch = kiln_strdupf("%s/scratch", tmp);
         logf = log_path_for(cache_dir, s->layer, key);
-        envp = calloc(s->n_env + 5, sizeof(char *));
+        if (step_env(s, &senv, &n_senv, err) < 0)
+                goto out;
+        envp = calloc(n_senv + 5, sizeof(char *));
         if (!out || !scratch || !logf || !envp) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
@@ -431,13 +488,14 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 }
                 kiln_rm_rf(out);
         }
-        if (mkdir(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
+        /* chmod: the output's top is the layer's path, 0755 whatever our umask */
+        if (mkdir(out, 0755) < 0 || chmod(out, 0755) < 0 || mkdir(scratch, 0755) < 0) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", out);
                 goto out;
         }
         /* exactly the declared environment, plus where to write */
-        for (size_t i = 0; i < s->n_env; i++)
-                envp[n++] = strdup(s->env[i]);
+        for (size_t i = 0; i < n_senv; i++)
+                envp[n++] = strdup(senv[i]);
         {
                 bool has_path = false;
                 for (size_t i = 0; i < s->n_env; i++)
@@ -489,9 +547,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         *ret_cached = false;
         rc = 0;
 out:
-        for (size_t i = 0; envp && i < n; i++)
-                free(envp[i]);
-        free(envp);
+        free_strv(envp, n);
+        free_strv(senv, n_senv);
         kiln_rm_rf(tmp);
         return rc;
 }

@@ -104,7 +104,8 @@ static int parents_ok(const char *root, const char *rel, struct kiln_error *err)
                                                       "refusing to write '%s' through the link '%s'",
                                                       rel, path + rl);
                 } else if (errno == ENOENT) {
-                        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                        /* chmod: the umask plays no part in what the layer says */
+                        if ((mkdir(path, 0755) < 0 && errno != EEXIST) || chmod(path, 0755) < 0)
                                 return kiln_error_set_errno(err, KILN_E_IO, errno,
                                                             "cannot create '%s'", path);
                 } else {
@@ -145,7 +146,7 @@ static int write_data(struct archive *a, struct archive_entry *e, const char *de
                                        ? kiln_error_set_errno(err, KILN_E_IO, errno,
                                                               "cannot chmod '%s'", full)
                                        : 0;
-                if (mkdir(full, perm | 0700) < 0)
+                if (mkdir(full, perm | 0700) < 0 || chmod(full, perm | 0700) < 0)
                         return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'",
                                                     full);
                 return 0;

@@ -12,6 +12,7 @@
 #include "json.h"
 #include "layout.h"
 #include "place.h"
+#include "recipe_internal.h"
 #include "recipe_sbom.h"
 #include "ref.h"
 #include "source.h"
@@ -77,7 +78,7 @@ static void cache_key(const char *layer_key, const struct layer_writer_opts *w,
         char *s;
 
         layer_compressor_id(w->compression, w->level, comp, sizeof(comp));
-        s = kiln_strdupf("kiln recipe layer 1\n%s\n%s\n%lld\n%d%d\n", layer_key, comp,
+        s = kiln_strdupf("kiln recipe layer 2\n%s\n%s\n%lld\n%d%d\n", layer_key, comp,
                          (long long)w->mtime, w->keep_owners, w->keep_caps);
         oci_digest_of_buffer(s ? s : "", s ? strlen(s) : 0, ret);
         free(s);
@@ -276,7 +277,8 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
         if (recipe_stage_layer(plan, i, dir, &so, &sres, err) < 0)
                 goto out;
         src = layer_source_new(err);
-        if (!src || layer_source_add_tree(src, dir, "/", NULL, 0, err) < 0 ||
+        if (!src || recipe_layer_modes(&plan->layers[i], src, err) < 0 ||
+            layer_source_add_tree(src, dir, "/", NULL, 0, err) < 0 ||
             layer_source_finish(src, err) < 0)
                 goto out;
         if (layer_cache_build(cache, src, &o->writer, false, ret, &hit, err) < 0 ||
@@ -379,6 +381,8 @@ static void build_put(void *vctx, const char *key, const char *dir)
         w.level = -1;
         w.mtime = 0;
         src = layer_source_new(&e);
+        if (src)
+                src->keep_modes = true; /* the step's output as it was made */
         if (!src || layer_source_add_tree(src, dir, "/", NULL, 0, &e) < 0 ||
             layer_source_finish(src, &e) < 0 ||
             layer_cache_build(c->cache, src, &w, false, &res, &hit, &e) < 0)

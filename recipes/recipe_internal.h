@@ -36,6 +36,15 @@ int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);
+/* An octal mode of at most 07777 ("0755"), or a string still holding ${...}. */
+bool recipe_mode_valid(const char *s);
+
+/* The mode policy of layer l (docs/layers.md, "Modes") set on src: debs
+ * and "keep_modes" keep the staged modes, a tree's "modes" and the files'
+ * "mode" become exact-mode rules at their paths in the image. */
+struct layer_source;
+int recipe_layer_modes(const struct recipe_layer *l, struct layer_source *src,
+                       struct kiln_error *err);
 
 struct recipe_plan;
 /* A recipe path: relative to the recipe's dir, file:// stripped; other
@@ -43,6 +52,8 @@ struct recipe_plan;
 char *recipe_resolve_input(const struct recipe_plan *p, const char *s, struct kiln_error *err);
 /* ROOT/PATH for an image path, refusing "..". */
 char *recipe_path_under(const char *root, const char *path, struct kiln_error *err);
+/* mkdir -p whose new directories are 0755 whatever the umask. */
+int recipe_mkdir_p(const char *path, struct kiln_error *err);
 /* Copies src to dst; skip() may leave out entries (rel: path below src). */
 int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
                               bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,

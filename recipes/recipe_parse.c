@@ -420,6 +420,36 @@ static int check_string_map(const struct recipe *r, const json_t *v, const char 
         return 0;
 }
 
+/* "0755": octal digits, at most 07777 (a ${...} is checked once expanded) */
+bool recipe_mode_valid(const char *s)
+{
+        char *end = NULL;
+        long m;
+
+        if (strchr(s, '$'))
+                return true;
+        m = strtol(s, &end, 8);
+        return *s >= '0' && *s <= '7' && !*end && m >= 0 && m <= 07777;
+}
+
+/* "modes" of a tree: glob -> octal mode */
+static int check_modes(const struct recipe *r, const json_t *v, const char *ptr,
+                       const char *what, struct kiln_error *err)
+{
+        const char *key;
+        json_t *e;
+
+        if (check_string_map(r, v, ptr, what, err) < 0)
+                return -1;
+        json_object_foreach(jmut(v), key, e) if (!recipe_mode_valid(json_string_value(e))) {
+                _cleanup_free_ char *ep = child_ptr(ptr, key);
+                return recipe_error_at(r, ep ? ep : ptr, false, KILN_E_INVALID, err,
+                                       "invalid mode '%s' for '%s' in %s: expected octal like 0755",
+                                       json_string_value(e), key, what);
+        }
+        return 0;
+}
+
 bool recipe_var_name_valid(const char *s)
 {
         if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
@@ -463,7 +493,7 @@ static const struct sfield tag_fields[] = {
 
 #define LAYER_COMMON                                                                               \
         {"name", S_STRING, true}, {"kind", S_STRING, true}, {"when", S_STRING, false},             \
-                {"comment", S_STRING, false}
+                {"comment", S_STRING, false}, {"keep_modes", S_BOOL, false}
 
 static const struct sfield wheels_fields[] = {
         LAYER_COMMON,
@@ -521,6 +551,7 @@ static const struct sfield tree_fields[] = {
         {"src", S_STRING, true},
         {"dest", S_STRING, true},
         {"exclude", S_ARRAY, false},
+        {"modes", S_OBJECT, false},
 };
 
 static const struct sfield files_fields[] = {
@@ -635,6 +666,11 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
         if (!strcmp(kind, "tree") && (v = json_object_get(l, "exclude"))) {
                 _cleanup_free_ char *xp = recipe_ptr_key(ptr, "exclude");
                 if (check_elems(r, v, xp, "'exclude'", S_STRING, err) < 0)
+                        return -1;
+        }
+        if (!strcmp(kind, "tree") && (v = json_object_get(l, "modes"))) {
+                _cleanup_free_ char *mp = recipe_ptr_key(ptr, "modes");
+                if (check_modes(r, v, mp, where, err) < 0)
                         return -1;
         }
         if (!strcmp(kind, "wheels")) {

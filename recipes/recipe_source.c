@@ -48,6 +48,8 @@ static int run_capture(const char *const *argv, const char *cwd, char *const *en
                 else
                         dup2(out_fd >= 0 ? out_fd : nul, 1);
                 dup2(epipe[1], 2);
+                /* what a step or git creates does not depend on our umask */
+                umask(022);
                 if (cwd && chdir(cwd) < 0)
                         _exit(126);
                 if (envp)
@@ -132,6 +134,39 @@ int recipe_run(const char *const *argv, const char *cwd, char *const *envp, int 
         return run_capture(argv, cwd, envp, out_fd, NULL, err);
 }
 
+/* git as every builder runs it: no system or user config (core.autocrlf,
+ * tar.umask and filters would change what git archive writes), the C
+ * locale, UTC.  Built before fork: the child only calls exec. */
+static char **git_env(void)
+{
+        static const char *const fixed[] = {"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+                                            "LC_ALL=C", "TZ=UTC"};
+        size_t n = 0, k = 0;
+        char **v;
+
+        while (environ[n])
+                n++;
+        v = calloc(n + ARRAY_SIZE(fixed) + 1, sizeof(char *));
+        if (!v)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!str_has_prefix(environ[i], "GIT_CONFIG") &&
+                    !str_has_prefix(environ[i], "LC_ALL=") && !str_has_prefix(environ[i], "TZ="))
+                        v[k++] = environ[i];
+        for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+                v[k++] = (char *)(uintptr_t)fixed[i];
+        return v;
+}
+
+static int run_git(const char *const *argv, char **ret_out, struct kiln_error *err)
+{
+        _cleanup_free_ char **env = git_env();
+
+        if (!env)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return run_capture(argv, NULL, env, -1, ret_out, err);
+}
+
 static bool is_dir(const char *p)
 {
         struct stat st;
@@ -167,11 +202,11 @@ int recipe_git_resolve(const char *repository, const char *ref, const char *cach
                         if (kiln_mkdir_p(gitdir, 0755, err) < 0)
                                 return -1;
                         init[4] = gitdir;
-                        if (run_capture(init, NULL, NULL, -1, NULL, err) < 0)
+                        if (run_git(init, NULL, err) < 0)
                                 return -1;
                 }
                 fetch[2] = gitdir;
-                if (run_capture(fetch, NULL, NULL, -1, NULL, err) < 0) {
+                if (run_git(fetch, NULL, err) < 0) {
                         kiln_error_prefix(err, "fetch '%s'", repository);
                         return -1;
                 }
@@ -185,7 +220,7 @@ int recipe_git_resolve(const char *repository, const char *ref, const char *cach
                 struct kiln_error e2 = KILN_ERROR_INIT;
                 if (!spec)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (run_capture(rp, NULL, NULL, -1, &out, &e2) < 0)
+                if (run_git(rp, &out, &e2) < 0)
                         return kiln_error_set(err, KILN_E_NOT_FOUND,
                                               "no commit '%s' in git repository '%s'", ref,
                                               repository);
@@ -215,9 +250,9 @@ int recipe_git_export(const char *gitdir, const char *commit, const char *root, 
                 return -1;
         if (!tarfile || !o)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (run_capture(ar, NULL, NULL, -1, NULL, err) < 0)
+        if (run_git(ar, NULL, err) < 0)
                 goto out;
-        if (kiln_mkdir_p(dest, 0755, err) < 0)
+        if (recipe_mkdir_p(dest, err) < 0)
                 goto out;
         a = archive_read_new();
         if (!a) {
@@ -519,7 +554,7 @@ int recipe_local_stage(const char *dir, const char *root, const char *path,
                 return -1;
         {
                 _cleanup_free_ char *parent = kiln_dirname(dest);
-                rc = parent ? kiln_mkdir_p(parent, 0755, err)
+                rc = parent ? recipe_mkdir_p(parent, err)
                             : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
         if (rc == 0)

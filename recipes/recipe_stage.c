@@ -109,6 +109,32 @@ static int copy_file(const char *src, const char *dst, mode_t mode, struct kiln_
         return 0;
 }
 
+int recipe_mkdir_p(const char *path, struct kiln_error *err)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (char *s = p + 1;; s++) {
+                bool end = !*s;
+
+                if (!end && *s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, 0755) == 0) {
+                        if (chmod(p, 0755) < 0)
+                                return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                            "cannot chmod '%s'", p);
+                } else if (errno != EEXIST) {
+                        return kiln_error_set_errno(err, KILN_E_IO, errno,
+                                                    "cannot create directory '%s'", p);
+                }
+                if (end)
+                        return 0;
+                *s = '/';
+        }
+}
+
 int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
                               bool (*skip)(void *ctx, const char *rel, bool is_dir), void *ctx,
                               struct kiln_error *err)
@@ -123,7 +149,8 @@ int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
                                             errno, "cannot stat '%s'", src);
         if (!S_ISDIR(st.st_mode))
                 return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a directory", src);
-        if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
+        if ((mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST) ||
+            chmod(dst, st.st_mode & 07777) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", dst);
         d = opendir(src);
         if (!d)
@@ -755,7 +782,7 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
                 char *to = recipe_path_under(dir, pv ? json_string_value(pv) : "/", err);
                 if (!to)
                         goto out;
-                rc = kiln_mkdir_p(to, 0755, err) < 0 ? -1 : recipe_copy_tree(out_dir, to, err);
+                rc = recipe_mkdir_p(to, err) < 0 ? -1 : recipe_copy_tree(out_dir, to, err);
                 free(to);
                 goto out;
         }
@@ -808,7 +835,7 @@ static int copy_entry(const struct layer_source_entry *e, const char *dir, struc
 
         if (!to || !parent)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (kiln_mkdir_p(parent, 0755, err) < 0)
+        if (recipe_mkdir_p(parent, err) < 0)
                 return -1;
         if (S_ISDIR(e->st.st_mode)) {
                 if (mkdir(to, 0755) < 0 && errno != EEXIST)
@@ -845,6 +872,45 @@ static int copy_entry(const struct layer_source_entry *e, const char *dir, struc
         return 0;
 }
 
+/* what: the glob or the file, for the message */
+static int mode_rule(struct layer_source *src, const char *base, const char *glob,
+                     const char *ms, const char *what, const struct recipe_layer *l,
+                     struct kiln_error *err)
+{
+        if (!ms || !recipe_mode_valid(ms) || strchr(ms, '$'))
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid mode '%s' for '%s' in layer '%s': expected octal like 0755",
+                                      ms ? ms : "", what, l->name);
+        return layer_source_add_mode_rule(src, base, glob, (unsigned)strtol(ms, NULL, 8), err);
+}
+
+int recipe_layer_modes(const struct recipe_layer *l, struct layer_source *src,
+                       struct kiln_error *err)
+{
+        const json_t *params = l->params;
+        const char *glob;
+        json_t *v;
+        size_t i;
+
+        /* a package's modes are its content, pinned by its sha256 */
+        src->keep_modes = l->kind == RECIPE_LAYER_DEBS ||
+                          json_is_true(json_object_get(params, "keep_modes"));
+        if (l->kind == RECIPE_LAYER_TREE) {
+                const char *dest = json_string_value(json_object_get(params, "dest"));
+                json_object_foreach(json_object_get(params, "modes"), glob, v)
+                        if (mode_rule(src, dest, glob, json_string_value(v), glob, l, err) < 0)
+                                return -1;
+        } else if (l->kind == RECIPE_LAYER_FILES) {
+                json_array_foreach(json_object_get(params, "files"), i, v) {
+                        const char *ms = json_string_value(json_object_get(v, "mode"));
+                        const char *dest = json_string_value(json_object_get(v, "dest"));
+                        if (ms && mode_rule(src, dest, ".", ms, dest, l, err) < 0)
+                                return -1;
+                }
+        }
+        return 0;
+}
+
 static int stage_host(const struct recipe_plan *p, const struct recipe_layer *l, const char *dir,
                       json_t *resolved, struct kiln_error *err)
 {
@@ -854,6 +920,8 @@ static int stage_host(const struct recipe_plan *p, const struct recipe_layer *l,
 
         if (!src)
                 return -1;
+        if (recipe_layer_modes(l, src, err) < 0)
+                goto out;
         if (l->kind == RECIPE_LAYER_TREE) {
                 _cleanup_free_ char *from = recipe_resolve_input(
                         p, json_string_value(json_object_get(params, "src")), err);

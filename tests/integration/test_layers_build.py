@@ -90,7 +90,7 @@ def test_same_tree_gives_byte_identical_layers(kiln, tmp_path, comp):
 
 def test_layer_content_is_normalized(kiln, tmp_path):
     src = make_tree(tmp_path / "t", owner=(1234, 5678), mtime=1_700_000_000)
-    out, m, layer = append(kiln, tmp_path, src, "n", "--compression", "none",
+    out, m, layer = append(kiln, tmp_path, src, "n", "--compression", "none", "--keep-modes",
                            env={"SOURCE_DATE_EPOCH": "1234567"})
     data = blob(out, layer["digest"])
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
@@ -119,6 +119,29 @@ def test_layer_content_is_normalized(kiln, tmp_path):
     cfg = json.loads(blob(out, m["config"]["digest"]))
     assert cfg["rootfs"]["diff_ids"] == [sha(data)]
     assert layer["annotations"]["dev.kiln.layer.compression"] == "none"
+
+
+def test_default_modes_follow_the_policy_whatever_the_umask(kiln, tmp_path):
+    """git's rule by default (docs/layers.md, "Modes"); --keep-modes is the
+    host's bits, as Docker's COPY keeps them; a MODE given is exact."""
+    src = make_tree(tmp_path / "t")
+    (tmp_path / "f").write_text("f\n")
+    os.chmod(tmp_path / "f", 0o600)
+    got = {}
+    for name, umask in (("a", 0o022), ("b", 0o077)):
+        out, _, layer = append(kiln, tmp_path, src, name, "--compression", "none",
+                               "--file", f"{tmp_path}/f:/etc/f:0640", "--file",
+                               f"{tmp_path}/f:/etc/g", umask=umask)
+        with tarfile.open(fileobj=io.BytesIO(blob(out, layer["digest"]))) as t:
+            got[name] = {x.name: x.mode for x in t.getmembers()}
+        got[name + "digest"] = layer["digest"]
+    assert got["adigest"] == got["bdigest"]
+    by = got["a"]
+    assert by["root/bin/tool"] == 0o755 and by["root/bin/sgid"] == 0o755
+    assert by["root/data.bin"] == 0o644 and by["root/etc/hello"] == 0o644
+    assert by["root/tmp"] == 0o755 and by["root/empty"] == 0o755 and by["root"] == 0o755
+    assert by["root/bin/rel"] == 0o777
+    assert by["etc/f"] == 0o640 and by["etc/g"] == 0o644 and by["etc"] == 0o755
 
 
 @pytest.mark.parametrize("comp,pat", [("gzip", r"gzip-libdeflate-[0-9.]+-2"),
@@ -168,7 +191,7 @@ def test_level_changes_blob_not_diffid(kiln, tmp_path):
 
 def test_umoci_unpacks_kiln_layer_exactly(kiln, tmp_path):
     src = make_tree(tmp_path / "t")
-    out, _, _ = append(kiln, tmp_path, src, "u", "--compression", "gzip")
+    out, _, _ = append(kiln, tmp_path, src, "u", "--compression", "gzip", "--keep-modes")
     bundle = tmp_path / "bundle"
     run("umoci", "unpack", "--rootless", "--image", f"{out}:v1", bundle)
     got = bundle / "rootfs" / "root"
@@ -179,7 +202,7 @@ def test_umoci_unpacks_kiln_layer_exactly(kiln, tmp_path):
 @pytest.mark.parametrize("comp", ["gzip", "zstd", "none"])
 def test_kiln_unpack_reproduces_tree(kiln, tmp_path, comp):
     src = make_tree(tmp_path / "t")
-    out, _, _ = append(kiln, tmp_path, src, "k", "--compression", comp)
+    out, _, _ = append(kiln, tmp_path, src, "k", "--compression", comp, "--keep-modes")
     dest = tmp_path / "dest"
     kiln.run("unpack", f"oci:{out}:v1", dest)
     assert snapshot(dest / "root") == snapshot(src)
@@ -329,7 +352,8 @@ def test_existing_tar_is_renormalized_like_the_tree(kiln, tmp_path, fmt):
     # GNU tar, readdir order, real owners and mtimes, './' prefixes
     run("tar", *flag, "-cf", tarball, "-C", src, ".")
     _, mt, lt = append(kiln, tmp_path, tarball, "fromtar", "--compression", "gzip")
-    _, md, ld = append(kiln, tmp_path, src, "fromdir", "--compression", "gzip")
+    # a tar's modes are its content; the tree's exact modes need --keep-modes
+    _, md, ld = append(kiln, tmp_path, src, "fromdir", "--compression", "gzip", "--keep-modes")
     assert lt["digest"] == ld["digest"]
 
 

@@ -149,7 +149,12 @@ static void test_changed_content_or_mode_is_a_miss(void **state)
         assert_string_not_equal(r1.digest.str, r2.digest.str);
         age_index();
         snprintf(p, sizeof(p), "%s/tree/a", root);
+        /* the mode policy: only the owner's exec bit of a file counts */
         assert_int_equal(chmod(p, 0600), 0);
+        build(true, &r3, &hit);
+        assert_string_equal(r2.digest.str, r3.digest.str);
+        age_index();
+        assert_int_equal(chmod(p, 0700), 0);
         build(true, &r3, &hit);
         assert_false(hit);
         assert_string_not_equal(r2.digest.str, r3.digest.str);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <zlib.h>
@@ -281,6 +283,113 @@ static void test_path_clean(void **state)
         assert_string_equal(err.msg, "invalid path '/a/../b': '..' is not allowed");
 }
 
+/* A tree made under umask 077 with an odd mode or two, as a checkout or a
+ * build step might leave it. */
+static void make_mode_tree(char *dir, size_t len)
+{
+        char p[600];
+        FILE *f;
+
+        snprintf(dir, len, "/tmp/kiln-modes-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(p, sizeof(p), "%s/bin", dir);
+        assert_int_equal(mkdir(p, 0700), 0);
+        snprintf(p, sizeof(p), "%s/bin/tool", dir);
+        f = fopen(p, "w");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(chmod(p, 04700), 0);
+        snprintf(p, sizeof(p), "%s/data.txt", dir);
+        f = fopen(p, "w");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(chmod(p, 0600), 0);
+        snprintf(p, sizeof(p), "%s/link", dir);
+        assert_int_equal(symlink("data.txt", p), 0);
+}
+
+static void rm_mode_tree(const char *dir)
+{
+        static const char *const names[] = {"bin/tool", "data.txt", "link", "bin", ""};
+        char p[600];
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+                remove(p);
+        }
+}
+
+static unsigned mode_of(const struct layer_source *s, const char *path)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (!strcmp(s->entries[i].path, path))
+                        return (unsigned)(s->entries[i].st.st_mode & 07777);
+        fail_msg("no entry '%s'", path);
+        return 0;
+}
+
+static void test_modes_follow_the_policy_not_the_umask(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        char dir[64];
+        struct layer_source *s;
+
+        (void)state;
+        make_mode_tree(dir, sizeof(dir));
+        s = layer_source_new(&err);
+        assert_int_equal(layer_source_add_tree(s, dir, "/opt/t", NULL, 0, &err), 0);
+        assert_int_equal(layer_source_finish(s, &err), 0);
+        assert_int_equal(mode_of(s, "opt"), 0755);     /* a parent kiln adds */
+        assert_int_equal(mode_of(s, "opt/t"), 0755);   /* the tree's root (0700 on disk) */
+        assert_int_equal(mode_of(s, "opt/t/bin"), 0755);
+        assert_int_equal(mode_of(s, "opt/t/bin/tool"), 0755); /* 04700: exec, no setuid */
+        assert_int_equal(mode_of(s, "opt/t/data.txt"), 0644);
+        assert_int_equal(mode_of(s, "opt/t/link"), 0777);
+        layer_source_free(s);
+        rm_mode_tree(dir);
+}
+
+static void test_mode_rules_and_keep_modes_give_exact_modes(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        char dir[64], file[80];
+        struct layer_source *s;
+
+        (void)state;
+        make_mode_tree(dir, sizeof(dir));
+        s = layer_source_new(&err);
+        assert_int_equal(layer_source_add_mode_rule(s, "/opt/t", "bin/*", 04755, &err), 0);
+        assert_int_equal(layer_source_add_mode_rule(s, "/opt/t", "*.txt", 0640, &err), 0);
+        assert_int_equal(layer_source_add_mode_rule(s, "/opt/t", "*", 0700, &err), 0);
+        assert_int_equal(layer_source_add_mode_rule(s, "/opt/t", "*", 0600, &err), 0);
+        assert_int_equal(layer_source_add_mode_rule(s, "/opt/t", "data.txt", 0444, &err), 0);
+        assert_int_equal(layer_source_add_tree(s, dir, "/opt/t", NULL, 0, &err), 0);
+        snprintf(file, sizeof(file), "%s/data.txt", dir);
+        assert_int_equal(layer_source_add_file(s, file, "/etc/x", 02711, &err), 0);
+        assert_int_equal(layer_source_finish(s, &err), 0);
+        /* the last matching rule wins; '*' crosses '/'; "." is the base */
+        assert_int_equal(mode_of(s, "opt/t/bin/tool"), 0600);
+        assert_int_equal(mode_of(s, "opt/t/data.txt"), 0444);
+        assert_int_equal(mode_of(s, "opt/t"), 0755);
+        assert_int_equal(mode_of(s, "opt/t/link"), 0777);
+        assert_int_equal(mode_of(s, "etc/x"), 02711);
+        assert_int_equal(mode_of(s, "opt"), 0755);
+        assert_int_equal(layer_source_add_mode_rule(s, "/", "x", 010000, &err), -1);
+        assert_string_equal(err.msg, "invalid mode '10000' for 'x'");
+        layer_source_free(s);
+
+        s = layer_source_new(&err);
+        s->keep_modes = true;
+        assert_int_equal(layer_source_add_tree(s, dir, "/opt/t", NULL, 0, &err), 0);
+        assert_int_equal(layer_source_finish(s, &err), 0);
+        assert_int_equal(mode_of(s, "opt/t/bin/tool"), 04700);
+        assert_int_equal(mode_of(s, "opt/t/data.txt"), 0600);
+        assert_int_equal(mode_of(s, "opt/t/bin"), 0700);
+        assert_int_equal(mode_of(s, "opt"), 0755);
+        layer_source_free(s);
+        rm_mode_tree(dir);
+}
+
 static struct oci_reader *gz_of_zeros(size_t n)
 {
         struct kiln_error err = KILN_ERROR_INIT;
@@ -347,6 +456,8 @@ int main(void)
             cmocka_unit_test(test_compression_names),
             cmocka_unit_test(test_exclude_patterns),
             cmocka_unit_test(test_path_clean),
+            cmocka_unit_test(test_modes_follow_the_policy_not_the_umask),
+            cmocka_unit_test(test_mode_rules_and_keep_modes_give_exact_modes),
             cmocka_unit_test(test_decompressed_size_is_capped),
             cmocka_unit_test(test_declared_compression_must_match),
         };

@@ -130,6 +130,39 @@ static const struct {
          "  ]\n"
          "}\n",
          "invalid recipe 't.json' at line 4 column 56: each entry of 'command' must be a string"},
+        /* the mode policy's keys (docs/layers.md, "Modes") */
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"t\", \"kind\": \"tree\", \"src\": \"a\", \"dest\": \"/a\",\n"
+         "     \"modes\": {\"bin/*\": \"0750\", \"*.key\": \"0800\"}}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 5 column 42: invalid mode '0800' for '*.key' in "
+         "layer 't': expected octal like 0755"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"t\", \"kind\": \"tree\", \"src\": \"a\", \"dest\": \"/a\",\n"
+         "     \"modes\": {\"bin/*\": 750}}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 5 column 25: 'bin/*' in layer 't' must be a string"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"b\", \"kind\": \"build\", \"command\": [\"make\"],\n"
+         "     \"keep_modes\": \"yes\"}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 5 column 20: 'keep_modes' in layer 'b' must be true or false"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"f\", \"kind\": \"files\", \"files\": [], \"modes\": {}}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 49: unknown key 'modes' in layer 'f'"},
         /* positions after multi-byte UTF-8 count characters, as jansson does */
         {"{\"description\": \"\xc3\xa9\xc3\xa9\", \"bas\": \"x\", \"layers\": []}",
          "invalid recipe 't.json' at line 1 column 23: unknown key 'bas' in the recipe"},
