@@ -134,7 +134,7 @@ void cli_warn(const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        kiln_text_escape(msg, strlen(msg), line + n, sizeof(line) - (size_t)n, SIZE_MAX);
+        kiln_text_escape(msg, strlen(msg), line + n, sizeof(line) - (size_t)n, SIZE_MAX, 0);
         cli_progress_message(line); /* above any blobs shown */
 }
 

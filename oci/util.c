@@ -92,7 +92,8 @@ static size_t escape_one(const unsigned char *p, size_t n, char *esc)
         return n;
 }
 
-size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, size_t max)
+size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, size_t max,
+                        unsigned flags)
 {
         const unsigned char *p = (const unsigned char *)s;
         size_t need = 0, o = 0;
@@ -101,6 +102,9 @@ size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, siz
         for (size_t i = 0; i < len;) {
                 char esc[16];
                 size_t n = kiln_utf8_char(p + i, len - i), e;
+
+                if ((flags & KILN_ESCAPE_ASCII) && n > 1)
+                        n = 0; /* escaped byte by byte */
 
                 if (i >= max) {
                         e = 3;
@@ -125,10 +129,10 @@ size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, siz
 
 char *kiln_text_escape_dup(const char *s)
 {
-        size_t len = strlen(s), need = kiln_text_escape(s, len, NULL, 0, SIZE_MAX);
+        size_t len = strlen(s), need = kiln_text_escape(s, len, NULL, 0, SIZE_MAX, 0);
         char *out = malloc(need + 1);
 
         if (out)
-                kiln_text_escape(s, len, out, need + 1, SIZE_MAX);
+                kiln_text_escape(s, len, out, need + 1, SIZE_MAX, 0);
         return out;
 }

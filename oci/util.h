@@ -63,8 +63,12 @@ bool kiln_utf8_valid(const char *s, size_t len);
  * character (C0, DEL, the C1 controls U+0080-U+009F) and for every byte that
  * is not part of valid UTF-8; printable UTF-8 is kept.  At most max input
  * bytes are escaped, then "..." marks the cut; an escape is never cut in
- * two.  Returns the length the whole escaped text needs (like snprintf). */
-size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, size_t max);
+ * two.  With KILN_ESCAPE_ASCII every non-ASCII byte is escaped too (text
+ * that should be ASCII: HTTP bodies and headers).  Returns the length the
+ * whole escaped text needs (like snprintf). */
+#define KILN_ESCAPE_ASCII 1u
+size_t kiln_text_escape(const char *s, size_t len, char *dst, size_t dstlen, size_t max,
+                        unsigned flags);
 
 /* The same into a new string (NULL on allocation failure), no cut. */
 char *kiln_text_escape_dup(const char *s);

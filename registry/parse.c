@@ -377,5 +377,5 @@ bool reg_host_is_loopback(const char *host)
 
 void reg_sanitize(const char *s, size_t len, char *dst, size_t dstlen, size_t max)
 {
-        kiln_text_escape(s, len, dst, dstlen, max);
+        kiln_text_escape(s, len, dst, dstlen, max, KILN_ESCAPE_ASCII);
 }

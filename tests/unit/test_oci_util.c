@@ -40,7 +40,7 @@ static void test_text_escape_escapes_controls_keeps_printable_utf8(void **state)
         (void)state;
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 size_t need = kiln_text_escape(cases[i].in, strlen(cases[i].in), out, sizeof(out),
-                                               SIZE_MAX);
+                                               SIZE_MAX, 0);
                 assert_string_equal(out, cases[i].out);
                 assert_int_equal(need, strlen(cases[i].out));
         }
@@ -48,14 +48,17 @@ static void test_text_escape_escapes_controls_keeps_printable_utf8(void **state)
 
 static void test_text_escape_cuts_whole_escapes(void **state)
 {
-        char out[8];
+        char out[16];
         char *dup;
         (void)state;
-        kiln_text_escape("abcdefghij", 10, out, sizeof(out), 4);
+        kiln_text_escape("abcdefghij", 10, out, sizeof(out), 4, 0);
         assert_string_equal(out, "abcd...");
         /* "ab\\x1b" needs 6 bytes + NUL: never "ab\\x1" */
-        kiln_text_escape("ab\x1b\x1b", 4, out, 6, SIZE_MAX);
+        kiln_text_escape("ab\x1b\x1b", 4, out, 6, SIZE_MAX, 0);
         assert_string_equal(out, "ab");
+        /* ASCII only: printable UTF-8 is escaped too */
+        kiln_text_escape("\xc3\xa9\x1b", 3, out, sizeof(out), SIZE_MAX, KILN_ESCAPE_ASCII);
+        assert_string_equal(out, "\\xc3\\xa9\\x1b");
         dup = kiln_text_escape_dup("\x1b]0;t\x07");
         assert_string_equal(dup, "\\x1b]0;t\\x07");
         free(dup);
