@@ -36,7 +36,14 @@ struct cli_verb {
 extern const struct cli_verb cli_verbs[];
 const struct cli_verb *cli_find_verb(const char *name);
 
-/* Prints "kiln: error: MSG" and returns the exit code for err->code. */
+/* Text from images and registries reaches the terminal escaped (control
+ * characters as \n, \x1b: oci/util.h kiln_text_escape), so a name or a
+ * label can neither move the cursor nor forge a line of kiln's own.
+ * cli_fail and cli_warn escape their whole message; cli_put_text(s, f)
+ * writes s escaped (no newline). */
+void cli_put_text(const char *s, FILE *f);
+
+/* Prints "kiln: error: MSG" (escaped) and returns the exit code for err->code. */
 int cli_fail(const struct kiln_error *err);
 int cli_exit_code(enum kiln_errc code);
 /* Prints "kiln VERB: MSG" and the verb's usage line; returns EXIT_USAGE. */

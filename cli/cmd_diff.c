@@ -30,17 +30,35 @@ static void on_finding(void *ctx, const struct layer_diff_finding *f)
                 json_array_append_new(o->arr, j);
                 return;
         }
-        if (!strcmp(f->change, "compression"))
-                printf("%s %s: same content, different compression: %s -> %s\n", f->level,
-                       f->what, f->a, f->b);
-        else if (f->layer >= 0 && !strcmp(f->level, "file"))
-                printf("file %s (layer %d): %s%s%s%s%s\n", f->what, f->layer, f->change,
-                       f->a || f->b ? " " : "", f->a ? f->a : "", f->a && f->b ? " -> " : "",
-                       f->b ? f->b : "");
-        else
-                printf("%s %s: %s%s%s%s%s\n", f->level, f->what, f->change,
-                       f->a || f->b ? " " : "", f->a ? f->a : "", f->a && f->b ? " -> " : "",
-                       f->b ? f->b : "");
+        /* paths, labels and link targets are the images' text: escaped */
+        if (!strcmp(f->change, "compression")) {
+                printf("%s ", f->level);
+                cli_put_text(f->what, stdout);
+                fputs(": same content, different compression: ", stdout);
+                cli_put_text(f->a, stdout);
+                fputs(" -> ", stdout);
+                cli_put_text(f->b, stdout);
+                putchar('\n');
+                return;
+        }
+        if (f->layer >= 0 && !strcmp(f->level, "file")) {
+                fputs("file ", stdout);
+                cli_put_text(f->what, stdout);
+                printf(" (layer %d): %s", f->layer, f->change);
+        } else {
+                printf("%s ", f->level);
+                cli_put_text(f->what, stdout);
+                printf(": %s", f->change);
+        }
+        if (f->a || f->b)
+                putchar(' ');
+        if (f->a)
+                cli_put_text(f->a, stdout);
+        if (f->a && f->b)
+                fputs(" -> ", stdout);
+        if (f->b)
+                cli_put_text(f->b, stdout);
+        putchar('\n');
 }
 
 int cmd_diff(int argc, char **argv)

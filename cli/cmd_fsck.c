@@ -12,7 +12,9 @@
 static void report(void *ctx, const char *line)
 {
         (void)ctx;
-        printf("problem: %s\n", line);
+        fputs("problem: ", stdout);
+        cli_put_text(line, stdout); /* names from the layout's index */
+        putchar('\n');
 }
 
 /* --deep: the decompressed layer must hash to the config's diffID. */

@@ -11,9 +11,13 @@
 #include "model.h"
 #include "util.h"
 
-static const char *str_or_empty(const char *s)
+/* Everything below that comes from the image is escaped (cli_put_text):
+ * labels, env, annotations and names are the image author's text. */
+static void field(const char *label, const char *value)
 {
-        return s ? s : "";
+        printf("%-12s", label);
+        cli_put_text(value, stdout);
+        putchar('\n');
 }
 
 static void print_strings(const char *label, json_t *arr)
@@ -24,78 +28,103 @@ static void print_strings(const char *label, json_t *arr)
         if (!json_is_array(arr) || json_array_size(arr) == 0)
                 return;
         printf("%-12s", label);
-        json_array_foreach(arr, i, v) printf("%s%s", i ? " " : "", str_or_empty(json_string_value(v)));
-        printf("\n");
+        json_array_foreach(arr, i, v)
+        {
+                if (i)
+                        putchar(' ');
+                cli_put_text(json_string_value(v), stdout);
+        }
+        putchar('\n');
+}
+
+static void print_pairs(const char *label, json_t *obj)
+{
+        const char *k;
+        json_t *v;
+        size_t i = 0;
+
+        json_object_foreach(obj, k, v)
+        {
+                printf("%-12s", i++ ? "" : label);
+                cli_put_text(k, stdout);
+                putchar('=');
+                cli_put_text(json_string_value(v), stdout);
+                putchar('\n');
+        }
 }
 
 static void print_summary(const char *name, const struct oci_fetched *top,
                           const struct oci_manifest *m, const struct oci_config *c)
 {
         json_t *cfg = c ? json_object_get(c->json, "config") : NULL;
-        json_t *labels = json_object_get(cfg, "Labels");
-        const char *k;
         json_t *v;
         size_t i;
         char sz[32];
         long long total = 0;
 
-        printf("%-12s%s\n", "Name:", name);
-        printf("%-12s%s\n", "Digest:", top->desc.digest.str);
-        printf("%-12s%s\n", "MediaType:", top->media_type);
-        if (c)
-                printf("%-12s%s/%s%s%s\n", "Platform:", c->os, c->architecture,
-                       c->variant ? "/" : "", c->variant ? c->variant : "");
+        field("Name:", name);
+        field("Digest:", top->desc.digest.str);
+        field("MediaType:", top->media_type);
+        if (c) {
+                printf("%-12s", "Platform:");
+                cli_put_text(c->os, stdout);
+                putchar('/');
+                cli_put_text(c->architecture, stdout);
+                if (c->variant) {
+                        putchar('/');
+                        cli_put_text(c->variant, stdout);
+                }
+                putchar('\n');
+        }
         if (c && json_string_value(json_object_get(c->json, "created")))
-                printf("%-12s%s\n", "Created:",
-                       json_string_value(json_object_get(c->json, "created")));
-        printf("%-12s%s %s\n", "Config:", m->config.digest.str, m->config.media_type);
+                field("Created:", json_string_value(json_object_get(c->json, "created")));
+        printf("%-12s%s ", "Config:", m->config.digest.str);
+        cli_put_text(m->config.media_type, stdout);
+        putchar('\n');
         for (i = 0; i < m->n_layers; i++)
                 total += m->layers[i].size;
         cli_format_size(total, sz, sizeof(sz));
         printf("%-12s%zu (%s)\n", "Layers:", m->n_layers, sz);
         for (i = 0; i < m->n_layers; i++) {
                 cli_format_size(m->layers[i].size, sz, sizeof(sz));
-                printf("  %s  %10s  %s\n", m->layers[i].digest.str, sz, m->layers[i].media_type);
+                printf("  %s  %10s  ", m->layers[i].digest.str, sz);
+                cli_put_text(m->layers[i].media_type, stdout);
+                putchar('\n');
         }
         if (cfg) {
-                json_t *env = json_object_get(cfg, "Env");
-                json_array_foreach(env, i, v) printf("%-12s%s\n", i ? "" : "Env:",
-                                                     str_or_empty(json_string_value(v)));
+                const char *wd = json_string_value(json_object_get(cfg, "WorkingDir"));
+                const char *user = json_string_value(json_object_get(cfg, "User"));
+                json_array_foreach(json_object_get(cfg, "Env"), i, v)
+                        field(i ? "" : "Env:", json_string_value(v));
                 print_strings("Entrypoint:", json_object_get(cfg, "Entrypoint"));
                 print_strings("Cmd:", json_object_get(cfg, "Cmd"));
-                if (json_string_value(json_object_get(cfg, "WorkingDir")) &&
-                    *json_string_value(json_object_get(cfg, "WorkingDir")))
-                        printf("%-12s%s\n", "WorkingDir:",
-                               json_string_value(json_object_get(cfg, "WorkingDir")));
-                if (json_string_value(json_object_get(cfg, "User")) &&
-                    *json_string_value(json_object_get(cfg, "User")))
-                        printf("%-12s%s\n", "User:",
-                               json_string_value(json_object_get(cfg, "User")));
+                if (wd && *wd)
+                        field("WorkingDir:", wd);
+                if (user && *user)
+                        field("User:", user);
         }
-        i = 0;
-        json_object_foreach(labels, k, v) printf("%-12s%s=%s\n", i++ ? "" : "Labels:", k,
-                                                 str_or_empty(json_string_value(v)));
-        i = 0;
-        json_object_foreach(m->annotations, k, v) printf("%-12s%s=%s\n",
-                                                         i++ ? "" : "Annotations:", k,
-                                                         str_or_empty(json_string_value(v)));
+        print_pairs("Labels:", json_object_get(cfg, "Labels"));
+        print_pairs("Annotations:", m->annotations);
 }
 
 static void print_index_summary(const char *name, const struct oci_fetched *top,
                                 const struct oci_index *x)
 {
-        printf("%-12s%s\n", "Name:", name);
-        printf("%-12s%s\n", "Digest:", top->desc.digest.str);
-        printf("%-12s%s\n", "MediaType:", top->media_type);
+        field("Name:", name);
+        field("Digest:", top->desc.digest.str);
+        field("MediaType:", top->media_type);
         printf("%-12s%zu\n", "Manifests:", x->n_manifests);
         for (size_t i = 0; i < x->n_manifests; i++) {
                 const struct oci_descriptor *d = &x->manifests[i];
-                printf("  %s  %s/%s%s%s  %s\n", d->digest.str,
-                       d->has_platform ? d->platform.os : "-",
-                       d->has_platform ? d->platform.architecture : "-",
-                       d->has_platform && d->platform.variant ? "/" : "",
-                       d->has_platform && d->platform.variant ? d->platform.variant : "",
-                       d->media_type);
+                _cleanup_free_ char *line = kiln_strdupf(
+                    "%s/%s%s%s  %s", d->has_platform ? d->platform.os : "-",
+                    d->has_platform ? d->platform.architecture : "-",
+                    d->has_platform && d->platform.variant ? "/" : "",
+                    d->has_platform && d->platform.variant ? d->platform.variant : "",
+                    d->media_type);
+                printf("  %s  ", d->digest.str);
+                cli_put_text(line, stdout);
+                putchar('\n');
         }
 }
 

@@ -35,7 +35,8 @@ int cli_copy_blobs(struct oci_store *src, struct oci_store *dst, const struct oc
                    size_t n, struct kiln_error *err);
 
 /* Writes config and an OCI manifest naming layers into dst and tags it
- * with dst's own tag.  Sets config's "created" when SOURCE_DATE_EPOCH is set. */
+ * with dst's own tag.  Sets config's "created" to SOURCE_DATE_EPOCH when it
+ * is set, else keeps the base's, else sets 1970-01-01T00:00:00Z. */
 int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_descriptor *layers,
                     size_t n, struct oci_digest *ret_digest, struct kiln_error *err);
 

@@ -81,7 +81,8 @@ int cmd_ls(int argc, char **argv)
                         free(q);
                         json_decref(s);
                 } else {
-                        printf("%s\t%s\n", t, x->manifests[i].digest.str);
+                        cli_put_text(t, stdout); /* a layout's ref.name: its author's text */
+                        printf("\t%s\n", x->manifests[i].digest.str);
                 }
         }
         if (json)

@@ -7,6 +7,7 @@
 #include "cmd_layers.h"
 #include "json.h"
 #include "util.h"
+#include "writer.h"
 
 void cli_image_release(struct cli_image *img)
 {
@@ -76,9 +77,13 @@ int cli_image_write(struct oci_store *dst, json_t *config, const struct oci_desc
         size_t clen, mlen;
         bool have = false, tagged = false;
 
-        if (sde && *sde) {
+        /* image-spec config.md "created": SOURCE_DATE_EPOCH, else the base's,
+         * else the layers' own time (0, as kiln build without it) */
+        if ((sde && *sde) || !json_is_string(json_object_get(config, "created"))) {
+                struct layer_writer_opts wo;
                 char ts[64];
-                cli_format_time(strtoll(sde, NULL, 10), ts, sizeof(ts));
+                layer_writer_opts_init(&wo);
+                cli_format_time(wo.mtime, ts, sizeof(ts));
                 json_object_set_new(config, "created", json_string(ts));
         }
         if (oci_json_dump(config, &cbuf, &clen, err) < 0)

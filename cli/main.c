@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "progress.h"
+#include "util.h"
 #include "cmd_layers.h"
 #include "cmd_recipes.h"
 #include "commands.h"
@@ -94,9 +95,19 @@ int cli_exit_code(enum kiln_errc code)
         return EXIT_FAIL;
 }
 
+void cli_put_text(const char *s, FILE *f)
+{
+        char *e = kiln_text_escape_dup(s ? s : "");
+
+        fputs(e ? e : "(out of memory)", f);
+        free(e);
+}
+
 int cli_fail(const struct kiln_error *err)
 {
-        fprintf(stderr, "kiln: error: %s\n", err->msg[0] ? err->msg : kiln_errc_name(err->code));
+        fputs("kiln: error: ", stderr);
+        cli_put_text(err->msg[0] ? err->msg : kiln_errc_name(err->code), stderr);
+        fputc('\n', stderr);
         return cli_exit_code(err->code == KILN_OK ? KILN_E_GENERIC : err->code);
 }
 
@@ -117,13 +128,14 @@ int cli_usage(const char *verb, const char *fmt, ...)
 
 void cli_warn(const char *fmt, ...)
 {
-        char line[2048];
+        char msg[2048], line[2048];
         va_list ap;
         int n = snprintf(line, sizeof(line), "kiln: warning: ");
 
         va_start(ap, fmt);
-        vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        kiln_text_escape(msg, strlen(msg), line + n, sizeof(line) - (size_t)n, SIZE_MAX, 0);
         cli_progress_message(line); /* above any blobs shown */
 }
 

@@ -14,6 +14,7 @@
 #include "json.h"
 #include "layout.h"
 #include "ref.h"
+#include "unpack.h"
 #include "util.h"
 
 struct archive_store {
@@ -46,11 +47,11 @@ static bool safe_member_name(const char *name)
         }
 }
 
-static bool is_metadata(const char *name)
+/* The documents at the top of an archive, read in the first pass. */
+static bool is_top_metadata(const char *name)
 {
         return !strcmp(name, "index.json") || !strcmp(name, "oci-layout") ||
-               !strcmp(name, "manifest.json") || !strcmp(name, "repositories") ||
-               str_has_suffix(name, ".json") || str_has_suffix(name, "/VERSION");
+               !strcmp(name, "manifest.json") || !strcmp(name, "repositories");
 }
 
 /* Joins a relative link target to the directory of name and normalizes
@@ -102,159 +103,525 @@ struct link_pair {
         char *name, *target;
 };
 
-static int extract(const char *file, const char *dir, struct kiln_error *err)
+/* A member that a descriptor (or a docker manifest.json) names. */
+struct want {
+        char *name;
+        int64_t size;   /* the descriptor's; -1: unknown (legacy docker paths) */
+        int64_t cap;    /* the most bytes extracted when the size is unknown */
+        struct oci_digest digest;
+        bool has_digest;
+        bool parse;     /* an index or a manifest: what it names is wanted too */
+        bool done;
+};
+
+/* Reading an archive (issue #12): nothing is extracted before index.json (or
+ * manifest.json) says what the image is made of, and then only the blobs a
+ * descriptor names, each bound by its descriptor's size and checked against
+ * its digest, the whole bound by the archive's own size (uncompressed) or
+ * the decompression limit.  Sparse members are refused, never expanded. */
+struct extract {
+        const char *file, *dir;
+        struct want *w;
+        size_t n, cap;
+        struct link_pair *links;
+        size_t n_links;
+        int64_t total, total_max;
+        struct kiln_error rerr;
+        bool rfailed;
+        struct oci_reader *r;
+        unsigned char in[65536];  /* given to libarchive: it reads from here */
+        unsigned char buf[65536]; /* member data read out of libarchive */
+};
+
+static void extract_release(struct extract *x)
 {
-        struct link_pair *links = NULL;
-        size_t n_links = 0;
-        struct archive *a = archive_read_new();
-        struct archive_entry *e;
-        int r, rc = -1;
-        char buf[65536];
+        for (size_t i = 0; i < x->n; i++)
+                free(x->w[i].name);
+        free(x->w);
+        for (size_t i = 0; i < x->n_links; i++) {
+                free(x->links[i].name);
+                free(x->links[i].target);
+        }
+        free(x->links);
+}
 
-        archive_read_support_format_tar(a);
-        archive_read_support_filter_gzip(a);
-        archive_read_support_filter_zstd(a);
-        archive_read_support_filter_none(a);
-        if (archive_read_open_filename(a, file, 65536) != ARCHIVE_OK) {
-                kiln_error_set(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_INVALID,
-                               "cannot open archive '%s': %s", file, archive_error_string(a));
+static struct want *find_want(struct extract *x, const char *name)
+{
+        for (size_t i = 0; i < x->n; i++)
+                if (!strcmp(x->w[i].name, name))
+                        return &x->w[i];
+        return NULL;
+}
+
+/* Wants name (a link is followed to its target, which the archive holds). */
+static int add_want(struct extract *x, const char *name, int64_t size, int64_t cap,
+                    const struct oci_digest *d, bool parse, struct kiln_error *err)
+{
+        struct want *w;
+
+        for (size_t i = 0; i < x->n_links; i++)
+                if (!strcmp(x->links[i].name, name))
+                        name = x->links[i].target;
+        if (find_want(x, name))
+                return 0;
+        if (x->n == x->cap) {
+                size_t nc = x->cap ? 2 * x->cap : 16;
+                struct want *nw = realloc(x->w, nc * sizeof(*nw));
+                if (!nw)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                x->w = nw;
+                x->cap = nc;
+        }
+        w = &x->w[x->n];
+        memset(w, 0, sizeof(*w));
+        w->name = strdup(name);
+        if (!w->name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        w->size = size;
+        w->cap = cap;
+        if (d) {
+                w->digest = *d;
+                w->has_digest = true;
+        }
+        w->parse = parse;
+        x->n++;
+        return 0;
+}
+
+static int want_desc(struct extract *x, const struct oci_descriptor *d, struct kiln_error *err)
+{
+        _cleanup_free_ char *name = kiln_strdupf("blobs/%s/%s", oci_digest_alg_name(d->digest.alg),
+                                                 oci_digest_hex(&d->digest));
+
+        if (!name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return add_want(x, name, d->size, d->size, &d->digest,
+                        oci_media_type_doc_kind(d->media_type) != OCI_DOC_UNKNOWN, err);
+}
+
+/* What an index or a manifest (buf) names is wanted: its manifests, or its
+ * config and layers. */
+static int want_children(struct extract *x, const char *buf, size_t len, const char *what,
+                         struct kiln_error *err)
+{
+        enum oci_doc_kind kind;
+        int rc = 0;
+
+        if (oci_document_kind(buf, len, NULL, &kind, err) < 0)
+                goto bad;
+        if (kind == OCI_DOC_INDEX) {
+                _cleanup_(oci_index_freep) struct oci_index *ix = NULL;
+                if (oci_index_parse(buf, len, NULL, &ix, err) < 0)
+                        goto bad;
+                for (size_t i = 0; i < ix->n_manifests && rc == 0; i++)
+                        rc = want_desc(x, &ix->manifests[i], err);
+        } else if (kind == OCI_DOC_MANIFEST) {
+                _cleanup_(oci_manifest_freep) struct oci_manifest *m = NULL;
+                if (oci_manifest_parse(buf, len, NULL, &m, err) < 0)
+                        goto bad;
+                rc = want_desc(x, &m->config, err);
+                for (size_t i = 0; i < m->n_layers && rc == 0; i++)
+                        rc = want_desc(x, &m->layers[i], err);
+        }
+        return rc;
+bad:
+        kiln_error_prefix(err, "invalid archive '%s': '%s'", x->file, what);
+        return -1;
+}
+
+static la_ssize_t extract_read(struct archive *a, void *ctx, const void **ret)
+{
+        struct extract *x = ctx;
+        ssize_t n = oci_reader_read(x->r, x->in, sizeof(x->in), &x->rerr);
+
+        if (n < 0) {
+                x->rfailed = true;
+                archive_set_error(a, EIO, "%s", x->rerr.msg);
+                return -1;
+        }
+        *ret = x->in;
+        return n;
+}
+
+/* The one message for a full TMPDIR (no strerror after it: it says it). */
+static int no_space(const char *path, struct kiln_error *err)
+{
+        kiln_error_set(err, KILN_E_IO, "no space left on device writing '%s'", path);
+        err->sys_errno = ENOSPC;
+        return -1;
+}
+
+static int write_all(int fd, const void *buf, size_t len, const char *path, struct kiln_error *err)
+{
+        const char *p = buf;
+
+        while (len) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == ENOSPC)
+                        return no_space(path, err);
+                if (n < 0)
+                        return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot write '%s'",
+                                                    path);
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* Extracts the data of the current member into DIR/name: at most w's size
+ * (or cap), the whole bound by x->total_max; checks size and digest. */
+static int extract_member(struct extract *x, struct archive *a, const char *name,
+                          struct want *w, char **ret_buf, struct kiln_error *err)
+{
+        _cleanup_free_ char *path = kiln_strdupf("%s/%s", x->dir, name);
+        _cleanup_free_ char *pdir = NULL, *doc = NULL;
+        _cleanup_close_ int fd = -1;
+        int64_t limit = w->size >= 0 ? w->size : w->cap, got = 0;
+        struct oci_hasher h = {0};
+        struct oci_digest have;
+        la_ssize_t n;
+        int rc = -1;
+
+        if (!path || !(pdir = kiln_dirname(path)))
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (ret_buf && limit > (int64_t)oci_manifest_limit())
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "invalid archive '%s': document '%s' of %lld bytes is larger "
+                                      "than the limit of %zu bytes",
+                                      x->file, name, (long long)limit, oci_manifest_limit());
+        if (w->has_digest && oci_hasher_init(&h, w->digest.alg, err) < 0)
+                return -1;
+        if (kiln_mkdir_p(pdir, 0755, err) < 0)
+                goto out;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+                kiln_error_set_errno(err, errno == EEXIST ? KILN_E_INVALID : KILN_E_IO, errno,
+                                     "invalid archive '%s': entry '%s'", x->file, name);
                 goto out;
         }
-        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-                const char *name = archive_entry_pathname(e);
-                _cleanup_free_ char *path = NULL, *pdir = NULL;
-                mode_t type = archive_entry_filetype(e);
-                int64_t cap = -1, total = 0;
-                int fd;
-                la_ssize_t n;
-
-                while (name && name[0] == '.' && name[1] == '/')
-                        name += 2;
-                if (!name || !*name || !strcmp(name, "."))
-                        continue;
-                if (!safe_member_name(name)) {
-                        kiln_error_set(err, KILN_E_INVALID,
-                                       "invalid archive '%s': unsafe entry name '%s'", file,
-                                       archive_entry_pathname(e));
-                        goto out;
-                }
-                path = kiln_strdupf("%s/%s", dir, name);
-                if (!path) {
-                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        goto out;
-                }
-                if (str_has_suffix(path, "/"))
-                        path[strlen(path) - 1] = '\0';
-                if (type == AE_IFDIR) {
-                        if (kiln_mkdir_p(path, 0755, err) < 0)
-                                goto out;
-                        continue;
-                }
-                if (type == AE_IFLNK || (type == AE_IFREG && archive_entry_hardlink(e))) {
-                        /* docker and skopeo archives link layer.tar files to
-                         * one copy; only links that stay inside are kept. */
-                        const char *t = type == AE_IFLNK ? archive_entry_symlink(e)
-                                                         : archive_entry_hardlink(e);
-                        char *target = t ? (type == AE_IFLNK ? resolve_link(name, t)
-                                                             : (safe_member_name(t) ? strdup(t) : NULL))
-                                         : NULL;
-                        struct link_pair *nl;
-                        if (!target) {
+        if (ret_buf && !(doc = malloc((size_t)limit + 1))) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        while ((n = archive_read_data(a, x->buf, sizeof(x->buf))) > 0) {
+                if (got + n > limit) {
+                        if (w->size >= 0)
                                 kiln_error_set(err, KILN_E_INVALID,
-                                               "invalid archive '%s': link '%s' points outside the archive",
-                                               file, name);
-                                goto out;
-                        }
-                        nl = realloc(links, (n_links + 1) * sizeof(*links));
-                        if (!nl) {
-                                free(target);
-                                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                                goto out;
-                        }
-                        links = nl;
-                        links[n_links].name = strdup(name);
-                        links[n_links++].target = target;
-                        continue;
-                }
-                if (type != AE_IFREG) {
-                        kiln_error_set(err, KILN_E_INVALID,
-                                       "invalid archive '%s': entry '%s' is not a regular file",
-                                       file, name);
+                                               "invalid archive '%s': entry '%s' is larger than "
+                                               "the %lld bytes its descriptor says",
+                                               x->file, name, (long long)limit);
+                        else
+                                kiln_error_set(err, KILN_E_LIMIT,
+                                               "invalid archive '%s': entry '%s' is larger than "
+                                               "the limit of %lld bytes",
+                                               x->file, name, (long long)limit);
                         goto out;
                 }
-                if (is_metadata(name))
-                        cap = (int64_t)oci_manifest_limit();
-                if (cap >= 0 && archive_entry_size(e) > cap) {
+                if (x->total + n > x->total_max) {
                         kiln_error_set(err, KILN_E_LIMIT,
-                                       "invalid archive '%s': entry '%s' of %lld bytes is larger than the limit of %lld bytes",
-                                       file, name, (long long)archive_entry_size(e),
-                                       (long long)cap);
+                                       "invalid archive '%s': its entries hold more than %lld "
+                                       "bytes",
+                                       x->file, (long long)x->total_max);
                         goto out;
                 }
-                pdir = kiln_dirname(path);
-                if (!pdir || kiln_mkdir_p(pdir, 0755, err) < 0)
+                if (write_all(fd, x->buf, (size_t)n, path, err) < 0)
                         goto out;
-                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-                if (fd < 0) {
-                        kiln_error_set_errno(err, errno == EEXIST ? KILN_E_INVALID : KILN_E_IO,
-                                             errno, "invalid archive '%s': entry '%s'", file,
-                                             name);
-                        goto out;
-                }
-                while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) {
-                        total += n;
-                        if ((cap >= 0 && total > cap) || write(fd, buf, (size_t)n) != n) {
-                                close(fd);
-                                kiln_error_set(err, cap >= 0 && total > cap ? KILN_E_LIMIT : KILN_E_IO,
-                                               "invalid archive '%s': cannot extract '%s'", file,
-                                               name);
-                                goto out;
-                        }
-                }
-                close(fd);
-                if (n < 0) {
-                        kiln_error_set(err, KILN_E_INVALID, "invalid archive '%s': %s", file,
-                                       archive_error_string(a));
-                        goto out;
-                }
+                if (doc)
+                        memcpy(doc + got, x->buf, (size_t)n);
+                if (w->has_digest)
+                        oci_hasher_update(&h, x->buf, (size_t)n);
+                got += n;
+                x->total += n;
         }
-        if (r != ARCHIVE_EOF) {
-                kiln_error_set(err, KILN_E_INVALID, "invalid archive '%s': %s", file,
-                               archive_error_string(a));
+        if (n < 0) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid archive '%s': %s", x->file,
+                               x->rfailed ? x->rerr.msg : archive_error_string(a));
+                if (x->rfailed)
+                        err->code = x->rerr.code;
                 goto out;
         }
-        for (size_t i = 0; i < n_links; i++) {
-                _cleanup_free_ char *from = kiln_strdupf("%s/%s", dir, links[i].target);
-                _cleanup_free_ char *to = kiln_strdupf("%s/%s", dir, links[i].name);
-                _cleanup_free_ char *pdir = to ? kiln_dirname(to) : NULL;
-                struct stat st;
-                if (!from || !to || !pdir || !links[i].name) {
-                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        goto out;
-                }
-                if (lstat(from, &st) < 0 || !S_ISREG(st.st_mode)) {
-                        kiln_error_set(err, KILN_E_INVALID,
-                                       "invalid archive '%s': link '%s' does not point to a file in the archive",
-                                       file, links[i].name);
-                        goto out;
-                }
-                if (kiln_mkdir_p(pdir, 0755, err) < 0)
-                        goto out;
-                if (link(from, to) < 0) {
-                        kiln_error_set_errno(err, KILN_E_INVALID, errno,
-                                             "invalid archive '%s': link '%s'", file,
-                                             links[i].name);
+        if (w->size >= 0 && got != w->size) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "invalid archive '%s': entry '%s' has %lld bytes, its descriptor "
+                               "says %lld",
+                               x->file, name, (long long)got, (long long)w->size);
+                goto out;
+        }
+        if (w->has_digest) {
+                oci_hasher_final(&h, &have);
+                if (!oci_digest_equal(&have, &w->digest)) {
+                        kiln_error_set(err, KILN_E_DIGEST,
+                                       "invalid archive '%s': entry '%s' does not match its "
+                                       "digest",
+                                       x->file, name);
                         goto out;
                 }
         }
+        if (fsync(fd) < 0 && errno == ENOSPC) {
+                no_space(path, err);
+                goto out;
+        }
+        if (doc) {
+                doc[got] = '\0';
+                *ret_buf = steal_ptr(&doc);
+        }
+        w->done = true;
         rc = 0;
 out:
-        for (size_t i = 0; i < n_links; i++) {
-                free(links[i].name);
-                free(links[i].target);
+        if (w->has_digest)
+                oci_hasher_release(&h);
+        return rc;
+}
+
+/* Records a link member (docker and skopeo archives link layer.tar files
+ * to one copy); only links that stay inside are kept. */
+static int note_link(struct extract *x, struct archive_entry *e, const char *name,
+                     struct kiln_error *err)
+{
+        bool sym = archive_entry_filetype(e) == AE_IFLNK;
+        const char *t = sym ? archive_entry_symlink(e) : archive_entry_hardlink(e);
+        char *target = t ? (sym ? resolve_link(name, t) : (safe_member_name(t) ? strdup(t) : NULL))
+                         : NULL;
+        struct link_pair *nl;
+
+        if (!target)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid archive '%s': link '%s' points outside the archive",
+                                      x->file, name);
+        nl = realloc(x->links, (x->n_links + 1) * sizeof(*nl));
+        if (!nl) {
+                free(target);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        free(links);
+        x->links = nl;
+        x->links[x->n_links].target = target;
+        x->links[x->n_links].name = strdup(name);
+        if (!x->links[x->n_links++].name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return 0;
+}
+
+/* One member: checked, then extracted when the first pass wants metadata or
+ * a later pass wants this blob. */
+static int visit(struct extract *x, struct archive *a, struct archive_entry *e, bool first,
+                 struct kiln_error *err)
+{
+        const char *name = archive_entry_pathname(e);
+        mode_t type = archive_entry_filetype(e);
+        struct want meta = {.size = -1, .cap = (int64_t)oci_manifest_limit()}, *w;
+        _cleanup_free_ char *doc = NULL;
+
+        while (name && name[0] == '.' && name[1] == '/')
+                name += 2;
+        if (!name || !*name || !strcmp(name, ".") || type == AE_IFDIR)
+                return 0;
+        if (!safe_member_name(name))
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid archive '%s': unsafe entry name '%s'", x->file,
+                                      archive_entry_pathname(e));
+        if (archive_entry_sparse_count(e) > 0)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid archive '%s': entry '%s' is sparse", x->file,
+                                      name);
+        if (type == AE_IFLNK || (type == AE_IFREG && archive_entry_hardlink(e)))
+                return first ? note_link(x, e, name, err) : 0;
+        if (type != AE_IFREG)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid archive '%s': entry '%s' is not a regular file",
+                                      x->file, name);
+        if (first) {
+                if (!is_top_metadata(name))
+                        return 0;
+                return extract_member(x, a, name, &meta, NULL, err);
+        }
+        w = find_want(x, name);
+        if (!w || w->done)
+                return 0;
+        if (extract_member(x, a, name, w, w->parse ? &doc : NULL, err) < 0)
+                return -1;
+        return doc ? want_children(x, doc, strlen(doc), name, err) : 0;
+}
+
+/* One pass over the archive. */
+static int extract_pass(struct extract *x, bool first, struct kiln_error *err)
+{
+        struct archive *a = NULL;
+        struct archive_entry *e;
+        int fd, r, rc = -1;
+
+        x->rfailed = false;
+        fd = open(x->file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
+                                            errno, "cannot open archive '%s'", x->file);
+        x->r = oci_reader_from_fd(fd, true, err);
+        if (!x->r) {
+                close(fd);
+                return -1;
+        }
+        /* the decompression rules and limit of unpacking */
+        x->r = layer_decompress_reader_new(x->r, OCI_COMPRESSION_UNKNOWN,
+                                           LAYER_UNPACK_DEFAULT_MAX_SIZE, err);
+        if (!x->r)
+                return -1;
+        a = archive_read_new();
+        if (!a) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        archive_read_support_format_tar(a);
+        if (archive_read_open(a, x, NULL, extract_read, NULL) != ARCHIVE_OK)
+                goto bad;
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK)
+                if (visit(x, a, e, first, err) < 0)
+                        goto out;
+        if (r == ARCHIVE_EOF) {
+                rc = 0;
+                goto out;
+        }
+bad:
+        if (x->rfailed) {
+                *err = x->rerr;
+                kiln_error_prefix(err, "invalid archive '%s'", x->file);
+        } else {
+                kiln_error_set(err, KILN_E_INVALID, "invalid archive '%s': %s", x->file,
+                               archive_error_string(a) ? archive_error_string(a) : "read failed");
+        }
+out:
         archive_read_free(a);
+        oci_reader_free(x->r);
+        x->r = NULL;
+        return rc;
+}
+
+/* What the first pass's index.json, or else manifest.json, names. */
+static int want_roots(struct extract *x, struct kiln_error *err)
+{
+        _cleanup_free_ char *path = kiln_strdupf("%s/index.json", x->dir), *buf = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        size_t len, i;
+        json_t *v;
+
+        if (!path)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (access(path, F_OK) == 0) {
+                if (kiln_read_file(path, oci_manifest_limit(), &buf, &len, err) < 0)
+                        return -1;
+                return want_children(x, buf, len, "index.json", err);
+        }
+        free(path);
+        path = kiln_strdupf("%s/manifest.json", x->dir);
+        if (!path)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (access(path, F_OK) < 0)
+                return 0; /* the layout store says what is missing */
+        if (kiln_read_file(path, oci_manifest_limit(), &buf, &len, err) < 0)
+                return -1;
+        j = oci_json_parse(buf, len, "manifest.json", err);
+        if (!j)
+                return -1;
+        /* a legacy docker archive names files, with no size or digest: the
+         * config is capped like any document, layers by the total */
+        json_array_foreach(j, i, v)
+        {
+                size_t k;
+                json_t *l;
+                const char *c = json_string_value(json_object_get(v, "Config"));
+                if (c && safe_member_name(c) &&
+                    add_want(x, c, -1, (int64_t)oci_manifest_limit(), NULL, false, err) < 0)
+                        return -1;
+                json_array_foreach(json_object_get(v, "Layers"), k, l)
+                {
+                        const char *n = json_string_value(l);
+                        if (n && safe_member_name(n) &&
+                            add_want(x, n, -1, x->total_max, NULL, false, err) < 0)
+                                return -1;
+                }
+        }
+        return 0;
+}
+
+/* Links whose target was extracted become hard links in DIR. */
+static int make_links(struct extract *x, struct kiln_error *err)
+{
+        for (size_t i = 0; i < x->n_links; i++) {
+                _cleanup_free_ char *from = kiln_strdupf("%s/%s", x->dir, x->links[i].target);
+                _cleanup_free_ char *to = kiln_strdupf("%s/%s", x->dir, x->links[i].name);
+                _cleanup_free_ char *pdir = to ? kiln_dirname(to) : NULL;
+                struct want *w = find_want(x, x->links[i].target);
+                struct stat st;
+
+                if (!from || !to || !pdir)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (!w || !w->done || lstat(to, &st) == 0)
+                        continue;
+                if (kiln_mkdir_p(pdir, 0755, err) < 0)
+                        return -1;
+                if (link(from, to) < 0)
+                        return kiln_error_set_errno(err, KILN_E_INVALID, errno,
+                                                    "invalid archive '%s': link '%s'", x->file,
+                                                    x->links[i].name);
+        }
+        return 0;
+}
+
+#define EXTRACT_PASSES_MAX 8
+
+static size_t n_done(const struct extract *x)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < x->n; i++)
+                k += x->w[i].done;
+        return k;
+}
+
+static bool is_compressed(const char *file)
+{
+        unsigned char m[4] = {0};
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0 || read(fd, m, sizeof(m)) < 2)
+                return false;
+        return (m[0] == 0x1f && m[1] == 0x8b) ||
+               (m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd);
+}
+
+static int extract(const char *file, const char *dir, struct kiln_error *err)
+{
+        struct extract *x = calloc(1, sizeof(*x));
+        struct stat st;
+        int rc = -1;
+
+        if (!x)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        x->file = file;
+        x->dir = dir;
+        /* an uncompressed archive holds no more than its own size; a
+         * compressed one no more than unpacking decompresses */
+        x->total_max = LAYER_UNPACK_DEFAULT_MAX_SIZE;
+        if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && !is_compressed(file) &&
+            st.st_size < x->total_max)
+                x->total_max = st.st_size;
+        if (extract_pass(x, true, err) < 0 || want_roots(x, err) < 0)
+                goto out;
+        /* A blob may come before the document naming it: pass again while a
+         * pass extracts something and something is still wanted (index ->
+         * manifest -> config and layers).  A blob never found stays missing:
+         * the layout says so when it is used. */
+        for (int pass = 0; pass < EXTRACT_PASSES_MAX && n_done(x) < x->n; pass++) {
+                size_t before = n_done(x);
+                if (extract_pass(x, false, err) < 0)
+                        goto out;
+                if (n_done(x) == before)
+                        break;
+        }
+        rc = make_links(x, err);
+out:
+        extract_release(x);
+        free(x);
         return rc;
 }
 

@@ -852,6 +852,9 @@ int layer_source_write(const struct layer_source *s, struct layer_writer *w,
                 archive_entry_copy_pathname(ae, e->path);
                 archive_entry_set_filetype(ae, e->st.st_mode & S_IFMT);
                 archive_entry_set_perm(ae, e->st.st_mode & 07777);
+                /* the writer keeps them only with keep_owners (synthetic: 0:0) */
+                archive_entry_set_uid(ae, e->st.st_uid);
+                archive_entry_set_gid(ae, e->st.st_gid);
                 if (e->has_cap)
                         archive_entry_xattr_add_entry(ae, "security.capability", e->cap,
                                                       e->cap_len);

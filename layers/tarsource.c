@@ -128,6 +128,65 @@ static void unspool(const char *dir, size_t n)
         }
 }
 
+/* The last entry of path, NULL when none is kept. */
+static const struct tentry *kept(const struct tentry *t, size_t n, const char *path)
+{
+        const struct tentry *e = bsearch(path, t, n, sizeof(*t), cmp_key);
+
+        while (e && e + 1 < t + n && !strcmp(e[1].path, path))
+                e++;
+        return e && !e->dropped ? e : NULL;
+}
+
+/* What kiln unpack (and every runtime) would refuse or misread is refused
+ * here, naming the entry, as the debs front end does: a whiteout (a layer
+ * kiln writes holds content, not deletions), a device node, and an entry
+ * below a path that the tar itself makes a symlink or a file. */
+static int check_entries(const struct tentry *t, size_t n, const char *file,
+                         struct kiln_error *err)
+{
+        for (size_t i = 0; i < n; i++) {
+                const struct tentry *e = &t[i];
+                mode_t type = archive_entry_filetype(e->ae);
+                const char *base = strrchr(e->path, '/');
+                _cleanup_free_ char *p = NULL;
+
+                if (e->dropped)
+                        continue;
+                base = base ? base + 1 : e->path;
+                if (str_has_prefix(base, ".wh."))
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "tar '%s': refusing whiteout '%s': an appended layer "
+                                              "holds files, not deletions",
+                                              file, e->path);
+                if (!archive_entry_hardlink(e->ae) && (type == AE_IFCHR || type == AE_IFBLK))
+                        return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                              "tar '%s': refusing device '%s': devices are not "
+                                              "appended",
+                                              file, e->path);
+                p = strdup(e->path);
+                if (!p)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                for (char *slash = strchr(p, '/'); slash; slash = strchr(slash + 1, '/')) {
+                        const struct tentry *parent;
+
+                        *slash = 0;
+                        parent = kept(t, n, p);
+                        if (parent && (archive_entry_hardlink(parent->ae) ||
+                                       archive_entry_filetype(parent->ae) != AE_IFDIR))
+                                return kiln_error_set(
+                                    err, KILN_E_INVALID,
+                                    "tar '%s': refusing entry '%s': its parent '%s' is a %s in "
+                                    "the same tar",
+                                    file, e->path, p,
+                                    archive_entry_filetype(parent->ae) == AE_IFLNK ? "symlink"
+                                                                                  : "non-directory");
+                        *slash = '/';
+                }
+        }
+        return 0;
+}
+
 int layer_tar_source_write(struct layer_writer *w, const char *file, const char *dest,
                            const char *spool_dir, struct kiln_error *err)
 {
@@ -222,6 +281,8 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
         for (size_t i = 0; i + 1 < n; i++)
                 if (!strcmp(t[i].path, t[i + 1].path))
                         t[i].dropped = true;
+        if (check_entries(t, n, file, err) < 0)
+                goto out;
         /* Hardlinks: the holder of the data is the first path of the group
          * in the new order; every other member links to it. */
         for (size_t i = 0; i < n; i++) {

@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <errno.h>
 #include <libdeflate.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,7 @@ struct layer_writer {
         bool cb_failed;
         bool finished;
         unsigned char *buf;
+        locale_t utf8; /* C.UTF-8 for LC_CTYPE while a header is written, or 0 */
 };
 
 static int emit(struct layer_writer *w, const void *buf, size_t len, struct kiln_error *err)
@@ -414,6 +416,8 @@ void layer_writer_free(struct layer_writer *w)
         free(w->zout);
         free(w->zin);
         free(w->buf);
+        if (w->utf8)
+                freelocale(w->utf8);
         oci_hasher_release(&w->tar_hash);
         oci_hasher_release(&w->blob_hash);
         free(w);
@@ -498,6 +502,12 @@ struct layer_writer *layer_writer_new(struct oci_writer *sink, const struct laye
                 kiln_error_set(err, KILN_E_UNSUPPORTED, "unsupported layer compression");
                 goto fail;
         }
+        /* docs/layers.md: only names that are not UTF-8 get hdrcharset=BINARY.
+         * In the C locale libarchive can convert no non-ASCII name to UTF-8
+         * and marks every one BINARY; under C.UTF-8 (LC_CTYPE only, this
+         * thread only, while a header is written) a UTF-8 name is stored as
+         * it is.  Without C.UTF-8, every non-ASCII name stays BINARY. */
+        w->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
         w->a = archive_write_new();
         if (!w->a) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -589,7 +599,12 @@ int layer_writer_add_header(struct layer_writer *w, struct archive_entry *e, str
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         /* ARCHIVE_WARN: a name that is not UTF-8 was written as bytes, with
          * hdrcharset=BINARY on that entry only. */
-        r = archive_write_header(w->a, n);
+        {
+                locale_t old = w->utf8 ? uselocale(w->utf8) : (locale_t)0;
+                r = archive_write_header(w->a, n);
+                if (old)
+                        uselocale(old);
+        }
         archive_entry_free(n);
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
                 return archive_failed(w, "write entry", archive_entry_pathname(e), err);

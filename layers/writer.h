@@ -14,8 +14,8 @@
  *   - uid/gid 0 and empty uname/gname unless opts->keep_owners;
  *   - permission bits kept with setuid/setgid/sticky, file type kept;
  *   - xattrs dropped, except security.capability with opts->keep_caps;
- *   - names and link targets are written as raw bytes (hdrcharset=BINARY),
- *     whatever the locale.
+ *   - names and link targets are written as raw bytes, whatever the locale;
+ *     those that are not UTF-8 with hdrcharset=BINARY.
  * Order is the caller's job (layers/source.h sorts).
  *
  * Compression (docs/layers.md, "reproducibility"):

@@ -63,6 +63,11 @@ struct recipe_layer {
         size_t recipe_index; /* index in the recipe's "layers" array */
 };
 
+/* Annotations of the parts a tag was made of (recipe_plan.c tag_provenance). */
+#define RECIPE_ANN_TAG_BRANCH "dev.kiln.tag.branch"
+#define RECIPE_ANN_TAG_SUFFIX "dev.kiln.tag.suffix"
+#define RECIPE_ANN_RECIPE_NAME "dev.kiln.recipe.name"
+
 struct recipe_plan {
         char *recipe_name;
         char *recipe_dir;

@@ -715,6 +715,82 @@ static char *tag_of(const char *full)
         return t;
 }
 
+/* ---- tag provenance ----
+ *
+ * Two builds can compute the same tag (recipe_plan.c tag_provenance).
+ * Before a tag moves, the image it holds now is read: when its annotations
+ * say it came from another source, recipe, branch or suffix, a warning
+ * names the tag, the old provenance and the new.  The revision is shown but
+ * is no reason to warn: a new commit on the same branch moves the tag. */
+
+static const char *const provenance_keys[] = {
+        "org.opencontainers.image.source", "org.opencontainers.image.ref.name",
+        RECIPE_ANN_RECIPE_NAME, RECIPE_ANN_TAG_BRANCH, RECIPE_ANN_TAG_SUFFIX,
+};
+
+static const char *ann_str(json_t *ann, const char *key)
+{
+        return json_string_value(json_object_get(ann, key));
+}
+
+/* "recipe 'x', branch 'y', revision 'z'" from the keys ann has. */
+static void provenance_text(json_t *ann, char *buf, size_t len)
+{
+        static const char *const names[] = {"source", "ref.name", "recipe", "branch", "suffix"};
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ARRAY_SIZE(provenance_keys) && o < len; i++)
+                if (ann_str(ann, provenance_keys[i]))
+                        o += (size_t)snprintf(buf + o, len - o, "%s%s '%s'", o ? ", " : "",
+                                              names[i], ann_str(ann, provenance_keys[i]));
+        if (o < len && ann_str(ann, "org.opencontainers.image.revision"))
+                snprintf(buf + o, len - o, "%srevision '%s'", o ? ", " : "",
+                         ann_str(ann, "org.opencontainers.image.revision"));
+        if (!buf[0])
+                snprintf(buf, len, "no recorded provenance");
+}
+
+static bool provenance_differs(json_t *old, json_t *now)
+{
+        bool any = false;
+
+        for (size_t i = 0; i < ARRAY_SIZE(provenance_keys); i++)
+                any = any || ann_str(old, provenance_keys[i]);
+        if (!any)
+                return false; /* an image that records none: nothing to compare */
+        for (size_t i = 0; i < ARRAY_SIZE(provenance_keys); i++) {
+                const char *a = ann_str(old, provenance_keys[i]);
+                const char *b = ann_str(now, provenance_keys[i]);
+                if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+                        return true;
+        }
+        return false;
+}
+
+/* Warns when tag (in dst) holds an image of another provenance than ann. */
+static void check_tag_provenance(const struct recipe_image_opts *o, struct oci_store *dst,
+                                 const char *full, const struct oci_digest *now, json_t *ann)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        _cleanup_free_ char *tag = tag_of(full), *buf = NULL, *mt = NULL;
+        _cleanup_(oci_manifest_freep) struct oci_manifest *m = NULL;
+        char was[1024], will[1024];
+        struct oci_digest d;
+        size_t len;
+
+        /* no such tag yet, or not an image kiln can read: nothing to compare */
+        if (!tag || dst->ops->get_manifest(dst, tag, &buf, &len, &mt, &d, &e) < 0 ||
+            oci_digest_equal(&d, now) || oci_manifest_parse(buf, len, mt, &m, &e) < 0 ||
+            !provenance_differs(m->annotations, ann))
+                return;
+        provenance_text(m->annotations, was, sizeof(was));
+        provenance_text(ann, will, sizeof(will));
+        warn(o, "tag '%s' moves to an image of another provenance: it held %s (%s); this build "
+                "is %s",
+             full, d.str, was, will);
+}
+
 /* ---- locks ---- */
 
 /* Git sources take the locked commits; a layer missing from the lock is an
@@ -1128,6 +1204,12 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
         if (o->recipe_digest)
                 json_object_set_new(ann, "dev.kiln.recipe.digest", json_string(o->recipe_digest));
+        if (plan->recipe_name) {
+                /* the file's name, not where it is: the digest must not depend on the checkout */
+                const char *slash = strrchr(plan->recipe_name, '/');
+                json_object_set_new(ann, RECIPE_ANN_RECIPE_NAME,
+                                    json_string(slash ? slash + 1 : plan->recipe_name));
+        }
         {
                 /* the variables the build was given (later ones win), not the
                  * defaults: those come from the recipe, whose digest is above */
@@ -1185,6 +1267,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 copts.progress = o->copy_progress;
                 copts.bytes = o->copy_bytes;
                 copts.progress_ctx = o->copy_ctx;
+                for (size_t i = 0; i < plan->n_tags; i++)
+                        check_tag_provenance(o, dst, plan->tags[i], &md.digest, ann);
                 say(o, "writing %s", o->output);
                 if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
                         goto out;
@@ -1207,6 +1291,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 copts.progress = o->copy_progress;
                 copts.bytes = o->copy_bytes;
                 copts.progress_ctx = o->copy_ctx;
+                for (size_t i = 0; i < plan->n_tags; i++)
+                        check_tag_provenance(o, dst, plan->tags[i], &md.digest, ann);
                 say(o, "pushing %s", plan->tags[0]);
                 if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
                         goto out;

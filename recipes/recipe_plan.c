@@ -678,6 +678,31 @@ static int add_tag(struct recipe_plan *p, char *t, struct kiln_error *err)
         return 0;
 }
 
+/* Two builds can compute one tag (--branch exp01 and --tag-suffix exp01 on
+ * main; feat/x and feat-x): the parts the tag was made of, unsanitized, are
+ * recorded as annotations, so a build that moves a tag can say whose it was
+ * (recipe_image.c). */
+static int tag_provenance(struct recipe_plan *p, const struct recipe_tag_parts *parts,
+                          struct kiln_error *err)
+{
+        const char *main_branch = parts->main_branch ? parts->main_branch : "main";
+        json_t *sorted;
+
+        if (parts->source_is_git && parts->branch && *parts->branch &&
+            strcmp(parts->branch, main_branch) != 0)
+                json_object_set_new(p->annotations, RECIPE_ANN_TAG_BRANCH,
+                                    json_string(parts->branch));
+        if (parts->suffix && *parts->suffix)
+                json_object_set_new(p->annotations, RECIPE_ANN_TAG_SUFFIX,
+                                    json_string(parts->suffix));
+        sorted = oci_json_sorted_object(p->annotations);
+        if (!sorted)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_decref(p->annotations);
+        p->annotations = sorted;
+        return 0;
+}
+
 static int plan_tags(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *tag = json_object_get(c->r->root, "tag"), *v;
@@ -713,6 +738,9 @@ static int plan_tags(struct pctx *c, struct recipe_plan *p, struct kiln_error *e
                 full = kiln_strdupf("%s:%s", vals[0], vals[1]);
         } else if (recipe_tag_compute(&parts, &full, err) < 0) {
                 recipe_error_at(c->r, "/tag", true, err->code, err, "%s", err->msg);
+                goto out;
+        } else if (tag_provenance(p, &parts, err) < 0) {
+                free(full);
                 goto out;
         }
         if (!full || add_tag(p, full, err) < 0)

@@ -377,20 +377,5 @@ bool reg_host_is_loopback(const char *host)
 
 void reg_sanitize(const char *s, size_t len, char *dst, size_t dstlen, size_t max)
 {
-        size_t o = 0;
-
-        if (dstlen == 0)
-                return;
-        for (size_t i = 0; i < len && o + 1 < dstlen; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (i == max) {
-                        for (int k = 0; k < 3 && o + 1 < dstlen; k++)
-                                dst[o++] = '.';
-                        break;
-                }
-                if (c == '\n' || c == '\r' || c == '\t')
-                        c = ' ';
-                dst[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-        }
-        dst[o] = '\0';
+        kiln_text_escape(s, len, dst, dstlen, max, KILN_ESCAPE_ASCII);
 }

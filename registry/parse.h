@@ -62,8 +62,8 @@ int reg_range_parse(const char *value, long long *ret_start, long long *ret_end)
  * localhost, 127.0.0.0/8, ::1. */
 bool reg_host_is_loopback(const char *host);
 
-/* Copies s into dst (size dstlen), replacing control and non-ASCII bytes
- * with '?' and cutting at max characters with "..." */
+/* kiln_text_escape (oci/util.h) with KILN_ESCAPE_ASCII: control characters
+ * and every non-ASCII byte escaped, cut at max bytes with "..." */
 void reg_sanitize(const char *s, size_t len, char *dst, size_t dstlen, size_t max);
 
 #endif

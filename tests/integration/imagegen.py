@@ -45,7 +45,7 @@ def make_tar(files):
 
 
 def make_image(layout, tag, layers, env=("PATH=/usr/bin",), cmd=("/bin/sh",), level=6,
-               compression="gzip", annotations=None):
+               compression="gzip", annotations=None, labels=None):
     layout = pathlib.Path(layout)
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
@@ -64,6 +64,8 @@ def make_image(layout, tag, layers, env=("PATH=/usr/bin",), cmd=("/bin/sh",), le
               "config": {"Env": list(env), "Cmd": list(cmd)},
               "rootfs": {"type": "layers", "diff_ids": diff_ids},
               "history": [{"created_by": "imagegen"} for _ in layers]}
+    if labels:
+        config["config"]["Labels"] = labels
     cfg = json.dumps(config, separators=(",", ":")).encode()
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
