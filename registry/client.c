@@ -576,9 +576,9 @@ static int too_many_requests(struct reg_client *c, const char *method, const cha
         if (r->rl_limit && reg_ratelimit_parse(r->rl_limit, &n, &w) == 0)
                 snprintf(lim, sizeof(lim), "; limit %ld per %ld s", n, w);
         return kiln_error_set(err, KILN_E_LIMIT,
-                              "registry '%s' is rate limiting requests (429 to %s '%s'%s%s%s): log in ('kiln login %s') for a higher limit, pull through a mirror ('--mirror %s=HOST') or a pull-through cache, or wait",
-                              c->host, method, u, *detail ? ": " : "", detail, lim, c->host,
-                              c->host);
+                              "registry '%s' is rate limiting requests: log in ('kiln login %s') for a higher limit, pull through a mirror ('--mirror %s=HOST') or a pull-through cache, or wait (429 to %s '%s'%s%s%s)",
+                              c->host, c->host, c->host, method, u, lim, *detail ? ": " : "",
+                              detail);
 }
 
 /* Docker Hub's pull limit: waiting seconds does not help, so it is not

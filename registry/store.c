@@ -651,8 +651,8 @@ static int conf_route(struct reg_store *s, const struct oci_ref *ref, struct reg
                 return 0;
         if (r->blocked)
                 return kiln_error_set(err, KILN_E_AUTH,
-                                      "registry '%s' is blocked for '%s' by '%s' (blocked = true)",
-                                      r->prefix, name, r->file);
+                                      "'%s' is blocked: '%s' sets blocked = true for prefix '%s'",
+                                      name, r->file, r->prefix);
         if (!for_write && cli_mirror_maps(o, ref->domain))
                 return 0;
         for (size_t i = 0; i < r->n_mirrors; i++)

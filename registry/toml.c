@@ -366,7 +366,7 @@ static json_t *header(struct cur *c, json_t *root)
                 goto out;
         }
         c->p += array ? 2 : 1;
-        if (end_line(c) < 0 || !(parent = descend(c, root, &p, p.n - 1)))
+        if (!(parent = descend(c, root, &p, p.n - 1)))
                 goto out;
         cur = json_object_get(parent, p.part[p.n - 1]);
         if (array) {
@@ -396,6 +396,8 @@ static json_t *header(struct cur *c, json_t *root)
         } else {
                 fail(c, "table redefines a key");
         }
+        if (t && end_line(c) < 0)
+                t = NULL;
 out:
         path_release(&p);
         return t;
@@ -415,7 +417,7 @@ static int key_value(struct cur *c, json_t *table)
         }
         c->p++;
         skip_ws(c);
-        if (!(t = descend(c, table, &p, p.n - 1)) || !(v = parse_value(c, 0)) || end_line(c) < 0)
+        if (!(t = descend(c, table, &p, p.n - 1)))
                 goto out;
         if (json_object_get(t, p.part[p.n - 1])) {
                 char m[KEY_MAX + 40];
@@ -423,6 +425,8 @@ static int key_value(struct cur *c, json_t *table)
                 fail(c, m);
                 goto out;
         }
+        if (!(v = parse_value(c, 0)) || end_line(c) < 0)
+                goto out;
         if (json_object_set_new(t, p.part[p.n - 1], v) < 0) {
                 v = NULL;
                 kiln_error_set(c->err, KILN_E_NOMEM, "out of memory");
