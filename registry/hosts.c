@@ -188,7 +188,8 @@ static int conf_mirrors(json_t *t, struct reg_conf_registry *r, const char *file
         if (!r->mirrors)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         json_array_foreach(ms, i, m) {
-                struct reg_conf_mirror *x = &r->mirrors[r->n_mirrors];
+                /* counted at once: a failure below leaves it to conf_registry_release */
+                struct reg_conf_mirror *x = &r->mirrors[r->n_mirrors++];
                 if (!json_is_object(m))
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "%s: [[registry]] %zu: 'mirror' must be [[registry.mirror]] tables",
@@ -200,7 +201,6 @@ static int conf_mirrors(json_t *t, struct reg_conf_registry *r, const char *file
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "%s: [[registry]] %zu: a mirror without a location",
                                               file, idx + 1);
-                r->n_mirrors++;
                 x->host = strndup(x->location, strcspn(x->location, "/"));
                 if (!x->host)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");

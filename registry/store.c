@@ -124,7 +124,8 @@ static int disk_get(struct reg_store *s, const struct oci_digest *d, char **ret_
         struct oci_digest got;
         size_t len = 0, mlen = 0;
 
-        if (d->alg != OCI_DIGEST_SHA256 || !(p = disk_path(s, d, "")) || !(pt = disk_path(s, d, ".type")))
+        if (d->alg != OCI_DIGEST_SHA256 || !(p = disk_path(s, d, "")) ||
+            !(pt = disk_path(s, d, ".type")))
                 return -1;
         if (kiln_read_file(p, oci_manifest_limit(), &buf, &len, NULL) < 0 ||
             kiln_read_file(pt, 256, &mt, &mlen, NULL) < 0)

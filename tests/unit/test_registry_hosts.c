@@ -236,6 +236,9 @@ static const struct {
          "r.conf: [[registry]] 2: 'location' must be a registry name"},
         {"[[registry]]\nprefix = \"a\"\n[[registry.mirror]]\ninsecure = true\n",
          "r.conf: [[registry]] 1: a mirror without a location"},
+        /* found by fuzz_registries_conf: the mirror's location leaked */
+        {"[[registry]]\nprefix = \"a\"\n[[registry.mirror]]\nlocation = \"m\"\ninsecure = 1\n",
+         "r.conf: [[registry]] 1: 'insecure' must be true or false"},
         {"[[registry]]\nprefix = \"*.a.example\"\nlocation = \"b\"\n",
          "r.conf: [[registry]] 1: a wildcard prefix '*.a.example' cannot have a location"},
         {"registry = \"x\"\n", "r.conf: 'registry' must be [[registry]] tables"},
