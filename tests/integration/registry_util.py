@@ -714,8 +714,11 @@ class NamedRegistry(FaultProxy):
     token_path="/proxy_auth")."""
 
     def __init__(self, workdir, api_host, token_host, service, users, decoys=(),
-                 token_path="/token"):
+                 token_path="/token", any_user_token=None):
+        """any_user_token: a password accepted with any user name (GHCR and
+        a GITHUB_TOKEN)."""
         workdir = pathlib.Path(workdir)
+        self.any_user_token = any_user_token
         self.api_host, self.token_host, self.token_path = api_host, token_host, token_path
         self.ca, ca_key = make_ca(workdir / "ca")
         names = list(dict.fromkeys([api_host, token_host, *decoys]))
@@ -741,7 +744,11 @@ class NamedRegistry(FaultProxy):
         if host != self.token_host or u.path != self.token_path:
             return False
         q = parse_qs(u.query)
-        user = self.tokens._check_basic(handler.headers.get("Authorization"))
+        header = handler.headers.get("Authorization")
+        user = self.tokens._check_basic(header)
+        if user is False and self.any_user_token and header.startswith("Basic "):
+            name, _, pw = base64.b64decode(header[6:]).decode(errors="replace").partition(":")
+            user = name if pw == self.any_user_token else False
         with self.lock:
             self.token_requests.append({"method": handler.command, "path": u.path, "query": q,
                                         "user": user})
