@@ -82,6 +82,9 @@ static void conf_load(void)
         conf_rc = reg_conf_load(&conf, &conf_err);
         if (conf_rc == 0)
                 cli_reg_opts.conf = &conf;
+        if (conf.search_ignored && cli_reg_opts.debug)
+                cli_progress_message("kiln: note: registries.conf sets unqualified-search-registries, "
+                                     "which kiln ignores: a name without a registry is docker.io's");
 }
 
 int cli_reg_conf(struct kiln_error *err)

@@ -249,6 +249,23 @@ def test_ghcr_anonymous_pull_and_a_github_token_with_any_user(kiln, tmp_path):
         g.stop()
 
 
+def test_test_resolve_knob_maps_a_name_to_127_0_0_1(kiln, registry, tmp_path):
+    """KILN_TEST_RESOLVE (curl's RESOLVE: the port stays) for names that
+    keep their port; --insecure-registry lets the name use plain http."""
+    port = registry.host.split(":")[1]
+    name = f"registry.kiln-test.invalid:{port}"
+    lay = tmp_path / "lay"
+    imagegen.make_image(lay, "v1", [{"r": b"resolved"}])
+    env = {"KILN_TEST_RESOLVE": f"{name}:127.0.0.1", "http_proxy": "", "HTTP_PROXY": ""}
+    d = kiln.run("copy", "-q", "--insecure-registry", name, f"oci:{lay}:v1", f"{name}/resolve/app:v1",
+                 env=env).stdout.strip()
+    st, _, _ = registry.api(f"/v2/resolve/app/manifests/{d}", method="HEAD",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert st == 200
+    kiln.fails("copy", "-q", "--insecure-registry", name, f"oci:{lay}:v1", f"{name}/resolve/app:v2",
+               env={"KILN_RETRY_BASE_MS": "1", "KILN_TEST_RESOLVE": ""}, code=6)
+
+
 # ---- containers-registries.conf ----
 
 def test_registries_conf_mirrors_in_order_then_the_location(kiln, hub, registry, tmp_path):
