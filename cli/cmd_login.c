@@ -68,6 +68,12 @@ int cmd_login(int argc, char **argv)
                 host = "docker.io";
         if (!user || !*user)
                 return cli_usage("login", "missing --username");
+        /* NGC takes API keys only, under this fixed user name; anything else
+         * fails later with a bare 401 */
+        if (!strcmp(host, "nvcr.io") && strcmp(user, "$oauthtoken"))
+                return cli_usage("login",
+                                 "nvcr.io takes the user name '$oauthtoken' and an NGC API key as the password, not user '%s'",
+                                 user);
         if (!pass_stdin)
                 return cli_usage("login", "the password is read with --password-stdin only");
         pass = read_password();

@@ -40,6 +40,10 @@ enum {
  * (usage printed for verb). */
 int cli_reg_option(const char *verb, int opt, const char *arg);
 
+/* Reads containers-registries.conf once (registry/hosts.h) into
+ * cli_reg_opts.conf; -1 with err set when a file is malformed. */
+int cli_reg_conf(struct kiln_error *err);
+
 /* Copies the referrers of subject, and theirs, from src to dst (places as
  * written); type: only those of this artifactType at the top (NULL: all). */
 int cli_copy_referrers(const char *src, const char *dst, const struct oci_digest *subject,

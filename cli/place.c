@@ -23,7 +23,8 @@ struct oci_store *cli_open_place(const char *s, bool for_write, struct kiln_erro
                                              for_write, err);
                 break;
         case OCI_PLACE_REGISTRY:
-                st = reg_store_new(&p.ref, &cli_reg_opts, for_write, err);
+                if (cli_reg_conf(err) == 0)
+                        st = reg_store_new(&p.ref, &cli_reg_opts, for_write, err);
                 break;
         }
         oci_place_release(&p);

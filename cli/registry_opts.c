@@ -2,12 +2,14 @@
  * `kiln ls` on a repository. */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cmd_registry.h"
+#include "hosts.h"
 #include "progress.h"
 #include "util.h"
 
@@ -49,6 +51,18 @@ static void init_once(void)
         e = getenv("KILN_LOW_SPEED_TIME");
         if (e && *e)
                 cli_reg_opts.low_speed_time_s = strtol(e, NULL, 10);
+        /* Docker Hub manifests by digest, next to the layer cache */
+        {
+                static char dir[4096];
+                const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+                int n = -1;
+                if (xdg && xdg[0] == '/')
+                        n = snprintf(dir, sizeof(dir), "%s/kiln/manifests", xdg);
+                else if (home && home[0] == '/')
+                        n = snprintf(dir, sizeof(dir), "%s/.cache/kiln/manifests", home);
+                if (n > 0 && (size_t)n < sizeof(dir))
+                        cli_reg_opts.manifest_cache_dir = dir;
+        }
 }
 
 struct reg_options cli_reg_opts;
@@ -56,6 +70,30 @@ struct reg_options cli_reg_opts;
 __attribute__((constructor)) static void cli_reg_opts_ctor(void)
 {
         init_once();
+}
+
+static pthread_once_t conf_once = PTHREAD_ONCE_INIT;
+static struct reg_conf conf;
+static struct kiln_error conf_err = KILN_ERROR_INIT;
+static int conf_rc;
+
+static void conf_load(void)
+{
+        conf_rc = reg_conf_load(&conf, &conf_err);
+        if (conf_rc == 0)
+                cli_reg_opts.conf = &conf;
+        if (conf.search_ignored && cli_reg_opts.debug)
+                cli_progress_message("kiln: note: registries.conf sets unqualified-search-registries, "
+                                     "which kiln ignores: a name without a registry is docker.io's");
+}
+
+int cli_reg_conf(struct kiln_error *err)
+{
+        init_once();
+        pthread_once(&conf_once, conf_load);
+        if (conf_rc < 0 && err)
+                *err = conf_err;
+        return conf_rc;
 }
 
 static int parse_uint(const char *arg, long long max, long long *ret)
@@ -119,6 +157,8 @@ int cli_ls_registry(const struct oci_place *p, bool json)
         size_t n = 0;
 
         init_once();
+        if (cli_reg_conf(&err) < 0)
+                return cli_fail(&err);
         c = reg_client_new(p->ref.domain, p->ref.path, &cli_reg_opts, false, &err);
         if (!c)
                 return cli_fail(&err);

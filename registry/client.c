@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "creds.h"
+#include "hosts.h"
 #include "json.h"
 #include "parse.h"
 #include "registry.h"
@@ -55,7 +56,8 @@ struct conn {
 
 struct reg_client {
         struct reg_options opts;
-        char *host;
+        char *host;     /* the registry's name, as the user reads it (docker.io) */
+        char *api_host; /* where its API is reached (registry-1.docker.io) */
         char *repo;
         bool push;
         bool insecure;   /* --insecure-registry: http and unverified TLS */
@@ -154,7 +156,8 @@ struct resp {
         size_t len, cap;
         bool truncated;
         char *location, *content_type, *digest, *www_auth, *range, *link, *retry_after,
-                *chunk_min, *content_range, *content_length, *oci_subject;
+                *chunk_min, *content_range, *content_length, *oci_subject, *rl_limit,
+                *rl_remaining;
         /* streaming */
         int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err);
         void *sink_ctx;
@@ -193,7 +196,9 @@ static void resp_reset(struct resp *r)
         free(r->content_range);
         free(r->content_length);
         free(r->oci_subject);
-        r->oci_subject = NULL;
+        free(r->rl_limit);
+        free(r->rl_remaining);
+        r->oci_subject = r->rl_limit = r->rl_remaining = NULL;
         r->body = r->location = r->content_type = r->digest = r->www_auth = r->range = r->link =
                 r->retry_after = r->chunk_min = r->content_range = r->content_length = NULL;
         r->len = 0;
@@ -264,6 +269,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
         H("content-range", content_range)
         H("content-length", content_length)
         H("oci-subject", oci_subject)
+        H("ratelimit-limit", rl_limit)
+        H("ratelimit-remaining", rl_remaining)
 #undef H
         v = colon + 1;
         end = buf + len;
@@ -399,7 +406,7 @@ static bool host_eq(const char *a, const char *b)
 
 static bool host_http_ok(struct reg_client *c, const char *host)
 {
-        if (host_eq(host, c->host))
+        if (host_eq(host, c->api_host))
                 return c->http_ok;
         for (size_t i = 0; i < c->opts.n_insecure; i++)
                 if (host_eq(host, c->opts.insecure_hosts[i]))
@@ -409,6 +416,8 @@ static bool host_http_ok(struct reg_client *c, const char *host)
 
 static bool host_insecure(struct reg_client *c, const char *host)
 {
+        if (c->insecure && host_eq(host, c->api_host))
+                return true;
         for (size_t i = 0; i < c->opts.n_insecure; i++)
                 if (host_eq(host, c->opts.insecure_hosts[i]))
                         return true;
@@ -451,6 +460,7 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
          * loopback hosts, which are never proxied (as Go's ProxyFromEnvironment) */
         if (reg_host_is_loopback(host))
                 curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+        reg_hosts_test_setopt(h);
         if (c->opts.ca_file)
                 curl_easy_setopt(h, CURLOPT_CAINFO, c->opts.ca_file);
         if (host_insecure(c, host)) {
@@ -555,6 +565,35 @@ static enum kiln_errc status_code(long status)
         }
 }
 
+/* A 429 that retries did not mend (Docker Hub's pull limit answers
+ * TOOMANYREQUESTS for hours): one line saying what it is and what helps. */
+static int too_many_requests(struct reg_client *c, const char *method, const char *u,
+                             const struct resp *r, const char *detail, struct kiln_error *err)
+{
+        char lim[96] = "";
+        long n, w;
+
+        if (r->rl_limit && reg_ratelimit_parse(r->rl_limit, &n, &w) == 0)
+                snprintf(lim, sizeof(lim), "; limit %ld per %ld s", n, w);
+        return kiln_error_set(err, KILN_E_LIMIT,
+                              "registry '%s' is rate limiting requests: log in ('kiln login %s') for a higher limit, pull through a mirror ('--mirror %s=HOST') or a pull-through cache, or wait (429 to %s '%s'%s%s%s)",
+                              c->host, c->host, c->host, method, u, lim, *detail ? ": " : "",
+                              detail);
+}
+
+/* Docker Hub's pull limit: waiting seconds does not help, so it is not
+ * retried (a Retry-After says otherwise and is honoured). */
+static bool pull_limit_hit(const struct resp *r)
+{
+        long n, w;
+
+        if (r->status != 429 || r->retry_after)
+                return false;
+        if (r->rl_remaining && reg_ratelimit_parse(r->rl_remaining, &n, &w) == 0 && n == 0)
+                return true;
+        return body_has(r, "TOOMANYREQUESTS");
+}
+
 /* "GET '/v2/x/manifests/y': 404: MANIFEST_UNKNOWN: manifest unknown" */
 static int http_error(struct reg_client *c, const char *method, const char *url,
                       const struct resp *r, struct kiln_error *err)
@@ -591,6 +630,8 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
                 reg_sanitize(r->body, r->len, detail, sizeof(detail), 120);
         }
         json_decref(j);
+        if (r->status == 429)
+                return too_many_requests(c, method, u, r, detail, err);
         return kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
                               r->status, method, u, *detail ? ": " : "", detail);
 }
@@ -1003,7 +1044,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                 char range[64];
 
                 resp_reset(r);
-                if (!q->no_auth && host_eq(host, c->host) &&
+                if (!q->no_auth && host_eq(host, c->api_host) &&
                     auth_header(c, k, q->scope2, reauthed && attempt == 0, &auth, err) < 0)
                         goto out;
                 range[0] = '\0';
@@ -1059,7 +1100,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         url = next;
                         continue;
                 }
-                if (prc == 0 && r->status == 401 && host_eq(host, c->host) && !q->no_auth &&
+                if (prc == 0 && r->status == 401 && host_eq(host, c->api_host) && !q->no_auth &&
                     !reauthed) {
                         /* learn or refresh credentials once; a same-host 401 during a
                          * long push means the token expired */
@@ -1084,7 +1125,7 @@ static int request(struct reg_client *c, const struct req *q, struct resp *r,
                         }
                         goto out;
                 }
-                if (prc == 0 && !retryable_status(r->status)) {
+                if (prc == 0 && (!retryable_status(r->status) || pull_limit_hit(r))) {
                         rc = 0;
                         goto out;
                 }
@@ -1178,12 +1219,13 @@ struct reg_client *reg_client_new(const char *host, const char *repo,
         else
                 reg_options_init(&c->opts);
         c->host = strdup(host);
+        c->api_host = strdup(reg_host_api(host));
         c->repo = repo ? strdup(repo) : NULL;
         c->push = push;
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->probe_lock, NULL);
         pthread_mutex_init(&c->token_lock, NULL);
-        if (!c->host || (repo && !c->repo)) {
+        if (!c->host || !c->api_host || (repo && !c->repo)) {
                 reg_client_free(c);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 return NULL;
@@ -1222,6 +1264,7 @@ void reg_client_free(struct reg_client *c)
         free(c->service);
         free(c->base);
         free(c->host);
+        free(c->api_host);
         free(c->repo);
         free(c);
 }
@@ -1274,7 +1317,7 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
         }
         pthread_mutex_unlock(&c->lock);
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *url = kiln_strdupf("%s://%s/v2/", schemes[i], c->host);
+                _cleanup_free_ char *url = kiln_strdupf("%s://%s/v2/", schemes[i], c->api_host);
                 struct req q = {.method = "GET", .cap = ERROR_BODY_MAX, .no_auth = true};
                 struct resp r = {.cap = ERROR_BODY_MAX};
                 struct kiln_error e = KILN_ERROR_INIT;
@@ -1324,7 +1367,7 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                 resp_reset(&r);
                 pthread_mutex_lock(&c->lock);
                 free(c->base);
-                c->base = kiln_strdupf("%s://%s", schemes[i], c->host);
+                c->base = kiln_strdupf("%s://%s", schemes[i], c->api_host);
                 c->pinged = true;
                 pthread_mutex_unlock(&c->lock);
                 return c->base ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -1367,6 +1410,35 @@ int reg_client_ping(struct reg_client *c, struct kiln_error *err)
 out:
         resp_reset(&r);
         return rc;
+}
+
+/* Docker Hub sends RateLimit-Limit and RateLimit-Remaining ("100;w=21600")
+ * on manifest answers: kept in the stats, and fewer than 10% left is told
+ * once per process (a CI job pulls many images). */
+static void ratelimit_seen(struct reg_client *c, const struct resp *r)
+{
+        static pthread_mutex_t once_lock = PTHREAD_MUTEX_INITIALIZER;
+        static bool warned;
+        long lim, left, w, w2;
+        bool tell = false;
+
+        if (!r->rl_limit || !r->rl_remaining || reg_ratelimit_parse(r->rl_limit, &lim, &w) < 0 ||
+            reg_ratelimit_parse(r->rl_remaining, &left, &w2) < 0)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->stats.ratelimit_known = true;
+        c->stats.ratelimit_limit = lim;
+        c->stats.ratelimit_remaining = left;
+        c->stats.ratelimit_window_s = w;
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&once_lock);
+        if (!warned && left * 10 < lim)
+                tell = warned = true;
+        pthread_mutex_unlock(&once_lock);
+        if (tell)
+                notify(c, REG_EVENT_WARNING,
+                       "registry '%s': %ld of %ld manifest requests left in its rate-limit window of %ld s; log in ('kiln login %s') or pull through a mirror ('--mirror %s=HOST') before it answers 429",
+                       c->host, left, lim, w, c->host, c->host);
 }
 
 static char *api_url(struct reg_client *c, const char *fmt, ...) KILN_PRINTF(2, 3);
@@ -1417,6 +1489,10 @@ int reg_client_get_manifest(struct reg_client *c, const char *ref, char **ret_bu
         q.headers = curl_slist_append(NULL, "Accept: " OCI_MANIFEST_ACCEPT);
         if (request(c, &q, &r, err) < 0)
                 goto out;
+        pthread_mutex_lock(&c->lock);
+        c->stats.manifest_gets++;
+        pthread_mutex_unlock(&c->lock);
+        ratelimit_seen(c, &r);
         if (r.status != 200) {
                 if (r.status == 404)
                         kiln_error_set(err, KILN_E_NOT_FOUND, "manifest '%s' not found in '%s/%s'",
@@ -1499,6 +1575,7 @@ int reg_client_head_manifest(struct reg_client *c, const char *ref, bool *ret_ex
         q.headers = curl_slist_append(NULL, "Accept: " OCI_MANIFEST_ACCEPT);
         if (request(c, &q, &r, err) < 0)
                 goto out;
+        ratelimit_seen(c, &r);
         if (ret_digest) {
                 struct kiln_error ign = KILN_ERROR_INIT;
                 ret_digest->str[0] = '\0';

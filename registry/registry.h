@@ -47,6 +47,8 @@
 #include "model.h"
 #include "ref.h"
 
+struct reg_conf;
+
 enum reg_event {
         REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
         REG_EVENT_RETRY,   /* a request is retried */
@@ -81,6 +83,13 @@ struct reg_options {
         /* "docker.io=HOST[/PREFIX]": pulls of docker.io images go there */
         const char *mirrors[REG_MAX_HOSTS];
         size_t n_mirrors;
+        /* containers-registries.conf (hosts.h), or NULL: mirrors, locations,
+         * insecure and blocked registries; the options above win over it */
+        const struct reg_conf *conf;
+        /* pulls of Docker Hub images keep the manifests they fetch here, by
+         * digest, and read them back instead of a GET (the Hub counts GETs);
+         * NULL: off */
+        const char *manifest_cache_dir;
         bool debug; /* REG_EVENT_DEBUG for every response */
         void (*notify)(void *ctx, enum reg_event ev, const char *msg);
         void *notify_ctx;
@@ -149,7 +158,11 @@ void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt,
 /* Counters for tests and progress. */
 struct reg_stats {
         unsigned requests, retries, blobs_uploaded, blobs_mounted;
+        unsigned manifest_gets; /* what Docker Hub counts against its pull limit */
         int64_t bytes_up, bytes_down;
+        /* the last RateLimit-Limit / RateLimit-Remaining seen (Docker Hub) */
+        bool ratelimit_known;
+        long ratelimit_limit, ratelimit_remaining, ratelimit_window_s;
 };
 void reg_client_stats(struct reg_client *c, struct reg_stats *ret);
 

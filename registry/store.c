@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hosts.h"
+#include "json.h"
 #include "registry.h"
 #include "util.h"
 
@@ -74,6 +76,7 @@ struct reg_store {
         struct kiln_error first_err;
         struct mcache *mc;
         size_t n_mc;
+        char *disk_cache; /* manifests by digest on disk (Docker Hub pulls), or NULL */
 };
 
 struct job {
@@ -102,16 +105,80 @@ static int wait_uploads(struct reg_store *s, struct kiln_error *err)
         return 0;
 }
 
+/* ---- manifests on disk ----
+ * Docker Hub counts manifest GETs against its pull limit (HEADs are free),
+ * and a manifest named by digest never changes: pulls of Hub images keep
+ * the manifests they fetch in DIR/sha256/HEX (+ HEX.type, the media type),
+ * and a reference by digest, or a tag whose HEAD gives a kept digest, is
+ * read from there.  Every read is checked against the digest. */
+
+static char *disk_path(const struct reg_store *s, const struct oci_digest *d, const char *ext)
+{
+        return kiln_strdupf("%s/sha256/%s%s", s->disk_cache, d->str + 7, ext);
+}
+
+static int disk_get(struct reg_store *s, const struct oci_digest *d, char **ret_buf,
+                    size_t *ret_len, char **ret_media_type)
+{
+        _cleanup_free_ char *p = NULL, *pt = NULL, *buf = NULL, *mt = NULL;
+        struct oci_digest got;
+        size_t len = 0, mlen = 0;
+
+        if (d->alg != OCI_DIGEST_SHA256 || !(p = disk_path(s, d, "")) ||
+            !(pt = disk_path(s, d, ".type")))
+                return -1;
+        if (kiln_read_file(p, oci_manifest_limit(), &buf, &len, NULL) < 0 ||
+            kiln_read_file(pt, 256, &mt, &mlen, NULL) < 0)
+                return -1;
+        oci_digest_of_buffer(buf, len, &got);
+        if (!oci_digest_equal(&got, d))
+                return -1;
+        *ret_buf = steal_ptr(&buf);
+        *ret_len = len;
+        *ret_media_type = mlen ? steal_ptr(&mt) : NULL;
+        return 0;
+}
+
+static void disk_put(struct reg_store *s, const struct oci_digest *d, const char *buf, size_t len,
+                     const char *mt)
+{
+        _cleanup_free_ char *dir = kiln_strdupf("%s/sha256", s->disk_cache);
+        _cleanup_free_ char *p = disk_path(s, d, ""), *pt = disk_path(s, d, ".type");
+
+        /* best effort: a cache that cannot be written costs a GET next time */
+        if (d->alg != OCI_DIGEST_SHA256 || !dir || !p || !pt ||
+            kiln_mkdir_p(dir, 0755, NULL) < 0)
+                return;
+        if (kiln_write_file_atomic(pt, mt ? mt : "", mt ? strlen(mt) : 0, 0644, NULL) == 0)
+                kiln_write_file_atomic(p, buf, len, 0644, NULL);
+}
+
 static int rs_get_manifest(struct oci_store *st, const char *ref, char **ret_buf, size_t *ret_len,
                            char **ret_media_type, struct oci_digest *ret_digest,
                            struct kiln_error *err)
 {
         struct reg_store *s = RS(st);
+        struct oci_digest d = {0};
+        bool exists = false;
 
         if (!ref)
                 ref = st->default_ref ? st->default_ref : "latest";
-        return reg_client_get_manifest(s->c, ref, ret_buf, ret_len, ret_media_type, ret_digest,
-                                       err);
+        if (!s->disk_cache)
+                return reg_client_get_manifest(s->c, ref, ret_buf, ret_len, ret_media_type,
+                                               ret_digest, err);
+        if (oci_digest_valid(ref))
+                oci_digest_parse(ref, &d, NULL);
+        else if (reg_client_head_manifest(s->c, ref, &exists, &d, NULL) < 0 || !exists)
+                d.str[0] = '\0';
+        if (d.str[0] && disk_get(s, &d, ret_buf, ret_len, ret_media_type) == 0) {
+                *ret_digest = d;
+                return 0;
+        }
+        if (reg_client_get_manifest(s->c, ref, ret_buf, ret_len, ret_media_type, ret_digest,
+                                    err) < 0)
+                return -1;
+        disk_put(s, ret_digest, *ret_buf, *ret_len, *ret_media_type);
+        return 0;
 }
 
 /* A blob stream handed out by a registry store.  It can be read again from
@@ -448,6 +515,7 @@ static void rs_free(struct oci_store *st)
         free(s->host);
         free(s->repo);
         free(s->tag);
+        free(s->disk_cache);
         free(st->name);
         free(st->default_ref);
         free(s);
@@ -505,6 +573,110 @@ int reg_mirror_apply(const struct reg_options *opts, const char *domain, const c
         return 0;
 }
 
+static bool cli_mirror_maps(const struct reg_options *o, const char *domain)
+{
+        size_t n = strlen(domain);
+
+        for (size_t i = 0; i < o->n_mirrors; i++)
+                if (!strncmp(o->mirrors[i], domain, n) && o->mirrors[i][n] == '=')
+                        return true;
+        return false;
+}
+
+static void add_insecure(struct reg_options *o, const char *host)
+{
+        if (o->n_insecure < REG_MAX_HOSTS)
+                o->insecure_hosts[o->n_insecure++] = host;
+}
+
+/* "HOST/PATH" of a rewritten name into the store's host and repo. */
+static int split_name(struct reg_store *s, char *name, struct kiln_error *err)
+{
+        char *slash = name ? strchr(name, '/') : NULL;
+
+        if (!name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!slash || !slash[1]) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "registries.conf maps an image to '%s', which names no repository",
+                               name);
+                free(name);
+                return -1;
+        }
+        free(s->host);
+        free(s->repo);
+        s->host = strndup(name, (size_t)(slash - name));
+        s->repo = strdup(slash + 1);
+        free(name);
+        return s->host && s->repo ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
+/* A pull from a mirror of registries.conf: the first mirror that has the
+ * image wins (a HEAD of the reference); then the location. */
+static int try_mirror(struct reg_store *s, const struct reg_options *o, char *name,
+                      const char *ref)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct reg_client *c;
+        bool exists = false;
+
+        if (split_name(s, name, &e) < 0)
+                return -1;
+        c = reg_client_new(s->host, s->repo, o, false, &e);
+        if (!c)
+                return -1;
+        if (reg_client_head_manifest(c, ref, &exists, NULL, &e) < 0 || !exists) {
+                reg_client_notify(c, REG_EVENT_RETRY, "mirror '%s' of registries.conf: %s; trying the next",
+                                  s->host, e.msg[0] ? e.msg : "image not found");
+                reg_client_free(c);
+                return -1;
+        }
+        s->c = c;
+        return 0;
+}
+
+/* Where the store reads and writes (containers-registries.conf(5)): a
+ * blocked name is refused; a pull tries the mirrors of its [[registry]] in
+ * order, then its location; a push goes to the location.  --mirror and
+ * --insecure-registry (opts) win over the file. */
+static int conf_route(struct reg_store *s, const struct oci_ref *ref, struct reg_options *o,
+                      bool for_write, struct kiln_error *err)
+{
+        _cleanup_free_ char *name = oci_ref_name(ref);
+        const struct reg_conf_registry *r;
+
+        if (!name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        r = reg_conf_match(o->conf, name);
+        if (!r)
+                return 0;
+        if (r->blocked)
+                return kiln_error_set(err, KILN_E_AUTH,
+                                      "'%s' is blocked: '%s' sets blocked = true for prefix '%s'",
+                                      name, r->file, r->prefix);
+        if (!for_write && cli_mirror_maps(o, ref->domain))
+                return 0;
+        for (size_t i = 0; i < r->n_mirrors; i++)
+                if (r->mirrors[i].insecure)
+                        add_insecure(o, r->mirrors[i].host);
+        if (r->insecure)
+                add_insecure(o, r->host);
+        if (split_name(s, reg_conf_rewrite(r, NULL, name), err) < 0)
+                return -1;
+        for (size_t i = 0; !for_write && i < r->n_mirrors; i++) {
+                const char *ident = s->base.default_ref ? s->base.default_ref : "latest";
+                _cleanup_free_ char *host = s->host ? strdup(s->host) : NULL;
+                _cleanup_free_ char *repo = s->repo ? strdup(s->repo) : NULL;
+                if (try_mirror(s, o, reg_conf_rewrite(r, r->mirrors[i].location, name), ident) == 0)
+                        return 0;
+                free(s->host);
+                free(s->repo);
+                s->host = steal_ptr(&host);
+                s->repo = steal_ptr(&repo);
+        }
+        return 0;
+}
+
 struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_options *opts,
                                 bool for_write, struct kiln_error *err)
 {
@@ -540,7 +712,13 @@ struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_opti
                 s->tag = strdup(ref->tag);
         if (!s->base.name || (ref->tag && !s->tag))
                 goto nomem;
-        s->c = reg_client_new(s->host, s->repo, &o, for_write, err);
+        if (o.conf && conf_route(s, ref, &o, for_write, err) < 0)
+                goto fail;
+        if (!for_write && o.manifest_cache_dir && reg_host_is_hub(ref->domain) &&
+            !(s->disk_cache = strdup(o.manifest_cache_dir)))
+                goto nomem;
+        if (!s->c)
+                s->c = reg_client_new(s->host, s->repo, &o, for_write, err);
         if (!s->c)
                 goto fail;
         return &s->base;

@@ -12,6 +12,10 @@ where the tests stop.
   fuzz_registry_headers: WWW-Authenticate, Link, Location, Retry-After, Range
       and Content-Range values, from registries and from the hostile list of
       threats.md.  The first byte modulo 5 picks the parser.
+  fuzz_registries_conf: registries.conf files (the cases of
+      tests/unit/test_registry_hosts.c, a drop-in of [aliases] as Debian
+      ships them, mirrors, wildcards, blocked and insecure registries) and
+      RateLimit values.
 
 Files are named seed-*; a run replaces them and keeps whatever else is in the
 directories (inputs libFuzzer found, named by their SHA-1).
@@ -126,6 +130,40 @@ def header_seeds():
             for k, values in HEADERS.items() for i, v in enumerate(values)}
 
 
+CONF_SEEDS = {
+    "empty": "",
+    "hub-mirrors": """unqualified-search-registries = ["docker.io"]
+[[registry]]
+prefix = "docker.io"
+location = "docker.io"
+[[registry.mirror]]
+location = "mirror-a.local:5000/hub"
+insecure = true
+[[registry.mirror]]
+location = "mirror-b.local"
+""",
+    "library-location": '[[registry]]\nprefix = "docker.io/library"\nlocation = "internal.example/lib"\n',
+    "insecure-location": '[[registry]]\nlocation = "old.example:5000"\ninsecure = true\n',
+    "wildcard-blocked": '[[registry]]\nprefix = "*.blocked.example"\nblocked = true\n',
+    "aliases": """[aliases]
+  # docker
+  "alpine" = "docker.io/library/alpine"
+  "opensuse/leap" = "registry.opensuse.org/opensuse/leap"
+""",
+    "toml-values": "a = 'lit\\eral'\nb = \"tab\\t\\u00e9\"\nn = -1_000\nt = true\n"
+                   "arr = [ # c\n  \"x\",\n  'y',\n]\n[t.u]\nv.w = 1\n[\"q.t\"]\n",
+    "bad-duplicate": 'a = "x"\na = "y"\n',
+    "bad-multiline": 'a = """x"""\n',
+    "bad-inline-table": "a = {x = 1}\n",
+    "ratelimit": "100;w=21600",
+    "ratelimit-bare": "76",
+}
+
+
+def conf_seeds():
+    return {f"conf-{k}": v.encode() for k, v in CONF_SEEDS.items()}
+
+
 def write(target, seeds):
     d = HERE / "corpus" / target
     d.mkdir(parents=True, exist_ok=True)
@@ -140,7 +178,8 @@ def main():
     layers = layer_seeds()
     total = write("fuzz_layer_unpack", layers) + write("fuzz_layer_read", layers)
     total += write("fuzz_registry_headers", header_seeds())
-    print(f"{2 * len(layers) + len(header_seeds())} seeds, {total} bytes")
+    total += write("fuzz_registries_conf", conf_seeds())
+    print(f"{2 * len(layers) + len(header_seeds()) + len(conf_seeds())} seeds, {total} bytes")
 
 
 if __name__ == "__main__":

@@ -334,7 +334,9 @@ class FaultProxy:
     .log holds (method, path, status); .headers_seen (method, path, headers);
     .fired the faults that fired, in order."""
 
-    def __init__(self, upstream_host, upstream_auth=None):
+    def __init__(self, upstream_host, upstream_auth=None, tls=None, public=None):
+        """tls: (cert, key) to serve https; public: the scheme and host the
+        registry's Location headers are rewritten to (default this proxy)."""
         self.upstream = upstream_host
         self.upstream_auth = upstream_auth
         self.faults = []
@@ -506,7 +508,7 @@ class FaultProxy:
                     if lk in ("connection", "transfer-encoding", "content-length"):
                         continue
                     if lk == "location" and v.startswith(f"http://{outer.upstream}"):
-                        v = v.replace(outer.upstream, outer.host, 1)
+                        v = v.replace(f"http://{outer.upstream}", outer.public, 1)
                     if lk == "location" and act == "relative_location":
                         v = v.split(outer.host, 1)[-1]
                     if lk == "location" and act == "other_location":
@@ -582,7 +584,13 @@ class FaultProxy:
                 if os.environ.get("KILN_TEST_PROXY_DEBUG"):
                     super().handle_error(request, client_address)
 
+        self.public = public or f"http://{self.host}"
         self.httpd = S(("127.0.0.1", self.port), H)
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -671,3 +679,104 @@ class ReferrersProxy(FaultProxy):
         if handler.command == "GET":
             handler.wfile.write(data)
         return True
+
+
+# ---- Docker Hub, NGC and the like under their real names, offline ----
+
+def make_named_cert(d, ca_crt, ca_key, names):
+    """A server certificate for the DNS names, signed by the test CA."""
+    d = pathlib.Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in names) +
+                   "\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={names[0]}",
+        "-keyout", d / "named.key", "-out", d / "named.csr")
+    run("openssl", "x509", "-req", "-in", d / "named.csr", "-CA", ca_crt, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", d / "named.crt")
+    return d / "named.crt", d / "named.key"
+
+
+class NamedRegistry(FaultProxy):
+    """A registry posing as a public one: one TLS front on 127.0.0.1 with a
+    certificate (from a test CA) for every name in `names`, which kiln
+    reaches through KILN_TEST_CONNECT_TO (.env).  Requests whose Host is
+    the token host are answered here as that registry's token server
+    (realm https://TOKEN_HOST/token, anonymous pulls allowed, `users` may
+    push); everything else goes to a docker-registry with token auth.
+    .hosts records the Host of every request, so a test can say which names
+    kiln contacted; .ratelimit = (limit, remaining) adds Docker Hub's
+    RateLimit headers to manifest answers.
+
+    Docker Hub: NamedRegistry(d, "registry-1.docker.io", "auth.docker.io",
+    "registry.docker.io", users, decoys=("docker.io", "index.docker.io"));
+    NGC: NamedRegistry(d, "nvcr.io", "nvcr.io", "ngc", users,
+    token_path="/proxy_auth")."""
+
+    def __init__(self, workdir, api_host, token_host, service, users, decoys=(),
+                 token_path="/token", any_user_token=None):
+        """any_user_token: a password accepted with any user name (GHCR and
+        a GITHUB_TOKEN)."""
+        workdir = pathlib.Path(workdir)
+        self.any_user_token = any_user_token
+        self.api_host, self.token_host, self.token_path = api_host, token_host, token_path
+        self.ca, ca_key = make_ca(workdir / "ca")
+        names = list(dict.fromkeys([api_host, token_host, *decoys]))
+        cert = make_named_cert(workdir / "cert", self.ca, ca_key, names)
+        self.tokens = TokenServer(workdir / "token", users, service=service,
+                                  acl=lambda user, repo: {"pull", "push"} if user else {"pull"})
+        auth = ("token", {"realm": f"https://{token_host}{token_path}", "service": service,
+                          "issuer": self.tokens.issuer, "rootcertbundle": self.tokens.bundle})
+        self.registry = Registry(workdir / "registry", auth=auth)
+        self.hosts = []
+        self.token_requests = []
+        self.ratelimit = None
+        super().__init__(self.registry.host, tls=cert, public=f"https://{api_host}")
+        self.env = {"KILN_TEST_CONNECT_TO": ",".join(f"{n}:443:127.0.0.1:{self.port}" for n in names),
+                    "http_proxy": "", "https_proxy": "", "HTTP_PROXY": "", "HTTPS_PROXY": ""}
+
+    def serve(self, handler, body):
+        from urllib.parse import urlparse, parse_qs
+        host = handler.headers.get("Host", "")
+        with self.lock:
+            self.hosts.append(host)
+        u = urlparse(handler.path)
+        if host != self.token_host or u.path != self.token_path:
+            return False
+        q = parse_qs(u.query)
+        header = handler.headers.get("Authorization")
+        user = self.tokens._check_basic(header)
+        if user is False and self.any_user_token and header.startswith("Basic "):
+            name, _, pw = base64.b64decode(header[6:]).decode(errors="replace").partition(":")
+            user = name if pw == self.any_user_token else False
+        with self.lock:
+            self.token_requests.append({"method": handler.command, "path": u.path, "query": q,
+                                        "user": user})
+        if handler.command == "POST":
+            code, doc = 404, {"error": "not found"}  # no OAuth2 grants: clients use GET
+        elif user is False:
+            code, doc = 401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}
+        else:
+            code, doc = 200, self.tokens._issue(user, q.get("scope", []), q.get("service", [""])[0])
+        data = json.dumps(doc).encode()
+        handler.send_response(code)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+        return True
+
+    def answered(self, method, path, headers, body, status):
+        if self.ratelimit and "/manifests/" in path and method in ("GET", "HEAD"):
+            lim, left = self.ratelimit
+            return [("RateLimit-Limit", f"{lim};w=21600"), ("RateLimit-Remaining", f"{left};w=21600")]
+        return []
+
+    def manifest_requests(self, method):
+        return [l for l in self.log if l[0] == method and "/manifests/" in l[1]]
+
+    def stop(self):
+        super().stop()
+        self.registry.stop()
+        self.tokens.stop()
