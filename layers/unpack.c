@@ -305,7 +305,8 @@ struct layer_unpacker {
         size_t cap_slots;
         struct strset layer_paths; /* paths written by the layer being applied */
         struct inoset layer_dirs;  /* directories it wrote into, their parents up to DIR */
-        int64_t written;
+        int64_t written; /* apparent size of the files of this layer */
+        int64_t total;   /* and of all layers */
         const char *what;
         unsigned char *buf;
         struct tar_src *src; /* the layer being read */
@@ -441,6 +442,7 @@ void layer_unpack_opts_init(struct layer_unpack_opts *o)
 {
         memset(o, 0, sizeof(*o));
         o->max_size = LAYER_UNPACK_DEFAULT_MAX_SIZE;
+        o->max_total = LAYER_UNPACK_DEFAULT_MAX_TOTAL;
 }
 
 void layer_unpacker_free(struct layer_unpacker *u)
@@ -1134,41 +1136,81 @@ static int entry_fail(struct layer_unpacker *u, const char *name, int e, struct 
                                     u->dir);
 }
 
-static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const char *name,
-                     int64_t size, struct kiln_error *err)
+/* Counts an entry's apparent size (holes included: what the tree claims)
+ * against the limits, before any of it is written. */
+static int charge_size(struct layer_unpacker *u, const char *name, int64_t size,
+                       struct kiln_error *err)
 {
+        u->written += size;
+        u->total += size;
+        if (u->opts.max_size > 0 && u->written > u->opts.max_size)
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "entry '%s' takes the layer past %lld bytes (the limit)",
+                                      name, (long long)u->opts.max_size);
+        if (u->opts.max_total > 0 && u->total > u->opts.max_total)
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "entry '%s' takes the image past %lld bytes (the limit for "
+                                      "all layers)",
+                                      name, (long long)u->opts.max_total);
+        return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+        const unsigned char *p = buf;
+
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -1;
+                }
+                p += w;
+                len -= (size_t)w;
+        }
+        return 0;
+}
+
+/* Writes the data of a regular entry.  Sparse entries keep their holes:
+ * libarchive hands out the data blocks with their offsets, the gaps are
+ * seeked over and a trailing hole is an ftruncate, so a 2 KiB layer that
+ * claims a 1 GiB file costs 1 GiB of apparent size, not of disk. */
+static int copy_data(struct layer_unpacker *u, struct archive *a, struct archive_entry *ae, int fd,
+                     const char *name, struct kiln_error *err)
+{
+        int64_t size = archive_entry_size(ae), pos = 0;
+        bool sparse = archive_entry_sparse_count(ae) > 0;
+
+        if (charge_size(u, name, size, err) < 0)
+                return -1;
         /* Data that runs into the zeros added after a short stream was cut. */
-        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
+        if (!sparse && u->src && u->src->padded && u->data_start + size > u->src->real_len)
                 return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
         for (;;) {
-                la_ssize_t n = archive_read_data(a, u->buf, IN_BUF);
-                const unsigned char *p = u->buf;
+                const void *buf;
+                size_t len;
+                la_int64_t off;
+                int r = archive_read_data_block(a, &buf, &len, &off);
 
-                if (n == 0) {
-                        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
-                                return kiln_error_set(err, KILN_E_INVALID,
-                                                      "tar is truncated in entry '%s'", name);
-                        return 0;
-                }
-                if (n < 0)
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
                         return -2; /* archive error, reported by the caller */
-                u->written += n;
-                if (u->opts.max_size > 0 && u->written > u->opts.max_size)
-                        return kiln_error_set(err, KILN_E_LIMIT,
-                                              "entry '%s' takes the layer past %lld bytes (the "
-                                              "limit)",
-                                              name, (long long)u->opts.max_size);
-                while (n > 0) {
-                        ssize_t w = write(fd, p, (size_t)n);
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return entry_fail(u, name, errno, err, "write");
-                        }
-                        p += w;
-                        n -= w;
-                }
+                if (off < pos || (int64_t)len > size - off)
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "refusing entry '%s': data beyond its size", name);
+                if (off > pos && lseek(fd, off, SEEK_SET) < 0)
+                        return entry_fail(u, name, errno, err, "seek in");
+                if (write_all(fd, buf, len) < 0)
+                        return entry_fail(u, name, errno, err, "write");
+                pos = off + (int64_t)len;
         }
+        if (!sparse && u->src && u->src->padded && u->data_start + size > u->src->real_len)
+                return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
+        if (pos < size && ftruncate(fd, size) < 0)
+                return entry_fail(u, name, errno, err, "extend");
+        return 0;
 }
 
 static void apply_xattrs(struct layer_unpacker *u, struct archive_entry *ae, int fd,
@@ -1358,7 +1400,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                     openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd < 0)
                         return entry_fail(u, raw, errno, err, "create");
-                rc = copy_data(u, a, fd, raw, archive_entry_size(ae), err);
+                rc = copy_data(u, a, ae, fd, raw, err);
                 if (rc < 0)
                         return rc;
                 own_fd(u, ae, fd);

@@ -387,3 +387,60 @@ def test_wide_tree_of_read_only_dirs(kiln, tmp_path):
     modes = {i: stat.S_IMODE(os.stat(w / f"d{i}").st_mode) for i in range(n) if i != 1}
     assert all(m == (0o755 if i % 2 == 0 else 0o555) for i, m in modes.items())
     assert (w / "d100" / "f").read_bytes() == b"f"
+
+
+def _sparse_tar(tmp_path, fmt, size, name="sparse", chunks=((0, b"head"), (512 << 20, b"middle"))):
+    """A tar made by GNU tar --sparse of a file of `size` apparent bytes that
+    holds only `chunks` of data."""
+    src = tmp_path / f"src-{fmt}-{name}"
+    src.mkdir()
+    with open(src / name, "wb") as f:
+        for off, data in chunks:
+            f.seek(off)
+            f.write(data)
+        f.truncate(size)
+    out = tmp_path / f"{fmt}-{name}.tar"
+    run("tar", "--sparse", f"--format={fmt}", "-C", src, "-cf", out, name)
+    (src / name).unlink()
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_entry_keeps_its_holes(kiln, tmp_path, fmt):
+    data = _sparse_tar(tmp_path, fmt, 1 << 30)
+    assert len(data) < 64 << 10
+    place = make_layout(tmp_path / "lay", [(data, TAR)])
+    kiln.run("unpack", "--rootless", place, tmp_path / "root")
+    f = tmp_path / "root" / "sparse"
+    st = f.stat()
+    assert st.st_size == 1 << 30
+    assert st.st_blocks * 512 < 16 << 20, st.st_blocks  # holes, not a GiB of zeros
+    with open(f, "rb") as fh:
+        assert fh.read(4) == b"head"
+        fh.seek(512 << 20)
+        assert fh.read(6) == b"middle"
+        fh.seek((512 << 20) - 4)
+        assert fh.read(4) == bytes(4)
+
+
+def test_sparse_entry_counts_its_apparent_size_against_the_layer_limit(kiln, tmp_path):
+    data = _sparse_tar(tmp_path, "posix", 1 << 30)
+    place = make_layout(tmp_path / "lay", [(data, TAR)])
+    p = kiln.run("unpack", "--rootless", "--max-size", "512M", place, tmp_path / "root", check=False)
+    assert p.returncode == 8, p.stderr
+    errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+    assert len(errs) == 1 and "entry 'sparse' takes the layer past" in errs[0], p.stderr
+    assert not (tmp_path / "root" / "sparse").exists() or (tmp_path / "root" / "sparse").stat().st_size == 0
+
+
+def test_sparse_layers_stop_at_the_total_limit(kiln, tmp_path):
+    layers = [(_sparse_tar(tmp_path, "posix", 600 << 20, name=f"s{i}"), TAR) for i in range(3)]
+    place = make_layout(tmp_path / "lay", layers)
+    # each layer is under --max-size; together they pass --max-total in layer 2
+    p = kiln.run("unpack", "--rootless", "--max-size", "1G", "--max-total", "1G", place,
+                 tmp_path / "root", check=False)
+    assert p.returncode == 8, p.stderr
+    errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+    assert len(errs) == 1 and "layer 2" in errs[0] and "all layers" in errs[0], p.stderr
+    kiln.run("unpack", "--rootless", "--max-total", "2G", place, tmp_path / "ok")
+    assert sorted(os.listdir(tmp_path / "ok")) == ["s0", "s1", "s2"]
