@@ -305,8 +305,8 @@ struct layer_unpacker {
         size_t cap_slots;
         struct strset layer_paths; /* paths written by the layer being applied */
         struct inoset layer_dirs;  /* directories it wrote into, their parents up to DIR */
-        int64_t written; /* apparent size of the files of this layer */
-        int64_t total;   /* and of all layers */
+        int64_t written;           /* apparent size of the files of this layer */
+        int64_t total;             /* and of all layers */
         const char *what;
         unsigned char *buf;
         struct tar_src *src; /* the layer being read */
@@ -392,7 +392,8 @@ static int strset_add(struct strset *s, const char *k)
 
 static size_t ino_hash(dev_t dev, ino_t ino)
 {
-        uint64_t h = ((uint64_t)ino * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)dev * 0xff51afd7ed558ccdull);
+        uint64_t h =
+            ((uint64_t)ino * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)dev * 0xff51afd7ed558ccdull);
 
         return (size_t)(h ^ (h >> 29));
 }
@@ -765,8 +766,7 @@ static int pending_grow(struct layer_unpacker *u)
         u->cap_slots = nc;
         for (size_t i = 0; i < oc; i++)
                 if (old[i])
-                        *pending_slot(u, u->dirs[old[i] - 1].dev, u->dirs[old[i] - 1].ino) =
-                            old[i];
+                        *pending_slot(u, u->dirs[old[i] - 1].dev, u->dirs[old[i] - 1].ino) = old[i];
         free(old);
         return 0;
 }
@@ -875,8 +875,8 @@ static int prune_push(struct prune *p, int fd, bool remove)
                 p->cap = nc;
         }
         f = &p->st[p->n++];
-        *f = (struct prune_frame){.path_len = p->plen, .dev = st.st_dev, .ino = st.st_ino,
-                                  .remove = remove};
+        *f = (struct prune_frame){
+            .path_len = p->plen, .dev = st.st_dev, .ino = st.st_ino, .remove = remove};
         return 0;
 }
 
@@ -946,9 +946,9 @@ static int prune_scan(struct layer_unpacker *u, struct prune *p, int cur)
                         rc = errno == ENOENT ? 0 : -1;
                         continue;
                 }
-                keep = !f->remove && (written_by_layer(u, p, e->d_name) ||
-                                      (S_ISDIR(st.st_mode) &&
-                                       inoset_has(&u->layer_dirs, st.st_dev, st.st_ino)));
+                keep = !f->remove &&
+                       (written_by_layer(u, p, e->d_name) ||
+                        (S_ISDIR(st.st_mode) && inoset_has(&u->layer_dirs, st.st_dev, st.st_ino)));
                 if (S_ISDIR(st.st_mode))
                         rc = frame_add_subdir(f, keep ? 'k' : 'r', e->d_name);
                 else if (!keep && unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
@@ -1078,8 +1078,8 @@ static int opaque_at(struct layer_unpacker *u, int dfd, const char *path)
  * and of a directory this layer wrote into only the lower content goes. */
 static int whiteout_at(struct layer_unpacker *u, int pfd, const char *parent, const char *victim)
 {
-        _cleanup_free_ char *path = *parent ? kiln_strdupf("%s/%s", parent, victim)
-                                            : strdup(victim);
+        _cleanup_free_ char *path =
+            *parent ? kiln_strdupf("%s/%s", parent, victim) : strdup(victim);
         _cleanup_close_ int fd = -1;
         struct stat st;
         bool ours;

@@ -59,8 +59,8 @@
 struct layer_unpack_opts {
         int64_t max_size;  /* decompressed bytes and apparent file sizes of a layer; <= 0: none */
         int64_t max_total; /* apparent file sizes of all layers together; <= 0: no limit */
-        bool no_openat2;  /* use the component walk even when openat2 exists (tests) */
-        bool rootless;    /* behave as an unprivileged user even when root */
+        bool no_openat2;   /* use the component walk even when openat2 exists (tests) */
+        bool rootless;     /* behave as an unprivileged user even when root */
         void (*warn)(void *ctx, const char *msg);
         void *warn_ctx;
 };
