@@ -47,7 +47,8 @@ const struct cli_verb cli_verbs[] = {
         {"flatten", cmd_flatten, "squash an image's layers into one",
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
-         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--max-total N[KMG]] "
+         "[--rootless]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S] [--max-jobs N]"
          " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--base-from PLACE] [--cache DIR]"

@@ -158,3 +158,61 @@ def test_sigkill_during_build_never_corrupts(kiln, registry_factory, tmp_path, f
                                             "--json")).stdout)
     assert res["digest"] == clean["digest"]
     assert kiln.run("fsck", "--deep", f"oci:{dst}").returncode == 0
+
+
+# ---- special files in a layout: a FIFO (or a device) must not hang any verb ----
+
+def _fifo_layout(tmp_path, which):
+    """A one-image layout whose `which` file is replaced by a FIFO; returns
+    (layout, the name the error must give)."""
+    import json
+    from layers_helpers import TAR, make_layout, tar_bytes
+    lay = tmp_path / "lay"
+    make_layout(lay, [(tar_bytes([{"name": "f", "data": b"x"}]), TAR)])
+    man_desc = json.loads((lay / "index.json").read_text())["manifests"][0]
+    man_hex = man_desc["digest"].split(":")[1]
+    man = json.loads((lay / "blobs" / "sha256" / man_hex).read_text())
+    target = {
+        "index.json": lay / "index.json",
+        "oci-layout": lay / "oci-layout",
+        "manifest": lay / "blobs" / "sha256" / man_hex,
+        "config": lay / "blobs" / "sha256" / man["config"]["digest"].split(":")[1],
+        "layer": lay / "blobs" / "sha256" / man["layers"][0]["digest"].split(":")[1],
+    }[which]
+    name = target.name
+    target.unlink()
+    os.mkfifo(target)
+    return lay, name
+
+
+FIFO_VERBS = {
+    "fsck": lambda lay, tmp: ["fsck", f"oci:{lay}"],
+    "inspect": lambda lay, tmp: ["inspect", f"oci:{lay}:v1"],
+    "copy": lambda lay, tmp: ["copy", "-q", f"oci:{lay}:v1", f"oci:{tmp / 'out'}:v1"],
+    "diff": lambda lay, tmp: ["diff", f"oci:{lay}:v1", f"oci:{tmp / 'good'}:v1"],
+    "unpack": lambda lay, tmp: ["unpack", "--rootless", f"oci:{lay}:v1", tmp / "root"],
+}
+# inspect and diff read no layer
+FIFO_CASES = [(w, v) for w in ("index.json", "oci-layout", "manifest", "config", "layer")
+              for v in FIFO_VERBS if not (w == "layer" and v in ("inspect", "diff"))]
+
+
+@pytest.mark.parametrize("which,verb", FIFO_CASES, ids=[f"{w}-{v}" for w, v in FIFO_CASES])
+def test_fifo_in_a_layout_fails_promptly_naming_it(kiln, tmp_path, which, verb):
+    from layers_helpers import TAR, make_layout, tar_bytes
+    make_layout(tmp_path / "good", [(tar_bytes([{"name": "g", "data": b"y"}]), TAR)])
+    lay, name = _fifo_layout(tmp_path, which)
+    # the timeout only turns a hang into a failure; it measures nothing
+    p = subprocess.run([kiln.path, *map(str, FIFO_VERBS[verb](lay, tmp_path))],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0, (p.stdout, p.stderr)
+    out = p.stdout + p.stderr
+    bad = [l for l in out.splitlines() if "not a regular file" in l]
+    assert len(bad) == 1 and name in bad[0], out
+    if verb == "fsck" and p.returncode == 1:  # problems, one a line
+        assert bad[0].startswith("problem:"), out
+    else:
+        errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+        assert errs == bad, p.stderr
+    out_index = tmp_path / "out" / "index.json"
+    assert not out_index.exists() or "ref.name" not in out_index.read_text()
