@@ -1,5 +1,6 @@
 """kiln build RECIPE --dry-run: the plan of the linnaeus recipe, offline."""
 import json
+import subprocess
 
 import pytest
 
@@ -90,6 +91,18 @@ def test_max_jobs_as_build_sh():
                            "--max-jobs", "6").stdout)
     fa = [l for l in plan["layers"] if l["name"] == "flash-attn"][0]
     assert fa["params"]["env"]["MAX_JOBS"] == "6"
+
+
+def test_local_source_is_the_git_top_level_as_build_sh(tmp_path):
+    # build.sh runs `git rev-parse --show-toplevel`; from tools/docker the
+    # checkout is still the whole repository
+    repo = tmp_path / "linnaeus"
+    (repo / "tools" / "docker").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for where, want in [(repo / "tools" / "docker", repo), (repo, repo), (tmp_path, tmp_path)]:
+        plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--source", "local",
+                               cwd=where).stdout)
+        assert plan["variables"]["linnaeus_local"] == str(want), where
 
 
 def test_versions_per_arch():
