@@ -101,6 +101,18 @@ def read_index(layout):
     return json.loads((pathlib.Path(layout) / "index.json").read_text())
 
 
+def wait_for_state(proc, pred):
+    """Waits until pred() holds (a file a running kiln writes has appeared),
+    or proc has exited; True when pred() held.  A test that kills kiln in the
+    middle of its work waits for that work to be under way, not for a time."""
+    import time
+    while not pred():
+        if proc.poll() is not None:
+            return pred()
+        time.sleep(0.005)
+    return True
+
+
 @pytest.fixture
 def umoci_image(tmp_path):
     """A small layout made by umoci: tag 'base', one layer with /etc/hello and a symlink."""

@@ -78,7 +78,9 @@ class Registry:
             env.pop(k, None)
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 20
+        # a guard for a registry that never listens, not a measure: it starts
+        # in well under a second, and exits (checked below) when it cannot
+        deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("registry exited: " + (self.dir / "registry.log").read_text())
