@@ -87,6 +87,8 @@ static void curl_init_once(void)
 
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
         KILN_PRINTF(3, 4);
+static void redact(struct reg_client *c, char *buf, size_t *len);
+static void redact_str(struct reg_client *c, char *s);
 
 void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
 {
@@ -98,6 +100,7 @@ void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        redact_str(c, msg);
         c->opts.notify(c->opts.notify_ctx, ev, msg);
 }
 
@@ -111,6 +114,7 @@ static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        redact_str(c, msg);
         c->opts.notify(c->opts.notify_ctx, ev, msg);
 }
 
@@ -557,13 +561,18 @@ static enum kiln_errc status_code(long status)
 
 /* "GET '/v2/x/manifests/y': 404: MANIFEST_UNKNOWN: manifest unknown" */
 static int http_error(struct reg_client *c, const char *method, const char *url,
-                      const struct resp *r, struct kiln_error *err)
+                      struct resp *r, struct kiln_error *err)
 {
         char u[256], detail[300] = "";
         enum kiln_errc code = status_code(r->status);
         json_t *j = NULL;
 
         url_for_msg(url, u, sizeof(u));
+        /* a body may echo the request's Authorization: cut kiln's secrets out
+         * before anything is taken from it (and from the JSON strings, where
+         * escapes may hide them from the raw bytes) */
+        if (r->body && r->len)
+                redact(c, r->body, &r->len);
         if (r->body && r->len)
                 j = json_loadb(r->body, r->len, 0, NULL);
         if (json_is_array(json_object_get(j, "errors"))) {
@@ -573,10 +582,17 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
                         const char *ec = json_string_value(json_object_get(e, "code"));
                         const char *em = json_string_value(json_object_get(e, "message"));
                         char sc[64], sm[160];
+                        _cleanup_free_ char *ecc = NULL, *emc = NULL;
                         if (i == 3)
                                 break;
-                        reg_sanitize(ec ? ec : "", ec ? strlen(ec) : 0, sc, sizeof(sc), 60);
-                        reg_sanitize(em ? em : "", em ? strlen(em) : 0, sm, sizeof(sm), 150);
+                        ecc = strdup(ec ? ec : "");
+                        emc = strdup(em ? em : "");
+                        if (!ecc || !emc)
+                                break;
+                        redact_str(c, ecc);
+                        redact_str(c, emc);
+                        reg_sanitize(ecc, strlen(ecc), sc, sizeof(sc), 60);
+                        reg_sanitize(emc, strlen(emc), sm, sizeof(sm), 150);
                         o += (size_t)snprintf(detail + o, o < sizeof(detail) ? sizeof(detail) - o : 0,
                                               "%s%s%s%s", i ? "; " : "", sc, *sm ? ": " : "", sm);
                         if (o >= sizeof(detail))
@@ -591,8 +607,11 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
                 reg_sanitize(r->body, r->len, detail, sizeof(detail), 120);
         }
         json_decref(j);
-        return kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
-                              r->status, method, u, *detail ? ": " : "", detail);
+        kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
+                       r->status, method, u, *detail ? ": " : "", detail);
+        if (err)
+                redact_str(c, err->msg);
+        return -1;
 }
 
 /* ---- auth ---- */
@@ -613,24 +632,98 @@ static void load_creds(struct reg_client *c, struct kiln_error *err)
                 c->have_creds = false;
 }
 
-static char *basic_header(const struct reg_creds *cr)
+/* base64("user:password"), the credential of a Basic Authorization header */
+static char *basic_b64(const struct reg_creds *cr)
 {
         _cleanup_free_ char *plain = kiln_strdupf("%s:%s", cr->username, cr->password);
-        char *enc, *out;
+        char *enc;
         size_t n;
 
         if (!plain)
                 return NULL;
         n = strlen(plain);
         enc = malloc(4 * ((n + 2) / 3) + 1);
+        if (enc)
+                EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, (int)n);
+        memset(plain, 0, n);
+        return enc;
+}
+
+static char *basic_header(const struct reg_creds *cr)
+{
+        char *enc = basic_b64(cr), *out;
+
         if (!enc)
                 return NULL;
-        EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, (int)n);
-        memset(plain, 0, n);
         out = kiln_strdupf("Authorization: Basic %s", enc);
         memset(enc, 0, strlen(enc));
         free(enc);
         return out;
+}
+
+/* ---- redaction: kiln's own secrets never reach a message ---- */
+
+/* Shorter values are not looked for: cutting every "ab" out of a message
+ * would garble it while hiding next to nothing. */
+#define SECRET_MIN 4
+
+/* Replaces each s in buf[0..*len) with "***" (never longer than s). */
+static void cut_secret(char *buf, size_t *len, const char *s, size_t n)
+{
+        if (!s || n < SECRET_MIN)
+                return;
+        for (size_t i = 0; i + n <= *len;) {
+                if (memcmp(buf + i, s, n)) {
+                        i++;
+                        continue;
+                }
+                memcpy(buf + i, "***", 3);
+                memmove(buf + i + 3, buf + i + n, *len - i - n);
+                *len -= n - 3;
+                i += 3;
+        }
+}
+
+static void cut_str(char *buf, size_t *len, const char *s)
+{
+        cut_secret(buf, len, s, s ? strlen(s) : 0);
+}
+
+/* Cuts the password (as is and URL-encoded), the Basic credential (with and
+ * without its '=' padding), the identity (refresh) token and every bearer
+ * token of c out of buf, an error body or a message about to be shown. */
+static void redact(struct reg_client *c, char *buf, size_t *len)
+{
+        pthread_mutex_lock(&c->lock);
+        if (c->have_creds) {
+                cut_str(buf, len, c->creds.identity_token);
+                if (c->creds.username && c->creds.password) {
+                        char *b = basic_b64(&c->creds);
+                        char *e = curl_easy_escape(NULL, c->creds.password, 0);
+                        if (b) {
+                                cut_str(buf, len, b);
+                                cut_secret(buf, len, b, strcspn(b, "="));
+                                memset(b, 0, strlen(b));
+                        }
+                        cut_str(buf, len, e);
+                        cut_str(buf, len, c->creds.password);
+                        if (e)
+                                memset(e, 0, strlen(e));
+                        free(b);
+                        curl_free(e);
+                }
+        }
+        for (size_t i = 0; i < c->n_tokens; i++)
+                cut_str(buf, len, c->tokens[i].value);
+        pthread_mutex_unlock(&c->lock);
+        buf[*len] = '\0';
+}
+
+static void redact_str(struct reg_client *c, char *s)
+{
+        size_t n = strlen(s);
+
+        redact(c, s, &n);
 }
 
 static char *scope_key(struct reg_client *c, const char *scope2)

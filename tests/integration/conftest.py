@@ -219,6 +219,8 @@ _FIGURE_GROUPS = [
      "registry: faulted runs / failures that were not clean"),
     ("test_registry_http.py::", "registry: faulted runs",
      "registry: faulted runs / failures that were not clean"),
+    ("test_registry_auth.py::test_registry_echoed_", "registry: error bodies echoing credentials",
+     "registry: error bodies echoing credentials / secrets printed"),
     ("test_registry_auth.py::", "registry: auth runs with secrets grepped",
      "registry: auth runs / secrets found"),
     ("test_foundation.py::test_hostile_oci_archive", "archives: hostile archives tried",
@@ -233,4 +235,3 @@ def pytest_runtest_logreport(report):
         if pattern in report.nodeid:
             _FIGURES.count(total)
             _FIGURES.zero(bad, 1 if report.failed else 0)
-            break

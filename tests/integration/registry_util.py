@@ -304,6 +304,9 @@ class FaultProxy:
 
       before the registry sees the request
         status        answer "status" with "body", "retry_after", "add_headers"
+        echo_auth     answer "status" with "body" where {auth} is the request's
+                      Authorization value, {cred} its credential (as a
+                      careless registry echoing the request it refused)
         redirect      307 to the same path on "to"; "location": "relative"
                       (a path-absolute reference) or "missing" (no Location)
         stall         wait "seconds", then close without an answer
@@ -475,6 +478,11 @@ class FaultProxy:
                     hs = [] if where == "missing" else [
                         ("Location", self.path if where == "relative" else f"http://{f['to']}{self.path}")]
                     return self._answer(f.get("status", 307), b"", hs)
+                if act == "echo_auth":
+                    outer.log.append((self.command, self.path, f["status"]))
+                    cred = (auth or "").split(" ", 1)[-1]
+                    payload = f["body"].replace("{auth}", auth or "").replace("{cred}", cred)
+                    return self._answer(f["status"], payload.encode(), [("Content-Type", "application/json")])
                 if act == "status":
                     outer.log.append((self.command, self.path, f["status"]))
                     hs = [("Retry-After", f["retry_after"])] if "retry_after" in f else []
