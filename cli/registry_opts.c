@@ -49,6 +49,10 @@ static void init_once(void)
         e = getenv("KILN_LOW_SPEED_TIME");
         if (e && *e)
                 cli_reg_opts.low_speed_time_s = strtol(e, NULL, 10);
+        /* the floor of every request's deadline, in s (0: no deadline) */
+        e = getenv("KILN_REQUEST_DEADLINE");
+        if (e && *e)
+                cli_reg_opts.deadline_floor_s = strtol(e, NULL, 10);
 }
 
 struct reg_options cli_reg_opts;

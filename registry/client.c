@@ -39,6 +39,8 @@ void reg_options_init(struct reg_options *o)
         o->retry_after_cap_s = 60;
         o->connect_timeout_s = 30;
         o->low_speed_time_s = 60;
+        o->deadline_floor_s = 60;
+        o->deadline_min_rate = 100 * 1024;
 }
 
 struct token {
@@ -168,6 +170,10 @@ struct resp {
         bool bad_range; /* a 206 that did not start where the Range asked */
         int curl_code; /* of the last transfer */
         bool checked; /* the first body bytes of this response were looked at */
+        /* the deadline of this attempt (see reg_options.deadline_floor_s) */
+        int64_t expect;     /* bytes the request is expected to move */
+        int64_t start_ms;
+        long over_deadline; /* the deadline that passed, in s; 0 while none did */
         struct kiln_error sink_err;
         struct reg_client *c;
         CURL *h;
@@ -390,6 +396,7 @@ struct req {
         bool has_body;
         struct oci_reader *stream; /* streamed body: never replayed */
         int64_t stream_len;
+        int64_t size;       /* bytes expected either way (a blob's size), for the deadline */
         size_t cap;         /* response body kept in memory, at most */
         const char *scope2; /* an extra auth scope (a mount source) */
         bool no_auth;
@@ -417,6 +424,45 @@ static bool host_insecure(struct reg_client *c, const char *host)
                 if (host_eq(host, c->opts.insecure_hosts[i]))
                         return true;
         return false;
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The deadline of an attempt that moves n bytes, in s. */
+static long deadline_s(const struct reg_options *o, int64_t n)
+{
+        long rate = o->deadline_min_rate > 0 ? o->deadline_min_rate : 1;
+
+        return o->deadline_floor_s + (long)(n / rate);
+}
+
+/* Ends the attempt once its deadline has passed: the floor plus the larger of
+ * what was expected, announced (Content-Length) and moved, at the minimum
+ * rate.  curl calls it about once a second even while nothing arrives. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        struct resp *r = ud;
+        int64_t n = r->expect;
+        long limit;
+
+        if (r->c->opts.deadline_floor_s <= 0)
+                return 0;
+        n = dltotal > n ? dltotal : n;
+        n = dlnow > n ? dlnow : n;
+        n = ultotal > n ? ultotal : n;
+        n = ulnow > n ? ulnow : n;
+        limit = deadline_s(&r->c->opts, n);
+        if (mono_ms() - r->start_ms < (int64_t)limit * 1000)
+                return 0;
+        r->over_deadline = limit;
+        return 1;
 }
 
 /* The URL without its query, for messages: queries carry upload state and signatures. */
@@ -465,8 +511,14 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
         r->h = h;
         r->c = c;
+        r->expect = q->size > q->stream_len ? q->size : q->stream_len;
+        r->start_ms = mono_ms();
+        r->over_deadline = 0;
         for (struct curl_slist *s = q->headers; s; s = s->next)
                 hs = curl_slist_append(hs, s->data);
         if (auth_header)
@@ -524,6 +576,13 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
                 if (up && up->failed) {
                         *err = up->err;
                         return -2;
+                }
+                if (r->over_deadline) {
+                        /* retried like a timeout: another attempt may be faster */
+                        kiln_error_set(err, KILN_E_NETWORK,
+                                       "%s '%s' failed: not complete within its deadline of %ld s",
+                                       q->method, u, r->over_deadline);
+                        return -1;
                 }
                 kiln_error_set(err, KILN_E_NETWORK, "%s '%s' failed: %s", q->method, u,
                                k->errbuf[0] ? k->errbuf : curl_easy_strerror(cc));
@@ -1797,7 +1856,7 @@ static int sink_handoff(void *ctx, const void *buf, size_t len, struct kiln_erro
 static void *blob_thread(void *arg)
 {
         struct blob_stream *b = arg;
-        struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX};
+        struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX, .size = b->d.size};
         struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_handoff, .sink_ctx = b};
         struct kiln_error e = KILN_ERROR_INIT;
         int rc = -1;

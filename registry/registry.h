@@ -23,6 +23,8 @@
  *   - redirects are followed here one hop at a time, at most 5, never
  *     carrying Authorization to another host, never https -> http unless
  *     the target host is allowed plain http;
+ *   - every attempt has a deadline: deadline_floor_s plus its size at
+ *     deadline_min_rate (a manifest, token or ping: about the floor);
  *   - connection errors, 408, 429 and 5xx are retried with exponential
  *     backoff and jitter (Retry-After honoured, capped), bounded in count
  *     and total time; a request whose streamed body was consumed is not
@@ -77,6 +79,12 @@ struct reg_options {
         long retry_after_cap_s;     /* cap on Retry-After; default 60 */
         long connect_timeout_s;     /* default 30 */
         long low_speed_time_s;      /* abort below 1 kB/s for this long; default 60 */
+        /* the deadline of one attempt of a request: this floor plus its size
+         * (the larger of the expected size, Content-Length and the bytes
+         * moved) at deadline_min_rate; a body that drips in just above the
+         * low-speed limit still ends.  Defaults 60 s and 100 KiB/s */
+        long deadline_floor_s;
+        long deadline_min_rate;
         int64_t chunk_size;         /* > 0: chunked uploads of this size */
         /* "docker.io=HOST[/PREFIX]": pulls of docker.io images go there */
         const char *mirrors[REG_MAX_HOSTS];

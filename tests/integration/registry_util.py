@@ -310,6 +310,9 @@ class FaultProxy:
         redirect      307 to the same path on "to"; "location": "relative"
                       (a path-absolute reference) or "missing" (no Location)
         stall         wait "seconds", then close without an answer
+        drip          answer 200 with a body of "length" bytes (64 KiB), sent
+                      "chunk" bytes (2 KiB) a second: above curl's low-speed
+                      limit, far slower than any deadline a test sets
         reset         close with a TCP reset, no answer
         expire_token  answer 401 with "challenge"; every later request with
                       the same Authorization gets that answer too
@@ -478,6 +481,22 @@ class FaultProxy:
                     hs = [] if where == "missing" else [
                         ("Location", self.path if where == "relative" else f"http://{f['to']}{self.path}")]
                     return self._answer(f.get("status", 307), b"", hs)
+                if act == "drip":
+                    outer.log.append((self.command, self.path, 200))
+                    n, chunk = f.get("length", 64 << 10), f.get("chunk", 2048)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    self.send_header("Content-Length", str(n))
+                    self.end_headers()
+                    try:
+                        for _ in range(0, n, chunk):
+                            self.wfile.write(b" " * chunk)
+                            self.wfile.flush()
+                            time.sleep(1)  # the upstream's pace, not a wait for kiln
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    raise _Gone()
                 if act == "echo_auth":
                     outer.log.append((self.command, self.path, f["status"]))
                     cred = (auth or "").split(" ", 1)[-1]

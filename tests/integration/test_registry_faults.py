@@ -284,3 +284,16 @@ def test_registry_fault_huge_retry_after_to_a_streamed_upload_is_not_restarted(k
     p, err = kiln.fails("copy", f"oci:{lay}:v1", f"{proxy.host}/faults/r:v1", env=FAST, code=8)
     assert "Retry-After '86400'" in err and "restarting" not in p.stderr
     assert len([l for l in proxy.log if l[0] == "PUT" and big.split(":")[1] in l[1]]) == 1
+
+
+def test_registry_fault_dripping_manifest_ends_at_the_deadline(kiln, registry, proxy, tmp_path):
+    # 64 KiB at 2 KiB/s: above the low-speed limit, 32 s a try; the deadline is 2 s
+    _push(kiln, registry, tmp_path, "faults/s")
+    proxy.add(match="GET /v2/faults/s/manifests/v1", action="drip", times=100)
+    p, err = kiln.fails("copy", "--retry-times", "1", f"{proxy.host}/faults/s:v1",
+                        f"oci:{tmp_path}/out:v1", env={**FAST, "KILN_REQUEST_DEADLINE": "2"}, code=6)
+    assert err.endswith(f"after 1 retries: GET 'http://{proxy.host}/v2/faults/s/manifests/v1' failed: "
+                        "not complete within its deadline of 2 s"), err
+    assert len([f for f in proxy.fired if f[0] == "drip"]) == 2  # tried again once, then the error
+    assert not (tmp_path / "out" / "index.json").exists() or \
+        json.loads((tmp_path / "out" / "index.json").read_text())["manifests"] == []
