@@ -2546,3 +2546,19 @@ int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const
                 kiln_error_prefix(err, "referrers of '%s'", subject.str);
         return rc;
 }
+
+/* ---- plain downloads (registry/fetch.c) ---- */
+
+int reg_client_get_url(struct reg_client *c, const char *url,
+                       int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err),
+                       void *sink_ctx, long *ret_status, struct kiln_error *err)
+{
+        struct req q = {.method = "GET", .url = url, .cap = ERROR_BODY_MAX, .no_auth = true};
+        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink, .sink_ctx = sink_ctx};
+        int rc = request(c, &q, &r, err);
+
+        if (rc == 0)
+                *ret_status = r.status;
+        resp_reset(&r);
+        return rc;
+}

@@ -150,6 +150,16 @@ int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const
 int reg_client_list_referrers(struct reg_client *c, const struct oci_digest *subject,
                               json_t **ret_index, struct kiln_error *err);
 
+/* GET url, on any host, through the request path of the registry calls
+ * (the transport rules above: retries with Retry-After, redirects, the
+ * deadline), never with credentials: a 200's body goes to sink (a dropped
+ * body is resumed with Range, so sink sees each byte once), *ret_status gets
+ * the final status.  -1 when no answer came or sink failed.  For
+ * registry/fetch.c; c is made for the URL's host with repo NULL. */
+int reg_client_get_url(struct reg_client *c, const char *url,
+                       int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err),
+                       void *sink_ctx, long *ret_status, struct kiln_error *err);
+
 /* Passes a message to opts->notify (for the store). */
 void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
         KILN_PRINTF(3, 4);
