@@ -22,7 +22,9 @@
 #define ERROR_BODY_MAX (64 * 1024)
 #define TOKEN_BODY_MAX (64 * 1024)
 #define TAGS_BODY_MAX (4 * 1024 * 1024)
-#define TAGS_MAX_PAGES 1000
+#define TAGS_PAGE_N 1000
+/* pages are streamed, so the cap only ends a registry that never stops */
+#define TAGS_MAX_PAGES 100000
 #define MAX_REDIRECTS 5
 #define SMALL_BLOB_MAX (8 * 1024 * 1024)
 #define TOKEN_MIN_LIFETIME 60
@@ -2289,108 +2291,194 @@ out:
 
 /* ---- tags ---- */
 
-int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
-                         struct kiln_error *err)
+/* The URLs of the pages read, as 64-bit FNV-1a hashes in an open-addressing
+ * set: a Link back to any page already read ends the listing (R7) without
+ * keeping every URL of a long listing. */
+struct url_set {
+        uint64_t *v;
+        size_t cap, n;
+};
+
+static uint64_t url_hash(const char *s)
 {
-        char **tags = NULL;
-        size_t n = 0, alloc = 0;
+        uint64_t h = 1469598103934665603ULL;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h ? h : 1; /* 0 marks a free slot */
+}
+
+/* Adds url; *ret_seen true when it was there. */
+static int url_set_add(struct url_set *u, const char *url, bool *ret_seen,
+                       struct kiln_error *err)
+{
+        uint64_t h = url_hash(url);
+        size_t i;
+
+        if (2 * (u->n + 1) > u->cap) {
+                struct url_set g = {.cap = u->cap ? u->cap * 2 : 64};
+                g.v = calloc(g.cap, sizeof(*g.v));
+                if (!g.v)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                for (size_t k = 0; k < u->cap; k++) {
+                        if (!u->v[k])
+                                continue;
+                        for (i = u->v[k] % g.cap; g.v[i]; i = (i + 1) % g.cap)
+                                ;
+                        g.v[i] = u->v[k];
+                        g.n++;
+                }
+                free(u->v);
+                *u = g;
+        }
+        for (i = h % u->cap; u->v[i]; i = (i + 1) % u->cap)
+                if (u->v[i] == h) {
+                        *ret_seen = true;
+                        return 0;
+                }
+        u->v[i] = h;
+        u->n++;
+        *ret_seen = false;
+        return 0;
+}
+
+/* One page: its tags, validated, to fn; *ret_next the next page's URL or NULL. */
+static int tags_page(struct reg_client *c, const char *url, reg_tags_fn fn, void *ctx,
+                     char **ret_next, struct kiln_error *err)
+{
+        struct req q = {.method = "GET", .url = url, .cap = TAGS_BODY_MAX};
+        struct resp r = {.cap = TAGS_BODY_MAX};
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ const char **tags = NULL;
+        json_t *arr, *v;
+        size_t i;
+        int rc = -1;
+
+        *ret_next = NULL;
+        if (request(c, &q, &r, err) < 0)
+                goto out;
+        if (r.status != 200) {
+                if (r.status == 404)
+                        kiln_error_set(err, KILN_E_NOT_FOUND, "repository '%s/%s' not found",
+                                       c->host, c->repo);
+                else
+                        http_error(c, "GET", url, &r, err);
+                goto out;
+        }
+        if (r.truncated) {
+                kiln_error_set(err, KILN_E_LIMIT, "a tag list page of '%s/%s' is over %d bytes",
+                               c->host, c->repo, TAGS_BODY_MAX);
+                goto out;
+        }
+        j = oci_json_parse(r.body ? r.body : "", r.len, "tag list", err);
+        if (!j)
+                goto out;
+        arr = json_object_get(j, "tags");
+        tags = calloc(json_array_size(arr) + 1, sizeof(*tags));
+        if (!tags) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        json_array_foreach(arr, i, v) {
+                const char *t = json_string_value(v);
+                if (!t || !oci_tag_valid(t)) {
+                        char sn[80];
+                        reg_sanitize(t ? t : "", t ? strlen(t) : 0, sn, sizeof(sn), 60);
+                        kiln_error_set(err, KILN_E_INVALID, "registry '%s' listed an invalid tag '%s'",
+                                       c->host, sn);
+                        goto out;
+                }
+                tags[i] = t;
+        }
+        if (r.link && reg_link_next(r.link, url, ret_next, err) < 0)
+                goto out;
+        if (json_array_size(arr) && fn(ctx, tags, json_array_size(arr), err) < 0) {
+                free(*ret_next);
+                *ret_next = NULL;
+                goto out;
+        }
+        rc = 0;
+out:
+        resp_reset(&r);
+        return rc;
+}
+
+int reg_client_walk_tags(struct reg_client *c, reg_tags_fn fn, void *ctx, struct kiln_error *err)
+{
         _cleanup_free_ char *url = NULL;
-        char *seen[TAGS_MAX_PAGES] = {0};
+        struct url_set seen = {0};
         size_t pages = 0;
         int rc = -1;
 
         if (ensure_base(c, NULL, err) < 0)
                 return -1;
-        url = api_url(c, "tags/list");
+        /* ask for pages of TAGS_PAGE_N: a registry that pages sends Link */
+        url = api_url(c, "tags/list?n=%d", TAGS_PAGE_N);
         if (!url)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         while (url) {
-                struct req q = {.method = "GET", .url = url, .cap = TAGS_BODY_MAX};
-                struct resp r = {.cap = TAGS_BODY_MAX};
-                _cleanup_json_ json_t *j = NULL;
-                json_t *arr, *v;
-                size_t i;
                 char *next = NULL;
+                bool again;
 
-                for (size_t p = 0; p < pages; p++)
-                        if (!strcmp(seen[p], url))
-                                goto done; /* R7: a link back to a page already read */
-                if (pages == TAGS_MAX_PAGES) {
+                if (url_set_add(&seen, url, &again, err) < 0)
+                        goto out;
+                if (again)
+                        break; /* R7: a link back to a page already read */
+                if (++pages > TAGS_MAX_PAGES) {
                         kiln_error_set(err, KILN_E_LIMIT, "tag list of '%s/%s' has over %d pages",
                                        c->host, c->repo, TAGS_MAX_PAGES);
                         goto out;
                 }
-                seen[pages++] = strdup(url);
-                if (request(c, &q, &r, err) < 0)
+                if (tags_page(c, url, fn, ctx, &next, err) < 0)
                         goto out;
-                if (r.status != 200) {
-                        if (r.status == 404)
-                                kiln_error_set(err, KILN_E_NOT_FOUND,
-                                               "repository '%s/%s' not found", c->host, c->repo);
-                        else
-                                http_error(c, "GET", url, &r, err);
-                        resp_reset(&r);
-                        goto out;
-                }
-                if (r.truncated) {
-                        resp_reset(&r);
-                        kiln_error_set(err, KILN_E_LIMIT, "a tag list page of '%s/%s' is over %d bytes",
-                                       c->host, c->repo, TAGS_BODY_MAX);
-                        goto out;
-                }
-                j = oci_json_parse(r.body ? r.body : "", r.len, "tag list", err);
-                if (!j) {
-                        resp_reset(&r);
-                        goto out;
-                }
-                arr = json_object_get(j, "tags");
-                json_array_foreach(arr, i, v) {
-                        const char *t = json_string_value(v);
-                        if (!t || !oci_tag_valid(t)) {
-                                char s[80];
-                                reg_sanitize(t ? t : "", t ? strlen(t) : 0, s, sizeof(s), 60);
-                                kiln_error_set(err, KILN_E_INVALID,
-                                               "registry '%s' listed an invalid tag '%s'", c->host, s);
-                                resp_reset(&r);
-                                goto out;
-                        }
-                        if (n == alloc) {
-                                size_t na = alloc ? alloc * 2 : 64;
-                                char **nt = realloc(tags, na * sizeof(*nt));
-                                if (!nt) {
-                                        resp_reset(&r);
-                                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                                        goto out;
-                                }
-                                tags = nt;
-                                alloc = na;
-                        }
-                        tags[n] = strdup(t);
-                        if (tags[n])
-                                n++;
-                }
-                if (r.link && reg_link_next(r.link, url, &next, err) < 0) {
-                        resp_reset(&r);
-                        goto out;
-                }
-                resp_reset(&r);
                 free(url);
                 url = next;
         }
-done:
-        *ret_tags = tags;
-        *ret_n = n;
-        tags = NULL;
         rc = 0;
 out:
-        for (size_t p = 0; p < pages; p++)
-                free(seen[p]);
-        if (tags) {
-                for (size_t i = 0; i < n; i++)
-                        free(tags[i]);
-                free(tags);
-        }
+        free(seen.v);
         return rc;
+}
+
+struct tag_list {
+        char **v;
+        size_t n, alloc;
+};
+
+static int collect_tags(void *ctx, const char *const *tags, size_t n, struct kiln_error *err)
+{
+        struct tag_list *l = ctx;
+
+        for (size_t i = 0; i < n; i++) {
+                if (l->n == l->alloc) {
+                        size_t na = l->alloc ? l->alloc * 2 : 64;
+                        char **nv = realloc(l->v, na * sizeof(*nv));
+                        if (!nv)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        l->v = nv;
+                        l->alloc = na;
+                }
+                if (!(l->v[l->n] = strdup(tags[i])))
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                l->n++;
+        }
+        return 0;
+}
+
+int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
+                         struct kiln_error *err)
+{
+        struct tag_list l = {0};
+
+        if (reg_client_walk_tags(c, collect_tags, &l, err) < 0) {
+                for (size_t i = 0; i < l.n; i++)
+                        free(l.v[i]);
+                free(l.v);
+                return -1;
+        }
+        *ret_tags = l.v;
+        *ret_n = l.n;
+        return 0;
 }
 
 /* ---- referrers (distribution-spec "Listing Referrers" and the tag schema) ---- */

@@ -135,7 +135,14 @@ struct oci_reader *reg_client_open_blob(struct reg_client *c, const struct oci_d
 int reg_client_push_blob(struct reg_client *c, const struct oci_descriptor *d,
                          struct oci_reader *r, const char *mount_from, struct kiln_error *err);
 
-/* Every tag of the repository, following Link pages; tags are validated. */
+/* Every tag of the repository, page by page: GET tags/list?n=1000, then
+ * each Link rel="next" (a Link back to a page already read ends the list),
+ * at most 100000 pages of at most 4 MiB.  Each page's tags, validated, go to
+ * fn as the page arrives (tags valid during the call only); only one page is
+ * held at a time.  fn returning -1 (err set) stops the walk. */
+typedef int (*reg_tags_fn)(void *ctx, const char *const *tags, size_t n, struct kiln_error *err);
+int reg_client_walk_tags(struct reg_client *c, reg_tags_fn fn, void *ctx, struct kiln_error *err);
+/* The same, collected into a new array of new strings (for short lists). */
 int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
                          struct kiln_error *err);
 
