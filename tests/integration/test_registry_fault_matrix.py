@@ -399,13 +399,10 @@ def matrix(tmp_path_factory, kiln, figures):
     m.blobs = m.layers + [(man["config"]["digest"], man["config"]["size"])]
     m.manifest = man
     kiln.run("copy", "--authfile", m.authfile, f"oci:{m.layout}:v1", m.reg.ref("matrix/src", "v1"))
-    # the time of a clean run through the proxy, for the budget
-    m.base = {}
+    # a clean run through the proxy each way, without faults
     for direction in ("pull", "push"):
-        t0 = time.monotonic()
         p = _copy(kiln, m, direction, "matrix/clean", d / "clean-out", [])
         assert p.returncode == 0 and p.stdout.strip() == m.digest, p.stderr
-        m.base[direction] = time.monotonic() - t0
     yield m
     m.front.stop()
     m.other.stop()
@@ -473,7 +470,7 @@ def test_fault_matrix(kiln, matrix, figures, direction, kind, seed, tmp_path):
     out = tmp_path / "out"
     t0 = time.monotonic()
     p = _copy(kiln, m, direction, repo, out, plan.args)
-    elapsed = time.monotonic() - t0
+    elapsed = time.monotonic() - t0  # shown on failure, never asserted
     fired = len(m.front.fired) + len(m.other.fired)
     summary = f"{kind} {direction} seed {seed}: exit {p.returncode}, {elapsed:.1f} s, fired {m.front.fired}\n{p.stderr}"
 
