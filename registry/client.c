@@ -23,7 +23,9 @@
 #define ERROR_BODY_MAX (64 * 1024)
 #define TOKEN_BODY_MAX (64 * 1024)
 #define TAGS_BODY_MAX (4 * 1024 * 1024)
-#define TAGS_MAX_PAGES 1000
+#define TAGS_PAGE_N 1000
+/* pages are streamed, so the cap only ends a registry that never stops */
+#define TAGS_MAX_PAGES 100000
 #define MAX_REDIRECTS 5
 #define SMALL_BLOB_MAX (8 * 1024 * 1024)
 #define TOKEN_MIN_LIFETIME 60
@@ -40,6 +42,8 @@ void reg_options_init(struct reg_options *o)
         o->retry_after_cap_s = 60;
         o->connect_timeout_s = 30;
         o->low_speed_time_s = 60;
+        o->deadline_floor_s = 60;
+        o->deadline_min_rate = 100 * 1024;
 }
 
 struct token {
@@ -89,6 +93,8 @@ static void curl_init_once(void)
 
 static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
         KILN_PRINTF(3, 4);
+static void redact(struct reg_client *c, char *buf, size_t *len);
+static void redact_str(struct reg_client *c, char *s);
 
 void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
 {
@@ -100,6 +106,7 @@ void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        redact_str(c, msg);
         c->opts.notify(c->opts.notify_ctx, ev, msg);
 }
 
@@ -113,6 +120,7 @@ static void notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        redact_str(c, msg);
         c->opts.notify(c->opts.notify_ctx, ev, msg);
 }
 
@@ -167,6 +175,10 @@ struct resp {
         bool bad_range; /* a 206 that did not start where the Range asked */
         int curl_code; /* of the last transfer */
         bool checked; /* the first body bytes of this response were looked at */
+        /* the deadline of this attempt (see reg_options.deadline_floor_s) */
+        int64_t expect;     /* bytes the request is expected to move */
+        int64_t start_ms;
+        long over_deadline; /* the deadline that passed, in s; 0 while none did */
         struct kiln_error sink_err;
         struct reg_client *c;
         CURL *h;
@@ -393,6 +405,7 @@ struct req {
         bool has_body;
         struct oci_reader *stream; /* streamed body: never replayed */
         int64_t stream_len;
+        int64_t size;       /* bytes expected either way (a blob's size), for the deadline */
         size_t cap;         /* response body kept in memory, at most */
         const char *scope2; /* an extra auth scope (a mount source) */
         bool no_auth;
@@ -422,6 +435,45 @@ static bool host_insecure(struct reg_client *c, const char *host)
                 if (host_eq(host, c->opts.insecure_hosts[i]))
                         return true;
         return false;
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The deadline of an attempt that moves n bytes, in s. */
+static long deadline_s(const struct reg_options *o, int64_t n)
+{
+        long rate = o->deadline_min_rate > 0 ? o->deadline_min_rate : 1;
+
+        return o->deadline_floor_s + (long)(n / rate);
+}
+
+/* Ends the attempt once its deadline has passed: the floor plus the larger of
+ * what was expected, announced (Content-Length) and moved, at the minimum
+ * rate.  curl calls it about once a second even while nothing arrives. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        struct resp *r = ud;
+        int64_t n = r->expect;
+        long limit;
+
+        if (r->c->opts.deadline_floor_s <= 0)
+                return 0;
+        n = dltotal > n ? dltotal : n;
+        n = dlnow > n ? dlnow : n;
+        n = ultotal > n ? ultotal : n;
+        n = ulnow > n ? ulnow : n;
+        limit = deadline_s(&r->c->opts, n);
+        if (mono_ms() - r->start_ms < (int64_t)limit * 1000)
+                return 0;
+        r->over_deadline = limit;
+        return 1;
 }
 
 /* The URL without its query, for messages: queries carry upload state and signatures. */
@@ -471,8 +523,14 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
         curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
         r->h = h;
         r->c = c;
+        r->expect = q->size > q->stream_len ? q->size : q->stream_len;
+        r->start_ms = mono_ms();
+        r->over_deadline = 0;
         for (struct curl_slist *s = q->headers; s; s = s->next)
                 hs = curl_slist_append(hs, s->data);
         if (auth_header)
@@ -530,6 +588,13 @@ static int perform(struct reg_client *c, struct conn *k, const struct req *q, co
                 if (up && up->failed) {
                         *err = up->err;
                         return -2;
+                }
+                if (r->over_deadline) {
+                        /* retried like a timeout: another attempt may be faster */
+                        kiln_error_set(err, KILN_E_NETWORK,
+                                       "%s '%s' failed: not complete within its deadline of %ld s",
+                                       q->method, u, r->over_deadline);
+                        return -1;
                 }
                 kiln_error_set(err, KILN_E_NETWORK, "%s '%s' failed: %s", q->method, u,
                                k->errbuf[0] ? k->errbuf : curl_easy_strerror(cc));
@@ -596,13 +661,18 @@ static bool pull_limit_hit(const struct resp *r)
 
 /* "GET '/v2/x/manifests/y': 404: MANIFEST_UNKNOWN: manifest unknown" */
 static int http_error(struct reg_client *c, const char *method, const char *url,
-                      const struct resp *r, struct kiln_error *err)
+                      struct resp *r, struct kiln_error *err)
 {
         char u[256], detail[300] = "";
         enum kiln_errc code = status_code(r->status);
         json_t *j = NULL;
 
         url_for_msg(url, u, sizeof(u));
+        /* a body may echo the request's Authorization: cut kiln's secrets out
+         * before anything is taken from it (and from the JSON strings, where
+         * escapes may hide them from the raw bytes) */
+        if (r->body && r->len)
+                redact(c, r->body, &r->len);
         if (r->body && r->len)
                 j = json_loadb(r->body, r->len, 0, NULL);
         if (json_is_array(json_object_get(j, "errors"))) {
@@ -612,10 +682,17 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
                         const char *ec = json_string_value(json_object_get(e, "code"));
                         const char *em = json_string_value(json_object_get(e, "message"));
                         char sc[64], sm[160];
+                        _cleanup_free_ char *ecc = NULL, *emc = NULL;
                         if (i == 3)
                                 break;
-                        reg_sanitize(ec ? ec : "", ec ? strlen(ec) : 0, sc, sizeof(sc), 60);
-                        reg_sanitize(em ? em : "", em ? strlen(em) : 0, sm, sizeof(sm), 150);
+                        ecc = strdup(ec ? ec : "");
+                        emc = strdup(em ? em : "");
+                        if (!ecc || !emc)
+                                break;
+                        redact_str(c, ecc);
+                        redact_str(c, emc);
+                        reg_sanitize(ecc, strlen(ecc), sc, sizeof(sc), 60);
+                        reg_sanitize(emc, strlen(emc), sm, sizeof(sm), 150);
                         o += (size_t)snprintf(detail + o, o < sizeof(detail) ? sizeof(detail) - o : 0,
                                               "%s%s%s%s", i ? "; " : "", sc, *sm ? ": " : "", sm);
                         if (o >= sizeof(detail))
@@ -631,9 +708,13 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
         }
         json_decref(j);
         if (r->status == 429)
-                return too_many_requests(c, method, u, r, detail, err);
-        return kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
-                              r->status, method, u, *detail ? ": " : "", detail);
+                too_many_requests(c, method, u, r, detail, err);
+        else
+                kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
+                               r->status, method, u, *detail ? ": " : "", detail);
+        if (err)
+                redact_str(c, err->msg);
+        return -1;
 }
 
 /* ---- auth ---- */
@@ -654,24 +735,98 @@ static void load_creds(struct reg_client *c, struct kiln_error *err)
                 c->have_creds = false;
 }
 
-static char *basic_header(const struct reg_creds *cr)
+/* base64("user:password"), the credential of a Basic Authorization header */
+static char *basic_b64(const struct reg_creds *cr)
 {
         _cleanup_free_ char *plain = kiln_strdupf("%s:%s", cr->username, cr->password);
-        char *enc, *out;
+        char *enc;
         size_t n;
 
         if (!plain)
                 return NULL;
         n = strlen(plain);
         enc = malloc(4 * ((n + 2) / 3) + 1);
+        if (enc)
+                EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, (int)n);
+        memset(plain, 0, n);
+        return enc;
+}
+
+static char *basic_header(const struct reg_creds *cr)
+{
+        char *enc = basic_b64(cr), *out;
+
         if (!enc)
                 return NULL;
-        EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, (int)n);
-        memset(plain, 0, n);
         out = kiln_strdupf("Authorization: Basic %s", enc);
         memset(enc, 0, strlen(enc));
         free(enc);
         return out;
+}
+
+/* ---- redaction: kiln's own secrets never reach a message ---- */
+
+/* Shorter values are not looked for: cutting every "ab" out of a message
+ * would garble it while hiding next to nothing. */
+#define SECRET_MIN 4
+
+/* Replaces each s in buf[0..*len) with "***" (never longer than s). */
+static void cut_secret(char *buf, size_t *len, const char *s, size_t n)
+{
+        if (!s || n < SECRET_MIN)
+                return;
+        for (size_t i = 0; i + n <= *len;) {
+                if (memcmp(buf + i, s, n)) {
+                        i++;
+                        continue;
+                }
+                memcpy(buf + i, "***", 3);
+                memmove(buf + i + 3, buf + i + n, *len - i - n);
+                *len -= n - 3;
+                i += 3;
+        }
+}
+
+static void cut_str(char *buf, size_t *len, const char *s)
+{
+        cut_secret(buf, len, s, s ? strlen(s) : 0);
+}
+
+/* Cuts the password (as is and URL-encoded), the Basic credential (with and
+ * without its '=' padding), the identity (refresh) token and every bearer
+ * token of c out of buf, an error body or a message about to be shown. */
+static void redact(struct reg_client *c, char *buf, size_t *len)
+{
+        pthread_mutex_lock(&c->lock);
+        if (c->have_creds) {
+                cut_str(buf, len, c->creds.identity_token);
+                if (c->creds.username && c->creds.password) {
+                        char *b = basic_b64(&c->creds);
+                        char *e = curl_easy_escape(NULL, c->creds.password, 0);
+                        if (b) {
+                                cut_str(buf, len, b);
+                                cut_secret(buf, len, b, strcspn(b, "="));
+                                memset(b, 0, strlen(b));
+                        }
+                        cut_str(buf, len, e);
+                        cut_str(buf, len, c->creds.password);
+                        if (e)
+                                memset(e, 0, strlen(e));
+                        free(b);
+                        curl_free(e);
+                }
+        }
+        for (size_t i = 0; i < c->n_tokens; i++)
+                cut_str(buf, len, c->tokens[i].value);
+        pthread_mutex_unlock(&c->lock);
+        buf[*len] = '\0';
+}
+
+static void redact_str(struct reg_client *c, char *s)
+{
+        size_t n = strlen(s);
+
+        redact(c, s, &n);
 }
 
 static char *scope_key(struct reg_client *c, const char *scope2)
@@ -1781,7 +1936,7 @@ static int sink_handoff(void *ctx, const void *buf, size_t len, struct kiln_erro
 static void *blob_thread(void *arg)
 {
         struct blob_stream *b = arg;
-        struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX};
+        struct req q = {.method = "GET", .url = b->url, .cap = ERROR_BODY_MAX, .size = b->d.size};
         struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink_handoff, .sink_ctx = b};
         struct kiln_error e = KILN_ERROR_INIT;
         int rc = -1;
@@ -2214,108 +2369,194 @@ out:
 
 /* ---- tags ---- */
 
-int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
-                         struct kiln_error *err)
+/* The URLs of the pages read, as 64-bit FNV-1a hashes in an open-addressing
+ * set: a Link back to any page already read ends the listing (R7) without
+ * keeping every URL of a long listing. */
+struct url_set {
+        uint64_t *v;
+        size_t cap, n;
+};
+
+static uint64_t url_hash(const char *s)
 {
-        char **tags = NULL;
-        size_t n = 0, alloc = 0;
+        uint64_t h = 1469598103934665603ULL;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h ? h : 1; /* 0 marks a free slot */
+}
+
+/* Adds url; *ret_seen true when it was there. */
+static int url_set_add(struct url_set *u, const char *url, bool *ret_seen,
+                       struct kiln_error *err)
+{
+        uint64_t h = url_hash(url);
+        size_t i;
+
+        if (2 * (u->n + 1) > u->cap) {
+                struct url_set g = {.cap = u->cap ? u->cap * 2 : 64};
+                g.v = calloc(g.cap, sizeof(*g.v));
+                if (!g.v)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                for (size_t k = 0; k < u->cap; k++) {
+                        if (!u->v[k])
+                                continue;
+                        for (i = u->v[k] % g.cap; g.v[i]; i = (i + 1) % g.cap)
+                                ;
+                        g.v[i] = u->v[k];
+                        g.n++;
+                }
+                free(u->v);
+                *u = g;
+        }
+        for (i = h % u->cap; u->v[i]; i = (i + 1) % u->cap)
+                if (u->v[i] == h) {
+                        *ret_seen = true;
+                        return 0;
+                }
+        u->v[i] = h;
+        u->n++;
+        *ret_seen = false;
+        return 0;
+}
+
+/* One page: its tags, validated, to fn; *ret_next the next page's URL or NULL. */
+static int tags_page(struct reg_client *c, const char *url, reg_tags_fn fn, void *ctx,
+                     char **ret_next, struct kiln_error *err)
+{
+        struct req q = {.method = "GET", .url = url, .cap = TAGS_BODY_MAX};
+        struct resp r = {.cap = TAGS_BODY_MAX};
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ const char **tags = NULL;
+        json_t *arr, *v;
+        size_t i;
+        int rc = -1;
+
+        *ret_next = NULL;
+        if (request(c, &q, &r, err) < 0)
+                goto out;
+        if (r.status != 200) {
+                if (r.status == 404)
+                        kiln_error_set(err, KILN_E_NOT_FOUND, "repository '%s/%s' not found",
+                                       c->host, c->repo);
+                else
+                        http_error(c, "GET", url, &r, err);
+                goto out;
+        }
+        if (r.truncated) {
+                kiln_error_set(err, KILN_E_LIMIT, "a tag list page of '%s/%s' is over %d bytes",
+                               c->host, c->repo, TAGS_BODY_MAX);
+                goto out;
+        }
+        j = oci_json_parse(r.body ? r.body : "", r.len, "tag list", err);
+        if (!j)
+                goto out;
+        arr = json_object_get(j, "tags");
+        tags = calloc(json_array_size(arr) + 1, sizeof(*tags));
+        if (!tags) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        json_array_foreach(arr, i, v) {
+                const char *t = json_string_value(v);
+                if (!t || !oci_tag_valid(t)) {
+                        char sn[80];
+                        reg_sanitize(t ? t : "", t ? strlen(t) : 0, sn, sizeof(sn), 60);
+                        kiln_error_set(err, KILN_E_INVALID, "registry '%s' listed an invalid tag '%s'",
+                                       c->host, sn);
+                        goto out;
+                }
+                tags[i] = t;
+        }
+        if (r.link && reg_link_next(r.link, url, ret_next, err) < 0)
+                goto out;
+        if (json_array_size(arr) && fn(ctx, tags, json_array_size(arr), err) < 0) {
+                free(*ret_next);
+                *ret_next = NULL;
+                goto out;
+        }
+        rc = 0;
+out:
+        resp_reset(&r);
+        return rc;
+}
+
+int reg_client_walk_tags(struct reg_client *c, reg_tags_fn fn, void *ctx, struct kiln_error *err)
+{
         _cleanup_free_ char *url = NULL;
-        char *seen[TAGS_MAX_PAGES] = {0};
+        struct url_set seen = {0};
         size_t pages = 0;
         int rc = -1;
 
         if (ensure_base(c, NULL, err) < 0)
                 return -1;
-        url = api_url(c, "tags/list");
+        /* ask for pages of TAGS_PAGE_N: a registry that pages sends Link */
+        url = api_url(c, "tags/list?n=%d", TAGS_PAGE_N);
         if (!url)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         while (url) {
-                struct req q = {.method = "GET", .url = url, .cap = TAGS_BODY_MAX};
-                struct resp r = {.cap = TAGS_BODY_MAX};
-                _cleanup_json_ json_t *j = NULL;
-                json_t *arr, *v;
-                size_t i;
                 char *next = NULL;
+                bool again;
 
-                for (size_t p = 0; p < pages; p++)
-                        if (!strcmp(seen[p], url))
-                                goto done; /* R7: a link back to a page already read */
-                if (pages == TAGS_MAX_PAGES) {
+                if (url_set_add(&seen, url, &again, err) < 0)
+                        goto out;
+                if (again)
+                        break; /* R7: a link back to a page already read */
+                if (++pages > TAGS_MAX_PAGES) {
                         kiln_error_set(err, KILN_E_LIMIT, "tag list of '%s/%s' has over %d pages",
                                        c->host, c->repo, TAGS_MAX_PAGES);
                         goto out;
                 }
-                seen[pages++] = strdup(url);
-                if (request(c, &q, &r, err) < 0)
+                if (tags_page(c, url, fn, ctx, &next, err) < 0)
                         goto out;
-                if (r.status != 200) {
-                        if (r.status == 404)
-                                kiln_error_set(err, KILN_E_NOT_FOUND,
-                                               "repository '%s/%s' not found", c->host, c->repo);
-                        else
-                                http_error(c, "GET", url, &r, err);
-                        resp_reset(&r);
-                        goto out;
-                }
-                if (r.truncated) {
-                        resp_reset(&r);
-                        kiln_error_set(err, KILN_E_LIMIT, "a tag list page of '%s/%s' is over %d bytes",
-                                       c->host, c->repo, TAGS_BODY_MAX);
-                        goto out;
-                }
-                j = oci_json_parse(r.body ? r.body : "", r.len, "tag list", err);
-                if (!j) {
-                        resp_reset(&r);
-                        goto out;
-                }
-                arr = json_object_get(j, "tags");
-                json_array_foreach(arr, i, v) {
-                        const char *t = json_string_value(v);
-                        if (!t || !oci_tag_valid(t)) {
-                                char s[80];
-                                reg_sanitize(t ? t : "", t ? strlen(t) : 0, s, sizeof(s), 60);
-                                kiln_error_set(err, KILN_E_INVALID,
-                                               "registry '%s' listed an invalid tag '%s'", c->host, s);
-                                resp_reset(&r);
-                                goto out;
-                        }
-                        if (n == alloc) {
-                                size_t na = alloc ? alloc * 2 : 64;
-                                char **nt = realloc(tags, na * sizeof(*nt));
-                                if (!nt) {
-                                        resp_reset(&r);
-                                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                                        goto out;
-                                }
-                                tags = nt;
-                                alloc = na;
-                        }
-                        tags[n] = strdup(t);
-                        if (tags[n])
-                                n++;
-                }
-                if (r.link && reg_link_next(r.link, url, &next, err) < 0) {
-                        resp_reset(&r);
-                        goto out;
-                }
-                resp_reset(&r);
                 free(url);
                 url = next;
         }
-done:
-        *ret_tags = tags;
-        *ret_n = n;
-        tags = NULL;
         rc = 0;
 out:
-        for (size_t p = 0; p < pages; p++)
-                free(seen[p]);
-        if (tags) {
-                for (size_t i = 0; i < n; i++)
-                        free(tags[i]);
-                free(tags);
-        }
+        free(seen.v);
         return rc;
+}
+
+struct tag_list {
+        char **v;
+        size_t n, alloc;
+};
+
+static int collect_tags(void *ctx, const char *const *tags, size_t n, struct kiln_error *err)
+{
+        struct tag_list *l = ctx;
+
+        for (size_t i = 0; i < n; i++) {
+                if (l->n == l->alloc) {
+                        size_t na = l->alloc ? l->alloc * 2 : 64;
+                        char **nv = realloc(l->v, na * sizeof(*nv));
+                        if (!nv)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        l->v = nv;
+                        l->alloc = na;
+                }
+                if (!(l->v[l->n] = strdup(tags[i])))
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                l->n++;
+        }
+        return 0;
+}
+
+int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
+                         struct kiln_error *err)
+{
+        struct tag_list l = {0};
+
+        if (reg_client_walk_tags(c, collect_tags, &l, err) < 0) {
+                for (size_t i = 0; i < l.n; i++)
+                        free(l.v[i]);
+                free(l.v);
+                return -1;
+        }
+        *ret_tags = l.v;
+        *ret_n = l.n;
+        return 0;
 }
 
 /* ---- referrers (distribution-spec "Listing Referrers" and the tag schema) ---- */
@@ -2469,5 +2710,21 @@ int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const
         json_decref(desc);
         if (rc < 0)
                 kiln_error_prefix(err, "referrers of '%s'", subject.str);
+        return rc;
+}
+
+/* ---- plain downloads (registry/fetch.c) ---- */
+
+int reg_client_get_url(struct reg_client *c, const char *url,
+                       int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err),
+                       void *sink_ctx, long *ret_status, struct kiln_error *err)
+{
+        struct req q = {.method = "GET", .url = url, .cap = ERROR_BODY_MAX, .no_auth = true};
+        struct resp r = {.cap = ERROR_BODY_MAX, .sink = sink, .sink_ctx = sink_ctx};
+        int rc = request(c, &q, &r, err);
+
+        if (rc == 0)
+                *ret_status = r.status;
+        resp_reset(&r);
         return rc;
 }

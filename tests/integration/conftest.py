@@ -101,6 +101,18 @@ def read_index(layout):
     return json.loads((pathlib.Path(layout) / "index.json").read_text())
 
 
+def wait_for_state(proc, pred):
+    """Waits until pred() holds (a file a running kiln writes has appeared),
+    or proc has exited; True when pred() held.  A test that kills kiln in the
+    middle of its work waits for that work to be under way, not for a time."""
+    import time
+    while not pred():
+        if proc.poll() is not None:
+            return pred()
+        time.sleep(0.005)
+    return True
+
+
 @pytest.fixture
 def umoci_image(tmp_path):
     """A small layout made by umoci: tag 'base', one layer with /etc/hello and a symlink."""
@@ -222,6 +234,8 @@ _FIGURE_GROUPS = [
      "registry: faulted runs / failures that were not clean"),
     ("test_registry_http.py::", "registry: faulted runs",
      "registry: faulted runs / failures that were not clean"),
+    ("test_registry_auth.py::test_registry_echoed_", "registry: error bodies echoing credentials",
+     "registry: error bodies echoing credentials / secrets printed"),
     ("test_registry_auth.py::", "registry: auth runs with secrets grepped",
      "registry: auth runs / secrets found"),
     ("test_foundation.py::test_hostile_oci_archive", "archives: hostile archives tried",
@@ -238,4 +252,3 @@ def pytest_runtest_logreport(report):
         if pattern in report.nodeid:
             _FIGURES.count(total)
             _FIGURES.zero(bad, 1 if report.failed else 0)
-            break

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import read_index
+from conftest import read_index, wait_for_state
 from imagegen import make_image
 
 KILLS = int(os.environ.get("KILN_TEST_KILLS", "20"))
@@ -30,7 +30,7 @@ def test_sigkill_during_copy_never_corrupts(kiln, big_image, tmp_path, figures):
     for i in range(KILLS):
         p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.0, 0.06))
+        _kill_point(p, i, rnd, 0.06, [dst])
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
@@ -53,9 +53,12 @@ def test_sigkill_during_archive_write_leaves_no_archive(kiln, big_image, tmp_pat
     target = tmp_path / "out.tar"
     p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci-archive:{target}:v1"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.1)
+    # killed while the archive is being written beside its name
+    assert wait_for_state(p, lambda: any(tmp_path.glob("out.tar.tmp-*"))), \
+        "the copy finished before the archive was started"
     p.send_signal(signal.SIGKILL)
     p.wait()
+    assert p.returncode == -signal.SIGKILL
     assert not target.exists()
 
 
@@ -100,14 +103,29 @@ def test_parallel_writers_lose_no_tag(kiln, tmp_path, figures):
     assert kiln.run("fsck", f"oci:{dst}").returncode == 0
 
 
-def _kill_loop(kiln, argv, dst, kills, rnd, figures, label, span, between=None):
+def _writing(roots):
+    return lambda: any(True for r in roots for _ in r.rglob(".tmp-*"))
+
+
+def _kill_point(p, i, rnd, span, roots):
+    """The first kill waits until kiln is writing (a temp file under roots),
+    so at least one kill lands mid-write on a fast or a busy machine alike;
+    the others come at random times, anywhere (what they check holds at any
+    time, only the spread of kill points varies)."""
+    if i == 0:
+        assert wait_for_state(p, _writing(roots)), "kiln finished before it wrote anything"
+    else:
+        time.sleep(rnd.uniform(0.0, span))
+
+
+def _kill_loop(kiln, argv, dst, kills, rnd, figures, label, span, between=None, roots=None):
     killed = 0
     for i in range(kills):
         if between:
             between(i)
         p = subprocess.Popen([kiln.path, *argv], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.0, span))
+        _kill_point(p, i, rnd, span, roots or [dst])
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
@@ -149,7 +167,7 @@ def test_sigkill_during_build_never_corrupts(kiln, registry_factory, tmp_path, f
             shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
     killed = _kill_loop(kiln, argv, dst, max(KILLS // 2, 5), random.Random(17), figures,
-                        "build", 0.25, between=cold_now_and_then)
+                        "build", 0.25, between=cold_now_and_then, roots=[dst, tmp_path / "cache"])
     assert killed > 0
     # the cache a killed build left is still good: the re-run completes, and matches a clean build
     res = json.loads(kiln.run(*argv[:-1], "--json").stdout)
