@@ -105,6 +105,16 @@ def test_local_source_is_the_git_top_level_as_build_sh(tmp_path):
         assert plan["variables"]["linnaeus_local"] == str(want), where
 
 
+def test_a_branch_or_suffix_docker_would_refuse_is_an_error_naming_it():
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--branch", "user@fix", code=3)
+    assert "invalid branch 'user@fix' for a tag: '@' is not allowed" in line
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--tag-suffix", "exp 01", code=3)
+    assert "invalid tag suffix 'exp 01' for a tag" in line
+    # '/' in a branch is build.sh's one rewrite
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--branch", "a/b").stdout)
+    assert plan["tags"][0].endswith(":ampere-stable-cu126-a-b")
+
+
 def test_versions_per_arch():
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "hopper").stdout)
     assert plan["layers"][2]["params"]["packages"] == ["torch==2.8.0.*"]
