@@ -632,18 +632,18 @@ static enum kiln_errc status_code(long status)
 
 /* A 429 that retries did not mend (Docker Hub's pull limit answers
  * TOOMANYREQUESTS for hours): one line saying what it is and what helps. */
-static int too_many_requests(struct reg_client *c, const char *method, const char *u,
-                             const struct resp *r, const char *detail, struct kiln_error *err)
+static int too_many_requests(struct reg_client *c, const struct resp *r, const char *detail,
+                             struct kiln_error *err)
 {
         char lim[96] = "";
         long n, w;
 
         if (r->rl_limit && reg_ratelimit_parse(r->rl_limit, &n, &w) == 0)
                 snprintf(lim, sizeof(lim), "; limit %ld per %ld s", n, w);
+        /* the advice first, no URL: a long prefix (the places of a copy) may cut the end */
         return kiln_error_set(err, KILN_E_LIMIT,
-                              "registry '%s' is rate limiting requests: log in ('kiln login %s') for a higher limit, pull through a mirror ('--mirror %s=HOST') or a pull-through cache, or wait (429 to %s '%s'%s%s%s)",
-                              c->host, c->host, c->host, method, u, lim, *detail ? ": " : "",
-                              detail);
+                              "registry '%s' is rate limiting requests: log in ('kiln login %s') for a higher limit, pull through a mirror ('--mirror %s=HOST') or a pull-through cache, or wait (429%s%s%s)",
+                              c->host, c->host, c->host, lim, *detail ? ": " : "", detail);
 }
 
 /* Docker Hub's pull limit: waiting seconds does not help, so it is not
@@ -708,7 +708,7 @@ static int http_error(struct reg_client *c, const char *method, const char *url,
         }
         json_decref(j);
         if (r->status == 429)
-                too_many_requests(c, method, u, r, detail, err);
+                too_many_requests(c, r, detail, err);
         else
                 kiln_error_set(err, code, "registry '%s' answered %ld to %s '%s'%s%s", c->host,
                                r->status, method, u, *detail ? ": " : "", detail);

@@ -1,6 +1,8 @@
 """kiln build RECIPE --dry-run: the plan of the linnaeus recipe, offline."""
 import json
+import pathlib
 import subprocess
+import tempfile
 
 import pytest
 
@@ -99,10 +101,20 @@ def test_local_source_is_the_git_top_level_as_build_sh(tmp_path):
     repo = tmp_path / "linnaeus"
     (repo / "tools" / "docker").mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    for where, want in [(repo / "tools" / "docker", repo), (repo, repo), (tmp_path, tmp_path)]:
+    for where, want in [(repo / "tools" / "docker", repo), (repo, repo)]:
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--source", "local",
                                cwd=where).stdout)
         assert plan["variables"]["linnaeus_local"] == str(want), where
+    # outside any work tree: the directory itself (the test's own directory may
+    # sit inside a checkout, so a fresh one from the system's temp directory)
+    outside = pathlib.Path(tempfile.mkdtemp())
+    try:
+        if not any((d / ".git").exists() for d in [outside, *outside.parents]):
+            plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--source", "local",
+                                   cwd=outside).stdout)
+            assert plan["variables"]["linnaeus_local"] == str(outside)
+    finally:
+        outside.rmdir()
 
 
 def test_a_branch_or_suffix_docker_would_refuse_is_an_error_naming_it():
