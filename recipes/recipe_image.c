@@ -454,6 +454,9 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         }
         if (kres.revision)
                 revision = strdup(kres.revision);
+        if (kres.excluded)
+                say(o, "layer %s: left out by .dockerignore, .gitignore and .git: %s",
+                    plan0->layers[i].name, kres.excluded);
         /* from the key's inputs, not from staging: a cached layer lists the same */
         if (kres.packages)
                 lj->packages[i] = steal_ptr(&kres.packages);

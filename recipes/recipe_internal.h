@@ -101,7 +101,10 @@ int recipe_git_resolve(const char *repository, const char *ref, const char *cach
 int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
                       struct kiln_error *err);
 /* Digest of a local source tree as it would be staged (ignore rules applied). */
-int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
+/* *ret_excluded (when not NULL, and something was left out): what the
+ * ignore rules and .git left out, as "N paths (a/, b, ...)" */
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], char **ret_excluded,
+                        struct kiln_error *err);
 /* Digest of a tree or file: names, kinds, exec bits, content, link targets. */
 int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
                        void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err);

@@ -22,6 +22,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->cache_key);
         free(res->layer_key);
         free(res->layer_inputs);
+        free(res->excluded);
         json_decref(res->packages);
         memset(res, 0, sizeof(*res));
 }
@@ -613,7 +614,7 @@ static int stage_source(const struct recipe_plan *p, const json_t *params, const
                 char digest[OCI_DIGEST_MAX];
                 if (!src)
                         return -1;
-                if (recipe_local_digest(src, digest, err) < 0)
+                if (recipe_local_digest(src, digest, &res->excluded, err) < 0)
                         return -1;
                 json_array_append_new(resolved, json_string(digest));
                 return dir ? recipe_local_stage(src, dir, path, err) : 0;

@@ -88,6 +88,7 @@ struct recipe_stage_result {
         char *revision;  /* source layers from git: the resolved commit */
         char *cache_key; /* build layers: "sha256:..." of command, env and inputs */
         bool cached;     /* build layers: the output came from the cache */
+        char *excluded;  /* local sources: what ignore rules left out ("N paths (a/, b)") */
         /* with opts->inventory: every wheel and .deb the layer installs, in
          * install order, as objects
          *   {"type":"pypi","name":N,"version":V,"sha256":HEX,"url":U}
