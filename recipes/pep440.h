@@ -121,6 +121,9 @@ struct recipe_pep508 {
 
 int recipe_pep508_parse(const char *s, struct recipe_pep508 *ret, struct kiln_error *err);
 void recipe_pep508_release(struct recipe_pep508 *r);
+/* r's marker with one extra (NULL: none); true without a marker. */
+int recipe_marker_eval_req(const struct recipe_pep508 *r, const struct recipe_marker_env *env,
+                           const char *extra, bool *ret, struct kiln_error *err);
 /* True when the requirement applies on env for any of extras (a
  * dependency of "pkg[extras]"; n_extras 0: the plain package). */
 int recipe_pep508_applies(const struct recipe_pep508 *r, const struct recipe_marker_env *env,

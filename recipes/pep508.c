@@ -484,3 +484,13 @@ int recipe_pep508_applies(const struct recipe_pep508 *r, const struct recipe_mar
         *ret = v;
         return 0;
 }
+
+int recipe_marker_eval_req(const struct recipe_pep508 *r, const struct recipe_marker_env *env,
+                           const char *extra, bool *ret, struct kiln_error *err)
+{
+        if (!r->marker) {
+                *ret = true;
+                return 0;
+        }
+        return recipe_marker_eval(r->marker, env, extra, ret, err);
+}

@@ -500,6 +500,9 @@ static const struct sfield wheels_fields[] = {
         {"wheels", S_ARRAY, false},
         {"packages", S_ARRAY, false},
         {"index", S_STRING, false},
+        {"indexes", S_ARRAY, false},
+        {"resolve", S_BOOL, false},
+        {"pre", S_BOOL, false},
         {"requirements", S_STRING, false},
         {"python", S_STRING, false},
         {"platform", S_STRING, false},
@@ -681,7 +684,12 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if ((v = json_object_get(l, "packages")) &&
                     check_elems(r, v, pp, "'packages'", S_STRING, err) < 0)
                         return -1;
-                if (json_object_get(l, "packages") && !json_object_get(l, "index"))
+                _cleanup_free_ char *ip = recipe_ptr_key(ptr, "indexes");
+                if ((v = json_object_get(l, "indexes")) &&
+                    check_elems(r, v, ip, "'indexes'", S_STRING, err) < 0)
+                        return -1;
+                if (json_object_get(l, "packages") && !json_object_get(l, "index") &&
+                    !json_object_get(l, "indexes"))
                         return recipe_error_at(r, pp, true, KILN_E_INVALID, err,
                                                "'packages' in %s needs an 'index'", where);
                 if (!json_object_get(l, "wheels") && !json_object_get(l, "packages") &&

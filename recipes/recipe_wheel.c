@@ -276,6 +276,36 @@ static int read_entry(struct archive *a, const char *what, size_t cap, char **re
         return 0;
 }
 
+int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
+                               struct kiln_error *err)
+{
+        struct archive *a = open_wheel(path, err);
+        struct archive_entry *e;
+        int r, rc = -1;
+
+        if (!a)
+                return -1;
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                const char *slash = name ? strchr(name, '/') : NULL;
+
+                /* NAME-VERSION.dist-info/METADATA at the top of the wheel */
+                if (!slash || strcmp(slash + 1, "METADATA") || slash - name < 10 ||
+                    memcmp(slash - 10, ".dist-info", 10))
+                        continue;
+                rc = read_entry(a, name, RECIPE_WHEEL_META_MAX, ret, ret_len, err);
+                break;
+        }
+        if (rc < 0 && r == ARCHIVE_EOF)
+                kiln_error_set(err, KILN_E_INVALID, "invalid wheel '%s': no .dist-info/METADATA",
+                               path);
+        else if (rc < 0 && r != ARCHIVE_OK)
+                kiln_error_set(err, KILN_E_INVALID, "cannot read wheel '%s': %s", path,
+                               archive_error_string(a));
+        archive_read_free(a);
+        return rc;
+}
+
 /* Pass 1: find the .dist-info directory and read WHEEL, RECORD, entry_points.txt. */
 static int read_metadata(struct winst *w, struct kiln_error *err)
 {
