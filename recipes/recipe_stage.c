@@ -9,6 +9,7 @@
 
 #include "digest.h"
 #include "io.h"
+#include "project.h"
 #include "recipe_internal.h"
 #include "resolve.h"
 #include "stage.h"
@@ -759,6 +760,67 @@ static int wheels_below(const struct recipe_plan *p, size_t li, const struct rec
         return 0;
 }
 
+/* "project": DIR/pyproject.toml's requirements (with "extras") join the
+ * layer's; the file's digest, the extras and the image path join the key */
+static int read_project(const struct recipe_plan *p, const json_t *params,
+                        struct recipe_pyproject *pp, struct recipe_requirement **reqs,
+                        size_t *n_reqs, json_t *resolved, struct kiln_error *err)
+{
+        const char *project = json_string_value(json_object_get(params, "project"));
+        const json_t *ex = json_object_get(params, "extras"), *v;
+        _cleanup_free_ char *dir = recipe_resolve_input(p, project, err);
+        _cleanup_free_ const char **extras = calloc(json_array_size(ex) + 1, sizeof(*extras));
+        struct recipe_requirements more = {0};
+        struct recipe_requirement *ni;
+        size_t i;
+
+        if (!dir)
+                return -1;
+        if (!extras)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_array_foreach(ex, i, v)
+                extras[i] = json_string_value(v);
+        if (recipe_pyproject_read(dir, pp, err) < 0 ||
+            recipe_pyproject_requirements(pp, extras, json_array_size(ex), project, &more, err) < 0)
+                return -1;
+        ni = realloc(*reqs, (*n_reqs + more.n + 1) * sizeof(*ni));
+        if (!ni) {
+                recipe_requirements_release(&more);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        memcpy(ni + *n_reqs, more.items, more.n * sizeof(*ni));
+        *reqs = ni;
+        *n_reqs += more.n;
+        free(more.items);
+        json_array_append_new(resolved, json_pack("{s:s, s:s, s:O}", "pyproject", pp->digest.str,
+                                                  "project_path",
+                                                  json_string_value(json_object_get(params, "project_path")),
+                                                  "extras", ex ? ex : json_array()));
+        return 0;
+}
+
+/* PEP 660 as pip does it: the editable wheel, built in a scratch
+ * directory and installed like any other */
+static int install_editable(const struct recipe_pyproject *pp, const char *image_path,
+                            const struct recipe_python_target *t, const char *dir,
+                            struct kiln_error *err)
+{
+        const char *tmp = getenv("TMPDIR");
+        _cleanup_free_ char *scratch = kiln_strdupf("%s/kiln-editable-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        _cleanup_free_ char *whl = NULL;
+        int rc;
+
+        if (!scratch)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(scratch))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", scratch);
+        rc = recipe_editable_wheel_write(pp, image_path, scratch, &whl, err);
+        if (rc == 0)
+                rc = recipe_wheel_install(whl, NULL, dir, t, err);
+        kiln_rm_rf(scratch);
+        return rc;
+}
+
 static int stage_wheels(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
                         const json_t *params, const char *dir, json_t *resolved,
                         json_t *packages, struct kiln_error *err)
@@ -767,6 +829,7 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
         _cleanup_free_ const char **indexes = NULL;
         struct recipe_requirement *reqs = NULL;
         char **below = NULL;
+        struct recipe_pyproject pp = {0};
         size_t n_indexes = 0, n_reqs = 0, n_below = 0;
         const json_t *v;
         size_t i;
@@ -801,7 +864,10 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
         }
         if (read_requirements(p, o, params, &reqs, &n_reqs, err) < 0)
                 return -1;
-        if (n_reqs && !json_is_false(json_object_get(params, "resolve")))
+        if (json_object_get(params, "project") &&
+            read_project(p, params, &pp, &reqs, &n_reqs, resolved, err) < 0)
+                rc = -1;
+        if (rc == 0 && n_reqs && !json_is_false(json_object_get(params, "resolve")))
                 rc = wheels_below(p, li, o, &below, &n_below, err);
         if (rc == 0 && n_reqs && !n_indexes)
                 rc = kiln_error_set(err, KILN_E_INVALID,
@@ -815,6 +881,10 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                 rc = resolve_and_install(&(struct wheels_ctx){p, o, &t, dir, resolved, packages},
                                          json_is_true(json_object_get(params, "pre")), indexes, n_indexes, reqs, n_reqs,
                                          (const char *const *)below, n_below, err);
+        if (rc == 0 && pp.name && dir)
+                rc = install_editable(&pp, json_string_value(json_object_get(params, "project_path")),
+                                      &t, dir, err);
+        recipe_pyproject_release(&pp);
         names_free(below, n_below);
         for (i = 0; i < n_reqs; i++)
                 recipe_requirement_release(&reqs[i]);

@@ -41,7 +41,7 @@ struct winst {
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* RECORD hashes: urlsafe base64 without padding of the raw digest */
-static void record_hash(const struct oci_digest *d, char *out, size_t outlen)
+void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen)
 {
         unsigned char raw[32];
         const char *hex = oci_digest_hex(d);
@@ -164,7 +164,7 @@ static int put_file(struct winst *w, const char *image_path, const void *data, s
         if (fchmod(fd, mode) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
         oci_digest_of_buffer(data, (size_t)(p - (const char *)data), &d);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(rec, sizeof(rec), "%s,%zu", hash, (size_t)(p - (const char *)data));
         json_object_set_new(w->installed, image_path, json_string(rec));
         return 0;
@@ -470,7 +470,7 @@ static int check_record(struct winst *w, const char *name, const char *data, siz
                                       "unsupported hash for '%s' in wheel '%s': '%s'", name,
                                       w->wheel, ws);
         oci_digest_of_buffer(data, len, &d);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(got, sizeof(got), "%s,%zu", hash, len);
         if (strncmp(ws, hash, strlen(hash)) || (ws[strlen(hash)] != ',' && ws[strlen(hash)]))
                 return kiln_error_set(err, KILN_E_DIGEST,
@@ -529,7 +529,7 @@ static int stream_file(struct winst *w, struct archive *a, const char *name, con
                                       name, w->wheel, archive_error_string(a));
         if (fchmod(fd, mode) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(rec, sizeof(rec), "%s,%zu", hash, total);
         /* PEP 376/427: "sha256=<urlsafe-b64-nopad>,SIZE"; an empty hash is
          * only allowed for RECORD itself, which never gets here */

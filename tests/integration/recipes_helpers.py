@@ -209,8 +209,9 @@ def make_apt_repo(mirror, debs, suite="jammy", component="main"):
     return mirror
 
 
-def make_git_repo(path, branches=None):
-    """A repository with 'main' and the given branches ({name: {file: text}})."""
+def make_git_repo(path, branches=None, main_files=None):
+    """A repository with 'main' (plus main_files, {file: text}) and the
+    given branches ({name: {file: text}})."""
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
@@ -220,6 +221,8 @@ def make_git_repo(path, branches=None):
     (path / "linnaeus").mkdir(exist_ok=True)
     (path / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\n")
     (path / "README.md").write_text("linnaeus stand-in\n")
+    for f, text in (main_files or {}).items():
+        (path / f).write_text(text)
     run("git", "-C", path, "add", "-A", env=env)
     run("git", "-C", path, "commit", "-q", "-m", "main", env=env)
     for name, files in (branches or {}).items():

@@ -2,12 +2,14 @@
 compared with `pip install --dry-run --report` on the same generated index
 (pip is the reference; Debian's python3-pip)."""
 import json
-import pathlib
+import shutil
 import subprocess
 
 import pytest
 
-from recipes_helpers import kiln, kiln_fails, make_simple_index, make_wheel, sha256, write_recipe
+from linnaeus_standins import PYPROJECT, make_linnaeus_pypi
+from recipes_helpers import (kiln, kiln_fails, make_git_repo, make_simple_index, make_wheel,
+                             sha256, write_recipe)
 
 SITE = "usr/local/lib/python3.11/site-packages"
 PIP = "/usr/bin/python3"
@@ -184,3 +186,101 @@ def test_layers_below_are_not_installed_again(tmp_path):
     kiln("build", r, "--stage", out, "--cache-dir", tmp_path / "cache", "--json")
     assert staged_set(out / "01-low") == [("corelib", "1.0")]
     assert staged_set(out / "02-py") == [("feat", "2.0")]
+
+
+# ---- the project itself: pip install -e DIR[extras] ----
+
+def pip_editable_set(idx, project, extras, tmp_path):
+    """pip's choice for -e PROJECT[extras] (the host is the target here:
+    CPython 3.11 on x86_64 Linux; the build backend runs without isolation)."""
+    copy = tmp_path / "pip-project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".git"))
+    report = tmp_path / "report-e.json"
+    spec = f"{copy}[{','.join(extras)}]" if extras else str(copy)
+    subprocess.run([PIP, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                    "--no-build-isolation", "--report", report, "--index-url", f"file://{idx}",
+                    "--only-binary", ":all:", "--no-cache-dir", "--disable-pip-version-check",
+                    "--quiet", "-e", spec], check=True, capture_output=True, text=True)
+    return sorted((i["metadata"]["name"].lower().replace("_", "-").replace(".", "-"),
+                   i["metadata"]["version"]) for i in json.loads(report.read_text())["install"])
+
+
+DEMO = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "Demo_App"
+version = "0.3.0"
+requires-python = ">=3.9"
+dependencies = ["top", 'side ; python_version >= "3.8"', "modern>=1,<1.1"]
+
+[project.optional-dependencies]
+dev = ["feat[cli]", "winonly; sys_platform == 'win32'"]
+gui = ["guikit"]
+
+[project.scripts]
+demo = "demo_app.cli:main"
+"""
+
+
+def test_project_installs_like_pip_install_editable(tmp_path):
+    idx = shapes(tmp_path)
+    proj = tmp_path / "src" / "demo"
+    (proj / "demo_app").mkdir(parents=True)
+    (proj / "demo_app" / "__init__.py").write_text("")
+    (proj / "pyproject.toml").write_text(DEMO)
+    want = pip_editable_set(idx, proj, ["dev"], tmp_path)
+    out = kiln_stage(tmp_path, {"name": "py", "kind": "wheels", "index": str(idx),
+                                "project": "src/demo", "extras": ["dev"],
+                                "project_path": "/app/demo"})
+    assert staged_set(out) == want
+    assert ("demo-app", "0.3.0") in want and ("clickish", "8.1") in want
+    site = out / SITE
+    assert (site / "__editable__.demo_app-0.3.0.pth").read_text() == "/app/demo\n"
+    info = site / "demo_app-0.3.0.dist-info"
+    assert json.loads((info / "direct_url.json").read_text()) == {
+        "url": "file:///app/demo", "dir_info": {"editable": True}}
+    meta = (info / "METADATA").read_text()
+    assert "Requires-Dist: feat[cli]; extra == \"dev\"\n" in meta
+    assert "Provides-Extra: gui\n" in meta
+    assert (info / "INSTALLER").exists()
+    record = (info / "RECORD").read_text()
+    assert "direct_url.json" in record and "__editable__.demo_app-0.3.0.pth" in record
+    script = (out / "usr/local/bin/demo").read_text()
+    assert script.startswith("#!") and "from demo_app.cli import main" in script
+
+
+def test_project_errors_name_the_input(tmp_path):
+    idx = shapes(tmp_path)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(DEMO)
+    r = write_recipe(tmp_path / "r.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "py", "kind": "wheels", "index": str(idx), "project": "p",
+         "extras": ["nope"], "project_path": "/app/p"}]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s")
+    assert "project 'Demo_App' in 'p' has no extra 'nope'" in line
+    (proj / "pyproject.toml").write_text("[project]\nname = 'x'\ndependencies = [\n")
+    line = kiln_fails("build", r, "--stage", tmp_path / "s2")
+    assert "pyproject.toml:4:" in line
+    r = write_recipe(tmp_path / "r.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "py", "kind": "wheels", "index": str(idx), "project": "p"}]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s3")
+    assert "needs a 'project_path'" in line
+
+
+def test_linnaeus_pyproject_resolves_like_pip(tmp_path):
+    """linnaeus's real pyproject.toml shape, with its dev extra, against a
+    stand-in index of its closure (about 60 wheels)."""
+    idx = make_linnaeus_pypi(tmp_path)
+    repo = make_git_repo(tmp_path / "linnaeus", main_files={"pyproject.toml": PYPROJECT})
+    want = pip_editable_set(idx, repo, ["dev"], tmp_path)
+    out = kiln_stage(tmp_path, {"name": "py", "kind": "wheels", "index": str(idx),
+                                "project": str(repo), "extras": ["dev"],
+                                "project_path": "/app/linnaeus"})
+    got = staged_set(out)
+    assert got == want
+    assert ("pandas", "2.2.3") in got and ("numpy", "2.1.3") in got and ("pytest", "8.3.3") in got
+    assert not any(n in ("tomli", "colorama", "exceptiongroup") for n, _ in got)
