@@ -505,6 +505,7 @@ static const struct sfield wheels_fields[] = {
         {"pre", S_BOOL, false},
         {"project", S_STRING, false},
         {"project_path", S_STRING, false},
+        {"pylock", S_STRING, false},
         {"extras", S_ARRAY, false},
         {"requirements", S_STRING, false},
         {"python", S_STRING, false},
@@ -696,9 +697,10 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                         return recipe_error_at(r, pp, true, KILN_E_INVALID, err,
                                                "'packages' in %s needs an 'index'", where);
                 if (!json_object_get(l, "wheels") && !json_object_get(l, "packages") &&
-                    !json_object_get(l, "requirements") && !json_object_get(l, "project"))
+                    !json_object_get(l, "requirements") && !json_object_get(l, "project") &&
+                    !json_object_get(l, "pylock"))
                         return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
-                                               "%s names no wheels: give 'wheels', 'packages', 'requirements' or 'project'",
+                                               "%s names no wheels: give 'wheels', 'packages', 'requirements', 'project' or 'pylock'",
                                                where);
                 {
                         _cleanup_free_ char *xp = recipe_ptr_key(ptr, "extras");

@@ -10,6 +10,7 @@
 #include "digest.h"
 #include "io.h"
 #include "project.h"
+#include "pylock.h"
 #include "recipe_internal.h"
 #include "resolve.h"
 #include "stage.h"
@@ -821,6 +822,36 @@ static int install_editable(const struct recipe_pyproject *pp, const char *image
         return rc;
 }
 
+/* "pylock": exactly the packages of a PEP 751 lock, each wheel checked
+ * against the lock's sha256; relative paths start at the lock's directory */
+static int install_pylock(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                          const char *lockfile, const struct recipe_python_target *t,
+                          const char *dir, json_t *resolved, json_t *packages,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *file = recipe_input_file(p, o, lockfile, false, RECIPE_INDEX_MAX, err);
+        _cleanup_free_ char *buf = NULL, *base = NULL;
+        struct recipe_pylock_item *items = NULL;
+        size_t len, n = 0;
+        int rc = 0;
+
+        if (!file || kiln_read_file(file, RECIPE_INDEX_MAX, &buf, &len, err) < 0 ||
+            recipe_pylock_read(buf, len, lockfile, t, &items, &n, err) < 0)
+                return -1;
+        base = strrchr(file, '/') ? strndup(file, (size_t)(strrchr(file, '/') - file)) : strdup(".");
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+                const char *hashes[1] = {items[i].sha256};
+                _cleanup_free_ char *loc = strstr(items[i].url, "://") || items[i].url[0] == '/'
+                                                   ? strdup(items[i].url)
+                                                   : kiln_strdupf("%s/%s", base, items[i].url);
+                rc = !base || !loc ? kiln_error_set(err, KILN_E_NOMEM, "out of memory")
+                                   : install_url(p, o, items[i].name, hashes, 1, loc, NULL, t, dir,
+                                                 resolved, packages, err);
+        }
+        recipe_pylock_items_free(items, n);
+        return rc;
+}
+
 static int stage_wheels(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
                         const json_t *params, const char *dir, json_t *resolved,
                         json_t *packages, struct kiln_error *err)
@@ -862,6 +893,9 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                 if (!file || recipe_wheel_install(file, sha, dir, &t, err) < 0)
                         return -1;
         }
+        if ((v = json_object_get(params, "pylock")) &&
+            install_pylock(p, o, json_string_value(v), &t, dir, resolved, packages, err) < 0)
+                return -1;
         if (read_requirements(p, o, params, &reqs, &n_reqs, err) < 0)
                 return -1;
         if (json_object_get(params, "project") &&

@@ -284,3 +284,96 @@ def test_linnaeus_pyproject_resolves_like_pip(tmp_path):
     assert got == want
     assert ("pandas", "2.2.3") in got and ("numpy", "2.1.3") in got and ("pytest", "8.3.3") in got
     assert not any(n in ("tomli", "colorama", "exceptiongroup") for n, _ in got)
+
+
+# ---- lock files: kiln lock, --pylock, --locked, pylock.toml layers ----
+
+def lock_recipe(tmp_path, idx, packages):
+    return write_recipe(tmp_path / "r.json", {
+        "recipe": 1, "name": "app", "base": "scratch",
+        "tag": {"repository": "example.invalid/app", "tag": "v1"},
+        "layers": [{"name": "py", "kind": "wheels", "index": str(idx), "packages": packages}]})
+
+
+def test_lock_pins_every_resolved_wheel_and_writes_pep751(tmp_path):
+    import tomllib
+    idx = shapes(tmp_path)
+    r = lock_recipe(tmp_path, idx, ["top", "side"])
+    out = kiln("lock", r, "--cache", tmp_path / "c", "--pylock", tmp_path / "pylock.toml").stdout
+    assert str(tmp_path / "pylock.toml") in out
+    lock = json.loads((tmp_path / "r.lock.json").read_text())
+    files = idx.parent / "files"
+    pkgs = {p["name"]: p for p in lock["layers"]["py"]["packages"]}
+    assert sorted((n, p["version"]) for n, p in pkgs.items()) == [
+        ("shared", "1.5"), ("side", "1.0"), ("top", "1.0")]
+    for n, p in pkgs.items():
+        assert p["sha256"] == sha256(files / f"{n}-{p['version']}-py3-none-any.whl")
+        assert p["url"].endswith(f"/files/{n}-{p['version']}-py3-none-any.whl")
+    assert pkgs["top"]["dependencies"] == ["shared"]
+    py = tomllib.loads((tmp_path / "pylock.toml").read_text())
+    assert py["lock-version"] == "1.0" and py["created-by"] == "kiln"
+    assert sorted((p["name"], p["version"], p["wheels"][0]["hashes"]["sha256"])
+                  for p in py["packages"]) == sorted(
+        (n, p["version"], p["sha256"]) for n, p in pkgs.items())
+    assert {"name": "shared"} in next(p for p in py["packages"] if p["name"] == "side")["dependencies"]
+
+
+def test_locked_refuses_a_package_the_lock_does_not_pin(tmp_path):
+    idx = shapes(tmp_path)
+    r = lock_recipe(tmp_path, idx, ["top", "side"])
+    kiln("lock", r, "--cache", tmp_path / "c")
+    kiln("build", r, "--output", f"oci:{tmp_path}/o1", "--cache", tmp_path / "c", "--locked")
+    # a new release within side's range: the resolution moves
+    newer = pure(tmp_path / "w2", "shared", "1.7")
+    make_simple_index(tmp_path / "idx2" / "simple", list((idx.parent / "files").glob("*.whl")) + [newer])
+    r = lock_recipe(tmp_path, tmp_path / "idx2" / "simple", ["top", "side"])
+    line = kiln_fails("build", r, "--output", f"oci:{tmp_path}/o2", "--cache", tmp_path / "c",
+                      "--locked")
+    assert "layer 'py' resolves to 'shared' 1.7" in line and "the lock does not pin" in line
+    assert not (tmp_path / "o2" / "index.json").exists()
+    p = kiln("build", lock_recipe(tmp_path, tmp_path / "idx2" / "simple", ["top", "side"]),
+             "--pylock", tmp_path / "x.toml", check=False)
+    assert p.returncode == 2 and "--pylock is an option of kiln lock" in p.stderr
+
+
+def test_pylock_layer_installs_exactly_the_lock(tmp_path):
+    idx = shapes(tmp_path)
+    r = lock_recipe(tmp_path, idx, ["feat[cli]", "plugin"])
+    kiln("lock", r, "--cache", tmp_path / "c", "--pylock", tmp_path / "pylock.toml")
+    want = pip_set(idx, ["feat[cli]", "plugin"], tmp_path)
+    got = staged_set(kiln_stage(tmp_path, {"name": "py", "kind": "wheels",
+                                           "pylock": str(tmp_path / "pylock.toml")}))
+    assert got == want
+
+
+def test_pylock_by_hand_markers_paths_and_hashes(tmp_path):
+    w = tmp_path / "lockdir" / "wheels"
+    one = pure(w, "one", "1.0")
+    win = pure(w, "winlib", "2.0")
+    text = f"""lock-version = "1.0"
+created-by = "hand"
+requires-python = ">=3.9"
+
+[[packages]]
+name = "One"
+version = "1.0"
+wheels = [{{ name = "{one.name}", path = "wheels/{one.name}", hashes = {{ sha256 = "{sha256(one)}" }} }}]
+
+[[packages]]
+name = "winlib"
+version = "2.0"
+marker = "sys_platform == 'win32'"
+wheels = [{{ path = "wheels/{win.name}", hashes = {{ sha256 = "{'0' * 64}" }} }}]
+"""
+    lock = tmp_path / "lockdir" / "pylock.toml"
+    lock.write_text(text)
+    got = staged_set(kiln_stage(tmp_path, {"name": "py", "kind": "wheels", "pylock": str(lock)}))
+    assert got == [("one", "1.0")]
+    lock.write_text(text.replace(sha256(one), "1" * 64))
+    r = write_recipe(tmp_path / "bad.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "py", "kind": "wheels", "pylock": str(lock)}]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", code=4)
+    assert "is not among the hashes required for 'one'" in line
+    lock.write_text(text.replace('lock-version = "1.0"', 'lock-version = "2.0"'))
+    line = kiln_fails("build", r, "--stage", tmp_path / "s2")
+    assert "lock-version '2.0'" in line
