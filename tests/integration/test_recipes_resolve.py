@@ -377,3 +377,24 @@ wheels = [{{ path = "wheels/{win.name}", hashes = {{ sha256 = "{'0' * 64}" }} }}
     lock.write_text(text.replace('lock-version = "1.0"', 'lock-version = "2.0"'))
     line = kiln_fails("build", r, "--stage", tmp_path / "s2")
     assert "lock-version '2.0'" in line
+
+
+def test_sbom_lists_the_resolved_packages_and_their_dependencies(tmp_path):
+    idx = shapes(tmp_path)
+    r = lock_recipe(tmp_path, idx, ["top", "side", "feat[cli]"])
+    out = tmp_path / "out"
+    res = json.loads(kiln("build", r, "--sbom", "--json", "--output", f"oci:{out}:v1", "--cache",
+                          tmp_path / "c").stdout)
+
+    def blob(digest):
+        return json.loads((out / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+
+    doc = blob(blob(res["sbom"])["layers"][0]["digest"])
+    names = {p["SPDXID"]: p["name"] + " " + p["versionInfo"] for p in doc["packages"]}
+    deps = sorted((names[r["spdxElementId"]], names[r["relatedSpdxElement"]])
+                  for r in doc["relationships"] if r["relationshipType"] == "DEPENDS_ON")
+    assert deps == [("feat 2.0", "clickish 8.1"), ("feat 2.0", "corelib 1.0"),
+                    ("side 1.0", "shared 1.5"), ("top 1.0", "shared 1.5")]
+    listed = sorted(v for k, v in names.items() if k != "SPDXRef-image")
+    assert listed == ["clickish 8.1", "corelib 1.0", "feat 2.0", "shared 1.5", "side 1.0",
+                      "top 1.0"]
