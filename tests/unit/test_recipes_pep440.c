@@ -134,6 +134,29 @@ static void test_bad_markers_are_refused(void **state)
         }
 }
 
+static void test_markers_nest_at_most_32_deep(void **state)
+{
+        char deep[256] = "", ok[256] = "";
+        struct kiln_error err = KILN_ERROR_INIT;
+        bool v;
+
+        (void)state;
+        for (int i = 0; i < 33; i++)
+                strcat(deep, "(");
+        strcat(deep, "os_name == 'posix'");
+        for (int i = 0; i < 33; i++)
+                strcat(deep, ")");
+        assert_int_equal(recipe_marker_eval(deep, &env, NULL, &v, &err), -1);
+        assert_non_null(strstr(err.msg, "nested too deeply"));
+        for (int i = 0; i < 32; i++)
+                strcat(ok, "(");
+        strcat(ok, "os_name == 'posix'");
+        for (int i = 0; i < 32; i++)
+                strcat(ok, ")");
+        assert_int_equal(recipe_marker_eval(ok, &env, NULL, &v, &err), 0);
+        assert_true(v);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
         return strcmp(*(char *const *)a, *(char *const *)b);
@@ -209,6 +232,7 @@ int main(void)
                 cmocka_unit_test(test_bad_specifiers_are_refused),
                 cmocka_unit_test(test_markers_evaluate_as_packaging_does),
                 cmocka_unit_test(test_bad_markers_are_refused),
+                cmocka_unit_test(test_markers_nest_at_most_32_deep),
                 cmocka_unit_test(test_requirements_parse_as_packaging_does),
                 cmocka_unit_test(test_dependency_applies_for_requested_extras),
         };
