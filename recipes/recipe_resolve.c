@@ -442,8 +442,13 @@ static void no_version(struct solver *s, const struct project *pr)
         char why[300];
 
         if (!pr->index) {
-                record_conflict(s, pr->name, "no project page in any index for", NULL,
-                                KILN_E_NOT_FOUND);
+                size_t k = (size_t)snprintf(why, sizeof(why), "no project page in");
+                for (size_t i = 0; i < s->o->n_indexes && k < sizeof(why); i++)
+                        k += (size_t)snprintf(why + k, sizeof(why) - k, "%s '%s'", i ? "," : "",
+                                              s->o->indexes[i]);
+                if (k < sizeof(why))
+                        snprintf(why + k, sizeof(why) - k, " for");
+                record_conflict(s, pr->name, why, NULL, KILN_E_NOT_FOUND);
                 return;
         }
         for (size_t i = 0; i < s->n_reqs; i++) {

@@ -175,6 +175,12 @@ def test_first_index_with_the_project_wins(tmp_path):
                                            "indexes": [str(first), str(second)],
                                            "packages": ["internal"]}))
     assert got == [("common", "3.0"), ("internal", "1.0")]
+    r = write_recipe(tmp_path / "r.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "py", "kind": "wheels", "indexes": [str(first), str(second)],
+         "packages": ["nowhere>=1"]}]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", code=5)
+    assert (f"no project page in '{first}', '{second}' for 'nowhere': 'nowhere>=1' "
+            "(from the recipe)") in line
 
 
 def test_layers_below_are_not_installed_again(tmp_path):
