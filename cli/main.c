@@ -59,7 +59,7 @@ const struct cli_verb cli_verbs[] = {
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
          "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",
-         "kiln lock RECIPE [build options]"},
+         "kiln lock RECIPE [--pylock FILE] [build options]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
          "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",

@@ -33,6 +33,9 @@ struct recipe {
 int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln_errc code,
                     struct kiln_error *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A wheel RECORD's hash of d: "sha256=" and urlsafe base64 without padding. */
+void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen);
+
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);
