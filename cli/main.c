@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 #include "progress.h"
 #include "util.h"
 #include "cmd_layers.h"
@@ -229,6 +230,8 @@ int cmd_version(int argc, char **argv)
 int main(int argc, char **argv)
 {
         const struct cli_verb *v;
+        struct kiln_error err = KILN_ERROR_INIT;
+        size_t limit;
 
         if (argc < 2) {
                 print_overview(stderr);
@@ -243,5 +246,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kiln: unknown verb '%s'; run 'kiln help'\n", argv[1]);
                 return EXIT_USAGE;
         }
+        /* a bad limit in the environment is refused, not silently replaced */
+        if (oci_manifest_limit_get(&limit, &err) < 0)
+                return cli_fail(&err);
         return v->fn(argc - 1, argv + 1);
 }

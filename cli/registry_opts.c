@@ -67,6 +67,10 @@ static void init_once(void)
         e = getenv("KILN_REQUEST_DEADLINE");
         if (e && *e)
                 cli_reg_opts.deadline_floor_s = strtol(e, NULL, 10);
+        /* one record of where blobs were seen for every store of the run, so
+         * that a copy between repositories of one registry mounts; it lives
+         * as long as the process.  Out of memory: each store keeps its own */
+        cli_reg_opts.known = reg_known_new(NULL);
 }
 
 struct reg_options cli_reg_opts;

@@ -50,6 +50,7 @@
 #include "ref.h"
 
 struct reg_conf;
+struct reg_known;
 
 enum reg_event {
         REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
@@ -98,6 +99,11 @@ struct reg_options {
          * digest, and read them back instead of a GET (the Hub counts GETs);
          * NULL: off */
         const char *manifest_cache_dir;
+        /* where blobs were seen (reg_known_new), shared by the stores made
+         * with these options so that a push mounts a blob the source
+         * repository of the same registry holds; owned by the caller, who
+         * frees it after the stores.  NULL: each store keeps its own */
+        struct reg_known *known;
         bool debug; /* REG_EVENT_DEBUG for every response */
         void (*notify)(void *ctx, enum reg_event ev, const char *msg);
         void *notify_ctx;
@@ -190,6 +196,26 @@ struct reg_stats {
         long ratelimit_limit, ratelimit_remaining, ratelimit_window_s;
 };
 void reg_client_stats(struct reg_client *c, struct reg_stats *ret);
+
+/* Where blobs were seen in this process, for cross-repository mounts: each
+ * (host, repository, digest) a registry store read, found or pushed.  It
+ * grows as needed (no cap: one entry per blob of the copies of one run),
+ * and is safe to use from several threads at once.
+ *
+ *     k = reg_known_new(&err); o.known = k;
+ *     src = reg_store_new(&a, &o, false, &err); dst = reg_store_new(&b, &o, true, &err);
+ *     ... copy ...; oci_store_free(src); oci_store_free(dst); reg_known_free(k); */
+struct reg_known *reg_known_new(struct kiln_error *err);
+void reg_known_free(struct reg_known *k);
+/* Records that repo of host holds d (once). */
+int reg_known_add(struct reg_known *k, const char *host, const char *repo,
+                  const struct oci_digest *d, struct kiln_error *err);
+/* A new string: the first repository of host other than repo recorded as
+ * holding d, or NULL (none, or out of memory). */
+char *reg_known_other_repo(struct reg_known *k, const char *host, const char *repo,
+                           const struct oci_digest *d);
+/* How many (host, repository, digest) are recorded. */
+size_t reg_known_count(struct reg_known *k);
 
 /* The client of a registry store, or NULL for another kind of store. */
 struct reg_client *reg_store_client(struct oci_store *s);
