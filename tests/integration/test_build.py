@@ -1,5 +1,6 @@
 """kiln build: the linnaeus images from local stand-ins, pushed to a real registry."""
 import json
+import re
 import os
 import pathlib
 import subprocess
@@ -447,9 +448,15 @@ def test_fetch_always_503_is_one_error_naming_url_and_status(kiln, world, tmp_pa
         p, line = kiln.fails(*build_args(web, world, "--arch", "pre-ampere", "--retry-times", "2",
                                          "--output", f"oci:{tmp_path}/out", "--cache", tmp_path / "c"),
                              env=FAST, code=6)
-        wheel = next(path for path, st in srv.log if st == 503)
-        assert f"GET 'http://127.0.0.1:{srv.server_address[1]}{wheel}': HTTP 503 after 2 retries" in line, line
-        assert [st for path, st in srv.log if path == wheel] == [503, 503, 503]
+        # layers fetch in parallel: the wheel named is whichever failed first
+        m = re.search(r"GET 'http://127\.0\.0\.1:" + str(srv.server_address[1]) +
+                      r"(/[^']+\.whl)': HTTP 503 after 2 retries", line)
+        assert m, line
+        wheel = m.group(1)
+        tries = [st for path, st in srv.log if path == wheel]
+        # one fetch of it (the first and 2 retries) ended the build; a layer
+        # running beside it may have begun another before the build stopped
+        assert set(tries) == {503} and len(tries) >= 3, tries
         assert not (tmp_path / "out" / "index.json").exists()
         assert not list((tmp_path / "c").rglob("*.tmp-*"))
     finally:
