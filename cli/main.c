@@ -47,6 +47,9 @@ const struct cli_verb cli_verbs[] = {
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+        {"run", cmd_run, "run a command in an image, rootless (exit status: the command's)",
+         "kiln run PLACE [--network] [--bind SRC:DST[:ro]]... [--env K=V]... [--workdir D]"
+         " [--user U] [--gpu] [--cache DIR] [-- CMD...]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S] [--max-jobs N]"
          " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--base-from PLACE] [--cache DIR]"

@@ -68,6 +68,14 @@ int layer_source_add_tree(struct layer_source *s, const char *src, const char *d
 int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
                           struct kiln_error *err);
 
+/* An overlayfs upper directory added with layer_source_add_tree(s, upper,
+ * "/") becomes an OCI layer's entries: each whiteout (a character device
+ * 0/0) becomes an empty '.wh.NAME' file, each opaque directory (xattr
+ * user.overlay.opaque or trusted.overlay.opaque "y") gets a '.wh..wh..opq'
+ * entry (image-spec layer.md "Whiteouts").  Call before finish. */
+int layer_source_overlay_whiteouts(struct layer_source *s, const char *upper,
+                                   struct kiln_error *err);
+
 int layer_source_finish(struct layer_source *s, struct kiln_error *err);
 
 /* Writes every entry, in order, into w.  ret_digests (may be NULL; s->n

@@ -208,6 +208,7 @@ static void line_end(struct line_buf *lb, const struct recipe_build_step *s)
         lb->cut = false;
 }
 
+/* Splits a step's output into lines (recipe_step_log) as it comes. */
 static void line_feed(struct line_buf *lb, const struct recipe_build_step *s, const char *p,
                       size_t n)
 {
@@ -487,4 +488,79 @@ out:
         free(envp);
         kiln_rm_rf(tmp);
         return rc;
+}
+
+/* ---- a step's output, for steps run elsewhere (run layers, sandbox/) ---- */
+
+struct recipe_step_output {
+        struct recipe_build_step s; /* only log and layer are used */
+        struct line_buf lb;
+        char *path;
+        int fd;
+        bool log_ok;
+};
+
+struct recipe_step_output *recipe_step_output_open(const char *cache_dir, const char *layer,
+                                                   const char *key,
+                                                   const struct recipe_step_log *log,
+                                                   struct kiln_error *err)
+{
+        struct recipe_step_output *o = calloc(1, sizeof(*o));
+        _cleanup_free_ char *logs = kiln_strdupf("%s/logs", cache_dir);
+
+        if (!o || !logs) {
+                free(o);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        o->s.log = log;
+        o->s.layer = layer;
+        o->path = log_path_for(cache_dir, layer, key);
+        if (!o->path || kiln_mkdir_p(logs, 0755, err) < 0) {
+                if (!o->path)
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                free(o->path);
+                free(o);
+                return NULL;
+        }
+        prune_logs(logs);
+        o->fd = open(o->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (o->fd < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", o->path);
+                free(o->path);
+                free(o);
+                return NULL;
+        }
+        o->log_ok = true;
+        return o;
+}
+
+void recipe_step_output_feed(struct recipe_step_output *o, const char *buf, size_t n)
+{
+        if (o->log_ok && write_all(o->fd, buf, n) < 0)
+                o->log_ok = false; /* the step goes on; its lines still come */
+        line_feed(&o->lb, &o->s, buf, n);
+}
+
+const char *recipe_step_output_last(struct recipe_step_output *o)
+{
+        if (o->lb.len)
+                line_end(&o->lb, &o->s);
+        return o->lb.last;
+}
+
+void recipe_step_output_failed(struct recipe_step_output *o)
+{
+        if (o->s.log && o->s.log->failed)
+                o->s.log->failed(o->s.log->ctx, o->s.layer ? o->s.layer : "", o->path);
+}
+
+void recipe_step_output_free(struct recipe_step_output *o)
+{
+        if (!o)
+                return;
+        if (o->fd >= 0)
+                close(o->fd);
+        free(o->path);
+        free(o);
 }

@@ -12,6 +12,7 @@
 #include "json.h"
 #include "layout.h"
 #include "place.h"
+#include "recipe_run.h"
 #include "recipe_sbom.h"
 #include "ref.h"
 #include "source.h"
@@ -412,6 +413,8 @@ struct layer_jobs {
         struct layer_cache *cache;
         const struct recipe_image_opts *o;
         struct oci_store *repo_rd, *repo_wr, *early;
+        struct oci_store *base_st;     /* run layers' lower layers; NULL: scratch */
+        const struct oci_image *base;
         const struct recipe_build_remote *remote;
         struct layer_result *res;
         json_t **packages; /* each layer's inventory, with o->sbom */
@@ -437,6 +440,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                                        .inventory = o->sbom && !lj->packages[i],
                                        .log = o->step_log, .layer = plan0->layers[i].name};
         struct recipe_stage_result kres = {0};
+        struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
+                                      .below = res, .writer = &o->writer, .log = o->step_log};
         struct oci_digest key;
         char *revision = NULL;
         bool hit = false, from_repo = false;
@@ -469,6 +474,12 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 }
         }
         cache_key(kres.layer_key, &o->writer, &key);
+        if (plan0->layers[i].kind == RECIPE_LAYER_RUN) {
+                /* the layers below are built: their diffIDs go into the key */
+                struct oci_digest k0 = key;
+                if (recipe_run_key(&rctx, plan0, i, &k0, &key, err) < 0)
+                        goto out;
+        }
         if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0)
                 goto out;
         if (!hit && lj->repo_rd) {
@@ -482,8 +493,10 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
         } else {
                 say(o, "layer %s: building", plan0->layers[i].name);
-                if (stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote, &key, &res[i],
-                                    &revision, err) < 0) {
+                if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
+                             ? recipe_run_layer(&rctx, plan0, i, &key, &res[i], err)
+                             : stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote,
+                                               &key, &res[i], &revision, err)) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }
@@ -562,6 +575,14 @@ static void *layer_worker(void *arg)
         }
 }
 
+static bool plan_has_run(const struct recipe_plan *plan)
+{
+        for (size_t i = 0; i < plan->n_layers; i++)
+                if (plan->layers[i].kind == RECIPE_LAYER_RUN)
+                        return true;
+        return false;
+}
+
 /* Layers do not depend on each other: up to o->jobs are staged and built at
  * once (each writer compresses with its own threads too). */
 static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
@@ -573,6 +594,9 @@ static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 n = 16;
         if (n > lj->plan->n_layers)
                 n = (unsigned)lj->plan->n_layers;
+        /* a run layer runs on the layers below it: one layer at a time, in order */
+        if (plan_has_run(lj->plan))
+                n = 1;
         pthread_mutex_init(&lj->lock, NULL);
         for (unsigned i = 1; i < n; i++)
                 if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
@@ -959,7 +983,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 goto out;
         }
         format_time(o->writer.mtime, created, sizeof(created));
-        if (o->skip_if_built && !o->output) {
+        /* a run layer's key needs the layers below it built: no input tag */
+        if (o->skip_if_built && !o->output && !plan_has_run(plan0)) {
                 /* the input tag: the digest of everything the image is made of */
                 struct oci_hasher h;
                 struct oci_digest input;
@@ -1064,6 +1089,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,
+                                        .base_st = base_st, .base = &base,
                                         .res = res, .packages = pkgs, .out = &out};
                 if (run_layer_jobs(&lj, err) < 0)
                         goto out;
