@@ -58,7 +58,8 @@ const struct cli_verb cli_verbs[] = {
          " [--level N] [--platform P] [--jobs N] [--sbom] [--progress MODE] [--quiet] [--json]"
          " [--lock FILE] [--locked] [--dry-run | --stage DIR]"},
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
-         "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
+         "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"
+         " | kiln cache prune --local [--cache DIR]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",
          "kiln lock RECIPE [build options]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",

@@ -309,6 +309,40 @@ static void mount_overlay(int errfd, const struct sandbox_opts *o, const char *r
         free(parent);
 }
 
+/* PID 1 of the sandbox stays a small init, as podman's --init or tini: the
+ * kernel ignores signals to PID 1 that it has no handler for (even SIGKILL
+ * sent from inside), so the command runs as PID 2 and gets the signals PID 1
+ * is sent; PID 1 reaps orphans and exits with the command's status (128 + N
+ * when signal N killed it), which ends the namespace's other processes. */
+static volatile pid_t cmd_pid;
+
+static void forward_signal(int sig)
+{
+        if (cmd_pid > 0)
+                kill(cmd_pid, sig);
+}
+
+static void init_wait(void)
+{
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = forward_signal;
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+                sigaction(sigs[i], &sa, NULL);
+        for (;;) {
+                int status;
+                pid_t p = waitpid(-1, &status, 0);
+                if (p < 0 && errno == EINTR)
+                        continue;
+                if (p < 0)
+                        _exit(127);
+                if (p == cmd_pid)
+                        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+}
+
 /* PID 1 of the sandbox: the mounts, pivot_root, then the command. */
 static void child_setup_exec(int errfd, const struct sandbox_opts *o)
 {
@@ -347,10 +381,17 @@ static void child_setup_exec(int errfd, const struct sandbox_opts *o)
                         child_fail(errfd, 'N', "cannot enter the working directory '%s': %s",
                                    o->cwd, strerror(errno));
         }
-        environ = (char **)(uintptr_t)o->env;
-        execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
-        child_fail(errfd, errno == ENOENT ? 'N' : 'I', "cannot run '%s' in the image: %s",
-                   o->argv[0], strerror(errno));
+        cmd_pid = fork();
+        if (cmd_pid < 0)
+                child_fail(errfd, 'I', "cannot start '%s': %s", o->argv[0], strerror(errno));
+        if (cmd_pid == 0) {
+                environ = (char **)(uintptr_t)o->env;
+                execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
+                child_fail(errfd, errno == ENOENT ? 'N' : 'I', "cannot run '%s' in the image: %s",
+                           o->argv[0], strerror(errno));
+        }
+        close(errfd);
+        init_wait();
 }
 
 /* The first child: the namespaces and the mapping, then PID 1, whose wait
@@ -507,6 +548,7 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
                 kiln_error_set(err, KILN_E_IO, "the sandbox ended before its command");
                 goto out;
         }
+        /* PID 1 is killed (not exited) only by a signal from outside */
         *ret_status = WIFEXITED(cstatus) ? WEXITSTATUS(cstatus) : 128 + WTERMSIG(cstatus);
         rc = 0;
 out:

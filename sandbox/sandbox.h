@@ -15,7 +15,9 @@
  *   - binds the caller's paths (read-only ones are remounted so), and with
  *     the network the host's /etc/resolv.conf and /etc/hosts, read-only;
  *   - pivot_root()s into the overlay and detaches the host's tree, then
- *     execs the command with exactly the environment given.
+ *     starts the command (PID 2) with exactly the environment given and
+ *     stays its init: signals forwarded, orphans reaped, the command's
+ *     status passed on.
  * When kiln dies, the namespace's processes die with it (PDEATHSIG on both
  * processes; PID 1 gone kills the rest), and the mounts, which live only in
  * the private mount namespace, go with them: the host never sees a mount.

@@ -26,9 +26,10 @@ static bool lower_stat(const struct sandbox_opts *o, const char *path, struct st
 }
 
 /* Removes upper+path when it is an empty directory or an empty file the
- * lowers lack, or an empty directory that only repeats a lower one (a
- * copy-up made by creating a mount point below it).  True when removed. */
-static bool remove_if_made(const struct sandbox_opts *o, const char *path)
+ * lowers lack (unless copied_up_only), or an empty directory that only
+ * repeats a lower one (a copy-up made by creating a mount point or a
+ * passing file below it).  True when removed. */
+static bool remove_if_made(const struct sandbox_opts *o, const char *path, bool copied_up_only)
 {
         char p[4096];
         struct stat st, lst;
@@ -37,6 +38,8 @@ static bool remove_if_made(const struct sandbox_opts *o, const char *path)
         if (snprintf(p, sizeof(p), "%s%s", o->upper, path) >= (int)sizeof(p) || lstat(p, &st) < 0)
                 return false;
         in_lower = lower_stat(o, path, &lst);
+        if (copied_up_only && !in_lower)
+                return false; /* made by the step: part of what it changed */
         if (S_ISDIR(st.st_mode)) {
                 if (in_lower && (!S_ISDIR(lst.st_mode) || (lst.st_mode & 07777) != (st.st_mode & 07777)))
                         return false;
@@ -57,11 +60,11 @@ static void clean_target(const struct sandbox_opts *o, const char *target)
                 return;
         while (strlen(path) > 1 && path[strlen(path) - 1] == '/')
                 path[strlen(path) - 1] = '\0';
-        if (strlen(path) <= 1 || !remove_if_made(o, path))
+        if (strlen(path) <= 1 || !remove_if_made(o, path, false))
                 return;
         while ((slash = strrchr(path, '/')) && slash != path) {
                 *slash = '\0';
-                if (!remove_if_made(o, path))
+                if (!remove_if_made(o, path, false))
                         break;
         }
 }
@@ -95,7 +98,7 @@ static void prune_copied_up(const struct sandbox_opts *o, const char *rel, unsig
         if (d)
                 closedir(d);
         if (*rel && !opaque(p))
-                remove_if_made(o, rel);
+                remove_if_made(o, rel, true);
 }
 
 void sandbox_upper_clean(const struct sandbox_opts *o)

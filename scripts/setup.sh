@@ -28,7 +28,7 @@ fi
 rootfs_dir="${KILN_TEST_ROOTFS_DIR:-/var/cache/kiln-test}"
 if [ ! -s "$rootfs_dir/bookworm-gcc.tar" ] && command -v mmdebstrap >/dev/null; then
   mkdir -p "$rootfs_dir"
-  if mmdebstrap --quiet --variant=minbase --include=gcc,libc6-dev bookworm \
+  if mmdebstrap --quiet --format=tar --variant=minbase --include=gcc,libc6-dev bookworm \
       "$rootfs_dir/bookworm-gcc.tar.tmp"; then
     mv "$rootfs_dir/bookworm-gcc.tar.tmp" "$rootfs_dir/bookworm-gcc.tar"
   else

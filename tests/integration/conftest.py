@@ -211,6 +211,8 @@ _FIGURE_GROUPS = [
      "registry: auth runs / secrets found"),
     ("test_foundation.py::test_hostile_oci_archive", "archives: hostile archives tried",
      "archives: hostile archives / escapes"),
+    ("test_sandbox.py::test_escape_", "sandbox: escape attempts tried",
+     "sandbox: escape attempts / escapes"),
 ]
 
 
