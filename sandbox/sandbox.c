@@ -182,66 +182,84 @@ static unsigned long locked_flags(const char *path)
         return f;
 }
 
-static void bind_one(int errfd, const char *root, const char *src, const char *dst, bool ro,
-                     bool optional)
+/* A bind's source, cloned (open_tree) before pivot_root while the host's
+ * tree is still there, and moved into place afterwards, so the target is
+ * looked up in the image: a link in the image (even an absolute one) can
+ * only lead inside it, never to a host path (crun does the same). */
+struct bind_src {
+        int fd; /* O_PATH; -1: optional and missing */
+        bool dir, ro;
+        const char *src, *dst;
+};
+
+static void open_src(int errfd, struct bind_src *b, bool optional)
 {
-        char target[4096];
         struct stat st;
 
-        if (snprintf(target, sizeof(target), "%s%s", root, dst) >= (int)sizeof(target))
-                child_fail(errfd, 'I', "bind target '%s' is too long", dst);
-        if (stat(src, &st) < 0) {
-                if (optional)
+        if (stat(b->src, &st) < 0) {
+                if (optional) {
+                        b->fd = -1;
                         return;
-                child_fail(errfd, 'N', "cannot bind '%s': %s", src, strerror(errno));
+                }
+                child_fail(errfd, 'N', "cannot bind '%s': %s", b->src, strerror(errno));
         }
-        if (make_target(target, S_ISDIR(st.st_mode)) < 0 ||
-            mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0) {
-                if (optional)
-                        return;
-                child_fail(errfd, 'I', "cannot bind '%s' at '%s': %s", src, dst, strerror(errno));
-        }
-        if (ro && mount(NULL, target, NULL,
-                        MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target), NULL) < 0)
-                child_fail(errfd, 'I', "cannot make '%s' read-only: %s", dst, strerror(errno));
+        b->dir = S_ISDIR(st.st_mode);
+        /* a detached copy of the mount (Linux >= 5.2): it outlives the
+         * host's tree, which pivot_root takes away */
+        b->fd = open_tree(AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (b->fd < 0)
+                child_fail(errfd, 'I', "cannot bind '%s': %s", b->src, strerror(errno));
 }
 
-static void setup_dev(int errfd, const char *root)
+/* After pivot_root: dst is a path in the image. */
+static void bind_src_mount(int errfd, const struct bind_src *b)
 {
-        static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
-        static const char *const links[][2] = {{"fd", "/proc/self/fd"},
-                                               {"stdin", "/proc/self/fd/0"},
-                                               {"stdout", "/proc/self/fd/1"},
-                                               {"stderr", "/proc/self/fd/2"},
-                                               {"ptmx", "pts/ptmx"}};
-        char p[4096];
+        char target[4096];
 
-        snprintf(p, sizeof(p), "%s/dev", root);
+        if (b->fd < 0)
+                return;
+        if (snprintf(target, sizeof(target), "%s", b->dst) >= (int)sizeof(target))
+                child_fail(errfd, 'I', "bind target '%s' is too long", b->dst);
+        if (make_target(target, b->dir) < 0 ||
+            move_mount(b->fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                child_fail(errfd, 'I', "cannot bind '%s' at '%s': %s", b->src, b->dst,
+                           strerror(errno));
+        if (b->ro && mount(NULL, target, NULL,
+                           MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target), NULL) < 0)
+                child_fail(errfd, 'I', "cannot make '%s' read-only: %s", b->dst, strerror(errno));
+}
+
+static const char *const dev_nodes[] = {"/dev/null", "/dev/zero", "/dev/full",
+                                        "/dev/random", "/dev/urandom", "/dev/tty"};
+#define N_DEV_NODES (sizeof(dev_nodes) / sizeof(dev_nodes[0]))
+
+/* After pivot_root: a tmpfs /dev with the host's nodes bound in. */
+static void setup_dev(int errfd, const struct bind_src *nodes)
+{
+        static const char *const links[][2] = {{"/dev/fd", "/proc/self/fd"},
+                                               {"/dev/stdin", "/proc/self/fd/0"},
+                                               {"/dev/stdout", "/proc/self/fd/1"},
+                                               {"/dev/stderr", "/proc/self/fd/2"},
+                                               {"/dev/ptmx", "pts/ptmx"}};
+        char p[16] = "/dev";
+
         if (make_target(p, true) < 0 ||
-            mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0)
+            mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0)
                 child_fail(errfd, 'I', "cannot mount /dev: %s", strerror(errno));
-        for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
-                char host[64], dst[64];
-                snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
-                snprintf(dst, sizeof(dst), "/dev/%s", nodes[i]);
-                /* a host without a controlling tty still has the node */
-                bind_one(errfd, root, host, dst, false, !strcmp(nodes[i], "tty"));
-        }
-        snprintf(p, sizeof(p), "%s/dev/shm", root);
-        if (mkdir(p, 01777) < 0 ||
-            mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0)
+        for (size_t i = 0; i < N_DEV_NODES; i++)
+                bind_src_mount(errfd, &nodes[i]);
+        if (mkdir("/dev/shm", 01777) < 0 ||
+            mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=1777,size=65536k") < 0)
                 child_fail(errfd, 'I', "cannot mount /dev/shm: %s", strerror(errno));
-        snprintf(p, sizeof(p), "%s/dev/pts", root);
         /* optional: some kernels refuse a devpts in a user namespace */
-        if (mkdir(p, 0755) == 0)
-                mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
+        if (mkdir("/dev/pts", 0755) == 0)
+                mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                       "newinstance,ptmxmode=0666,mode=620");
-        for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-                snprintf(p, sizeof(p), "%s/dev/%s", root, links[i][0]);
-                if (symlink(links[i][1], p) < 0)
-                        child_fail(errfd, 'I', "cannot create /dev/%s: %s", links[i][0],
+        for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+                if (symlink(links[i][1], links[i][0]) < 0)
+                        child_fail(errfd, 'I', "cannot create %s: %s", links[i][0],
                                    strerror(errno));
-        }
 }
 
 static void loopback_up(void)
@@ -347,33 +365,61 @@ static void init_wait(void)
 static void child_setup_exec(int errfd, const struct sandbox_opts *o)
 {
         const char *root = o->root;
+        size_t n = N_DEV_NODES + 2 + o->n_binds;
+        struct bind_src *b = calloc(n, sizeof(*b));
+        struct stat st;
         char p[4096];
 
+        if (!b)
+                child_fail(errfd, 'I', "out of memory");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 child_fail(errfd, 'I', "cannot make the mount tree private: %s", strerror(errno));
         mount_overlay(errfd, o, root);
+        /* before the host's /proc is detached (the kernel lets a user
+         * namespace mount proc only where a full one is visible), so on a
+         * real directory of the image, never through a link */
         snprintf(p, sizeof(p), "%s/proc", root);
-        /* before the host's /proc is detached: the kernel lets a user
-         * namespace mount proc only where a full one is visible */
-        if (make_target(p, true) < 0 ||
-            mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        if (lstat(p, &st) < 0 && mkdir(p, 0555) < 0)
+                child_fail(errfd, 'I', "cannot create /proc: %s", strerror(errno));
+        if ((lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)))
+                child_fail(errfd, 'I', "cannot mount /proc: the image's /proc is not a directory");
+        if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
                 child_fail(errfd, 'I', "cannot mount /proc: %s", strerror(errno));
-        setup_dev(errfd, root);
-        if (o->network) {
-                bind_one(errfd, root, "/etc/resolv.conf", "/etc/resolv.conf", true, true);
-                bind_one(errfd, root, "/etc/hosts", "/etc/hosts", true, true);
-        } else {
-                loopback_up();
+        for (size_t i = 0; i < N_DEV_NODES; i++) {
+                b[i] = (struct bind_src){.src = dev_nodes[i], .dst = dev_nodes[i]};
+                /* a host without a controlling tty still has the node */
+                open_src(errfd, &b[i], !strcmp(dev_nodes[i], "/dev/tty"));
         }
-        for (size_t i = 0; i < o->n_binds; i++)
-                bind_one(errfd, root, o->binds[i].src, o->binds[i].dst, o->binds[i].ro, false);
-        {
-                const char *h = o->hostname ? o->hostname : "kiln";
-                sethostname(h, strlen(h));
+        b[N_DEV_NODES] = (struct bind_src){.src = "/etc/resolv.conf", .dst = "/etc/resolv.conf",
+                                           .ro = true, .fd = -1};
+        b[N_DEV_NODES + 1] = (struct bind_src){.src = "/etc/hosts", .dst = "/etc/hosts",
+                                               .ro = true, .fd = -1};
+        if (o->network) {
+                open_src(errfd, &b[N_DEV_NODES], true);
+                open_src(errfd, &b[N_DEV_NODES + 1], true);
+        }
+        for (size_t i = 0; i < o->n_binds; i++) {
+                struct bind_src *x = &b[N_DEV_NODES + 2 + i];
+                *x = (struct bind_src){.src = o->binds[i].src, .dst = o->binds[i].dst,
+                                       .ro = o->binds[i].ro};
+                open_src(errfd, x, false);
         }
         if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
             umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
                 child_fail(errfd, 'I', "cannot pivot into the image: %s", strerror(errno));
+        setup_dev(errfd, b);
+        for (size_t i = N_DEV_NODES; i < n; i++)
+                bind_src_mount(errfd, &b[i]);
+        if (!o->network)
+                loopback_up();
+        {
+                const char *h = o->hostname ? o->hostname : "kiln";
+                sethostname(h, strlen(h));
+        }
+        for (size_t i = 0; i < n; i++)
+                if (b[i].fd >= 0)
+                        close(b[i].fd);
+        free(b);
         umask(o->umask);
         if (o->cwd && *o->cwd) {
                 snprintf(p, sizeof(p), "%s", o->cwd);

@@ -29,13 +29,34 @@ static bool lower_stat(const struct sandbox_opts *o, const char *path, struct st
  * lowers lack (unless copied_up_only), or an empty directory that only
  * repeats a lower one (a copy-up made by creating a mount point or a
  * passing file below it).  True when removed. */
+/* No directory on the way from upper to upper+path is a link: the step
+ * wrote the upper directory, and a link of its own must not lead a removal
+ * to a host path. */
+static bool parents_are_dirs(const char *upper, const char *path)
+{
+        char p[4096];
+        size_t ul = strlen(upper);
+        struct stat st;
+
+        if (snprintf(p, sizeof(p), "%s%s", upper, path) >= (int)sizeof(p))
+                return false;
+        for (char *s = p + ul + 1; (s = strchr(s, '/')); s++) {
+                *s = '\0';
+                if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return false;
+                *s = '/';
+        }
+        return true;
+}
+
 static bool remove_if_made(const struct sandbox_opts *o, const char *path, bool copied_up_only)
 {
         char p[4096];
         struct stat st, lst;
         bool in_lower;
 
-        if (snprintf(p, sizeof(p), "%s%s", o->upper, path) >= (int)sizeof(p) || lstat(p, &st) < 0)
+        if (snprintf(p, sizeof(p), "%s%s", o->upper, path) >= (int)sizeof(p) ||
+            !parents_are_dirs(o->upper, path) || lstat(p, &st) < 0)
                 return false;
         in_lower = lower_stat(o, path, &lst);
         if (copied_up_only && !in_lower)

@@ -380,3 +380,34 @@ def test_escape_sigkill_leaves_no_mount_and_no_half_layer(kiln, debian, shared_d
     kiln.run("cache", "prune", "--local", "--cache", cache)
     assert not (cache / "rootfs").exists() and not (cache / "run").exists()
     assert res["digest"]
+
+
+def test_escape_symlinked_mount_points_stay_in_the_image(kiln, debian, shared_dir):
+    # an image whose mount points are absolute links to host paths: the
+    # sandbox must make and mount them inside the image, never on the host
+    outside = shared_dir / "linked-outside"
+    outside.mkdir()
+    evil = shared_dir / "evil-layer"
+    (evil / "etc").mkdir(parents=True)
+    os.symlink(outside, evil / "kiln")
+    os.symlink(outside / "resolv", evil / "etc" / "resolv.conf")
+    img = f"oci:{shared_dir / 'evil'}:v1"
+    kiln.run("append", debian, "--layer", f"{evil}:/", "-t", img, "--cache", shared_dir / "run-cache")
+    src = shared_dir / "evil-input"
+    src.mkdir()
+    (src / "f").write_text("input\n")
+    p = kiln.run("run", img, "--cache", shared_dir / "run-cache", "--network",
+                 "--bind", f"{src}:/kiln/inputs/0:ro", "--", "sh", "-c",
+                 "cat /kiln/inputs/0/f; ls -d /kiln/inputs", check=False)
+    assert os.listdir(outside) == [], os.listdir(outside)
+    # the links lead nowhere inside the image: a clean refusal
+    errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+    assert p.returncode == 10 and len(errs) == 1 and "cannot bind" in errs[0], p.stderr
+    # a link that stays inside the image is followed there
+    (evil / "kiln").unlink()
+    os.symlink("/opt", evil / "kiln")
+    (evil / "etc" / "resolv.conf").unlink()
+    kiln.run("append", debian, "--layer", f"{evil}:/", "-t", img, "--cache", shared_dir / "run-cache")
+    p = kiln.run("run", img, "--cache", shared_dir / "run-cache",
+                 "--bind", f"{src}:/kiln/inputs/0:ro", "--", "cat", "/opt/inputs/0/f")
+    assert p.stdout == "input\n" and os.listdir(outside) == []

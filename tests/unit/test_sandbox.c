@@ -203,6 +203,30 @@ static void test_upper_clean_drops_mount_points_only(void **state)
         assert_true(exists("upper/made")); /* a directory the step made */
 }
 
+static void test_upper_clean_never_follows_a_link_of_the_step(void **state)
+{
+        char upper[300], target[400], p[400];
+        struct sandbox_bind binds[] = {{.src = "/x", .dst = "/kiln/inputs/0", .ro = true}};
+        struct sandbox_opts o;
+
+        (void)state;
+        snprintf(upper, sizeof(upper), "%s/upper", root);
+        snprintf(target, sizeof(target), "%s/host/inputs/0", root);
+        assert_int_equal(kiln_mkdir_p(target, 0755, NULL), 0);
+        assert_int_equal(kiln_mkdir_p(upper, 0755, NULL), 0);
+        /* the step replaced /kiln with a link to a host directory */
+        snprintf(p, sizeof(p), "%s/kiln", upper);
+        snprintf(target, sizeof(target), "%s/host", root);
+        assert_int_equal(symlink(target, p), 0);
+        sandbox_opts_init(&o);
+        o.upper = upper;
+        o.binds = binds;
+        o.n_binds = 1;
+        sandbox_upper_clean(&o);
+        assert_true(exists("host/inputs/0"));
+        assert_true(exists("upper/kiln"));
+}
+
 static void test_overlay_whiteouts_become_oci_entries(void **state)
 {
         char upper[300], p[400];
@@ -272,6 +296,8 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories,
