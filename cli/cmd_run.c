@@ -130,7 +130,8 @@ static void env_set(json_t *env, const char *kv)
         json_array_append_new(env, json_string(kv));
 }
 
-static bool env_has(json_t *env, const char *name)
+/* The value of name in env, "" when unset. */
+static const char *env_get(json_t *env, const char *name)
 {
         size_t i, nl = strlen(name);
         json_t *v;
@@ -139,9 +140,14 @@ static bool env_has(json_t *env, const char *name)
         {
                 const char *s = json_string_value(v);
                 if (s && !strncmp(s, name, nl) && s[nl] == '=')
-                        return true;
+                        return s + nl + 1;
         }
-        return false;
+        return "";
+}
+
+static bool env_has(json_t *env, const char *name)
+{
+        return *env_get(env, name) != '\0';
 }
 
 /* The command: CMD given, else Entrypoint + Cmd of the image. */
@@ -187,6 +193,7 @@ static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *im
         _cleanup_json_ json_t *argv = command_of(a, cfg);
         _cleanup_free_ char *tmp = kiln_strdupf("%s/run/.tmp-XXXXXX", cache_dir);
         _cleanup_free_ char *up = NULL, *wk = NULL, *rt = NULL, *libs = NULL, *ld = NULL;
+        _cleanup_free_ char *bins = NULL, *path = NULL;
         _cleanup_free_ const char **av = NULL, **ev = NULL;
         _cleanup_free_ struct sandbox_bind *gpu = NULL, *binds = NULL;
         char **lowers = NULL;
@@ -200,14 +207,18 @@ static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *im
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "'%s' has no entrypoint or cmd: give a command after --",
                                       a->place);
-        if (a->gpu && sandbox_gpu_binds("/dev", NULL, &gpu, &n_gpu, &libs, err) < 0)
+        if (a->gpu && sandbox_gpu_binds("/dev", NULL, &gpu, &n_gpu, &libs, &bins, err) < 0)
                 return -1;
         if (!env_has(env, "PATH"))
                 env_set(env, "PATH=" DEFAULT_PATH);
         for (size_t i = 0; i < a->n_envs; i++)
                 env_set(env, a->envs[i]);
-        if (libs && *libs && (ld = kiln_strdupf("LD_LIBRARY_PATH=%s", libs)))
+        /* --gpu: the driver's directories after the image's own */
+        if (libs && *libs && (ld = kiln_strdupf("LD_LIBRARY_PATH=%s%s%s", env_get(env, "LD_LIBRARY_PATH"),
+                                                *env_get(env, "LD_LIBRARY_PATH") ? ":" : "", libs)))
                 env_set(env, ld);
+        if (bins && *bins && (path = kiln_strdupf("PATH=%s:%s", env_get(env, "PATH"), bins)))
+                env_set(env, path);
         binds = calloc(a->n_binds + n_gpu + 1, sizeof(*binds));
         av = strings_of(argv);
         ev = strings_of(env);

@@ -13,18 +13,21 @@
 
 #define GPU_BINDS_MAX 256
 
+/* where distributions and the NVIDIA driver containers put the driver's
+ * files; LD_LIBRARY_PATH's and PATH's directories are looked at too */
 static const char *const default_lib_dirs[] = {"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                                                "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu",
-                                               NULL};
+                                               "/lib", "/usr/local/nvidia/lib64",
+                                               "/usr/local/nvidia/lib", NULL};
+static const char *const default_bin_dirs[] = {"/usr/bin", "/usr/local/nvidia/bin", NULL};
 
 static const char *const lib_prefixes[] = {"libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so",
                                            "libnvidia-nvvm.so", "libnvidia-gpucomp.so",
                                            "libnvidia-allocator.so", "libnvidia-cfg.so",
                                            "libnvidia-opencl.so", "libcudadebugger.so", NULL};
 
-static const char *const tools[] = {"/usr/bin/nvidia-smi", "/usr/bin/nvidia-debugdump",
-                                    "/usr/bin/nvidia-persistenced", "/usr/bin/nvidia-cuda-mps-control",
-                                    "/usr/bin/nvidia-cuda-mps-server", NULL};
+static const char *const tools[] = {"nvidia-smi", "nvidia-debugdump", "nvidia-persistenced",
+                                    "nvidia-cuda-mps-control", "nvidia-cuda-mps-server", NULL};
 
 struct list {
         char *paths[GPU_BINDS_MAX];
@@ -78,20 +81,47 @@ static int scan_devices(const char *dev_dir, struct list *l, struct kiln_error *
         return 0;
 }
 
-static void scan_libs(const char *const *dirs, struct list *l, char *joined, size_t len)
+/* dirs, then each directory of the ':'-list env (if set), each once */
+static size_t dir_list(const char *const *dirs, const char *env, char **ret, size_t max)
+{
+        size_t n = 0;
+        const char *e = env ? getenv(env) : NULL;
+        char *copy = e ? strdup(e) : NULL, *save = NULL;
+
+        for (size_t i = 0; dirs[i] && n < max; i++)
+                ret[n++] = strdup(dirs[i]);
+        for (char *t = copy ? strtok_r(copy, ":", &save) : NULL; t && n < max;
+             t = strtok_r(NULL, ":", &save)) {
+                bool seen = t[0] != '/';
+                for (size_t i = 0; i < n && !seen; i++)
+                        seen = ret[i] && !strcmp(ret[i], t);
+                if (!seen)
+                        ret[n++] = strdup(t);
+        }
+        free(copy);
+        return n;
+}
+
+/* The driver's files in dirs; the directories that held one, ':'-joined. */
+static void scan_dirs(char *const *dirs, size_t nd, bool (*want)(const char *name),
+                      struct list *l, char *joined, size_t len)
 {
         size_t used = 0;
 
         joined[0] = '\0';
-        for (size_t i = 0; dirs[i]; i++) {
-                DIR *d = opendir(dirs[i]);
+        for (size_t i = 0; i < nd; i++) {
+                DIR *d = dirs[i] ? opendir(dirs[i]) : NULL;
                 struct dirent *e;
                 bool any = false;
-                while (d && (e = readdir(d)))
-                        if (is_driver_lib(e->d_name)) {
-                                add(l, dirs[i], e->d_name);
-                                any = true;
-                        }
+                while (d && (e = readdir(d))) {
+                        char p[4096];
+                        struct stat st;
+                        snprintf(p, sizeof(p), "%s/%s", dirs[i], e->d_name);
+                        if (!want(e->d_name) || stat(p, &st) < 0 || !S_ISREG(st.st_mode))
+                                continue;
+                        add(l, dirs[i], e->d_name);
+                        any = true;
+                }
                 if (d)
                         closedir(d);
                 if (any && used + strlen(dirs[i]) + 2 < len)
@@ -100,30 +130,43 @@ static void scan_libs(const char *const *dirs, struct list *l, char *joined, siz
         }
 }
 
+static bool is_tool(const char *name)
+{
+        for (size_t i = 0; tools[i]; i++)
+                if (!strcmp(name, tools[i]))
+                        return true;
+        return false;
+}
+
 int sandbox_gpu_binds(const char *dev_dir, const char *const *lib_dirs,
                       struct sandbox_bind **ret_binds, size_t *ret_n, char **ret_lib_dirs,
-                      struct kiln_error *err)
+                      char **ret_bin_dirs, struct kiln_error *err)
 {
         struct list l = {.n = 0};
-        char joined[4096];
+        char joined[4096], bins[4096];
+        char *dirs[64] = {NULL};
         struct sandbox_bind *b = NULL;
-        size_t bytes = 0;
+        size_t bytes = 0, nd;
         char *p;
         int rc = -1;
 
         if (scan_devices(dev_dir, &l, err) < 0)
                 goto out;
-        scan_libs(lib_dirs ? lib_dirs : default_lib_dirs, &l, joined, sizeof(joined));
-        for (size_t i = 0; tools[i]; i++) {
-                struct stat st;
-                if (stat(tools[i], &st) == 0 && S_ISREG(st.st_mode))
-                        add(&l, NULL, tools[i]);
-        }
+        nd = dir_list(lib_dirs ? lib_dirs : default_lib_dirs, lib_dirs ? NULL : "LD_LIBRARY_PATH",
+                      dirs, 64);
+        scan_dirs(dirs, nd, is_driver_lib, &l, joined, sizeof(joined));
+        for (size_t i = 0; i < nd; i++)
+                free(dirs[i]);
+        nd = dir_list(default_bin_dirs, lib_dirs ? NULL : "PATH", dirs, 64);
+        scan_dirs(dirs, nd, is_tool, &l, bins, sizeof(bins));
+        for (size_t i = 0; i < nd; i++)
+                free(dirs[i]);
         for (size_t i = 0; i < l.n; i++)
                 bytes += strlen(l.paths[i]) + 1;
         /* one allocation: the array, then the strings */
         b = malloc(l.n * sizeof(*b) + bytes + 1);
-        if (!b || (ret_lib_dirs && !(*ret_lib_dirs = strdup(joined)))) {
+        if (!b || (ret_lib_dirs && !(*ret_lib_dirs = strdup(joined))) ||
+            (ret_bin_dirs && !(*ret_bin_dirs = strdup(bins)))) {
                 free(b);
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;

@@ -91,17 +91,20 @@ const char *sandbox_userns_blocker(const char *proc_sys, char *buf, size_t len);
 /* --gpu: the host's NVIDIA device nodes and driver files, as the NVIDIA
  * container toolkit's CDI spec lists them: /dev/nvidia[0-9]*, nvidiactl,
  * nvidia-uvm, nvidia-uvm-tools, nvidia-modeset; libcuda.so*,
- * libnvidia-ml.so*, libnvidia-ptxjitcompiler.so* and the other
- * libnvidia-*.so* found in lib_dirs (NULL: the usual multiarch dirs); and
- * nvidia-smi, nvidia-debugdump, nvidia-persistenced from /usr/bin.  Each
- * is bound read-only at its own path.  dev_dir is normally "/dev".  Fails
- * with KILN_E_NOT_FOUND ("no NVIDIA device ...") when there is no
- * /dev/nvidiactl or no /dev/nvidia<N>.  ret_binds and every string in them
- * are one allocation for free(); ret_lib_dirs (may be NULL) gets the
- * directories holding the libraries, ':'-joined, for LD_LIBRARY_PATH. */
+ * libnvidia-ml.so*, libnvidia-ptxjitcompiler.so* and the driver's other
+ * libraries found in lib_dirs (NULL: the usual multiarch directories,
+ * /usr/local/nvidia/lib64 and LD_LIBRARY_PATH's); nvidia-smi,
+ * nvidia-debugdump, nvidia-persistenced and the MPS tools from /usr/bin,
+ * /usr/local/nvidia/bin and PATH's directories (only with lib_dirs NULL).
+ * Each is bound read-only at its own path, the devices read-write.
+ * dev_dir is normally "/dev".  Fails with KILN_E_NOT_FOUND ("no NVIDIA
+ * device ...") when there is no nvidiactl or no nvidia<N>.  ret_binds and
+ * every string in them are one allocation for free(); ret_lib_dirs and
+ * ret_bin_dirs (may be NULL) get the directories that held a library or a
+ * tool, ':'-joined, for LD_LIBRARY_PATH and PATH inside. */
 int sandbox_gpu_binds(const char *dev_dir, const char *const *lib_dirs,
                       struct sandbox_bind **ret_binds, size_t *ret_n, char **ret_lib_dirs,
-                      struct kiln_error *err);
+                      char **ret_bin_dirs, struct kiln_error *err);
 
 /* After a run: removes from upper the mount points the sandbox made (the
  * binds' targets, /dev, /proc, /etc/resolv.conf, ...) that are still empty

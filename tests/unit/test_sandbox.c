@@ -108,7 +108,7 @@ static void test_gpu_without_devices_says_so(void **state)
         snprintf(dev, sizeof(dev), "%s/dev", root);
         put("dev/null", "");
         put("dev/nvidiactl", ""); /* the control node alone is no GPU */
-        assert_int_equal(sandbox_gpu_binds(dev, NULL, &b, &n, NULL, &err), -1);
+        assert_int_equal(sandbox_gpu_binds(dev, NULL, &b, &n, NULL, NULL, &err), -1);
         assert_int_equal(err.code, KILN_E_NOT_FOUND);
         assert_non_null(strstr(err.msg, "no NVIDIA device"));
         assert_null(b);
@@ -134,7 +134,7 @@ static void test_gpu_binds_devices_and_driver_libraries(void **state)
         put("lib/libcuda.so.550.54", "");
         put("lib/libnvidia-ml.so.1", "");
         put("lib/libc.so.6", "");
-        assert_int_equal(sandbox_gpu_binds(dev, dirs, &b, &n, &ld, &err), 0);
+        assert_int_equal(sandbox_gpu_binds(dev, dirs, &b, &n, &ld, NULL, &err), 0);
         for (size_t i = 0; i < n; i++) {
                 if (!strcmp(b[i].dst, "/dev/nvidia0")) {
                         saw_dev = true;
