@@ -368,11 +368,39 @@ static char *log_path_for(const char *cache_dir, const char *layer, const char *
                             key + 7);
 }
 
+static void feed_output(void *ctx, const char *buf, size_t n)
+{
+        recipe_step_output_feed(ctx, buf, n);
+}
+
+/* "in": "image": the step in the sandbox, its output in the step log. */
+static int run_in_image(const struct recipe_build_step *s, const char *cache_dir, const char *key,
+                        const char *out, const char *scratch, struct kiln_error *err)
+{
+        struct recipe_step_output *o = recipe_step_output_open(cache_dir, s->layer, key, s->log, err);
+        int status = 0, rc;
+
+        if (!o)
+                return -1;
+        rc = s->sandbox->run(s->sandbox->ctx, s, out, scratch, feed_output, o, &status, err);
+        if (rc == 0 && status != 0) {
+                const char *last = recipe_step_output_last(o);
+                rc = kiln_error_set(err, KILN_E_STEP, "'%s' exited with status %d%s%s", s->argv[0],
+                                    status, last[0] ? ": " : "", last);
+        }
+        if (rc < 0) {
+                kiln_error_prefix(err, "build step in the image");
+                recipe_step_output_failed(o);
+        }
+        recipe_step_output_free(o);
+        return rc;
+}
+
 int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, char **ret_out_dir,
                      char **ret_key, bool *ret_cached, struct kiln_error *err)
 {
         _cleanup_free_ char *key = NULL, *base = NULL, *final = NULL, *tmp = NULL;
-        _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL;
+        _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL, *okey = NULL;
         char **envp = NULL;
         size_t n = 0;
         int rc = -1;
@@ -382,8 +410,23 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 return kiln_error_set(err, KILN_E_INVALID, "build step has no command");
         if (recipe_build_key(s, &key, err) < 0)
                 return -1;
+        if (s->sandbox) {
+                /* in the image: its output depends on the image too; the
+                 * recipe's key (returned) does not name the image */
+                _cleanup_free_ char *mix = kiln_strdupf("%s\nin the image %s\n", key,
+                                                        s->sandbox->key ? s->sandbox->key : "");
+                struct oci_digest d;
+                if (!mix)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                oci_digest_of_buffer(mix, strlen(mix), &d);
+                okey = strdup(d.str);
+        } else {
+                okey = strdup(key);
+        }
+        if (!okey)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         base = kiln_strdupf("%s/build", cache_dir);
-        final = kiln_strdupf("%s/build/%s", cache_dir, key + 7);
+        final = kiln_strdupf("%s/build/%s", cache_dir, okey + 7);
         tmp = kiln_strdupf("%s/build/.tmp-XXXXXX", cache_dir);
         if (!base || !final || !tmp)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -399,7 +442,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
         out = kiln_strdupf("%s/out", tmp);
         scratch = kiln_strdupf("%s/scratch", tmp);
-        logf = log_path_for(cache_dir, s->layer, key);
+        logf = log_path_for(cache_dir, s->layer, okey);
         envp = calloc(s->n_env + 5, sizeof(char *));
         if (!out || !scratch || !logf || !envp) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -408,7 +451,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         if (s->remote && s->remote->get) {
                 /* another runner may have built it: its output, checked on the way in */
                 bool hit = false;
-                if (s->remote->get(s->remote->ctx, key, out, &hit, err) < 0)
+                if (s->remote->get(s->remote->ctx, okey, out, &hit, err) < 0)
                         goto out;
                 if (hit) {
                         if (rename(out, final) < 0 && stat(final, &st) < 0) {
@@ -449,7 +492,10 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         goto out;
                 }
-        {
+        if (s->sandbox) {
+                if (run_in_image(s, cache_dir, okey, out, scratch, err) < 0)
+                        goto out;
+        } else {
                 _cleanup_free_ char *logs = kiln_strdupf("%s/logs", cache_dir);
                 _cleanup_close_ int lfd = -1;
                 if (!logs || kiln_mkdir_p(logs, 0755, err) < 0)
@@ -477,7 +523,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         }
         kiln_fsync_dir(base, NULL);
         if (s->remote && s->remote->put)
-                s->remote->put(s->remote->ctx, key, final);
+                s->remote->put(s->remote->ctx, okey, final);
         *ret_out_dir = steal_ptr(&final);
         *ret_key = steal_ptr(&key);
         *ret_cached = false;

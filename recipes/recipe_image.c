@@ -256,15 +256,44 @@ static const char *oci_layer_type(const char *mt)
 }
 
 
+/* Layers made in the image: run layers and build steps with "in": "image".
+ * They need every layer below them built, and their cache key names those. */
+static bool layer_in_image(const struct recipe_layer *l)
+{
+        const char *in = json_string_value(json_object_get(l->params, "in"));
+
+        return l->kind == RECIPE_LAYER_RUN ||
+               (l->kind == RECIPE_LAYER_BUILD && in && !strcmp(in, "image"));
+}
+
+struct build_in_image {
+        const struct recipe_run_ctx *rctx;
+        const struct recipe_plan *plan;
+        size_t i;
+};
+
+static int build_in_image_run(void *ctx, const struct recipe_build_step *s, const char *out,
+                              const char *scratch,
+                              void (*feed)(void *fctx, const char *buf, size_t n), void *fctx,
+                              int *ret_status, struct kiln_error *err)
+{
+        const struct build_in_image *b = ctx;
+
+        return recipe_run_build_step(b->rctx, b->plan, b->i, s, out, scratch, feed, fctx,
+                                     ret_status, err);
+}
+
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
                            struct layer_cache *cache, const struct recipe_image_opts *o,
                            const struct recipe_build_remote *remote,
+                           const struct recipe_build_sandbox *in_image,
                            const struct oci_digest *key, struct layer_result *ret,
                            char **ret_revision, struct kiln_error *err)
 {
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx, .build_remote = remote,
-                                       .log = o->step_log, .layer = plan->layers[i].name};
+                                       .log = o->step_log, .layer = plan->layers[i].name,
+                                       .in_image = in_image};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -442,13 +471,22 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct recipe_stage_result kres = {0};
         struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
                                       .below = res, .writer = &o->writer, .log = o->step_log};
-        struct oci_digest key;
+        struct build_in_image bi = {.rctx = &rctx, .plan = plan0, .i = i};
+        struct recipe_build_sandbox sb = {.run = build_in_image_run, .ctx = &bi};
+        struct oci_digest key, image_key;
         char *revision = NULL;
         bool hit = false, from_repo = false;
         struct timespec t0, t1;
         int rc = -1;
 
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (plan0->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan0->layers[i])) {
+                /* the layers below are built (plan_has_run): the image is known */
+                if (recipe_run_key(&rctx, plan0, i, NULL, &image_key, err) < 0)
+                        return -1;
+                sb.key = image_key.str;
+                so.in_image = &sb;
+        }
         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                 kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                 return -1;
@@ -474,7 +512,7 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 }
         }
         cache_key(kres.layer_key, &o->writer, &key);
-        if (plan0->layers[i].kind == RECIPE_LAYER_RUN) {
+        if (layer_in_image(&plan0->layers[i])) {
                 /* the layers below are built: their diffIDs go into the key */
                 struct oci_digest k0 = key;
                 if (recipe_run_key(&rctx, plan0, i, &k0, &key, err) < 0)
@@ -496,7 +534,7 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
                              ? recipe_run_layer(&rctx, plan0, i, &key, &res[i], err)
                              : stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote,
-                                               &key, &res[i], &revision, err)) < 0) {
+                                               so.in_image, &key, &res[i], &revision, err)) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }
@@ -578,7 +616,7 @@ static void *layer_worker(void *arg)
 static bool plan_has_run(const struct recipe_plan *plan)
 {
         for (size_t i = 0; i < plan->n_layers; i++)
-                if (plan->layers[i].kind == RECIPE_LAYER_RUN)
+                if (layer_in_image(&plan->layers[i]))
                         return true;
         return false;
 }

@@ -514,6 +514,7 @@ static const struct sfield build_fields[] = {
         {"site_packages", S_STRING, false},
         {"prefix", S_STRING, false},
         {"interpreter", S_STRING, false},
+        {"in", S_STRING, false},
 };
 
 static const struct sfield run_fields[] = {
@@ -745,6 +746,12 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if ((v = json_object_get(l, "inputs")) &&
                     check_elems(r, v, ip, "'inputs'", S_STRING, err) < 0)
                         return -1;
+                if ((v = json_object_get(l, "in")) && strcmp(json_string_value(v), "host") &&
+                    strcmp(json_string_value(v), "image")) {
+                        _cleanup_free_ char *xp = recipe_ptr_key(ptr, "in");
+                        return recipe_error_at(r, xp, false, KILN_E_INVALID, err,
+                                               "'in' in %s must be 'host' or 'image'", where);
+                }
                 if ((v = json_object_get(l, "install")) && strcmp(json_string_value(v), "wheels") &&
                     strcmp(json_string_value(v), "tree")) {
                         _cleanup_free_ char *xp = recipe_ptr_key(ptr, "install");

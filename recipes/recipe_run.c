@@ -96,8 +96,9 @@ int recipe_run_key(const struct recipe_run_ctx *c, const struct recipe_plan *pla
         json_array_foreach(base_diff_ids(c), k, v) json_array_append(below, v);
         for (k = 0; k < i; k++)
                 json_array_append_new(below, json_string(c->below[k].diff_id.str));
-        j = json_pack("{s:i, s:s, s:O, s:O, s:s}", "kiln-run", 1, "layer", layer_cache_key->str,
-                      "below", below, "env", env, "workdir", step_workdir(c, &plan->layers[i]));
+        j = json_pack("{s:i, s:s, s:O, s:O, s:s}", "kiln-run", 1, "layer",
+                      layer_cache_key ? layer_cache_key->str : "", "below", below, "env", env,
+                      "workdir", step_workdir(c, &plan->layers[i]));
         if (!j || oci_json_dump(j, &buf, &len, err) < 0)
                 return j ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         oci_digest_of_buffer(buf, len, ret);
@@ -329,5 +330,87 @@ out:
         sandbox_dirs_free(lowers, n_lowers);
         strs_free(strs, 2 * (json_array_size(json_object_get(l->params, "inputs")) +
                              json_array_size(json_object_get(l->params, "cache"))));
+        return rc;
+}
+
+/* ---- build steps with "in": "image" ---- */
+
+int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
+                          const struct recipe_build_step *s, const char *out, const char *scratch,
+                          void (*feed)(void *fctx, const char *buf, size_t n), void *fctx,
+                          int *ret_status, struct kiln_error *err)
+{
+        const struct recipe_layer *l = &plan->layers[i];
+        _cleanup_json_ json_t *env = step_env(c, l);
+        _cleanup_free_ char *runs = kiln_strdupf("%s/run", layer_cache_dir(c->cache));
+        _cleanup_free_ char *tmp = kiln_strdupf("%s/run/.tmp-XXXXXX", layer_cache_dir(c->cache));
+        _cleanup_free_ char *up = NULL, *wk = NULL, *rt = NULL;
+        _cleanup_free_ const char **ev = NULL;
+        _cleanup_free_ struct sandbox_bind *binds = calloc(s->n_inputs + 3, sizeof(*binds));
+        _cleanup_free_ char **srcs = calloc(s->n_inputs + 1, sizeof(*srcs));
+        char **lowers = NULL;
+        size_t n_lowers = 0, k;
+        struct sandbox_opts o;
+        bool made = false;
+        json_t *v;
+        int rc = -1;
+
+        if (!env || !runs || !tmp || !binds || !srcs)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        env_put(env, "KILN_OUT", "/kiln/out");
+        env_put(env, "KILN_SCRATCH", "/kiln/scratch");
+        env_put(env, "HOME", "/kiln/scratch");
+        ev = calloc(json_array_size(env) + 1, sizeof(*ev));
+        if (!ev)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_array_foreach(env, k, v) ev[k] = json_string_value(v);
+        binds[0] = (struct sandbox_bind){.src = out, .dst = "/kiln/out"};
+        binds[1] = (struct sandbox_bind){.src = scratch, .dst = "/kiln/scratch"};
+        /* inputs at their own paths: the command names them as on the host */
+        for (k = 0; k < s->n_inputs; k++) {
+                srcs[k] = realpath(s->inputs[k], NULL);
+                if (!srcs[k]) {
+                        kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno, "cannot read input '%s'",
+                                             s->inputs[k]);
+                        goto out;
+                }
+                binds[2 + k] = (struct sandbox_bind){.src = srcs[k], .dst = srcs[k], .ro = true};
+        }
+        if (lowers_for(c, i, &lowers, &n_lowers, err) < 0 || kiln_mkdir_p(runs, 0700, err) < 0)
+                goto out;
+        if (!mkdtemp(tmp)) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
+                goto out;
+        }
+        made = true;
+        up = kiln_strdupf("%s/upper", tmp);
+        wk = kiln_strdupf("%s/work", tmp);
+        rt = kiln_strdupf("%s/root", tmp);
+        if (!up || !wk || !rt || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(rt, 0700) < 0) {
+                kiln_error_set(err, KILN_E_IO, "cannot create the sandbox's directories in '%s'", tmp);
+                goto out;
+        }
+        sandbox_opts_init(&o);
+        o.lowers = (const char *const *)lowers;
+        o.n_lowers = n_lowers;
+        o.upper = up;
+        o.work = wk;
+        o.root = rt;
+        o.argv = s->argv;
+        o.argc = s->argc;
+        o.env = ev;
+        o.n_env = json_array_size(env);
+        o.cwd = "/kiln/scratch";
+        o.binds = binds;
+        o.n_binds = 2 + s->n_inputs;
+        o.output = feed;
+        o.output_ctx = fctx;
+        rc = sandbox_run(&o, ret_status, err); /* what it wrote in the image is dropped */
+out:
+        if (made)
+                kiln_rm_rf(tmp);
+        sandbox_dirs_free(lowers, n_lowers);
+        for (k = 0; k < s->n_inputs; k++)
+                free(srcs[k]);
         return rc;
 }

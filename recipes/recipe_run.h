@@ -40,6 +40,18 @@ int recipe_run_key(const struct recipe_run_ctx *c, const struct recipe_plan *pla
                    const struct oci_digest *layer_cache_key, struct oci_digest *ret,
                    struct kiln_error *err);
 
+/* A build layer with "in": "image" (stage.h recipe_build_sandbox): s runs
+ * over the same lowers as a run layer i would, with out at /kiln/out and
+ * scratch at /kiln/scratch (read-write; $KILN_OUT, $KILN_SCRATCH and $HOME
+ * point there, the step starts in scratch), its inputs read-only at their
+ * own host paths; the rest of what it writes is dropped.  With
+ * layer_cache_key NULL, recipe_run_key names the image only (the key
+ * recipe_build_sandbox.key wants). */
+int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
+                          const struct recipe_build_step *s, const char *out, const char *scratch,
+                          void (*feed)(void *fctx, const char *buf, size_t n), void *fctx,
+                          int *ret_status, struct kiln_error *err);
+
 /* Runs layer i and builds its layer into the cache (stored under key). */
 int recipe_run_layer(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
                      const struct oci_digest *key, struct layer_result *ret,

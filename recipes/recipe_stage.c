@@ -662,6 +662,11 @@ static int built_wheels(const char *out_dir, char ***ret, size_t *ret_n, struct 
         return 0;
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+        return a && b && !strcmp(a, b);
+}
+
 static int stage_build(const struct recipe_plan *p, const json_t *params, const char *dir,
                        const struct recipe_stage_opts *o, struct recipe_stage_result *res,
                        json_t *resolved, json_t *packages, struct kiln_error *err)
@@ -703,6 +708,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.remote = o->build_remote;
         s.log = o->log;
         s.layer = o->layer;
+        if (str_eq(json_string_value(json_object_get(params, "in")), "image"))
+                s.sandbox = o->in_image;
         wheels = install && !strcmp(install, "wheels");
         /* a key needs the step's key only; the inventory of a step that
          * installs wheels needs its output (cached, fetched or run) */
@@ -715,6 +722,11 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         }
         if (!o->cache_dir) {
                 kiln_error_set(err, KILN_E_USAGE, "a build layer needs a cache directory");
+                goto out;
+        }
+        if (str_eq(json_string_value(json_object_get(params, "in")), "image") && !s.sandbox) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "a build step in the image runs only in kiln build");
                 goto out;
         }
         if (recipe_build_run(&s, o->cache_dir, &out_dir, &res->cache_key, &res->cached, err) < 0)

@@ -164,6 +164,37 @@ def test_run_layer_failure_exits_11_with_its_log(kiln, debian, shared_dir):
     assert list((cache / "run").iterdir()) == []
 
 
+def test_build_step_in_the_image(kiln, debian, shared_dir):
+    # the same command as a host build step, run with the image's gcc: only
+    # $KILN_OUT becomes the layer, the inputs are at their own paths
+    d = shared_dir / "inimage"
+    d.mkdir()
+    (d / "src").mkdir()
+    (d / "src" / "hello.c").write_text(HELLO)
+    doc = {"recipe": 1, "name": "b", "base": debian,
+           "layers": [{"name": "hello", "kind": "build", "in": "image",
+                       "command": ["sh", "-c", 'echo in $(pwd); touch /etc/dropped;'
+                                   ' gcc -o "$KILN_OUT/hello" "$1/hello.c"', "sh", str(d / "src")],
+                       "inputs": ["src"], "path": "/opt/hello"}],
+           "tag": {"repository": "example.invalid/b", "tag": "v1"}}
+    (d / "r.json").write_text(json.dumps(doc))
+    cache = shared_dir / "run-cache"
+    res = build(kiln, d / "r.json", d / "out", cache)
+    assert [l["state"] for l in res["layers"]] == ["built"]
+    entries, _ = layer_entries(d / "out")
+    assert entries == {("opt", "d"), ("opt/hello", "d"), ("opt/hello/hello", "f")}, entries
+    p = kiln.run("run", f"oci:{d / 'out'}:v1", "--cache", cache, "--", "/opt/hello/hello")
+    assert p.stdout == "hello from kiln\n"
+    log = [l for l in (cache / "logs").glob("hello-*.log")]
+    assert any("in /kiln/scratch" in l.read_text() for l in log)
+    plan = json.loads(kiln.run("build", d / "r.json", "--dry-run", "--json").stdout)
+    assert '"in": "image"' in json.dumps(plan)
+    again = build(kiln, d / "r.json", d / "out", cache)
+    assert [l["state"] for l in again["layers"]] == ["cached"] and again["digest"] == res["digest"]
+    _, err = kiln.fails("build", d / "r.json", "--stage", shared_dir / "inimage-stage")
+    assert "only in kiln build" in err
+
+
 def test_dry_run_json_shows_kind_run(kiln, debian, shared_dir):
     r = world(shared_dir / "dry", debian)
     plan = json.loads(kiln.run("build", r, "--dry-run", "--json").stdout)

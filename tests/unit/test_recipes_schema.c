@@ -153,6 +153,13 @@ static const struct {
          "  ]\n"
          "}\n",
          "invalid recipe 't.json' at line 4 column 55: unknown key 'user' in layer 'r'"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"b\", \"kind\": \"build\", \"command\": [\"make\"], \"in\": \"vm\"}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 63: 'in' in layer 'b' must be 'host' or 'image'"},
         /* positions after multi-byte UTF-8 count characters, as jansson does */
         {"{\"description\": \"\xc3\xa9\xc3\xa9\", \"bas\": \"x\", \"layers\": []}",
          "invalid recipe 't.json' at line 1 column 23: unknown key 'bas' in the recipe"},
