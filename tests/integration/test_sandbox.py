@@ -332,7 +332,11 @@ def test_escape_no_host_loopback_without_network(kiln, debian, shared_dir):
 def test_escape_nothing_outside_the_upper_directory(kiln, debian, shared_dir):
     cache = shared_dir / "run-cache"
     kiln.run("run", debian, "--cache", cache, "--", "true")
-    lower = next((cache / "rootfs").iterdir())
+    lay = pathlib.Path(debian[len("oci:"):].rsplit(":", 1)[0])
+    man = json.loads((lay / "index.json").read_text())["manifests"][0]["digest"].split(":")[1]
+    cfg = json.loads((lay / "blobs/sha256" / man).read_text())["config"]["digest"].split(":")[1]
+    diff_id = json.loads((lay / "blobs/sha256" / cfg).read_text())["rootfs"]["diff_ids"][0]
+    lower = cache / "rootfs" / diff_id.split(":")[1]  # the base, unpacked once
     before = sorted(str(p.relative_to(lower)) for p in lower.rglob("*"))
     outside = shared_dir / "outside"
     outside.mkdir()
