@@ -1,12 +1,16 @@
 /* kiln cache ls|show|prune --cache-repo HOST/REPO: the shared layer cache
- * (docs/cache.md). */
+ * (docs/cache.md); kiln cache prune --local [--cache DIR]: the unpacked
+ * layers and run scratch directories of the local cache. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
 #include "cli.h"
+#include "io.h"
+#include "rootfs.h"
 #include "cmd_registry.h"
 #include "commands.h"
 #include "json.h"
@@ -117,6 +121,28 @@ static long long parse_age(const char *s)
         return end[0] && end[1] ? -1 : v;
 }
 
+/* kiln cache prune --local: CACHE/rootfs (layers unpacked for run steps) and
+ * CACHE/run (scratch of runs, left by a killed one); built blobs stay. */
+static int prune_local(const char *dir)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct layer_cache *c = layer_cache_open(dir, &err);
+        _cleanup_free_ char *runs = c ? kiln_strdupf("%s/run", layer_cache_dir(c)) : NULL;
+        int rc = EXIT_OK;
+
+        if (!c)
+                return cli_fail(&err);
+        if (!runs || sandbox_rootfs_prune(layer_cache_dir(c), &err) < 0) {
+                rc = runs ? cli_fail(&err) : EXIT_INTERNAL;
+        } else {
+                kiln_rm_rf(runs);
+                printf("removed the unpacked layers and run directories of %s\n",
+                       layer_cache_dir(c));
+        }
+        layer_cache_free(c);
+        return rc;
+}
+
 int cmd_cache(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -124,12 +150,15 @@ int cmd_cache(int argc, char **argv)
                 {"keep", required_argument, NULL, 'k'},
                 {"older-than", required_argument, NULL, 'o'},
                 {"json", no_argument, NULL, 'j'},
+                {"local", no_argument, NULL, 'l'},
+                {"cache", required_argument, NULL, 'c'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
-        const char *repo = NULL, *action;
+        const char *repo = NULL, *action, *cache_dir = NULL;
+        bool local = false;
         long long keep = -1, older = -1;
         bool json = false;
         struct oci_place p = {0};
@@ -149,6 +178,8 @@ int cmd_cache(int argc, char **argv)
                                 return cli_usage("cache", "--older-than takes 30d, 12h, 45m or 90s, not '%s'", optarg);
                         break;
                 case 'j': json = true; break;
+                case 'l': local = true; break;
+                case 'c': cache_dir = optarg; break;
                 case 'h': return cli_help_verb("cache");
                 default: {
                         int k = cli_reg_option("cache", opt, optarg);
@@ -158,6 +189,11 @@ int cmd_cache(int argc, char **argv)
                                 return cli_usage("cache", "invalid option");
                 }
                 }
+        }
+        if (local) {
+                if (optind + 1 != argc || strcmp(argv[optind], "prune") || repo)
+                        return cli_usage("cache", "--local goes with prune alone, not --cache-repo");
+                return prune_local(cache_dir);
         }
         if (optind >= argc || !repo)
                 return cli_usage("cache", "expected ls, show TAG or prune, and --cache-repo HOST/REPO");

@@ -15,5 +15,6 @@ int cmd_validate(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

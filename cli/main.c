@@ -50,6 +50,9 @@ const struct cli_verb cli_verbs[] = {
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
          "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--max-total N[KMG]] "
          "[--rootless]"},
+        {"run", cmd_run, "run a command in an image, rootless (exit status: the command's)",
+         "kiln run PLACE [--network] [--bind SRC:DST[:ro]]... [--env K=V]... [--workdir D]"
+         " [--user U] [--gpu] [--cache DIR] [-- CMD...]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S] [--max-jobs N]"
          " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--base-from PLACE] [--cache DIR]"
@@ -58,7 +61,8 @@ const struct cli_verb cli_verbs[] = {
          " [--level N] [--platform P] [--jobs N] [--sbom] [--progress MODE] [--quiet] [--json]"
          " [--lock FILE] [--locked] [--dry-run | --stage DIR]"},
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
-         "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
+         "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"
+         " | kiln cache prune --local [--cache DIR]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",
          "kiln lock RECIPE [--pylock FILE] [build options]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",

@@ -679,6 +679,72 @@ static void apply_modes(struct layer_source *s)
         }
 }
 
+/* ---- overlayfs upper directories ---- */
+
+static bool overlay_opaque(const char *dir)
+{
+        static const char *const names[] = {"user.overlay.opaque", "trusted.overlay.opaque"};
+        char v[8];
+
+        for (size_t i = 0; i < 2; i++) {
+                ssize_t n = lgetxattr(dir, names[i], v, sizeof(v));
+                if (n == 1 && v[0] == 'y')
+                        return true;
+        }
+        return false;
+}
+
+/* An empty regular file written from no host file. */
+static int add_marker(struct layer_source *s, char *path, struct kiln_error *err)
+{
+        struct layer_source_entry *e;
+
+        if (!path)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        e = push(s, err);
+        if (!e) {
+                free(path);
+                return -1;
+        }
+        e->path = path;
+        e->st.st_mode = S_IFREG | 0644;
+        e->st.st_nlink = 1;
+        return 0;
+}
+
+int layer_source_overlay_whiteouts(struct layer_source *s, const char *upper,
+                                   struct kiln_error *err)
+{
+        size_t n0 = s->n;
+
+        for (size_t i = 0; i < n0; i++) {
+                struct layer_source_entry *e = &s->entries[i];
+                const char *slash = strrchr(e->path, '/');
+                const char *base = slash ? slash + 1 : e->path;
+
+                if (S_ISCHR(e->st.st_mode) && e->st.st_rdev == 0) {
+                        char *p = kiln_strdupf("%.*s.wh.%s", slash ? (int)(base - e->path) : 0,
+                                               e->path, base);
+                        if (!p)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        free(e->path);
+                        free(e->host);
+                        e->host = NULL;
+                        e->path = p;
+                        e->st.st_mode = S_IFREG | 0644;
+                        e->st.st_size = 0;
+                        e->st.st_nlink = 1;
+                } else if (S_ISDIR(e->st.st_mode) && e->host && overlay_opaque(e->host)) {
+                        if (add_marker(s, kiln_strdupf("%s/.wh..wh..opq", e->path), err) < 0)
+                                return -1;
+                }
+        }
+        /* the upper directory itself, made opaque: everything below is replaced */
+        if (overlay_opaque(upper) && add_marker(s, strdup(".wh..wh..opq"), err) < 0)
+                return -1;
+        return 0;
+}
+
 /* ---- finish: parents, sort, duplicates, hardlinks ---- */
 
 static int cmp_entry(const void *a, const void *b)
@@ -862,6 +928,8 @@ int layer_source_write(const struct layer_source *s, struct layer_writer *w,
                         archive_entry_copy_symlink(ae, e->link);
                 } else if (S_ISCHR(e->st.st_mode) || S_ISBLK(e->st.st_mode)) {
                         archive_entry_set_rdev(ae, e->st.st_rdev);
+                } else if (S_ISREG(e->st.st_mode) && !e->host) {
+                        archive_entry_set_size(ae, 0); /* a whiteout marker */
                 } else if (S_ISREG(e->st.st_mode)) {
                         if (e->hardlink) {
                                 archive_entry_copy_hardlink(ae, e->hardlink);

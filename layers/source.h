@@ -93,6 +93,13 @@ int layer_source_add_mode_rule(struct layer_source *s, const char *base, const c
 
 /* The policy's permission bits for an entry whose host mode is st_mode. */
 mode_t layer_mode_normal(mode_t st_mode);
+/* An overlayfs upper directory added with layer_source_add_tree(s, upper,
+ * "/") becomes an OCI layer's entries: each whiteout (a character device
+ * 0/0) becomes an empty '.wh.NAME' file, each opaque directory (xattr
+ * user.overlay.opaque or trusted.overlay.opaque "y") gets a '.wh..wh..opq'
+ * entry (image-spec layer.md "Whiteouts").  Call before finish. */
+int layer_source_overlay_whiteouts(struct layer_source *s, const char *upper,
+                                   struct kiln_error *err);
 
 int layer_source_finish(struct layer_source *s, struct kiln_error *err);
 

@@ -139,15 +139,14 @@ static const struct tentry *kept(const struct tentry *t, size_t n, const char *p
 }
 
 /* What kiln unpack (and every runtime) would refuse or misread is refused
- * here, naming the entry, as the debs front end does: a whiteout (a layer
- * kiln writes holds content, not deletions), a device node, and an entry
- * below a path that the tar itself makes a symlink or a file. */
+ * here, naming the entry: a whiteout (a layer kiln writes holds content, not
+ * deletions) and an entry below a path that the tar itself makes a symlink
+ * or a file.  Device nodes were dropped before (see below). */
 static int check_entries(const struct tentry *t, size_t n, const char *file,
                          struct kiln_error *err)
 {
         for (size_t i = 0; i < n; i++) {
                 const struct tentry *e = &t[i];
-                mode_t type = archive_entry_filetype(e->ae);
                 const char *base = strrchr(e->path, '/');
                 _cleanup_free_ char *p = NULL;
 
@@ -158,11 +157,6 @@ static int check_entries(const struct tentry *t, size_t n, const char *file,
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "tar '%s': refusing whiteout '%s': an appended layer "
                                               "holds files, not deletions",
-                                              file, e->path);
-                if (!archive_entry_hardlink(e->ae) && (type == AE_IFCHR || type == AE_IFBLK))
-                        return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                              "tar '%s': refusing device '%s': devices are not "
-                                              "appended",
                                               file, e->path);
                 p = strdup(e->path);
                 if (!p)
@@ -281,6 +275,14 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
         for (size_t i = 0; i + 1 < n; i++)
                 if (!strcmp(t[i].path, t[i + 1].path))
                         t[i].dropped = true;
+        /* Device nodes are dropped, as the debs front end drops them: a
+         * root filesystem's /dev (mmdebstrap, debootstrap) is the runtime's
+         * to provide, and an unprivileged unpack could not make them. */
+        for (size_t i = 0; i < n; i++) {
+                mode_t type = archive_entry_filetype(t[i].ae);
+                if (!archive_entry_hardlink(t[i].ae) && (type == AE_IFCHR || type == AE_IFBLK))
+                        t[i].dropped = true;
+        }
         if (check_entries(t, n, file, err) < 0)
                 goto out;
         /* Hardlinks: the holder of the data is the first path of the group

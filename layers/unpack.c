@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -1259,6 +1260,50 @@ static void set_owner_time(struct layer_unpacker *u, struct archive_entry *ae, i
         utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW);
 }
 
+/* overlay_whiteouts mode (unpack.h): the whiteout recorded, nothing removed. */
+static int overlay_whiteout(struct layer_unpacker *u, const char *parent, const char *base,
+                            const char *raw, struct kiln_error *err)
+{
+        const char *victim = base + 4;
+        _cleanup_close_ int pfd = -1;
+
+        if (strcmp(base, ".wh..wh..opq") &&
+            (!*victim || !strcmp(victim, ".") || !strcmp(victim, "..")))
+                return kiln_error_set(err, KILN_E_INVALID, "refusing whiteout '%s': invalid name",
+                                      raw);
+        pfd = resolve_dir(u, parent, true, err);
+        if (pfd < 0) {
+                kiln_error_prefix(err, "entry '%s'", raw);
+                return -1;
+        }
+        if (!strcmp(base, ".wh..wh..opq")) {
+                _cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd < 0 || fsetxattr(dfd, "user.overlay.opaque", "y", 1, 0) < 0)
+                        return entry_fail(u, raw, errno, err, "mark opaque");
+                return 0;
+        }
+        {
+                /* a whiteout hides the lower layers only (see above): what this
+                 * layer wrote stays, a file by shadowing them, a directory by
+                 * becoming opaque to them */
+                struct stat st;
+                if (fstatat(pfd, victim, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                        _cleanup_close_ int dfd = -1;
+                        if (!S_ISDIR(st.st_mode))
+                                return 0;
+                        dfd = openat(pfd, victim, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (dfd < 0 || fsetxattr(dfd, "user.overlay.opaque", "y", 1, 0) < 0)
+                                return entry_fail(u, raw, errno, err, "mark opaque");
+                        return 0;
+                }
+                if (errno != ENOENT)
+                        return entry_fail(u, raw, errno, err, "replace");
+        }
+        if (mknodat(pfd, victim, S_IFCHR | 0000, makedev(0, 0)) < 0)
+                return entry_fail(u, raw, errno, err, "create whiteout");
+        return 0;
+}
+
 /* Places one entry.  Returns -2 for an archive read error. */
 static int place_entry(struct layer_unpacker *u, struct archive *a, struct archive_entry *ae,
                        struct kiln_error *err)
@@ -1300,6 +1345,8 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         if (str_has_prefix(base, ".wh.")) {
                 const char *victim = base + 4;
 
+                if (u->opts.overlay_whiteouts)
+                        return overlay_whiteout(u, parent, base, raw, err);
                 pfd = resolve_dir(u, parent, false, err);
                 if (!strcmp(base, ".wh..wh..opq")) {
                         if (pfd < 0) {

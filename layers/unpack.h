@@ -61,6 +61,12 @@ struct layer_unpack_opts {
         int64_t max_total; /* apparent file sizes of all layers together; <= 0: no limit */
         bool no_openat2;   /* use the component walk even when openat2 exists (tests) */
         bool rootless;     /* behave as an unprivileged user even when root */
+        /* record whiteouts for overlayfs instead of applying them (one layer
+         * per directory, the directories stacked as lower layers): '.wh.NAME'
+         * becomes a character device 0/0 NAME (Linux >= 5.8 lets anyone make
+         * one), '.wh..wh..opq' the xattr user.overlay.opaque=y on its
+         * directory (what a "userxattr" overlay mount reads) */
+        bool overlay_whiteouts;
         void (*warn)(void *ctx, const char *msg);
         void *warn_ctx;
 };

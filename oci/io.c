@@ -494,10 +494,15 @@ static void rm_rf_at(int dfd, const char *name)
         DIR *d;
         struct dirent *e;
 
+        if (fd < 0 && errno == EACCES && fchmodat(dfd, name, 0700, 0) == 0)
+                /* a directory of ours without u+rwx (overlayfs's work/work) */
+                fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 unlinkat(dfd, name, 0);
                 return;
         }
+        /* going anyway: a read-only directory of ours must let go of its children */
+        fchmod(fd, 0700);
         d = fdopendir(fd);
         if (!d) {
                 close(fd);

@@ -51,6 +51,7 @@ enum recipe_layer_kind {
         RECIPE_LAYER_BUILD,
         RECIPE_LAYER_TREE,  /* a host directory at a path, minus excludes */
         RECIPE_LAYER_FILES, /* single host files at target paths, with modes */
+        RECIPE_LAYER_RUN,   /* a command run in the image built so far (sandbox/) */
 };
 
 const char *recipe_layer_kind_name(enum recipe_layer_kind k);

@@ -261,6 +261,7 @@ static void line_end(struct line_buf *lb, const struct recipe_build_step *s)
         lb->cut = false;
 }
 
+/* Splits a step's output into lines (recipe_step_log) as it comes. */
 static void line_feed(struct line_buf *lb, const struct recipe_build_step *s, const char *p,
                       size_t n)
 {
@@ -429,11 +430,39 @@ static char *log_path_for(const char *cache_dir, const char *layer, const char *
                             key + 7);
 }
 
+static void feed_output(void *ctx, const char *buf, size_t n)
+{
+        recipe_step_output_feed(ctx, buf, n);
+}
+
+/* "in": "image": the step in the sandbox, its output in the step log. */
+static int run_in_image(const struct recipe_build_step *s, const char *cache_dir, const char *key,
+                        const char *out, const char *scratch, struct kiln_error *err)
+{
+        struct recipe_step_output *o = recipe_step_output_open(cache_dir, s->layer, key, s->log, err);
+        int status = 0, rc;
+
+        if (!o)
+                return -1;
+        rc = s->sandbox->run(s->sandbox->ctx, s, out, scratch, feed_output, o, &status, err);
+        if (rc == 0 && status != 0) {
+                const char *last = recipe_step_output_last(o);
+                rc = kiln_error_set(err, KILN_E_STEP, "'%s' exited with status %d%s%s", s->argv[0],
+                                    status, last[0] ? ": " : "", last);
+        }
+        if (rc < 0) {
+                kiln_error_prefix(err, "build step in the image");
+                recipe_step_output_failed(o);
+        }
+        recipe_step_output_free(o);
+        return rc;
+}
+
 int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, char **ret_out_dir,
                      char **ret_key, bool *ret_cached, struct kiln_error *err)
 {
         _cleanup_free_ char *key = NULL, *base = NULL, *final = NULL, *tmp = NULL;
-        _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL;
+        _cleanup_free_ char *out = NULL, *scratch = NULL, *logf = NULL, *okey = NULL;
         char **envp = NULL, **senv = NULL;
         size_t n = 0, n_senv = 0;
         int rc = -1;
@@ -443,8 +472,23 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 return kiln_error_set(err, KILN_E_INVALID, "build step has no command");
         if (recipe_build_key(s, &key, err) < 0)
                 return -1;
+        if (s->sandbox) {
+                /* in the image: its output depends on the image too; the
+                 * recipe's key (returned) does not name the image */
+                _cleanup_free_ char *mix = kiln_strdupf("%s\nin the image %s\n", key,
+                                                        s->sandbox->key ? s->sandbox->key : "");
+                struct oci_digest d;
+                if (!mix)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                oci_digest_of_buffer(mix, strlen(mix), &d);
+                okey = strdup(d.str);
+        } else {
+                okey = strdup(key);
+        }
+        if (!okey)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         base = kiln_strdupf("%s/build", cache_dir);
-        final = kiln_strdupf("%s/build/%s", cache_dir, key + 7);
+        final = kiln_strdupf("%s/build/%s", cache_dir, okey + 7);
         tmp = kiln_strdupf("%s/build/.tmp-XXXXXX", cache_dir);
         if (!base || !final || !tmp)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -460,7 +504,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
         out = kiln_strdupf("%s/out", tmp);
         scratch = kiln_strdupf("%s/scratch", tmp);
-        logf = log_path_for(cache_dir, s->layer, key);
+        logf = log_path_for(cache_dir, s->layer, okey);
         if (step_env(s, &senv, &n_senv, err) < 0)
                 goto out;
         envp = calloc(n_senv + 5, sizeof(char *));
@@ -471,7 +515,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         if (s->remote && s->remote->get) {
                 /* another runner may have built it: its output, checked on the way in */
                 bool hit = false;
-                if (s->remote->get(s->remote->ctx, key, out, &hit, err) < 0)
+                if (s->remote->get(s->remote->ctx, okey, out, &hit, err) < 0)
                         goto out;
                 if (hit) {
                         if (rename(out, final) < 0 && stat(final, &st) < 0) {
@@ -513,7 +557,10 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         goto out;
                 }
-        {
+        if (s->sandbox) {
+                if (run_in_image(s, cache_dir, okey, out, scratch, err) < 0)
+                        goto out;
+        } else {
                 _cleanup_free_ char *logs = kiln_strdupf("%s/logs", cache_dir);
                 _cleanup_close_ int lfd = -1;
                 if (!logs || kiln_mkdir_p(logs, 0755, err) < 0)
@@ -541,7 +588,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         }
         kiln_fsync_dir(base, NULL);
         if (s->remote && s->remote->put)
-                s->remote->put(s->remote->ctx, key, final);
+                s->remote->put(s->remote->ctx, okey, final);
         *ret_out_dir = steal_ptr(&final);
         *ret_key = steal_ptr(&key);
         *ret_cached = false;
@@ -551,4 +598,79 @@ out:
         free_strv(senv, n_senv);
         kiln_rm_rf(tmp);
         return rc;
+}
+
+/* ---- a step's output, for steps run elsewhere (run layers, sandbox/) ---- */
+
+struct recipe_step_output {
+        struct recipe_build_step s; /* only log and layer are used */
+        struct line_buf lb;
+        char *path;
+        int fd;
+        bool log_ok;
+};
+
+struct recipe_step_output *recipe_step_output_open(const char *cache_dir, const char *layer,
+                                                   const char *key,
+                                                   const struct recipe_step_log *log,
+                                                   struct kiln_error *err)
+{
+        struct recipe_step_output *o = calloc(1, sizeof(*o));
+        _cleanup_free_ char *logs = kiln_strdupf("%s/logs", cache_dir);
+
+        if (!o || !logs) {
+                free(o);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        o->s.log = log;
+        o->s.layer = layer;
+        o->path = log_path_for(cache_dir, layer, key);
+        if (!o->path || kiln_mkdir_p(logs, 0755, err) < 0) {
+                if (!o->path)
+                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                free(o->path);
+                free(o);
+                return NULL;
+        }
+        prune_logs(logs);
+        o->fd = open(o->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (o->fd < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", o->path);
+                free(o->path);
+                free(o);
+                return NULL;
+        }
+        o->log_ok = true;
+        return o;
+}
+
+void recipe_step_output_feed(struct recipe_step_output *o, const char *buf, size_t n)
+{
+        if (o->log_ok && write_all(o->fd, buf, n) < 0)
+                o->log_ok = false; /* the step goes on; its lines still come */
+        line_feed(&o->lb, &o->s, buf, n);
+}
+
+const char *recipe_step_output_last(struct recipe_step_output *o)
+{
+        if (o->lb.len)
+                line_end(&o->lb, &o->s);
+        return o->lb.last;
+}
+
+void recipe_step_output_failed(struct recipe_step_output *o)
+{
+        if (o->s.log && o->s.log->failed)
+                o->s.log->failed(o->s.log->ctx, o->s.layer ? o->s.layer : "", o->path);
+}
+
+void recipe_step_output_free(struct recipe_step_output *o)
+{
+        if (!o)
+                return;
+        if (o->fd >= 0)
+                close(o->fd);
+        free(o->path);
+        free(o);
 }

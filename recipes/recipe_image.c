@@ -13,6 +13,7 @@
 #include "layout.h"
 #include "place.h"
 #include "recipe_internal.h"
+#include "recipe_run.h"
 #include "recipe_sbom.h"
 #include "ref.h"
 #include "source.h"
@@ -256,15 +257,44 @@ static const char *oci_layer_type(const char *mt)
 }
 
 
+/* Layers made in the image: run layers and build steps with "in": "image".
+ * They need every layer below them built, and their cache key names those. */
+static bool layer_in_image(const struct recipe_layer *l)
+{
+        const char *in = json_string_value(json_object_get(l->params, "in"));
+
+        return l->kind == RECIPE_LAYER_RUN ||
+               (l->kind == RECIPE_LAYER_BUILD && in && !strcmp(in, "image"));
+}
+
+struct build_in_image {
+        const struct recipe_run_ctx *rctx;
+        const struct recipe_plan *plan;
+        size_t i;
+};
+
+static int build_in_image_run(void *ctx, const struct recipe_build_step *s, const char *out,
+                              const char *scratch,
+                              void (*feed)(void *fctx, const char *buf, size_t n), void *fctx,
+                              int *ret_status, struct kiln_error *err)
+{
+        const struct build_in_image *b = ctx;
+
+        return recipe_run_build_step(b->rctx, b->plan, b->i, s, out, scratch, feed, fctx,
+                                     ret_status, err);
+}
+
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
                            struct layer_cache *cache, const struct recipe_image_opts *o,
                            const struct recipe_build_remote *remote,
+                           const struct recipe_build_sandbox *in_image,
                            const struct oci_digest *key, struct layer_result *ret,
                            char **ret_revision, struct kiln_error *err)
 {
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx, .build_remote = remote,
-                                       .log = o->step_log, .layer = plan->layers[i].name};
+                                       .log = o->step_log, .layer = plan->layers[i].name,
+                                       .in_image = in_image};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -416,6 +446,8 @@ struct layer_jobs {
         struct layer_cache *cache;
         const struct recipe_image_opts *o;
         struct oci_store *repo_rd, *repo_wr, *early;
+        struct oci_store *base_st;     /* run layers' lower layers; NULL: scratch */
+        const struct oci_image *base;
         const struct recipe_build_remote *remote;
         struct layer_result *res;
         json_t **packages; /* each layer's inventory, with o->sbom */
@@ -493,13 +525,24 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                                                     !lj->packages[i],
                                        .log = o->step_log, .layer = plan0->layers[i].name};
         struct recipe_stage_result kres = {0};
-        struct oci_digest key;
+        struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
+                                      .below = res, .writer = &o->writer, .log = o->step_log};
+        struct build_in_image bi = {.rctx = &rctx, .plan = plan0, .i = i};
+        struct recipe_build_sandbox sb = {.run = build_in_image_run, .ctx = &bi};
+        struct oci_digest key, image_key;
         char *revision = NULL;
         bool hit = false, from_repo = false;
         struct timespec t0, t1;
         int rc = -1;
 
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (plan0->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan0->layers[i])) {
+                /* the layers below are built (plan_has_run): the image is known */
+                if (recipe_run_key(&rctx, plan0, i, NULL, &image_key, err) < 0)
+                        return -1;
+                sb.key = image_key.str;
+                so.in_image = &sb;
+        }
         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                 kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                 return -1;
@@ -531,6 +574,12 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 }
         }
         cache_key(kres.layer_key, &o->writer, &key);
+        if (layer_in_image(&plan0->layers[i])) {
+                /* the layers below are built: their diffIDs go into the key */
+                struct oci_digest k0 = key;
+                if (recipe_run_key(&rctx, plan0, i, &k0, &key, err) < 0)
+                        goto out;
+        }
         if (layer_cache_lookup(cache, &key, &res[i], &hit, err) < 0)
                 goto out;
         if (!hit && lj->repo_rd) {
@@ -546,8 +595,10 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 say(o, "layer %s: building", plan0->layers[i].name);
                 if (o->layer_state)
                         o->layer_state(o->progress_ctx, plan0->layers[i].name, "building", NULL);
-                if (stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote, &key, &res[i],
-                                    &revision, err) < 0) {
+                if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
+                             ? recipe_run_layer(&rctx, plan0, i, &key, &res[i], err)
+                             : stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote,
+                                               so.in_image, &key, &res[i], &revision, err)) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }
@@ -628,6 +679,14 @@ static void *layer_worker(void *arg)
         }
 }
 
+static bool plan_has_run(const struct recipe_plan *plan)
+{
+        for (size_t i = 0; i < plan->n_layers; i++)
+                if (layer_in_image(&plan->layers[i]))
+                        return true;
+        return false;
+}
+
 /* Layers do not depend on each other: up to o->jobs are staged and built at
  * once (each writer compresses with its own threads too). */
 static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
@@ -639,6 +698,9 @@ static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 n = 16;
         if (n > lj->plan->n_layers)
                 n = (unsigned)lj->plan->n_layers;
+        /* a run layer runs on the layers below it: one layer at a time, in order */
+        if (plan_has_run(lj->plan))
+                n = 1;
         pthread_mutex_init(&lj->lock, NULL);
         for (unsigned i = 1; i < n; i++)
                 if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
@@ -1104,7 +1166,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 goto out;
         }
         format_time(o->writer.mtime, created, sizeof(created));
-        if (o->skip_if_built && !o->output) {
+        /* a run layer's key needs the layers below it built: no input tag */
+        if (o->skip_if_built && !o->output && !plan_has_run(plan0)) {
                 /* the input tag: the digest of everything the image is made of */
                 struct oci_hasher h;
                 struct oci_digest input;
@@ -1211,6 +1274,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,
+                                        .base_st = base_st, .base = &base,
                                         .res = res, .packages = pkgs, .out = &out};
                 if (run_layer_jobs(&lj, err) < 0)
                         goto out;

@@ -112,4 +112,19 @@ int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], char **ret_ex
 int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
                        void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
 
+/* A step's output (build steps in the image, run layers): every byte to
+ * CACHE/logs/LAYER-KEY12.log, every line to log (stage.h recipe_step_log). */
+struct recipe_step_log;
+struct recipe_step_output;
+struct recipe_step_output *recipe_step_output_open(const char *cache_dir, const char *layer,
+                                                   const char *key,
+                                                   const struct recipe_step_log *log,
+                                                   struct kiln_error *err);
+void recipe_step_output_feed(struct recipe_step_output *o, const char *buf, size_t n);
+/* The last non-empty line (a line still open is ended first). */
+const char *recipe_step_output_last(struct recipe_step_output *o);
+/* Tells log that the step failed, with the log's path. */
+void recipe_step_output_failed(struct recipe_step_output *o);
+void recipe_step_output_free(struct recipe_step_output *o);
+
 #endif

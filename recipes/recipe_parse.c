@@ -551,6 +551,17 @@ static const struct sfield build_fields[] = {
         {"site_packages", S_STRING, false},
         {"prefix", S_STRING, false},
         {"interpreter", S_STRING, false},
+        {"in", S_STRING, false},
+};
+
+static const struct sfield run_fields[] = {
+        LAYER_COMMON,
+        {"command", S_ARRAY, true},
+        {"env", S_OBJECT, false},
+        {"network", S_BOOL, false},
+        {"inputs", S_ARRAY, false},
+        {"cache", S_ARRAY, false},
+        {"workdir", S_STRING, false},
 };
 
 static const struct sfield tree_fields[] = {
@@ -597,6 +608,44 @@ static int check_files(const struct recipe *r, const json_t *arr, const char *pt
         return 0;
 }
 
+/* A run step: a command, its env, host inputs bound read-only and cache
+ * directories given as absolute paths inside the image. */
+static int check_run(const struct recipe *r, const json_t *l, const char *ptr, const char *where,
+                     struct kiln_error *err)
+{
+        _cleanup_free_ char *cp = recipe_ptr_key(ptr, "command");
+        _cleanup_free_ char *ep = recipe_ptr_key(ptr, "env");
+        _cleanup_free_ char *ip = recipe_ptr_key(ptr, "inputs");
+        _cleanup_free_ char *kp = recipe_ptr_key(ptr, "cache");
+        json_t *v;
+        size_t i;
+
+        if (!cp || !ep || !ip || !kp)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (check_elems(r, json_object_get(l, "command"), cp, "'command'", S_STRING, err) < 0)
+                return -1;
+        if (json_array_size(json_object_get(l, "command")) == 0)
+                return recipe_error_at(r, cp, false, KILN_E_INVALID, err,
+                                       "'command' in %s is empty", where);
+        if ((v = json_object_get(l, "env")) && check_string_map(r, v, ep, where, err) < 0)
+                return -1;
+        if ((v = json_object_get(l, "inputs")) && check_elems(r, v, ip, "'inputs'", S_STRING, err) < 0)
+                return -1;
+        if ((v = json_object_get(l, "cache")) && check_elems(r, v, kp, "'cache'", S_STRING, err) < 0)
+                return -1;
+        json_array_foreach(json_object_get(l, "cache"), i, v) {
+                const char *c = json_string_value(v);
+                if (c[0] != '/' || strstr(c, "/..") || !strcmp(c, "/")) {
+                        _cleanup_free_ char *xp = recipe_ptr_index(kp, i);
+                        return recipe_error_at(r, xp ? xp : kp, false, KILN_E_INVALID, err,
+                                               "cache directory '%s' in %s must be an absolute "
+                                               "path below '/' without '..'",
+                                               c, where);
+                }
+        }
+        return 0;
+}
+
 static int check_layer(const struct recipe *r, const json_t *l, size_t idx, struct kiln_error *err)
 {
         _cleanup_free_ char *ptr = recipe_ptr_index("/layers", idx);
@@ -639,6 +688,9 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
         } else if (!strcmp(kind, "build")) {
                 fields = build_fields;
                 n = ARRAY_SIZE(build_fields);
+        } else if (!strcmp(kind, "run")) {
+                fields = run_fields;
+                n = ARRAY_SIZE(run_fields);
         } else if (!strcmp(kind, "tree")) {
                 fields = tree_fields;
                 n = ARRAY_SIZE(tree_fields);
@@ -648,7 +700,7 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
         } else {
                 _cleanup_free_ char *kp = recipe_ptr_key(ptr, "kind");
                 return recipe_error_at(r, kp ? kp : ptr, false, KILN_E_INVALID, err,
-                                       "unknown layer kind '%s' in %s (expected wheels, debs, source, build, tree or files)",
+                                       "unknown layer kind '%s' in %s (expected wheels, debs, source, build, run, tree or files)",
                                        kind, where);
         }
         if (check_object(r, l, ptr, where, fields, n, err) < 0)
@@ -743,6 +795,9 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if (!json_object_get(l, "debs") && !json_object_get(l, "apt"))
                         return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
                                                "%s names no packages: give 'debs' or 'apt'", where);
+        } else if (!strcmp(kind, "run")) {
+                if (check_run(r, l, ptr, where, err) < 0)
+                        return -1;
         } else if (!strcmp(kind, "build")) {
                 _cleanup_free_ char *cp = recipe_ptr_key(ptr, "command");
                 _cleanup_free_ char *ep = recipe_ptr_key(ptr, "env");
@@ -758,6 +813,12 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if ((v = json_object_get(l, "inputs")) &&
                     check_elems(r, v, ip, "'inputs'", S_STRING, err) < 0)
                         return -1;
+                if ((v = json_object_get(l, "in")) && strcmp(json_string_value(v), "host") &&
+                    strcmp(json_string_value(v), "image")) {
+                        _cleanup_free_ char *xp = recipe_ptr_key(ptr, "in");
+                        return recipe_error_at(r, xp, false, KILN_E_INVALID, err,
+                                               "'in' in %s must be 'host' or 'image'", where);
+                }
                 if ((v = json_object_get(l, "install")) && strcmp(json_string_value(v), "wheels") &&
                     strcmp(json_string_value(v), "tree")) {
                         _cleanup_free_ char *xp = recipe_ptr_key(ptr, "install");

@@ -410,6 +410,8 @@ static int kind_from_name(const char *s, enum recipe_layer_kind *ret)
                 *ret = RECIPE_LAYER_SOURCE;
         else if (!strcmp(s, "build"))
                 *ret = RECIPE_LAYER_BUILD;
+        else if (!strcmp(s, "run"))
+                *ret = RECIPE_LAYER_RUN;
         else if (!strcmp(s, "tree"))
                 *ret = RECIPE_LAYER_TREE;
         else if (!strcmp(s, "files"))
@@ -426,6 +428,7 @@ const char *recipe_layer_kind_name(enum recipe_layer_kind k)
         case RECIPE_LAYER_DEBS: return "debs";
         case RECIPE_LAYER_SOURCE: return "source";
         case RECIPE_LAYER_BUILD: return "build";
+        case RECIPE_LAYER_RUN: return "run";
         case RECIPE_LAYER_TREE: return "tree";
         case RECIPE_LAYER_FILES: return "files";
         }
@@ -1004,6 +1007,12 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                 fprintf(f, "\n      path: %s", json_string_value(json_object_get(p, "path")));
                 break;
         }
+        case RECIPE_LAYER_RUN:
+                if (json_is_true(json_object_get(p, "network")))
+                        fprintf(f, "\n      in the image, with the network");
+                else
+                        fprintf(f, "\n      in the image");
+                /* fall through */
         case RECIPE_LAYER_BUILD: {
                 const char *key;
                 fprintf(f, "\n      command: ");

@@ -1089,6 +1089,11 @@ static int built_wheels(const char *out_dir, char ***ret, size_t *ret_n, struct 
         return 0;
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+        return a && b && !strcmp(a, b);
+}
+
 static int stage_build(const struct recipe_plan *p, const json_t *params, const char *dir,
                        const struct recipe_stage_opts *o, struct recipe_stage_result *res,
                        json_t *resolved, json_t *packages, struct kiln_error *err)
@@ -1130,6 +1135,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         s.remote = o->build_remote;
         s.log = o->log;
         s.layer = o->layer;
+        if (str_eq(json_string_value(json_object_get(params, "in")), "image"))
+                s.sandbox = o->in_image;
         wheels = install && !strcmp(install, "wheels");
         /* a key needs the step's key only; the inventory of a step that
          * installs wheels needs its output (cached, fetched or run) */
@@ -1142,6 +1149,11 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         }
         if (!o->cache_dir) {
                 kiln_error_set(err, KILN_E_USAGE, "a build layer needs a cache directory");
+                goto out;
+        }
+        if (str_eq(json_string_value(json_object_get(params, "in")), "image") && !s.sandbox) {
+                kiln_error_set(err, KILN_E_UNSUPPORTED,
+                               "a build step in the image runs only in kiln build");
                 goto out;
         }
         if (recipe_build_run(&s, o->cache_dir, &out_dir, &res->cache_key, &res->cached, err) < 0)
@@ -1403,6 +1415,28 @@ out:
         return rc;
 }
 
+/* run layers: the key's inputs are the content of each input (by position:
+ * they are bound at /kiln/inputs/N); the layer itself is made in the
+ * sandbox by recipe_image.c, which adds the diffIDs below to the key. */
+static int key_run(const struct recipe_plan *p, const json_t *params, const char *dir,
+                   json_t *resolved, struct kiln_error *err)
+{
+        size_t i;
+        json_t *v;
+
+        if (dir)
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "a run layer is made in the image, not staged");
+        json_array_foreach(json_object_get(params, "inputs"), i, v) {
+                _cleanup_free_ char *path = recipe_resolve_input(p, json_string_value(v), err);
+                char d[OCI_DIGEST_MAX];
+                if (!path || recipe_tree_digest(path, NULL, NULL, d, err) < 0)
+                        return -1;
+                json_array_append_new(resolved, json_string(d));
+        }
+        return 0;
+}
+
 /* dir NULL: resolve only (nothing is written). */
 static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                      const struct recipe_stage_opts *opts, struct recipe_stage_result *res,
@@ -1430,6 +1464,9 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                 break;
         case RECIPE_LAYER_BUILD:
                 rc = stage_build(plan, l->params, dir, opts, res, resolved, packages, err);
+                break;
+        case RECIPE_LAYER_RUN:
+                rc = key_run(plan, l->params, dir, resolved, err);
                 break;
         case RECIPE_LAYER_TREE:
         case RECIPE_LAYER_FILES:

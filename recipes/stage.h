@@ -77,6 +77,9 @@ struct recipe_stage_opts {
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
         const struct recipe_build_remote *build_remote; /* NULL: local only */
+        /* build steps with "in": "image" (kiln build sets it for the layer
+         * it stages); NULL: such a step can give its key but not run */
+        const struct recipe_build_sandbox *in_image;
         /* fill ret->packages (the SBOM's inventory, see below); this may read
          * the control data of .deb files given by path (fetching them once)
          * and needs a build step's output (cached, fetched or run) */
@@ -249,6 +252,20 @@ struct recipe_ignore *recipe_ignore_parse(const char *buf, size_t len, bool dock
 bool recipe_ignore_match(const struct recipe_ignore *ig, const char *relpath, bool is_dir);
 void recipe_ignore_free(struct recipe_ignore *ig);
 
+/* "in": "image": the step runs in the sandbox over the image built so far
+ * (recipes/recipe_run.h) instead of on the host.  run starts it with out
+ * and scratch bound in and hands its output to feed; key names the image
+ * (the diffIDs below, its Env): it is part of the output's cache key, not
+ * of the layer's recipe key. */
+struct recipe_build_step;
+struct recipe_build_sandbox {
+        int (*run)(void *ctx, const struct recipe_build_step *s, const char *out,
+                   const char *scratch, void (*feed)(void *fctx, const char *buf, size_t n),
+                   void *fctx, int *ret_status, struct kiln_error *err);
+        void *ctx;
+        const char *key;
+};
+
 /* A build step: argv run in a scratch directory with exactly env (plus
  * PATH from the host, HOME=scratch, KILN_OUT=output dir, KILN_SCRATCH),
  * its output directory cached under cache_dir/build/HEX by the digest of
@@ -264,6 +281,7 @@ struct recipe_build_step {
         const struct recipe_build_remote *remote; /* looked up on a local miss; may be NULL */
         const struct recipe_step_log *log;        /* may be NULL */
         const char *layer;                        /* names the log; may be NULL */
+        const struct recipe_build_sandbox *sandbox; /* "in": "image"; NULL: the host */
 };
 
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err);

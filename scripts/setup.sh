@@ -8,6 +8,7 @@ pkgs=(
   python3 python3-pytest python3-jsonschema python3-packaging python3-pip
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bubblewrap bc time
+  mmdebstrap podman runc
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -18,4 +19,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# A real Debian root filesystem for the sandbox tests (tests/integration/
+# test_sandbox.py): made once per machine from Debian's mirror, the way apt
+# fetches packages.  KILN_TEST_ROOTFS_DIR moves it; the tests skip nothing
+# when it is there and make their own busybox fallback otherwise.
+rootfs_dir="${KILN_TEST_ROOTFS_DIR:-/var/cache/kiln-test}"
+if [ ! -s "$rootfs_dir/bookworm-gcc.tar" ] && command -v mmdebstrap >/dev/null; then
+  mkdir -p "$rootfs_dir"
+  if mmdebstrap --quiet --format=tar --variant=minbase --include=gcc,libc6-dev bookworm \
+      "$rootfs_dir/bookworm-gcc.tar.tmp"; then
+    mv "$rootfs_dir/bookworm-gcc.tar.tmp" "$rootfs_dir/bookworm-gcc.tar"
+  else
+    rm -f "$rootfs_dir/bookworm-gcc.tar.tmp"
+    echo "setup: mmdebstrap failed; the sandbox tests will say so" >&2
+  fi
 fi

@@ -242,6 +242,8 @@ _FIGURE_GROUPS = [
      "archives: hostile archives / escapes"),
     ("test_archive_reading.py::test_hostile_", "archives: hostile archives tried",
      "archives: hostile archives / escapes"),
+    ("test_sandbox.py::test_escape_", "sandbox: escape attempts tried",
+     "sandbox: escape attempts / escapes"),
 ]
 
 

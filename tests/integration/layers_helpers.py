@@ -55,7 +55,7 @@ TZST = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def tar_bytes(entries):
-    """entries: list of dicts {name, type: file|dir|sym|hard|chr|fifo, data, link, mode}."""
+    """entries: list of dicts {name, type: file|dir|sym|hard|chr|blk|fifo, data, link, mode}."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for e in entries:
@@ -68,12 +68,13 @@ def tar_bytes(entries):
                 t.addfile(ti, io.BytesIO(data))
                 continue
             ti.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
-                       "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+                       "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE,
+                       "fifo": tarfile.FIFOTYPE}[kind]
             if kind == "dir":
                 ti.mode = e.get("mode", 0o755)
             if kind in ("sym", "hard"):
                 ti.linkname = e["link"]
-            if kind == "chr":
+            if kind in ("chr", "blk"):
                 ti.devmajor, ti.devminor = e.get("dev", (1, 3))
             t.addfile(ti)
     return buf.getvalue()

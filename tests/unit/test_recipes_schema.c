@@ -41,7 +41,7 @@ static const struct {
          "  ]\n"
          "}\n",
          "invalid recipe 't.json' at line 5 column 14: unknown layer kind 'tarball' in layer 'a' "
-         "(expected wheels, debs, source, build, tree or files)"},
+         "(expected wheels, debs, source, build, run, tree or files)"},
         {"{\n"
          "  \"base\": \"ubuntu\",\n"
          "  \"layers\": [\n"
@@ -163,6 +163,36 @@ static const struct {
          "  ]\n"
          "}\n",
          "invalid recipe 't.json' at line 4 column 49: unknown key 'modes' in layer 'f'"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"r\", \"kind\": \"run\", \"command\": [\"make\"],\n"
+         "     \"cache\": [\"/root/../etc\"]}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 5 column 16: cache directory '/root/../etc' in layer 'r' "
+         "must be an absolute path below '/' without '..'"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"r\", \"kind\": \"run\", \"command\": []}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 45: 'command' in layer 'r' is empty"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"r\", \"kind\": \"run\", \"command\": [\"true\"], \"user\": \"x\"}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 55: unknown key 'user' in layer 'r'"},
+        {"{\n"
+         "  \"base\": \"ubuntu\",\n"
+         "  \"layers\": [\n"
+         "    {\"name\": \"b\", \"kind\": \"build\", \"command\": [\"make\"], \"in\": \"vm\"}\n"
+         "  ]\n"
+         "}\n",
+         "invalid recipe 't.json' at line 4 column 63: 'in' in layer 'b' must be 'host' or 'image'"},
         /* positions after multi-byte UTF-8 count characters, as jansson does */
         {"{\"description\": \"\xc3\xa9\xc3\xa9\", \"bas\": \"x\", \"layers\": []}",
          "invalid recipe 't.json' at line 1 column 23: unknown key 'bas' in the recipe"},

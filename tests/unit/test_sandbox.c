@@ -1,0 +1,307 @@
+/* Unit tests for sandbox/: the user-namespace settings named when they are
+ * off, --gpu's device and driver list, the mount points taken out of an
+ * upper directory, and an upper directory's whiteouts as OCI entries
+ * (layers/source.c). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "io.h"
+#include "sandbox.h"
+#include "source.h"
+#include "util.h"
+
+static char root[256];
+
+static int setup(void **state)
+{
+        (void)state;
+        snprintf(root, sizeof(root), "/tmp/kiln-sandbox-test-XXXXXX");
+        assert_non_null(mkdtemp(root));
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void)state;
+        kiln_rm_rf(root);
+        return 0;
+}
+
+static void put(const char *rel, const char *data)
+{
+        char p[512], *dir;
+        FILE *f;
+
+        snprintf(p, sizeof(p), "%s/%s", root, rel);
+        dir = kiln_dirname(p);
+        assert_int_equal(kiln_mkdir_p(dir, 0755, NULL), 0);
+        free(dir);
+        f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(data, f);
+        fclose(f);
+}
+
+static bool exists(const char *rel)
+{
+        char p[512];
+        struct stat st;
+
+        snprintf(p, sizeof(p), "%s/%s", root, rel);
+        return lstat(p, &st) == 0;
+}
+
+static void test_userns_blocker_names_the_setting(void **state)
+{
+        static const struct {
+                const char *file, *value, *want;
+        } cases[] = {
+                {NULL, NULL, NULL},
+                {"kernel/unprivileged_userns_clone", "1\n", NULL},
+                {"kernel/unprivileged_userns_clone", "0\n", "kernel.unprivileged_userns_clone is 0"},
+                {"user/max_user_namespaces", "15000\n", NULL},
+                {"user/max_user_namespaces", "0\n", "user.max_user_namespaces is 0"},
+                {"kernel/apparmor_restrict_unprivileged_userns", "0\n", NULL},
+                {"kernel/apparmor_restrict_unprivileged_userns", "1\n",
+                 "kernel.apparmor_restrict_unprivileged_userns is 1"},
+        };
+        char sys[300], buf[200];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const char *got;
+                snprintf(sys, sizeof(sys), "%s/sys%zu", root, i);
+                assert_int_equal(kiln_mkdir_p(sys, 0755, NULL), 0);
+                if (cases[i].file) {
+                        char rel[300];
+                        snprintf(rel, sizeof(rel), "sys%zu/%s", i, cases[i].file);
+                        put(rel, cases[i].value);
+                }
+                got = sandbox_userns_blocker(sys, buf, sizeof(buf));
+                if (cases[i].want)
+                        assert_string_equal(got, cases[i].want);
+                else
+                        assert_null(got);
+        }
+}
+
+static void test_gpu_without_devices_says_so(void **state)
+{
+        char dev[300];
+        struct sandbox_bind *b = NULL;
+        size_t n = 0;
+        struct kiln_error err = KILN_ERROR_INIT;
+
+        (void)state;
+        snprintf(dev, sizeof(dev), "%s/dev", root);
+        put("dev/null", "");
+        put("dev/nvidiactl", ""); /* the control node alone is no GPU */
+        assert_int_equal(sandbox_gpu_binds(dev, NULL, &b, &n, NULL, NULL, &err), -1);
+        assert_int_equal(err.code, KILN_E_NOT_FOUND);
+        assert_non_null(strstr(err.msg, "no NVIDIA device"));
+        assert_null(b);
+}
+
+static void test_gpu_binds_devices_and_driver_libraries(void **state)
+{
+        char dev[300], lib[300];
+        const char *dirs[] = {lib, NULL};
+        struct sandbox_bind *b = NULL;
+        size_t n = 0;
+        char *ld = NULL;
+        bool saw_dev = false, saw_cuda = false, saw_ml = false;
+        struct kiln_error err = KILN_ERROR_INIT;
+
+        (void)state;
+        snprintf(dev, sizeof(dev), "%s/dev", root);
+        snprintf(lib, sizeof(lib), "%s/lib", root);
+        put("dev/nvidiactl", "");
+        put("dev/nvidia0", "");
+        put("dev/nvidia-uvm", "");
+        put("dev/nvidia-caps-x", ""); /* not a node the CDI spec lists */
+        put("lib/libcuda.so.550.54", "");
+        put("lib/libnvidia-ml.so.1", "");
+        put("lib/libc.so.6", "");
+        assert_int_equal(sandbox_gpu_binds(dev, dirs, &b, &n, &ld, NULL, &err), 0);
+        for (size_t i = 0; i < n; i++) {
+                if (!strcmp(b[i].dst, "/dev/nvidia0")) {
+                        saw_dev = true;
+                        assert_false(b[i].ro);
+                }
+                saw_cuda |= str_has_suffix(b[i].src, "/libcuda.so.550.54") && b[i].ro &&
+                            !strcmp(b[i].src, b[i].dst);
+                saw_ml |= str_has_suffix(b[i].src, "/libnvidia-ml.so.1");
+                assert_null(strstr(b[i].src, "libc.so"));
+                assert_null(strstr(b[i].src, "nvidia-caps"));
+        }
+        assert_true(saw_dev && saw_cuda && saw_ml);
+        assert_string_equal(ld, lib);
+        free(b);
+        free(ld);
+}
+
+static void test_upper_clean_drops_mount_points_only(void **state)
+{
+        char upper[300], lower[300];
+        const char *lowers[] = {lower};
+        struct sandbox_bind binds[] = {{.src = "/x", .dst = "/kiln/inputs/0", .ro = true},
+                                       {.src = "/y", .dst = "/root/.cache/pip"}};
+        struct sandbox_opts o;
+
+        (void)state;
+        snprintf(upper, sizeof(upper), "%s/upper", root);
+        snprintf(lower, sizeof(lower), "%s/lower", root);
+        put("lower/etc/passwd", "root\n");
+        put("lower/root/.profile", "\n");
+        put("lower/tmp/.keep", "");
+        put("upper/etc/added", "x\n");
+        put("upper/etc/resolv.conf", ""); /* made for the network: empty, not below */
+        {
+                char p[400];
+                const char *dirs[] = {"upper/kiln/inputs/0", "upper/root/.cache/pip", "upper/dev",
+                                      "upper/proc", "upper/tmp", "upper/made"};
+                for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+                        snprintf(p, sizeof(p), "%s/%s", root, dirs[i]);
+                        assert_int_equal(kiln_mkdir_p(p, 0755, NULL), 0);
+                }
+                /* the lower's modes, as a copy-up keeps them */
+                snprintf(p, sizeof(p), "%s/lower/root", root);
+                chmod(p, 0700);
+                snprintf(p, sizeof(p), "%s/upper/root", root);
+                chmod(p, 0700);
+                snprintf(p, sizeof(p), "%s/lower/tmp", root);
+                chmod(p, 01777);
+                snprintf(p, sizeof(p), "%s/upper/tmp", root);
+                chmod(p, 01777);
+        }
+        sandbox_opts_init(&o);
+        o.upper = upper;
+        o.lowers = lowers;
+        o.n_lowers = 1;
+        o.binds = binds;
+        o.n_binds = 2;
+        o.cwd = "/";
+        sandbox_upper_clean(&o);
+        assert_true(exists("upper/etc/added"));
+        assert_false(exists("upper/etc/resolv.conf"));
+        assert_false(exists("upper/kiln"));
+        assert_false(exists("upper/root")); /* copied up for the mount point only */
+        assert_false(exists("upper/dev") || exists("upper/proc"));
+        assert_false(exists("upper/tmp")); /* copied up, emptied again */
+        assert_true(exists("upper/made")); /* a directory the step made */
+}
+
+static void test_upper_clean_never_follows_a_link_of_the_step(void **state)
+{
+        char upper[300], target[400], p[400];
+        struct sandbox_bind binds[] = {{.src = "/x", .dst = "/kiln/inputs/0", .ro = true}};
+        struct sandbox_opts o;
+
+        (void)state;
+        snprintf(upper, sizeof(upper), "%s/upper", root);
+        snprintf(target, sizeof(target), "%s/host/inputs/0", root);
+        assert_int_equal(kiln_mkdir_p(target, 0755, NULL), 0);
+        assert_int_equal(kiln_mkdir_p(upper, 0755, NULL), 0);
+        /* the step replaced /kiln with a link to a host directory */
+        snprintf(p, sizeof(p), "%s/kiln", upper);
+        snprintf(target, sizeof(target), "%s/host", root);
+        assert_int_equal(symlink(target, p), 0);
+        sandbox_opts_init(&o);
+        o.upper = upper;
+        o.binds = binds;
+        o.n_binds = 1;
+        sandbox_upper_clean(&o);
+        assert_true(exists("host/inputs/0"));
+        assert_true(exists("upper/kiln"));
+}
+
+static void test_overlay_whiteouts_become_oci_entries(void **state)
+{
+        char upper[300], p[400];
+        struct layer_source *s;
+        struct kiln_error err = KILN_ERROR_INIT;
+        const char *want[] = {"etc", "etc/.wh.issue", "opt", "opt/.wh..wh..opq", "opt/new"};
+
+        (void)state;
+        snprintf(upper, sizeof(upper), "%s/upper", root);
+        put("upper/etc/.keep", "");
+        snprintf(p, sizeof(p), "%s/etc/.keep", upper);
+        unlink(p);
+        put("upper/opt/new", "n\n");
+        snprintf(p, sizeof(p), "%s/etc/issue", upper);
+        if (mknod(p, S_IFCHR | 0000, makedev(0, 0)) < 0)
+                skip(); /* Linux < 5.8 without CAP_MKNOD */
+        snprintf(p, sizeof(p), "%s/opt", upper);
+        assert_int_equal(setxattr(p, "user.overlay.opaque", "y", 1, 0), 0);
+        s = layer_source_new(&err);
+        assert_non_null(s);
+        assert_int_equal(layer_source_add_tree(s, upper, "/", NULL, 0, &err), 0);
+        assert_int_equal(layer_source_overlay_whiteouts(s, upper, &err), 0);
+        assert_int_equal(layer_source_finish(s, &err), 0);
+        assert_int_equal(s->n, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < s->n; i++) {
+                assert_string_equal(s->entries[i].path, want[i]);
+                if (str_has_prefix(strrchr(want[i], '/') ? strrchr(want[i], '/') + 1 : want[i],
+                                   ".wh.")) {
+                        assert_true(S_ISREG(s->entries[i].st.st_mode));
+                        assert_int_equal(s->entries[i].st.st_size, 0);
+                        assert_null(s->entries[i].host);
+                }
+        }
+        layer_source_free(s);
+}
+
+static void test_sandbox_refuses_relative_or_odd_directories(void **state)
+{
+        static const char *argv[] = {"true", NULL};
+        struct sandbox_opts o;
+        struct kiln_error err = KILN_ERROR_INIT;
+        int status = -1;
+
+        (void)state;
+        sandbox_opts_init(&o);
+        o.argv = argv;
+        o.argc = 1;
+        o.upper = "rel/upper";
+        o.work = "/w";
+        o.root = "/r";
+        assert_int_equal(sandbox_run(&o, &status, &err), -1);
+        assert_int_equal(err.code, KILN_E_INVALID);
+        assert_non_null(strstr(err.msg, "'rel/upper'"));
+        o.upper = "/a,b";
+        assert_int_equal(sandbox_run(&o, &status, &err), -1);
+        assert_non_null(strstr(err.msg, "'/a,b'"));
+        assert_int_equal(status, -1);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_userns_blocker_names_the_setting, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_gpu_without_devices_says_so, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gpu_binds_devices_and_driver_libraries, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories,
+                                                setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
