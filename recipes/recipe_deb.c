@@ -269,7 +269,7 @@ static int read_control(struct archive *a, const char *deb, char **ret_control,
         return 0;
 }
 
-static char *control_field(const char *control, const char *field)
+char *recipe_control_field(const char *control, const char *field)
 {
         size_t n = strlen(field);
 
@@ -394,9 +394,9 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
         if (recipe_verify_sha256(path, sha256, err) < 0 ||
             deb_read(path, NULL, false, &control, &md5sums, err) < 0)
                 return -1;
-        pkg = control_field(control, "Package");
-        ver = control_field(control, "Version");
-        arch = control_field(control, "Architecture");
+        pkg = recipe_control_field(control, "Package");
+        ver = recipe_control_field(control, "Version");
+        arch = recipe_control_field(control, "Architecture");
         if (!pkg || !*pkg || !ver || !*ver || !arch || !*arch)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "invalid package '%s': no Package, Version or Architecture",
@@ -419,7 +419,7 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                 return -1;
         if (deb_read(path, root, merged_usr, &control, &md5sums, err) < 0)
                 goto out;
-        pkg = control_field(control, "Package");
+        pkg = recipe_control_field(control, "Package");
         if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': bad Package field",
                                path);
@@ -553,14 +553,14 @@ static int apt_find(const char *index_buf, const char *package, const char *arch
                 p = end ? end + 2 : NULL;
                 if (!stanza)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                name = control_field(stanza, "Package");
+                name = recipe_control_field(stanza, "Package");
                 if (!name || strcmp(name, package))
                         continue;
-                a = control_field(stanza, "Architecture");
+                a = recipe_control_field(stanza, "Architecture");
                 if (arch && a && strcmp(a, arch) && strcmp(a, "all"))
                         continue;
-                *ret_filename = control_field(stanza, "Filename");
-                *ret_sha256 = control_field(stanza, "SHA256");
+                *ret_filename = recipe_control_field(stanza, "Filename");
+                *ret_sha256 = recipe_control_field(stanza, "SHA256");
                 if (!*ret_filename || !*ret_sha256) {
                         free(*ret_filename);
                         free(*ret_sha256);
@@ -582,15 +582,47 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
         return apt_find(index_buf, package, arch, ret_filename, ret_sha256, NULL, err);
 }
 
+/* The stanzas of every index, one after the other. */
+static int read_indexes(const char *const *paths, size_t n, char **ret, struct kiln_error *err)
+{
+        char *all = strdup("");
+        size_t total = 0;
+
+        for (size_t i = 0; all && i < n; i++) {
+                _cleanup_free_ char *buf = NULL;
+                size_t len;
+                char *nb;
+                if (read_index(paths[i], &buf, &len, err) < 0) {
+                        free(all);
+                        return -1;
+                }
+                nb = realloc(all, total + len + 3);
+                if (!nb)
+                        break;
+                all = nb;
+                memcpy(all + total, buf, len);
+                total += len;
+                /* a blank line between the last stanza and the next file's */
+                while (total && all[total - 1] == '\n')
+                        total--;
+                memcpy(all + total, "\n\n", 3);
+                total += 2;
+        }
+        if (!all)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        *ret = all;
+        return 0;
+}
+
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                    const char *index_path, const char *mirror, const char *const *packages,
-                    size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, json_t *inventory, struct kiln_error *err)
+                    const char *const *index_paths, size_t n_index, const char *mirror,
+                    const char *const *packages, size_t n, const char *arch, const char *root,
+                    bool merged_usr, json_t *resolved, json_t *inventory, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = NULL;
-        size_t len;
+        const char *index_path = n_index ? index_paths[0] : "";
 
-        if (read_index(index_path, &buf, &len, err) < 0)
+        if (read_indexes(index_paths, n_index, &buf, err) < 0)
                 return -1;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL, *stanza = NULL;
@@ -613,8 +645,8 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 if (inventory) {
                         /* the index names the package: nothing is downloaded for it */
-                        _cleanup_free_ char *ver = control_field(stanza, "Version");
-                        _cleanup_free_ char *a = control_field(stanza, "Architecture");
+                        _cleanup_free_ char *ver = recipe_control_field(stanza, "Version");
+                        _cleanup_free_ char *a = recipe_control_field(stanza, "Architecture");
                         if (!ver || !*ver || !a || !*a)
                                 return kiln_error_set(err, KILN_E_INVALID,
                                                       "package '%s' in the index '%s' has no Version or Architecture",
@@ -629,7 +661,8 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                 if (!root)
                         continue; /* the key needs the index's digest only */
                 /* p NULL: mirror is a local directory */
-                path = p ? recipe_input_file(p, o, where, true, -1, err) : strdup(where);
+                /* checked against the index's SHA256: plain http is fine */
+                path = p ? recipe_input_file_as(p, o, where, true, -1, true, err) : strdup(where);
                 if (!path)
                         return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
@@ -642,6 +675,6 @@ int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      const char *const *packages, size_t n, const char *arch, const char *root,
                      bool merged_usr, struct kiln_error *err)
 {
-        return recipe_apt_each(NULL, NULL, index_path, mirror_dir, packages, n, arch, root,
+        return recipe_apt_each(NULL, NULL, &index_path, 1, mirror_dir, packages, n, arch, root,
                                merged_usr, NULL, NULL, err);
 }

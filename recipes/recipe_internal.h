@@ -64,6 +64,11 @@ int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
 int recipe_run(const char *const *argv, const char *cwd, char *const *envp, int out_fd,
                struct kiln_error *err);
 
+/* Runs argv like recipe_run() with its stdout in *ret_out (at most 1 MiB)
+ * and its exit status in *ret_status: a status below 126 is no error. */
+int recipe_run_output(const char *const *argv, char *const *envp, char **ret_out,
+                      int *ret_status, struct kiln_error *err);
+
 struct archive;
 /* Writes every entry of a tar reader under root: regular files, dirs,
  * symlinks, hard links; refuses '..' and writing through links. */
@@ -75,9 +80,33 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
  * recipe_stage_result.packages) from the index's stanza. */
 struct recipe_stage_opts;
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                    const char *index_path, const char *mirror, const char *const *packages,
+                    const char *const *index_paths, size_t n_index, const char *mirror,
+                    const char *const *packages,
                     size_t n, const char *arch, const char *root, bool merged_usr,
                     json_t *resolved, json_t *inventory, struct kiln_error *err);
+/* The value of field in a deb822 stanza (first line only), or NULL. */
+char *recipe_control_field(const char *control, const char *field);
+
+/* An apt source's indexes (recipe_apt.c): the Packages files of its
+ * components, each checked against a Release whose signature gpgv
+ * verified with the recipe's keyring or the base's (docs/security.md).
+ * A local mirror without a keyring is read as given: release is NULL. */
+struct recipe_apt_index {
+        char **files; /* local paths, any compression */
+        size_t n;
+        char *mirror;  /* where Filename paths start: URL or directory */
+        char *release; /* "sha256:HEX" of the InRelease (or Release) */
+};
+/* source: one entry of a debs layer's 'apt'; arch: the layer's; pin: the
+ * lock's digest of its Release (NULL: none), read from the cache when
+ * there and required with o->locked. */
+int recipe_apt_index_open(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                          const json_t *source, const char *arch, const char *pin,
+                          struct recipe_apt_index *ret, struct kiln_error *err);
+void recipe_apt_index_release(struct recipe_apt_index *x);
+/* "Sat, 04 Dec 2026 17:00:00 UTC" -> seconds since the epoch. */
+int recipe_apt_date_parse(const char *s, long long *ret);
+
 /* One inventory entry (stage.h: recipe_stage_result.packages); file is a
  * path or URL whose last part is the file's name; arch and url may be NULL. */
 struct recipe_inventory_item {
@@ -94,6 +123,12 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
  * CACHE/fetch/) an http(s) URL; immutable ones are fetched once. */
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                         const char *s, bool immutable, int64_t max, struct kiln_error *err);
+/* The same; signed_: the caller checks the file against a signature or a
+ * hash from a signed index before use, so o->fetch_signed (plain http
+ * allowed) fetches it. */
+char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                           const char *s, bool immutable, int64_t max, bool signed_,
+                           struct kiln_error *err);
 /* git sources in two steps: ref -> commit (fetching a URL into the cache
  * mirror), then commit -> tree at root/path. */
 int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,

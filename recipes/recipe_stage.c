@@ -23,6 +23,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->layer_key);
         free(res->layer_inputs);
         json_decref(res->packages);
+        json_decref(res->apt_releases);
         memset(res, 0, sizeof(*res));
 }
 
@@ -233,6 +234,16 @@ static bool is_url(const char *s)
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                         const char *s, bool immutable, int64_t max, struct kiln_error *err)
 {
+        return recipe_input_file_as(p, o, s, immutable, max, false, err);
+}
+
+char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                           const char *s, bool immutable, int64_t max, bool signed_,
+                           struct kiln_error *err)
+{
+        recipe_fetch_fn fetch = signed_ && o && o->fetch_signed ? o->fetch_signed
+                                : o                            ? o->fetch
+                                                               : NULL;
         struct oci_digest d;
         _cleanup_free_ char *dir = NULL;
         char *dest;
@@ -241,7 +252,7 @@ char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_o
 
         if (!is_url(s))
                 return recipe_resolve_input(p, s, err);
-        if (!o || !o->fetch) {
+        if (!fetch) {
                 kiln_error_set(err, KILN_E_UNSUPPORTED,
                                "cannot fetch '%s': only local paths and file:// URLs are read until the HTTP client lands",
                                s);
@@ -266,7 +277,7 @@ char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_o
          * once; index pages every time */
         if (immutable && stat(dest, &st) == 0 && S_ISREG(st.st_mode))
                 return dest;
-        if (kiln_mkdir_p(dir, 0755, err) < 0 || o->fetch(o->fetch_ctx, s, dest, max, err) < 0) {
+        if (kiln_mkdir_p(dir, 0755, err) < 0 || fetch(o->fetch_ctx, s, dest, max, err) < 0) {
                 free(dest);
                 return NULL;
         }
@@ -529,7 +540,7 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
 
 static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                       const json_t *params, const char *dir, json_t *resolved,
-                      json_t *packages, struct kiln_error *err)
+                      json_t *packages, json_t *apt_releases, struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -564,35 +575,30 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                         return -1;
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
-                const char *mirror = json_string_value(json_object_get(v, "mirror"));
-                const char *index = json_string_value(json_object_get(v, "index"));
                 const json_t *pk = json_object_get(v, "packages"), *e;
-                _cleanup_free_ char *mdir = NULL;
-                _cleanup_free_ char *ipath = NULL;
+                const json_t *pins = json_object_get(o->lock_layer, "apt");
+                struct recipe_apt_index x = {0};
                 const char **names;
                 size_t k;
                 int rc;
 
-                /* the mirror is a base: local dir, or a URL files are fetched from */
-                mdir = is_url(mirror) ? strdup(mirror) : recipe_resolve_input(p, mirror, err);
-                if (!mdir)
+                if (recipe_apt_index_open(p, o, v, arch, json_string_value(json_array_get(pins, i)),
+                                          &x, err) < 0)
                         return -1;
-                if (is_url(index) || index[0] == '/' || str_has_prefix(index, "file://")) {
-                        ipath = recipe_input_file(p, o, index, false, RECIPE_APT_INDEX_MAX, err);
-                } else {
-                        _cleanup_free_ char *iu = kiln_strdupf("%s/%s", mdir, index);
-                        ipath = iu ? recipe_input_file(p, o, iu, false, RECIPE_APT_INDEX_MAX, err)
-                                   : NULL;
-                }
-                if (!ipath)
-                        return -1;
+                if (apt_releases)
+                        json_array_append_new(apt_releases,
+                                              x.release ? json_string(x.release) : json_null());
                 names = calloc(json_array_size(pk) + 1, sizeof(char *));
-                if (!names)
+                if (!names) {
+                        recipe_apt_index_release(&x);
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
-                rc = recipe_apt_each(p, o, ipath, mdir, names, json_array_size(pk), arch, dir,
-                                     merged_usr, resolved, packages, err);
+                rc = recipe_apt_each(p, o, (const char *const *)x.files, x.n, x.mirror, names,
+                                     json_array_size(pk), arch, dir, merged_usr, resolved,
+                                     packages, err);
                 free(names);
+                recipe_apt_index_release(&x);
                 if (rc < 0)
                         return -1;
         }
@@ -1023,7 +1029,10 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                 rc = stage_wheels(plan, opts, l->params, dir, resolved, packages, err);
                 break;
         case RECIPE_LAYER_DEBS:
-                rc = stage_debs(plan, opts, l->params, dir, resolved, packages, err);
+                res->apt_releases = json_array();
+                rc = res->apt_releases ? stage_debs(plan, opts, l->params, dir, resolved,
+                                                    packages, res->apt_releases, err)
+                                       : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 break;
         case RECIPE_LAYER_SOURCE:
                 rc = stage_source(plan, l->params, dir, opts, res, resolved, err);

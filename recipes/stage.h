@@ -36,6 +36,7 @@
 #define RECIPE_INDEX_MAX (32u * 1024 * 1024)     /* a simple index page (torch's is large) */
 #define RECIPE_DEB_CONTROL_MAX (1024u * 1024)
 #define RECIPE_APT_INDEX_MAX (256u * 1024 * 1024) /* an uncompressed Packages index */
+#define RECIPE_APT_RELEASE_MAX (16u * 1024 * 1024) /* InRelease, Release, Release.gpg */
 
 /* Fetches url into the new file dest (written whole or not at all), at
  * most max bytes (max < 0: no limit).  kiln build passes registry/'s HTTP
@@ -75,11 +76,21 @@ struct recipe_stage_opts {
         const char *layer; /* the layer staged, for the log's name and lines */
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
+        /* for what a signature and hashes check before use (apt indexes and
+         * packages: docs/security.md): plain http allowed; NULL: fetch */
+        recipe_fetch_fn fetch_signed;
         const struct recipe_build_remote *build_remote; /* NULL: local only */
         /* fill ret->packages (the SBOM's inventory, see below); this may read
          * the control data of .deb files given by path (fetching them once)
          * and needs a build step's output (cached, fetched or run) */
         bool inventory;
+        /* the base image's files kiln reads (its apt keyrings, its dpkg
+         * status) under their image paths; NULL: none (scratch, --stage) */
+        const char *base_root;
+        /* the lock's entry for the layer: "apt" holds the digest of each apt
+         * source's Release, in order (docs/recipes.md, "Locks"); NULL: none */
+        const json_t *lock_layer;
+        bool locked; /* a Release that differs from the lock's is an error */
 };
 
 struct recipe_stage_result {
@@ -97,6 +108,9 @@ struct recipe_stage_result {
          * null for a wheel a build step made.  It comes from the resolved
          * inputs, so a layer key computed without staging gives the same. */
         json_t *packages;
+        /* debs layers: "sha256:..." of each apt source's verified Release
+         * (null for a local mirror read as given), for kiln lock */
+        json_t *apt_releases;
 };
 
 void recipe_stage_result_release(struct recipe_stage_result *res);
@@ -197,8 +211,8 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
                     char **ret_filename, char **ret_sha256, struct kiln_error *err);
 /* Reads index_path (Packages, Packages.gz or .xz) and unpacks each of
  * packages from mirror_dir/FILENAME, verified against the index's SHA256.
- * (The index itself is trusted as given: checking it against a signed
- * Release file is registry/'s fetcher's job.) */
+ * The index itself is trusted as given: a debs layer checks it against
+ * its signed Release first (recipe_apt.c). */
 int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      const char *const *packages, size_t n, const char *arch, const char *root,
                      bool merged_usr, struct kiln_error *err);

@@ -8,6 +8,7 @@ pkgs=(
   python3 python3-pytest python3-jsonschema
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bubblewrap bc time
+  gpgv gpg
 )
 missing=()
 for p in "${pkgs[@]}"; do
