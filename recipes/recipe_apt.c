@@ -310,7 +310,7 @@ static int copy_file(const char *src, const char *dst, struct kiln_error *err);
 /* The verdict on gpgv's --status-fd lines (gnupg doc/DETAILS), as apt's
  * gpgv method reaches it: good when some key signed it and no signature
  * is bad; a missing key alone is not bad when another key is good. */
-static int gpgv_verdict(const char *status, int exit_status, const char *what,
+int recipe_apt_gpgv_verdict(const char *status, int exit_status, const char *what,
                         struct kiln_error *err)
 {
         char nopub[64] = "", expired[64] = "", revoked[64] = "", bad[64] = "";
@@ -391,7 +391,7 @@ static int gpgv_verify(const struct keys *k, const char *signed_file, const char
                 return -1;
         }
         free(argv);
-        if (gpgv_verdict(status, st, what, err) < 0)
+        if (recipe_apt_gpgv_verdict(status, st, what, err) < 0)
                 return -1;
         if (data)
                 return copy_file(data, out, err);

@@ -104,6 +104,11 @@ int recipe_apt_index_open(const struct recipe_plan *p, const struct recipe_stage
                           const json_t *source, const char *arch, const char *pin,
                           struct recipe_apt_index *ret, struct kiln_error *err);
 void recipe_apt_index_release(struct recipe_apt_index *x);
+/* gpgv's --status-fd lines -> 0 when a key of the keyring made a good
+ * signature and no signature is bad (apt's rule); else the reason, with
+ * what (the source) first. */
+int recipe_apt_gpgv_verdict(const char *status, int exit_status, const char *what,
+                            struct kiln_error *err);
 /* "Sat, 04 Dec 2026 17:00:00 UTC" -> seconds since the epoch. */
 int recipe_apt_date_parse(const char *s, long long *ret);
 
