@@ -77,13 +77,18 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
 
 /* The apt front end; root NULL: verify only.  Appends each package's
  * sha256 to resolved and, when inventory is not NULL, its entry (stage.h:
- * recipe_stage_result.packages) from the index's stanza. */
+ * recipe_stage_result.packages) from the index's stanza; when files is not
+ * NULL, the local path of each .deb (fetched even without root). */
 struct recipe_stage_opts;
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                     const char *const *index_paths, size_t n_index, const char *mirror,
-                    const char *const *packages,
-                    size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, json_t *inventory, struct kiln_error *err);
+                    const char *const *packages, size_t n, const char *arch, const char *root,
+                    bool merged_usr, bool status_d, json_t *resolved, json_t *inventory,
+                    json_t *files, struct kiln_error *err);
+/* recipe_deb_unpack(); status_d false: no status.d entry (the layer
+ * carries a dpkg database instead). */
+int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
+                         bool status_d, char **ret_package, struct kiln_error *err);
 /* The value of field in a deb822 stanza (first line only), or NULL. */
 char *recipe_control_field(const char *control, const char *field);
 
@@ -111,6 +116,39 @@ int recipe_apt_gpgv_verdict(const char *status, int exit_status, const char *wha
                             struct kiln_error *err);
 /* "Sat, 04 Dec 2026 17:00:00 UTC" -> seconds since the epoch. */
 int recipe_apt_date_parse(const char *s, long long *ret);
+
+/* What dpkg records of a package (recipe_deb.c): its control file, the
+ * other control.tar members (md5sums, conffiles, maintainer scripts,
+ * shlibs, triggers...), the paths it ships as dpkg -L lists them, and
+ * " /etc/x MD5" lines for its conffiles. */
+struct recipe_deb_member {
+        char *name;
+        char *data;
+        size_t len;
+        unsigned mode;
+};
+struct recipe_deb_meta {
+        char *control;
+        struct recipe_deb_member *members;
+        size_t n_members;
+        char *list;
+        char *conffiles;
+};
+int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err);
+void recipe_deb_meta_release(struct recipe_deb_meta *m);
+
+/* The dpkg database of a debs layer (recipe_dpkg.c): the base's status
+ * (recipe_dpkg_status_path: base_root's /var/lib/dpkg/status, *ret NULL
+ * when the base has none), the packages of the layers below added without
+ * root, the layer's own with root (its info/ files are written there),
+ * then the merged status written under root. */
+struct recipe_dpkg;
+int recipe_dpkg_status_path(const char *base_root, char **ret);
+int recipe_dpkg_load(const char *status_path, struct recipe_dpkg **ret, struct kiln_error *err);
+int recipe_dpkg_add(struct recipe_dpkg *db, const struct recipe_deb_meta *m, const char *root,
+                    struct kiln_error *err);
+int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kiln_error *err);
+void recipe_dpkg_free(struct recipe_dpkg *db);
 
 /* One inventory entry (stage.h: recipe_stage_result.packages); file is a
  * path or URL whose last part is the file's name; arch and url may be NULL. */

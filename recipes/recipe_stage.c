@@ -538,9 +538,12 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
         return 0;
 }
 
-static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                      const json_t *params, const char *dir, json_t *resolved,
-                      json_t *packages, json_t *apt_releases, struct kiln_error *err)
+/* The packages of one debs layer: unpacked into dir (when not NULL), their
+ * sha256 in resolved, their local paths in files (when not NULL). */
+static int debs_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                     const json_t *params, const char *dir, bool status_d, json_t *resolved,
+                     json_t *packages, json_t *apt_releases, json_t *files,
+                     struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -563,7 +566,7 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                                                       "invalid sha256 '%s' for package '%s'", sha,
                                                       path);
                         json_array_append_new(resolved, json_string(hex));
-                        if (!dir && !packages)
+                        if (!dir && !packages && !files)
                                 continue;
                         file = recipe_input_file(p, o, path, true, -1, err);
                         /* the name, version and architecture are in the package */
@@ -571,7 +574,9 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                                                                        err) < 0))
                                 return -1;
                 }
-                if (dir && recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                if (files)
+                        json_array_append_new(files, json_string(file));
+                if (dir && recipe_deb_unpack_as(file, sha, dir, merged_usr, status_d, NULL, err) < 0)
                         return -1;
         }
         json_array_foreach(json_object_get(params, "apt"), i, v) {
@@ -595,14 +600,107 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                 }
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
                 rc = recipe_apt_each(p, o, (const char *const *)x.files, x.n, x.mirror, names,
-                                     json_array_size(pk), arch, dir, merged_usr, resolved,
-                                     packages, err);
+                                     json_array_size(pk), arch, dir, merged_usr, status_d,
+                                     resolved, packages, files, err);
                 free(names);
                 recipe_apt_index_release(&x);
                 if (rc < 0)
                         return -1;
         }
         return 0;
+}
+
+/* Adds the packages of files (local .deb paths) to db; root: the layer's
+ * own, whose info/ files are written there. */
+static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const char *root,
+                          struct kiln_error *err)
+{
+        const json_t *f;
+        size_t i;
+
+        json_array_foreach(jmut(files), i, f) {
+                struct recipe_deb_meta m = {0};
+                int rc = recipe_deb_meta_read(json_string_value(f), &m, err);
+                if (rc == 0)
+                        rc = recipe_dpkg_add(db, &m, root, err);
+                recipe_deb_meta_release(&m);
+                if (rc < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+/* The sha256 of the packages of the debs layers below layer li, as
+ * "below:HEX" in resolved, and their local paths in files (not NULL). */
+static int debs_below(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      json_t *resolved, json_t *files, struct kiln_error *err)
+{
+        struct recipe_stage_opts bo = *o;
+
+        /* their Releases are their own layers' to pin */
+        bo.lock_layer = NULL;
+        bo.inventory = false;
+        for (size_t k = 0; k < li; k++) {
+                json_t *kres = json_array();
+                const json_t *s;
+                size_t j;
+                if (p->layers[k].kind != RECIPE_LAYER_DEBS) {
+                        json_decref(kres);
+                        continue;
+                }
+                if (!kres || debs_each(p, &bo, p->layers[k].params, NULL, false, kres, NULL, NULL,
+                                       files, err) < 0) {
+                        json_decref(kres);
+                        return -1;
+                }
+                json_array_foreach(kres, j, s)
+                        json_array_append_new(resolved, json_sprintf("below:%s",
+                                                                     json_string_value(s)));
+                json_decref(kres);
+        }
+        return 0;
+}
+
+/* A debs layer.  On a base with a dpkg database the layer carries the
+ * merged one (recipe_dpkg.c): its key then covers the base's status and
+ * the packages of the debs layers below, which the status lists too. */
+static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      const json_t *params, const char *dir, json_t *resolved,
+                      json_t *packages, json_t *apt_releases, struct kiln_error *err)
+{
+        _cleanup_free_ char *status = NULL;
+        struct recipe_dpkg *db = NULL;
+        json_t *below = json_array(), *own = json_array();
+        char hex[65];
+        int rc = -1;
+
+        if (recipe_dpkg_status_path(o->base_root, &status) < 0 || !below || !own) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        if (!status) {
+                /* no dpkg in the base: status.d, as distroless images have */
+                rc = debs_each(p, o, params, dir, true, resolved, packages, apt_releases, NULL,
+                               err);
+                goto out;
+        }
+        if (recipe_sha256_file(status, hex, err) < 0)
+                goto out;
+        json_array_append_new(resolved, json_sprintf("dpkg-status:sha256:%s", hex));
+        if (debs_below(p, o, li, resolved, dir ? below : NULL, err) < 0 ||
+            debs_each(p, o, params, dir, false, resolved, packages, apt_releases,
+                      dir ? own : NULL, err) < 0)
+                goto out;
+        if (dir && (recipe_dpkg_load(status, &db, err) < 0 ||
+                    dpkg_add_files(db, below, NULL, err) < 0 ||
+                    dpkg_add_files(db, own, dir, err) < 0 || recipe_dpkg_write(db, dir, err) < 0))
+                goto out;
+        rc = 0;
+out:
+        recipe_dpkg_free(db);
+        json_decref(below);
+        json_decref(own);
+        return rc;
 }
 
 static int stage_source(const struct recipe_plan *p, const json_t *params, const char *dir,
@@ -1030,7 +1128,7 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                 break;
         case RECIPE_LAYER_DEBS:
                 res->apt_releases = json_array();
-                rc = res->apt_releases ? stage_debs(plan, opts, l->params, dir, resolved,
+                rc = res->apt_releases ? stage_debs(plan, opts, i, l->params, dir, resolved,
                                                     packages, res->apt_releases, err)
                                        : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 break;

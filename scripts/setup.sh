@@ -20,3 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Real Debian packages for the dpkg database tests (tests/integration/
+# test_recipes_dpkg.py): fetched the way apt fetches them, kept here.
+debs_dir="${KILN_TEST_DEBS_DIR:-/var/cache/kiln-test/debs}"
+if ! ls "$debs_dir"/jq_*.deb >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO mkdir -p "$debs_dir"
+  (cd "$debs_dir" && $SUDO apt-get download -q jq libjq1 libonig5) ||
+    echo "setup: apt-get download failed; the dpkg database tests will say so" >&2
+fi

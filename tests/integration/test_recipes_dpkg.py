@@ -1,0 +1,139 @@
+"""A debs layer on a Debian base carries a real dpkg database (issue #15):
+dpkg's own tools, run on the unpacked image, must agree with what kiln
+wrote.  The base is the dpkg database of a real Debian root filesystem
+(mmdebstrap --variant=minbase bookworm, cached by scripts/setup.sh under
+/var/cache/kiln-test/), the packages are real .debs from Debian (fetched
+there by setup.sh with apt-get download), served from a local mirror made
+with dpkg-scanpackages and signed with the tests' key."""
+import glob
+import io
+import os
+import pathlib
+import subprocess
+import tarfile
+
+import pytest
+
+from imagegen import make_image
+from recipes_helpers import gpg_key, kiln, make_deb, sign_release, write_recipe
+
+CACHE = pathlib.Path(os.environ.get("KILN_TEST_ROOTFS_DIR", "/var/cache/kiln-test"))
+DEBS = pathlib.Path(os.environ.get("KILN_TEST_DEBS_DIR", CACHE / "debs"))
+
+
+def real_inputs():
+    tars = sorted(glob.glob(str(CACHE / "bookworm*.tar")))
+    debs = sorted(DEBS.glob("*.deb"))
+    if not tars or not [d for d in debs if d.name.startswith("jq_")]:
+        pytest.fail(f"no Debian root filesystem tarball or .debs under {CACHE}: run scripts/setup.sh")
+    return pathlib.Path(tars[0]), debs
+
+
+@pytest.fixture(scope="module")
+def debian_base(tmp_path_factory):
+    """An image whose one layer is the real rootfs's /var/lib/dpkg."""
+    tar, _ = real_inputs()
+    lay = tmp_path_factory.mktemp("debian") / "base"
+    files = {"var/": ("dir",), "var/lib/": ("dir",)}
+    with tarfile.open(tar) as t:
+        for m in t:
+            name = m.name.lstrip("./")
+            if not name.startswith("var/lib/dpkg"):
+                continue
+            if m.isdir():
+                files[name + "/"] = ("dir",)
+            elif m.isfile():
+                files[name] = t.extractfile(m).read()
+    assert "var/lib/dpkg/status" in files
+    make_image(lay, "b", [files])
+    return f"oci:{lay}:b"
+
+
+def mirror_of(tmp_path, debs):
+    """A local apt mirror of debs: dpkg-scanpackages' index, a signed Release."""
+    m = tmp_path / "mirror"
+    pool = m / "pool/main"
+    pool.mkdir(parents=True)
+    for d in debs:
+        (pool / d.name).write_bytes(d.read_bytes())
+    idx = m / "dists/bookworm/main/binary-amd64"
+    idx.mkdir(parents=True)
+    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
+                       capture_output=True)
+    (idx / "Packages").write_bytes(p.stdout)
+    sign_release(m / "dists/bookworm", gpg_key())
+    return m
+
+
+def build_and_unpack(tmp_path, base, layers):
+    r = write_recipe(tmp_path / "r.json", {"base": base, "tag": {"repository": "kiln/dpkg", "tag": "t"},
+                                           "layers": layers})
+    kiln("build", r, "--output", f"oci:{tmp_path}/out:t", "--cache", tmp_path / "cache", "--quiet")
+    root = tmp_path / "root"
+    kiln("unpack", f"oci:{tmp_path}/out:t", root, "--rootless")
+    return root
+
+
+def dpkg(root, *args, check=True):
+    p = subprocess.run(["dpkg", f"--root={root}", *args], capture_output=True, text=True)
+    if check:
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+    return p
+
+
+def apt_layer(name, packages, mirror):
+    return {"name": name, "kind": "debs", "apt": [
+        {"mirror": str(mirror), "suite": "bookworm", "components": ["main"],
+         "keyring": str(gpg_key().keyring), "packages": packages}]}
+
+
+def test_dpkg_knows_what_a_debs_layer_installed(tmp_path, debian_base):
+    _, debs = real_inputs()
+    mirror = mirror_of(tmp_path, debs)
+    root = build_and_unpack(tmp_path, debian_base,
+                            [apt_layer("jq", ["jq", "libjq1", "libonig5"], mirror)])
+    jq = next(d for d in debs if d.name.startswith("jq_"))
+    version = jq.name.split("_")[1]
+    s = dpkg(root, "-s", "jq").stdout
+    assert "Status: install ok installed\n" in s and f"Version: {version}\n" in s
+    # the base's packages are still known
+    assert "Status: install ok installed" in dpkg(root, "-s", "libc6").stdout
+    # dpkg -L: the package's own paths, as dpkg-deb lists them
+    listed = set(dpkg(root, "-L", "jq").stdout.split())
+    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", jq], capture_output=True,
+                         check=True).stdout
+    shipped = set()
+    for n in tarfile.open(fileobj=io.BytesIO(raw)).getnames():
+        n = (n[2:] if n.startswith("./") else n).rstrip("/")
+        shipped.add("/." if n in ("", ".") else "/" + n)
+    assert listed == shipped
+    assert dpkg(root, "-S", "/usr/bin/jq").stdout == "jq: /usr/bin/jq\n"
+    # Multi-Arch: same packages are PKG:ARCH to dpkg
+    assert dpkg(root, "-S", "libjq.so.1").stdout.startswith("libjq1:amd64: ")
+    assert (root / "var/lib/dpkg/info/libjq1:amd64.list").exists()
+    assert (root / "var/lib/dpkg/info/libjq1:amd64.triggers").exists()
+    assert (root / "var/lib/dpkg/info/jq.md5sums").exists()
+    # nothing half-installed, every file as its md5sums say
+    audit = dpkg(root, "--audit")
+    assert audit.stdout == ""
+    assert dpkg(root, "--verify", "jq", "libjq1", "libonig5").stdout == ""
+    assert not (root / "var/lib/dpkg/status.d").exists()
+
+
+def test_scripts_are_kept_and_the_package_is_unpacked(tmp_path, debian_base):
+    _, debs = real_inputs()
+    hook = make_deb(tmp_path / "debs", "kiln-hook", {"etc/kiln-hook.conf": b"x=1\n",
+                                                     "usr/share/kiln-hook/f": b"f"},
+                    postinst="#!/bin/sh\necho configured > /tmp/kiln-hook\n")
+    mirror = mirror_of(tmp_path, [*debs, hook])
+    layers = [apt_layer("jq", ["jq", "libjq1", "libonig5"], mirror),
+              apt_layer("hook", ["kiln-hook"], mirror)]
+    root = build_and_unpack(tmp_path, debian_base, layers)
+    # the top layer's status lists the base, the layer below and its own
+    assert "Status: install ok installed" in dpkg(root, "-s", "jq").stdout
+    assert "Status: install ok unpacked" in dpkg(root, "-s", "kiln-hook").stdout
+    script = root / "var/lib/dpkg/info/kiln-hook.postinst"
+    assert script.read_text().startswith("#!/bin/sh\n") and os.access(script, os.X_OK)
+    audit = dpkg(root, "--audit", check=False)
+    assert "kiln-hook" in audit.stdout and "not yet configured" in audit.stdout
+    assert "jq" not in audit.stdout.replace("kiln-hook", "")
