@@ -197,7 +197,8 @@ int recipe_simple_index_pick(const char *html, size_t len, const char *base_url,
                              char **ret_sha256, struct kiln_error *err);
 
 /* Unpacks data.tar.* of the .deb at path into root and writes its control
- * stanza to root/var/lib/dpkg/status.d/PACKAGE (as distroless images do).
+ * stanza to root/var/lib/dpkg/status.d/PACKAGE (as distroless images do;
+ * a debs layer on a base with dpkg writes a dpkg database instead).
  * No maintainer script runs.  merged_usr maps /bin, /sbin, /lib* to
  * /usr/... so the layer keeps a merged-/usr base's links.  ret_package
  * may be NULL. */

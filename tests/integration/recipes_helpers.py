@@ -136,7 +136,8 @@ def make_simple_index(root, wheels, *, hashes=True, extra_links=()):
     return root
 
 
-def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None):
+def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None,
+             conffiles=(), control=None):
     """dpkg-deb --build of a tree holding files ({path: bytes}, paths
     relative to /; a value of ("link", target) makes a symlink)."""
     outdir = pathlib.Path(outdir)
@@ -145,6 +146,11 @@ def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=
     (tree / "DEBIAN" / "control").write_text(
         f"Package: {package}\nVersion: {version}\nArchitecture: {arch}\n"
         f"Maintainer: kiln tests <tests@example.invalid>\nDescription: stand-in for {package}\n")
+    if control:
+        with open(tree / "DEBIAN" / "control", "a") as f:
+            f.write("".join(f"{k}: {v}\n" for k, v in control.items()))
+    if conffiles:
+        (tree / "DEBIAN" / "conffiles").write_text("".join(f"/{c}\n" for c in conffiles))
     if postinst:
         (tree / "DEBIAN" / "postinst").write_text(postinst)
         os.chmod(tree / "DEBIAN" / "postinst", 0o755)

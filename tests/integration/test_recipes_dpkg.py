@@ -6,6 +6,7 @@ wrote.  The base is the dpkg database of a real Debian root filesystem
 there by setup.sh with apt-get download), served from a local mirror made
 with dpkg-scanpackages and signed with the tests' key."""
 import glob
+import hashlib
 import io
 import os
 import pathlib
@@ -124,14 +125,23 @@ def test_scripts_are_kept_and_the_package_is_unpacked(tmp_path, debian_base):
     _, debs = real_inputs()
     hook = make_deb(tmp_path / "debs", "kiln-hook", {"etc/kiln-hook.conf": b"x=1\n",
                                                      "usr/share/kiln-hook/f": b"f"},
-                    postinst="#!/bin/sh\necho configured > /tmp/kiln-hook\n")
-    mirror = mirror_of(tmp_path, [*debs, hook])
+                    postinst="#!/bin/sh\necho configured > /tmp/kiln-hook\n",
+                    conffiles=["etc/kiln-hook.conf"])
+    plain = make_deb(tmp_path / "debs", "kiln-conf", {"etc/kiln-conf.conf": b"y=2\n"},
+                     conffiles=["etc/kiln-conf.conf"])
+    mirror = mirror_of(tmp_path, [*debs, hook, plain])
     layers = [apt_layer("jq", ["jq", "libjq1", "libonig5"], mirror),
-              apt_layer("hook", ["kiln-hook"], mirror)]
+              apt_layer("hook", ["kiln-hook", "kiln-conf"], mirror)]
     root = build_and_unpack(tmp_path, debian_base, layers)
     # the top layer's status lists the base, the layer below and its own
     assert "Status: install ok installed" in dpkg(root, "-s", "jq").stdout
     assert "Status: install ok unpacked" in dpkg(root, "-s", "kiln-hook").stdout
+    # conffiles: dpkg --unpack's "newconffile" until configured, the md5 once installed
+    assert "Conffiles:\n /etc/kiln-hook.conf newconffile\n" in dpkg(root, "-s", "kiln-hook").stdout
+    md5 = hashlib.md5(b"y=2\n").hexdigest()
+    assert f"Conffiles:\n /etc/kiln-conf.conf {md5}\n" in dpkg(root, "-s", "kiln-conf").stdout
+    assert (root / "var/lib/dpkg/info/kiln-conf.conffiles").read_text() == "/etc/kiln-conf.conf\n"
+    assert dpkg(root, "--verify", "kiln-conf").stdout == ""
     script = root / "var/lib/dpkg/info/kiln-hook.postinst"
     assert script.read_text().startswith("#!/bin/sh\n") and os.access(script, os.X_OK)
     audit = dpkg(root, "--audit", check=False)
