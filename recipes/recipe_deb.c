@@ -575,11 +575,19 @@ static bool stanza_names(const char *p, const char *end, const char *name)
 }
 
 /* recipe_apt_find(), and the stanza itself when ret_stanza is not NULL. */
-static int apt_find(const char *index_buf, const char *package, const char *arch,
+static int apt_find(const char *index_buf, const char *spec, const char *arch,
                     char **ret_filename, char **ret_sha256, char **ret_stanza,
                     struct kiln_error *err)
 {
         const char *p = index_buf;
+        /* "NAME=VERSION": that version (what the resolver chose) */
+        _cleanup_free_ char *package = strdup(spec);
+        char *want = package ? strchr(package, '=') : NULL;
+
+        if (!package)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (want)
+                *want++ = '\0';
 
         while (p && *p) {
                 const char *start = p, *end = stanza_end(p);
@@ -599,6 +607,11 @@ static int apt_find(const char *index_buf, const char *package, const char *arch
                 a = recipe_control_field(stanza, "Architecture");
                 if (arch && a && strcmp(a, arch) && strcmp(a, "all"))
                         continue;
+                if (want) {
+                        _cleanup_free_ char *v = recipe_control_field(stanza, "Version");
+                        if (!v || strcmp(v, want))
+                                continue;
+                }
                 *ret_filename = recipe_control_field(stanza, "Filename");
                 *ret_sha256 = recipe_control_field(stanza, "SHA256");
                 if (!*ret_filename || !*ret_sha256) {
@@ -612,8 +625,9 @@ static int apt_find(const char *index_buf, const char *package, const char *arch
                         *ret_stanza = steal_ptr(&stanza);
                 return 0;
         }
-        return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s in the index", package,
-                              arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
+        return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s%s%s in the index",
+                              package, want ? " " : "", want ? want : "", arch ? " for '" : "",
+                              arch ? arch : "", arch ? "'" : "");
 }
 
 int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
@@ -623,7 +637,7 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
 }
 
 /* The stanzas of every index, one after the other. */
-static int read_indexes(const char *const *paths, size_t n, char **ret, struct kiln_error *err)
+int recipe_apt_read_indexes(const char *const *paths, size_t n, char **ret, struct kiln_error *err)
 {
         char *all = strdup("");
         size_t total = 0;
@@ -663,7 +677,7 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
         _cleanup_free_ char *buf = NULL;
         const char *index_path = n_index ? index_paths[0] : "";
 
-        if (read_indexes(index_paths, n_index, &buf, err) < 0)
+        if (recipe_apt_read_indexes(index_paths, n_index, &buf, err) < 0)
                 return -1;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL, *stanza = NULL;
@@ -692,7 +706,11 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                                 return kiln_error_set(err, KILN_E_INVALID,
                                                       "package '%s' in the index '%s' has no Version or Architecture",
                                                       packages[i], index_path);
-                        struct recipe_inventory_item it = {.type = "deb", .name = packages[i],
+                        _cleanup_free_ char *nm = strndup(packages[i],
+                                                          strcspn(packages[i], "="));
+                        if (!nm)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        struct recipe_inventory_item it = {.type = "deb", .name = nm,
                                                            .version = ver, .arch = a,
                                                            .sha256 = sha, .file = file,
                                                            .url = where};

@@ -150,6 +150,20 @@ int recipe_dpkg_add(struct recipe_dpkg *db, const struct recipe_deb_meta *m, con
 int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kiln_error *err);
 void recipe_dpkg_free(struct recipe_dpkg *db);
 
+/* Debian versions compared as dpkg --compare-versions does: <0, 0, >0. */
+int recipe_deb_version_cmp(const char *a, const char *b);
+/* The packages apt-get install would add for requests (names with an
+ * optional "(OP VERSION)") over the Packages texts indexes[0..n) of the
+ * layer's apt sources, for arch, given the dpkg status of the image below
+ * (may be NULL): *ret is [{"name","version","source":I}] in install order
+ * (dependencies first), I the index of the source the package comes from. */
+int recipe_apt_resolve(const char *const *indexes, size_t n, const char *status, const char *arch,
+                       const char *const *requests, size_t n_req, json_t **ret,
+                       struct kiln_error *err);
+/* The stanzas of the Packages files at paths, one text. */
+int recipe_apt_read_indexes(const char *const *paths, size_t n, char **ret,
+                            struct kiln_error *err);
+
 /* One inventory entry (stage.h: recipe_stage_result.packages); file is a
  * path or URL whose last part is the file's name; arch and url may be NULL. */
 struct recipe_inventory_item {
