@@ -573,6 +573,19 @@ static int request(struct universe *u, const char *spec, struct out *o, struct k
                                       "invalid package '%s': expected NAME or NAME (OP VERSION)",
                                       spec);
         c = pick(u, &r);
+        if (!c) {
+                /* a request may name an older version ("libfoo (<< 2)", as
+                 * apt-get install libfoo=1.5 does); a dependency takes the
+                 * candidate only, as apt does */
+                const json_t *v;
+                size_t k;
+                json_array_foreach(json_object_get(u->by_name, r.name), k, v) {
+                        struct pkg *p = &u->p[json_integer_value(v)];
+                        if (!p->installed && satisfies(p, &r) &&
+                            (!c || recipe_deb_version_cmp(p->version, c->version) > 0))
+                                c = p;
+                }
+        }
         have_it = installed(u, r.name);
         /* apt-get install: an installed package stays unless the candidate is newer */
         if (have_it && satisfies(have_it, &r) &&
