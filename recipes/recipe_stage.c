@@ -562,8 +562,7 @@ static int apt_resolved(const struct recipe_plan *p, const struct recipe_stage_o
                 goto nomem;
         json_array_foreach(jmut(apt), i, v) n_req += json_array_size(json_object_get(v, "packages"));
         reqs = calloc(n_req + 1, sizeof(char *));
-        names = calloc(n_req + 1, sizeof(char *));
-        if (!reqs || !names)
+        if (!reqs)
                 goto nomem;
         n_req = 0;
         json_array_foreach(jmut(apt), i, v) {
@@ -581,6 +580,9 @@ static int apt_resolved(const struct recipe_plan *p, const struct recipe_stage_o
         if (recipe_apt_resolve((const char *const *)texts, n, installed, arch, reqs, n_req, &chosen,
                                err) < 0)
                 goto out;
+        names = calloc(json_array_size(chosen) + 1, sizeof(char *));
+        if (!names)
+                goto nomem;
         for (i = 0; i < n; i++) {
                 size_t m = 0;
                 json_array_foreach(chosen, k, e) {

@@ -147,3 +147,100 @@ def test_scripts_are_kept_and_the_package_is_unpacked(tmp_path, debian_base):
     audit = dpkg(root, "--audit", check=False)
     assert "kiln-hook" in audit.stdout and "not yet configured" in audit.stdout
     assert "jq" not in audit.stdout.replace("kiln-hook", "")
+
+
+# ---- dependency resolution, compared with apt-get install --simulate ----
+
+def apt_simulate(tmp_path, mirror, status, packages):
+    """What apt-get install --no-install-recommends would add, on the same
+    index and the same dpkg status: {name: version}."""
+    d = tmp_path / "apt"
+    for sub in ("state/lists/partial", "cache/archives/partial"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "sources.list").write_text(
+        f"deb [signed-by={gpg_key().keyring}] file:{mirror} bookworm main\n")
+    opts = ["-o", f"Dir::Etc::SourceList={d}/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", "Dir::Etc::Parts=/nonexistent", "-o", "Dir::Etc::Preferences=/nonexistent",
+            "-o", "Dir::Etc::PreferencesParts=/nonexistent", "-o", f"Dir::State={d}/state",
+            "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache={d}/cache",
+            "-o", "APT::Install-Recommends=false", "-o", "Debug::NoLocking=1",
+            "-o", "APT::Architecture=amd64", "-o", "Acquire::Languages=none"]
+    env = dict(os.environ, APT_CONFIG="/dev/null", LC_ALL="C")
+    subprocess.run(["apt-get", *opts, "-q", "update"], check=True, capture_output=True, env=env)
+    p = subprocess.run(["apt-get", *opts, "-s", "install", *packages], capture_output=True,
+                       text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    inst = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("Inst "):
+            name, ver = line.split()[1], line.split("(")[1].split()[0]
+            inst[name.split(":")[0]] = ver
+    return inst
+
+
+def added_packages(root, base_status):
+    """{name: version} of the stanzas kiln's status has beyond the base's."""
+    def stanzas(text):
+        out = {}
+        for st in text.strip().split("\n\n"):
+            f = dict(l.split(": ", 1) for l in st.splitlines() if ": " in l and l[0] != " ")
+            out[f["Package"]] = f["Version"]
+        return out
+    base = stanzas(base_status)
+    now = stanzas((root / "var/lib/dpkg/status").read_text())
+    return {k: v for k, v in now.items() if base.get(k) != v}
+
+
+def base_status_file(tmp_path):
+    tar, _ = real_inputs()
+    with tarfile.open(tar) as t:
+        data = t.extractfile("./var/lib/dpkg/status").read()
+    f = tmp_path / "base-status"
+    f.write_bytes(data)
+    return f
+
+
+def synthetic(tmp_path):
+    """Packages whose relations have the shapes that need choices: an
+    alternative whose first is virtual, a versioned dependency with an
+    older and a newer version in the index, Pre-Depends, a dependency the
+    base satisfies (libc6), an essential package the base has (dpkg)."""
+    d = tmp_path / "synthetic"
+    mk = lambda name, ver="1.0-1", **c: make_deb(d, name, {f"usr/share/doc/{name}/x": name.encode()},
+                                                version=ver, control=c or None)
+    return [mk("kt-app", **{"Depends": "kt-mta | kt-exim, kt-lib (>= 2), libc6 (>= 2.30), dpkg",
+                            "Pre-Depends": "kt-pre"}),
+            mk("kt-postfix", **{"Provides": "kt-mta"}), mk("kt-exim"),
+            mk("kt-lib", "1.0-1"), mk("kt-lib", "2.5-1", **{"Depends": "jq"}), mk("kt-lib", "2.5~rc1-1"),
+            mk("kt-pre")]
+
+
+@pytest.mark.parametrize("request_", [["jq"], ["kt-app"], ["jq", "kt-exim"]])
+def test_resolution_matches_apt_get_simulate(tmp_path, debian_base, request_):
+    _, debs = real_inputs()
+    mirror = mirror_of(tmp_path, [*debs, *synthetic(tmp_path)])
+    status = base_status_file(tmp_path)
+    want = apt_simulate(tmp_path, mirror, status, request_)
+    root = build_and_unpack(tmp_path, debian_base, [apt_layer("sys", request_, mirror)])
+    assert added_packages(root, status.read_text()) == want
+    assert want  # the case installs something
+
+
+def test_resolve_false_keeps_the_list(tmp_path, debian_base):
+    _, debs = real_inputs()
+    mirror = mirror_of(tmp_path, debs)
+    layer = apt_layer("sys", ["jq"], mirror)
+    layer["resolve"] = False
+    root = build_and_unpack(tmp_path, debian_base, [layer])
+    assert set(added_packages(root, base_status_file(tmp_path).read_text())) == {"jq"}
+
+
+def test_a_layer_skips_what_the_layer_below_installed(tmp_path, debian_base):
+    _, debs = real_inputs()
+    mirror = mirror_of(tmp_path, [*debs, *synthetic(tmp_path)])
+    root = build_and_unpack(tmp_path, debian_base, [apt_layer("jq", ["jq"], mirror),
+                                                    apt_layer("lib", ["kt-lib"], mirror)])
+    info = sorted(p.name for p in (root / "var/lib/dpkg/info").glob("*.list"))
+    # kt-lib 2.5 needs jq, which the layer below has: the top layer adds kt-lib only
+    assert "Version: 2.5-1" in dpkg(root, "-s", "kt-lib").stdout
+    assert "jq.list" in info
