@@ -80,8 +80,7 @@ int recipe_apt_date_parse(const char *s, long long *ret)
 }
 
 /* apt's checks of the Release's Date and Valid-Until against the clock */
-static int check_dates(const char *release, const char *what, time_t now,
-                       struct kiln_error *err)
+static int check_dates(const char *release, const char *what, time_t now, struct kiln_error *err)
 {
         _cleanup_free_ char *date = recipe_control_field(release, "Date");
         _cleanup_free_ char *until = recipe_control_field(release, "Valid-Until");
@@ -155,8 +154,8 @@ static int dearmor(const char *buf, const char *what, const char *dest, struct k
                 p = end + 1;
         }
         if (!out)
-                return kiln_error_set(err, KILN_E_INVALID, "invalid keyring '%s': no public key block",
-                                      what);
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid keyring '%s': no public key block", what);
         return kiln_write_file_atomic(dest, bin, out, 0600, err);
 }
 
@@ -298,7 +297,8 @@ static int keys_collect(const struct recipe_plan *p, const struct recipe_stage_o
         }
         if (k->n == 0)
                 return kiln_error_set(err, KILN_E_INVALID,
-                                      "%s: no keyring to check the Release against: name one with 'keyring' (the base image trusts none)",
+                                      "%s: no keyring to check the Release against: name one with "
+                                      "'keyring' (the base image trusts none)",
                                       what);
         return 0;
 }
@@ -311,7 +311,7 @@ static int copy_file(const char *src, const char *dst, struct kiln_error *err);
  * gpgv method reaches it: good when some key signed it and no signature
  * is bad; a missing key alone is not bad when another key is good. */
 int recipe_apt_gpgv_verdict(const char *status, int exit_status, const char *what,
-                        struct kiln_error *err)
+                            struct kiln_error *err)
 {
         char nopub[64] = "", expired[64] = "", revoked[64] = "", bad[64] = "";
         bool good = false, valid = false;
@@ -414,8 +414,7 @@ static int copy_file(const char *src, const char *dst, struct kiln_error *err)
 }
 
 /* The SHA256 line for name: " HEX SIZE NAME" */
-static bool release_entry(const char *release, const char *name, char hex[65],
-                          long long *ret_size)
+static bool release_entry(const char *release, const char *name, char hex[65], long long *ret_size)
 {
         const char *p = strstr(release, "\nSHA256:");
 
@@ -465,8 +464,7 @@ struct src {
 
 /* MIRROR/dists/SUITE/name: fetched (not kept: the Release says whether it
  * is current) or the local file. */
-static char *dist_file(const struct src *s, const char *name, int64_t max,
-                       struct kiln_error *err)
+static char *dist_file(const struct src *s, const char *name, int64_t max, struct kiln_error *err)
 {
         _cleanup_free_ char *u = kiln_strdupf("%s/dists/%s/%s", s->mdir, s->suite, name);
 
@@ -525,14 +523,15 @@ static void seen_put(const char *what, const char hex[65])
  * from.  A Release pinned by the lock is read from the cache when there
  * (its dates were checked when it was locked); one this process already
  * fetched is read from the cache too, and checked again. */
-static int release_get(const struct src *s, const struct keys *k, const char *pin,
-                       char **ret_text, char ret_hex[65], struct kiln_error *err)
+static int release_get(const struct src *s, const struct keys *k, const char *pin, char **ret_text,
+                       char ret_hex[65], struct kiln_error *err)
 {
         char seen_hex[65];
         _cleanup_free_ char *seen_pin = NULL;
         bool recheck = false;
 
-        if (!pin && seen_get(s->what, seen_hex) && (seen_pin = kiln_strdupf("sha256:%s", seen_hex))) {
+        if (!pin && seen_get(s->what, seen_hex) &&
+            (seen_pin = kiln_strdupf("sha256:%s", seen_hex))) {
                 pin = seen_pin;
                 recheck = true;
         }
@@ -570,9 +569,10 @@ static int release_get(const struct src *s, const struct keys *k, const char *pi
                         }
                         sig = dist_file(s, "Release.gpg", RECIPE_APT_RELEASE_MAX, err);
                         if (!sig) {
-                                kiln_error_set(err, KILN_E_DIGEST,
-                                               "%s: the Release is not signed (no InRelease or Release.gpg)",
-                                               s->what);
+                                kiln_error_set(
+                                    err, KILN_E_DIGEST,
+                                    "%s: the Release is not signed (no InRelease or Release.gpg)",
+                                    s->what);
                                 return -1;
                         }
                 }
@@ -580,9 +580,10 @@ static int release_get(const struct src *s, const struct keys *k, const char *pi
         if (recipe_sha256_file(in ? in : rel, hex, err) < 0)
                 return -1;
         if (pin && !from_cache && strcmp(pin + 7, hex) && s->o->locked)
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "%s: the Release is sha256:%s but the lock pins %s: run kiln lock",
-                                      s->what, hex, pin);
+                return kiln_error_set(
+                    err, KILN_E_INVALID,
+                    "%s: the Release is sha256:%s but the lock pins %s: run kiln lock", s->what,
+                    hex, pin);
         if (gpgv_verify(k, in ? in : sig, in ? NULL : rel, out, s->what, err) < 0 ||
             kiln_read_file(out, RECIPE_APT_RELEASE_MAX, ret_text, &len, err) < 0)
                 return -1;
@@ -634,8 +635,8 @@ static char *index_get(const struct src *s, const char *release, const char *nam
                 return NULL;
         if (strcmp(got, hex)) {
                 kiln_error_set(err, KILN_E_DIGEST,
-                               "%s: sha256 mismatch for '%s': the Release says %s, got %s",
-                               s->what, name, hex, got);
+                               "%s: sha256 mismatch for '%s': the Release says %s, got %s", s->what,
+                               name, hex, got);
                 return NULL;
         }
         cache_keep(s->o, file, hex, "");
@@ -677,7 +678,8 @@ static int split_index(const char *index, const char *what, char **ret_suite, co
         if (!str_has_prefix(index, "dists/") || !(slash = strchr(s, '/')) || slash == s ||
             !slash[1] || strstr(index, ".."))
                 return kiln_error_set(err, KILN_E_INVALID,
-                                      "%s: cannot check index '%s' against a Release: it is not under dists/SUITE/ (give 'suite' and 'components')",
+                                      "%s: cannot check index '%s' against a Release: it is not "
+                                      "under dists/SUITE/ (give 'suite' and 'components')",
                                       what, index);
         *ret_suite = strndup(s, (size_t)(slash - s));
         *ret_rest = slash + 1;
@@ -693,8 +695,8 @@ static char *component_index(const struct src *s, const char *release, const cha
         long long size;
 
         for (size_t i = 0; i < ARRAY_SIZE(ext); i++) {
-                _cleanup_free_ char *name = kiln_strdupf("%s/binary-%s/Packages%s", component,
-                                                         arch, ext[i]);
+                _cleanup_free_ char *name =
+                    kiln_strdupf("%s/binary-%s/Packages%s", component, arch, ext[i]);
                 if (!name) {
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         return NULL;
@@ -720,14 +722,15 @@ static int unverified(const struct recipe_plan *p, const struct recipe_stage_opt
 
         if (index) {
                 _cleanup_free_ char *iu = index[0] == '/' || strstr(index, "://")
-                                                  ? strdup(index)
-                                                  : kiln_strdupf("%s/%s", x->mirror, index);
-                return iu ? add_file(x, recipe_input_file(p, o, iu, false, RECIPE_APT_INDEX_MAX,
-                                                          err),
+                                              ? strdup(index)
+                                              : kiln_strdupf("%s/%s", x->mirror, index);
+                return iu ? add_file(x,
+                                     recipe_input_file(p, o, iu, false, RECIPE_APT_INDEX_MAX, err),
                                      err)
                           : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        json_array_foreach(json_object_get(source, "components"), i, c) {
+        json_array_foreach(json_object_get(source, "components"), i, c)
+        {
                 static const char *const ext[] = {".xz", ".gz", ""};
                 char *found = NULL;
                 for (size_t k = 0; !found && k < ARRAY_SIZE(ext); k++) {
@@ -739,9 +742,10 @@ static int unverified(const struct recipe_plan *p, const struct recipe_stage_opt
                                 free(f);
                 }
                 if (!found)
-                        return kiln_error_set(err, KILN_E_NOT_FOUND,
-                                              "no Packages index for component '%s' and '%s' in '%s/dists/%s'",
-                                              json_string_value(c), arch, x->mirror, suite);
+                        return kiln_error_set(
+                            err, KILN_E_NOT_FOUND,
+                            "no Packages index for component '%s' and '%s' in '%s/dists/%s'",
+                            json_string_value(c), arch, x->mirror, suite);
                 if (add_file(x, found, err) < 0)
                         return -1;
         }
@@ -817,7 +821,8 @@ int recipe_apt_index_open(const struct recipe_plan *p, const struct recipe_stage
         } else {
                 const json_t *c;
                 size_t i;
-                json_array_foreach(json_object_get(source, "components"), i, c) {
+                json_array_foreach(json_object_get(source, "components"), i, c)
+                {
                         if (add_file(&x, component_index(&s, text, json_string_value(c), arch, err),
                                      err) < 0)
                                 goto out;

@@ -22,16 +22,17 @@
 #define BASE_FILE_MAX (64u * 1024 * 1024)
 
 static const char *const wanted[] = {
-        "etc/apt/trusted.gpg",      "etc/apt/trusted.gpg.d/", "etc/apt/keyrings/",
-        "usr/share/keyrings/",      "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "etc/apt/trusted.gpg", "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
+    "usr/share/keyrings/", "etc/apt/sources.list.d/", "var/lib/dpkg/status",
 };
 
 static bool is_wanted(const char *p)
 {
         for (size_t i = 0; i < ARRAY_SIZE(wanted); i++) {
                 size_t n = strlen(wanted[i]);
-                if (wanted[i][n - 1] == '/' ? !strncmp(p, wanted[i], n) && p[n] && !strchr(p + n, '/')
-                                            : !strcmp(p, wanted[i]))
+                if (wanted[i][n - 1] == '/'
+                        ? !strncmp(p, wanted[i], n) && p[n] && !strchr(p + n, '/')
+                        : !strcmp(p, wanted[i]))
                         return true;
         }
         return false;
@@ -93,9 +94,9 @@ static int put_link(const char *root, const char *p, const char *target, struct 
         if (!dest)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         dir = kiln_dirname(p);
-        joined = target[0] == '/' ? strdup(target)
-                                  : kiln_strdupf("%s/%s", dir && strcmp(dir, ".") ? dir : "",
-                                                 target);
+        joined = target[0] == '/'
+                     ? strdup(target)
+                     : kiln_strdupf("%s/%s", dir && strcmp(dir, ".") ? dir : "", target);
         clean = joined ? norm(joined) : NULL;
         if (!clean)
                 return 0; /* out of the tree: not followed */
@@ -126,8 +127,9 @@ static int put_file(struct layer_tar_reader *r, const char *root, const char *p,
         if (!dest || !dir)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (archive_entry_size(e) > BASE_FILE_MAX)
-                return kiln_error_set(err, KILN_E_LIMIT, "'/%s' in the base is larger than %u bytes",
-                                      p, BASE_FILE_MAX);
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "'/%s' in the base is larger than %u bytes", p,
+                                      BASE_FILE_MAX);
         if (kiln_mkdir_p(dir, 0755, err) < 0)
                 return -1;
         if (archive_entry_filetype(e) == AE_IFLNK)
@@ -150,8 +152,7 @@ static int scan_layer(struct oci_store *st, const struct oci_descriptor *d, cons
                       json_t *taken, json_t *hidden, json_t *hide, struct kiln_error *err)
 {
         struct layer_tar_reader *r =
-                layer_tar_reader_new(st->ops->open_blob(st, d, err), d->media_type,
-                                     d->digest.str, err);
+            layer_tar_reader_new(st->ops->open_blob(st, d, err), d->media_type, d->digest.str, err);
         struct archive_entry *e;
         int rc;
 
@@ -170,7 +171,7 @@ static int scan_layer(struct oci_store *st, const struct oci_descriptor *d, cons
                 }
                 if (!strncmp(base, ".wh.", 4)) {
                         _cleanup_free_ char *victim =
-                                kiln_strdupf("%.*s%s", (int)(base - p), p, base + 4);
+                            kiln_strdupf("%.*s%s", (int)(base - p), p, base + 4);
                         if (victim)
                                 json_object_set_new(hide, victim, json_true());
                         continue;

@@ -50,8 +50,8 @@ static int put(struct recipe_dpkg *db, const char *stanza, struct kiln_error *er
         if (!json_object_get(db->stanzas, key))
                 json_array_append_new(db->order, json_string(key));
         return json_object_set_new(db->stanzas, key, json_string(stanza)) < 0
-                       ? kiln_error_set(err, KILN_E_NOMEM, "out of memory")
-                       : 0;
+                   ? kiln_error_set(err, KILN_E_NOMEM, "out of memory")
+                   : 0;
 }
 
 int recipe_dpkg_status_path(const char *base_root, char **ret)
@@ -230,9 +230,10 @@ int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kil
         f = open_memstream(&buf, &len);
         if (!f)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        json_array_foreach(db->order, i, k) {
-                const char *s = json_string_value(json_object_get(db->stanzas,
-                                                                  json_string_value(k)));
+        json_array_foreach(db->order, i, k)
+        {
+                const char *s =
+                    json_string_value(json_object_get(db->stanzas, json_string_value(k)));
                 size_t n = strlen(s);
                 while (n && s[n - 1] == '\n')
                         n--;

@@ -110,7 +110,8 @@ static const char *rel_parse(const char *s, struct rel *r)
         memset(r, 0, sizeof(*r));
         while (isspace((unsigned char)*s))
                 s++;
-        while (*s && !isspace((unsigned char)*s) && !strchr("(:|,[<", *s) && n < sizeof(r->name) - 1)
+        while (*s && !isspace((unsigned char)*s) && !strchr("(:|,[<", *s) &&
+               n < sizeof(r->name) - 1)
                 r->name[n++] = *s++;
         if (!n)
                 return NULL;
@@ -316,7 +317,8 @@ static struct pkg *candidate(struct universe *u, const char *name)
         const json_t *v;
         size_t k;
 
-        json_array_foreach(json_object_get(u->by_name, name), k, v) {
+        json_array_foreach(json_object_get(u->by_name, name), k, v)
+        {
                 struct pkg *p = &u->p[json_integer_value(v)];
                 if (p->installed)
                         continue;
@@ -331,9 +333,9 @@ static struct pkg *installed(struct universe *u, const char *name)
         const json_t *v;
         size_t k;
 
-        json_array_foreach(json_object_get(u->by_name, name), k, v)
-                if (u->p[json_integer_value(v)].installed)
-                        return &u->p[json_integer_value(v)];
+        json_array_foreach(
+            json_object_get(u->by_name, name), k,
+            v) if (u->p[json_integer_value(v)].installed) return &u->p[json_integer_value(v)];
         return NULL;
 }
 
@@ -381,7 +383,8 @@ static bool have(struct universe *u, const struct rel *r)
         const json_t *v;
         size_t k;
 
-        each_named(u, r->name, k, v, idx) {
+        each_named(u, r->name, k, v, idx)
+        {
                 const struct pkg *p = &u->p[json_integer_value(v)];
                 if (present(u, p) && satisfies(p, r))
                         return true;
@@ -411,7 +414,8 @@ static struct pkg *pick(struct universe *u, const struct rel *r)
         const json_t *v;
         size_t k;
 
-        json_array_foreach(json_object_get(u->by_provides, r->name), k, v) {
+        json_array_foreach(json_object_get(u->by_provides, r->name), k, v)
+        {
                 struct pkg *p = &u->p[json_integer_value(v)];
                 if (p->installed || strcmp(p->name, r->name) == 0 || !satisfies(p, r) ||
                     candidate(u, p->name) != p)
@@ -433,8 +437,8 @@ static int mark(struct universe *u, struct pkg *p, struct out *o, unsigned depth
 
 /* Every and-group of field: satisfied already, or by the first
  * alternative apt can install. */
-static int deps(struct universe *u, struct pkg *p, const char *field, struct out *o,
-                unsigned depth, struct kiln_error *err)
+static int deps(struct universe *u, struct pkg *p, const char *field, struct out *o, unsigned depth,
+                struct kiln_error *err)
 {
         for (const char *s = field; s && *s;) {
                 struct rel alts[16];
@@ -445,8 +449,8 @@ static int deps(struct universe *u, struct pkg *p, const char *field, struct out
                         e = rel_parse(e, &alts[n]);
                         if (!e)
                                 return kiln_error_set(err, KILN_E_INVALID,
-                                                      "package '%s' %s: bad relation '%s'",
-                                                      p->name, p->version, s);
+                                                      "package '%s' %s: bad relation '%s'", p->name,
+                                                      p->version, s);
                         n++;
                         while (isspace((unsigned char)*e))
                                 e++;
@@ -467,13 +471,13 @@ static int deps(struct universe *u, struct pkg *p, const char *field, struct out
                 if (!ok) {
                         char want[512];
                         snprintf(want, sizeof(want), "%s%s%s%s%s%s%s", alts[0].name,
-                                 *alts[0].archq ? ":" : "", alts[0].archq,
-                                 *alts[0].op ? " (" : "", alts[0].op, *alts[0].op ? " " : "",
+                                 *alts[0].archq ? ":" : "", alts[0].archq, *alts[0].op ? " (" : "",
+                                 alts[0].op, *alts[0].op ? " " : "",
                                  *alts[0].op ? alts[0].version : "");
                         return kiln_error_set(err, KILN_E_NOT_FOUND,
-                                              "package '%s' %s depends on '%s%s', which no index or installed package provides",
-                                              p->name, p->version, want,
-                                              *alts[0].op ? ")" : "");
+                                              "package '%s' %s depends on '%s%s', which no index "
+                                              "or installed package provides",
+                                              p->name, p->version, want, *alts[0].op ? ")" : "");
                 }
                 while (*e && *e != ',')
                         e++;
@@ -492,13 +496,13 @@ static int mark(struct universe *u, struct pkg *p, struct out *o, unsigned depth
                                       p->name);
         p->state = 1;
         /* Pre-Depends first: they are unpacked and configured before */
-        if (deps(u, p, p->predepends, o, depth, err) < 0 || deps(u, p, p->depends, o, depth, err) < 0)
+        if (deps(u, p, p->predepends, o, depth, err) < 0 ||
+            deps(u, p, p->depends, o, depth, err) < 0)
                 return -1;
-        if (json_array_append_new(o->list,
-                                  json_pack("{s:s, s:s, s:o, s:I}", "name", p->name, "version",
-                                            p->version, "spec",
-                                            json_sprintf("%s=%s", p->name, p->version), "source",
-                                            (json_int_t)p->source)) < 0)
+        if (json_array_append_new(o->list, json_pack("{s:s, s:s, s:o, s:I}", "name", p->name,
+                                                     "version", p->version, "spec",
+                                                     json_sprintf("%s=%s", p->name, p->version),
+                                                     "source", (json_int_t)p->source)) < 0)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         return 0;
 }
@@ -528,7 +532,8 @@ static int clash(struct universe *u, const struct pkg *p, const char *field, boo
                         return 0;
                 const json_t *v;
                 size_t k;
-                each_named(u, r.name, k, v, idx) {
+                each_named(u, r.name, k, v, idx)
+                {
                         const struct pkg *q = &u->p[json_integer_value(v)];
                         if (q == p || !strcmp(q->name, p->name) || !present(u, q) ||
                             (only_new && !q->state) || !satisfies(q, &r))
@@ -579,7 +584,8 @@ static int request(struct universe *u, const char *spec, struct out *o, struct k
                  * candidate only, as apt does */
                 const json_t *v;
                 size_t k;
-                json_array_foreach(json_object_get(u->by_name, r.name), k, v) {
+                json_array_foreach(json_object_get(u->by_name, r.name), k, v)
+                {
                         struct pkg *p = &u->p[json_integer_value(v)];
                         if (!p->installed && satisfies(p, &r) &&
                             (!c || recipe_deb_version_cmp(p->version, c->version) > 0))
