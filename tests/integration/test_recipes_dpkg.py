@@ -25,7 +25,7 @@ DEBS = pathlib.Path(os.environ.get("KILN_TEST_DEBS_DIR", CACHE / "debs"))
 def real_inputs():
     tars = sorted(glob.glob(str(CACHE / "bookworm*.tar")))
     debs = sorted(DEBS.glob("*.deb"))
-    if not tars or not [d for d in debs if d.name.startswith("jq_")]:
+    if not tars or not all(any(d.name.startswith(p) for d in debs) for p in ("jq_", "curl_")):
         pytest.fail(f"no Debian root filesystem tarball or .debs under {CACHE}: run scripts/setup.sh")
     return pathlib.Path(tars[0]), debs
 
@@ -215,7 +215,8 @@ def synthetic(tmp_path):
             mk("kt-pre")]
 
 
-@pytest.mark.parametrize("request_", [["jq"], ["kt-app"], ["jq", "kt-exim"]])
+@pytest.mark.parametrize("request_", [["jq"], ["curl"], ["kt-app"], ["jq", "kt-exim"],
+                                      ["curl", "kt-lib"]])
 def test_resolution_matches_apt_get_simulate(tmp_path, debian_base, request_):
     _, debs = real_inputs()
     mirror = mirror_of(tmp_path, [*debs, *synthetic(tmp_path)])
