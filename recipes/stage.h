@@ -207,7 +207,7 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root, bo
 
 /* apt repositories without apt: finds package in a Packages index
  * (deb822 stanzas; Filename and SHA256 of the first stanza for arch or
- * "all").  Dependency resolution is the debs layer's (recipe_resolve.c). */
+ * "all").  Dependency resolution is the debs layer's (recipe_debdeps.c). */
 int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
                     char **ret_filename, char **ret_sha256, struct kiln_error *err);
 /* Reads index_path (Packages, Packages.gz or .xz) and unpacks each of
