@@ -18,6 +18,7 @@
 #include "io.h"
 #include "json.h"
 #include "progress.h"
+#include "pylock.h"
 #include "recipe.h"
 #include "recipe_image.h"
 #include "util.h"
@@ -199,6 +200,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 {"sbom", no_argument, NULL, 'B'},
                 {"progress", required_argument, NULL, 'G'},
                 {"base-from", required_argument, NULL, 'D'},
+                {"pylock", required_argument, NULL, 'Y'},
                 CLI_REG_OPTIONS,
                 CLI_HELP_OPTION,
                 {NULL, 0, NULL, 0},
@@ -215,6 +217,7 @@ static int run_build(const char *verb, int argc, char **argv)
         bool push = false, json = false, quiet = false, from_ann = false;
         bool verify = !strcmp(verb, "verify"), locking = !strcmp(verb, "lock");
         char *lock_path = NULL;
+        const char *pylock_path = NULL;
         const char *against = NULL;
         _cleanup_free_ char *vdir = NULL, *voutput = NULL, *rbuf = NULL;
         struct oci_digest rdig;
@@ -302,6 +305,7 @@ static int run_build(const char *verb, int argc, char **argv)
                 case 'K': o.skip_if_built = true; break;
                 case 'l': o.locked = true; break;
                 case 'k': lock_path = strdup(optarg); break;
+                case 'Y': pylock_path = optarg; break;
                 case 'h': rc = cli_help_verb(verb); goto out;
                 default: {
                         int k = cli_reg_option(verb, opt, optarg);
@@ -320,6 +324,10 @@ static int run_build(const char *verb, int argc, char **argv)
         }
         if (optind + 1 != argc) {
                 rc = cli_usage(verb, optind >= argc ? "missing RECIPE" : "too many arguments");
+                goto out;
+        }
+        if (pylock_path && !locking) {
+                rc = cli_usage(verb, "--pylock is an option of kiln lock");
                 goto out;
         }
         if (!lock_path) {
@@ -440,15 +448,23 @@ static int run_build(const char *verb, int argc, char **argv)
         if (locking) {
                 json_t *lock = NULL;
                 char *buf = NULL;
+                char *py = NULL;
                 if (!r || recipe_image_lock(r, &o, &lock, &err) < 0 ||
                     !(buf = json_dumps(lock, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) ||
+                    (pylock_path && (recipe_pylock_format(lock, &py, &err) < 0 ||
+                                     kiln_write_file_atomic(pylock_path, py, strlen(py), 0644,
+                                                            &err) < 0)) ||
                     kiln_write_file_atomic(lock_path, buf, strlen(buf), 0644, &err) < 0) {
                         json_decref(lock);
                         free(buf);
+                        free(py);
                         rc = cli_fail(&err);
                         goto out;
                 }
+                free(py);
                 printf("%s\n", lock_path);
+                if (pylock_path)
+                        printf("%s\n", pylock_path);
                 json_decref(lock);
                 free(buf);
                 goto out;

@@ -54,6 +54,7 @@ int cmd_unpack(int argc, char **argv)
         static const struct option opts[] = {
             {"platform", required_argument, NULL, 'p'},
             {"max-size", required_argument, NULL, 'm'},
+            {"max-total", required_argument, NULL, 't'},
             {"rootless", no_argument, NULL, 'r'},
             {"walk", no_argument, NULL, 'w'},
             CLI_HELP_OPTION,
@@ -86,6 +87,13 @@ int cmd_unpack(int argc, char **argv)
                         if (parse_size(optarg, &v) < 0)
                                 return cli_usage("unpack", "invalid size '%s'", optarg);
                         uo.max_size = v;
+                        break;
+                }
+                case 't': {
+                        long long v;
+                        if (parse_size(optarg, &v) < 0)
+                                return cli_usage("unpack", "invalid size '%s'", optarg);
+                        uo.max_total = v;
                         break;
                 }
                 case 'r':

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 #include "progress.h"
 #include "util.h"
 #include "cmd_layers.h"
@@ -47,7 +48,8 @@ const struct cli_verb cli_verbs[] = {
         {"flatten", cmd_flatten, "squash an image's layers into one",
          "kiln flatten PLACE -t DST [--compression gzip|zstd|none] [--level N]"},
         {"unpack", cmd_unpack, "apply an image's layers to a directory, safely",
-         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--rootless]"},
+         "kiln unpack PLACE DIR [--platform OS/ARCH] [--max-size N[KMG]] [--max-total N[KMG]] "
+         "[--rootless]"},
         {"build", cmd_build, "build an image from a recipe, write it to a layout or push it",
          "kiln build RECIPE [--arch A] [--source github|local] [--branch B] [--tag-suffix S] [--max-jobs N]"
          " [--set K=V]... [--push [--skip-if-built] | --output PLACE] [--base-from PLACE] [--cache DIR]"
@@ -58,7 +60,7 @@ const struct cli_verb cli_verbs[] = {
         {"cache", cmd_cache, "list, explain and prune the shared layer cache in a registry",
          "kiln cache ls|show TAG|prune --cache-repo HOST/REPO [--keep N] [--older-than AGE]"},
         {"lock", cmd_lock, "pin a recipe's floating inputs (base digest, git commits, layer keys) in RECIPE.lock.json",
-         "kiln lock RECIPE [build options]"},
+         "kiln lock RECIPE [--pylock FILE] [build options]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
          "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
         {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
@@ -228,6 +230,8 @@ int cmd_version(int argc, char **argv)
 int main(int argc, char **argv)
 {
         const struct cli_verb *v;
+        struct kiln_error err = KILN_ERROR_INIT;
+        size_t limit;
 
         if (argc < 2) {
                 print_overview(stderr);
@@ -242,5 +246,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kiln: unknown verb '%s'; run 'kiln help'\n", argv[1]);
                 return EXIT_USAGE;
         }
+        /* a bad limit in the environment is refused, not silently replaced */
+        if (oci_manifest_limit_get(&limit, &err) < 0)
+                return cli_fail(&err);
         return v->fn(argc - 1, argv + 1);
 }

@@ -63,6 +63,14 @@ static void init_once(void)
                 if (n > 0 && (size_t)n < sizeof(dir))
                         cli_reg_opts.manifest_cache_dir = dir;
         }
+        /* the floor of every request's deadline, in s (0: no deadline) */
+        e = getenv("KILN_REQUEST_DEADLINE");
+        if (e && *e)
+                cli_reg_opts.deadline_floor_s = strtol(e, NULL, 10);
+        /* one record of where blobs were seen for every store of the run, so
+         * that a copy between repositories of one registry mounts; it lives
+         * as long as the process.  Out of memory: each store keeps its own */
+        cli_reg_opts.known = reg_known_new(NULL);
 }
 
 struct reg_options cli_reg_opts;
@@ -149,12 +157,35 @@ int cli_reg_option(const char *verb, int opt, const char *arg)
         }
 }
 
+struct ls_out {
+        bool json;
+        size_t n;
+};
+
+/* Prints a page of tags as it arrives: a listing of millions of tags is
+ * never held whole (JSON: one array, written element by element). */
+static int print_tags(void *ctx, const char *const *tags, size_t n, struct kiln_error *err)
+{
+        struct ls_out *o = ctx;
+
+        (void)err;
+        for (size_t i = 0; i < n; i++, o->n++) {
+                if (!o->json) {
+                        printf("%s\n", tags[i]);
+                        continue;
+                }
+                /* tags are validated ([A-Za-z0-9_.-]): nothing to escape */
+                printf("%s\"%s\"", o->n ? "," : "[", tags[i]);
+        }
+        return 0;
+}
+
 int cli_ls_registry(const struct oci_place *p, bool json)
 {
         struct kiln_error err = KILN_ERROR_INIT;
+        struct ls_out o = {.json = json};
         struct reg_client *c;
-        char **tags = NULL;
-        size_t n = 0;
+        int rc;
 
         init_once();
         if (cli_reg_conf(&err) < 0)
@@ -162,27 +193,12 @@ int cli_ls_registry(const struct oci_place *p, bool json)
         c = reg_client_new(p->ref.domain, p->ref.path, &cli_reg_opts, false, &err);
         if (!c)
                 return cli_fail(&err);
-        if (reg_client_list_tags(c, &tags, &n, &err) < 0) {
-                reg_client_free(c);
-                return cli_fail(&err);
-        }
-        if (json) {
-                json_t *a = json_array();
-                char *s;
-                for (size_t i = 0; i < n; i++)
-                        json_array_append_new(a, json_string(tags[i]));
-                s = json_dumps(a, JSON_COMPACT);
-                printf("%s\n", s ? s : "[]");
-                free(s);
-                json_decref(a);
-        } else {
-                for (size_t i = 0; i < n; i++)
-                        printf("%s\n", tags[i]);
-        }
-        for (size_t i = 0; i < n; i++)
-                free(tags[i]);
-        free(tags);
+        rc = reg_client_walk_tags(c, print_tags, &o, &err);
         reg_client_free(c);
+        if (json && (rc == 0 || o.n))
+                printf("%s]\n", o.n ? "" : "[");
+        if (rc < 0)
+                return cli_fail(&err);
         return EXIT_OK;
 }
 

@@ -265,9 +265,15 @@ struct tar_src {
         unsigned char *buf;
 };
 
+/* A directory whose mode is set at the end (it lacks u+rwx, which the
+ * entries below it may need).  Pinned by its inode: at the end its name is
+ * resolved again and the mode applied only if it is still this directory. */
 struct pending_dir {
         char *path;
+        dev_t dev;
+        ino_t ino;
         mode_t mode;
+        bool gone; /* removed since (whiteout, replaced) */
 };
 
 struct strset {
@@ -275,16 +281,32 @@ struct strset {
         size_t cap, n;
 };
 
+/* A set of directories by dev/ino. */
+struct inoset {
+        struct inoset_slot {
+                dev_t dev;
+                ino_t ino;
+                bool used;
+        } * slots;
+        size_t cap, n;
+};
+
 struct layer_unpacker {
         struct layer_unpack_opts opts;
         char *dir;
         int root; /* O_PATH fd of DIR */
+        dev_t root_dev;
+        ino_t root_ino;
         bool rootless;
         bool have_openat2;
-        struct pending_dir *dirs;
+        struct pending_dir *dirs; /* in the order they were met */
         size_t n_dirs, cap_dirs;
+        size_t *dir_slots; /* open addressing on dev/ino: 1 + index in dirs, 0 free */
+        size_t cap_slots;
         struct strset layer_paths; /* paths written by the layer being applied */
-        int64_t written;
+        struct inoset layer_dirs;  /* directories it wrote into, their parents up to DIR */
+        int64_t written;           /* apparent size of the files of this layer */
+        int64_t total;             /* and of all layers */
         const char *what;
         unsigned char *buf;
         struct tar_src *src; /* the layer being read */
@@ -368,10 +390,60 @@ static int strset_add(struct strset *s, const char *k)
                 }
 }
 
+static size_t ino_hash(dev_t dev, ino_t ino)
+{
+        uint64_t h =
+            ((uint64_t)ino * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)dev * 0xff51afd7ed558ccdull);
+
+        return (size_t)(h ^ (h >> 29));
+}
+
+static void inoset_clear(struct inoset *s)
+{
+        free(s->slots);
+        memset(s, 0, sizeof(*s));
+}
+
+static struct inoset_slot *inoset_slot(const struct inoset *s, dev_t dev, ino_t ino)
+{
+        for (size_t i = ino_hash(dev, ino) & (s->cap - 1);; i = (i + 1) & (s->cap - 1))
+                if (!s->slots[i].used || (s->slots[i].dev == dev && s->slots[i].ino == ino))
+                        return &s->slots[i];
+}
+
+static bool inoset_has(const struct inoset *s, dev_t dev, ino_t ino)
+{
+        return s->cap && inoset_slot(s, dev, ino)->used;
+}
+
+static int inoset_add(struct inoset *s, dev_t dev, ino_t ino)
+{
+        struct inoset_slot *slot;
+
+        if ((s->n + 1) * 2 > s->cap) {
+                struct inoset ns = {.cap = s->cap ? s->cap * 2 : 1024, .n = s->n};
+                ns.slots = calloc(ns.cap, sizeof(*ns.slots));
+                if (!ns.slots)
+                        return -1;
+                for (size_t i = 0; i < s->cap; i++)
+                        if (s->slots[i].used)
+                                *inoset_slot(&ns, s->slots[i].dev, s->slots[i].ino) = s->slots[i];
+                free(s->slots);
+                *s = ns;
+        }
+        slot = inoset_slot(s, dev, ino);
+        if (!slot->used) {
+                *slot = (struct inoset_slot){dev, ino, true};
+                s->n++;
+        }
+        return 0;
+}
+
 void layer_unpack_opts_init(struct layer_unpack_opts *o)
 {
         memset(o, 0, sizeof(*o));
         o->max_size = LAYER_UNPACK_DEFAULT_MAX_SIZE;
+        o->max_total = LAYER_UNPACK_DEFAULT_MAX_TOTAL;
 }
 
 void layer_unpacker_free(struct layer_unpacker *u)
@@ -383,16 +455,30 @@ void layer_unpacker_free(struct layer_unpacker *u)
         for (size_t i = 0; i < u->n_dirs; i++)
                 free(u->dirs[i].path);
         free(u->dirs);
+        free(u->dir_slots);
         strset_clear(&u->layer_paths);
+        inoset_clear(&u->layer_dirs);
         free(u->dir);
         free(u->buf);
         free(u);
+}
+
+/* chmod of a directory held by an O_PATH fd (fchmod refuses those). */
+static int chmod_fd(int pathfd, mode_t mode)
+{
+        _cleanup_close_ int fd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -1;
+        return fchmod(fd, mode);
 }
 
 struct layer_unpacker *layer_unpacker_new(const char *dir, const struct layer_unpack_opts *opts,
                                           struct kiln_error *err)
 {
         struct layer_unpacker *u = calloc(1, sizeof(*u));
+        struct stat st;
+        bool made;
 
         if (!u) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -407,15 +493,24 @@ struct layer_unpacker *layer_unpacker_new(const char *dir, const struct layer_un
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto fail;
         }
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        /* 0755 whatever the umask, like umoci's rootfs: a root that only its
+         * owner can enter breaks `chroot --userspec` into it. */
+        made = mkdir(dir, 0755) == 0;
+        if (!made && errno != EEXIST) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", dir);
                 goto fail;
         }
         u->root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (u->root < 0) {
+        if (u->root < 0 || fstat(u->root, &st) < 0) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", dir);
                 goto fail;
         }
+        if (made && chmod_fd(u->root, 0755) < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", dir);
+                goto fail;
+        }
+        u->root_dev = st.st_dev;
+        u->root_ino = st.st_ino;
 #if defined(SYS_openat2)
         u->have_openat2 = !opts->no_openat2;
 #endif
@@ -437,6 +532,15 @@ static const char *split_base(char *path)
         }
         *s = 0;
         return s + 1;
+}
+
+/* '/', '//', '/.', './': names of the root itself, whatever the slashes. */
+static bool is_root_name(const char *s)
+{
+        for (; *s; s++)
+                if (*s != '/' && !(*s == '.' && (s[1] == '/' || !s[1])))
+                        return false;
+        return true;
 }
 
 /* Lexical clean of an entry name: "./a//b/../c" -> "a/c".  Refuses absolute
@@ -625,44 +729,204 @@ static int resolve_dir(struct layer_unpacker *u, const char *path, bool create,
         return walk_in_root(u, path, create, err);
 }
 
-/* Removes name in dirfd, a directory tree included, never following links. */
-static int remove_at(int pfd, const char *name)
+/* ---- directories whose mode is applied at the end ---- */
+
+/* The slot of dev/ino: the one that holds it, or the free one it would take. */
+static size_t *pending_slot(struct layer_unpacker *u, dev_t dev, ino_t ino)
 {
-        struct stat st;
+        size_t mask = u->cap_slots - 1;
 
-        if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : -1;
-        if (S_ISDIR(st.st_mode)) {
-                int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                DIR *d;
-                struct dirent *e;
-
-                if (fd < 0)
-                        return -1;
-                d = fdopendir(fd);
-                if (!d) {
-                        close(fd);
-                        return -1;
-                }
-                while ((e = readdir(d)))
-                        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                                if (remove_at(dirfd(d), e->d_name) < 0) {
-                                        closedir(d);
-                                        return -1;
-                                }
-                closedir(d);
-                return unlinkat(pfd, name, AT_REMOVEDIR);
+        for (size_t i = ino_hash(dev, ino) & mask;; i = (i + 1) & mask) {
+                size_t *slot = &u->dir_slots[i];
+                if (!*slot || (u->dirs[*slot - 1].dev == dev && u->dirs[*slot - 1].ino == ino))
+                        return slot;
         }
-        return unlinkat(pfd, name, 0);
 }
 
-/* Opaque whiteout: removes what lower layers put in dir (the fd) but keeps
- * what this layer wrote (path is dir's name in the layer). */
-static int opaque_at(struct layer_unpacker *u, int dfd, const char *path)
+static struct pending_dir *pending_find(struct layer_unpacker *u, dev_t dev, ino_t ino)
 {
-        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d;
+        size_t *slot;
+
+        if (!u->cap_slots)
+                return NULL;
+        slot = pending_slot(u, dev, ino);
+        return *slot ? &u->dirs[*slot - 1] : NULL;
+}
+
+static int pending_grow(struct layer_unpacker *u)
+{
+        size_t nc = u->cap_slots ? u->cap_slots * 2 : 1024;
+        size_t *old = u->dir_slots, oc = u->cap_slots;
+
+        u->dir_slots = calloc(nc, sizeof(*u->dir_slots));
+        if (!u->dir_slots) {
+                u->dir_slots = old;
+                return -1;
+        }
+        u->cap_slots = nc;
+        for (size_t i = 0; i < oc; i++)
+                if (old[i])
+                        *pending_slot(u, u->dirs[old[i] - 1].dev, u->dirs[old[i] - 1].ino) = old[i];
+        free(old);
+        return 0;
+}
+
+/* Records (or updates) the final mode of the directory dev/ino named path.
+ * A directory removed since keeps its record, marked gone; a new one on the
+ * same inode number gets a new record, met later. */
+static int pending_add(struct layer_unpacker *u, const char *path, dev_t dev, ino_t ino,
+                       mode_t mode)
+{
+        struct pending_dir *pd = pending_find(u, dev, ino);
+        char *copy = strdup(path);
+
+        if (!copy)
+                return -1;
+        if (pd && !pd->gone) {
+                free(pd->path);
+                pd->path = copy;
+                pd->mode = mode;
+                return 0;
+        }
+        if ((u->n_dirs + 1) * 2 > u->cap_slots && pending_grow(u) < 0)
+                goto fail;
+        if (u->n_dirs == u->cap_dirs) {
+                size_t nc = u->cap_dirs ? u->cap_dirs * 2 : 16;
+                struct pending_dir *nd = realloc(u->dirs, nc * sizeof(*nd));
+                if (!nd)
+                        goto fail;
+                u->dirs = nd;
+                u->cap_dirs = nc;
+        }
+        u->dirs[u->n_dirs] = (struct pending_dir){copy, dev, ino, mode, false};
+        *pending_slot(u, dev, ino) = ++u->n_dirs;
+        return 0;
+fail:
+        free(copy);
+        return -1;
+}
+
+static void pending_forget(struct layer_unpacker *u, dev_t dev, ino_t ino)
+{
+        struct pending_dir *pd = pending_find(u, dev, ino);
+
+        if (pd)
+                pd->gone = true;
+}
+
+/* ---- removing trees ---- */
+
+/* One directory on the stack of prune_tree(). */
+struct prune_frame {
+        char **subdirs; /* to visit: a leading 'k' keeps the directory, 'r' removes it */
+        size_t n, next, cap;
+        size_t path_len; /* length of the layer path above this directory */
+        dev_t dev;
+        ino_t ino;
+        bool remove;
+};
+
+struct prune {
+        struct prune_frame *st;
+        size_t n, cap;
+        char *path; /* this directory's name in the layer */
+        size_t plen, pcap;
+};
+
+static int prune_path_add(struct prune *p, const char *name)
+{
+        size_t n = strlen(name);
+
+        if (p->plen + n + 2 > p->pcap) {
+                size_t nc = (p->plen + n + 2) * 2;
+                char *np = realloc(p->path, nc);
+                if (!np)
+                        return -1;
+                p->path = np;
+                p->pcap = nc;
+        }
+        if (p->plen)
+                p->path[p->plen++] = '/';
+        memcpy(p->path + p->plen, name, n + 1);
+        p->plen += n;
+        return 0;
+}
+
+static void prune_path_cut(struct prune *p, size_t len)
+{
+        p->plen = len;
+        if (p->path)
+                p->path[len] = 0;
+}
+
+static int prune_push(struct prune *p, int fd, bool remove)
+{
+        struct prune_frame *f;
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -1;
+        if (p->n == p->cap) {
+                size_t nc = p->cap ? p->cap * 2 : 16;
+                struct prune_frame *ns = realloc(p->st, nc * sizeof(*ns));
+                if (!ns)
+                        return -1;
+                p->st = ns;
+                p->cap = nc;
+        }
+        f = &p->st[p->n++];
+        *f = (struct prune_frame){
+            .path_len = p->plen, .dev = st.st_dev, .ino = st.st_ino, .remove = remove};
+        return 0;
+}
+
+static void prune_pop(struct prune *p)
+{
+        struct prune_frame *f = &p->st[--p->n];
+
+        for (size_t i = 0; i < f->n; i++)
+                free(f->subdirs[i]);
+        free(f->subdirs);
+}
+
+static int frame_add_subdir(struct prune_frame *f, char kind, const char *name)
+{
+        if (f->n == f->cap) {
+                size_t nc = f->cap ? f->cap * 2 : 8;
+                char **ns = realloc(f->subdirs, nc * sizeof(*ns));
+                if (!ns)
+                        return -1;
+                f->subdirs = ns;
+                f->cap = nc;
+        }
+        f->subdirs[f->n] = kiln_strdupf("%c%s", kind, name);
+        if (!f->subdirs[f->n])
+                return -1;
+        f->n++;
+        return 0;
+}
+
+/* Is the child name of the directory being scanned one this layer wrote? */
+static bool written_by_layer(struct layer_unpacker *u, struct prune *p, const char *name)
+{
+        size_t len = p->plen;
+        bool has;
+
+        if (prune_path_add(p, name) < 0)
+                return true; /* out of memory: keep rather than lose */
+        has = strset_has(&u->layer_paths, p->path);
+        prune_path_cut(p, len);
+        return has;
+}
+
+/* One pass over the directory cur: removes its files (those of lower layers
+ * only, unless the frame removes everything) and lists its subdirectories. */
+static int prune_scan(struct layer_unpacker *u, struct prune *p, int cur)
+{
+        struct prune_frame *f = &p->st[p->n - 1];
+        int fd = openat(cur, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         struct dirent *e;
+        DIR *d;
         int rc = 0;
 
         if (fd < 0)
@@ -672,34 +936,196 @@ static int opaque_at(struct layer_unpacker *u, int dfd, const char *path)
                 close(fd);
                 return -1;
         }
-        while ((e = readdir(d)) && rc == 0) {
-                _cleanup_free_ char *child = NULL;
+        while (rc == 0 && (e = readdir(d))) {
                 struct stat st;
+                bool keep;
 
                 if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                         continue;
-                child = *path ? kiln_strdupf("%s/%s", path, e->d_name) : strdup(e->d_name);
-                if (!child) {
+                if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        rc = errno == ENOENT ? 0 : -1;
+                        continue;
+                }
+                keep = !f->remove &&
+                       (written_by_layer(u, p, e->d_name) ||
+                        (S_ISDIR(st.st_mode) && inoset_has(&u->layer_dirs, st.st_dev, st.st_ino)));
+                if (S_ISDIR(st.st_mode))
+                        rc = frame_add_subdir(f, keep ? 'k' : 'r', e->d_name);
+                else if (!keep && unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+                        rc = -1;
+        }
+        closedir(d);
+        return rc;
+}
+
+/* Goes back up from cur to its parent, checked against the inode it came
+ * from, and removes the directory just left when its frame says so.
+ * Returns the parent's fd (cur is closed). */
+static int prune_up(struct prune *p, int cur)
+{
+        struct prune_frame *f = &p->st[p->n - 1], *parent = &p->st[p->n - 2];
+        const char *name = parent->subdirs[parent->next - 1] + 1;
+        bool remove = f->remove;
+        int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+
+        close(cur);
+        if (up < 0)
+                return -1;
+        if (fstat(up, &st) < 0 || st.st_dev != parent->dev || st.st_ino != parent->ino) {
+                close(up);
+                errno = ESTALE; /* moved while being removed */
+                return -1;
+        }
+        prune_path_cut(p, f->path_len);
+        prune_pop(p);
+        if (remove && unlinkat(up, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+                int e = errno;
+                close(up);
+                errno = e;
+                return -1;
+        }
+        return up;
+}
+
+/* Empties the directory top: of everything (path NULL), or, for an opaque
+ * whiteout, of what lower layers put there (path is top's name in the
+ * layer).  Depth first with a stack on the heap and one directory open at a
+ * time, whatever the depth: going down by name with O_NOFOLLOW, back up by
+ * '..' checked against the inode it came from.  Removed directories lose
+ * their deferred mode.  -1 with errno set on failure. */
+static int prune_tree(struct layer_unpacker *u, int top, const char *path)
+{
+        struct prune p = {0};
+        int cur = dup(top), rc = -1, e = 0;
+
+        if (cur < 0)
+                return -1;
+        if ((path && prune_path_add(&p, path) < 0) || prune_push(&p, cur, !path) < 0 ||
+            prune_scan(u, &p, cur) < 0)
+                goto out;
+        while (p.n > 0) {
+                struct prune_frame *f = &p.st[p.n - 1];
+                const char *name;
+                int fd;
+
+                if (f->next == f->n) {
+                        if (p.n == 1)
+                                break;
+                        cur = prune_up(&p, cur);
+                        if (cur < 0)
+                                goto out;
+                        continue;
+                }
+                name = f->subdirs[f->next++];
+                fd = openat(cur, name + 1, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        goto out;
+                }
+                close(cur);
+                cur = fd;
+                if (prune_path_add(&p, name + 1) < 0 || prune_push(&p, cur, name[0] == 'r') < 0)
+                        goto out;
+                if (name[0] == 'r')
+                        pending_forget(u, p.st[p.n - 1].dev, p.st[p.n - 1].ino);
+                if (prune_scan(u, &p, cur) < 0)
+                        goto out;
+        }
+        rc = 0;
+out:
+        e = errno;
+        if (cur >= 0)
+                close(cur);
+        while (p.n > 0)
+                prune_pop(&p);
+        free(p.st);
+        free(p.path);
+        errno = e;
+        return rc;
+}
+
+/* Removes name in pfd, a directory tree included, never following links. */
+static int remove_at(struct layer_unpacker *u, int pfd, const char *name)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -1;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(pfd, name, 0);
+        fd = openat(pfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -1;
+        pending_forget(u, st.st_dev, st.st_ino);
+        if (prune_tree(u, fd, NULL) < 0)
+                return -1;
+        return unlinkat(pfd, name, AT_REMOVEDIR);
+}
+
+/* Opaque whiteout: removes what lower layers put in dir (the fd) but keeps
+ * what this layer wrote (path is dir's name in the layer). */
+static int opaque_at(struct layer_unpacker *u, int dfd, const char *path)
+{
+        return prune_tree(u, dfd, path);
+}
+
+/* A whiteout hides what lower layers put at victim, never what this layer
+ * wrote (image-spec layer.md "Whiteouts": a whiteout applies to the lower
+ * layers; umoci keeps the file too): a file or directory of this layer stays,
+ * and of a directory this layer wrote into only the lower content goes. */
+static int whiteout_at(struct layer_unpacker *u, int pfd, const char *parent, const char *victim)
+{
+        _cleanup_free_ char *path =
+            *parent ? kiln_strdupf("%s/%s", parent, victim) : strdup(victim);
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        bool ours;
+
+        if (!path) {
+                errno = ENOMEM;
+                return -1;
+        }
+        if (fstatat(pfd, victim, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -1;
+        ours = strset_has(&u->layer_paths, path) ||
+               (S_ISDIR(st.st_mode) && inoset_has(&u->layer_dirs, st.st_dev, st.st_ino));
+        if (!ours)
+                return remove_at(u, pfd, victim);
+        if (!S_ISDIR(st.st_mode))
+                return 0;
+        fd = openat(pfd, victim, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        return prune_tree(u, fd, path);
+}
+
+/* Marks pfd, where an entry of this layer goes, and its parents up to DIR
+ * as written into by this layer.  Each directory is marked once a layer and
+ * the climb stops at the first one already marked, so this is O(1) amortized. */
+static int mark_layer_dirs(struct layer_unpacker *u, int pfd)
+{
+        int fd = dup(pfd), rc = 0;
+
+        while (fd >= 0) {
+                struct stat st;
+                int up;
+
+                if (fstat(fd, &st) < 0 || (st.st_dev == u->root_dev && st.st_ino == u->root_ino) ||
+                    inoset_has(&u->layer_dirs, st.st_dev, st.st_ino))
+                        break;
+                if (inoset_add(&u->layer_dirs, st.st_dev, st.st_ino) < 0) {
                         rc = -1;
                         break;
                 }
-                if (!strset_has(&u->layer_paths, child)) {
-                        rc = remove_at(dirfd(d), e->d_name);
-                        continue;
-                }
-                if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    S_ISDIR(st.st_mode)) {
-                        int cfd = openat(dirfd(d), e->d_name,
-                                         O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (cfd < 0) {
-                                rc = -1;
-                                break;
-                        }
-                        rc = opaque_at(u, cfd, child);
-                        close(cfd);
-                }
+                up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                close(fd);
+                fd = up;
         }
-        closedir(d);
+        if (fd >= 0)
+                close(fd);
         return rc;
 }
 
@@ -710,62 +1136,80 @@ static int entry_fail(struct layer_unpacker *u, const char *name, int e, struct 
                                     u->dir);
 }
 
-static int copy_data(struct layer_unpacker *u, struct archive *a, int fd, const char *name,
-                     int64_t size, struct kiln_error *err)
+/* Counts an entry's apparent size (holes included: what the tree claims)
+ * against the limits, before any of it is written. */
+static int charge_size(struct layer_unpacker *u, const char *name, int64_t size,
+                       struct kiln_error *err)
 {
-        /* Data that runs into the zeros added after a short stream was cut. */
-        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
-                return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
-        for (;;) {
-                la_ssize_t n = archive_read_data(a, u->buf, IN_BUF);
-                const unsigned char *p = u->buf;
-
-                if (n == 0) {
-                        if (u->src && u->src->padded && u->data_start + size > u->src->real_len)
-                                return kiln_error_set(err, KILN_E_INVALID,
-                                                      "tar is truncated in entry '%s'", name);
-                        return 0;
-                }
-                if (n < 0)
-                        return -2; /* archive error, reported by the caller */
-                u->written += n;
-                if (u->opts.max_size > 0 && u->written > u->opts.max_size)
-                        return kiln_error_set(err, KILN_E_LIMIT,
-                                              "entry '%s' takes the layer past %lld bytes (the "
-                                              "limit)",
-                                              name, (long long)u->opts.max_size);
-                while (n > 0) {
-                        ssize_t w = write(fd, p, (size_t)n);
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return entry_fail(u, name, errno, err, "write");
-                        }
-                        p += w;
-                        n -= w;
-                }
-        }
+        u->written += size;
+        u->total += size;
+        if (u->opts.max_size > 0 && u->written > u->opts.max_size)
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "entry '%s' takes the layer past %lld bytes (the limit)",
+                                      name, (long long)u->opts.max_size);
+        if (u->opts.max_total > 0 && u->total > u->opts.max_total)
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "entry '%s' takes the image past %lld bytes (the limit for "
+                                      "all layers)",
+                                      name, (long long)u->opts.max_total);
+        return 0;
 }
 
-static int add_pending_dir(struct layer_unpacker *u, const char *path, mode_t mode)
+static int write_all(int fd, const void *buf, size_t len)
 {
-        for (size_t i = 0; i < u->n_dirs; i++)
-                if (!strcmp(u->dirs[i].path, path)) {
-                        u->dirs[i].mode = mode;
-                        return 0;
-                }
-        if (u->n_dirs == u->cap_dirs) {
-                size_t nc = u->cap_dirs ? u->cap_dirs * 2 : 16;
-                struct pending_dir *nd = realloc(u->dirs, nc * sizeof(*nd));
-                if (!nd)
+        const unsigned char *p = buf;
+
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
                         return -1;
-                u->dirs = nd;
-                u->cap_dirs = nc;
+                }
+                p += w;
+                len -= (size_t)w;
         }
-        u->dirs[u->n_dirs].path = strdup(path);
-        if (!u->dirs[u->n_dirs].path)
+        return 0;
+}
+
+/* Writes the data of a regular entry.  Sparse entries keep their holes:
+ * libarchive hands out the data blocks with their offsets, the gaps are
+ * seeked over and a trailing hole is an ftruncate, so a 2 KiB layer that
+ * claims a 1 GiB file costs 1 GiB of apparent size, not of disk. */
+static int copy_data(struct layer_unpacker *u, struct archive *a, struct archive_entry *ae, int fd,
+                     const char *name, struct kiln_error *err)
+{
+        int64_t size = archive_entry_size(ae), pos = 0;
+        bool sparse = archive_entry_sparse_count(ae) > 0;
+
+        if (charge_size(u, name, size, err) < 0)
                 return -1;
-        u->dirs[u->n_dirs++].mode = mode;
+        /* Data that runs into the zeros added after a short stream was cut. */
+        if (!sparse && u->src && u->src->padded && u->data_start + size > u->src->real_len)
+                return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
+        for (;;) {
+                const void *buf;
+                size_t len;
+                la_int64_t off;
+                int r = archive_read_data_block(a, &buf, &len, &off);
+
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+                        return -2; /* archive error, reported by the caller */
+                if (off < pos || (int64_t)len > size - off)
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "refusing entry '%s': data beyond its size", name);
+                if (off > pos && lseek(fd, off, SEEK_SET) < 0)
+                        return entry_fail(u, name, errno, err, "seek in");
+                if (write_all(fd, buf, len) < 0)
+                        return entry_fail(u, name, errno, err, "write");
+                pos = off + (int64_t)len;
+        }
+        if (!sparse && u->src && u->src->padded && u->data_start + size > u->src->real_len)
+                return kiln_error_set(err, KILN_E_INVALID, "tar is truncated in entry '%s'", name);
+        if (pos < size && ftruncate(fd, size) < 0)
+                return entry_fail(u, name, errno, err, "extend");
         return 0;
 }
 
@@ -779,6 +1223,12 @@ static void apply_xattrs(struct layer_unpacker *u, struct archive_entry *ae, int
         archive_entry_xattr_reset(ae);
         while (archive_entry_xattr_next(ae, &k, &v, &sz) == ARCHIVE_OK) {
                 bool privileged = str_has_prefix(k, "security.") || str_has_prefix(k, "trusted.");
+                /* overlayfs reads these as its own metadata (redirects, opaque
+                 * and metacopy marks) when DIR becomes a layer of a mount */
+                if (str_has_prefix(k, "trusted.overlay.") || str_has_prefix(k, "user.overlay.")) {
+                        warnf(u, "%s: dropped overlayfs xattr '%s' of '%s'", u->what, k, name);
+                        continue;
+                }
                 if (privileged && u->rootless) {
                         warnf(u, "%s: skipped xattr '%s' of '%s': not root", u->what, k, name);
                         continue;
@@ -830,7 +1280,10 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         parent = malloc(strlen(raw) + 2);
         if (!name || !parent)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (clean_name(raw, name, "entry", err) < 0)
+        /* `umoci insert DIR /` names the root entry '/': it is the root, like './'. */
+        if (is_root_name(raw))
+                *name = 0;
+        else if (clean_name(raw, name, "entry", err) < 0)
                 return -1;
         if (!*name) {
                 if (type != AE_IFDIR || hl)
@@ -867,7 +1320,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                         }
                         return -1;
                 }
-                if (remove_at(pfd, victim) < 0)
+                if (whiteout_at(u, pfd, parent, victim) < 0)
                         return entry_fail(u, raw, errno, err, "apply whiteout");
                 return 0;
         }
@@ -877,7 +1330,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                 kiln_error_prefix(err, "entry '%s'", raw);
                 return -1;
         }
-        if (strset_add(&u->layer_paths, name) < 0)
+        if (strset_add(&u->layer_paths, name) < 0 || mark_layer_dirs(u, pfd) < 0)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         exists = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
 
@@ -908,7 +1361,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                                               raw, hl);
                 if (exists && st.st_dev == tst.st_dev && st.st_ino == tst.st_ino)
                         return 0;
-                if (exists && remove_at(pfd, base) < 0)
+                if (exists && remove_at(u, pfd, base) < 0)
                         return entry_fail(u, raw, errno, err, "replace");
                 if (linkat(tfd, tbase, pfd, base, 0) < 0)
                         return entry_fail(u, raw, errno, err, "create hardlink");
@@ -918,7 +1371,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
         if (type == AE_IFDIR) {
                 _cleanup_close_ int dfd = -1;
 
-                if (exists && !S_ISDIR(st.st_mode) && remove_at(pfd, base) < 0)
+                if (exists && !S_ISDIR(st.st_mode) && remove_at(u, pfd, base) < 0)
                         return entry_fail(u, raw, errno, err, "replace");
                 if ((!exists || !S_ISDIR(st.st_mode)) && mkdirat(pfd, base, 0700) < 0)
                         return entry_fail(u, raw, errno, err, "create directory");
@@ -927,16 +1380,18 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                         return entry_fail(u, raw, errno, err, "open directory");
                 /* Unprivileged: keep u+rwx until the end so children can be written. */
                 own_fd(u, ae, dfd);
-                if (fchmod(dfd, perm | S_IRWXU) < 0)
+                if (fchmod(dfd, perm | S_IRWXU) < 0 || fstat(dfd, &st) < 0)
                         return entry_fail(u, raw, errno, err, "chmod");
-                if ((perm & S_IRWXU) != S_IRWXU && add_pending_dir(u, name, perm) < 0)
+                if ((perm & S_IRWXU) == S_IRWXU)
+                        pending_forget(u, st.st_dev, st.st_ino); /* the last entry wins */
+                else if (pending_add(u, name, st.st_dev, st.st_ino, perm) < 0)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 apply_xattrs(u, ae, dfd, raw);
                 set_owner_time(u, ae, pfd, base, true);
                 return 0;
         }
 
-        if (exists && remove_at(pfd, base) < 0)
+        if (exists && remove_at(u, pfd, base) < 0)
                 return entry_fail(u, raw, errno, err, "replace");
 
         switch (type) {
@@ -945,7 +1400,7 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                     openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd < 0)
                         return entry_fail(u, raw, errno, err, "create");
-                rc = copy_data(u, a, fd, raw, archive_entry_size(ae), err);
+                rc = copy_data(u, a, ae, fd, raw, err);
                 if (rc < 0)
                         return rc;
                 own_fd(u, ae, fd);
@@ -978,6 +1433,9 @@ static int place_entry(struct layer_unpacker *u, struct archive *a, struct archi
                         warnf(u, "%s: skipped device '%s': %s", u->what, raw, strerror(errno));
                         return 0;
                 }
+                /* as for a fifo: the mode, not the umask */
+                if (fchmodat(pfd, base, perm, 0) < 0)
+                        return entry_fail(u, raw, errno, err, "chmod");
                 break;
         default:
                 warnf(u, "%s: skipped entry '%s' of unsupported type", u->what, raw);
@@ -1028,6 +1486,7 @@ int layer_unpacker_apply(struct layer_unpacker *u, struct oci_reader *blob, cons
         u->what = what;
         u->written = 0;
         strset_clear(&u->layer_paths);
+        inoset_clear(&u->layer_dirs);
         u->src = &src;
         src.r = layer_decompress_reader_new(blob, c, u->opts.max_size, err);
         if (!src.r)
@@ -1083,21 +1542,24 @@ out:
 
 int layer_unpacker_finish(struct layer_unpacker *u, struct kiln_error *err)
 {
-        /* Deepest first, so a read-only parent does not block its children. */
+        /* Last met first, so a read-only parent does not block its children.
+         * A name that now leads elsewhere (a later entry replaced the
+         * directory by a symlink, to DIR itself say) is left alone: the mode
+         * goes to the directory it was meant for, never to DIR. */
         for (size_t i = u->n_dirs; i-- > 0;) {
-                int fd = resolve_dir(u, u->dirs[i].path, false, err);
+                const struct pending_dir *pd = &u->dirs[i];
+                _cleanup_close_ int fd = -1;
+                struct stat st;
+
+                if (pd->gone || (pd->dev == u->root_dev && pd->ino == u->root_ino))
+                        continue;
+                fd = resolve_dir(u, pd->path, false, err);
                 if (fd < 0) {
                         kiln_error_clear(err);
                         continue;
                 }
-                {
-                        int rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                        if (rfd >= 0) {
-                                fchmod(rfd, u->dirs[i].mode);
-                                close(rfd);
-                        }
-                }
-                close(fd);
+                if (fstat(fd, &st) == 0 && st.st_dev == pd->dev && st.st_ino == pd->ino)
+                        chmod_fd(fd, pd->mode);
         }
         return 0;
 }

@@ -23,8 +23,17 @@
  * there.
  * Skipped with a warning when not root: devices, privileged xattrs
  * (security.*, trusted.*), ownership.  Warnings go to opts->warn.
- * Limits: the decompressed size of each layer (opts->max_size, KILN_E_LIMIT)
- * and zstd frames with a window over 2^27 (ZSTD_WINDOWLOG_LIMIT_DEFAULT).
+ * Limits (KILN_E_LIMIT): the decompressed size of each layer and the
+ * apparent size of its files, holes of sparse entries included
+ * (opts->max_size); the apparent size of the files of all layers
+ * (opts->max_total); zstd frames with a window over 2^27
+ * (ZSTD_WINDOWLOG_LIMIT_DEFAULT).  Sparse entries keep their holes on disk.
+ * Dropped with a warning: overlayfs xattrs (trusted.overlay.*,
+ * user.overlay.*), which a mount of DIR would read as its own metadata.
+ * A whiteout hides what lower layers put there, never what its own layer
+ * wrote.  The root entry ('./', '/') is not applied: DIR keeps its mode
+ * (0755 when unpack creates it), and no deferred directory mode ever
+ * reaches DIR.
  *
  *     layer_unpack_opts_init(&o);
  *     u = layer_unpacker_new(dir, &o, &err);
@@ -44,12 +53,14 @@
 #include "model.h"
 
 #define LAYER_UNPACK_DEFAULT_MAX_SIZE (64ll << 30)
+#define LAYER_UNPACK_DEFAULT_MAX_TOTAL (128ll << 30)
 #define LAYER_ZSTD_WINDOWLOG_MAX 27
 
 struct layer_unpack_opts {
-        int64_t max_size; /* decompressed bytes per layer; <= 0: no limit */
-        bool no_openat2;  /* use the component walk even when openat2 exists (tests) */
-        bool rootless;    /* behave as an unprivileged user even when root */
+        int64_t max_size;  /* decompressed bytes and apparent file sizes of a layer; <= 0: none */
+        int64_t max_total; /* apparent file sizes of all layers together; <= 0: no limit */
+        bool no_openat2;   /* use the component walk even when openat2 exists (tests) */
+        bool rootless;     /* behave as an unprivileged user even when root */
         void (*warn)(void *ctx, const char *msg);
         void *warn_ctx;
 };
@@ -58,7 +69,7 @@ void layer_unpack_opts_init(struct layer_unpack_opts *o);
 
 struct layer_unpacker;
 
-/* DIR is created (0700) when missing. */
+/* DIR is created (0755, whatever the umask) when missing. */
 struct layer_unpacker *layer_unpacker_new(const char *dir, const struct layer_unpack_opts *opts,
                                           struct kiln_error *err);
 /* Applies one layer; takes over blob.  media_type gives the compression;

@@ -32,7 +32,7 @@ enum kiln_errc {
         KILN_E_STEP,        /* a recipe's build step failed (its status is in the message) */
 };
 
-#define KILN_ERROR_MSG_SIZE 512
+#define KILN_ERROR_MSG_SIZE 1024
 
 struct kiln_error {
         enum kiln_errc code;

@@ -265,12 +265,12 @@ static int ls_get_manifest(struct oci_store *s, const char *ref, char **ret_buf,
                         return -1;
                 dig = d->digest;
                 size = d->size;
-                mt = strdup(d->media_type);
                 if (d->size > (int64_t)oci_manifest_limit())
                         return kiln_error_set(err, KILN_E_LIMIT,
                                               "manifest '%s' of %lld bytes is larger than the limit of %zu bytes",
                                               d->digest.str, (long long)d->size,
                                               oci_manifest_limit());
+                mt = strdup(d->media_type);
         }
         if (oci_layout_blob_read(ls->l, &dig, size, oci_manifest_limit(), ret_buf, ret_len,
                                  err) < 0) {

@@ -432,6 +432,32 @@ int kiln_write_file_atomic(const char *path, const void *buf, size_t len, mode_t
         return kiln_fsync_dir(dir, err);
 }
 
+int kiln_open_regular(int dfd, const char *path, struct stat *ret_st)
+{
+        /* O_NONBLOCK: opening a FIFO for reading waits for a writer, forever;
+         * O_NOFOLLOW: a symlink is not the file.  The type is checked on the
+         * open file, before any read. */
+        int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        int flags;
+
+        if (fd < 0)
+                return -1;
+        if (fstat(fd, ret_st) < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return -1;
+        }
+        if (!S_ISREG(ret_st->st_mode)) {
+                close(fd);
+                return -2;
+        }
+        flags = fcntl(fd, F_GETFL);
+        if (flags >= 0)
+                fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        return fd;
+}
+
 int kiln_read_file(const char *path, size_t cap, char **ret_buf, size_t *ret_len,
                    struct kiln_error *err)
 {
@@ -439,13 +465,15 @@ int kiln_read_file(const char *path, size_t cap, char **ret_buf, size_t *ret_len
         struct stat st;
         int fd, rc;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
-                                            errno, "cannot open '%s'", path);
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a regular file", path);
+        fd = kiln_open_regular(AT_FDCWD, path, &st);
+        if (fd < 0) {
+                if (fd == -1 && errno == ENOENT)
+                        return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno,
+                                                    "cannot open '%s'", path);
+                if (fd == -2 || errno == ELOOP)
+                        return kiln_error_set(err, KILN_E_INVALID, "'%s' is not a regular file",
+                                              path);
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot open '%s'", path);
         }
         r = oci_reader_from_fd(fd, true, err);
         if (!r) {

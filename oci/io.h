@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "digest.h"
@@ -106,6 +107,12 @@ int kiln_fsync_dir(const char *dir, struct kiln_error *err);
 int kiln_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode,
                            struct kiln_error *err);
 /* Reads a regular file (not a symlink) of at most cap bytes. */
+/* Opens path (relative to dfd) for reading if it is a regular file, without
+ * following a symlink and without waiting on a FIFO or a device: the type is
+ * checked with fstat on the open file before anything is read.  Returns the
+ * fd (blocking again), -1 with errno when it cannot be opened (ELOOP: a
+ * symlink), -2 when it is not a regular file; ret_st is its stat. */
+int kiln_open_regular(int dfd, const char *path, struct stat *ret_st);
 int kiln_read_file(const char *path, size_t cap, char **ret_buf, size_t *ret_len,
                    struct kiln_error *err);
 /* Removes a directory tree; best effort, ignores errors. */

@@ -67,18 +67,37 @@ int oci_json_get_int64(const json_t *obj, const char *key, int64_t *ret, const c
         return 0;
 }
 
-size_t oci_manifest_limit(void)
+int oci_manifest_limit_get(size_t *ret_limit, struct kiln_error *err)
 {
         const char *s = getenv("KILN_MANIFEST_MAX");
-        char *end;
-        unsigned long long v;
+        size_t v = 0;
 
-        if (!s || !*s)
-                return OCI_MANIFEST_MAX;
-        v = strtoull(s, &end, 10);
-        if (*end || v == 0)
-                return OCI_MANIFEST_MAX;
-        return (size_t)v;
+        if (!s || !*s) {
+                *ret_limit = OCI_MANIFEST_MAX;
+                return 0;
+        }
+        /* digits only (strtoull would take a sign and spaces, and wrap "-1"),
+         * at most the ceiling: v stays small enough that v * 10 never wraps */
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9' || v * 10 + (size_t)(*p - '0') > OCI_MANIFEST_MAX_CEILING) {
+                        v = 0;
+                        break;
+                }
+                v = v * 10 + (size_t)(*p - '0');
+        }
+        if (v == 0)
+                return kiln_error_set(err, KILN_E_USAGE,
+                                      "invalid KILN_MANIFEST_MAX '%.64s': expected a number of bytes from 1 to %u",
+                                      s, OCI_MANIFEST_MAX_CEILING);
+        *ret_limit = v;
+        return 0;
+}
+
+size_t oci_manifest_limit(void)
+{
+        size_t v;
+
+        return oci_manifest_limit_get(&v, NULL) == 0 ? v : OCI_MANIFEST_MAX;
 }
 
 void oci_json_decrefp(json_t **j)

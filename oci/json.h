@@ -30,7 +30,15 @@ const char *oci_json_get_string(const json_t *obj, const char *key, bool require
 int oci_json_get_int64(const json_t *obj, const char *key, int64_t *ret, const char *what,
                        struct kiln_error *err);
 
-/* The manifest size limit; KILN_MANIFEST_MAX in the environment overrides it. */
+/* KILN_MANIFEST_MAX may raise or lower the manifest limit, up to this. */
+#define OCI_MANIFEST_MAX_CEILING (64u * 1024 * 1024)
+
+/* The manifest size limit: KILN_MANIFEST_MAX in the environment (decimal
+ * bytes, 1 to OCI_MANIFEST_MAX_CEILING) or, unset or empty,
+ * OCI_MANIFEST_MAX.  Any other value: -1 with err set (KILN_E_USAGE), *ret
+ * untouched.  The CLI checks it once at start and refuses to run. */
+int oci_manifest_limit_get(size_t *ret_limit, struct kiln_error *err);
+/* The same limit, OCI_MANIFEST_MAX when KILN_MANIFEST_MAX is not valid. */
 size_t oci_manifest_limit(void);
 
 void oci_json_decrefp(json_t **j);

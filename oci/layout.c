@@ -150,7 +150,11 @@ static int open_blob_fd(struct oci_layout *l, const struct oci_digest *d, int64_
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (check_not_symlink(algdir, err) < 0)
                 return -1;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = kiln_open_regular(AT_FDCWD, path, &st);
+        if (fd == -2)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "blob '%s' in layout '%s' is not a regular file", d->str,
+                                      l->dir);
         if (fd < 0) {
                 if (errno == ELOOP)
                         return kiln_error_set(err, KILN_E_INVALID,
@@ -158,12 +162,6 @@ static int open_blob_fd(struct oci_layout *l, const struct oci_digest *d, int64_
                                               d->str, l->dir);
                 return kiln_error_set_errno(err, errno == ENOENT ? KILN_E_NOT_FOUND : KILN_E_IO,
                                             errno, "blob '%s' in layout '%s'", d->str, l->dir);
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "blob '%s' in layout '%s' is not a regular file", d->str,
-                                      l->dir);
         }
         *ret_size = st.st_size;
         return fd;

@@ -117,9 +117,6 @@ struct recipe_tag_parts {
 };
 
 int recipe_tag_compute(const struct recipe_tag_parts *parts, char **ret, struct kiln_error *err);
-/* Replaces characters a tag may not hold with '-' (a leading '.' or '-'
- * becomes '_'), in place. */
-void recipe_tag_sanitize(char *s);
 
 /* Variable expansion, exposed for tests and tools: ${NAME}, ${NAME:-WORD}
  * and $$ for a literal '$'.  lookup returns the value or NULL. */

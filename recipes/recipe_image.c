@@ -437,6 +437,57 @@ struct layer_jobs {
         struct kiln_error err;
 };
 
+/* A wheels layer's resolved packages as the lock pins them: name,
+ * version, url, sha256 and the names each depends on. */
+static json_t *lock_packages(const json_t *inventory)
+{
+        json_t *out = json_array(), *it;
+        size_t i;
+
+        json_array_foreach((json_t *)(uintptr_t)inventory, i, it) {
+                json_t *e = json_pack("{s:O, s:O, s:O, s:O}", "name", json_object_get(it, "name"),
+                                      "version", json_object_get(it, "version"), "url",
+                                      json_object_get(it, "url"), "sha256",
+                                      json_object_get(it, "sha256"));
+                if (e && json_object_get(it, "dependencies"))
+                        json_object_set(e, "dependencies", json_object_get(it, "dependencies"));
+                if (e)
+                        json_array_append_new(out, e);
+        }
+        return out;
+}
+
+/* --locked: every package a wheels layer resolves to must be the one the
+ * lock pins (name, version and sha256) */
+static int lock_check_packages(const json_t *lock, const char *layer, const json_t *inventory,
+                               struct kiln_error *err)
+{
+        const json_t *pinned = json_object_get(
+                json_object_get(json_object_get(lock, "layers"), layer), "packages");
+        const json_t *it, *p;
+        size_t i, k;
+
+        if (!pinned)
+                return 0;
+        json_array_foreach((json_t *)(uintptr_t)inventory, i, it) {
+                const char *name = json_string_value(json_object_get(it, "name"));
+                const char *ver = json_string_value(json_object_get(it, "version"));
+                const char *sha = json_string_value(json_object_get(it, "sha256"));
+                bool found = false;
+                json_array_foreach((json_t *)(uintptr_t)pinned, k, p)
+                        if (json_equal(json_object_get(p, "name"), json_object_get(it, "name")) &&
+                            json_equal(json_object_get(p, "version"), json_object_get(it, "version")) &&
+                            json_equal(json_object_get(p, "sha256"), json_object_get(it, "sha256")))
+                                found = true;
+                if (!found)
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "layer '%s' resolves to '%s' %s (sha256 %s), which the lock does not pin: run kiln lock",
+                                              layer, name ? name : "?", ver ? ver : "?",
+                                              sha ? sha : "?");
+        }
+        return 0;
+}
+
 /* One layer: its key; the local cache, then the cache repository; on a miss
  * stage and build it (and publish it).  A layer built here is handed to the
  * destination at once when pushing. */
@@ -449,7 +500,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx,
                                        .fetch_signed = o->fetch_signed, .build_remote = lj->remote,
-                                       .inventory = o->sbom && !lj->packages[i],
+                                       .inventory = (o->sbom || (o->locked && o->lock)) &&
+                                                    !lj->packages[i],
                                        .log = o->step_log, .layer = plan0->layers[i].name,
                                        .base_root = lj->base_root, .locked = o->locked,
                                        .lock_layer = lock_layer(o->lock, plan0->layers[i].name)};
@@ -467,7 +519,13 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         }
         if (kres.revision)
                 revision = strdup(kres.revision);
+        if (kres.excluded)
+                say(o, "layer %s: left out by .dockerignore, .gitignore and .git: %s",
+                    plan0->layers[i].name, kres.excluded);
         /* from the key's inputs, not from staging: a cached layer lists the same */
+        if (o->locked && o->lock && kres.packages &&
+            lock_check_packages(o->lock, plan0->layers[i].name, kres.packages, err) < 0)
+                goto out;
         if (kres.packages)
                 lj->packages[i] = steal_ptr(&kres.packages);
         if (o->lock) {
@@ -954,8 +1012,9 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                 struct recipe_layer *l = &plan->layers[i];
                 struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                                .fetch_ctx = o->fetch_ctx,
-                                       .fetch_signed = o->fetch_signed, .log = o->step_log,
-                                               .layer = l->name, .base_root = base_root};
+                                               .fetch_signed = o->fetch_signed, .log = o->step_log,
+                                               .layer = l->name, .base_root = base_root,
+                                               .inventory = l->kind == RECIPE_LAYER_WHEELS};
                 struct recipe_stage_result kres = {0};
                 json_t *e;
                 if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {
@@ -976,6 +1035,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                 e = json_pack("{s:s}", "key", kres.layer_key);
                 if (kres.revision)
                         json_object_set_new(e, "revision", json_string(kres.revision));
+                if (kres.packages)
+                        json_object_set_new(e, "packages", lock_packages(kres.packages));
                 if (json_array_size(kres.apt_releases))
                         json_object_set(e, "apt", kres.apt_releases);
                 json_object_set_new(layers, l->name, e);

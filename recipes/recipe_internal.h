@@ -33,6 +33,9 @@ struct recipe {
 int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln_errc code,
                     struct kiln_error *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A wheel RECORD's hash of d: "sha256=" and urlsafe base64 without padding. */
+void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen);
+
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);
@@ -193,7 +196,10 @@ int recipe_git_resolve(const char *repository, const char *ref, const char *cach
 int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
                       struct kiln_error *err);
 /* Digest of a local source tree as it would be staged (ignore rules applied). */
-int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err);
+/* *ret_excluded (when not NULL, and something was left out): what the
+ * ignore rules and .git left out, as "N paths (a/, b, ...)" */
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], char **ret_excluded,
+                        struct kiln_error *err);
 /* Digest of a tree or file: names, kinds, exec bits, content, link targets. */
 int recipe_tree_digest(const char *path, bool (*skip)(void *ctx, const char *rel, bool is_dir),
                        void *ctx, char ret[OCI_DIGEST_MAX], struct kiln_error *err);

@@ -500,6 +500,13 @@ static const struct sfield wheels_fields[] = {
         {"wheels", S_ARRAY, false},
         {"packages", S_ARRAY, false},
         {"index", S_STRING, false},
+        {"indexes", S_ARRAY, false},
+        {"resolve", S_BOOL, false},
+        {"pre", S_BOOL, false},
+        {"project", S_STRING, false},
+        {"project_path", S_STRING, false},
+        {"pylock", S_STRING, false},
+        {"extras", S_ARRAY, false},
         {"requirements", S_STRING, false},
         {"python", S_STRING, false},
         {"platform", S_STRING, false},
@@ -718,14 +725,38 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if ((v = json_object_get(l, "packages")) &&
                     check_elems(r, v, pp, "'packages'", S_STRING, err) < 0)
                         return -1;
-                if (json_object_get(l, "packages") && !json_object_get(l, "index"))
+                _cleanup_free_ char *ip = recipe_ptr_key(ptr, "indexes");
+                if ((v = json_object_get(l, "indexes")) &&
+                    check_elems(r, v, ip, "'indexes'", S_STRING, err) < 0)
+                        return -1;
+                if (json_object_get(l, "packages") && !json_object_get(l, "index") &&
+                    !json_object_get(l, "indexes"))
                         return recipe_error_at(r, pp, true, KILN_E_INVALID, err,
                                                "'packages' in %s needs an 'index'", where);
                 if (!json_object_get(l, "wheels") && !json_object_get(l, "packages") &&
-                    !json_object_get(l, "requirements"))
+                    !json_object_get(l, "requirements") && !json_object_get(l, "project") &&
+                    !json_object_get(l, "pylock"))
                         return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
-                                               "%s names no wheels: give 'wheels', 'packages' or 'requirements'",
+                                               "%s names no wheels: give 'wheels', 'packages', 'requirements', 'project' or 'pylock'",
                                                where);
+                {
+                        _cleanup_free_ char *xp = recipe_ptr_key(ptr, "extras");
+                        _cleanup_free_ char *jp = recipe_ptr_key(ptr, "project");
+                        if ((v = json_object_get(l, "extras")) &&
+                            check_elems(r, v, xp, "'extras'", S_STRING, err) < 0)
+                                return -1;
+                        if (v && !json_object_get(l, "project"))
+                                return recipe_error_at(r, xp, true, KILN_E_INVALID, err,
+                                                       "'extras' in %s needs a 'project'", where);
+                        if (json_object_get(l, "project") && !json_object_get(l, "project_path"))
+                                return recipe_error_at(r, jp, true, KILN_E_INVALID, err,
+                                                       "'project' in %s needs a 'project_path': where the project's source is in the image",
+                                                       where);
+                        if (json_object_get(l, "project") && !json_object_get(l, "index") &&
+                            !json_object_get(l, "indexes"))
+                                return recipe_error_at(r, jp, true, KILN_E_INVALID, err,
+                                                       "'project' in %s needs an 'index'", where);
+                }
         } else if (!strcmp(kind, "debs")) {
                 _cleanup_free_ char *dp = recipe_ptr_key(ptr, "debs");
                 _cleanup_free_ char *ap = recipe_ptr_key(ptr, "apt");

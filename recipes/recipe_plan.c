@@ -1,6 +1,8 @@
 /* The build plan: recipe + variables -> base, layers, config, annotations, tags. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -28,6 +30,7 @@ struct pctx {
         bool base_env_known;
         bool was_kept, saw_empty;
         char cwd[4096];
+        char toplevel[4096];
 };
 
 static void note_unresolved(struct pctx *c, const char *what)
@@ -52,6 +55,33 @@ static bool is_env_name(const char *s)
                 if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
                         return false;
         return true;
+}
+
+/* The top of the git work tree holding the current directory (a directory
+ * with a .git entry, as build.sh's `git rev-parse --show-toplevel`), or the
+ * current directory when none above it has one. */
+static int git_toplevel(char *buf, size_t len)
+{
+        char here[PATH_MAX];
+        size_t n;
+
+        if (!getcwd(here, sizeof(here)) || strlen(here) >= len)
+                return -1;
+        strcpy(buf, here);
+        for (n = strlen(buf);;) {
+                struct stat st;
+                char probe[PATH_MAX + 8];
+                snprintf(probe, sizeof(probe), "%s/.git", n ? buf : "");
+                if (lstat(probe, &st) == 0)
+                        return 0;
+                while (n > 0 && buf[n - 1] != '/')
+                        n--;
+                if (n <= 1)
+                        break;
+                buf[--n] = '\0';
+        }
+        strcpy(buf, here);
+        return 0;
 }
 
 static enum recipe_xres lookup(void *ctx, const char *name, const char **ret,
@@ -79,6 +109,12 @@ static enum recipe_xres lookup(void *ctx, const char *name, const char **ret,
                 if (!c->cwd[0] && !getcwd(c->cwd, sizeof(c->cwd)))
                         return RECIPE_X_UNDEFINED;
                 *ret = c->cwd;
+                return RECIPE_X_VALUE;
+        }
+        if (!strcmp(name, "cwd.toplevel")) {
+                if (!c->toplevel[0] && git_toplevel(c->toplevel, sizeof(c->toplevel)) < 0)
+                        return RECIPE_X_UNDEFINED;
+                *ret = c->toplevel;
                 return RECIPE_X_VALUE;
         }
         if ((v = json_object_get(c->done, name))) {

@@ -5,6 +5,7 @@
 
 #include "stage.h"
 #include "util.h"
+#include "resolve.h"
 
 #define DEFAULT_PYTHON "cp311"
 #define DEFAULT_PLATFORM "manylinux_2_35_x86_64"
@@ -205,6 +206,7 @@ void recipe_requirement_release(struct recipe_requirement *q)
 {
         if (!q)
                 return;
+        recipe_pep508_release(&q->req);
         free(q->name);
         free(q->version);
         for (size_t i = 0; i < q->n_sha256; i++)
@@ -243,76 +245,30 @@ int recipe_requirement_parse(const char *spec, struct recipe_requirement *ret,
                              struct kiln_error *err)
 {
         struct recipe_requirement q = {0};
-        const char *p = spec, *start;
-        size_t n;
+        const struct recipe_spec *one;
 
-        while (isspace((unsigned char)*p))
-                p++;
-        start = p;
-        while (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.')
-                p++;
-        n = (size_t)(p - start);
-        if (n == 0)
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "invalid requirement '%s': no project name", spec);
-        q.name = strndup(start, n);
-        if (!q.name)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        recipe_pep503_normalize(q.name);
-        if (*p == '[') { /* extras pull in dependencies, which kiln does not resolve */
-                p = strchr(p, ']');
-                if (!p) {
-                        recipe_requirement_release(&q);
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "invalid requirement '%s': unclosed '['", spec);
-                }
-                p++;
-        }
-        while (isspace((unsigned char)*p))
-                p++;
-        if (*p == ';') {
-                recipe_requirement_release(&q);
+        if (recipe_pep508_parse(spec, &q.req, err) < 0)
+                return -1;
+        if (q.req.url) {
+                recipe_pep508_release(&q.req);
                 return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                      "invalid requirement '%s': environment markers are not supported",
-                                      spec);
+                                      "invalid requirement '%s': URLs are not supported", spec);
         }
-        if (str_has_prefix(p, "===") || (str_has_prefix(p, "==") && p[2] != '=')) {
-                p += p[2] == '=' ? 3 : 2;
-                while (isspace((unsigned char)*p))
-                        p++;
-                start = p;
-                while (*p && !isspace((unsigned char)*p) && *p != ';' && *p != ',')
-                        p++;
-                n = (size_t)(p - start);
-                if (n == 0) {
-                        recipe_requirement_release(&q);
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "invalid requirement '%s': empty version", spec);
-                }
-                if (n > 2 && !memcmp(start + n - 2, ".*", 2)) {
-                        q.prefix = true;
-                        n -= 2;
-                }
-                q.version = strndup(start, n);
+        q.name = strdup(q.req.name);
+        if (!q.name) {
+                recipe_pep508_release(&q.req);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        one = q.req.spec.n == 1 ? &q.req.spec.items[0] : NULL;
+        if (one && one->op == RECIPE_SPEC_EQ) {
+                q.version = strdup(one->text);
+                q.prefix = one->wildcard;
                 if (!q.version) {
                         recipe_requirement_release(&q);
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 }
-                while (isspace((unsigned char)*p))
-                        p++;
         }
-        if (*p == ';') {
-                recipe_requirement_release(&q);
-                return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                      "invalid requirement '%s': environment markers are not supported",
-                                      spec);
-        }
-        if (*p) {
-                recipe_requirement_release(&q);
-                return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                      "invalid requirement '%s': only 'NAME', 'NAME==VERSION' and 'NAME==VERSION.*' pins are supported",
-                                      spec);
-        }
+        q.exact = !q.req.marker && (q.req.spec.n == 0 || q.version);
         *ret = q;
         return 0;
 }
@@ -706,4 +662,205 @@ nomem:
         free(best_href);
         free(best_ver);
         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
+/* ---- listing a project page for the resolver (resolve.h) ---- */
+
+/* The value of attribute name in the tag [a, tag_end), entities decoded;
+ * NULL when absent. */
+static char *html_attr(const char *a, const char *tag_end, const char *name, bool *ret_present)
+{
+        size_t n = strlen(name);
+
+        *ret_present = false;
+        for (const char *p = a; p && p < tag_end; p++) {
+                const char *v, *e;
+                char quote;
+
+                p = strstr(p, name);
+                if (!p || p >= tag_end)
+                        return NULL;
+                if (!isspace((unsigned char)p[-1]) || (p[n] != '=' && !isspace((unsigned char)p[n]) &&
+                                                       p[n] != '>' && p[n] != '/'))
+                        continue;
+                *ret_present = true;
+                if (p[n] != '=')
+                        return NULL;
+                v = p + n + 1;
+                quote = *v;
+                if (quote != '"' && quote != '\'')
+                        return NULL;
+                e = memchr(v + 1, quote, (size_t)(tag_end - v - 1));
+                if (!e)
+                        return NULL;
+                {
+                        char *out = malloc((size_t)(e - v)), *w = out;
+                        static const struct {
+                                const char *ent;
+                                char ch;
+                        } ents[] = {{"&gt;", '>'}, {"&lt;", '<'}, {"&amp;", '&'}, {"&quot;", '"'},
+                                    {"&#39;", '\''}, {"&#x27;", '\''}, {"&#62;", '>'}, {"&#60;", '<'}};
+                        if (!out)
+                                return NULL;
+                        for (const char *s = v + 1; s < e;) {
+                                size_t k;
+                                for (k = 0; k < ARRAY_SIZE(ents); k++)
+                                        if (!strncmp(s, ents[k].ent, strlen(ents[k].ent)))
+                                                break;
+                                if (k < ARRAY_SIZE(ents)) {
+                                        *w++ = ents[k].ch;
+                                        s += strlen(ents[k].ent);
+                                } else {
+                                        *w++ = *s++;
+                                }
+                        }
+                        *w = '\0';
+                        return out;
+                }
+        }
+        return NULL;
+}
+
+static void index_file_release(struct recipe_index_file *f)
+{
+        free(f->url);
+        free(f->sha256);
+        free(f->metadata_sha256);
+        free(f->requires_python);
+        free(f->version);
+        memset(f, 0, sizeof(*f));
+}
+
+void recipe_index_files_free(struct recipe_index_file *f, size_t n)
+{
+        for (size_t i = 0; f && i < n; i++)
+                index_file_release(&f[i]);
+        free(f);
+}
+
+static int cmp_files_newest_first(const void *a, const void *b)
+{
+        const struct recipe_index_file *x = a, *y = b;
+
+        return recipe_version_cmp(&y->v, &x->v);
+}
+
+/* sha256 from "sha256=HEX" (a fragment or a PEP 658 attribute value) */
+static char *sha256_value(const char *s)
+{
+        char *out;
+
+        if (!s || !str_has_prefix(s, "sha256=") || strlen(s + 7) != 64)
+                return NULL;
+        out = strdup(s + 7);
+        for (char *p = out; p && *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        return out;
+}
+
+/* Fills f from one anchor; false when it is not a usable wheel for name. */
+static bool anchor_file(const char *a, const char *tag_end, const char *base_url, const char *name,
+                        const struct recipe_python_target *t, struct recipe_index_file *f)
+{
+        bool present;
+        _cleanup_free_ char *raw = html_attr(a, tag_end, "href", &present);
+        _cleanup_free_ char *href = NULL, *file = NULL, *meta = NULL;
+        struct recipe_wheel_name w = {0};
+        struct kiln_error ignore = KILN_ERROR_INIT;
+        char *frag;
+        bool ok = false;
+
+        memset(f, 0, sizeof(*f));
+        html_attr(a, tag_end, "data-yanked", &present);
+        if (!raw || present) /* PEP 592: yanked files are not picked */
+                return false;
+        href = url_decode(raw, strlen(raw));
+        if (!href)
+                return false;
+        frag = strchr(href, '#');
+        if (frag)
+                *frag++ = '\0';
+        if (strchr(href, '?'))
+                *strchr(href, '?') = '\0';
+        file = strdup(strrchr(href, '/') ? strrchr(href, '/') + 1 : href);
+        if (!file || !str_has_suffix(file, ".whl") ||
+            recipe_wheel_name_parse(file, &w, &ignore) < 0)
+                goto out;
+        recipe_pep503_normalize(w.name);
+        if (strcmp(w.name, name) || recipe_version_parse(w.version, &f->v, &ignore) < 0)
+                goto out;
+        f->score = wheel_score(&w, t);
+        if (f->score <= 0)
+                goto out;
+        f->version = strdup(w.version);
+        f->url = join_url(base_url, href);
+        f->sha256 = sha256_value(frag);
+        /* PEP 714 names it data-core-metadata; PEP 658's older name stays */
+        meta = html_attr(a, tag_end, "data-core-metadata", &f->has_metadata);
+        if (!f->has_metadata)
+                meta = html_attr(a, tag_end, "data-dist-info-metadata", &f->has_metadata);
+        if (meta && !strcmp(meta, "false"))
+                f->has_metadata = false;
+        f->metadata_sha256 = sha256_value(meta);
+        f->requires_python = html_attr(a, tag_end, "data-requires-python", &present);
+        ok = f->version && f->url;
+out:
+        recipe_wheel_name_release(&w);
+        if (!ok)
+                index_file_release(f);
+        return ok;
+}
+
+int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
+                             const struct recipe_python_target *t,
+                             struct recipe_index_file **ret, size_t *ret_n,
+                             struct kiln_error *err)
+{
+        const char *p = html, *end = html + len;
+        struct recipe_index_file *out = NULL;
+        size_t n = 0;
+
+        while (p < end) {
+                const char *a = strstr(p, "<a ");
+                const char *tag_end;
+                struct recipe_index_file f;
+                size_t k;
+
+                if (!a || a >= end)
+                        break;
+                tag_end = memchr(a, '>', (size_t)(end - a));
+                if (!tag_end)
+                        break;
+                p = tag_end + 1;
+                if (!anchor_file(a, tag_end, base_url, name, t, &f))
+                        continue;
+                /* one file per version: the best tags, the last of equals */
+                for (k = 0; k < n; k++)
+                        if (recipe_version_cmp(&out[k].v, &f.v) == 0)
+                                break;
+                if (k < n && out[k].score > f.score) {
+                        index_file_release(&f);
+                        continue;
+                }
+                if (k < n) {
+                        index_file_release(&out[k]);
+                        out[k] = f;
+                        continue;
+                }
+                {
+                        struct recipe_index_file *no = realloc(out, (n + 1) * sizeof(*no));
+                        if (!no) {
+                                index_file_release(&f);
+                                recipe_index_files_free(out, n);
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        }
+                        out = no;
+                        out[n++] = f;
+                }
+        }
+        if (n > 1)
+                qsort(out, n, sizeof(*out), cmp_files_newest_first);
+        *ret = out;
+        *ret_n = n;
+        return 0;
 }

@@ -15,6 +15,7 @@
 
 struct entry {
         const char *type, *name, *version, *arch, *sha256, *file, *url;
+        const json_t *deps; /* names of the resolved packages it requires */
 };
 
 static const char *or_empty(const char *s)
@@ -63,6 +64,7 @@ static int entry_read(const json_t *j, size_t i, struct entry *ret, struct kiln_
                 .sha256 = json_string_value(json_object_get(j, "sha256")),
                 .file = json_string_value(json_object_get(j, "file")),
                 .url = json_string_value(json_object_get(j, "url")),
+                .deps = json_object_get(j, "dependencies"),
         };
 
         if (!e.type || (strcmp(e.type, "pypi") && strcmp(e.type, "deb")) || !e.name || !*e.name ||
@@ -205,6 +207,41 @@ static json_t *entry_package(const struct entry *e, const char *id, const char *
         return j;
 }
 
+/* SPDX 2.3 clause 11: "A DEPENDS_ON B" for each dependency the resolver
+ * followed (a wheel's Requires-Dist that applied on the target), to the
+ * package of that name listed first.  ids[k] names the k-th kept entry;
+ * es is sorted and deduplicated the way the packages were listed. */
+static int depends_on(const struct entry *es, size_t n, char *const *ids, size_t kept,
+                      json_t *rels)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < n && k < kept; i++) {
+                const json_t *d;
+                size_t j;
+
+                if (i > 0 && same_package(&es[i], &es[i - 1]))
+                        continue;
+                json_array_foreach((json_t *)(uintptr_t)es[i].deps, j, d) {
+                        size_t m = 0;
+                        for (size_t x = 0; x < n && m < kept; x++) {
+                                if (x > 0 && same_package(&es[x], &es[x - 1]))
+                                        continue;
+                                if (!strcmp(es[x].type, es[i].type) &&
+                                    !strcmp(es[x].name, or_empty(json_string_value(d)))) {
+                                        if (json_array_append_new(rels, relationship(ids[k], "DEPENDS_ON",
+                                                                                     ids[m])) < 0)
+                                                return -1;
+                                        break;
+                                }
+                                m++;
+                        }
+                }
+                k++;
+        }
+        return 0;
+}
+
 int recipe_sbom_document(const struct recipe_sbom_image *img, const json_t *packages,
                          char **ret_buf, size_t *ret_len, struct kiln_error *err)
 {
@@ -246,6 +283,10 @@ int recipe_sbom_document(const struct recipe_sbom_image *img, const json_t *pack
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                         goto out;
                 }
+        }
+        if (depends_on(es, n, ids, kept, rels) < 0) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
         }
         /* the namespace names this image and this content: a new kiln that
          * lists the same image otherwise gets a new namespace, no random part */

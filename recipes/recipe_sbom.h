@@ -6,7 +6,8 @@
  * recipe's layers install (recipes/stage.h: recipe_stage_result.packages)
  * with its version, the sha256 of the file, where it came from and a purl
  * (pkg:pypi/NAME@VERSION, pkg:deb/debian/NAME@VERSION?arch=ARCH), each one
- * CONTAINed by the image.
+ * CONTAINed by the image, and the dependencies a wheels layer resolved as
+ * DEPENDS_ON relationships between them.
  *
  * The same image and inventory always give the same bytes: compact JSON in
  * a fixed key order, packages sorted and deduplicated, `created` given by

@@ -540,15 +540,39 @@ static struct recipe_ignore *load_ignore(const char *dir, struct kiln_error *err
         return ig;
 }
 
-int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], struct kiln_error *err)
+/* What the ignore rules left out of a local source, for the user to see. */
+struct excluded {
+        struct recipe_ignore *ig;
+        size_t n;
+        char names[256];
+};
+
+static bool skip_counted(void *ctx, const char *rel, bool dir)
 {
-        struct recipe_ignore *ig = load_ignore(dir, err);
+        struct excluded *x = ctx;
+        size_t len = strlen(x->names);
+
+        if (!skip_ignored(x->ig, rel, dir))
+                return false;
+        if (x->n++ < 5 && len + strlen(rel) + 3 < sizeof(x->names))
+                snprintf(x->names + len, sizeof(x->names) - len, "%s%s%s", len ? ", " : "",
+                         rel, dir ? "/" : "");
+        return true;
+}
+
+int recipe_local_digest(const char *dir, char ret[OCI_DIGEST_MAX], char **ret_excluded,
+                        struct kiln_error *err)
+{
+        struct excluded x = {.ig = load_ignore(dir, err)};
         int rc;
 
-        if (!ig)
+        if (!x.ig)
                 return -1;
-        rc = recipe_tree_digest(dir, skip_ignored, ig, ret, err);
-        recipe_ignore_free(ig);
+        rc = recipe_tree_digest(dir, skip_counted, &x, ret, err);
+        recipe_ignore_free(x.ig);
+        if (rc == 0 && ret_excluded && x.n)
+                *ret_excluded = kiln_strdupf("%zu path%s (%s%s)", x.n, x.n == 1 ? "" : "s",
+                                             x.names, x.n > 5 ? ", ..." : "");
         return rc;
 }
 

@@ -9,7 +9,10 @@
 
 #include "digest.h"
 #include "io.h"
+#include "project.h"
+#include "pylock.h"
 #include "recipe_internal.h"
+#include "resolve.h"
 #include "stage.h"
 #include "source.h"
 #include "util.h"
@@ -22,6 +25,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->cache_key);
         free(res->layer_key);
         free(res->layer_inputs);
+        free(res->excluded);
         json_decref(res->packages);
         json_decref(res->apt_releases);
         memset(res, 0, sizeof(*res));
@@ -364,82 +368,95 @@ static void python_target(const json_t *params, struct recipe_python_target *t)
         t->interpreter = json_string_value(json_object_get(params, "interpreter"));
 }
 
-/* Installs one requirement picked from the index. */
-static int install_from_index(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                              const char *index, const struct recipe_requirement *q,
-                              const struct recipe_python_target *t, const char *dir,
-                              json_t *resolved, json_t *packages, struct kiln_error *err)
+/* The PEP 503 page of project name on index: INDEX/NAME/ (a URL) or
+ * INDEX/NAME/index.html (a directory).  ret_found false: no such page. */
+static int read_index_page(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                           const char *index, const char *name, bool *ret_found, char **ret_html,
+                           size_t *ret_len, char **ret_base, struct kiln_error *err)
 {
-        _cleanup_free_ char *base = NULL;
-        _cleanup_free_ char *page = NULL, *html = NULL, *url = NULL, *sha = NULL;
-        _cleanup_free_ char *file = NULL, *page_dir = NULL;
-        char got[65];
-        size_t len;
+        _cleanup_free_ char *base = NULL, *page = NULL, *page_dir = NULL;
+        struct kiln_error e = KILN_ERROR_INIT;
 
-        /* PEP 503: the project page is INDEX/NORMALIZED-NAME/ */
+        *ret_found = false;
         if (is_url(index)) {
                 _cleanup_free_ char *page_url = NULL;
                 size_t n = strlen(index);
                 while (n > 0 && index[n - 1] == '/')
                         n--;
-                page_dir = kiln_strdupf("%.*s/%s", (int)n, index, q->name);
+                page_dir = kiln_strdupf("%.*s/%s", (int)n, index, name);
                 page_url = page_dir ? kiln_strdupf("%s/", page_dir) : NULL;
                 if (!page_url)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                page = recipe_input_file(p, o, page_url, false, RECIPE_INDEX_MAX, err);
-                if (!page)
+                page = recipe_input_file(p, o, page_url, false, RECIPE_INDEX_MAX, &e);
+                if (!page) {
+                        if (e.code == KILN_E_NOT_FOUND)
+                                return 0;
+                        *err = e;
                         return -1;
+                }
         } else {
                 base = recipe_resolve_input(p, index, err);
                 if (!base)
                         return -1;
-                page_dir = kiln_strdupf("%s/%s", base, q->name);
+                page_dir = kiln_strdupf("%s/%s", base, name);
                 page = page_dir ? kiln_strdupf("%s/index.html", page_dir) : NULL;
         }
         if (!page || !page_dir)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (kiln_read_file(page, RECIPE_INDEX_MAX, &html, &len, err) < 0) {
-                kiln_error_prefix(err, "no project page for '%s' in index '%s'", q->name, index);
+        if (kiln_read_file(page, RECIPE_INDEX_MAX, ret_html, ret_len, &e) < 0) {
+                if (e.sys_errno == ENOENT || e.code == KILN_E_NOT_FOUND)
+                        return 0;
+                *err = e;
+                kiln_error_prefix(err, "no project page for '%s' in index '%s'", name, index);
                 return -1;
         }
-        if (recipe_simple_index_pick(html, len, page_dir, q, t, &url, &sha, err) < 0)
-                return -1;
-        if (sha && q->n_sha256) {
-                bool ok = false;
-                for (size_t i = 0; i < q->n_sha256; i++)
-                        if (!strcmp(q->sha256[i], sha))
-                                ok = true;
-                if (!ok)
-                        return kiln_error_set(err, KILN_E_DIGEST,
-                                              "sha256 mismatch for '%s': the index's %s is not among the hashes required for '%s'",
-                                              url, sha, q->name);
-        }
+        *ret_found = true;
+        *ret_base = steal_ptr(&page_dir);
+        return 0;
+}
+
+static bool hash_listed(const char *const *hashes, size_t n, const char *sha)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(hashes[i], sha))
+                        return true;
+        return false;
+}
+
+/* Installs the wheel at url (from an index that lists sha, or NULL),
+ * which must match one of hashes when there are any. */
+static int install_url(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                       const char *name, const char *const *hashes, size_t n_hashes,
+                       const char *url, const char *sha, const struct recipe_python_target *t,
+                       const char *dir, json_t *resolved, json_t *packages, struct kiln_error *err)
+{
+        _cleanup_free_ char *file = NULL;
+        char got[65];
+
+        if (sha && n_hashes && !hash_listed(hashes, n_hashes, sha))
+                return kiln_error_set(err, KILN_E_DIGEST,
+                                      "sha256 mismatch for '%s': the index's %s is not among the hashes required for '%s'",
+                                      url, sha, name);
         /* a key needs the digest, not the file: a cache hit downloads nothing */
-        if (!dir && (sha || q->n_sha256 == 1)) {
-                json_array_append_new(resolved, json_string(sha ? sha : q->sha256[0]));
-                return inventory_wheel(packages, url, sha ? sha : q->sha256[0], url, err);
+        if (!dir && (sha || n_hashes == 1)) {
+                json_array_append_new(resolved, json_string(sha ? sha : hashes[0]));
+                return inventory_wheel(packages, url, sha ? sha : hashes[0], url, err);
         }
         file = recipe_input_file(p, o, url, true, -1, err);
         if (!file)
                 return -1;
         if (recipe_sha256_file(file, got, err) < 0)
                 return -1;
-        if (q->n_sha256) {
-                bool ok = false;
-                for (size_t i = 0; i < q->n_sha256; i++)
-                        if (!strcmp(q->sha256[i], got))
-                                ok = true;
-                if (!ok)
-                        return kiln_error_set(err, KILN_E_DIGEST,
-                                              "sha256 mismatch for '%s': %s is not among the hashes required for '%s'",
-                                              file, got, q->name);
-        }
+        if (n_hashes && !hash_listed(hashes, n_hashes, got))
+                return kiln_error_set(err, KILN_E_DIGEST,
+                                      "sha256 mismatch for '%s': %s is not among the hashes required for '%s'",
+                                      file, got, name);
         if (sha) {
                 if (strcmp(sha, got))
                         return kiln_error_set(err, KILN_E_DIGEST,
                                               "sha256 mismatch for '%s': the index says %s, got %s",
                                               file, sha, got);
-        } else if (!q->n_sha256) {
+        } else if (!n_hashes) {
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "no sha256 for '%s': give --hash in the requirements or use an index that lists hashes",
                                       url);
@@ -450,6 +467,31 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
         if (!dir)
                 return 0;
         return recipe_wheel_install(file, got, dir, t, err);
+}
+
+/* Installs one requirement picked from the index ("resolve": false). */
+static int install_from_index(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                              const char *index, const struct recipe_requirement *q,
+                              const struct recipe_python_target *t, const char *dir,
+                              json_t *resolved, json_t *packages, struct kiln_error *err)
+{
+        _cleanup_free_ char *html = NULL, *url = NULL, *sha = NULL, *page_dir = NULL;
+        bool found;
+        size_t len;
+
+        if (!q->exact)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "requirement for '%s' is not a pin: with \"resolve\": false, give 'NAME', 'NAME==VERSION' or 'NAME==VERSION.*'",
+                                      q->name);
+        if (read_index_page(p, o, index, q->name, &found, &html, &len, &page_dir, err) < 0)
+                return -1;
+        if (!found)
+                return kiln_error_set(err, KILN_E_NOT_FOUND,
+                                      "no project page for '%s' in index '%s'", q->name, index);
+        if (recipe_simple_index_pick(html, len, page_dir, q, t, &url, &sha, err) < 0)
+                return -1;
+        return install_url(p, o, q->name, (const char *const *)q->sha256, q->n_sha256, url, sha,
+                           t, dir, resolved, packages, err);
 }
 
 /* "sha256:ABC..." or "abc..." -> "abc..." (64 lowercase hex), or NULL */
@@ -468,16 +510,377 @@ static const char *norm_sha(const char *in, char out[65])
         return out;
 }
 
-static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+/* The layer's requirements: "packages", then the "requirements" file. */
+static int read_requirements(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                             const json_t *params, struct recipe_requirement **ret, size_t *ret_n,
+                             struct kiln_error *err)
+{
+        struct recipe_requirements all = {0};
+        const json_t *v;
+        size_t i;
+
+        json_array_foreach(json_object_get(params, "packages"), i, v) {
+                struct recipe_requirement *ni = realloc(all.items, (all.n + 1) * sizeof(*ni));
+                if (!ni) {
+                        recipe_requirements_release(&all);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                all.items = ni;
+                if (recipe_requirement_parse(json_string_value(v), &all.items[all.n], err) < 0) {
+                        recipe_requirements_release(&all);
+                        return -1;
+                }
+                all.n++;
+        }
+        if ((v = json_object_get(params, "requirements"))) {
+                _cleanup_free_ char *file =
+                        recipe_input_file(p, o, json_string_value(v), false, RECIPE_INDEX_MAX, err);
+                _cleanup_free_ char *buf = NULL;
+                struct recipe_requirements reqs = {0};
+                struct recipe_requirement *ni;
+                size_t len;
+
+                if (!file || kiln_read_file(file, RECIPE_INDEX_MAX, &buf, &len, err) < 0 ||
+                    recipe_requirements_parse(buf, len, file, &reqs, err) < 0) {
+                        recipe_requirements_release(&all);
+                        return -1;
+                }
+                ni = realloc(all.items, (all.n + reqs.n + 1) * sizeof(*ni));
+                if (!ni) {
+                        recipe_requirements_release(&reqs);
+                        recipe_requirements_release(&all);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                memcpy(ni + all.n, reqs.items, reqs.n * sizeof(*ni));
+                all.items = ni;
+                all.n += reqs.n;
+                free(reqs.items);
+        }
+        *ret = all.items;
+        *ret_n = all.n;
+        return 0;
+}
+
+struct wheels_ctx {
+        const struct recipe_plan *p;
+        const struct recipe_stage_opts *o;
+        const struct recipe_python_target *t;
+        const char *dir;
+        json_t *resolved, *packages;
+};
+
+static int resolver_page(void *ctx, const char *index, const char *name, bool *ret_found,
+                         char **ret_html, size_t *ret_len, char **ret_base, struct kiln_error *err)
+{
+        const struct wheels_ctx *w = ctx;
+
+        return read_index_page(w->p, w->o, index, name, ret_found, ret_html, ret_len, ret_base,
+                               err);
+}
+
+/* CACHE/pymeta/SHA256: the METADATA of a wheel by the wheel's digest, so
+ * resolving again reads no wheel (a 2 GB torch wheel is not downloaded
+ * for a layer key) */
+static char *metadata_cache_path(const struct recipe_stage_opts *o, const char *sha256)
+{
+        if (!o->cache_dir || !sha256)
+                return NULL;
+        return kiln_strdupf("%s/pymeta/%s", o->cache_dir, sha256);
+}
+
+static int resolver_metadata(void *ctx, const struct recipe_index_file *f, char **ret_buf,
+                             size_t *ret_len, struct kiln_error *err)
+{
+        const struct wheels_ctx *w = ctx;
+        _cleanup_free_ char *cached = metadata_cache_path(w->o, f->sha256);
+        _cleanup_free_ char *file = NULL, *murl = NULL;
+        struct kiln_error miss = KILN_ERROR_INIT;
+
+        if (cached && kiln_read_file(cached, RECIPE_WHEEL_META_MAX, ret_buf, ret_len, &miss) == 0)
+                return 0;
+        if (f->has_metadata) {
+                murl = kiln_strdupf("%s.metadata", f->url);
+                if (!murl)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                file = recipe_input_file(w->p, w->o, murl, true, RECIPE_WHEEL_META_MAX, err);
+                if (!file || (f->metadata_sha256 &&
+                              recipe_verify_sha256(file, f->metadata_sha256, err) < 0) ||
+                    kiln_read_file(file, RECIPE_WHEEL_META_MAX, ret_buf, ret_len, err) < 0)
+                        return -1;
+        } else {
+                file = recipe_input_file(w->p, w->o, f->url, true, -1, err);
+                if (!file || (f->sha256 && recipe_verify_sha256(file, f->sha256, err) < 0) ||
+                    recipe_wheel_read_metadata(file, ret_buf, ret_len, err) < 0)
+                        return -1;
+        }
+        /* best effort: a cache that cannot be written only costs time */
+        if (cached) {
+                _cleanup_free_ char *dir = kiln_strdupf("%s/pymeta", w->o->cache_dir);
+                if (dir && kiln_mkdir_p(dir, 0755, &miss) == 0)
+                        kiln_write_file_atomic(cached, *ret_buf, *ret_len, 0644, &miss);
+        }
+        return 0;
+}
+
+/* pip's hash-checking mode: once a requirement carries --hash, every
+ * dependency it pulls in needs one too (a requirement the recipe names
+ * itself is checked against the index's hash) */
+static int hashes_for(const struct recipe_requirement *reqs, size_t n, const char *name,
+                      const struct recipe_requirement **ret, struct kiln_error *err)
+{
+        bool any = false, named = false;
+
+        *ret = NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (reqs[i].n_sha256)
+                        any = true;
+                if (!strcmp(reqs[i].name, name))
+                        named = true;
+                if (reqs[i].n_sha256 && !strcmp(reqs[i].name, name))
+                        *ret = &reqs[i];
+        }
+        if (any && !named)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "'%s' has no --hash: once one requirement has a hash, every package installed needs one",
+                                      name);
+        return 0;
+}
+
+/* The "dependencies" of the package just listed: the names of the
+ * resolved packages it requires (the SBOM's relationships). */
+static int inventory_deps(json_t *packages, const struct recipe_resolved *it,
+                          struct kiln_error *err)
+{
+        json_t *last, *deps;
+
+        if (!packages || !(last = json_array_get(packages, json_array_size(packages) - 1)))
+                return 0;
+        deps = json_array();
+        for (size_t i = 0; deps && i < it->n_deps; i++)
+                if (json_array_append_new(deps, json_string(it->deps[i])) < 0)
+                        json_decref(steal_ptr(&deps));
+        if (!deps || json_object_set_new(last, "dependencies", deps) < 0)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return 0;
+}
+
+static int resolve_and_install(struct wheels_ctx *w, bool pre, const char *const *indexes,
+                               size_t n_indexes,
+                               const struct recipe_requirement *reqs, size_t n_reqs,
+                               const char *const *below, size_t n_below, struct kiln_error *err)
+{
+        _cleanup_free_ struct recipe_pep508 *roots = calloc(n_reqs, sizeof(*roots));
+        struct recipe_resolve_opts ro = {
+                .indexes = indexes,
+                .n_indexes = n_indexes,
+                .target = w->t,
+                .page = resolver_page,
+                .metadata = resolver_metadata,
+                .ctx = w,
+                .installed = below,
+                .n_installed = n_below,
+                .pre = pre,
+        };
+        struct recipe_resolution res = {0};
+        int rc = 0;
+
+        if (!roots)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n_reqs; i++)
+                roots[i] = reqs[i].req; /* borrowed: the resolver frees none */
+        if (recipe_resolve(roots, n_reqs, &ro, &res, err) < 0)
+                return -1;
+        for (size_t i = 0; rc == 0 && i < res.n; i++) {
+                const struct recipe_resolved *it = &res.items[i];
+                const struct recipe_requirement *h;
+                rc = hashes_for(reqs, n_reqs, it->name, &h, err);
+                if (rc == 0)
+                        rc = install_url(w->p, w->o, it->name,
+                                         h ? (const char *const *)h->sha256 : NULL,
+                                         h ? h->n_sha256 : 0, it->url, it->sha256, w->t, w->dir,
+                                         w->resolved, w->packages, err);
+                if (rc == 0)
+                        rc = inventory_deps(w->packages, it, err);
+        }
+        recipe_resolution_release(&res);
+        return rc;
+}
+
+/* "index", then "indexes": the order uv's first-index rule reads them in */
+static int layer_indexes(const json_t *params, const char ***ret, size_t *ret_n,
+                         struct kiln_error *err)
+{
+        const json_t *many = json_object_get(params, "indexes"), *v;
+        const char *one = json_string_value(json_object_get(params, "index"));
+        const char **out = calloc(json_array_size(many) + 1, sizeof(*out));
+        size_t n = 0, i;
+
+        if (!out)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (one)
+                out[n++] = one;
+        json_array_foreach(many, i, v)
+                out[n++] = json_string_value(v);
+        *ret = out;
+        *ret_n = n;
+        return 0;
+}
+
+static void names_free(char **names, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+/* The PEP 503 names the wheels layers below layer li install (their
+ * inventories, resolved the same way). */
+static int wheels_below(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
+                        char ***ret, size_t *ret_n, struct kiln_error *err)
+{
+        struct recipe_stage_opts inv = *o;
+        char **names = NULL;
+        size_t n = 0;
+
+        inv.inventory = true;
+        for (size_t j = 0; j < li; j++) {
+                struct recipe_stage_result res = {0};
+                const json_t *it;
+                size_t k;
+
+                if (p->layers[j].kind != RECIPE_LAYER_WHEELS || p->layers[j].unresolved)
+                        continue;
+                if (recipe_layer_key(p, j, &inv, &res, err) < 0) {
+                        names_free(names, n);
+                        return -1;
+                }
+                json_array_foreach(res.packages, k, it) {
+                        char **nn = realloc(names, (n + 1) * sizeof(*nn));
+                        if (!nn || !(nn[n] = strdup(json_string_value(json_object_get(it, "name"))))) {
+                                if (nn)
+                                        names = nn;
+                                recipe_stage_result_release(&res);
+                                names_free(names, n);
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        }
+                        names = nn;
+                        n++;
+                }
+                recipe_stage_result_release(&res);
+        }
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
+/* "project": DIR/pyproject.toml's requirements (with "extras") join the
+ * layer's; the file's digest, the extras and the image path join the key */
+static int read_project(const struct recipe_plan *p, const json_t *params,
+                        struct recipe_pyproject *pp, struct recipe_requirement **reqs,
+                        size_t *n_reqs, json_t *resolved, struct kiln_error *err)
+{
+        const char *project = json_string_value(json_object_get(params, "project"));
+        const json_t *ex = json_object_get(params, "extras"), *v;
+        _cleanup_free_ char *dir = recipe_resolve_input(p, project, err);
+        _cleanup_free_ const char **extras = calloc(json_array_size(ex) + 1, sizeof(*extras));
+        struct recipe_requirements more = {0};
+        struct recipe_requirement *ni;
+        size_t i;
+
+        if (!dir)
+                return -1;
+        if (!extras)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_array_foreach(ex, i, v)
+                extras[i] = json_string_value(v);
+        if (recipe_pyproject_read(dir, pp, err) < 0 ||
+            recipe_pyproject_requirements(pp, extras, json_array_size(ex), project, &more, err) < 0)
+                return -1;
+        ni = realloc(*reqs, (*n_reqs + more.n + 1) * sizeof(*ni));
+        if (!ni) {
+                recipe_requirements_release(&more);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        memcpy(ni + *n_reqs, more.items, more.n * sizeof(*ni));
+        *reqs = ni;
+        *n_reqs += more.n;
+        free(more.items);
+        json_array_append_new(resolved, json_pack("{s:s, s:s, s:O}", "pyproject", pp->digest.str,
+                                                  "project_path",
+                                                  json_string_value(json_object_get(params, "project_path")),
+                                                  "extras", ex ? ex : json_array()));
+        return 0;
+}
+
+/* PEP 660 as pip does it: the editable wheel, built in a scratch
+ * directory and installed like any other */
+static int install_editable(const struct recipe_pyproject *pp, const char *image_path,
+                            const struct recipe_python_target *t, const char *dir,
+                            struct kiln_error *err)
+{
+        const char *tmp = getenv("TMPDIR");
+        _cleanup_free_ char *scratch = kiln_strdupf("%s/kiln-editable-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        _cleanup_free_ char *whl = NULL;
+        int rc;
+
+        if (!scratch)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(scratch))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", scratch);
+        rc = recipe_editable_wheel_write(pp, image_path, scratch, &whl, err);
+        if (rc == 0)
+                rc = recipe_wheel_install(whl, NULL, dir, t, err);
+        kiln_rm_rf(scratch);
+        return rc;
+}
+
+/* "pylock": exactly the packages of a PEP 751 lock, each wheel checked
+ * against the lock's sha256; relative paths start at the lock's directory */
+static int install_pylock(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                          const char *lockfile, const struct recipe_python_target *t,
+                          const char *dir, json_t *resolved, json_t *packages,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *file = recipe_input_file(p, o, lockfile, false, RECIPE_INDEX_MAX, err);
+        _cleanup_free_ char *buf = NULL, *base = NULL;
+        struct recipe_pylock_item *items = NULL;
+        size_t len, n = 0;
+        int rc = 0;
+
+        if (!file || kiln_read_file(file, RECIPE_INDEX_MAX, &buf, &len, err) < 0 ||
+            recipe_pylock_read(buf, len, lockfile, t, &items, &n, err) < 0)
+                return -1;
+        base = strrchr(file, '/') ? strndup(file, (size_t)(strrchr(file, '/') - file)) : strdup(".");
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+                const char *hashes[1] = {items[i].sha256};
+                _cleanup_free_ char *loc = strstr(items[i].url, "://") || items[i].url[0] == '/'
+                                                   ? strdup(items[i].url)
+                                                   : kiln_strdupf("%s/%s", base, items[i].url);
+                rc = !base || !loc ? kiln_error_set(err, KILN_E_NOMEM, "out of memory")
+                                   : install_url(p, o, items[i].name, hashes, 1, loc, NULL, t, dir,
+                                                 resolved, packages, err);
+        }
+        recipe_pylock_items_free(items, n);
+        return rc;
+}
+
+static int stage_wheels(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
                         const json_t *params, const char *dir, json_t *resolved,
                         json_t *packages, struct kiln_error *err)
 {
         struct recipe_python_target t;
-        const char *index = json_string_value(json_object_get(params, "index"));
+        _cleanup_free_ const char **indexes = NULL;
+        struct recipe_requirement *reqs = NULL;
+        char **below = NULL;
+        struct recipe_pyproject pp = {0};
+        size_t n_indexes = 0, n_reqs = 0, n_below = 0;
         const json_t *v;
         size_t i;
+        int rc = 0;
 
         python_target(params, &t);
+        if (layer_indexes(params, &indexes, &n_indexes, err) < 0)
+                return -1;
         json_array_foreach(json_object_get(params, "wheels"), i, v) {
                 const char *path = json_string_value(json_object_get(v, "path"));
                 const char *sha = json_string_value(json_object_get(v, "sha256"));
@@ -502,40 +905,37 @@ static int stage_wheels(const struct recipe_plan *p, const struct recipe_stage_o
                 if (!file || recipe_wheel_install(file, sha, dir, &t, err) < 0)
                         return -1;
         }
-        json_array_foreach(json_object_get(params, "packages"), i, v) {
-                struct recipe_requirement q = {0};
-                int rc;
-                if (recipe_requirement_parse(json_string_value(v), &q, err) < 0)
-                        return -1;
-                rc = install_from_index(p, o, index, &q, &t, dir, resolved, packages, err);
-                recipe_requirement_release(&q);
-                if (rc < 0)
-                        return -1;
-        }
-        if ((v = json_object_get(params, "requirements"))) {
-                _cleanup_free_ char *file =
-                        recipe_input_file(p, o, json_string_value(v), false, RECIPE_INDEX_MAX, err);
-                _cleanup_free_ char *buf = NULL;
-                struct recipe_requirements reqs = {0};
-                size_t len;
-                int rc = 0;
-
-                if (!file || kiln_read_file(file, RECIPE_INDEX_MAX, &buf, &len, err) < 0)
-                        return -1;
-                if (recipe_requirements_parse(buf, len, file, &reqs, err) < 0)
-                        return -1;
-                if (reqs.n && !index)
-                        rc = kiln_error_set(err, KILN_E_INVALID,
-                                            "requirements '%s' need an 'index' to pick wheels from",
-                                            file);
-                for (i = 0; rc == 0 && i < reqs.n; i++)
-                        rc = install_from_index(p, o, index, &reqs.items[i], &t, dir,
-                                                resolved, packages, err);
-                recipe_requirements_release(&reqs);
-                if (rc < 0)
-                        return -1;
-        }
-        return 0;
+        if ((v = json_object_get(params, "pylock")) &&
+            install_pylock(p, o, json_string_value(v), &t, dir, resolved, packages, err) < 0)
+                return -1;
+        if (read_requirements(p, o, params, &reqs, &n_reqs, err) < 0)
+                return -1;
+        if (json_object_get(params, "project") &&
+            read_project(p, params, &pp, &reqs, &n_reqs, resolved, err) < 0)
+                rc = -1;
+        if (rc == 0 && n_reqs && !json_is_false(json_object_get(params, "resolve")))
+                rc = wheels_below(p, li, o, &below, &n_below, err);
+        if (rc == 0 && n_reqs && !n_indexes)
+                rc = kiln_error_set(err, KILN_E_INVALID,
+                                    "requirements of layer '%s' need an 'index' to pick wheels from",
+                                    p->layers[li].name);
+        else if (json_is_false(json_object_get(params, "resolve")))
+                for (i = 0; rc == 0 && i < n_reqs; i++)
+                        rc = install_from_index(p, o, indexes[0], &reqs[i], &t, dir, resolved,
+                                                packages, err);
+        else if (n_reqs)
+                rc = resolve_and_install(&(struct wheels_ctx){p, o, &t, dir, resolved, packages},
+                                         json_is_true(json_object_get(params, "pre")), indexes, n_indexes, reqs, n_reqs,
+                                         (const char *const *)below, n_below, err);
+        if (rc == 0 && pp.name && dir)
+                rc = install_editable(&pp, json_string_value(json_object_get(params, "project_path")),
+                                      &t, dir, err);
+        recipe_pyproject_release(&pp);
+        names_free(below, n_below);
+        for (i = 0; i < n_reqs; i++)
+                recipe_requirement_release(&reqs[i]);
+        free(reqs);
+        return rc;
 }
 
 /* The packages of one debs layer: unpacked into dir (when not NULL), their
@@ -815,7 +1215,7 @@ static int stage_source(const struct recipe_plan *p, const json_t *params, const
                 char digest[OCI_DIGEST_MAX];
                 if (!src)
                         return -1;
-                if (recipe_local_digest(src, digest, err) < 0)
+                if (recipe_local_digest(src, digest, &res->excluded, err) < 0)
                         return -1;
                 json_array_append_new(resolved, json_string(digest));
                 return dir ? recipe_local_stage(src, dir, path, err) : 0;
@@ -1222,7 +1622,7 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
         }
         switch (l->kind) {
         case RECIPE_LAYER_WHEELS:
-                rc = stage_wheels(plan, opts, l->params, dir, resolved, packages, err);
+                rc = stage_wheels(plan, i, opts, l->params, dir, resolved, packages, err);
                 break;
         case RECIPE_LAYER_DEBS:
                 res->apt_releases = json_array();

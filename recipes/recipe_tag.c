@@ -12,13 +12,24 @@ static bool tag_char(char c)
         return isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-';
 }
 
-void recipe_tag_sanitize(char *s)
+/* A part of the tag (the template, the branch, the suffix) holds only what
+ * a tag may: build.sh turns '/' in a branch into '-' and passes the rest to
+ * docker, which refuses anything else; kiln refuses it too, naming the part,
+ * instead of rewriting it into another name. */
+static int check_part(const char *what, const char *value, const char *part,
+                      struct kiln_error *err)
 {
-        for (char *p = s; *p; p++)
-                if (!tag_char(*p) || ((unsigned char)*p & 0x80))
-                        *p = '-';
-        if (s[0] == '.' || s[0] == '-')
-                s[0] = '_';
+        for (const char *p = part; *p; p++)
+                if (!tag_char(*p) || ((unsigned char)*p & 0x80)) {
+                        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid %s '%s' for a tag: byte 0x%02x is not allowed (letters, digits, '_', '.', '-')",
+                                                      what, value, (unsigned char)*p);
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid %s '%s' for a tag: '%c' is not allowed (letters, digits, '_', '.', '-')",
+                                              what, value, *p);
+                }
+        return 0;
 }
 
 int recipe_tag_compute(const struct recipe_tag_parts *parts, char **ret, struct kiln_error *err)
@@ -29,6 +40,7 @@ int recipe_tag_compute(const struct recipe_tag_parts *parts, char **ret, struct 
         bool with_suffix = parts->suffix && *parts->suffix;
         _cleanup_free_ char *tag = NULL;
         _cleanup_free_ char *full = NULL;
+        _cleanup_free_ char *branch = NULL;
         struct oci_ref ref = {0};
 
         if (!parts->tag || !*parts->tag)
@@ -36,13 +48,24 @@ int recipe_tag_compute(const struct recipe_tag_parts *parts, char **ret, struct 
         if (!parts->repository || !*parts->repository)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "invalid tag template: the repository is empty");
+        if (with_branch) {
+                /* build.sh: BRANCH_SLUG=${LINNAEUS_BRANCH_ARG//\//-} */
+                branch = strdup(parts->branch);
+                if (!branch)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                for (char *p = branch; *p; p++)
+                        if (*p == '/')
+                                *p = '-';
+        }
+        if (check_part("tag", parts->tag, parts->tag, err) < 0 ||
+            (with_branch && check_part("branch", parts->branch, branch, err) < 0) ||
+            (with_suffix && check_part("tag suffix", parts->suffix, parts->suffix, err) < 0))
+                return -1;
         tag = kiln_strdupf("%s%s%s%s%s", parts->tag, with_branch ? "-" : "",
-                           with_branch ? parts->branch : "", with_suffix ? "-" : "",
+                           with_branch ? branch : "", with_suffix ? "-" : "",
                            with_suffix ? parts->suffix : "");
         if (!tag)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        /* '/' in a branch becomes '-' like every other character a tag may not hold */
-        recipe_tag_sanitize(tag);
         if (strlen(tag) > OCI_TAG_MAX)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "invalid tag '%s': longer than %d characters", tag,

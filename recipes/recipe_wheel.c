@@ -41,7 +41,7 @@ struct winst {
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* RECORD hashes: urlsafe base64 without padding of the raw digest */
-static void record_hash(const struct oci_digest *d, char *out, size_t outlen)
+void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen)
 {
         unsigned char raw[32];
         const char *hex = oci_digest_hex(d);
@@ -164,7 +164,7 @@ static int put_file(struct winst *w, const char *image_path, const void *data, s
         if (fchmod(fd, mode) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
         oci_digest_of_buffer(data, (size_t)(p - (const char *)data), &d);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(rec, sizeof(rec), "%s,%zu", hash, (size_t)(p - (const char *)data));
         json_object_set_new(w->installed, image_path, json_string(rec));
         return 0;
@@ -274,6 +274,36 @@ static int read_entry(struct archive *a, const char *what, size_t cap, char **re
         *ret = buf;
         *ret_len = len;
         return 0;
+}
+
+int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
+                               struct kiln_error *err)
+{
+        struct archive *a = open_wheel(path, err);
+        struct archive_entry *e;
+        int r, rc = -1;
+
+        if (!a)
+                return -1;
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                const char *slash = name ? strchr(name, '/') : NULL;
+
+                /* NAME-VERSION.dist-info/METADATA at the top of the wheel */
+                if (!slash || strcmp(slash + 1, "METADATA") || slash - name < 10 ||
+                    memcmp(slash - 10, ".dist-info", 10))
+                        continue;
+                rc = read_entry(a, name, RECIPE_WHEEL_META_MAX, ret, ret_len, err);
+                break;
+        }
+        if (rc < 0 && r == ARCHIVE_EOF)
+                kiln_error_set(err, KILN_E_INVALID, "invalid wheel '%s': no .dist-info/METADATA",
+                               path);
+        else if (rc < 0 && r != ARCHIVE_OK)
+                kiln_error_set(err, KILN_E_INVALID, "cannot read wheel '%s': %s", path,
+                               archive_error_string(a));
+        archive_read_free(a);
+        return rc;
 }
 
 /* Pass 1: find the .dist-info directory and read WHEEL, RECORD, entry_points.txt. */
@@ -440,7 +470,7 @@ static int check_record(struct winst *w, const char *name, const char *data, siz
                                       "unsupported hash for '%s' in wheel '%s': '%s'", name,
                                       w->wheel, ws);
         oci_digest_of_buffer(data, len, &d);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(got, sizeof(got), "%s,%zu", hash, len);
         if (strncmp(ws, hash, strlen(hash)) || (ws[strlen(hash)] != ',' && ws[strlen(hash)]))
                 return kiln_error_set(err, KILN_E_DIGEST,
@@ -499,7 +529,7 @@ static int stream_file(struct winst *w, struct archive *a, const char *name, con
                                       name, w->wheel, archive_error_string(a));
         if (fchmod(fd, mode) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
-        record_hash(&d, hash, sizeof(hash));
+        recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(rec, sizeof(rec), "%s,%zu", hash, total);
         /* PEP 376/427: "sha256=<urlsafe-b64-nopad>,SIZE"; an empty hash is
          * only allowed for RECORD itself, which never gets here */

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "pep440.h"
 #include "recipe.h"
 
 /* Limits on what the front ends read whole. */
@@ -99,6 +100,7 @@ struct recipe_stage_result {
         char *revision;  /* source layers from git: the resolved commit */
         char *cache_key; /* build layers: "sha256:..." of command, env and inputs */
         bool cached;     /* build layers: the output came from the cache */
+        char *excluded;  /* local sources: what ignore rules left out ("N paths (a/, b)") */
         /* with opts->inventory: every wheel and .deb the layer installs, in
          * install order, as objects
          *   {"type":"pypi","name":N,"version":V,"sha256":HEX,"url":U}
@@ -163,12 +165,16 @@ bool recipe_wheel_compatible(const struct recipe_wheel_name *w,
 /* PEP 503 name normalization in place: lowercase, runs of [-_.] become '-'. */
 void recipe_pep503_normalize(char *name);
 
-/* One requirement: "name==version" (or "name==version.*", or "name"),
- * with the hashes given by --hash=sha256:... (may be none). */
+/* One PEP 508 requirement with the hashes given by --hash=sha256:... (may
+ * be none).  version and prefix describe a plain pin ("name==version",
+ * "name==version.*"); exact is true for those and for a bare name, the
+ * forms a layer with "resolve": false takes. */
 struct recipe_requirement {
         char *name;    /* normalized */
         char *version; /* NULL: any */
         bool prefix;   /* version ends with ".*" */
+        bool exact;
+        struct recipe_pep508 req;
         char **sha256;
         size_t n_sha256;
 };
@@ -195,6 +201,29 @@ int recipe_simple_index_pick(const char *html, size_t len, const char *base_url,
                              const struct recipe_requirement *q,
                              const struct recipe_python_target *t, char **ret_url,
                              char **ret_sha256, struct kiln_error *err);
+
+/* One wheel of a project page, the best of its version for the target. */
+struct recipe_index_file {
+        char *url;     /* resolved against the page's base */
+        char *version; /* as the file name writes it */
+        struct recipe_version v;
+        char *sha256;  /* the #sha256= fragment; NULL: none */
+        bool has_metadata;     /* PEP 658/714: URL.metadata exists */
+        char *metadata_sha256; /* its hash; NULL: none given */
+        char *requires_python; /* data-requires-python; NULL: none */
+        int score;
+};
+/* The compatible wheels of project name on a PEP 503 page, one per
+ * version (the best tags), newest first; yanked files left out. */
+int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
+                             const struct recipe_python_target *t,
+                             struct recipe_index_file **ret, size_t *ret_n,
+                             struct kiln_error *err);
+void recipe_index_files_free(struct recipe_index_file *f, size_t n);
+/* The .dist-info/METADATA of the wheel at path (at most
+ * RECIPE_WHEEL_META_MAX bytes, NUL-terminated). */
+int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
+                               struct kiln_error *err);
 
 /* Unpacks data.tar.* of the .deb at path into root and writes its control
  * stanza to root/var/lib/dpkg/status.d/PACKAGE (as distroless images do;

@@ -275,7 +275,7 @@ fail:
 int reg_conf_parse(struct reg_conf *conf, const char *text, size_t len, const char *file,
                    struct kiln_error *err)
 {
-        json_t *doc = reg_toml_parse(text, len, file, err), *regs, *t;
+        json_t *doc = oci_toml_parse(text, len, file, err), *regs, *t;
         size_t i;
         int rc = -1;
 

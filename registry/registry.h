@@ -23,6 +23,8 @@
  *   - redirects are followed here one hop at a time, at most 5, never
  *     carrying Authorization to another host, never https -> http unless
  *     the target host is allowed plain http;
+ *   - every attempt has a deadline: deadline_floor_s plus its size at
+ *     deadline_min_rate (a manifest, token or ping: about the floor);
  *   - connection errors, 408, 429 and 5xx are retried with exponential
  *     backoff and jitter (Retry-After honoured, capped), bounded in count
  *     and total time; a request whose streamed body was consumed is not
@@ -48,6 +50,7 @@
 #include "ref.h"
 
 struct reg_conf;
+struct reg_known;
 
 enum reg_event {
         REG_EVENT_WARNING, /* a registry Warning header, or a digest disagreement */
@@ -79,6 +82,12 @@ struct reg_options {
         long retry_after_cap_s;     /* cap on Retry-After; default 60 */
         long connect_timeout_s;     /* default 30 */
         long low_speed_time_s;      /* abort below 1 kB/s for this long; default 60 */
+        /* the deadline of one attempt of a request: this floor plus its size
+         * (the larger of the expected size, Content-Length and the bytes
+         * moved) at deadline_min_rate; a body that drips in just above the
+         * low-speed limit still ends.  Defaults 60 s and 100 KiB/s */
+        long deadline_floor_s;
+        long deadline_min_rate;
         int64_t chunk_size;         /* > 0: chunked uploads of this size */
         /* "docker.io=HOST[/PREFIX]": pulls of docker.io images go there */
         const char *mirrors[REG_MAX_HOSTS];
@@ -90,6 +99,11 @@ struct reg_options {
          * digest, and read them back instead of a GET (the Hub counts GETs);
          * NULL: off */
         const char *manifest_cache_dir;
+        /* where blobs were seen (reg_known_new), shared by the stores made
+         * with these options so that a push mounts a blob the source
+         * repository of the same registry holds; owned by the caller, who
+         * frees it after the stores.  NULL: each store keeps its own */
+        struct reg_known *known;
         bool debug; /* REG_EVENT_DEBUG for every response */
         void (*notify)(void *ctx, enum reg_event ev, const char *msg);
         void *notify_ctx;
@@ -136,7 +150,14 @@ struct oci_reader *reg_client_open_blob(struct reg_client *c, const struct oci_d
 int reg_client_push_blob(struct reg_client *c, const struct oci_descriptor *d,
                          struct oci_reader *r, const char *mount_from, struct kiln_error *err);
 
-/* Every tag of the repository, following Link pages; tags are validated. */
+/* Every tag of the repository, page by page: GET tags/list?n=1000, then
+ * each Link rel="next" (a Link back to a page already read ends the list),
+ * at most 100000 pages of at most 4 MiB.  Each page's tags, validated, go to
+ * fn as the page arrives (tags valid during the call only); only one page is
+ * held at a time.  fn returning -1 (err set) stops the walk. */
+typedef int (*reg_tags_fn)(void *ctx, const char *const *tags, size_t n, struct kiln_error *err);
+int reg_client_walk_tags(struct reg_client *c, reg_tags_fn fn, void *ctx, struct kiln_error *err);
+/* The same, collected into a new array of new strings (for short lists). */
 int reg_client_list_tags(struct reg_client *c, char ***ret_tags, size_t *ret_n,
                          struct kiln_error *err);
 
@@ -150,6 +171,16 @@ int reg_client_put_manifest_subject(struct reg_client *c, const char *ref, const
  * referrers API, else from the fallback tag, else empty. */
 int reg_client_list_referrers(struct reg_client *c, const struct oci_digest *subject,
                               json_t **ret_index, struct kiln_error *err);
+
+/* GET url, on any host, through the request path of the registry calls
+ * (the transport rules above: retries with Retry-After, redirects, the
+ * deadline), never with credentials: a 200's body goes to sink (a dropped
+ * body is resumed with Range, so sink sees each byte once), *ret_status gets
+ * the final status.  -1 when no answer came or sink failed.  For
+ * registry/fetch.c; c is made for the URL's host with repo NULL. */
+int reg_client_get_url(struct reg_client *c, const char *url,
+                       int (*sink)(void *ctx, const void *buf, size_t len, struct kiln_error *err),
+                       void *sink_ctx, long *ret_status, struct kiln_error *err);
 
 /* Passes a message to opts->notify (for the store). */
 void reg_client_notify(struct reg_client *c, enum reg_event ev, const char *fmt, ...)
@@ -165,6 +196,26 @@ struct reg_stats {
         long ratelimit_limit, ratelimit_remaining, ratelimit_window_s;
 };
 void reg_client_stats(struct reg_client *c, struct reg_stats *ret);
+
+/* Where blobs were seen in this process, for cross-repository mounts: each
+ * (host, repository, digest) a registry store read, found or pushed.  It
+ * grows as needed (no cap: one entry per blob of the copies of one run),
+ * and is safe to use from several threads at once.
+ *
+ *     k = reg_known_new(&err); o.known = k;
+ *     src = reg_store_new(&a, &o, false, &err); dst = reg_store_new(&b, &o, true, &err);
+ *     ... copy ...; oci_store_free(src); oci_store_free(dst); reg_known_free(k); */
+struct reg_known *reg_known_new(struct kiln_error *err);
+void reg_known_free(struct reg_known *k);
+/* Records that repo of host holds d (once). */
+int reg_known_add(struct reg_known *k, const char *host, const char *repo,
+                  const struct oci_digest *d, struct kiln_error *err);
+/* A new string: the first repository of host other than repo recorded as
+ * holding d, or NULL (none, or out of memory). */
+char *reg_known_other_repo(struct reg_known *k, const char *host, const char *repo,
+                           const struct oci_digest *d);
+/* How many (host, repository, digest) are recorded. */
+size_t reg_known_count(struct reg_known *k);
 
 /* The client of a registry store, or NULL for another kind of store. */
 struct reg_client *reg_store_client(struct oci_store *s);

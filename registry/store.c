@@ -15,47 +15,6 @@
 #include "registry.h"
 #include "util.h"
 
-/* Where blobs were seen in this process: a push to another repository of
- * the same registry mounts them instead of uploading. */
-#define KNOWN_MAX 4096
-static struct known {
-        char *host, *repo;
-        struct oci_digest d;
-} known[KNOWN_MAX];
-static size_t n_known;
-static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void known_add(const char *host, const char *repo, const struct oci_digest *d)
-{
-        pthread_mutex_lock(&known_lock);
-        for (size_t i = 0; i < n_known; i++)
-                if (!strcmp(known[i].host, host) && !strcmp(known[i].repo, repo) &&
-                    oci_digest_equal(&known[i].d, d))
-                        goto out;
-        if (n_known < KNOWN_MAX) {
-                known[n_known].host = strdup(host);
-                known[n_known].repo = strdup(repo);
-                known[n_known].d = *d;
-                if (known[n_known].host && known[n_known].repo)
-                        n_known++;
-        }
-out:
-        pthread_mutex_unlock(&known_lock);
-}
-
-static char *known_other_repo(const char *host, const char *repo, const struct oci_digest *d)
-{
-        char *r = NULL;
-
-        pthread_mutex_lock(&known_lock);
-        for (size_t i = 0; i < n_known && !r; i++)
-                if (!strcmp(known[i].host, host) && strcmp(known[i].repo, repo) &&
-                    oci_digest_equal(&known[i].d, d))
-                        r = strdup(known[i].repo);
-        pthread_mutex_unlock(&known_lock);
-        return r;
-}
-
 struct mcache {
         struct oci_digest d;
         char *buf;
@@ -68,6 +27,10 @@ struct reg_store {
         struct reg_client *c;
         char *host, *repo;
         char *tag; /* the place's tag, or NULL */
+        /* where blobs were seen: opts->known, or the store's own (own_known);
+         * a blob not recorded (out of memory) is uploaded, not mounted */
+        struct reg_known *known;
+        bool own_known;
         unsigned jobs;
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -250,7 +213,7 @@ static struct oci_reader *rs_open_blob(struct oci_store *st, const struct oci_de
         struct oci_reader *r = src_reader_new(s->c, d, err);
 
         if (r)
-                known_add(s->host, s->repo, &d->digest);
+                reg_known_add(s->known, s->host, s->repo, &d->digest, NULL);
         return r;
 }
 
@@ -307,7 +270,7 @@ static int push_one(struct reg_store *s, const struct oci_descriptor *d, struct 
                 if (reg_client_push_blob(s->c, d, &b->base, mount_from, &e) == 0 ||
                     (e.code == KILN_E_NETWORK && reg_client_has_blob(s->c, d, &have, &ign) == 0 &&
                      have)) {
-                        known_add(s->host, s->repo, &d->digest);
+                        reg_known_add(s->known, s->host, s->repo, &d->digest, NULL);
                         rc = 0;
                         break;
                 }
@@ -335,7 +298,7 @@ static int rs_has_blob(struct oci_store *st, const struct oci_descriptor *d, boo
         if (reg_client_has_blob(s->c, d, ret, err) < 0)
                 return -1;
         if (*ret)
-                known_add(s->host, s->repo, &d->digest);
+                reg_known_add(s->known, s->host, s->repo, &d->digest, NULL);
         return 0;
 }
 
@@ -377,7 +340,7 @@ static int rs_put_blob(struct oci_store *st, const struct oci_descriptor *d, str
         j->d.digest = d->digest;
         j->d.size = d->size;
         j->r = r;
-        j->mount_from = known_other_repo(s->host, s->repo, &d->digest);
+        j->mount_from = reg_known_other_repo(s->known, s->host, s->repo, &d->digest);
         if (s->jobs <= 1) {
                 int rc = push_one(s, &j->d, r, j->mount_from, err);
                 free(j->mount_from);
@@ -516,6 +479,8 @@ static void rs_free(struct oci_store *st)
         free(s->repo);
         free(s->tag);
         free(s->disk_cache);
+        if (s->own_known)
+                reg_known_free(s->known);
         free(st->name);
         free(st->default_ref);
         free(s);
@@ -695,6 +660,13 @@ struct oci_store *reg_store_new(const struct oci_ref *ref, const struct reg_opti
         pthread_cond_init(&s->cond, NULL);
         s->base.ops = &reg_store_ops;
         s->jobs = o.jobs ? o.jobs : 1;
+        s->known = o.known;
+        if (!s->known) {
+                s->known = reg_known_new(err);
+                s->own_known = true;
+                if (!s->known)
+                        goto fail;
+        }
         if (for_write) {
                 s->host = strdup(ref->domain);
                 s->repo = strdup(ref->path);

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """kiln's main job on an embedded default: starts a local registry, pushes a
-stand-in CUDA base to it, builds the linnaeus image for one arch from local
-stand-ins (apt mirrors, wheel indexes, a git repository) through the mirror
-map, pushes it, validates it, and prints the tag and the digest.
+stand-in CUDA base to it, builds the linnaeus images (hopper, ampere and
+turing, or the --arch given) from local stand-ins (apt mirrors, wheel
+indexes, a git repository) through the mirror map, pushes them, validates
+each, rebuilds from the cache, and prints tags, digests, sizes and times.
 
-    scripts/demo.py [--arch ampere|hopper|pre-ampere] [--keep]"""
+    scripts/demo.py [--arch hopper|ampere|turing|pre-ampere]... [--keep]"""
 import argparse
 import json
 import os
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -33,35 +35,64 @@ class Kiln:
         return p
 
 
+def size_of(res):
+    return sum(l["bytes"] for l in res.get("layers", []))
+
+
+def human(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="ampere", choices=["hopper", "ampere", "pre-ampere"])
+    ap.add_argument("--arch", action="append",
+                    choices=["hopper", "ampere", "turing", "pre-ampere"],
+                    help="a profile to build (default: hopper, ampere and turing)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
+    arches = a.arch or ["hopper", "ampere", "turing"]
     kiln = Kiln(os.environ.get("KILN", ROOT / "build" / "cli" / "kiln"))
     work = pathlib.Path(tempfile.mkdtemp(prefix="kiln-demo-"))
     reg = Registry(work / "registry")
+    ok = True
     try:
         print(f"registry      {reg.host} (docker-registry, storage in {work / 'registry'})")
         push_base(kiln, reg, work)
         print(f"base          {reg.host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04 (stand-in)")
-        sets = make_inputs(work, a.arch)
-        args = build_args(sets, reg, "--arch", a.arch, "--push", "--cache", work / "cache",
-                          "--json")
-        res = json.loads(kiln.run(*args).stdout)
-        print(f"built         {res['layersBuilt']} layers, pushed {res['blobsCopied']} blobs")
-        v = kiln.run("validate", res["tags"][0], "--arch", a.arch)
-        for line in v.stdout.splitlines():
-            print(f"validate      {line}")
-        again = json.loads(kiln.run(*args).stdout)
-        print(f"rebuild       {again['layersCached']} layers from the cache, "
-              f"same digest: {again['digest'] == res['digest']}")
-        print(f"tag           {res['tags'][0]}")
-        print(f"digest        {res['digest']}")
+        for arch in arches:
+            # the stand-ins' versions follow the profile (pre-ampere is turing)
+            sets = make_inputs(work / arch, "pre-ampere" if arch == "turing" else arch)
+            args = build_args(sets, reg, "--arch", arch, "--push", "--cache", work / "cache",
+                              "--json")
+            t0 = time.monotonic()
+            res = json.loads(kiln.run(*args).stdout)
+            t1 = time.monotonic()
+            print(f"[{arch}] built {res['layersBuilt']} layers, {res['layersCached']} cached, "
+                  f"pushed {res['blobsCopied']} blobs in {t1 - t0:.1f} s")
+            v = kiln.run("validate", res["tags"][0], "--arch", arch)
+            for line in v.stdout.splitlines():
+                print(f"[{arch}] validate  {line}")
+            t2 = time.monotonic()
+            again = json.loads(kiln.run(*args).stdout)
+            t3 = time.monotonic()
+            same = again["digest"] == res["digest"]
+            ok = ok and same
+            print(f"[{arch}] rebuild   {again['layersCached']} layers from the cache in "
+                  f"{t3 - t2:.1f} s, same digest: {same}")
+            print(f"[{arch}] tag       {res['tags'][0]}")
+            print(f"[{arch}] digest    {res['digest']}")
+            print(f"[{arch}] size      {human(size_of(res))} in {len(res.get('layers', []))} "
+                  f"layers of its own (the base's are mounted)")
     finally:
         reg.stop()
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if not ok:
+        raise SystemExit("a rebuild gave another digest")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ pkgs=(
   build-essential meson ninja-build pkg-config clang
   libarchive-dev libssl-dev libcurl4-openssl-dev libjansson-dev libzstd-dev zlib1g-dev
   libdeflate-dev libcmocka-dev
-  python3 python3-pytest python3-jsonschema
+  python3 python3-pytest python3-jsonschema python3-packaging python3-pip
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bubblewrap bc time
   gpgv gpg

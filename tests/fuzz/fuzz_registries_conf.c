@@ -1,5 +1,5 @@
 /* libFuzzer target: containers-registries.conf files (the TOML reader of
- * registry/toml.c and the [[registry]] tables of registry/hosts.c), name
+ * oci/toml.c and the [[registry]] tables of registry/hosts.c), name
  * matching and rewriting against what was read, and RateLimit values. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -101,6 +101,18 @@ def read_index(layout):
     return json.loads((pathlib.Path(layout) / "index.json").read_text())
 
 
+def wait_for_state(proc, pred):
+    """Waits until pred() holds (a file a running kiln writes has appeared),
+    or proc has exited; True when pred() held.  A test that kills kiln in the
+    middle of its work waits for that work to be under way, not for a time."""
+    import time
+    while not pred():
+        if proc.poll() is not None:
+            return pred()
+        time.sleep(0.005)
+    return True
+
+
 @pytest.fixture
 def umoci_image(tmp_path):
     """A small layout made by umoci: tag 'base', one layer with /etc/hello and a symlink."""
@@ -152,6 +164,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    # per-file runs (tests/meson.build): scripts/test.sh adds the files up
+    out = os.environ.get("KILN_FIGURES_DIR")
+    if out and _FIGURES.values:
+        os.makedirs(out, exist_ok=True)
+        name = "-".join(pathlib.Path(a).stem for a in session.config.args) or "all"
+        with open(os.path.join(out, f"{name}.json"), "w") as f:
+            json.dump({"values": _FIGURES.values, "must_be_zero": sorted(_FIGURES.must_be_zero)}, f)
     bad = [n for n in _FIGURES.must_be_zero if _FIGURES.values.get(n, 0) != 0]
     if bad:
         session.exitstatus = 1
@@ -201,12 +220,22 @@ _FIGURE_GROUPS = [
      "unpack: hostile cases / escapes or unclear refusals"),
     ("test_layers_unpack.py::test_legitimate_", "unpack: legitimate-but-scary runs",
      "unpack: legitimate-but-scary runs / false refusals"),
+    ("test_layers_unpack.py::test_sparse_", "unpack: sparse cases tried",
+     "unpack: sparse cases / holes filled or limits missed"),
+    ("test_layers_unpack.py::test_deep_tree_", "unpack: deep and wide trees tried",
+     "unpack: deep and wide trees / failures (fd limit, modes)"),
+    ("test_layers_unpack.py::test_wide_tree_", "unpack: deep and wide trees tried",
+     "unpack: deep and wide trees / failures (fd limit, modes)"),
+    ("test_layout_safety.py::test_fifo_", "layouts: FIFO cases tried (files x verbs)",
+     "layouts: FIFO cases / hangs or unclear errors"),
     ("test_registry_fault_matrix.py::", "registry: fault matrix runs (kinds x seeds x pull, push)",
      "registry: fault matrix runs / failures that were not clean"),
     ("test_registry_faults.py::", "registry: faulted runs",
      "registry: faulted runs / failures that were not clean"),
     ("test_registry_http.py::", "registry: faulted runs",
      "registry: faulted runs / failures that were not clean"),
+    ("test_registry_auth.py::test_registry_echoed_", "registry: error bodies echoing credentials",
+     "registry: error bodies echoing credentials / secrets printed"),
     ("test_registry_auth.py::", "registry: auth runs with secrets grepped",
      "registry: auth runs / secrets found"),
     ("test_foundation.py::test_hostile_oci_archive", "archives: hostile archives tried",
@@ -223,4 +252,3 @@ def pytest_runtest_logreport(report):
         if pattern in report.nodeid:
             _FIGURES.count(total)
             _FIGURES.zero(bad, 1 if report.failed else 0)
-            break

@@ -69,10 +69,13 @@ def _record_hash(data):
 
 def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
                plat="manylinux_2_28_x86_64", entry_points=None, data=None, purelib=False,
-               tamper=None, unhashed=None, unlisted=None):
+               tamper=None, unhashed=None, unlisted=None, requires=(), requires_python=None,
+               provides_extras=()):
     """Builds NAME-VERSION-PY-ABI-PLAT.whl.  files: {path: bytes} in the
     wheel root; data: {"scripts/x": bytes, "headers/h.h": ..., "data/share/y": ...};
-    tamper: a path whose content changes after RECORD is written."""
+    tamper: a path whose content changes after RECORD is written; requires:
+    Requires-Dist lines (PEP 508), requires_python, provides_extras: the
+    rest of the core metadata a resolver reads."""
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dist = name.replace("-", "_")
@@ -83,7 +86,8 @@ def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
         entries[p] = content
     for p, content in (data or {}).items():
         entries[f"{datadir}/{p}"] = content
-    entries[f"{distinfo}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    entries[f"{distinfo}/METADATA"] = metadata_text(name, version, requires, requires_python,
+                                                    provides_extras).encode()
     entries[f"{distinfo}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: kiln-tests\n"
                                     f"Root-Is-Purelib: {'true' if purelib else 'false'}\n"
                                     f"Tag: {py}-{abi}-{plat}\n").encode()
@@ -108,9 +112,27 @@ def make_wheel(outdir, name, version, files=None, *, py="cp311", abi="cp311",
     return path
 
 
-def make_simple_index(root, wheels, *, hashes=True, extra_links=()):
+def metadata_text(name, version, requires=(), requires_python=None, provides_extras=()):
+    text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python:
+        text += f"Requires-Python: {requires_python}\n"
+    text += "".join(f"Provides-Extra: {e}\n" for e in provides_extras)
+    text += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    return text + "\nThe description.\nRequires-Dist: not-a-header\n"
+
+
+def wheel_metadata(path):
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return z.read(name)
+
+
+def make_simple_index(root, wheels, *, hashes=True, extra_links=(), metadata=False,
+                      requires_python=None):
     """A PEP 503 index on disk: ROOT/NORMALIZED/index.html linking the wheels
-    (copied to ROOT/../files) with #sha256= fragments."""
+    (copied to ROOT/../files) with #sha256= fragments.  metadata: PEP 658/714
+    FILE.metadata files and data-core-metadata attributes (True for all, or
+    a set of file names); requires_python: {file name: data-requires-python}."""
     root = pathlib.Path(root)
     files = root.parent / "files"
     files.mkdir(parents=True, exist_ok=True)
@@ -129,7 +151,15 @@ def make_simple_index(root, wheels, *, hashes=True, extra_links=()):
             href = "../../files/" + w.name.replace("+", "%2B")
             if hashes:
                 href += "#sha256=" + sha256(w)
-            links.append(f'<a href="{href}">{w.name}</a><br/>')
+            attrs = ""
+            if metadata is True or (metadata and w.name in metadata):
+                meta = wheel_metadata(w)
+                (files / (w.name + ".metadata")).write_bytes(meta)
+                attrs += f' data-core-metadata="sha256={hashlib.sha256(meta).hexdigest()}"'
+            if requires_python and w.name in requires_python:
+                rp = requires_python[w.name].replace(">", "&gt;").replace("<", "&lt;")
+                attrs += f' data-requires-python="{rp}"'
+            links.append(f'<a href="{href}"{attrs}>{w.name}</a><br/>')
         links.extend(extra_links)
         (d / "index.html").write_text("<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) +
                                       "\n</body></html>\n")
@@ -261,8 +291,9 @@ def make_apt_repo(mirror, debs, suite="jammy", component="main", *, key="default
     return mirror
 
 
-def make_git_repo(path, branches=None):
-    """A repository with 'main' and the given branches ({name: {file: text}})."""
+def make_git_repo(path, branches=None, main_files=None):
+    """A repository with 'main' (plus main_files, {file: text}) and the
+    given branches ({name: {file: text}})."""
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
@@ -272,6 +303,8 @@ def make_git_repo(path, branches=None):
     (path / "linnaeus").mkdir(exist_ok=True)
     (path / "linnaeus" / "__init__.py").write_text("BRANCH = 'main'\n")
     (path / "README.md").write_text("linnaeus stand-in\n")
+    for f, text in (main_files or {}).items():
+        (path / f).write_text(text)
     run("git", "-C", path, "add", "-A", env=env)
     run("git", "-C", path, "commit", "-q", "-m", "main", env=env)
     for name, files in (branches or {}).items():

@@ -78,7 +78,9 @@ class Registry:
             env.pop(k, None)
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 20
+        # a guard for a registry that never listens, not a measure: it starts
+        # in well under a second, and exits (checked below) when it cannot
+        deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("registry exited: " + (self.dir / "registry.log").read_text())
@@ -302,9 +304,15 @@ class FaultProxy:
 
       before the registry sees the request
         status        answer "status" with "body", "retry_after", "add_headers"
+        echo_auth     answer "status" with "body" where {auth} is the request's
+                      Authorization value, {cred} its credential (as a
+                      careless registry echoing the request it refused)
         redirect      307 to the same path on "to"; "location": "relative"
                       (a path-absolute reference) or "missing" (no Location)
         stall         wait "seconds", then close without an answer
+        drip          answer 200 with a body of "length" bytes (64 KiB), sent
+                      "chunk" bytes (2 KiB) a second: above curl's low-speed
+                      limit, far slower than any deadline a test sets
         reset         close with a TCP reset, no answer
         expire_token  answer 401 with "challenge"; every later request with
                       the same Authorization gets that answer too
@@ -475,6 +483,27 @@ class FaultProxy:
                     hs = [] if where == "missing" else [
                         ("Location", self.path if where == "relative" else f"http://{f['to']}{self.path}")]
                     return self._answer(f.get("status", 307), b"", hs)
+                if act == "drip":
+                    outer.log.append((self.command, self.path, 200))
+                    n, chunk = f.get("length", 64 << 10), f.get("chunk", 2048)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    self.send_header("Content-Length", str(n))
+                    self.end_headers()
+                    try:
+                        for _ in range(0, n, chunk):
+                            self.wfile.write(b" " * chunk)
+                            self.wfile.flush()
+                            time.sleep(1)  # the upstream's pace, not a wait for kiln
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    raise _Gone()
+                if act == "echo_auth":
+                    outer.log.append((self.command, self.path, f["status"]))
+                    cred = (auth or "").split(" ", 1)[-1]
+                    payload = f["body"].replace("{auth}", auth or "").replace("{cred}", cred)
+                    return self._answer(f["status"], payload.encode(), [("Content-Type", "application/json")])
                 if act == "status":
                     outer.log.append((self.command, self.path, f["status"]))
                     hs = [("Retry-After", f["retry_after"])] if "retry_after" in f else []

@@ -1,5 +1,6 @@
 """kiln build: the linnaeus images from local stand-ins, pushed to a real registry."""
 import json
+import re
 import os
 import pathlib
 import subprocess
@@ -360,6 +361,104 @@ def test_wheels_fetched_over_http(kiln, world, tmp_path):
         p, line = kiln.fails(*build_args(bad, world, "--arch", "pre-ampere", "--output",
                                          f"oci:{tmp_path}/out3", "--cache", tmp_path / "c3"))
         assert "nowhere" in line and ("404" in line or "no project page" in line)
+    finally:
+        srv.shutdown()
+
+
+def _flaky_index(root, fail):
+    """Serves root on 127.0.0.1; fail(path) returns (status, headers) to
+    answer instead, or None.  .log: (path, status) of every GET."""
+    import functools
+    import http.server
+    import threading
+
+    log = []
+
+    class H(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            ans = fail(self.path)
+            if ans:
+                status, headers = ans
+                log.append((self.path, status))
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"busy")
+                return
+            log.append((self.path, 200))
+            super().do_GET()
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=str(root)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.log = log
+    return srv
+
+
+def _web_sets(sets, tmp_path, srv):
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    return {k: v.replace(f"file://{tmp_path}", base) if k in ("torch_index", "pypi_index") else v
+            for k, v in sets.items()}
+
+
+FAST = {"KILN_RETRY_BASE_MS": "50"}
+
+
+@pytest.mark.parametrize("retry_after", [None, "1"])
+def test_fetch_503_once_then_ok_is_retried(kiln, world, tmp_path, retry_after):
+    # None: the first GET of every index page and wheel answers 503; "1": the
+    # first wheel GET answers 503 with Retry-After: 1.  Each is asked again
+    # through the registry client's request path, into the same temp file.
+    sets = make_inputs(tmp_path, "pre-ampere")
+    asked = set()
+
+    def fail(path):
+        if retry_after and (asked or not path.endswith(".whl")):
+            return None
+        if path in asked:
+            return None
+        asked.add(path)
+        return (503, [("Retry-After", retry_after)] if retry_after else [])
+
+    srv = _flaky_index(tmp_path, fail)
+    try:
+        p = kiln.run(*build_args(_web_sets(sets, tmp_path, srv), world, "--arch", "pre-ampere",
+                                 "--output", f"oci:{tmp_path}/out", "--cache", tmp_path / "c"), env=FAST)
+        assert kiln.run("validate", f"oci:{tmp_path}/out:pre-ampere-stable-cu126", "--arch",
+                        "pre-ampere").returncode == 0
+        failed = [path for path, st in srv.log if st == 503]
+        assert failed and all((path, 200) in srv.log for path in failed), srv.log
+        assert any(path.endswith(".whl") for path in failed)
+        if retry_after:
+            assert len(failed) == 1 and ": 503, retry 1 in 1000 ms" in p.stderr, p.stderr
+        assert "cannot create" not in p.stderr
+    finally:
+        srv.shutdown()
+
+
+def test_fetch_always_503_is_one_error_naming_url_and_status(kiln, world, tmp_path):
+    sets = make_inputs(tmp_path, "pre-ampere")
+    srv = _flaky_index(tmp_path, lambda path: (503, []) if path.endswith(".whl") else None)
+    try:
+        web = _web_sets(sets, tmp_path, srv)
+        p, line = kiln.fails(*build_args(web, world, "--arch", "pre-ampere", "--retry-times", "2",
+                                         "--output", f"oci:{tmp_path}/out", "--cache", tmp_path / "c"),
+                             env=FAST, code=6)
+        # layers fetch in parallel: the wheel named is whichever failed first
+        m = re.search(r"GET 'http://127\.0\.0\.1:" + str(srv.server_address[1]) +
+                      r"(/[^']+\.whl)': HTTP 503 after 2 retries", line)
+        assert m, line
+        wheel = m.group(1)
+        tries = [st for path, st in srv.log if path == wheel]
+        # one fetch of it (the first and 2 retries) ended the build; a layer
+        # running beside it may have begun another before the build stopped
+        assert set(tries) == {503} and len(tries) >= 3, tries
+        assert not (tmp_path / "out" / "index.json").exists()
+        assert not list((tmp_path / "c").rglob("*.tmp-*"))
     finally:
         srv.shutdown()
 

@@ -327,3 +327,23 @@ def test_a_step_gets_no_descriptor_of_kiln_s(kiln, tmp_path):
     kiln.run("unpack", f"oci:{tmp_path}/o:v1", root)
     # 0, 1, 2 and the descriptor ls opened for /proc/self/fd
     assert len((root / "fds").read_text().split()) <= 4, (root / "fds").read_text()
+
+
+def test_a_local_source_says_what_its_ignore_rules_left_out(kiln, tmp_path):
+    src = tmp_path / "checkout"
+    (src / "build").mkdir(parents=True)
+    (src / "build" / "big.o").write_text("x")
+    (src / "app.py").write_text("print(1)\n")
+    (src / "run.log").write_text("noise\n")
+    (src / ".gitignore").write_text("/build\n*.log\n")
+    r = recipe(tmp_path, "scratch", layers=[
+        {"name": "src", "kind": "source", "from": "local", "local": str(src),
+         "path": "/app"}])
+    p = kiln.run("build", r, "--output", f"oci:{tmp_path}/o", "--cache", tmp_path / "c",
+                 "--progress", "plain")
+    line = [l for l in p.stderr.splitlines() if "left out by" in l]
+    assert line == ["layer src: left out by .dockerignore, .gitignore and .git: "
+                    "2 paths (build/, run.log)"], p.stderr
+    root = tmp_path / "root"
+    kiln.run("unpack", f"oci:{tmp_path}/o:v1", root)
+    assert sorted(x.name for x in (root / "app").iterdir()) == [".gitignore", "app.py"]

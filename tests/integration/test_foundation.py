@@ -173,7 +173,8 @@ def test_missing_blob(kiln, umoci_image, tmp_path):
     assert "is missing" in p.stdout
 
 
-def test_manifest_over_4mib(kiln, umoci_image, tmp_path):
+def _big_manifest_layout(kiln, umoci_image, tmp_path):
+    """A layout whose tag 'big' names a manifest of just over 4 MiB."""
     out, mdigest, manifest = _copy_layout(kiln, umoci_image, tmp_path)
     manifest["annotations"] = {"pad": "x" * (4 * 1024 * 1024 + 1)}
     raw = json.dumps(manifest).encode()
@@ -184,8 +185,26 @@ def test_manifest_over_4mib(kiln, umoci_image, tmp_path):
     index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": len(raw),
                                "annotations": {"org.opencontainers.image.ref.name": "big"}})
     (out / "index.json").write_text(json.dumps(index))
+    return out
+
+
+def test_manifest_over_4mib(kiln, umoci_image, tmp_path):
+    out = _big_manifest_layout(kiln, umoci_image, tmp_path)
     _, line = kiln.fails("inspect", f"oci:{out}:big", code=8)
     assert "larger than the limit" in line
+
+
+def test_manifest_limit_env_raises_and_is_bounded(kiln, umoci_image, tmp_path):
+    """KILN_MANIFEST_MAX raises the limit up to 64 MiB; a larger or malformed
+    value is refused before anything is read or written."""
+    out = _big_manifest_layout(kiln, umoci_image, tmp_path)
+    kiln.run("inspect", f"oci:{out}:big", env={"KILN_MANIFEST_MAX": str(8 * 1024 * 1024)})
+    dst = tmp_path / "dst"
+    for bad in (str(64 * 1024 * 1024 + 1), "18446744073709551617", "-1", "4MiB", "0"):
+        _, line = kiln.fails("copy", f"oci:{out}:big", f"oci:{dst}:big", code=2,
+                             env={"KILN_MANIFEST_MAX": bad})
+        assert line == f"kiln: error: invalid KILN_MANIFEST_MAX '{bad}': expected a number of bytes from 1 to 67108864"
+        assert not dst.exists()
 
 
 @pytest.mark.parametrize("ref,part", [

@@ -384,7 +384,7 @@ def test_two_processes_share_a_cache(kiln, tmp_path):
 
 def test_killed_build_leaves_no_entry(kiln, tmp_path):
     import signal
-    import time
+    from conftest import wait_for_state
     src = tmp_path / "big"
     src.mkdir()
     for i in range(8):
@@ -393,7 +393,13 @@ def test_killed_build_leaves_no_entry(kiln, tmp_path):
     p = subprocess.Popen([kiln.path, "append", "scratch", "--layer", f"{src}:/r", "-t",
                           f"oci:{tmp_path / 'killed'}:v1", "--cache", cache, "-q"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.3)
+    # killed while the layer is being written: its temp blob has data
+    def writing():
+        try:
+            return any(f.stat().st_size > (1 << 20) for f in cache.rglob(".tmp-*"))
+        except FileNotFoundError:  # renamed while looked at
+            return False
+    assert wait_for_state(p, writing), "the build finished before its layer was written"
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert p.returncode == -signal.SIGKILL, "the build finished before it was killed"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import read_index
+from conftest import read_index, wait_for_state
 from imagegen import make_image
 
 KILLS = int(os.environ.get("KILN_TEST_KILLS", "20"))
@@ -30,7 +30,7 @@ def test_sigkill_during_copy_never_corrupts(kiln, big_image, tmp_path, figures):
     for i in range(KILLS):
         p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci:{dst}:v1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.0, 0.06))
+        _kill_point(p, i, rnd, 0.06, [dst])
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
@@ -53,9 +53,12 @@ def test_sigkill_during_archive_write_leaves_no_archive(kiln, big_image, tmp_pat
     target = tmp_path / "out.tar"
     p = subprocess.Popen([kiln.path, "copy", "-q", f"oci:{big_image}:big", f"oci-archive:{target}:v1"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.1)
+    # killed while the archive is being written beside its name
+    assert wait_for_state(p, lambda: any(tmp_path.glob("out.tar.tmp-*"))), \
+        "the copy finished before the archive was started"
     p.send_signal(signal.SIGKILL)
     p.wait()
+    assert p.returncode == -signal.SIGKILL
     assert not target.exists()
 
 
@@ -100,14 +103,29 @@ def test_parallel_writers_lose_no_tag(kiln, tmp_path, figures):
     assert kiln.run("fsck", f"oci:{dst}").returncode == 0
 
 
-def _kill_loop(kiln, argv, dst, kills, rnd, figures, label, span, between=None):
+def _writing(roots):
+    return lambda: any(True for r in roots for _ in r.rglob(".tmp-*"))
+
+
+def _kill_point(p, i, rnd, span, roots):
+    """The first kill waits until kiln is writing (a temp file under roots),
+    so at least one kill lands mid-write on a fast or a busy machine alike;
+    the others come at random times, anywhere (what they check holds at any
+    time, only the spread of kill points varies)."""
+    if i == 0:
+        assert wait_for_state(p, _writing(roots)), "kiln finished before it wrote anything"
+    else:
+        time.sleep(rnd.uniform(0.0, span))
+
+
+def _kill_loop(kiln, argv, dst, kills, rnd, figures, label, span, between=None, roots=None):
     killed = 0
     for i in range(kills):
         if between:
             between(i)
         p = subprocess.Popen([kiln.path, *argv], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.0, span))
+        _kill_point(p, i, rnd, span, roots or [dst])
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
@@ -149,7 +167,7 @@ def test_sigkill_during_build_never_corrupts(kiln, registry_factory, tmp_path, f
             shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
     killed = _kill_loop(kiln, argv, dst, max(KILLS // 2, 5), random.Random(17), figures,
-                        "build", 0.25, between=cold_now_and_then)
+                        "build", 0.25, between=cold_now_and_then, roots=[dst, tmp_path / "cache"])
     assert killed > 0
     # the cache a killed build left is still good: the re-run completes, and matches a clean build
     res = json.loads(kiln.run(*argv[:-1], "--json").stdout)
@@ -158,3 +176,61 @@ def test_sigkill_during_build_never_corrupts(kiln, registry_factory, tmp_path, f
                                             "--json")).stdout)
     assert res["digest"] == clean["digest"]
     assert kiln.run("fsck", "--deep", f"oci:{dst}").returncode == 0
+
+
+# ---- special files in a layout: a FIFO (or a device) must not hang any verb ----
+
+def _fifo_layout(tmp_path, which):
+    """A one-image layout whose `which` file is replaced by a FIFO; returns
+    (layout, the name the error must give)."""
+    import json
+    from layers_helpers import TAR, make_layout, tar_bytes
+    lay = tmp_path / "lay"
+    make_layout(lay, [(tar_bytes([{"name": "f", "data": b"x"}]), TAR)])
+    man_desc = json.loads((lay / "index.json").read_text())["manifests"][0]
+    man_hex = man_desc["digest"].split(":")[1]
+    man = json.loads((lay / "blobs" / "sha256" / man_hex).read_text())
+    target = {
+        "index.json": lay / "index.json",
+        "oci-layout": lay / "oci-layout",
+        "manifest": lay / "blobs" / "sha256" / man_hex,
+        "config": lay / "blobs" / "sha256" / man["config"]["digest"].split(":")[1],
+        "layer": lay / "blobs" / "sha256" / man["layers"][0]["digest"].split(":")[1],
+    }[which]
+    name = target.name
+    target.unlink()
+    os.mkfifo(target)
+    return lay, name
+
+
+FIFO_VERBS = {
+    "fsck": lambda lay, tmp: ["fsck", f"oci:{lay}"],
+    "inspect": lambda lay, tmp: ["inspect", f"oci:{lay}:v1"],
+    "copy": lambda lay, tmp: ["copy", "-q", f"oci:{lay}:v1", f"oci:{tmp / 'out'}:v1"],
+    "diff": lambda lay, tmp: ["diff", f"oci:{lay}:v1", f"oci:{tmp / 'good'}:v1"],
+    "unpack": lambda lay, tmp: ["unpack", "--rootless", f"oci:{lay}:v1", tmp / "root"],
+}
+# inspect and diff read no layer
+FIFO_CASES = [(w, v) for w in ("index.json", "oci-layout", "manifest", "config", "layer")
+              for v in FIFO_VERBS if not (w == "layer" and v in ("inspect", "diff"))]
+
+
+@pytest.mark.parametrize("which,verb", FIFO_CASES, ids=[f"{w}-{v}" for w, v in FIFO_CASES])
+def test_fifo_in_a_layout_fails_promptly_naming_it(kiln, tmp_path, which, verb):
+    from layers_helpers import TAR, make_layout, tar_bytes
+    make_layout(tmp_path / "good", [(tar_bytes([{"name": "g", "data": b"y"}]), TAR)])
+    lay, name = _fifo_layout(tmp_path, which)
+    # the timeout only turns a hang into a failure; it measures nothing
+    p = subprocess.run([kiln.path, *map(str, FIFO_VERBS[verb](lay, tmp_path))],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0, (p.stdout, p.stderr)
+    out = p.stdout + p.stderr
+    bad = [l for l in out.splitlines() if "not a regular file" in l]
+    assert len(bad) == 1 and name in bad[0], out
+    if verb == "fsck" and p.returncode == 1:  # problems, one a line
+        assert bad[0].startswith("problem:"), out
+    else:
+        errs = [l for l in p.stderr.splitlines() if l.startswith("kiln: error:")]
+        assert errs == bad, p.stderr
+    out_index = tmp_path / "out" / "index.json"
+    assert not out_index.exists() or "ref.name" not in out_index.read_text()

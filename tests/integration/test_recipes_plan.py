@@ -1,5 +1,8 @@
 """kiln build RECIPE --dry-run: the plan of the linnaeus recipe, offline."""
 import json
+import pathlib
+import subprocess
+import tempfile
 
 import pytest
 
@@ -90,6 +93,38 @@ def test_max_jobs_as_build_sh():
                            "--max-jobs", "6").stdout)
     fa = [l for l in plan["layers"] if l["name"] == "flash-attn"][0]
     assert fa["params"]["env"]["MAX_JOBS"] == "6"
+
+
+def test_local_source_is_the_git_top_level_as_build_sh(tmp_path):
+    # build.sh runs `git rev-parse --show-toplevel`; from tools/docker the
+    # checkout is still the whole repository
+    repo = tmp_path / "linnaeus"
+    (repo / "tools" / "docker").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for where, want in [(repo / "tools" / "docker", repo), (repo, repo)]:
+        plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--source", "local",
+                               cwd=where).stdout)
+        assert plan["variables"]["linnaeus_local"] == str(want), where
+    # outside any work tree: the directory itself (the test's own directory may
+    # sit inside a checkout, so a fresh one from the system's temp directory)
+    outside = pathlib.Path(tempfile.mkdtemp())
+    try:
+        if not any((d / ".git").exists() for d in [outside, *outside.parents]):
+            plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--source", "local",
+                                   cwd=outside).stdout)
+            assert plan["variables"]["linnaeus_local"] == str(outside)
+    finally:
+        outside.rmdir()
+
+
+def test_a_branch_or_suffix_docker_would_refuse_is_an_error_naming_it():
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--branch", "user@fix", code=3)
+    assert "invalid branch 'user@fix' for a tag: '@' is not allowed" in line
+    line = kiln_fails("build", LINNAEUS, "--dry-run", "--tag-suffix", "exp 01", code=3)
+    assert "invalid tag suffix 'exp 01' for a tag" in line
+    # '/' in a branch is build.sh's one rewrite
+    plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--branch", "a/b").stdout)
+    assert plan["tags"][0].endswith(":ampere-stable-cu126-a-b")
 
 
 def test_versions_per_arch():

@@ -160,7 +160,8 @@ def test_no_matching_wheel(tmp_path):
     r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": str(idx),
                                 "packages": ["torch==2.7.1+cu126"]})
     line = kiln_fails("build", r, "--stage", tmp_path / "s", code=5)
-    assert "no wheel for 'torch==2.7.1+cu126' matches cp311" in line
+    assert "no wheel matches cp311 / manylinux_2_35_x86_64 in" in line
+    assert "for 'torch': 'torch==2.7.1+cu126' (from the recipe)" in line
 
 
 def test_http_sources_wait_for_the_registry_client(tmp_path):

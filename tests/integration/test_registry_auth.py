@@ -213,3 +213,64 @@ def test_registry_login_uses_oauth_password_grant(kiln, registry_factory, tmp_pa
                    "--password-stdin", input="wrong", code=7)
     finally:
         ts.stop()
+
+
+# ---- a registry that echoes the request's Authorization in an error body ----
+
+ECHO_BODIES = [
+    '{"errors":[{"code":"DENIED","message":"refused header Authorization: {auth}"}]}',
+    '<html>bad request, Authorization was {auth} ({cred})</html>',
+]
+B64 = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
+def _echo_run(kiln, proxy, authfile, repo, tmp_path, status, body):
+    from registry_util import FaultProxy  # noqa: F401 (the proxy's actions)
+    proxy.add(match=f"GET /v2/{repo}/manifests/v1", action="echo_auth", status=status, body=body,
+              times=100)
+    env = {"KILN_RETRY_BASE_MS": "50", "KILN_VERBOSE": "1"}
+    p, err = kiln.fails("copy", "--retry-times", "1", "--authfile", authfile,
+                        f"{proxy.host}/{repo}:v1", f"oci:{tmp_path}/out:v1", env=env)
+    echoed = [h["Authorization"] for m, path, h in proxy.headers_seen
+              if m == "GET" and "/manifests/v1" in path and "Authorization" in h]
+    assert echoed, "the proxy echoed no Authorization"
+    assert f"answered {status}" in err and "***" in err, err  # the echo reached the message, cut
+    for a in echoed:
+        cred = a.split(" ", 1)[1]
+        assert cred not in p.stderr and cred.rstrip("=") not in p.stderr, p.stderr
+    _no_secret(p.stdout, p.stderr)
+    return echoed
+
+
+@pytest.mark.parametrize("status", [400, 503])
+@pytest.mark.parametrize("body", ECHO_BODIES, ids=["json", "html"])
+def test_registry_echoed_basic_credentials_are_redacted(kiln, basic_registry, tmp_path, status, body):
+    from registry_util import FaultProxy
+    proxy = FaultProxy(basic_registry.host)
+    try:
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {h: {"auth": B64}
+                                                  for h in (basic_registry.host, proxy.host)}}))
+        kiln.run("copy", "--authfile", authfile, f"oci:{_image(tmp_path)}:v1",
+                 basic_registry.ref("echo/basic", "v1"))
+        echoed = _echo_run(kiln, proxy, authfile, "echo/basic", tmp_path, status, body)
+        assert all(a == "Basic " + B64 for a in echoed)
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("status", [403, 500])
+@pytest.mark.parametrize("body", ECHO_BODIES, ids=["json", "html"])
+def test_registry_echoed_bearer_token_is_redacted(kiln, token_setup, tmp_path, status, body):
+    from registry_util import FaultProxy
+    ts, reg = token_setup
+    proxy = FaultProxy(reg.host)
+    try:
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {h: {"auth": B64} for h in (reg.host, proxy.host)}}))
+        kiln.run("copy", "--authfile", authfile, f"oci:{_image(tmp_path)}:v1",
+                 reg.ref("echo/bearer", "v1"))
+        echoed = _echo_run(kiln, proxy, authfile, "echo/bearer", tmp_path, status, body)
+        assert all(a.startswith("Bearer ") and len(a) > 40 for a in echoed)
+    finally:
+        proxy.stop()

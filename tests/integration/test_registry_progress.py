@@ -65,10 +65,16 @@ def test_plain_progress_one_line_per_event(kiln, registry, tmp_path):
     assert all(l.startswith("exists ") for l in p.stderr.splitlines())
 
 
+# The progress clock moves 100 ms per reading (the redraw interval), so
+# every read of a blob redraws it with a rate and an ETA however fast or slow
+# the machine is: what is shown does not depend on timing.
+STEP_CLOCK = {"KILN_TEST_CLOCK_STEP_MS": "100"}
+
+
 def test_tty_progress_redraws_per_blob_with_rate_and_eta(kiln, registry, tmp_path):
     lay = _image(tmp_path, n=2, size=24 * 1024 * 1024)
     rc, out = _run_in_pty([kiln.path, "copy", "--jobs", "2", f"oci:{lay}:v1",
-                           registry.ref("prog/tty", "v1")])
+                           registry.ref("prog/tty", "v1")], env=STEP_CLOCK)
     assert rc == 0, out
     assert "\x1b[2K" in out and "\x1b[J" in out  # lines redrawn in place
     shown = re.findall(r"\x1b\[2K(sha256:[0-9a-f]{12})  ([\d.]+ [kMG]?B) / ([\d.]+ [kMG]?B)  "

@@ -1,8 +1,10 @@
 """kiln against the real distribution registry: push, pull, interop with skopeo
 and umoci, copies between registries, no-op re-push, ls/tag/delete."""
 import json
+import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -201,3 +203,86 @@ def test_registry_loopback_is_never_proxied(kiln, registry, tmp_path):
             "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": ""}
     d = kiln.run("copy", f"oci:{lay}:v1", registry.ref("noproxy/app", "v1"), env=dead).stdout.strip()
     assert _manifest_digest(registry, "noproxy/app", "v1") == d
+
+
+def _tags_registry(n_tags, page):
+    """A registry on 127.0.0.1 that has only a tag list: n_tags tags
+    t0000000.. in pages of `page` (whatever n the client asks for), each
+    with a Link to the next.  .asked: the n of every request."""
+    import http.server
+    import socketserver
+    import threading
+    from urllib.parse import parse_qs, urlparse
+
+    asked = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            u = urlparse(self.path)
+            hs = [("Content-Type", "application/json")]
+            if u.path == "/v2/":
+                data = b"{}"
+            else:
+                q = parse_qs(u.query)
+                asked.append(q.get("n", [None])[0])
+                last = q.get("last", [None])[0]
+                start = int(last[1:]) + 1 if last else 0
+                end = min(start + page, n_tags)
+                data = json.dumps({"name": "big/app",
+                                   "tags": [f"t{i:07d}" for i in range(start, end)]}).encode()
+                if end < n_tags:
+                    hs.append(("Link", f'</v2/big/app/tags/list?n={page}&last=t{end - 1:07d}>; rel="next"'))
+            self.send_response(200)
+            for k, v in hs + [("Content-Length", str(len(data)))]:
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+    class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    srv = S(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.asked = asked
+    return srv
+
+
+# peak RSS of one kiln process, measured in a wrapper whose only child it is
+_PEAK_RSS = """import resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    rc = subprocess.run(sys.argv[2:], stdout=out).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_registry_ls_streams_pages_in_bounded_memory(kiln, tmp_path, fmt):
+    # 1.5 M tags in 150 pages of 10000: held whole (the old way), the list
+    # alone takes over 100 MiB under ASan; streamed, one page at a time
+    n = 1_500_000
+    srv = _tags_registry(n, 10000)
+    try:
+        out = tmp_path / "tags"
+        args = [kiln.path, "ls", *(["--json"] if fmt == "json" else []),
+                f"127.0.0.1:{srv.server_address[1]}/big/app"]
+        # ASan holds freed memory in a 256 MiB quarantine: keep it small, so
+        # the peak is what kiln keeps, not what it freed
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:quarantine_size_mb=8")
+        p = subprocess.run([sys.executable, "-c", _PEAK_RSS, out, *args],
+                           capture_output=True, text=True, check=True, env=env)
+        rc, peak_kib = map(int, p.stdout.split())
+        assert rc == 0, p.stderr
+        if fmt == "json":
+            tags = json.loads(out.read_text())
+        else:
+            tags = out.read_text().split("\n")[:-1]
+        assert len(tags) == n and tags[0] == "t0000000" and tags[-1] == f"t{n - 1:07d}"
+        assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"  # streamed: about 34 MiB
+        assert srv.asked[0] == "1000" and len(srv.asked) == n // 10000
+    finally:
+        srv.shutdown()

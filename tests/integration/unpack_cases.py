@@ -32,6 +32,13 @@ HOSTILE = {
                           "the root can only be a directory"),
     "symlink-named-dotdot": ([{"name": "..", "type": "sym", "link": "/etc"}],
                              "climbs above the root"),
+    # '/' is the root entry (umoci insert DIR /); what lies below stays contained
+    "slash-root-then-absolute": ([{"name": "/", "type": "dir"},
+                                  {"name": "/tmp/kiln-abs-test", "data": b"pwned"}], "absolute path"),
+    "slash-root-then-dotdot": ([{"name": "/", "type": "dir"},
+                                {"name": "../outside/victim", "data": b"pwned"}], "climbs above the root"),
+    "slash-root-symlink": ([{"name": "/", "type": "sym", "link": "/etc"}],
+                           "the root can only be a directory"),
 }
 
 
@@ -194,6 +201,26 @@ SCARY = {
                                          {"name": "usr/lib/jvm/../../local", "type": "dir"},
                                          {"name": "usr/./share//doc/x", "data": b"x"}]],
                                        lambda r: _rd(r, "p/q/r/f") == b"f" and (r / "usr/local").is_dir()),
+    # image-spec layer.md "Whiteouts": a whiteout hides the lower layers only
+    "whiteout-of-same-layer-file": ([[{"name": "f", "data": b"x"}, {"name": ".wh.f"},
+                                      {"name": ".wh.g"}, {"name": "g", "data": b"g"}]],
+                                    lambda r: _rd(r, "f") == b"x" and _rd(r, "g") == b"g"),
+    "whiteout-of-same-layer-dir": ([[{"name": "d", "type": "dir"}, {"name": "d/x", "data": b"x"},
+                                     {"name": ".wh.d"}]],
+                                   lambda r: _rd(r, "d/x") == b"x"),
+    "whiteout-over-lower-and-same-layer": ([[{"name": "f", "data": b"lower"}, {"name": "d/y", "data": b"y"},
+                                             {"name": "e/z", "data": b"z"}],
+                                            [{"name": "f", "data": b"upper"}, {"name": ".wh.f"},
+                                             {"name": "d/x", "data": b"x"}, {"name": ".wh.d"},
+                                             {"name": ".wh.e"}]],
+                                           lambda r: _rd(r, "f") == b"upper" and os.listdir(r / "d") == ["x"]
+                                           and not (r / "e").exists()),
+    "opaque-keeps-implicit-parents-of-the-layer": ([[{"name": "opt/a/b/lower", "data": b"l"},
+                                                     {"name": "opt/gone", "data": b"g"}],
+                                                    [{"name": "opt/a/b/new", "data": b"n"},
+                                                     {"name": "opt/.wh..wh..opq"}]],
+                                                   lambda r: os.listdir(r / "opt/a/b") == ["new"]
+                                                   and os.listdir(r / "opt") == ["a"]),
     "fifo-rootless": ([[{"name": "run", "type": "dir"}, {"name": "run/initctl", "type": "fifo", "mode": 0o600}]],
                       lambda r: stat.S_ISFIFO(os.lstat(r / "run/initctl").st_mode)),
 }

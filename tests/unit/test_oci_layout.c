@@ -153,6 +153,43 @@ static void test_symlinked_blob_refused(void **state)
         free(dir);
 }
 
+static void test_fifo_blob_and_index_refused_without_blocking(void **state)
+{
+        char *dir = make_tmpdir();
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct oci_layout *l = oci_layout_open(dir, true, &err);
+        struct oci_digest d;
+        char *path, *index, *buf = NULL;
+        size_t len;
+
+        (void)state;
+        assert_non_null(l);
+        oci_digest_of_buffer("x", 1, &d);
+        path = oci_layout_blob_path(l, &d);
+        {
+                char *sub = kiln_strdupf("%s/blobs/sha256", dir);
+                kiln_mkdir_p(sub, 0755, NULL);
+                free(sub);
+        }
+        /* opened for reading, a FIFO without a writer blocks forever */
+        assert_int_equal(mkfifo(path, 0644), 0);
+        assert_int_equal(oci_layout_blob_read(l, &d, -1, 100, &buf, &len, &err), -1);
+        assert_int_equal(err.code, KILN_E_INVALID);
+        assert_non_null(strstr(err.msg, "is not a regular file"));
+        assert_non_null(strstr(err.msg, d.str));
+        index = kiln_strdupf("%s/index.json", dir);
+        assert_int_equal(unlink(index), 0);
+        assert_int_equal(mkfifo(index, 0644), 0);
+        kiln_error_clear(&err);
+        assert_int_equal(oci_layout_read_index(l, &buf, &len, &err), -1);
+        assert_non_null(strstr(err.msg, "index.json' is not a regular file"));
+        free(index);
+        free(path);
+        oci_layout_free(l);
+        kiln_rm_rf(dir);
+        free(dir);
+}
+
 static void test_tags_replace_and_resolve(void **state)
 {
         char *dir = make_tmpdir();
@@ -368,6 +405,7 @@ int main(void)
                 cmocka_unit_test(test_flipped_bytes_caught_and_blob_dropped),
                 cmocka_unit_test(test_writer_without_commit_leaves_nothing),
                 cmocka_unit_test(test_symlinked_blob_refused),
+                cmocka_unit_test(test_fifo_blob_and_index_refused_without_blocking),
                 cmocka_unit_test(test_tags_replace_and_resolve),
                 cmocka_unit_test(test_concurrent_taggers_lose_nothing),
                 cmocka_unit_test(test_not_a_layout),

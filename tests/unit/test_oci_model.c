@@ -134,6 +134,54 @@ static void test_manifest_over_limit_rejected(void **state)
         free(big);
 }
 
+/* KILN_MANIFEST_MAX: decimal bytes from 1 to 64 MiB; anything else is
+ * refused (and oci_manifest_limit() keeps the default). */
+static const struct {
+        const char *env; /* NULL: unset */
+        int rc;
+        size_t limit;
+} limit_cases[] = {
+        {NULL, 0, OCI_MANIFEST_MAX},
+        {"", 0, OCI_MANIFEST_MAX},
+        {"1", 0, 1},
+        {"1048576", 0, 1048576},
+        {"67108864", 0, OCI_MANIFEST_MAX_CEILING},
+        {"67108865", -1, OCI_MANIFEST_MAX},
+        {"1099511627776", -1, OCI_MANIFEST_MAX},
+        {"99999999999999999999999999", -1, OCI_MANIFEST_MAX},
+        {"0", -1, OCI_MANIFEST_MAX},
+        {"-1", -1, OCI_MANIFEST_MAX},
+        {"+5", -1, OCI_MANIFEST_MAX},
+        {" 5", -1, OCI_MANIFEST_MAX},
+        {"5 ", -1, OCI_MANIFEST_MAX},
+        {"4MiB", -1, OCI_MANIFEST_MAX},
+        {"0x10", -1, OCI_MANIFEST_MAX},
+};
+
+static void test_manifest_limit_env_is_bounded(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < sizeof(limit_cases) / sizeof(limit_cases[0]); i++) {
+                struct kiln_error err = KILN_ERROR_INIT;
+                size_t got = 12345;
+                if (limit_cases[i].env)
+                        setenv("KILN_MANIFEST_MAX", limit_cases[i].env, 1);
+                else
+                        unsetenv("KILN_MANIFEST_MAX");
+                assert_int_equal(oci_manifest_limit_get(&got, &err), limit_cases[i].rc);
+                assert_int_equal(oci_manifest_limit(), limit_cases[i].limit);
+                if (limit_cases[i].rc == 0) {
+                        assert_int_equal(got, limit_cases[i].limit);
+                        continue;
+                }
+                assert_int_equal(got, 12345); /* untouched */
+                assert_int_equal(err.code, KILN_E_USAGE);
+                assert_non_null(strstr(err.msg, "invalid KILN_MANIFEST_MAX '"));
+                assert_non_null(strstr(err.msg, "from 1 to 67108864"));
+        }
+        unsetenv("KILN_MANIFEST_MAX");
+}
+
 static void test_index_select_platform(void **state)
 {
         static const char doc[] =
@@ -212,6 +260,7 @@ int main(void)
                 cmocka_unit_test(test_manifest_rejects_bad_documents),
                 cmocka_unit_test(test_data_field_verified),
                 cmocka_unit_test(test_manifest_over_limit_rejected),
+                cmocka_unit_test(test_manifest_limit_env_is_bounded),
                 cmocka_unit_test(test_index_select_platform),
                 cmocka_unit_test(test_config_requires_os_and_architecture),
                 cmocka_unit_test(test_unknown_media_types_are_carried),

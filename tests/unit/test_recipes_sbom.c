@@ -115,6 +115,38 @@ static void test_sbom_lists_a_package_once_and_tells_versions_apart(void **state
         free(x);
 }
 
+static void test_sbom_lists_resolved_dependencies(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        json_t *torch = wheel("torch", "2.7.1", HEX_A, NULL);
+        json_t *pkgs, *doc, *rels, *r;
+        char *x;
+        size_t i, depends = 0;
+
+        (void)state;
+        json_object_set_new(torch, "dependencies", json_pack("[s, s]", "numpy", "not-listed"));
+        pkgs = json_pack("[o, o, o]", torch, wheel("numpy", "1.26.4", HEX_C, NULL),
+                         deb("numpy", "1:1.0", HEX_B));
+        x = document(pkgs, &err);
+        assert_non_null(x);
+        doc = json_loads(x, 0, NULL);
+        rels = json_object_get(doc, "relationships");
+        json_array_foreach(rels, i, r) {
+                if (strcmp(json_string_value(json_object_get(r, "relationshipType")), "DEPENDS_ON"))
+                        continue;
+                depends++;
+                /* to the wheel of that name, not the .deb */
+                assert_string_equal(json_string_value(json_object_get(r, "spdxElementId")),
+                                    "SPDXRef-pypi-torch-2.7.1");
+                assert_string_equal(json_string_value(json_object_get(r, "relatedSpdxElement")),
+                                    "SPDXRef-pypi-numpy-1.26.4");
+        }
+        assert_int_equal(depends, 1);
+        json_decref(doc);
+        json_decref(pkgs);
+        free(x);
+}
+
 static void test_sbom_namespace_follows_the_content(void **state)
 {
         struct kiln_error err = KILN_ERROR_INIT;
@@ -216,6 +248,7 @@ int main(void)
                 cmocka_unit_test(test_sbom_same_bytes_in_any_order),
                 cmocka_unit_test(test_sbom_lists_a_package_once_and_tells_versions_apart),
                 cmocka_unit_test(test_sbom_namespace_follows_the_content),
+                cmocka_unit_test(test_sbom_lists_resolved_dependencies),
                 cmocka_unit_test(test_sbom_refuses_a_bad_entry),
                 cmocka_unit_test(test_layer_key_gives_the_inventory_without_reading_files),
         };

@@ -96,17 +96,17 @@ static void test_requirements_errors(void **state)
         static const struct {
                 const char *text, *err;
         } t[] = {
-                {"numpy>=1.0\n", "'req.txt' line 1: invalid requirement 'numpy>=1.0': only 'NAME', "
-                                 "'NAME==VERSION' and 'NAME==VERSION.*' pins are supported"},
+                {"numpy>=\n", "'req.txt' line 1: invalid requirement 'numpy>=': invalid version "
+                               "specifier '>='"},
                 {"ok==1\n-r other.txt\n", "unsupported option in 'req.txt' line 2: '-r other.txt'"},
                 {"x==1 --hash=md5:abc\n", "unsupported hash in 'req.txt' line 1: only sha256"},
                 {"x==1 --hash=sha256:abc\n",
                  "'req.txt' line 1: invalid --hash 'sha256:abc': expected 64 hex digits"},
                 {"pkg @ https://x/y.whl\n",
                  "unsupported requirement in 'req.txt' line 1: URLs are not supported"},
-                {"x==1; python_version<'3.8'\n",
-                 "'req.txt' line 1: invalid requirement 'x==1; python_version<'3.8'': environment "
-                 "markers are not supported"},
+                {"x==1; python_version<\n",
+                 "'req.txt' line 1: invalid requirement 'x==1; python_version<': invalid marker "
+                 "'python_version<': expected a variable or a quoted string"},
         };
         (void)state;
         for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {

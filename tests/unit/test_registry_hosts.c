@@ -1,5 +1,5 @@
-/* registry/hosts.c and registry/toml.c: API hosts, RateLimit values, the
- * TOML subset and containers-registries.conf(5) matching. */
+/* registry/hosts.c: API hosts, RateLimit values and
+ * containers-registries.conf(5) matching (the TOML reader: test_oci_toml.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include "hosts.h"
-#include "toml.h"
 
 static void test_hub_names_reach_registry_1(void **state)
 {
@@ -57,89 +56,6 @@ static void test_ratelimit_values(void **state)
                         assert_int_equal(w, rl_cases[i].w);
                 }
         }
-}
-
-/* input -> the document as compact JSON, or the error message */
-static const struct {
-        const char *in, *json, *error;
-} toml_cases[] = {
-        {"", "{}", NULL},
-        {"# only a comment\n\n", "{}", NULL},
-        {"a = \"x\"\nb = true\nc = false\n", "{\"a\":\"x\",\"b\":true,\"c\":false}", NULL},
-        {"n = 42\nm = -1_000\n", "{\"n\":42,\"m\":-1000}", NULL},
-        {"s = 'C:\\\\no\\escape'\n", "{\"s\":\"C:\\\\\\\\no\\\\escape\"}", NULL},
-        {"s = \"tab\\tq\\\"u\\u00e9\"\n", "{\"s\":\"tab\\tq\\\"u\xc3\xa9\"}", NULL},
-        {"a = [\"x\", 'y',]\n", "{\"a\":[\"x\",\"y\"]}", NULL},
-        {"a = [ # comment\n  \"x\",\n  \"y\" # more\n]\n", "{\"a\":[\"x\",\"y\"]}", NULL},
-        {"a = []\n", "{\"a\":[]}", NULL},
-        {"[t]\nk = 1\n[t.u]\nv = \"w\"\n", "{\"t\":{\"k\":1,\"u\":{\"v\":\"w\"}}}", NULL},
-        {"[[r]]\nx = 1\n[[r]]\nx = 2\n", "{\"r\":[{\"x\":1},{\"x\":2}]}", NULL},
-        {"[[registry]]\nprefix = \"a\"\n[[registry.mirror]]\nlocation = \"m1\"\n"
-         "[[registry.mirror]]\nlocation = \"m2\"\n",
-         "{\"registry\":[{\"prefix\":\"a\",\"mirror\":[{\"location\":\"m1\"},{\"location\":\"m2\"}]}]}",
-         NULL},
-        {"[aliases]\n  \"opensuse/leap\" = \"registry.opensuse.org/opensuse/leap\"\r\n",
-         "{\"aliases\":{\"opensuse/leap\":\"registry.opensuse.org/opensuse/leap\"}}", NULL},
-        {"a.b = 1\n", "{\"a\":{\"b\":1}}", NULL},
-        {"[ \"q.t\" ]\n", "{\"q.t\":{}}", NULL},
-        /* invalid */
-        {"a = \"x\"\na = \"y\"\n", NULL, "f.conf:2: duplicate key 'a'"},
-        {"a = \"unterminated\n", NULL, "f.conf:1: unterminated string"},
-        {"a = \"\"\"multi\"\"\"\n", NULL, "f.conf:1: multi-line strings are not supported"},
-        {"a = 1.5\n", NULL, "f.conf:1: unsupported value (strings, booleans, integers and arrays only)"},
-        {"a = {x = 1}\n", NULL, "f.conf:1: inline tables are not supported"},
-        {"\n\na = \n", NULL, "f.conf:3: missing value"},
-        {"a = \"x\" b\n", NULL, "f.conf:1: expected the end of the line"},
-        {"[t\n", NULL, "f.conf:1: expected ']'"},
-        {"[[t]\n", NULL, "f.conf:1: expected ']]'"},
-        {"= 1\n", NULL, "f.conf:1: expected a key"},
-        {"a 1\n", NULL, "f.conf:1: expected '=' after a key"},
-        {"a = [1 2]\n", NULL, "f.conf:1: expected ',' or ']' in an array"},
-        {"a = \"\\x\"\n", NULL, "f.conf:1: invalid escape in a string"},
-        {"a = \"\\uD800\"\n", NULL, "f.conf:1: \\u escape is not a Unicode scalar value"},
-        {"a = \"\xff\"\n", NULL, "f.conf:1: string is not valid UTF-8"},
-        {"a = 1\n[a]\n", NULL, "f.conf:2: table redefines a key"},
-        {"a = 1\n[[a]]\n", NULL, "f.conf:2: array of tables redefines a key"},
-        {"a = 1\n[a.b]\n", NULL, "f.conf:2: 'a' is not a table"},
-        {"a = 007\n", NULL, "f.conf:1: leading zeros in an integer"},
-        {"a = truely\n", NULL, "f.conf:1: unsupported value (strings, booleans, integers and arrays only)"},
-        {"a = 2024-01-01\n", NULL, "f.conf:1: unsupported value (strings, booleans, integers and arrays only)"},
-};
-
-static void test_toml_cases(void **state)
-{
-        (void)state;
-        for (size_t i = 0; i < sizeof(toml_cases) / sizeof(toml_cases[0]); i++) {
-                struct kiln_error err = KILN_ERROR_INIT;
-                const char *in = toml_cases[i].in;
-                json_t *doc = reg_toml_parse(in, strlen(in), "f.conf", &err);
-                if (toml_cases[i].json) {
-                        char *s;
-                        if (!doc)
-                                fail_msg("case %zu: %s", i, err.msg);
-                        s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                        if (strcmp(s, toml_cases[i].json))
-                                fail_msg("case %zu: got %s", i, s);
-                        free(s);
-                        json_decref(doc);
-                } else {
-                        if (doc)
-                                fail_msg("case %zu: parsed", i);
-                        if (strcmp(err.msg, toml_cases[i].error))
-                                fail_msg("case %zu: message '%s'", i, err.msg);
-                        assert_int_equal(err.code, KILN_E_INVALID);
-                }
-        }
-}
-
-static void test_toml_rejects_nul(void **state)
-{
-        struct kiln_error err = KILN_ERROR_INIT;
-        static const char in[] = "a = 1\nb = \"x\0\"\n";
-
-        (void)state;
-        assert_null(reg_toml_parse(in, sizeof(in) - 1, "f.conf", &err));
-        assert_string_equal(err.msg, "f.conf:2: NUL byte");
 }
 
 static const char conf_text[] =
@@ -265,8 +181,6 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hub_names_reach_registry_1),
                 cmocka_unit_test(test_ratelimit_values),
-                cmocka_unit_test(test_toml_cases),
-                cmocka_unit_test(test_toml_rejects_nul),
                 cmocka_unit_test(test_conf_reads_registries_and_mirrors),
                 cmocka_unit_test(test_conf_later_file_replaces_a_prefix),
                 cmocka_unit_test(test_conf_rejects_bad_tables),

@@ -1,5 +1,5 @@
-/* The TOML subset of registries.conf (see toml.h); TOML v1.0.0 for the
- * parts it reads. */
+/* The TOML subset of registries.conf, pyproject.toml and pylock.toml (see
+ * toml.h); TOML v1.0.0 for the parts it reads. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,32 +118,80 @@ static int unicode_escape(struct cur *c, int digits, char *out, size_t *n)
         return 0;
 }
 
-/* A basic ("...") or literal ('...') string on one line; *ret is new. */
+static bool at_triple(const struct cur *c, char q)
+{
+        return c->end - c->p >= 3 && c->p[0] == q && c->p[1] == q && c->p[2] == q;
+}
+
+/* A basic ("...") or literal ('...') string, on one line or, between
+ * triple quotes, over several (a newline right after the opening quotes
+ * is dropped; in a basic one a backslash at the end of a line joins it to
+ * the next non-blank text); *ret is new. */
 static int parse_string(struct cur *c, char **ret)
 {
-        char q = *c->p++;
-        const char *start = c->p;
+        char q = *c->p;
+        bool multi = at_triple(c, q);
+        const char *start;
         _cleanup_free_ char *out = NULL;
         size_t n = 0;
 
-        if (c->end - start >= 2 && start[0] == q && start[1] == q)
-                return fail(c, "multi-line strings are not supported");
+        c->p += multi ? 3 : 1;
+        if (multi && c->p < c->end && *c->p == '\n') {
+                c->p++;
+                c->line++;
+        } else if (multi && c->end - c->p >= 2 && c->p[0] == '\r' && c->p[1] == '\n') {
+                c->p += 2;
+                c->line++;
+        }
+        start = c->p;
         out = malloc((size_t)(c->end - start) + 1);
         if (!out)
                 return kiln_error_set(c->err, KILN_E_NOMEM, "out of memory");
         for (;;) {
                 unsigned char ch;
-                if (c->p == c->end || *c->p == '\n')
+                if (c->p == c->end || (!multi && *c->p == '\n'))
                         return fail(c, "unterminated string");
                 ch = (unsigned char)*c->p;
-                if (ch == (unsigned char)q) {
+                if (multi && at_triple(c, q)) {
+                        c->p += 3;
+                        /* up to two more quotes belong to the string */
+                        for (int k = 0; k < 2 && c->p < c->end && *c->p == q; k++)
+                                out[n++] = *c->p++;
+                        break;
+                }
+                if (!multi && ch == (unsigned char)q) {
                         c->p++;
                         break;
+                }
+                if (multi && (ch == '\n' || (ch == '\r' && c->p + 1 < c->end && c->p[1] == '\n'))) {
+                        if (ch == '\r')
+                                c->p++;
+                        out[n++] = '\n';
+                        c->p++;
+                        c->line++;
+                        continue;
                 }
                 if ((ch < 0x20 && ch != '\t') || ch == 0x7F)
                         return fail(c, "control character in a string");
                 if (q == '"' && ch == '\\') {
                         char e = ++c->p < c->end ? *c->p++ : '\0';
+                        if (multi && (e == ' ' || e == '\t' || e == '\n' || e == '\r')) {
+                                /* line-ending backslash: trim to the next text */
+                                const char *r = c->p - 1;
+                                bool nl = false;
+                                while (r < c->end && (*r == ' ' || *r == '\t' || *r == '\n' ||
+                                                      *r == '\r')) {
+                                        if (*r == '\n') {
+                                                nl = true;
+                                                c->line++;
+                                        }
+                                        r++;
+                                }
+                                if (!nl)
+                                        return fail(c, "invalid escape in a string");
+                                c->p = r;
+                                continue;
+                        }
                         switch (e) {
                         case 'b': out[n++] = '\b'; break;
                         case 't': out[n++] = '\t'; break;
@@ -183,8 +231,11 @@ static int parse_key_part(struct cur *c, char **ret)
 {
         const char *s = c->p;
 
-        if (c->p < c->end && (*c->p == '"' || *c->p == '\''))
+        if (c->p < c->end && (*c->p == '"' || *c->p == '\'')) {
+                if (at_triple(c, *c->p))
+                        return fail(c, "a key cannot be a multi-line string");
                 return parse_string(c, ret);
+        }
         while (c->p < c->end && bare_key_char(*c->p))
                 c->p++;
         if (c->p == s)
@@ -267,6 +318,70 @@ bad:
         return NULL;
 }
 
+static int assign(struct cur *c, json_t *table, int depth);
+
+/* { key = value, ... } on one line (TOML 1.0) */
+static json_t *parse_inline_table(struct cur *c, int depth)
+{
+        json_t *t = json_object();
+
+        if (!t)
+                return kiln_error_set(c->err, KILN_E_NOMEM, "out of memory"), NULL;
+        if (depth > ARRAY_DEPTH_MAX) {
+                fail(c, "tables nested too deep");
+                goto bad;
+        }
+        c->p++; /* { */
+        skip_ws(c);
+        if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                return t;
+        }
+        for (;;) {
+                if (assign(c, t, depth + 1) < 0)
+                        goto bad;
+                skip_ws(c);
+                if (c->p < c->end && *c->p == ',') {
+                        c->p++;
+                        continue;
+                }
+                if (c->p < c->end && *c->p == '}') {
+                        c->p++;
+                        return t;
+                }
+                fail(c, "expected ',' or '}' in an inline table");
+                goto bad;
+        }
+bad:
+        json_decref(t);
+        return NULL;
+}
+
+static bool isdigit4(const char *p)
+{
+        for (int i = 0; i < 4; i++)
+                if (p[i] < '0' || p[i] > '9')
+                        return false;
+        return true;
+}
+
+/* 1979-05-27, 1979-05-27T07:32:00Z, 1979-05-27 07:32:00.5-07:00: kept as
+ * text (RFC 3339 as TOML writes it) */
+static json_t *parse_datetime(struct cur *c)
+{
+        const char *s = c->p;
+
+        while (c->p < c->end && ((*c->p >= '0' && *c->p <= '9') || *c->p == '-' || *c->p == ':' ||
+                                 *c->p == '.' || *c->p == '+' || *c->p == 'T' || *c->p == 't' ||
+                                 *c->p == 'Z' || *c->p == 'z' ||
+                                 (*c->p == ' ' && c->p + 1 < c->end && c->p[1] >= '0' &&
+                                  c->p[1] <= '9' && c->p - s == 10)))
+                c->p++;
+        if (c->p - s < 10 || s[7] != '-' || (c->p - s > 10 && c->p - s < 19))
+                return fail(c, "invalid date-time"), NULL;
+        return json_stringn(s, (size_t)(c->p - s));
+}
+
 static json_t *parse_integer(struct cur *c)
 {
         const char *s = c->p;
@@ -276,7 +391,7 @@ static json_t *parse_integer(struct cur *c)
         if (*c->p == '+' || *c->p == '-')
                 neg = *c->p++ == '-';
         if (c->p == c->end || *c->p < '0' || *c->p > '9')
-                return fail(c, "unsupported value (strings, booleans, integers and arrays only)"),
+                return fail(c, "unsupported value (strings, booleans, integers, date-times, arrays and tables only)"),
                        NULL;
         if (*c->p == '0' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')
                 return fail(c, "leading zeros in an integer"), NULL;
@@ -291,8 +406,8 @@ static json_t *parse_integer(struct cur *c)
                 c->p++;
         }
         if (c->p < c->end && !at_eol(c) && *c->p != ' ' && *c->p != '\t' && *c->p != ',' &&
-            *c->p != ']')
-                return fail(c, "unsupported value (strings, booleans, integers and arrays only)"),
+            *c->p != ']' && *c->p != '}')
+                return fail(c, "unsupported value (strings, booleans, integers, date-times, arrays and tables only)"),
                        NULL;
         return json_integer(neg ? -v : v);
 }
@@ -315,7 +430,9 @@ static json_t *parse_value(struct cur *c, int depth)
         if (*c->p == '[')
                 return parse_array(c, depth);
         if (*c->p == '{')
-                return fail(c, "inline tables are not supported"), NULL;
+                return parse_inline_table(c, depth);
+        if (c->end - c->p >= 5 && isdigit4(c->p) && c->p[4] == '-')
+                return parse_datetime(c);
         if (c->end - c->p >= 4 && !memcmp(c->p, "true", 4) &&
             (c->p + 4 == c->end || !bare_key_char(c->p[4]))) {
                 c->p += 4;
@@ -403,12 +520,14 @@ out:
         return t;
 }
 
-static int key_value(struct cur *c, json_t *table)
+/* key = value into table (the line's end is the caller's) */
+static int assign(struct cur *c, json_t *table, int depth)
 {
         struct path p = {0};
         json_t *t, *v = NULL;
         int rc = -1;
 
+        skip_ws(c);
         if (parse_path(c, &p) < 0)
                 goto out;
         if (c->p >= c->end || *c->p != '=') {
@@ -425,7 +544,7 @@ static int key_value(struct cur *c, json_t *table)
                 fail(c, m);
                 goto out;
         }
-        if (!(v = parse_value(c, 0)) || end_line(c) < 0)
+        if (!(v = parse_value(c, depth)))
                 goto out;
         if (json_object_set_new(t, p.part[p.n - 1], v) < 0) {
                 v = NULL;
@@ -440,7 +559,14 @@ out:
         return rc;
 }
 
-json_t *reg_toml_parse(const char *text, size_t len, const char *file, struct kiln_error *err)
+static int key_value(struct cur *c, json_t *table)
+{
+        if (assign(c, table, 0) < 0)
+                return -1;
+        return end_line(c);
+}
+
+json_t *oci_toml_parse(const char *text, size_t len, const char *file, struct kiln_error *err)
 {
         struct cur c = {.p = text, .end = text + len, .file = file, .line = 1, .err = err};
         json_t *root = json_object(), *table = root;
