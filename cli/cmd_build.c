@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "diff.h"
 #include "fetch.h"
+#include "parse.h"
 #include "io.h"
 #include "json.h"
 #include "progress.h"
@@ -29,6 +30,39 @@ static struct oci_store *open_place(void *ctx, const char *place, bool for_write
 {
         (void)ctx;
         return cli_open_place(place, for_write, err);
+}
+
+/* Recipe inputs: --insecure-registry is for registries (docs/security.md),
+ * so only loopback hosts may use plain http. */
+static int fetch_input(void *ctx, const char *url, const char *dest, int64_t max,
+                       struct kiln_error *err)
+{
+        struct reg_options o = *(const struct reg_options *)ctx;
+
+        o.n_insecure = 0;
+        if (reg_http_fetch(&o, url, dest, max, err) < 0) {
+                if (err && err->code == KILN_E_NETWORK &&
+                    str_has_prefix(err->msg, "refusing plain http for "))
+                        kiln_error_set(err, KILN_E_NETWORK,
+                                       "refusing plain http for '%s': recipe inputs need https (apt sources are checked by signature and may use http)",
+                                       url);
+                return -1;
+        }
+        return 0;
+}
+
+/* apt indexes and packages: their signature and hashes are checked before
+ * use, so the transport need not be trusted and plain http is allowed. */
+static int fetch_signed(void *ctx, const char *url, const char *dest, int64_t max,
+                        struct kiln_error *err)
+{
+        struct reg_options o = *(const struct reg_options *)ctx;
+        _cleanup_free_ char *host = reg_url_host(url);
+
+        o.n_insecure = 0;
+        if (host && str_has_prefix(url, "http://"))
+                o.insecure_hosts[o.n_insecure++] = host;
+        return reg_http_fetch(&o, url, dest, max, err);
 }
 
 static void print_finding(void *ctx, const struct layer_diff_finding *f)
@@ -403,7 +437,8 @@ static int run_build(const char *verb, int argc, char **argv)
         }
         o.sets = (const char *const *)sets;
         o.n_sets = n_sets;
-        o.fetch = reg_http_fetch;
+        o.fetch = fetch_input;
+        o.fetch_signed = fetch_signed;
         o.fetch_ctx = &cli_reg_opts;
         if (kiln_read_file(argv[optind], RECIPE_FILE_MAX, &rbuf, &rlen, &err) == 0) {
                 oci_digest_of_buffer(rbuf, rlen, &rdig);

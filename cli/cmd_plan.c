@@ -161,6 +161,7 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
                 so.cache_dir = cache_dir;
                 if (ms->n) {
                         so.fetch = mirror_fetch;
+                        so.fetch_signed = mirror_fetch;
                         so.fetch_ctx = ms;
                 }
                 /* what a build does first: the key, to look up the layer cache */

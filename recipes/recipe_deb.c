@@ -4,6 +4,7 @@
  * are never run: what they would do is the recipe's business. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -269,7 +270,7 @@ static int read_control(struct archive *a, const char *deb, char **ret_control,
         return 0;
 }
 
-static char *control_field(const char *control, const char *field)
+char *recipe_control_field(const char *control, const char *field)
 {
         size_t n = strlen(field);
 
@@ -394,9 +395,9 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
         if (recipe_verify_sha256(path, sha256, err) < 0 ||
             deb_read(path, NULL, false, &control, &md5sums, err) < 0)
                 return -1;
-        pkg = control_field(control, "Package");
-        ver = control_field(control, "Version");
-        arch = control_field(control, "Architecture");
+        pkg = recipe_control_field(control, "Package");
+        ver = recipe_control_field(control, "Version");
+        arch = recipe_control_field(control, "Architecture");
         if (!pkg || !*pkg || !ver || !*ver || !arch || !*arch)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "invalid package '%s': no Package, Version or Architecture",
@@ -412,6 +413,12 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
 int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                            bool merged_usr, char **ret_package, struct kiln_error *err)
 {
+        return recipe_deb_unpack_as(path, sha256, root, merged_usr, true, ret_package, err);
+}
+
+int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
+                         bool status_d, char **ret_package, struct kiln_error *err)
+{
         char *control = NULL, *md5sums = NULL, *pkg = NULL;
         int rc = -1;
 
@@ -419,13 +426,13 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
                 return -1;
         if (deb_read(path, root, merged_usr, &control, &md5sums, err) < 0)
                 goto out;
-        pkg = control_field(control, "Package");
+        pkg = recipe_control_field(control, "Package");
         if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': bad Package field",
                                path);
                 goto out;
         }
-        {
+        if (status_d) {
                 /* distroless: /var/lib/dpkg/status.d/NAME holds the stanza */
                 _cleanup_free_ char *dir = kiln_strdupf("%s/var/lib/dpkg/status.d", root);
                 _cleanup_free_ char *f = kiln_strdupf("%s/%s", dir ? dir : "", pkg);
@@ -537,30 +544,76 @@ out:
         return rc;
 }
 
+/* The "\n\n" after the stanza at p, or its terminating NUL.  A loop, not
+ * strstr: a real index is 80 MB and strstr (under ASan at least) measures
+ * the whole rest of it on every call. */
+static const char *stanza_end(const char *p)
+{
+        for (; *p; p++)
+                if (p[0] == '\n' && p[1] == '\n')
+                        return p;
+        return p;
+}
+
+/* Whether the stanza [p, end) has a line "Package: NAME" (cheap: most do not). */
+static bool stanza_names(const char *p, const char *end, const char *name)
+{
+        size_t n = strlen(name);
+
+        for (const char *l = p; l < end;) {
+                const char *nl = memchr(l, '\n', (size_t)(end - l));
+                if (!strncmp(l, "Package:", 8)) {
+                        const char *v = l + 8;
+                        while (*v == ' ' || *v == '\t')
+                                v++;
+                        return !strncmp(v, name, n) && (v[n] == '\n' || v[n] == ' ' ||
+                                                         v[n] == '\r' || v[n] == '\0');
+                }
+                l = nl ? nl + 1 : end;
+        }
+        return false;
+}
+
 /* recipe_apt_find(), and the stanza itself when ret_stanza is not NULL. */
-static int apt_find(const char *index_buf, const char *package, const char *arch,
+static int apt_find(const char *index_buf, const char *spec, const char *arch,
                     char **ret_filename, char **ret_sha256, char **ret_stanza,
                     struct kiln_error *err)
 {
         const char *p = index_buf;
+        /* "NAME=VERSION": that version (what the resolver chose) */
+        _cleanup_free_ char *package = strdup(spec);
+        char *want = package ? strchr(package, '=') : NULL;
+
+        if (!package)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (want)
+                *want++ = '\0';
 
         while (p && *p) {
-                const char *end = strstr(p, "\n\n");
-                size_t n = end ? (size_t)(end - p) + 1 : strlen(p);
-                _cleanup_free_ char *stanza = strndup(p, n);
+                const char *start = p, *end = stanza_end(p);
+                _cleanup_free_ char *stanza = NULL;
                 _cleanup_free_ char *name = NULL, *a = NULL;
 
-                p = end ? end + 2 : NULL;
+                p = *end ? end + 2 : NULL;
+                if (!stanza_names(start, end, package))
+                        continue;
+                /* the stanza with its last newline */
+                stanza = strndup(start, (size_t)(end - start) + (*end ? 1 : 0));
                 if (!stanza)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                name = control_field(stanza, "Package");
+                name = recipe_control_field(stanza, "Package");
                 if (!name || strcmp(name, package))
                         continue;
-                a = control_field(stanza, "Architecture");
+                a = recipe_control_field(stanza, "Architecture");
                 if (arch && a && strcmp(a, arch) && strcmp(a, "all"))
                         continue;
-                *ret_filename = control_field(stanza, "Filename");
-                *ret_sha256 = control_field(stanza, "SHA256");
+                if (want) {
+                        _cleanup_free_ char *v = recipe_control_field(stanza, "Version");
+                        if (!v || strcmp(v, want))
+                                continue;
+                }
+                *ret_filename = recipe_control_field(stanza, "Filename");
+                *ret_sha256 = recipe_control_field(stanza, "SHA256");
                 if (!*ret_filename || !*ret_sha256) {
                         free(*ret_filename);
                         free(*ret_sha256);
@@ -572,8 +625,9 @@ static int apt_find(const char *index_buf, const char *package, const char *arch
                         *ret_stanza = steal_ptr(&stanza);
                 return 0;
         }
-        return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s in the index", package,
-                              arch ? " for '" : "", arch ? arch : "", arch ? "'" : "");
+        return kiln_error_set(err, KILN_E_NOT_FOUND, "no package '%s'%s%s%s%s%s in the index",
+                              package, want ? " " : "", want ? want : "", arch ? " for '" : "",
+                              arch ? arch : "", arch ? "'" : "");
 }
 
 int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
@@ -582,15 +636,48 @@ int recipe_apt_find(const char *index_buf, const char *package, const char *arch
         return apt_find(index_buf, package, arch, ret_filename, ret_sha256, NULL, err);
 }
 
+/* The stanzas of every index, one after the other. */
+int recipe_apt_read_indexes(const char *const *paths, size_t n, char **ret, struct kiln_error *err)
+{
+        char *all = strdup("");
+        size_t total = 0;
+
+        for (size_t i = 0; all && i < n; i++) {
+                _cleanup_free_ char *buf = NULL;
+                size_t len;
+                char *nb;
+                if (read_index(paths[i], &buf, &len, err) < 0) {
+                        free(all);
+                        return -1;
+                }
+                nb = realloc(all, total + len + 3);
+                if (!nb)
+                        break;
+                all = nb;
+                memcpy(all + total, buf, len);
+                total += len;
+                /* a blank line between the last stanza and the next file's */
+                while (total && all[total - 1] == '\n')
+                        total--;
+                memcpy(all + total, "\n\n", 3);
+                total += 2;
+        }
+        if (!all)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        *ret = all;
+        return 0;
+}
+
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                    const char *index_path, const char *mirror, const char *const *packages,
-                    size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, json_t *inventory, struct kiln_error *err)
+                    const char *const *index_paths, size_t n_index, const char *mirror,
+                    const char *const *packages, size_t n, const char *arch, const char *root,
+                    bool merged_usr, bool status_d, json_t *resolved, json_t *inventory,
+                    json_t *files, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = NULL;
-        size_t len;
+        const char *index_path = n_index ? index_paths[0] : "";
 
-        if (read_index(index_path, &buf, &len, err) < 0)
+        if (recipe_apt_read_indexes(index_paths, n_index, &buf, err) < 0)
                 return -1;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *file = NULL, *sha = NULL, *path = NULL, *stanza = NULL;
@@ -613,26 +700,34 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 if (inventory) {
                         /* the index names the package: nothing is downloaded for it */
-                        _cleanup_free_ char *ver = control_field(stanza, "Version");
-                        _cleanup_free_ char *a = control_field(stanza, "Architecture");
+                        _cleanup_free_ char *ver = recipe_control_field(stanza, "Version");
+                        _cleanup_free_ char *a = recipe_control_field(stanza, "Architecture");
                         if (!ver || !*ver || !a || !*a)
                                 return kiln_error_set(err, KILN_E_INVALID,
                                                       "package '%s' in the index '%s' has no Version or Architecture",
                                                       packages[i], index_path);
-                        struct recipe_inventory_item it = {.type = "deb", .name = packages[i],
+                        _cleanup_free_ char *nm = strndup(packages[i],
+                                                          strcspn(packages[i], "="));
+                        if (!nm)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        struct recipe_inventory_item it = {.type = "deb", .name = nm,
                                                            .version = ver, .arch = a,
                                                            .sha256 = sha, .file = file,
                                                            .url = where};
                         if (recipe_inventory_add(inventory, &it, err) < 0)
                                 return -1;
                 }
-                if (!root)
+                if (!root && !files)
                         continue; /* the key needs the index's digest only */
                 /* p NULL: mirror is a local directory */
-                path = p ? recipe_input_file(p, o, where, true, -1, err) : strdup(where);
+                /* checked against the index's SHA256: plain http is fine */
+                path = p ? recipe_input_file_as(p, o, where, true, -1, true, err) : strdup(where);
                 if (!path)
                         return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (recipe_deb_unpack(path, sha, root, merged_usr, NULL, err) < 0)
+                if (files && json_array_append_new(files, json_string(path)) < 0)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                if (root && recipe_deb_unpack_as(path, sha, root, merged_usr, status_d, NULL,
+                                                 err) < 0)
                         return -1;
         }
         return 0;
@@ -642,6 +737,224 @@ int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      const char *const *packages, size_t n, const char *arch, const char *root,
                      bool merged_usr, struct kiln_error *err)
 {
-        return recipe_apt_each(NULL, NULL, index_path, mirror_dir, packages, n, arch, root,
-                               merged_usr, NULL, NULL, err);
+        return recipe_apt_each(NULL, NULL, &index_path, 1, mirror_dir, packages, n, arch, root,
+                               merged_usr, true, NULL, NULL, NULL, err);
+}
+
+/* ---- what dpkg records of a package (recipe_dpkg.c) ---- */
+
+void recipe_deb_meta_release(struct recipe_deb_meta *m)
+{
+        if (!m)
+                return;
+        free(m->control);
+        for (size_t i = 0; i < m->n_members; i++) {
+                free(m->members[i].name);
+                free(m->members[i].data);
+        }
+        free(m->members);
+        free(m->list);
+        free(m->conffiles);
+        memset(m, 0, sizeof(*m));
+}
+
+static int buf_add(char **buf, size_t *len, const char *s, struct kiln_error *err)
+{
+        size_t n = strlen(s);
+        char *nb = realloc(*buf, *len + n + 1);
+
+        if (!nb)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        memcpy(nb + *len, s, n + 1);
+        *buf = nb;
+        *len += n;
+        return 0;
+}
+
+/* control.tar: every member (dpkg keeps all but control in info/) */
+static int meta_control(struct archive *a, const char *deb, struct recipe_deb_meta *m,
+                        struct kiln_error *err)
+{
+        struct archive_entry *e;
+        int r;
+
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                struct recipe_deb_member *nm;
+                char *data;
+                size_t len;
+
+                while (name[0] == '.' && name[1] == '/')
+                        name += 2;
+                if (archive_entry_filetype(e) != AE_IFREG)
+                        continue;
+                if (!*name || strchr(name, '/') || name[0] == '.')
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "invalid package '%s': control member '%s'", deb,
+                                              name);
+                if (read_small(a, RECIPE_DEB_CONTROL_MAX, &data, &len) < 0)
+                        return kiln_error_set(err, KILN_E_LIMIT,
+                                              "invalid package '%s': unreadable or oversized %s",
+                                              deb, name);
+                if (!strcmp(name, "control")) {
+                        free(m->control);
+                        m->control = data;
+                        continue;
+                }
+                nm = realloc(m->members, (m->n_members + 1) * sizeof(*nm));
+                if (!nm) {
+                        free(data);
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+                m->members = nm;
+                nm[m->n_members++] = (struct recipe_deb_member){
+                        .name = strdup(name), .data = data, .len = len,
+                        .mode = archive_entry_perm(e) & 0777};
+                if (!nm[m->n_members - 1].name)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        if (r != ARCHIVE_EOF)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid package '%s': control archive: %s", deb,
+                                      archive_error_string(a));
+        return m->control ? 0
+                          : kiln_error_set(err, KILN_E_INVALID,
+                                           "invalid package '%s': no control file", deb);
+}
+
+static const struct recipe_deb_member *member(const struct recipe_deb_meta *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_members; i++)
+                if (!strcmp(m->members[i].name, name))
+                        return &m->members[i];
+        return NULL;
+}
+
+/* Whether "/path" is a line of the conffiles member. */
+static bool is_conffile(const struct recipe_deb_meta *m, const char *path)
+{
+        const struct recipe_deb_member *c = member(m, "conffiles");
+        size_t n = strlen(path);
+
+        for (const char *l = c ? c->data : NULL; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t len = nl ? (size_t)(nl - l) : strlen(l);
+                while (len && (l[len - 1] == ' ' || l[len - 1] == '\r'))
+                        len--;
+                /* "remove-on-upgrade /etc/x" (dpkg 1.20.1) names a path too */
+                if (len >= n && !strncmp(l + len - n, path, n) && (len == n || l[len - n - 1] == ' '))
+                        return true;
+                l = nl ? nl + 1 : NULL;
+        }
+        return false;
+}
+
+/* data.tar: the paths dpkg lists ("/.", "/usr", ...) and the md5 of
+ * each conffile, as " /etc/x HEX" lines. */
+static int meta_data(struct archive *a, const char *deb, struct recipe_deb_meta *m,
+                     struct kiln_error *err)
+{
+        struct archive_entry *e;
+        size_t ll = 0, cl = 0;
+        int r;
+
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                _cleanup_free_ char *path = NULL;
+                while (name[0] == '.' && name[1] == '/')
+                        name += 2;
+                while (name[0] == '/')
+                        name++;
+                path = *name ? kiln_strdupf("/%s", name) : strdup("/.");
+                if (!path)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                while (strlen(path) > 2 && path[strlen(path) - 1] == '/')
+                        path[strlen(path) - 1] = '\0';
+                if (buf_add(&m->list, &ll, path, err) < 0 || buf_add(&m->list, &ll, "\n", err) < 0)
+                        return -1;
+                if (archive_entry_filetype(e) == AE_IFREG && is_conffile(m, path)) {
+                        EVP_MD_CTX *c = EVP_MD_CTX_new();
+                        unsigned char md[16], buf[65536];
+                        char line[4200], hex[33];
+                        la_ssize_t n;
+                        if (!c || !EVP_DigestInit_ex(c, EVP_md5(), NULL)) {
+                                EVP_MD_CTX_free(c);
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        }
+                        while ((n = archive_read_data(a, buf, sizeof(buf))) > 0)
+                                EVP_DigestUpdate(c, buf, (size_t)n);
+                        EVP_DigestFinal_ex(c, md, NULL);
+                        EVP_MD_CTX_free(c);
+                        if (n < 0)
+                                return kiln_error_set(err, KILN_E_INVALID,
+                                                      "invalid package '%s': %s", deb,
+                                                      archive_error_string(a));
+                        for (int i = 0; i < 16; i++)
+                                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+                        snprintf(line, sizeof(line), " %s %s\n", path, hex);
+                        if (buf_add(&m->conffiles, &cl, line, err) < 0)
+                                return -1;
+                }
+        }
+        if (r != ARCHIVE_EOF)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", deb,
+                                      archive_error_string(a));
+        return 0;
+}
+
+int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err)
+{
+        struct archive *outer = archive_read_new();
+        struct archive_entry *e;
+        struct inner *in = calloc(1, sizeof(*in));
+        struct recipe_deb_meta m = {0};
+        bool have_data = false;
+        int rc = -1, r;
+
+        if (!in || !outer) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        archive_read_support_format_ar(outer);
+        if (archive_read_open_filename(outer, path, 65536) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
+                               archive_error_string(outer));
+                goto out;
+        }
+        in->outer = outer;
+        while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
+                const char *name = archive_entry_pathname(e);
+                bool control = str_has_prefix(name, "control.tar");
+                struct archive *a;
+                if (!control && !str_has_prefix(name, "data.tar"))
+                        continue;
+                if (!control && !m.control) {
+                        kiln_error_set(err, KILN_E_INVALID,
+                                       "invalid package '%s': data before control", path);
+                        goto out;
+                }
+                a = open_inner(in, path, name, err);
+                if (!a)
+                        goto out;
+                r = control ? meta_control(a, path, &m, err) : meta_data(a, path, &m, err);
+                archive_read_free(a);
+                if (r < 0)
+                        goto out;
+                have_data |= !control;
+        }
+        if (!m.control || !have_data) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "invalid package '%s': expected control.tar and data.tar members",
+                               path);
+                goto out;
+        }
+        *ret = m;
+        memset(&m, 0, sizeof(m));
+        rc = 0;
+out:
+        recipe_deb_meta_release(&m);
+        if (outer)
+                archive_read_free(outer);
+        free(in);
+        return rc;
 }

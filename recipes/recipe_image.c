@@ -284,17 +284,26 @@ static int build_in_image_run(void *ctx, const struct recipe_build_step *s, cons
                                      ret_status, err);
 }
 
+static json_t *lock_layer(json_t *lock, const char *name)
+{
+        return json_object_get(json_object_get(lock, "layers"), name);
+}
+
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
-                           struct layer_cache *cache, const struct recipe_image_opts *o,
+                           const char *base_root, struct layer_cache *cache,
+                           const struct recipe_image_opts *o,
                            const struct recipe_build_remote *remote,
                            const struct recipe_build_sandbox *in_image,
                            const struct oci_digest *key, struct layer_result *ret,
                            char **ret_revision, struct kiln_error *err)
 {
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                       .fetch_ctx = o->fetch_ctx, .build_remote = remote,
+                                       .fetch_ctx = o->fetch_ctx,
+                                       .fetch_signed = o->fetch_signed, .build_remote = remote,
                                        .log = o->step_log, .layer = plan->layers[i].name,
-                                       .in_image = in_image};
+                                       .in_image = in_image, .base_root = base_root,
+                                       .locked = o->locked,
+                                       .lock_layer = lock_layer(o->lock, plan->layers[i].name)};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
@@ -443,6 +452,7 @@ out:
 struct layer_jobs {
         const struct recipe_plan *plan;
         const char *stage_root;
+        const char *base_root; /* the base's keyrings and dpkg status, or NULL */
         struct layer_cache *cache;
         const struct recipe_image_opts *o;
         struct oci_store *repo_rd, *repo_wr, *early;
@@ -520,10 +530,13 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct layer_cache *cache = lj->cache;
         struct layer_result *res = lj->res;
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                       .fetch_ctx = o->fetch_ctx, .build_remote = lj->remote,
+                                       .fetch_ctx = o->fetch_ctx,
+                                       .fetch_signed = o->fetch_signed, .build_remote = lj->remote,
                                        .inventory = (o->sbom || (o->locked && o->lock)) &&
                                                     !lj->packages[i],
-                                       .log = o->step_log, .layer = plan0->layers[i].name};
+                                       .log = o->step_log, .layer = plan0->layers[i].name,
+                                       .base_root = lj->base_root, .locked = o->locked,
+                                       .lock_layer = lock_layer(o->lock, plan0->layers[i].name)};
         struct recipe_stage_result kres = {0};
         struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
                                       .below = res, .writer = &o->writer, .log = o->step_log};
@@ -597,8 +610,9 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                         o->layer_state(o->progress_ctx, plan0->layers[i].name, "building", NULL);
                 if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
                              ? recipe_run_layer(&rctx, plan0, i, &key, &res[i], err)
-                             : stage_and_build(plan0, i, lj->stage_root, cache, o, lj->remote,
-                                               so.in_image, &key, &res[i], &revision, err)) < 0) {
+                             : stage_and_build(plan0, i, lj->stage_root, lj->base_root, cache, o,
+                                               lj->remote, so.in_image, &key, &res[i], &revision,
+                                               err)) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }
@@ -911,6 +925,26 @@ static void check_tag_provenance(const struct recipe_image_opts *o, struct oci_s
              full, d.str, was, will);
 }
 
+/* The base's keyrings and dpkg status, for debs layers only: reading
+ * them streams the base's layers (once per base digest). */
+static int base_root_for(const struct recipe_plan *plan, struct oci_store *st,
+                         const struct oci_image *img, const char *cache_dir, char **ret,
+                         struct kiln_error *err)
+{
+        bool debs = false;
+
+        for (size_t i = 0; i < plan->n_layers; i++)
+                debs |= plan->layers[i].kind == RECIPE_LAYER_DEBS;
+        *ret = NULL;
+        if (!debs || !st || !img->m)
+                return 0;
+        if (recipe_base_files(st, img->m, img->top.desc.digest.str, cache_dir, ret, err) < 0) {
+                kiln_error_prefix(err, "read the base's apt keyrings and dpkg status");
+                return -1;
+        }
+        return 0;
+}
+
 /* ---- locks ---- */
 
 /* Git sources take the locked commits; a layer missing from the lock is an
@@ -1006,7 +1040,9 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
         struct recipe_plan *plan = NULL;
         struct oci_store *base_st = NULL;
         struct oci_fetched top = {0};
+        struct oci_image img = {0};
         struct layer_cache *cache = NULL;
+        _cleanup_free_ char *base_root = NULL;
         json_t *lock = NULL, *layers;
         int rc = -1;
 
@@ -1023,6 +1059,12 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
         cache = layer_cache_open(o->cache_dir, err);
         if (!cache)
                 goto out;
+        if (base_st) {
+                if (oci_image_load(base_st, NULL, o->platform, &img, err) < 0 ||
+                    base_root_for(plan, base_st, &img, layer_cache_dir(cache), &base_root,
+                                  err) < 0)
+                        goto out;
+        }
         lock = json_pack("{s:i, s:s?, s:{s:s, s:s?}, s:{}}", "lockVersion", 1, "recipe",
                          o->recipe_digest, "base", "ref", plan->base, "digest",
                          base_st ? top.desc.digest.str : NULL, "layers");
@@ -1032,8 +1074,9 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
         for (size_t i = 0; i < plan->n_layers; i++) {
                 struct recipe_layer *l = &plan->layers[i];
                 struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
-                                               .fetch_ctx = o->fetch_ctx, .log = o->step_log,
-                                               .layer = l->name,
+                                               .fetch_ctx = o->fetch_ctx,
+                                               .fetch_signed = o->fetch_signed, .log = o->step_log,
+                                               .layer = l->name, .base_root = base_root,
                                                .inventory = l->kind == RECIPE_LAYER_WHEELS};
                 struct recipe_stage_result kres = {0};
                 json_t *e;
@@ -1057,6 +1100,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                         json_object_set_new(e, "revision", json_string(kres.revision));
                 if (kres.packages)
                         json_object_set_new(e, "packages", lock_packages(kres.packages));
+                if (json_array_size(kres.apt_releases))
+                        json_object_set(e, "apt", kres.apt_releases);
                 json_object_set_new(layers, l->name, e);
                 recipe_stage_result_release(&kres);
         }
@@ -1066,6 +1111,7 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
 out:
         json_decref(lock);
         layer_cache_free(cache);
+        oci_image_release(&img);
         oci_fetched_release(&top);
         oci_store_free(base_st);
         recipe_plan_free(plan);
@@ -1089,7 +1135,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct oci_descriptor *layers = NULL;
         struct recipe_image_result out = {0};
         _cleanup_free_ char *stage_root = NULL, *cbuf = NULL, *mbuf = NULL, *cl_dir = NULL;
-        _cleanup_free_ char *base_ref = NULL;
+        _cleanup_free_ char *base_ref = NULL, *base_root = NULL;
         json_t *config = NULL, *mj = NULL, *ann = NULL, *base_env;
         struct oci_descriptor cd = {0}, md = {0};
         struct oci_copy_opts copts = {0};
@@ -1137,6 +1183,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         }
         cache = layer_cache_open(o->cache_dir, err);
         if (!cache)
+                goto out;
+        if (base_root_for(plan0, base_st, &base, layer_cache_dir(cache), &base_root, err) < 0)
                 goto out;
         if (o->cache_repo) {
                 repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
@@ -1195,10 +1243,15 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache),
                                                        .fetch = o->fetch,
                                                        .fetch_ctx = o->fetch_ctx,
+                                                       .fetch_signed = o->fetch_signed,
                                                        .build_remote = repo_rd ? &remote : NULL,
                                                        .inventory = o->sbom,
                                                        .log = o->step_log,
-                                                       .layer = plan0->layers[i].name};
+                                                       .layer = plan0->layers[i].name,
+                                                       .base_root = base_root,
+                                                       .locked = o->locked,
+                                                       .lock_layer = lock_layer(
+                                                               o->lock, plan0->layers[i].name)};
                         struct recipe_stage_result kres = {0};
                         if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
                                 oci_hasher_release(&h);
@@ -1271,7 +1324,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 out.n_layers = plan0->n_layers;
                 for (size_t i = 0; o->layer_state && i < plan0->n_layers; i++)
                         o->layer_state(o->progress_ctx, plan0->layers[i].name, "waiting", NULL);
-                struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root, .cache = cache,
+                struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root,
+                                        .base_root = base_root, .cache = cache,
                                         .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
                                         .early = early, .remote = repo_rd ? &remote : NULL,
                                         .base_st = base_st, .base = &base,

@@ -72,6 +72,7 @@ struct recipe_image_opts {
         const char *cache_dir;               /* NULL: the default */
         recipe_fetch_fn fetch;               /* http(s) inputs; NULL: local ones only */
         void *fetch_ctx;
+        recipe_fetch_fn fetch_signed;        /* apt sources (stage.h); same ctx */
         const char *recipe_digest;           /* of the recipe file, recorded; may be NULL */
         struct layer_writer_opts writer;     /* compression, level, mtime */
         const struct oci_platform *platform; /* of the base; NULL: the host's */
@@ -141,8 +142,16 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
  * commits, index entries to their files' digests, through the layer keys)
  * into a lock document:
  *   {"lockVersion":1,"recipe":DIGEST,"base":{"ref":REF,"digest":D},
- *    "layers":{NAME:{"key":KEY,"revision":COMMIT?}}} */
+ *    "layers":{NAME:{"key":KEY,"revision":COMMIT?,"apt":[RELEASE,...]?}}}
+ * where RELEASE is the sha256 of each apt source's signed Release. */
 int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *opts,
                       json_t **ret, struct kiln_error *err);
+
+/* The base's files kiln reads (recipe_stage_opts.base_root): its apt
+ * keyrings and sources, and /var/lib/dpkg/status, read from its layers
+ * top layer first (whiteouts respected) into CACHE/base/HEX-OF-DIGEST/,
+ * once per base digest.  ret_dir: that directory. */
+int recipe_base_files(struct oci_store *st, const struct oci_manifest *m, const char *digest,
+                      const char *cache_dir, char **ret_dir, struct kiln_error *err);
 
 #endif

@@ -67,6 +67,11 @@ int recipe_copy_tree_filtered(const char *src, const char *dst, const char *rel,
 int recipe_run(const char *const *argv, const char *cwd, char *const *envp, int out_fd,
                struct kiln_error *err);
 
+/* Runs argv like recipe_run() with its stdout in *ret_out (at most 1 MiB)
+ * and its exit status in *ret_status: a status below 126 is no error. */
+int recipe_run_output(const char *const *argv, char *const *envp, char **ret_out,
+                      int *ret_status, struct kiln_error *err);
+
 struct archive;
 /* Writes every entry of a tar reader under root: regular files, dirs,
  * symlinks, hard links; refuses '..' and writing through links. */
@@ -75,12 +80,93 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
 
 /* The apt front end; root NULL: verify only.  Appends each package's
  * sha256 to resolved and, when inventory is not NULL, its entry (stage.h:
- * recipe_stage_result.packages) from the index's stanza. */
+ * recipe_stage_result.packages) from the index's stanza; when files is not
+ * NULL, the local path of each .deb (fetched even without root). */
 struct recipe_stage_opts;
 int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                    const char *index_path, const char *mirror, const char *const *packages,
-                    size_t n, const char *arch, const char *root, bool merged_usr,
-                    json_t *resolved, json_t *inventory, struct kiln_error *err);
+                    const char *const *index_paths, size_t n_index, const char *mirror,
+                    const char *const *packages, size_t n, const char *arch, const char *root,
+                    bool merged_usr, bool status_d, json_t *resolved, json_t *inventory,
+                    json_t *files, struct kiln_error *err);
+/* recipe_deb_unpack(); status_d false: no status.d entry (the layer
+ * carries a dpkg database instead). */
+int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
+                         bool status_d, char **ret_package, struct kiln_error *err);
+/* The value of field in a deb822 stanza (first line only), or NULL. */
+char *recipe_control_field(const char *control, const char *field);
+
+/* An apt source's indexes (recipe_apt.c): the Packages files of its
+ * components, each checked against a Release whose signature gpgv
+ * verified with the recipe's keyring or the base's (docs/security.md).
+ * A local mirror without a keyring is read as given: release is NULL. */
+struct recipe_apt_index {
+        char **files; /* local paths, any compression */
+        size_t n;
+        char *mirror;  /* where Filename paths start: URL or directory */
+        char *release; /* "sha256:HEX" of the InRelease (or Release) */
+};
+/* source: one entry of a debs layer's 'apt'; arch: the layer's; pin: the
+ * lock's digest of its Release (NULL: none), read from the cache when
+ * there and required with o->locked. */
+int recipe_apt_index_open(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                          const json_t *source, const char *arch, const char *pin,
+                          struct recipe_apt_index *ret, struct kiln_error *err);
+void recipe_apt_index_release(struct recipe_apt_index *x);
+/* gpgv's --status-fd lines -> 0 when a key of the keyring made a good
+ * signature and no signature is bad (apt's rule); else the reason, with
+ * what (the source) first. */
+int recipe_apt_gpgv_verdict(const char *status, int exit_status, const char *what,
+                            struct kiln_error *err);
+/* "Sat, 04 Dec 2026 17:00:00 UTC" -> seconds since the epoch. */
+int recipe_apt_date_parse(const char *s, long long *ret);
+
+/* What dpkg records of a package (recipe_deb.c): its control file, the
+ * other control.tar members (md5sums, conffiles, maintainer scripts,
+ * shlibs, triggers...), the paths it ships as dpkg -L lists them, and
+ * " /etc/x MD5" lines for its conffiles. */
+struct recipe_deb_member {
+        char *name;
+        char *data;
+        size_t len;
+        unsigned mode;
+};
+struct recipe_deb_meta {
+        char *control;
+        struct recipe_deb_member *members;
+        size_t n_members;
+        char *list;
+        char *conffiles;
+};
+int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err);
+void recipe_deb_meta_release(struct recipe_deb_meta *m);
+
+/* The dpkg database of a debs layer (recipe_dpkg.c): the base's status
+ * (recipe_dpkg_status_path: base_root's /var/lib/dpkg/status, *ret NULL
+ * when the base has none), the packages of the layers below added without
+ * root, the layer's own with root (its info/ files are written there),
+ * then the merged status written under root. */
+struct recipe_dpkg;
+int recipe_dpkg_status_path(const char *base_root, char **ret);
+int recipe_dpkg_load(const char *status_path, struct recipe_dpkg **ret, struct kiln_error *err);
+int recipe_dpkg_add(struct recipe_dpkg *db, const struct recipe_deb_meta *m, const char *root,
+                    struct kiln_error *err);
+int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kiln_error *err);
+void recipe_dpkg_free(struct recipe_dpkg *db);
+
+/* Debian versions compared as dpkg --compare-versions does: <0, 0, >0. */
+int recipe_deb_version_cmp(const char *a, const char *b);
+/* The packages apt-get install would add for requests (names with an
+ * optional "(OP VERSION)") over the Packages texts indexes[0..n) of the
+ * layer's apt sources, for arch, given the dpkg status of the image below
+ * (may be NULL): *ret is [{"name","version","source":I}] in install order
+ * (dependencies first), I the index of the source the package comes from. */
+int recipe_apt_resolve(const char *const *indexes, size_t n, const char *status, const char *arch,
+                       const char *const *requests, size_t n_req, json_t **ret,
+                       struct kiln_error *err);
+/* The stanzas of the Packages files at paths, one text. */
+int recipe_apt_read_indexes(const char *const *paths, size_t n, char **ret,
+                            struct kiln_error *err);
+
 /* One inventory entry (stage.h: recipe_stage_result.packages); file is a
  * path or URL whose last part is the file's name; arch and url may be NULL. */
 struct recipe_inventory_item {
@@ -97,6 +183,12 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
  * CACHE/fetch/) an http(s) URL; immutable ones are fetched once. */
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                         const char *s, bool immutable, int64_t max, struct kiln_error *err);
+/* The same; signed_: the caller checks the file against a signature or a
+ * hash from a signed index before use, so o->fetch_signed (plain http
+ * allowed) fetches it. */
+char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                           const char *s, bool immutable, int64_t max, bool signed_,
+                           struct kiln_error *err);
 /* git sources in two steps: ref -> commit (fetching a URL into the cache
  * mirror), then commit -> tree at root/path. */
 int recipe_git_resolve(const char *repository, const char *ref, const char *cache_dir,

@@ -521,13 +521,50 @@ static const struct sfield debs_fields[] = {
         {"apt", S_ARRAY, false},
         {"architecture", S_STRING, false},
         {"merged_usr", S_BOOL, false},
+        {"resolve", S_BOOL, false},
 };
 
+/* docs/recipes.md "apt sources": the index form (mirror + index under
+ * dists/SUITE/) or the deb822 form (mirror, suite, components, arch) */
 static const struct sfield apt_fields[] = {
         {"mirror", S_STRING, true},
-        {"index", S_STRING, true},
+        {"index", S_STRING, false},
+        {"suite", S_STRING, false},
+        {"components", S_ARRAY, false},
+        {"arch", S_STRING, false},
+        {"keyring", S_STRING, false},
+        {"signed_by", S_STRING, false},
         {"packages", S_ARRAY, true},
 };
+
+/* One apt source names its index one way, and its keyring once. */
+static int check_apt_source(const struct recipe *r, const json_t *e, const char *ptr,
+                            const char *where, struct kiln_error *err)
+{
+        bool index = json_object_get(e, "index"), suite = json_object_get(e, "suite");
+        const json_t *c = json_object_get(e, "components");
+
+        if (index == suite)
+                return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
+                                       "an apt source in %s needs 'index' or 'suite' (not both)",
+                                       where);
+        if (index && (c || json_object_get(e, "arch")))
+                return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
+                                       "'components' and 'arch' in %s go with 'suite', not 'index'",
+                                       where);
+        if (suite && json_array_size(c) == 0)
+                return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
+                                       "an apt source with 'suite' in %s needs 'components'", where);
+        if (json_object_get(e, "keyring") && json_object_get(e, "signed_by"))
+                return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
+                                       "'keyring' and 'signed_by' in %s name the same thing: give one",
+                                       where);
+        if (c) {
+                _cleanup_free_ char *cp = recipe_ptr_key(ptr, "components");
+                return check_elems(r, c, cp, "'components'", S_STRING, err);
+        }
+        return 0;
+}
 
 static const struct sfield source_fields[] = {
         LAYER_COMMON,
@@ -789,7 +826,8 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                         if (check_object(r, e, ep, where, apt_fields, ARRAY_SIZE(apt_fields),
                                          err) < 0 ||
                             check_elems(r, json_object_get(e, "packages"), pp, "'packages'",
-                                        S_STRING, err) < 0)
+                                        S_STRING, err) < 0 ||
+                            check_apt_source(r, e, ep, where, err) < 0)
                                 return -1;
                 }
                 if (!json_object_get(l, "debs") && !json_object_get(l, "apt"))

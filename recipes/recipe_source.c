@@ -26,7 +26,7 @@ extern char **environ;
 /* Runs argv; stdout goes to out_fd (>= 0), or into *ret_out (when not
  * NULL), or to /dev/null; the tail of stderr ends up in the message. */
 static int run_capture(const char *const *argv, const char *cwd, char *const *envp, int out_fd,
-                       char **ret_out, struct kiln_error *err)
+                       char **ret_out, int *ret_status, struct kiln_error *err)
 {
         int opipe[2] = {-1, -1}, epipe[2] = {-1, -1};
         char etail[400] = "";
@@ -109,6 +109,12 @@ static int run_capture(const char *const *argv, const char *cwd, char *const *en
         }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        if (ret_status && WIFEXITED(status) && WEXITSTATUS(status) < 126) {
+                /* the caller reads the output whatever the status */
+                *ret_status = WEXITSTATUS(status);
+                *ret_out = obuf ? obuf : strdup("");
+                return *ret_out ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 /* one line: the last non-empty line of stderr */
                 char *line;
@@ -131,7 +137,13 @@ static int run_capture(const char *const *argv, const char *cwd, char *const *en
 int recipe_run(const char *const *argv, const char *cwd, char *const *envp, int out_fd,
                struct kiln_error *err)
 {
-        return run_capture(argv, cwd, envp, out_fd, NULL, err);
+        return run_capture(argv, cwd, envp, out_fd, NULL, NULL, err);
+}
+
+int recipe_run_output(const char *const *argv, char *const *envp, char **ret_out,
+                      int *ret_status, struct kiln_error *err)
+{
+        return run_capture(argv, NULL, envp, -1, ret_out, ret_status, err);
 }
 
 /* git as every builder runs it: no system or user config (core.autocrlf,
@@ -164,7 +176,7 @@ static int run_git(const char *const *argv, char **ret_out, struct kiln_error *e
 
         if (!env)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        return run_capture(argv, NULL, env, -1, ret_out, err);
+        return run_capture(argv, NULL, env, -1, ret_out, NULL, err);
 }
 
 static bool is_dir(const char *p)

@@ -27,6 +27,7 @@ void recipe_stage_result_release(struct recipe_stage_result *res)
         free(res->layer_inputs);
         free(res->excluded);
         json_decref(res->packages);
+        json_decref(res->apt_releases);
         memset(res, 0, sizeof(*res));
 }
 
@@ -237,6 +238,16 @@ static bool is_url(const char *s)
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
                         const char *s, bool immutable, int64_t max, struct kiln_error *err)
 {
+        return recipe_input_file_as(p, o, s, immutable, max, false, err);
+}
+
+char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                           const char *s, bool immutable, int64_t max, bool signed_,
+                           struct kiln_error *err)
+{
+        recipe_fetch_fn fetch = signed_ && o && o->fetch_signed ? o->fetch_signed
+                                : o                            ? o->fetch
+                                                               : NULL;
         struct oci_digest d;
         _cleanup_free_ char *dir = NULL;
         char *dest;
@@ -245,7 +256,7 @@ char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_o
 
         if (!is_url(s))
                 return recipe_resolve_input(p, s, err);
-        if (!o || !o->fetch) {
+        if (!fetch) {
                 kiln_error_set(err, KILN_E_UNSUPPORTED,
                                "cannot fetch '%s': only local paths and file:// URLs are read until the HTTP client lands",
                                s);
@@ -270,7 +281,7 @@ char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_o
          * once; index pages every time */
         if (immutable && stat(dest, &st) == 0 && S_ISREG(st.st_mode))
                 return dest;
-        if (kiln_mkdir_p(dir, 0755, err) < 0 || o->fetch(o->fetch_ctx, s, dest, max, err) < 0) {
+        if (kiln_mkdir_p(dir, 0755, err) < 0 || fetch(o->fetch_ctx, s, dest, max, err) < 0) {
                 free(dest);
                 return NULL;
         }
@@ -927,9 +938,84 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
         return rc;
 }
 
-static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                      const json_t *params, const char *dir, json_t *resolved,
-                      json_t *packages, struct kiln_error *err)
+/* The packages of one debs layer: unpacked into dir (when not NULL), their
+ * sha256 in resolved, their local paths in files (when not NULL). */
+/* The apt sources of a debs layer with dependency resolution (the
+ * default): the closure of every source's packages over all the layer's
+ * indexes, minus what installed (the dpkg status below) has; then each
+ * chosen package from its own source. */
+static int apt_resolved(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                        const json_t *params, const char *arch, const char *dir, bool merged_usr,
+                        bool status_d, const char *installed, json_t *resolved, json_t *packages,
+                        json_t *apt_releases, json_t *files, struct kiln_error *err)
+{
+        const json_t *apt = json_object_get(params, "apt"), *v, *e;
+        size_t n = json_array_size(apt), i, k, n_req = 0;
+        const json_t *pins = json_object_get(o->lock_layer, "apt");
+        struct recipe_apt_index *x = calloc(n + 1, sizeof(*x));
+        char **texts = calloc(n + 1, sizeof(char *));
+        const char **reqs = NULL, **names = NULL;
+        json_t *chosen = NULL;
+        int rc = -1;
+
+        if (!x || !texts)
+                goto nomem;
+        json_array_foreach(jmut(apt), i, v) n_req += json_array_size(json_object_get(v, "packages"));
+        reqs = calloc(n_req + 1, sizeof(char *));
+        if (!reqs)
+                goto nomem;
+        n_req = 0;
+        json_array_foreach(jmut(apt), i, v) {
+                if (recipe_apt_index_open(p, o, v, arch, json_string_value(json_array_get(pins, i)),
+                                          &x[i], err) < 0 ||
+                    recipe_apt_read_indexes((const char *const *)x[i].files, x[i].n, &texts[i],
+                                            err) < 0)
+                        goto out;
+                if (apt_releases)
+                        json_array_append_new(apt_releases, x[i].release ? json_string(x[i].release)
+                                                                         : json_null());
+                json_array_foreach(json_object_get(v, "packages"), k, e) reqs[n_req++] =
+                        json_string_value(e);
+        }
+        if (recipe_apt_resolve((const char *const *)texts, n, installed, arch, reqs, n_req, &chosen,
+                               err) < 0)
+                goto out;
+        names = calloc(json_array_size(chosen) + 1, sizeof(char *));
+        if (!names)
+                goto nomem;
+        for (i = 0; i < n; i++) {
+                size_t m = 0;
+                json_array_foreach(chosen, k, e) {
+                        if ((size_t)json_integer_value(json_object_get(e, "source")) != i)
+                                continue;
+                        names[m++] = json_string_value(json_object_get(e, "spec"));
+                }
+                if (m && recipe_apt_each(p, o, (const char *const *)x[i].files, x[i].n,
+                                         x[i].mirror, names, m, arch, dir, merged_usr, status_d,
+                                         resolved, packages, files, err) < 0)
+                        goto out;
+        }
+        rc = 0;
+        goto out;
+nomem:
+        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+out:
+        for (i = 0; x && i < n; i++)
+                recipe_apt_index_release(&x[i]);
+        for (i = 0; texts && i < n; i++)
+                free(texts[i]);
+        free(x);
+        free(texts);
+        free(reqs);
+        free(names);
+        json_decref(chosen);
+        return rc;
+}
+
+static int debs_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                     const json_t *params, const char *dir, bool status_d, const char *installed,
+                     json_t *resolved, json_t *packages, json_t *apt_releases, json_t *files,
+                     struct kiln_error *err)
 {
         bool merged_usr = !json_is_false(json_object_get(params, "merged_usr"));
         const json_t *av = json_object_get(params, "architecture");
@@ -952,7 +1038,7 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                                                       "invalid sha256 '%s' for package '%s'", sha,
                                                       path);
                         json_array_append_new(resolved, json_string(hex));
-                        if (!dir && !packages)
+                        if (!dir && !packages && !files)
                                 continue;
                         file = recipe_input_file(p, o, path, true, -1, err);
                         /* the name, version and architecture are in the package */
@@ -960,43 +1046,159 @@ static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opt
                                                                        err) < 0))
                                 return -1;
                 }
-                if (dir && recipe_deb_unpack(file, sha, dir, merged_usr, NULL, err) < 0)
+                if (files)
+                        json_array_append_new(files, json_string(file));
+                if (dir && recipe_deb_unpack_as(file, sha, dir, merged_usr, status_d, NULL, err) < 0)
                         return -1;
         }
+        if (!json_is_false(json_object_get(params, "resolve")))
+                return apt_resolved(p, o, params, arch, dir, merged_usr, status_d, installed,
+                                    resolved, packages, apt_releases, files, err);
         json_array_foreach(json_object_get(params, "apt"), i, v) {
-                const char *mirror = json_string_value(json_object_get(v, "mirror"));
-                const char *index = json_string_value(json_object_get(v, "index"));
                 const json_t *pk = json_object_get(v, "packages"), *e;
-                _cleanup_free_ char *mdir = NULL;
-                _cleanup_free_ char *ipath = NULL;
+                const json_t *pins = json_object_get(o->lock_layer, "apt");
+                struct recipe_apt_index x = {0};
                 const char **names;
                 size_t k;
                 int rc;
 
-                /* the mirror is a base: local dir, or a URL files are fetched from */
-                mdir = is_url(mirror) ? strdup(mirror) : recipe_resolve_input(p, mirror, err);
-                if (!mdir)
+                if (recipe_apt_index_open(p, o, v, arch, json_string_value(json_array_get(pins, i)),
+                                          &x, err) < 0)
                         return -1;
-                if (is_url(index) || index[0] == '/' || str_has_prefix(index, "file://")) {
-                        ipath = recipe_input_file(p, o, index, false, RECIPE_APT_INDEX_MAX, err);
-                } else {
-                        _cleanup_free_ char *iu = kiln_strdupf("%s/%s", mdir, index);
-                        ipath = iu ? recipe_input_file(p, o, iu, false, RECIPE_APT_INDEX_MAX, err)
-                                   : NULL;
-                }
-                if (!ipath)
-                        return -1;
+                if (apt_releases)
+                        json_array_append_new(apt_releases,
+                                              x.release ? json_string(x.release) : json_null());
                 names = calloc(json_array_size(pk) + 1, sizeof(char *));
-                if (!names)
+                if (!names) {
+                        recipe_apt_index_release(&x);
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
                 json_array_foreach(pk, k, e) names[k] = json_string_value(e);
-                rc = recipe_apt_each(p, o, ipath, mdir, names, json_array_size(pk), arch, dir,
-                                     merged_usr, resolved, packages, err);
+                rc = recipe_apt_each(p, o, (const char *const *)x.files, x.n, x.mirror, names,
+                                     json_array_size(pk), arch, dir, merged_usr, status_d,
+                                     resolved, packages, files, err);
                 free(names);
+                recipe_apt_index_release(&x);
                 if (rc < 0)
                         return -1;
         }
         return 0;
+}
+
+/* Adds the packages of files (local .deb paths) to db; root: the layer's
+ * own, whose info/ files are written there. */
+static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const char *root,
+                          struct kiln_error *err)
+{
+        const json_t *f;
+        size_t i;
+
+        json_array_foreach(jmut(files), i, f) {
+                struct recipe_deb_meta m = {0};
+                int rc = recipe_deb_meta_read(json_string_value(f), &m, err);
+                if (rc == 0)
+                        rc = recipe_dpkg_add(db, &m, root, err);
+                recipe_deb_meta_release(&m);
+                if (rc < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+/* The debs layers below layer li: what they install, as dpkg status
+ * stanzas appended to *installed (the image below as the resolver sees
+ * it); with resolved, their sha256 as "below:HEX" there; with files,
+ * their local paths. */
+static int debs_below(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      char **installed, json_t *resolved, json_t *files, struct kiln_error *err)
+{
+        struct recipe_stage_opts bo = *o;
+
+        /* their Releases are their own layers' to pin */
+        bo.lock_layer = NULL;
+        bo.inventory = true;
+        for (size_t k = 0; k < li; k++) {
+                json_t *kres = json_array(), *inv = json_array();
+                const json_t *s;
+                size_t j;
+                int rc = 0;
+                if (p->layers[k].kind != RECIPE_LAYER_DEBS) {
+                        json_decref(kres);
+                        json_decref(inv);
+                        continue;
+                }
+                if (!kres || !inv)
+                        rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                else
+                        rc = debs_each(p, &bo, p->layers[k].params, NULL, false, *installed, kres,
+                                       inv, NULL, files, err);
+                json_array_foreach(rc < 0 ? NULL : kres, j, s) {
+                        if (resolved)
+                                json_array_append_new(resolved, json_sprintf("below:%s",
+                                                                             json_string_value(s)));
+                }
+                json_array_foreach(rc < 0 ? NULL : inv, j, s) {
+                        char *more = kiln_strdupf(
+                                "%s\n\nPackage: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: %s\n",
+                                *installed ? *installed : "",
+                                json_string_value(json_object_get(s, "name")),
+                                json_string_value(json_object_get(s, "version")),
+                                json_string_value(json_object_get(s, "architecture")));
+                        if (!more) {
+                                rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                                break;
+                        }
+                        free(*installed);
+                        *installed = more;
+                }
+                json_decref(kres);
+                json_decref(inv);
+                if (rc < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+/* A debs layer.  On a base with a dpkg database the layer carries the
+ * merged one (recipe_dpkg.c): its key then covers the base's status and
+ * the packages of the debs layers below, which the status lists too. */
+static int stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      const json_t *params, const char *dir, json_t *resolved,
+                      json_t *packages, json_t *apt_releases, struct kiln_error *err)
+{
+        _cleanup_free_ char *status = NULL, *installed = NULL;
+        struct recipe_dpkg *db = NULL;
+        json_t *below = json_array(), *own = json_array();
+        char hex[65];
+        size_t len;
+        int rc = -1;
+
+        if (recipe_dpkg_status_path(o->base_root, &status) < 0 || !below || !own) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        if (status) {
+                if (recipe_sha256_file(status, hex, err) < 0 ||
+                    kiln_read_file(status, 64u << 20, &installed, &len, err) < 0)
+                        goto out;
+                json_array_append_new(resolved, json_sprintf("dpkg-status:sha256:%s", hex));
+        }
+        /* without dpkg in the base: status.d, as distroless images have */
+        if (debs_below(p, o, li, &installed, status ? resolved : NULL,
+                       status && dir ? below : NULL, err) < 0 ||
+            debs_each(p, o, params, dir, !status, installed, resolved, packages, apt_releases,
+                      status && dir ? own : NULL, err) < 0)
+                goto out;
+        if (status && dir &&
+            (recipe_dpkg_load(status, &db, err) < 0 || dpkg_add_files(db, below, NULL, err) < 0 ||
+             dpkg_add_files(db, own, dir, err) < 0 || recipe_dpkg_write(db, dir, err) < 0))
+                goto out;
+        rc = 0;
+out:
+        recipe_dpkg_free(db);
+        json_decref(below);
+        json_decref(own);
+        return rc;
 }
 
 static int stage_source(const struct recipe_plan *p, const json_t *params, const char *dir,
@@ -1457,7 +1659,10 @@ static int run_layer(const struct recipe_plan *plan, size_t i, const char *dir,
                 rc = stage_wheels(plan, i, opts, l->params, dir, resolved, packages, err);
                 break;
         case RECIPE_LAYER_DEBS:
-                rc = stage_debs(plan, opts, l->params, dir, resolved, packages, err);
+                res->apt_releases = json_array();
+                rc = res->apt_releases ? stage_debs(plan, opts, i, l->params, dir, resolved,
+                                                    packages, res->apt_releases, err)
+                                       : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 break;
         case RECIPE_LAYER_SOURCE:
                 rc = stage_source(plan, l->params, dir, opts, res, resolved, err);

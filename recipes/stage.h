@@ -37,6 +37,7 @@
 #define RECIPE_INDEX_MAX (32u * 1024 * 1024)     /* a simple index page (torch's is large) */
 #define RECIPE_DEB_CONTROL_MAX (1024u * 1024)
 #define RECIPE_APT_INDEX_MAX (256u * 1024 * 1024) /* an uncompressed Packages index */
+#define RECIPE_APT_RELEASE_MAX (16u * 1024 * 1024) /* InRelease, Release, Release.gpg */
 
 /* Fetches url into the new file dest (written whole or not at all), at
  * most max bytes (max < 0: no limit).  kiln build passes registry/'s HTTP
@@ -76,6 +77,9 @@ struct recipe_stage_opts {
         const char *layer; /* the layer staged, for the log's name and lines */
         recipe_fetch_fn fetch; /* NULL: local inputs only */
         void *fetch_ctx;
+        /* for what a signature and hashes check before use (apt indexes and
+         * packages: docs/security.md): plain http allowed; NULL: fetch */
+        recipe_fetch_fn fetch_signed;
         const struct recipe_build_remote *build_remote; /* NULL: local only */
         /* build steps with "in": "image" (kiln build sets it for the layer
          * it stages); NULL: such a step can give its key but not run */
@@ -84,6 +88,13 @@ struct recipe_stage_opts {
          * the control data of .deb files given by path (fetching them once)
          * and needs a build step's output (cached, fetched or run) */
         bool inventory;
+        /* the base image's files kiln reads (its apt keyrings, its dpkg
+         * status) under their image paths; NULL: none (scratch, --stage) */
+        const char *base_root;
+        /* the lock's entry for the layer: "apt" holds the digest of each apt
+         * source's Release, in order (docs/recipes.md, "Locks"); NULL: none */
+        const json_t *lock_layer;
+        bool locked; /* a Release that differs from the lock's is an error */
 };
 
 struct recipe_stage_result {
@@ -102,6 +113,9 @@ struct recipe_stage_result {
          * null for a wheel a build step made.  It comes from the resolved
          * inputs, so a layer key computed without staging gives the same. */
         json_t *packages;
+        /* debs layers: "sha256:..." of each apt source's verified Release
+         * (null for a local mirror read as given), for kiln lock */
+        json_t *apt_releases;
 };
 
 void recipe_stage_result_release(struct recipe_stage_result *res);
@@ -215,7 +229,8 @@ int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
                                struct kiln_error *err);
 
 /* Unpacks data.tar.* of the .deb at path into root and writes its control
- * stanza to root/var/lib/dpkg/status.d/PACKAGE (as distroless images do).
+ * stanza to root/var/lib/dpkg/status.d/PACKAGE (as distroless images do;
+ * a debs layer on a base with dpkg writes a dpkg database instead).
  * No maintainer script runs.  merged_usr maps /bin, /sbin, /lib* to
  * /usr/... so the layer keeps a merged-/usr base's links.  ret_package
  * may be NULL. */
@@ -224,13 +239,13 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root, bo
 
 /* apt repositories without apt: finds package in a Packages index
  * (deb822 stanzas; Filename and SHA256 of the first stanza for arch or
- * "all").  No dependency resolution: a recipe lists every package. */
+ * "all").  Dependency resolution is the debs layer's (recipe_debdeps.c). */
 int recipe_apt_find(const char *index_buf, const char *package, const char *arch,
                     char **ret_filename, char **ret_sha256, struct kiln_error *err);
 /* Reads index_path (Packages, Packages.gz or .xz) and unpacks each of
  * packages from mirror_dir/FILENAME, verified against the index's SHA256.
- * (The index itself is trusted as given: checking it against a signed
- * Release file is registry/'s fetcher's job.) */
+ * The index itself is trusted as given: a debs layer checks it against
+ * its signed Release first (recipe_apt.c). */
 int recipe_apt_stage(const char *index_path, const char *mirror_dir,
                      const char *const *packages, size_t n, const char *arch, const char *root,
                      bool merged_usr, struct kiln_error *err);

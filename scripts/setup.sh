@@ -9,6 +9,7 @@ pkgs=(
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bubblewrap bc time
   mmdebstrap podman runc
+  gpgv gpg
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -35,4 +36,16 @@ if [ ! -s "$rootfs_dir/bookworm-gcc.tar" ] && command -v mmdebstrap >/dev/null; 
     rm -f "$rootfs_dir/bookworm-gcc.tar.tmp"
     echo "setup: mmdebstrap failed; the sandbox tests will say so" >&2
   fi
+fi
+# Real Debian packages for the dpkg database tests (tests/integration/
+# test_recipes_dpkg.py): fetched the way apt fetches them, kept here; jq and
+# curl with the dependencies a bookworm minbase root lacks.
+debs_dir="${KILN_TEST_DEBS_DIR:-/var/cache/kiln-test/debs}"
+if ! ls "$debs_dir"/jq_*.deb "$debs_dir"/curl_*.deb >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO mkdir -p "$debs_dir"
+  (cd "$debs_dir" && $SUDO apt-get download -q jq libjq1 libonig5 curl libcurl4 libbrotli1 \
+      libsasl2-modules-db libsasl2-2 libldap-2.5-0 libnghttp2-14 libpsl5 librtmp1 libssh2-1) ||
+    echo "setup: apt-get download failed; the dpkg database tests will say so" >&2
 fi

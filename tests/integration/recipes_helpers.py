@@ -1,12 +1,19 @@
 """Stand-ins for the recipe tests: wheels, .deb files, apt and PEP 503
 indexes, git repositories, all made here, offline."""
+import atexit
 import base64
+import email.utils
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
+import time
+import types
 import zipfile
 
 ROOT = pathlib.Path(os.environ.get("KILN_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
@@ -159,7 +166,8 @@ def make_simple_index(root, wheels, *, hashes=True, extra_links=(), metadata=Fal
     return root
 
 
-def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None):
+def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None,
+             conffiles=(), control=None):
     """dpkg-deb --build of a tree holding files ({path: bytes}, paths
     relative to /; a value of ("link", target) makes a symlink)."""
     outdir = pathlib.Path(outdir)
@@ -168,6 +176,11 @@ def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=
     (tree / "DEBIAN" / "control").write_text(
         f"Package: {package}\nVersion: {version}\nArchitecture: {arch}\n"
         f"Maintainer: kiln tests <tests@example.invalid>\nDescription: stand-in for {package}\n")
+    if control:
+        with open(tree / "DEBIAN" / "control", "a") as f:
+            f.write("".join(f"{k}: {v}\n" for k, v in control.items()))
+    if conffiles:
+        (tree / "DEBIAN" / "conffiles").write_text("".join(f"/{c}\n" for c in conffiles))
     if postinst:
         (tree / "DEBIAN" / "postinst").write_text(postinst)
         os.chmod(tree / "DEBIAN" / "postinst", 0o755)
@@ -190,22 +203,91 @@ def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=
     return path
 
 
-def make_apt_repo(mirror, debs, suite="jammy", component="main"):
-    """An apt mirror layout: pool/ with the debs and a gzipped Packages index."""
+_KEYS = {}
+
+
+def gpg_key(name="kiln test"):
+    """A signing key made with gpg (no passphrase) in its own GNUPGHOME, once
+    per test process: .home, .env (for gpg) and .keyring (the exported
+    public key, binary) and .armored (the same, ASCII armored)."""
+    if name in _KEYS:
+        return _KEYS[name]
+    # a short path: gpg-agent's socket lives in the home
+    home = pathlib.Path(tempfile.mkdtemp(prefix="kgpg"))
+    env = dict(os.environ, GNUPGHOME=str(home))
+    g = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*g, "--quick-gen-key", f"{name} <tests@example.invalid>", "ed25519", "sign",
+                    "never"], env=env, check=True, capture_output=True)
+    key = types.SimpleNamespace(home=home, env=env, gpg=g, keyring=home / "key.gpg",
+                                armored=home / "key.asc")
+    key.keyring.write_bytes(subprocess.run([*g, "--export"], env=env, check=True,
+                                           capture_output=True).stdout)
+    key.armored.write_bytes(subprocess.run([*g, "--armor", "--export"], env=env, check=True,
+                                           capture_output=True).stdout)
+    atexit.register(lambda: (subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env,
+                                            capture_output=True),
+                             shutil.rmtree(home, ignore_errors=True)))
+    _KEYS[name] = key
+    return key
+
+
+def apt_date(t):
+    return email.utils.formatdate(t, usegmt=True)
+
+
+def sign_release(dist, key=None, *, date=None, valid_until=None, inrelease=True):
+    """dist/Release listing every index file under dist (SHA256 and size),
+    signed into dist/InRelease (or dist/Release.gpg) by key (None: unsigned)."""
+    dist = pathlib.Path(dist)
+    files = sorted(p for p in dist.rglob("*") if p.is_file()
+                   and p.name not in ("Release", "InRelease", "Release.gpg"))
+    lines = [f"Origin: kiln tests", f"Suite: {dist.name}", f"Codename: {dist.name}",
+             f"Date: {apt_date(time.time() if date is None else date)}"]
+    if valid_until is not None:
+        lines.append(f"Valid-Until: {apt_date(valid_until)}")
+    lines.append("SHA256:")
+    for f in files:
+        lines.append(f" {sha256(f)} {f.stat().st_size:>8} {f.relative_to(dist)}")
+    (dist / "Release").write_text("\n".join(lines) + "\n")
+    for n in ("InRelease", "Release.gpg"):
+        (dist / n).unlink(missing_ok=True)
+    if key is not None:
+        how = ["--clearsign", "-o", dist / "InRelease"] if inrelease else \
+              ["--detach-sign", "-o", dist / "Release.gpg"]
+        subprocess.run([*key.gpg, *map(str, how), str(dist / "Release")], env=key.env,
+                       check=True, capture_output=True)
+
+
+def make_apt_repo(mirror, debs, suite="jammy", component="main", *, key="default",
+                  valid_until=None, inrelease=True, compressions=("gz",)):
+    """An apt mirror layout: pool/ with the debs, Packages indexes (one per
+    compression: "gz", "xz", "" for plain) and dists/SUITE/Release signed by
+    key (default: the tests' key; None: unsigned).  debs may be a dict
+    {component: [debs]}."""
     mirror = pathlib.Path(mirror)
-    stanzas = []
-    for d in debs:
-        d = pathlib.Path(d)
-        pkg = d.name.split("_")[0]
-        rel = f"pool/{component}/{pkg[0]}/{pkg}/{d.name}"
-        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mirror / rel).write_bytes(d.read_bytes())
-        stanzas.append(f"Package: {pkg}\nVersion: {d.name.split('_')[1]}\nArchitecture: amd64\n"
-                       f"Filename: {rel}\nSize: {d.stat().st_size}\nSHA256: {sha256(d)}\n")
-    idx = mirror / "dists" / suite / component / "binary-amd64"
-    idx.mkdir(parents=True, exist_ok=True)
-    with gzip.open(idx / "Packages.gz", "wt") as f:
-        f.write("\n".join(stanzas))
+    by_comp = debs if isinstance(debs, dict) else {component: debs}
+    for comp, ds in by_comp.items():
+        stanzas = []
+        for d in ds:
+            d = pathlib.Path(d)
+            pkg = d.name.split("_")[0]
+            rel = f"pool/{comp}/{pkg[0]}/{pkg}/{d.name}"
+            (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+            (mirror / rel).write_bytes(d.read_bytes())
+            stanzas.append(f"Package: {pkg}\nVersion: {d.name.split('_')[1]}\nArchitecture: amd64\n"
+                           f"Filename: {rel}\nSize: {d.stat().st_size}\nSHA256: {sha256(d)}\n")
+        idx = mirror / "dists" / suite / comp / "binary-amd64"
+        idx.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(stanzas).encode()
+        for c in compressions:
+            if c == "gz":
+                (idx / "Packages.gz").write_bytes(gzip.compress(text, mtime=0))
+            elif c == "xz":
+                (idx / "Packages.xz").write_bytes(lzma.compress(text))
+            else:
+                (idx / "Packages").write_bytes(text)
+    sign_release(mirror / "dists" / suite, gpg_key() if key == "default" else key,
+                 valid_until=valid_until, inrelease=inrelease)
     return mirror
 
 

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from recipes_helpers import (LINNAEUS, kiln, kiln_fails, make_apt_repo, make_deb, make_git_repo,
+from recipes_helpers import (LINNAEUS, gpg_key, kiln, kiln_fails, make_apt_repo, make_deb, make_git_repo,
                              make_simple_index, make_wheel, rev, sha256, write_recipe)
 
 SITE = "usr/local/lib/python3.11/site-packages"
@@ -560,6 +560,9 @@ def test_linnaeus_real_addresses_through_mirrors(tmp_path):
                      "--mirror", f"https://pypi.org={pypi_site}",
                      "--mirror", f"https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu={mirrors['deadsnakes']}",
                      "--mirror", f"http://archive.ubuntu.com/ubuntu={mirrors['ubuntu']}",
+                     # signed by the tests' key: --stage reads no base to take keyrings from
+                     "--set", f"ubuntu_keyring={gpg_key().keyring}",
+                     "--set", f"deadsnakes_keyring={gpg_key().armored}",
                      "--set", f"build_python={fake_py}", "--set", f"linnaeus_git={repo}")
     dist = out / "02-torch-deps/usr/local/lib/python3.11/dist-packages"
     assert (dist / "nvidia_cudnn_cu12/__init__.py").read_text() == "__version__ = '9.5.1.17'\n"

@@ -4,6 +4,7 @@ that scripts/setup.sh makes once per machine with mmdebstrap."""
 import hashlib
 import json
 import os
+import re
 import pathlib
 import select
 import shutil
@@ -270,11 +271,20 @@ def test_podman_runs_the_built_image(root_build, tmp_path):
     d = root_build[0]
     if not shutil.which("podman"):
         pytest.skip("podman is not installed (scripts/setup.sh installs it)")
-    short = pathlib.Path(tempfile.mkdtemp(prefix="kp-"))  # podman wants a short runroot
+    # podman wants a short runroot, and names the image after the layout's
+    # path, which must then be a valid reference: no component may end in
+    # '_' as a random temp name can
+    while True:
+        short = pathlib.Path(tempfile.mkdtemp(prefix="kp-"))
+        if re.fullmatch(r"kp-[a-z0-9]+", short.name):
+            break
+        short.rmdir()
     try:
+        image = short / "image"
+        shutil.copytree(d / "out", image)
         p = run("podman", "--root", short / "s", "--runroot", short / "r", "--storage-driver", "vfs",
                 "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=1024:4096",
-                "--ulimit", "nproc=4096:4096", f"oci:{d / 'out'}:v1", check=False)
+                "--ulimit", "nproc=4096:4096", f"oci:{image}:v1", check=False)
     finally:
         shutil.rmtree(short, ignore_errors=True)
     assert p.returncode == 0, p.stderr

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import blob_path, read_index
 from imagegen import make_image
-from recipes_helpers import make_apt_repo, make_deb, make_simple_index, make_wheel, sha256
+from recipes_helpers import gpg_key, make_apt_repo, make_deb, make_simple_index, make_wheel, sha256
 from registry_util import ReferrersProxy
 
 SPDX = "application/spdx+json"
@@ -58,6 +58,7 @@ def make_world(kiln, registry, work, web):
                 "debs": [{"path": str(hello), "sha256": sha256(hello)}],
                 "apt": [{"mirror": f"{web}/{mirror.name}",
                          "index": "dists/jammy/main/binary-amd64/Packages.gz",
+                         "keyring": str(gpg_key().keyring),
                          "packages": ["libfoo1", "libbar2"]}]},
                {"name": "python", "kind": "wheels",
                 "wheels": [{"path": str(by_path), "sha256": sha256(by_path)}],
