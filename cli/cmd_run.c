@@ -238,19 +238,11 @@ static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *im
                         goto out;
                 }
         }
-        up = kiln_strdupf("%s/upper", tmp);
-        wk = kiln_strdupf("%s/work", tmp);
-        rt = kiln_strdupf("%s/root", tmp);
-        if (!up || !wk || !rt || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(rt, 0700) < 0) {
-                kiln_error_set(err, KILN_E_IO, "cannot create the sandbox's directories in '%s'", tmp);
-                goto out;
-        }
         sandbox_opts_init(&o);
+        if (sandbox_dirs_make(tmp, &o, &up, &wk, &rt, err) < 0)
+                goto out;
         o.lowers = (const char *const *)lowers;
         o.n_lowers = n_lowers;
-        o.upper = up;
-        o.work = wk;
-        o.root = rt;
         o.argv = av;
         o.argc = json_array_size(argv);
         o.env = ev;

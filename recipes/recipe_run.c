@@ -299,19 +299,11 @@ int recipe_run_layer(const struct recipe_run_ctx *c, const struct recipe_plan *p
                 goto out;
         }
         made = true;
-        up = kiln_strdupf("%s/upper", tmp);
-        wk = kiln_strdupf("%s/work", tmp);
-        rt = kiln_strdupf("%s/root", tmp);
-        if (!up || !wk || !rt || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(rt, 0700) < 0) {
-                kiln_error_set(err, KILN_E_IO, "cannot create the sandbox's directories in '%s'", tmp);
-                goto out;
-        }
         sandbox_opts_init(&o);
+        if (sandbox_dirs_make(tmp, &o, &up, &wk, &rt, err) < 0)
+                goto out;
         o.lowers = (const char *const *)lowers;
         o.n_lowers = n_lowers;
-        o.upper = up;
-        o.work = wk;
-        o.root = rt;
         o.argv = argv;
         o.argc = json_array_size(cmd);
         o.env = ev;
@@ -383,19 +375,11 @@ int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_pl
                 goto out;
         }
         made = true;
-        up = kiln_strdupf("%s/upper", tmp);
-        wk = kiln_strdupf("%s/work", tmp);
-        rt = kiln_strdupf("%s/root", tmp);
-        if (!up || !wk || !rt || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(rt, 0700) < 0) {
-                kiln_error_set(err, KILN_E_IO, "cannot create the sandbox's directories in '%s'", tmp);
-                goto out;
-        }
         sandbox_opts_init(&o);
+        if (sandbox_dirs_make(tmp, &o, &up, &wk, &rt, err) < 0)
+                goto out;
         o.lowers = (const char *const *)lowers;
         o.n_lowers = n_lowers;
-        o.upper = up;
-        o.work = wk;
-        o.root = rt;
         o.argv = s->argv;
         o.argc = s->argc;
         o.env = ev;

@@ -32,6 +32,32 @@ extern char **environ;
 /* overlayfs reads its options from one page */
 #define OVERLAY_OPTIONS_MAX 4000
 
+int sandbox_dirs_make(const char *dir, struct sandbox_opts *o, char **ret_upper, char **ret_work,
+                      char **ret_root, struct kiln_error *err)
+{
+        char *up = kiln_strdupf("%s/upper", dir);
+        char *wk = kiln_strdupf("%s/work", dir);
+        char *rt = kiln_strdupf("%s/root", dir);
+
+        if (!up || !wk || !rt || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 ||
+            mkdir(rt, 0700) < 0) {
+                int e = errno;
+                free(up);
+                free(wk);
+                free(rt);
+                return kiln_error_set_errno(err, KILN_E_IO, e,
+                                            "cannot create the sandbox's directories in '%s'",
+                                            dir);
+        }
+        o->upper = up;
+        o->work = wk;
+        o->root = rt;
+        *ret_upper = up;
+        *ret_work = wk;
+        *ret_root = rt;
+        return 0;
+}
+
 void sandbox_opts_init(struct sandbox_opts *o)
 {
         memset(o, 0, sizeof(*o));

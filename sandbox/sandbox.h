@@ -76,6 +76,13 @@ struct sandbox_opts {
 
 void sandbox_opts_init(struct sandbox_opts *o);
 
+/* Makes the overlay's directories in dir (a new, private directory):
+ * upper (0755, what the command changes), work and the mount point root
+ * (0700), and points o at them; the caller frees the three strings with
+ * *ret_upper etc. and removes dir when done. */
+int sandbox_dirs_make(const char *dir, struct sandbox_opts *o, char **ret_upper, char **ret_work,
+                      char **ret_root, struct kiln_error *err);
+
 /* Runs the command; *ret_status is its exit status (128 + N when killed by
  * signal N).  -1 when the sandbox could not be set up or the command not
  * started (KILN_E_UNSUPPORTED when the kernel refuses namespaces). */
