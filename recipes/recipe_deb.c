@@ -308,6 +308,28 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
         return 0;
 }
 
+/* Opens the .deb at path as an ar archive (deb(5)) with the reader of its
+ * members; *ret_in is freed with free(), its outer with archive_read_free. */
+static struct inner *deb_open(const char *path, struct kiln_error *err)
+{
+        struct inner *in = calloc(1, sizeof(*in));
+
+        if (!in || !(in->outer = archive_read_new())) {
+                free(in);
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        archive_read_support_format_ar(in->outer);
+        if (archive_read_open_filename(in->outer, path, 65536) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
+                               archive_error_string(in->outer));
+                archive_read_free(in->outer);
+                free(in);
+                return NULL;
+        }
+        return in;
+}
+
 /* Reads the .deb at path (deb(5): an ar archive of debian-binary,
  * control.tar.* and data.tar.*): its control file and md5sums and, when
  * root is not NULL, data.tar.* unpacked under root.  Without root it stops
@@ -315,24 +337,15 @@ int recipe_tar_extract(struct archive *a, const char *what, const char *root, bo
 static int deb_read(const char *path, const char *root, bool merged_usr, char **ret_control,
                     char **ret_md5sums, struct kiln_error *err)
 {
-        struct archive *outer = archive_read_new();
+        struct inner *in = deb_open(path, err);
+        struct archive *outer = in ? in->outer : NULL;
         struct archive_entry *e;
-        struct inner *in = calloc(1, sizeof(*in));
         char *control = NULL, *md5sums = NULL;
         bool have_data = false;
         int rc = -1, r;
 
-        if (!in || !outer) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!in)
                 goto out;
-        }
-        archive_read_support_format_ar(outer);
-        if (archive_read_open_filename(outer, path, 65536) != ARCHIVE_OK) {
-                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
-                               archive_error_string(outer));
-                goto out;
-        }
-        in->outer = outer;
         while ((root || !control) && (r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
                 const char *name = archive_entry_pathname(e);
                 struct archive *a;
@@ -904,24 +917,15 @@ static int meta_data(struct archive *a, const char *deb, struct recipe_deb_meta 
 
 int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err)
 {
-        struct archive *outer = archive_read_new();
+        struct inner *in = deb_open(path, err);
+        struct archive *outer = in ? in->outer : NULL;
         struct archive_entry *e;
-        struct inner *in = calloc(1, sizeof(*in));
         struct recipe_deb_meta m = {0};
         bool have_data = false;
         int rc = -1, r;
 
-        if (!in || !outer) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!in)
                 goto out;
-        }
-        archive_read_support_format_ar(outer);
-        if (archive_read_open_filename(outer, path, 65536) != ARCHIVE_OK) {
-                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
-                               archive_error_string(outer));
-                goto out;
-        }
-        in->outer = outer;
         while ((r = archive_read_next_header(outer, &e)) == ARCHIVE_OK) {
                 const char *name = archive_entry_pathname(e);
                 bool control = str_has_prefix(name, "control.tar");
