@@ -49,3 +49,31 @@ if ! ls "$debs_dir"/jq_*.deb "$debs_dir"/curl_*.deb >/dev/null 2>&1; then
       libsasl2-modules-db libsasl2-2 libldap-2.5-0 libnghttp2-14 libpsl5 librtmp1 libssh2-1) ||
     echo "setup: apt-get download failed; the dpkg database tests will say so" >&2
 fi
+# Real Debian packages for the linnaeus image's apt set (upstream's
+# tools/docker/Dockerfile installs these from Ubuntu; Debian 12 has the same
+# names): the closure of Depends and Pre-Depends, less what the bookworm root
+# above already has, so a test mirror on 127.0.0.1 serves what apt would
+# fetch.  About 140 MB, fetched once per machine.
+linnaeus_debs_dir="${KILN_TEST_LINNAEUS_DEBS_DIR:-/var/cache/kiln-test/linnaeus-debs}"
+linnaeus_apt="build-essential git python3.11 python3.11-dev python3.11-venv python3-pip curl unzip
+  libglib2.0-0 libsm6 libxext6 libfontconfig1 libxrender1 libgl1-mesa-glx"
+if [ ! -e "$linnaeus_debs_dir/.complete" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO mkdir -p "$linnaeus_debs_dir"
+  have=$(mktemp)
+  if [ -s "$rootfs_dir/bookworm-gcc.tar" ]; then
+    tar -xOf "$rootfs_dir/bookworm-gcc.tar" ./var/lib/dpkg/status | awk '/^Package:/ {print $2}' |
+      sort -u >"$have"
+  fi
+  # shellcheck disable=SC2086 # the list is words
+  apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances $linnaeus_apt | grep '^[a-z0-9]' | sort -u |
+    comm -23 - "$have" >"$have.need"
+  if (cd "$linnaeus_debs_dir" && xargs $SUDO apt-get download -q <"$have.need" >/dev/null); then
+    $SUDO touch "$linnaeus_debs_dir/.complete"
+  else
+    echo "setup: apt-get download of the linnaeus apt set failed; the linnaeus tests will say so" >&2
+  fi
+  rm -f "$have" "$have.need"
+fi
