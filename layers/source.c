@@ -605,6 +605,29 @@ int layer_source_add_file(struct layer_source *s, const char *src, const char *t
         return add_host_entry(s, real, clean, &st, err);
 }
 
+int layer_source_add_link(struct layer_source *s, const char *target, const char *link,
+                          struct kiln_error *err)
+{
+        _cleanup_free_ char *clean = NULL;
+        struct layer_source_entry *e;
+
+        if (layer_path_clean(target, &clean, err) < 0)
+                return -1;
+        if (!*clean)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for a link", target);
+        if (!*link)
+                return kiln_error_set(err, KILN_E_INVALID, "the link at '%s' points nowhere", target);
+        e = push(s, err);
+        if (!e)
+                return -1;
+        e->st.st_mode = S_IFLNK | 0777;
+        e->st.st_size = (off_t)strlen(link);
+        e->st.st_nlink = 1;
+        e->path = steal_ptr(&clean);
+        e->link = strdup(link);
+        return e->link ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
 /* ---- modes ---- */
 
 int layer_source_add_mode_rule(struct layer_source *s, const char *base, const char *glob,

@@ -210,6 +210,11 @@ int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct k
         json_object_set(j, "argv", argv);
         json_object_set(j, "env", env);
         json_object_set(j, "inputs", in);
+        if (s->sdist) {
+                const char *file = strrchr(s->sdist, '/') ? strrchr(s->sdist, '/') + 1 : s->sdist;
+                json_object_set_new(j, "sdist", json_pack("{s:s, s:s}", "file", file, "sha256",
+                                                          s->sdist_sha256 ? s->sdist_sha256 : ""));
+        }
         if (oci_json_dump(j, &buf, &len, err) < 0)
                 goto out;
         oci_digest_of_buffer(buf, len, &d);
@@ -507,7 +512,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         logf = log_path_for(cache_dir, s->layer, okey);
         if (step_env(s, &senv, &n_senv, err) < 0)
                 goto out;
-        envp = calloc(n_senv + 5, sizeof(char *));
+        envp = calloc(n_senv + 6, sizeof(char *));
         if (!out || !scratch || !logf || !envp) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
@@ -552,6 +557,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         envp[n++] = kiln_strdupf("HOME=%s", scratch);
         envp[n++] = kiln_strdupf("KILN_OUT=%s", out);
         envp[n++] = kiln_strdupf("KILN_SCRATCH=%s", scratch);
+        if (s->sdist)
+                envp[n++] = kiln_strdupf("KILN_SDIST=%s", s->sdist);
         for (size_t i = 0; i < n; i++)
                 if (!envp[i]) {
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");

@@ -217,7 +217,8 @@ struct recipe_index_file {
         int score;
 };
 /* The compatible wheels of project name on a PEP 503 page, one per
- * version (the best tags), newest first; yanked files left out. */
+ * version (the best tags), newest first; yanked files left out.  t NULL:
+ * its source distributions (NAME-VERSION.tar.gz) instead. */
 int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
                              const struct recipe_python_target *t,
                              struct recipe_index_file **ret, size_t *ret_n,
@@ -297,6 +298,10 @@ struct recipe_build_step {
         const struct recipe_step_log *log;        /* may be NULL */
         const char *layer;                        /* names the log; may be NULL */
         const struct recipe_build_sandbox *sandbox; /* "in": "image"; NULL: the host */
+        /* "sdist": the source distribution picked from an index, verified;
+         * the command finds it at $KILN_SDIST.  Its name and sha256 are in
+         * the key, its path is not. */
+        const char *sdist, *sdist_sha256;
 };
 
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err);
