@@ -1461,7 +1461,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
                 rc = 0;
                 for (size_t k = 0; k < n; k++) {
                         char hex[65];
-                        if (rc == 0 && packages)
+                        /* built from an sdist: the sdist names the package */
+                        if (rc == 0 && packages && !sdist)
                                 rc = recipe_sha256_file(names[k], hex, err) < 0
                                              ? -1
                                              : inventory_wheel(packages, names[k], hex, NULL, err);

@@ -1,35 +1,59 @@
-"""Local stand-ins for everything the linnaeus recipe fetches: a small CUDA
-base image in the test registry, apt mirrors with small .debs, PyTorch and
-PyPI indexes with small wheels, a host "python" whose pip wheel drops a
-flash-attn wheel, and a git repository with main and a feature branch."""
+"""Local stand-ins for everything the linnaeus recipe fetches.
+
+Two worlds.  make_inputs: small and fast, for the tests of tags, caching and
+pushing: a CUDA base without a root filesystem, an apt mirror of small
+stand-in .debs under upstream's package names, PyTorch and PyPI indexes of
+small wheels with their real dependency shapes, a FlashAttention sdist that a
+host "python" turns into a wheel, and a git repository with linnaeus's
+pyproject.toml.  make_image_inputs: the build as upstream's Dockerfile does it,
+inside the image: a CUDA base that is a real Debian root filesystem (dpkg
+database, gcc) with a stand-in nvcc, an apt mirror of real Debian packages
+(upstream's list with their dependencies), a torch wheel that ships headers
+and a shared library, and a FlashAttention sdist whose build compiles a real
+C extension against them in the image."""
+import gzip
+import io
 import json
+import os
 import pathlib
 import subprocess
+import tarfile
 
 from imagegen import make_image
-from recipes_helpers import (make_apt_repo, make_deb, make_git_repo, make_simple_index,
-                             make_wheel, sha256)
+from recipes_helpers import (gpg_key, make_apt_repo, make_deb, make_git_repo, make_simple_index,
+                             make_wheel, run, sha256, sign_release)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LINNAEUS = ROOT / "recipes" / "linnaeus" / "linnaeus.json"
 CUDA_BASE = "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
+CACHE = pathlib.Path(os.environ.get("KILN_TEST_ROOTFS_DIR", "/var/cache/kiln-test"))
+LINNAEUS_DEBS = pathlib.Path(os.environ.get("KILN_TEST_LINNAEUS_DEBS_DIR",
+                                            CACHE / "linnaeus-debs"))
 
-DEBS = {
-    "deadsnakes": ["python3.11", "python3.11-minimal", "libpython3.11-minimal",
-                   "libpython3.11-stdlib", "libpython3.11", "python3.11-dev", "libpython3.11-dev",
-                   "python3.11-venv", "python3.11-distutils", "python3.11-lib2to3"],
-    "ubuntu": ["libgl1", "libglvnd0", "libglx0", "libglx-mesa0", "libglib2.0-0", "libgomp1",
-               "libsm6", "libxext6", "libxrender1", "libhdf5-103"],
-}
+# upstream's apt-get install list (tools/docker/Dockerfile), and rclone
+UPSTREAM_APT = ["build-essential", "git", "python3.11", "python3.11-dev", "python3.11-venv",
+                "python3-pip", "curl", "unzip", "libglib2.0-0", "libsm6", "libxext6",
+                "libfontconfig1", "libxrender1", "libgl1-mesa-glx", "rclone"]
+UNIVERSE = {"python3.11", "python3.11-dev", "python3.11-venv", "rclone"}
 
+# (torch, torchvision, torchaudio, index path, flash-attn version or None)
 TORCH = {"hopper": ("2.8.0.dev20250601+cu128", "0.23.0.dev20250601+cu128",
                     "2.8.0.dev20250601+cu128", "nightly/cu128", "3.0.0b3"),
          "ampere": ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126", "cu126", "2.7.4.post1"),
          "pre-ampere": ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126", "cu126", None)}
+TORCH["turing"] = TORCH["pre-ampere"]
+# what the indexes hold besides: an older torchvision for an older torch
+# (the resolver must not take it), flash-attn releases around the picks
+OLDER = {"cu126": ("0.22.0+cu126", "2.7.0+cu126"),
+         "nightly/cu128": ("0.23.0.dev20250501+cu128", "2.8.0.dev20250501+cu128")}
+FLASH_ATTN_RELEASES = ["2.5.9.post1", "2.7.4.post1", "3.0.0b1", "3.0.0b3"]
+BUILD_TOOLS = [("wheel", "0.45.1", []), ("psutil", "6.1.0", []), ("ninja", "1.11.1.3", []),
+               ("einops", "0.8.0", [])]
 
 
 def push_base(kiln, registry, work):
-    """A stand-in for the CUDA base, pushed as docker.io's name under the mirror."""
+    """A stand-in for the CUDA base (no root filesystem), pushed as
+    docker.io's name under the mirror."""
     lay = pathlib.Path(work) / "cuda-base"
     make_image(lay, "base", [{"usr/": ("dir",), "usr/local/": ("dir",),
                               "usr/local/cuda/": ("dir",),
@@ -37,49 +61,107 @@ def push_base(kiln, registry, work):
                               "usr/bin/": ("dir",),
                               "usr/bin/python3.11": (b"#!/bin/sh\necho stand-in python\n", 0o755),
                               "lib": ("link", "usr/lib")}],
-               env=("PATH=/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "CUDA_VERSION=12.8.0", "NVIDIA_VISIBLE_DEVICES=all"))
-    kiln.run("copy", "-q", f"oci:{lay}:base", f"{registry.host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04")
+               env=CUDA_ENV)
+    kiln.run("copy", "-q", f"oci:{lay}:base", f"{registry.host}/{CUDA_BASE}")
     return lay
 
 
-def make_inputs(work, arch):
-    """The --set arguments pointing the recipe at local stand-ins."""
+CUDA_ENV = ("PATH=/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:"
+            "/usr/sbin:/usr/bin:/sbin:/bin",
+            "CUDA_VERSION=12.8.0", "NVIDIA_VISIBLE_DEVICES=all")
+
+
+def _sdist(outdir, name, version, files):
+    """NAME-VERSION.tar.gz holding files ({path under NAME-VERSION/: bytes})."""
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    top = f"{name}-{version}"
+    path = outdir / f"{top}.tar.gz"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as t:
+        for p, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{top}/{p}")
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    return path
+
+
+def _torch_wheels(tw, arch):
+    """torch, torchvision and torchaudio for arch's index, with the
+    Requires-Dist shapes of the real ones (torchvision pins its torch)."""
+    torch, vision, audio, idx, _ = TORCH[arch]
+    base = lambda v: v.split("+")[0]
+    old_vision, old_torch = OLDER[idx]
+    return [make_wheel(tw, "torch", torch, requires=["filelock", "nvidia-cudnn-cu12==9.5.1.17"]),
+            make_wheel(tw, "torch", old_torch, requires=["filelock"]),
+            make_wheel(tw, "torchvision", vision, requires=[f"torch=={base(torch)}"]),
+            make_wheel(tw, "torchvision", old_vision, requires=[f"torch=={base(old_torch)}"]),
+            make_wheel(tw, "torchaudio", audio, requires=[f"torch=={base(torch)}"]),
+            make_wheel(tw, "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
+                       plat="manylinux_2_27_x86_64"),
+            make_wheel(tw, "filelock", "3.16.1", py="py3", abi="none", plat="any")]
+
+
+def _pypi_wheels(work, sdists):
+    """linnaeus's closure, the build tools, uv and the flash-attn sdists."""
+    lw = work / "pw"
+    wheels = [make_wheel(lw, name, version, requires=requires, py="py3", abi="none", plat="any")
+              for name, version, requires in BUILD_TOOLS]
+    return wheels + linnaeus_closure(work) + list(sdists)
+
+
+def make_sites(work, arch):
+    """Local copies of the sites the recipe reads, laid out as the sites
+    are (for --mirror URL-PREFIX=DIR or file:// variables): DIR for
+    https://download.pytorch.org/whl, for https://pypi.org and for
+    http://archive.ubuntu.com/ubuntu."""
     work = pathlib.Path(work)
-    mirrors = {}
-    for name, pkgs in DEBS.items():
-        debs = [make_deb(work / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
-                for p in pkgs]
-        mirrors[name] = make_apt_repo(work / "mirrors" / name, debs)
-    torch, vision, audio, idx, fa = TORCH[arch]
-    tw = work / "tw" / arch
-    torch_ws = [make_wheel(tw, "torch", torch), make_wheel(tw, "torchvision", vision),
-                make_wheel(tw, "torchaudio", audio),
-                make_wheel(tw, "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
-                           plat="manylinux_2_27_x86_64")]
-    torch_idx = make_simple_index(work / "torch-index" / arch / idx / "simple", torch_ws)
-    pypi_ws = [make_wheel(work / "pw", "numpy", "1.26.4"),
-               make_wheel(work / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
-                          entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
-    pypi = make_simple_index(work / "pypi" / "simple", pypi_ws)
-    treq = work / "torch-requirements.txt"
-    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n")
-    req = work / "requirements.txt"
-    req.write_text("numpy==1.26.4\ntqdm==4.66.4 --hash=sha256:%s\n" % sha256(pypi_ws[1]))
-    fa_wheel = make_wheel(work / "fa" / arch, "flash_attn", fa or "0")
-    fake_py = work / f"fake-python-{arch}"
-    fake_py.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
-                       f'cp "{fa_wheel}" "$dir/"\n')
-    fake_py.chmod(0o755)
+    debs = {"main": [], "universe": []}
+    for p in UPSTREAM_APT:
+        debs["universe" if p in UNIVERSE else "main"].append(
+            make_deb(work / "debs", p, {f"usr/share/doc/{p}/stand-in": b"x"}))
+    ubuntu = make_apt_repo(work / "archive.ubuntu.com", debs, suite="jammy")
+    torch_site = work / "download.pytorch.org"
+    make_simple_index(torch_site / TORCH[arch][3], _torch_wheels(work / "tw" / arch, arch))
+    sdists = []
+    for v in FLASH_ATTN_RELEASES:
+        whl = make_wheel(work / "fa-wheels", "flash_attn", v, plat="linux_x86_64")
+        sdists.append(_sdist(work / "fa", "flash_attn", v,
+                             {"PKG-INFO": f"Name: flash_attn\nVersion: {v}\n".encode(),
+                              f"dist/{whl.name}": whl.read_bytes()}))
+    pypi_site = work / "pypi.org"
+    make_simple_index(pypi_site / "simple", _pypi_wheels(work, sdists))
+    return torch_site, pypi_site, ubuntu
+
+
+def fake_build_python(work, arch):
+    """A host "python" for the FlashAttention step on the host: its `-m pip
+    wheel ... --wheel-dir DIR` takes the wheel the stand-in sdist carries,
+    and notes the arch list and job count it was given in WORK/fa-env."""
+    work = pathlib.Path(work)
+    fake = work / f"fake-python-{arch}"
+    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
+                    f'echo "$TORCH_CUDA_ARCH_LIST $MAX_JOBS" > "{work}/fa-env"\n'
+                    'cd "$KILN_SCRATCH" && tar -xzf "$KILN_SDIST" && cp */dist/*.whl "$dir/"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def make_inputs(work, arch):
+    """The --set arguments pointing the recipe at small local stand-ins;
+    FlashAttention is "built" on the host (fake_build_python)."""
+    work = pathlib.Path(work)
+    torch_site, pypi_site, ubuntu = make_sites(work, arch)
     repo = work / "linnaeus"
     if not repo.exists():
         make_git_repo(repo, {"feat/new-model": {"linnaeus/model.py": "M = 1\n"}},
                       main_files={"pyproject.toml": PYPROJECT})
-    return {"deadsnakes_mirror": f"file://{mirrors['deadsnakes']}",
-            "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
-            "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
-            "python_requirements": str(req), "torch_requirements": str(treq),
-            "build_python": str(fake_py),
+    return {"ubuntu_mirror": f"file://{ubuntu}", "ubuntu_keyring": str(gpg_key().keyring),
+            "torch_index": f"file://{torch_site / TORCH[arch][3]}",
+            "pypi_index": f"file://{pypi_site / 'simple'}",
+            "flash_attn_build_in": "host", "build_python": str(fake_build_python(work, arch)),
             "linnaeus_git": str(repo)}
 
 
@@ -123,6 +205,7 @@ dependencies = [
 dev = [
     "pytest>=7",
     "ruff>=0.4",
+    "uv",
     'tomli>=2; python_version < "3.11"',
 ]
 
@@ -201,16 +284,26 @@ PYPI_CLOSURE = [
     ("exceptiongroup", "1.2.2", [], {}),
     ("tomli", "2.1.0", [], {}),
     ("ruff", "0.7.4", [], {"py": "py3", "abi": "none", "plat": "manylinux_2_17_x86_64"}),
+    ("uv", "0.5.11", [], {"py": "py3", "abi": "none", "plat": "manylinux_2_17_x86_64"}),
 ]
+
+
+def linnaeus_closure(work):
+    """The wheels of linnaeus's dependency closure."""
+    work = pathlib.Path(work)
+    wheels = []
+    for name, version, requires, tags in PYPI_CLOSURE:
+        kw = {"py": "py3", "abi": "none", "plat": "any", **tags}
+        if name == "uv":   # a binary in the wheel's scripts, as uv's own
+            kw["data"] = {"scripts/uv": b"#!/bin/sh\necho uv 0.5.11\n"}
+        wheels.append(make_wheel(work / "lw", name, version, requires=requires, **kw))
+    return wheels
 
 
 def make_linnaeus_pypi(work):
     """The stand-in index of linnaeus's dependency closure (PEP 658/714
     metadata offered for all but a few, so both ways are read)."""
-    work = pathlib.Path(work)
-    wheels = []
-    for name, version, requires, tags in PYPI_CLOSURE:
-        kw = {"py": "py3", "abi": "none", "plat": "any", **tags}
-        wheels.append(make_wheel(work / "lw", name, version, requires=requires, **kw))
+    wheels = linnaeus_closure(work)
     with_metadata = {w.name for w in wheels if not w.name.startswith(("rich", "pandas", "six"))}
-    return make_simple_index(work / "linnaeus-pypi" / "simple", wheels, metadata=with_metadata)
+    return make_simple_index(pathlib.Path(work) / "linnaeus-pypi" / "simple", wheels,
+                             metadata=with_metadata)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import run
-from linnaeus_standins import build_args, make_inputs, push_base
+from linnaeus_standins import PYPROJECT, build_args, make_inputs, push_base
 
 
 @pytest.fixture
@@ -77,6 +77,7 @@ def test_local_source_has_no_branch_part_and_main_has_none(kiln, world, tmp_path
     src = tmp_path / "checkout"
     (src / "linnaeus").mkdir(parents=True)
     (src / "linnaeus" / "__init__.py").write_text("LOCAL = True\n")
+    (src / "pyproject.toml").write_text(PYPROJECT)
     p = kiln.run(*build_args(sets, world, "--arch", "ampere", "--source", "local",
                              "--set", f"linnaeus_local={src}", "--branch", "feat/x", "--push",
                              "--cache", tmp_path / "cache", "--json"))
@@ -125,12 +126,15 @@ def test_new_commit_rebuilds_and_pushes_only_the_top_layer(kiln, world, tmp_path
 def test_bad_inputs_leave_no_tag(kiln, world, tmp_path):
     sets = make_inputs(tmp_path, "pre-ampere")
     repo_tags = lambda: world.api("/v2/frontierkodiak/linnaeus-dev/tags/list")
-    # a wheel whose hash does not match
-    bad = dict(sets, python_requirements=str(tmp_path / "bad-req.txt"))
-    (tmp_path / "bad-req.txt").write_text("tqdm==4.66.4 --hash=sha256:" + "0" * 64 + "\n")
-    p, line = kiln.fails(*build_args(bad, world, "--arch", "pre-ampere", "--push", "--cache",
+    # a wheel whose content does not match the sha256 the index lists
+    files = pathlib.Path(sets["pypi_index"][len("file://"):]).parent / "files"
+    tqdm = next(files.glob("tqdm-*.whl"))
+    good = tqdm.read_bytes()
+    tqdm.write_bytes(good + b"tampered")
+    p, line = kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
                                      tmp_path / "cache"))
-    assert "sha256" in line
+    assert "sha256" in line and "tqdm" in line
+    tqdm.write_bytes(good)
     # an unreachable base
     p, line = kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
                                      tmp_path / "cache", "--set", "base_image=nvidia/cuda:nope"))
@@ -310,7 +314,7 @@ def test_cache_ls_show_prune(kiln, world, tmp_path):
     ls = kiln.run("cache", "ls", "--cache-repo", repo).stdout.splitlines()
     assert len(ls) == a["layersBuilt"]
     names = {l.split()[1] for l in ls}
-    assert {"torch", "linnaeus", "python"} <= names
+    assert {"torch", "linnaeus", "system", "python-deps"} <= names
     tag = ls[0].split()[0]
     show = kiln.run("cache", "show", tag, "--cache-repo", repo).stdout
     assert f"tag      {tag}" in show and "key      sha256:" in show

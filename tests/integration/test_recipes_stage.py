@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+from linnaeus_standins import PYPROJECT, UPSTREAM_APT, fake_build_python, make_inputs, make_sites
 from recipes_helpers import (LINNAEUS, gpg_key, kiln, kiln_fails, make_apt_repo, make_deb, make_git_repo,
                              make_simple_index, make_wheel, rev, sha256, write_recipe)
 
@@ -428,89 +429,55 @@ def test_keys_need_digests_not_downloads(tmp_path):
 
 # ---- the whole linnaeus recipe on stand-ins ----
 
-LINNAEUS_DEBS = {
-    "deadsnakes": ["python3.11", "python3.11-minimal", "libpython3.11-minimal",
-                   "libpython3.11-stdlib", "libpython3.11", "python3.11-dev", "libpython3.11-dev",
-                   "python3.11-venv", "python3.11-distutils", "python3.11-lib2to3"],
-    "ubuntu": ["libgl1", "libglvnd0", "libglx0", "libglx-mesa0", "libglib2.0-0", "libgomp1",
-               "libsm6", "libxext6", "libxrender1", "libhdf5-103"],
-}
-
-
 @pytest.mark.parametrize("arch,versions,fa,variant", [
     ("ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), "2.7.4.post1", "stable-cu126"),
     ("pre-ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), None, "stable-cu126"),
-    ("hopper", ("2.8.0.dev20250612+cu128", "0.23.0.dev20250612+cu128", "2.8.0.dev20250612+cu128"),
+    ("hopper", ("2.8.0.dev20250601+cu128", "0.23.0.dev20250601+cu128", "2.8.0.dev20250601+cu128"),
      "3.0.0b3", "nightly-cu128"),
 ])
 def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
     torch, tv, ta = versions
-    # apt mirrors
-    mirrors = {}
-    for name, pkgs in LINNAEUS_DEBS.items():
-        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
-                for p in pkgs]
-        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
-    # the PyTorch index and PyPI
-    torch_ws = [make_wheel(tmp_path / "tw", "torch", torch),
-                make_wheel(tmp_path / "tw", "torch", "2.7.1+cpu"),
-                make_wheel(tmp_path / "tw", "torch", "2.8.0.dev20250601+cu128"),
-                make_wheel(tmp_path / "tw", "torchvision", tv),
-                make_wheel(tmp_path / "tw", "torchaudio", ta),
-                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
-                           plat="manylinux_2_27_x86_64"),
-                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.8.0.87", py="py3", abi="none",
-                           plat="manylinux_2_27_x86_64")]
-    treq = tmp_path / "torch-req.txt"
-    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n" if arch != "hopper" else "nvidia-cudnn-cu12\n")
-    torch_idx = make_simple_index(tmp_path / "torch-index" / "whl", torch_ws)
-    pypi_ws = [make_wheel(tmp_path / "pw", "numpy", "1.26.4"),
-               make_wheel(tmp_path / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
-                          entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
-    pypi = make_simple_index(tmp_path / "pypi" / "simple", pypi_ws)
-    req = tmp_path / "requirements.txt"
-    req.write_text("numpy==1.26.4\ntqdm==4.66.4 --hash=sha256:%s\n" % sha256(pypi_ws[1]))
-    # a host "python" whose pip wheel drops a prebuilt flash-attn wheel
-    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", fa or "0")
-    fake_py = tmp_path / "fake-python"
-    fake_py.write_text('#!/bin/sh\n# -m pip wheel ... --wheel-dir DIR SPEC\n'
-                       'while [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
-                       f'echo "$TORCH_CUDA_ARCH_LIST" > "{tmp_path}/fa-arch"\n'
-                       f'cp "{fa_wheel}" "$dir/"\n')
-    fake_py.chmod(0o755)
-    repo = make_git_repo(tmp_path / "linnaeus", {"feat/new-model": {"linnaeus/model.py": "M = 1\n"}})
-    sets = {"deadsnakes_mirror": f"file://{mirrors['deadsnakes']}",
-            "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
-            "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
-            "python_requirements": str(req), "build_python": str(fake_py),
-            "torch_requirements": str(treq),
-            "linnaeus_git": str(repo)}
+    sets = make_inputs(tmp_path, arch)
     args = ["--arch", arch, "--branch", "feat/new-model"]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
     out, res = stage(LINNAEUS, tmp_path, *args)
     names = [pathlib.Path(s["dir"]).name for s in res["staged"]]
-    want = ["python", "torch-deps", "torch", "torchvision-torchaudio"]
+    want = ["system", "python-links", "torch", "build-tools"]
     want += ["flash-attn", "python-deps", "linnaeus"] if fa else ["python-deps", "linnaeus"]
     assert names == ["%02d-%s" % (i + 1, n) for i, n in enumerate(want)]
     layer = {n: out / ("%02d-%s" % (i + 1, n)) for i, n in enumerate(want)}
     dist = "usr/local/lib/python3.11/dist-packages"
-    assert (layer["python"] / "usr/share/doc/python3.11/stand-in").exists()
-    assert (layer["python"] / "var/lib/dpkg/status.d/libhdf5-103").exists()
-    cudnn = "9.8.0.87" if arch == "hopper" else "9.5.1.17"
-    assert (layer["torch-deps"] / f"{dist}/nvidia_cudnn_cu12/__init__.py").read_text() == \
-        f"__version__ = '{cudnn}'\n"
-    assert (layer["torch"] / f"{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
-    assert (layer["torchvision-torchaudio"] / f"{dist}/torchaudio/__init__.py").exists()
+    for p in UPSTREAM_APT:
+        assert (layer["system"] / f"usr/share/doc/{p}/stand-in").exists(), p
+    assert os.readlink(layer["python-links"] / "usr/bin/python3") == "python3.11"
+    assert os.readlink(layer["python-links"] / "usr/bin/python") == "python3"
+    # torch, and the torchvision and torchaudio that go with it (not the
+    # older torchvision the index also has), with torch's dependencies
+    got = lambda d, n: (layer[d] / f"{dist}/{n}/__init__.py").read_text()
+    assert got("torch", "torch") == f"__version__ = '{torch}'\n"
+    assert got("torch", "torchvision") == f"__version__ = '{tv}'\n"
+    assert got("torch", "torchaudio") == f"__version__ = '{ta}'\n"
+    assert got("torch", "nvidia_cudnn_cu12") == "__version__ = '9.5.1.17'\n"
+    assert (layer["build-tools"] / "usr/local/bin/uv").exists()
+    assert (layer["build-tools"] / f"{dist}/ninja/__init__.py").exists()
     if fa:
-        assert (layer["flash-attn"] / f"{dist}/flash_attn/__init__.py").exists()
-        assert (tmp_path / "fa-arch").read_text() == {"ampere": "8.0;8.6\n", "hopper": "9.0\n"}[arch]
+        # the sdist the requirement resolves to, built with the profile's env
+        assert got("flash-attn", "flash_attn") == f"__version__ = '{fa}'\n"
+        assert (tmp_path / "fa-env").read_text() == \
+            {"ampere": "8.0;8.6 12\n", "hopper": "9.0 12\n"}[arch]
+    else:
+        assert not (tmp_path / "fa-env").exists()
     deps = layer["python-deps"]
-    assert (deps / f"{dist}/numpy/__init__.py").exists()
-    assert (deps / "usr/local/bin/tqdm").read_text().startswith("#!/usr/bin/python3.11\n")
+    # pip install -e .[dev]: the project's closure, less what is below
+    assert (deps / f"{dist}/pandas/__init__.py").read_text() == "__version__ = '2.2.3'\n"
+    assert (deps / f"{dist}/pytest/__init__.py").exists()
+    assert not (deps / f"{dist}/torch").exists() and not (deps / f"{dist}/uv").exists()
+    assert (deps / f"{dist}/__editable__.linnaeus-0.1.0.pth").read_text().strip() == "/app/linnaeus"
+    assert (deps / "usr/local/bin/linnaeus").exists()
     src = layer["linnaeus"] / "app/linnaeus"
     assert (src / "linnaeus/model.py").read_text() == "M = 1\n"
-    commit = rev(repo, "feat/new-model")
+    commit = rev(sets["linnaeus_git"], "feat/new-model")
     assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-feat-new-model"
     assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-git-{commit[:7]}"
     assert res["annotations"]["org.opencontainers.image.revision"] == commit
@@ -519,59 +486,30 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
     assert res["unresolved"] == ["env 'PATH': known once the base image is pulled"]
 
 
-def _stand_ins_for(reqfile, outdir):
-    """A py3-none-any stand-in wheel for every 'name==version' line."""
-    ws = []
-    for line in pathlib.Path(reqfile).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            ws.append(make_wheel(outdir, name.strip(), version.strip(), py="py3", abi="none",
-                                 plat="any"))
-    return ws
-
-
 def test_linnaeus_real_addresses_through_mirrors(tmp_path):
-    """The recipe's own defaults (download.pytorch.org, pypi.org, the
-    deadsnakes PPA, archive.ubuntu.com) and its shipped lists, read from
-    local copies of those sites with --mirror: what an air-gapped build does."""
-    lin = LINNAEUS.parent
-    torch_site = tmp_path / "download.pytorch.org"
-    ws = [make_wheel(tmp_path / "tw", "torch", "2.7.1+cu126"),
-          make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
-          make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
-    ws += _stand_ins_for(lin / "torch-cu126-requirements.txt", tmp_path / "tw")
-    make_simple_index(torch_site / "cu126", ws)
-    pypi_site = tmp_path / "pypi.org"
-    make_simple_index(pypi_site / "simple", _stand_ins_for(lin / "requirements.txt", tmp_path / "pw"))
-    mirrors = {}
-    for name, pkgs in LINNAEUS_DEBS.items():
-        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
-                for p in pkgs]
-        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
-    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", "2.7.4.post1")
-    fake_py = tmp_path / "fake-python"
-    fake_py.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
-                       f'cp "{fa_wheel}" "$dir/"\n')
-    fake_py.chmod(0o755)
-    repo = make_git_repo(tmp_path / "linnaeus")
+    """The recipe's own defaults (download.pytorch.org, pypi.org,
+    archive.ubuntu.com), read from local copies of those sites with
+    --mirror: what an air-gapped build does."""
+    torch_site, pypi_site, ubuntu = make_sites(tmp_path, "ampere")
+    repo = make_git_repo(tmp_path / "linnaeus", main_files={"pyproject.toml": PYPROJECT})
     out, res = stage(LINNAEUS, tmp_path, "--arch", "ampere",
                      "--mirror", f"https://download.pytorch.org/whl={torch_site}",
                      "--mirror", f"https://pypi.org={pypi_site}",
-                     "--mirror", f"https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu={mirrors['deadsnakes']}",
-                     "--mirror", f"http://archive.ubuntu.com/ubuntu={mirrors['ubuntu']}",
+                     "--mirror", f"http://archive.ubuntu.com/ubuntu={ubuntu}",
                      # signed by the tests' key: --stage reads no base to take keyrings from
                      "--set", f"ubuntu_keyring={gpg_key().keyring}",
-                     "--set", f"deadsnakes_keyring={gpg_key().armored}",
-                     "--set", f"build_python={fake_py}", "--set", f"linnaeus_git={repo}")
-    dist = out / "02-torch-deps/usr/local/lib/python3.11/dist-packages"
+                     "--set", "flash_attn_build_in=host",
+                     "--set", f"build_python={fake_build_python(tmp_path, 'ampere')}",
+                     "--set", f"linnaeus_git={repo}")
+    dist = out / "03-torch/usr/local/lib/python3.11/dist-packages"
     assert (dist / "nvidia_cudnn_cu12/__init__.py").read_text() == "__version__ = '9.5.1.17'\n"
-    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/timm/__init__.py").exists()
+    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/pandas/__init__.py").exists()
     assert res["tags"][0] == "frontierkodiak/linnaeus-dev:ampere-stable-cu126"
     # fetched once into the cache; a second stage reads wheels from there
     fetched = list((tmp_path / "cache" / "fetch").iterdir())
     assert any(p.joinpath("torch-2.7.1+cu126-cp311-cp311-manylinux_2_28_x86_64.whl").exists()
                for p in fetched)
+    assert any(p.joinpath("flash_attn-2.7.4.post1.tar.gz").exists() for p in fetched)
 
 
 def test_unmapped_url_says_so(tmp_path):
