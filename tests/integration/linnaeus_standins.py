@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import tarfile
 
@@ -107,7 +108,9 @@ def _torch_wheels(tw, arch):
 def _pypi_wheels(work, sdists):
     """linnaeus's closure, the build tools, uv and the flash-attn sdists."""
     lw = work / "pw"
-    wheels = [make_wheel(lw, name, version, requires=requires, py="py3", abi="none", plat="any")
+    wheels = [make_wheel(lw, name, version, requires=requires, py="py3", abi="none", plat="any",
+                         data={"scripts/ninja": b"#!/bin/sh\necho 1.11.1.git.kitware.jobserver-1\n"}
+                         if name == "ninja" else None)
               for name, version, requires in BUILD_TOOLS]
     return wheels + linnaeus_closure(work) + list(sdists)
 
@@ -307,3 +310,320 @@ def make_linnaeus_pypi(work):
     with_metadata = {w.name for w in wheels if not w.name.startswith(("rich", "pandas", "six"))}
     return make_simple_index(pathlib.Path(work) / "linnaeus-pypi" / "simple", wheels,
                              metadata=with_metadata)
+
+
+# ---- the build in the image: real Debian parts, a torch with headers and a
+# shared library, a FlashAttention sdist that compiles against them ----
+
+NVCC = r"""#!/bin/sh
+# stand-in nvcc: the image's gcc compiles the CUDA source as C; the
+# -gencode arch=compute_XX,code=sm_XX options become KILN_NVCC_ARCHS
+set -e
+archs=; args=; src=; out=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -gencode) archs="$archs${archs:+;}${2##*code=}"; shift ;;
+    --threads|-ccbin|-arch) shift ;;
+    -o) out=$2; shift ;;
+    -c|-O*|--use_fast_math|-std=*|--expt-*|-lineinfo) ;;
+    -I*|-D*|-U*) args="$args $1" ;;
+    --version) echo "Cuda compilation tools, release 12.8, V12.8.61 (stand-in)"; exit 0 ;;
+    *.cu) src=$1 ;;
+    *) echo "nvcc stand-in: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+exec gcc -x c -fPIC -O2 "-DKILN_NVCC_ARCHS=\"$archs\"" $args -c "$src" -o "$out"
+"""
+
+TORCH_INIT = '''"""stand-in torch: a version, its CUDA build, and the shared library that
+extensions built against it link to"""
+import ctypes as _ctypes
+import os as _os
+
+from torch import version
+__version__ = version.__version__
+_lib = _ctypes.CDLL(_os.path.join(_os.path.dirname(__file__), "lib", "libtorch_standin.so"),
+                    mode=_ctypes.RTLD_GLOBAL)
+from torch import cuda, utils  # noqa: E402,F401
+'''
+
+TORCH_CUDA = '''import os
+
+
+def is_available():
+    return os.path.exists("/dev/nvidiactl") and os.path.exists("/dev/nvidia0")
+
+
+def get_device_capability(device=0):
+    raise RuntimeError("stand-in torch has no CUDA runtime")
+'''
+
+CPP_EXTENSION = '''import os
+
+_torch = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CUDA_HOME = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+
+
+def include_paths(cuda=False):
+    return [os.path.join(_torch, "include")]
+
+
+def library_paths(cuda=False):
+    return [os.path.join(_torch, "lib")]
+'''
+
+FA_SETUP = '''import os
+import subprocess
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+import torch  # noqa: F401  (the image's own: its headers and library)
+from torch.utils import cpp_extension
+
+VERSION = "@VERSION@"
+ARCHS = [a.replace(".", "") for a in os.environ.get("TORCH_CUDA_ARCH_LIST", "").split(";") if a]
+
+
+class NvccBuildExt(build_ext):
+    """The kernels through the base's nvcc, as torch's BuildExtension does."""
+
+    def build_extensions(self):
+        os.makedirs(self.build_temp, exist_ok=True)
+        obj = os.path.join(self.build_temp, "flash_fwd.o")
+        cmd = [os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"), "-c", "csrc/flash_fwd.cu",
+               "-o", obj, "-O3", "--threads", os.environ.get("MAX_JOBS", "1")]
+        for arch in ARCHS:
+            cmd += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        cmd += ["-I" + p for p in cpp_extension.include_paths()]
+        subprocess.check_call(cmd)
+        for e in self.extensions:
+            e.extra_objects = [obj]
+        super().build_extensions()
+
+
+setup(name="flash_attn", version=VERSION, packages=["flash_attn"],
+      ext_modules=[Extension("flash_attn_2_cuda", ["csrc/flash_api.c"],
+                             include_dirs=cpp_extension.include_paths(),
+                             library_dirs=cpp_extension.library_paths(),
+                             libraries=["torch_standin"])],
+      cmdclass={"build_ext": NvccBuildExt})
+'''
+
+FA_API = r'''#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <torch/extension.h>
+
+const char *flash_fwd_archs(void);
+int flash_fwd_kernel(int x);
+
+static PyObject *fwd(PyObject *self, PyObject *args)
+{
+        int x;
+        (void)self;
+        if (!PyArg_ParseTuple(args, "i", &x))
+                return NULL;
+        return PyLong_FromLong(flash_fwd_kernel(x));
+}
+
+static PyObject *archs(PyObject *self, PyObject *unused)
+{
+        (void)self;
+        (void)unused;
+        return PyUnicode_FromString(flash_fwd_archs());
+}
+
+static PyMethodDef methods[] = {
+        {"fwd", fwd, METH_VARARGS, "the forward kernel"},
+        {"archs", archs, METH_NOARGS, "the CUDA archs the kernels were compiled for"},
+        {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "flash_attn_2_cuda", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit_flash_attn_2_cuda(void)
+{
+        /* built against one torch, loaded with another: refuse, as a real
+         * extension fails on its first missing symbol */
+        if (torch_standin_abi() != TORCH_STANDIN_ABI) {
+                PyErr_Format(PyExc_ImportError, "flash_attn_2_cuda was built against torch ABI %d, "
+                             "this torch is %d", TORCH_STANDIN_ABI, torch_standin_abi());
+                return NULL;
+        }
+        return PyModule_Create(&module);
+}
+'''
+
+FA_KERNEL = r'''#include <torch/extension.h>
+#ifndef KILN_NVCC_ARCHS
+#error "the kernels are compiled by nvcc"
+#endif
+const char *flash_fwd_archs(void) { return KILN_NVCC_ARCHS; }
+int flash_fwd_kernel(int x) { return 2 * x; }
+'''
+
+FA_INIT = '''__version__ = "@VERSION@"
+
+import torch  # noqa: F401,E402  (loads torch's library, as the real package does)
+from flash_attn.flash_attn_interface import flash_attn_func, flash_attn_varlen_func  # noqa: E402,F401
+'''
+
+FA_INTERFACE = '''import flash_attn_2_cuda as flash_attn_cuda
+
+
+def flash_attn_func(q, k=None, v=None, *args, **kwargs):
+    return flash_attn_cuda.fwd(q)
+
+
+def flash_attn_varlen_func(q, *args, **kwargs):
+    return flash_attn_cuda.fwd(q)
+'''
+
+
+def _abi(torch_version):
+    major, minor, patch = (int(x) for x in torch_version.split("+")[0].split(".")[:3])
+    return major * 10000 + minor * 100 + patch
+
+
+def _real_torch_wheels(work, arch):
+    """torch with headers and a shared library compiled here, torchvision and
+    torchaudio that import it, and what torch requires."""
+    work = pathlib.Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch, vision, audio, _, _ = TORCH[arch]
+    tw = work / "rtw"
+    src = work / "libtorch_standin.c"
+    src.write_text(f"int torch_standin_abi(void) {{ return {_abi(torch)}; }}\n")
+    lib = work / "libtorch_standin.so"
+    run("gcc", "-shared", "-fPIC", "-Wl,-soname,libtorch_standin.so", "-o", lib, src)
+    header = (f"#define TORCH_STANDIN_ABI {_abi(torch)}\nint torch_standin_abi(void);\n").encode()
+    files = {"torch/__init__.py": TORCH_INIT.encode(),
+             "torch/version.py": f"__version__ = '{torch}'\ncuda = '{CUDA_OF[arch]}'\n".encode(),
+             "torch/cuda/__init__.py": TORCH_CUDA.encode(),
+             "torch/utils/__init__.py": b"", "torch/utils/cpp_extension.py": CPP_EXTENSION.encode(),
+             "torch/include/torch/extension.h": header,
+             "torch/lib/libtorch_standin.so": lib.read_bytes()}
+    base = lambda v: v.split("+")[0]
+    uses_torch = lambda name, v: {f"{name}/__init__.py": (
+        f"import torch  # noqa: F401\n__version__ = '{v}'\n").encode()}
+    return [make_wheel(tw, "torch", torch, files, requires=["filelock", "nvidia-cudnn-cu12==9.5.1.17"]),
+            make_wheel(tw, "torchvision", vision, uses_torch("torchvision", vision),
+                       requires=[f"torch=={base(torch)}"]),
+            make_wheel(tw, "torchaudio", audio, uses_torch("torchaudio", audio),
+                       requires=[f"torch=={base(torch)}"]),
+            make_wheel(tw, "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
+                       plat="manylinux_2_27_x86_64"),
+            make_wheel(tw, "filelock", "3.16.1", py="py3", abi="none", plat="any")]
+
+
+CUDA_OF = {"hopper": "12.8", "ampere": "12.6", "pre-ampere": "12.6", "turing": "12.6"}
+
+
+def _host_wheel(outdir, dist):
+    """A wheel of the build tools Debian's Python has (setuptools, wheel,
+    packaging), made from their installed files: a real setuptools for
+    the sdist's setup.py."""
+    site = pathlib.Path("/usr/lib/python3/dist-packages")
+    info = next(p for p in site.iterdir()
+                if p.name.startswith(dist + "-") and p.suffix in (".egg-info", ".dist-info"))
+    version = info.name[len(dist) + 1:].rsplit(".", 1)[0].split("-")[0]
+    tops = {"setuptools": ["setuptools", "pkg_resources", "_distutils_hack",
+                           "distutils-precedence.pth"],
+            "wheel": ["wheel"], "packaging": ["packaging"]}[dist]
+    files = {}
+    for top in tops:
+        p = site / top
+        if p.is_file():
+            files[top] = p.read_bytes()
+            continue
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                files[str(f.relative_to(site))] = f.read_bytes()
+    eps = info / "entry_points.txt"   # setuptools finds its own commands there
+    return make_wheel(outdir, dist, version, files, py="py3", abi="none", plat="any",
+                      entry_points=eps.read_text() if eps.exists() else None)
+
+
+def _real_flash_attn_sdists(work):
+    out = []
+    for v in FLASH_ATTN_RELEASES:
+        sub = lambda t: t.replace("@VERSION@", v).encode()
+        out.append(_sdist(pathlib.Path(work) / "rfa", "flash_attn", v, {
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: flash_attn\nVersion: {v}\n".encode(),
+            "setup.py": sub(FA_SETUP), "flash_attn/__init__.py": sub(FA_INIT),
+            "flash_attn/flash_attn_interface.py": FA_INTERFACE.encode(),
+            "csrc/flash_api.c": FA_API.encode(), "csrc/flash_fwd.cu": FA_KERNEL.encode()}))
+    return out
+
+
+def push_image_base(kiln, registry, work):
+    """The CUDA base as a real root filesystem: Debian 12 with gcc and its
+    dpkg database (scripts/setup.sh makes it with mmdebstrap), and a
+    /usr/local/cuda whose nvcc is the stand-in above."""
+    work = pathlib.Path(work)
+    rootfs = CACHE / "bookworm-gcc.tar"
+    assert rootfs.is_file(), f"{rootfs} is missing: run scripts/setup.sh"
+    cuda = work / "cuda"
+    (cuda / "bin").mkdir(parents=True, exist_ok=True)
+    (cuda / "include").mkdir(exist_ok=True)
+    (cuda / "bin" / "nvcc").write_text(NVCC)
+    (cuda / "bin" / "nvcc").chmod(0o755)
+    (cuda / "version.json").write_text('{"cuda": {"version": "12.8.0"}}\n')
+    (cuda / "include" / "cuda_runtime_api.h").write_text("#define CUDART_VERSION 12080\n")
+    lay = work / "cuda-image-base"
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    kiln.run("append", "scratch", "--layer", f"{rootfs}:/", "--layer", f"{cuda}:/usr/local/cuda",
+             "-t", f"oci:{lay}:l", "--cache", work / "base-cache", env=env)
+    args = ["config", f"oci:{lay}:l", "-t", f"oci:{lay}:base"]
+    for e in CUDA_ENV:
+        args += ["--env", e]
+    kiln.run(*args, "--cmd", "/bin/bash", env=env)
+    kiln.run("copy", "-q", f"oci:{lay}:base", f"{registry.host}/{CUDA_BASE}")
+    return lay
+
+
+def image_apt_mirror(work):
+    """upstream's apt set as real Debian packages (scripts/setup.sh fetched
+    them) behind dpkg-scanpackages' index: jammy main, and an empty universe."""
+    debs = sorted(LINNAEUS_DEBS.glob("*.deb"))
+    assert debs and (LINNAEUS_DEBS / ".complete").exists(), \
+        f"no .debs under {LINNAEUS_DEBS}: run scripts/setup.sh"
+    m = pathlib.Path(work) / "ubuntu-real"
+    pool = m / "pool" / "main"
+    pool.mkdir(parents=True, exist_ok=True)
+    for d in debs:
+        if not (pool / d.name).exists():
+            shutil.copyfile(d, pool / d.name)
+    for comp in ("main", "universe"):
+        (m / "dists/jammy" / comp / "binary-amd64").mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
+                       capture_output=True)
+    (m / "dists/jammy/main/binary-amd64/Packages").write_bytes(p.stdout)
+    (m / "dists/jammy/universe/binary-amd64/Packages").write_bytes(b"")
+    sign_release(m / "dists/jammy", gpg_key())
+    return m
+
+
+def make_image_inputs(work, arch):
+    """The --set arguments for the build in the image: real Debian packages,
+    the in-image FlashAttention build (the recipe's default), a torch that
+    extensions compile against."""
+    work = pathlib.Path(work)
+    torch_site = work / "download.pytorch.org"
+    make_simple_index(torch_site / TORCH[arch][3], _real_torch_wheels(work / "torch" / arch, arch))
+    real = {w.name.split("-")[0]: w for w in
+            (_host_wheel(work / "host-wheels", d) for d in ("setuptools", "wheel", "packaging"))}
+    wheels = [w for w in _pypi_wheels(work, _real_flash_attn_sdists(work))
+              if w.name.split("-")[0] not in real] + list(real.values())
+    pypi_site = work / "pypi.org"
+    if not (pypi_site / "simple").exists():
+        make_simple_index(pypi_site / "simple", wheels)
+    repo = work / "linnaeus"
+    if not repo.exists():
+        make_git_repo(repo, {"feat/new-model": {"linnaeus/model.py": "M = 1\n"}},
+                      main_files={"pyproject.toml": PYPROJECT})
+    return {"ubuntu_mirror": f"file://{image_apt_mirror(work)}",
+            "ubuntu_keyring": str(gpg_key().keyring),
+            "torch_index": f"file://{torch_site / TORCH[arch][3]}",
+            "pypi_index": f"file://{pypi_site / 'simple'}", "linnaeus_git": str(repo)}
