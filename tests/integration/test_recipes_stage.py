@@ -518,3 +518,120 @@ def test_unmapped_url_says_so(tmp_path):
     line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
                       "--mirror", f"https://pypi.org={tmp_path}", code=9)
     assert "no --mirror maps it" in line
+
+
+# ---- build steps from an sdist; a project from a source layer; links ----
+
+def sdist_world(tmp_path, versions=("1.0", "1.5", "2.0rc1"), hashes=True):
+    from linnaeus_standins import _sdist
+    files = [_sdist(tmp_path / "sd", "flash_attn", v, {"PKG-INFO": f"Version: {v}\n".encode()})
+             for v in versions]
+    return make_simple_index(tmp_path / "idx" / "simple", files, hashes=hashes), files
+
+
+def sdist_recipe(tmp_path, idx, requirement, **extra):
+    cmd = 'cp "$KILN_SDIST" "$KILN_OUT/" && echo "$KILN_SDIST" > "$KILN_OUT/where"'
+    return write_recipe(tmp_path / "r.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "fa", "kind": "build", "command": ["sh", "-c", cmd], "install": "tree",
+         "path": "/out", "sdist": {"index": str(idx), "requirement": requirement, **extra}}]})
+
+
+@pytest.mark.parametrize("requirement,extra,want", [
+    ("flash-attn>=1,<3", {}, "1.5"),            # the newest final release
+    ("flash-attn>=1,<3", {"pre": True}, "2.0rc1"),
+    ("flash-attn==2.0rc1", {}, "2.0rc1"),       # a requirement naming a pre-release
+    ("flash_attn<1.2", {}, "1.0"),
+])
+def test_build_step_takes_the_sdist_its_requirement_resolves_to(tmp_path, requirement, extra, want):
+    idx, _ = sdist_world(tmp_path)
+    out, res = stage(sdist_recipe(tmp_path, idx, requirement, **extra), tmp_path)
+    staged = pathlib.Path(res["staged"][0]["dir"]) / "out"
+    assert [p.name for p in staged.glob("*.tar.gz")] == [f"flash_attn-{want}.tar.gz"]
+    # the sdist is in the key: another release that the requirement allows builds again
+    keys = lambda: json.loads(kiln("build", tmp_path / "r.json", "--dry-run", "--json", "--keys",
+                                   "--cache-dir", tmp_path / "cache").stdout)["layers"][0]["layer_key"]
+    before = keys()
+    sdist_world(tmp_path, versions=("1.0", "1.5", "1.9", "2.0rc1"))
+    assert (keys() != before) == (want == "1.5")
+
+
+def test_sdist_errors_name_what_is_wrong(tmp_path):
+    idx, files = sdist_world(tmp_path)
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "flash-attn>=3"), "--stage",
+                      tmp_path / "s1", "--cache-dir", tmp_path / "c")
+    assert "flash-attn>=3" in line and "no source distribution" in line
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "nothing-here"), "--stage",
+                      tmp_path / "s2", "--cache-dir", tmp_path / "c")
+    assert "no project page for 'nothing-here'" in line
+    # the file does not match the sha256 the index lists: nothing staged
+    served = idx.parent / "files" / files[1].name
+    served.write_bytes(served.read_bytes() + b"x")
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "flash-attn>=1,<2"), "--stage",
+                      tmp_path / "s3", "--cache-dir", tmp_path / "c")
+    assert "sha256 mismatch" in line and "flash_attn-1.5.tar.gz" in line
+    assert not (tmp_path / "s3").exists() or not any((tmp_path / "s3").rglob("*.tar.gz"))
+    idx2, _ = sdist_world(tmp_path / "nohash", hashes=False)
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx2, "flash-attn"), "--stage",
+                      tmp_path / "s4", "--cache-dir", tmp_path / "c")
+    assert "no sha256" in line
+    bad = write_recipe(tmp_path / "bad.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "fa", "kind": "build", "command": ["true"], "sdist": {"index": str(idx)}}]})
+    assert "requirement" in kiln_fails("build", bad, "--dry-run")
+
+
+def test_project_from_a_source_layer(tmp_path):
+    """pip install -e . of a source that comes from git: the pyproject.toml
+    of the commit the source layer builds, installed at its path."""
+    idx = make_simple_index(tmp_path / "idx" / "simple", [
+        make_wheel(tmp_path / "w", "dep", "1.0", py="py3", abi="none", plat="any"),
+        make_wheel(tmp_path / "w", "dep", "2.0", py="py3", abi="none", plat="any")])
+    pyproject = '[project]\nname = "app"\nversion = "0.3"\ndependencies = ["dep<2"]\n'
+    repo = make_git_repo(tmp_path / "repo", {"next": {"pyproject.toml": pyproject.replace(
+        "dep<2", "dep>=2")}}, main_files={"pyproject.toml": pyproject})
+
+    def doc(ref):
+        return {"base": "ubuntu:22.04", "layers": [
+            {"name": "deps", "kind": "wheels", "index": str(idx), "project_from": "src"},
+            {"name": "src", "kind": "source", "from": "git", "repository": str(repo),
+             "ref": ref, "path": "/srv/app"}]}
+    out, _ = stage(write_recipe(tmp_path / "r.json", doc("main")), tmp_path)
+    site = out / "01-deps" / SITE
+    assert (site / "dep/__init__.py").read_text() == "__version__ = '1.0'\n"
+    assert (site / "__editable__.app-0.3.pth").read_text().strip() == "/srv/app"
+    out, _ = stage(write_recipe(tmp_path / "r.json", doc("next")), tmp_path, name="next")
+    assert (out / "01-deps" / SITE / "dep/__init__.py").read_text() == "__version__ = '2.0'\n"
+    # a name that is no source layer
+    bad = doc("main")
+    bad["layers"][0]["project_from"] = "deps"
+    line = kiln_fails("build", write_recipe(tmp_path / "b.json", bad), "--stage", tmp_path / "b",
+                      "--cache-dir", tmp_path / "cache")
+    assert "'project_from' names 'deps', which is not a source layer" in line
+
+
+def test_files_layer_links_and_variable_booleans(tmp_path):
+    r = write_recipe(tmp_path / "r.json", {
+        "base": "ubuntu:22.04", "variables": {"keep": {"default": "no"}},
+        "layers": [{"name": "links", "kind": "files", "keep_modes": "${keep}",
+                    "files": [{"dest": "/usr/bin/python", "link": "python3"}]}]})
+    out, _ = stage(r, tmp_path)
+    assert os.readlink(out / "01-links/usr/bin/python") == "python3"
+    line = kiln_fails("build", r, "--dry-run", "--set", "keep=maybe")
+    assert "'keep_modes' of layer 'links' is 'maybe': expected true or false" in line
+    bad = write_recipe(tmp_path / "b.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "x", "kind": "files", "files": [{"dest": "/a", "link": "b", "mode": "0755"}]}]})
+    assert "mode" in kiln_fails("build", bad, "--dry-run")
+
+
+def test_upstreams_hopper_pins_say_which_conflict(tmp_path):
+    """torchvision 0.20.0 requires torch 2.5.0: with torch 2.8 pinned, the
+    resolver names both requirements."""
+    sets = make_inputs(tmp_path, "hopper")
+    tw = pathlib.Path(sets["torch_index"][len("file://"):])
+    extra = make_wheel(tmp_path / "x", "torchvision", "0.20.0+cu128", requires=["torch==2.5.0"])
+    make_simple_index(tw, [*tw.parent.joinpath("files").glob("*.whl"), extra])
+    args = ["build", LINNAEUS, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+            "--arch", "hopper", "--set", "torchvision_spec===0.20.0+cu128"]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    line = kiln_fails(*args)
+    assert "torch" in line and "2.5.0" in line and "torchvision" in line, line
