@@ -1,5 +1,6 @@
 """kiln build: the linnaeus images from local stand-ins, pushed to a real registry."""
 import json
+import socket
 import re
 import os
 import pathlib
@@ -8,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import run
-from linnaeus_standins import PYPROJECT, build_args, make_inputs, push_base
+from linnaeus_standins import LINNAEUS, PYPROJECT, build_args, make_inputs, push_base
 
 
 @pytest.fixture
@@ -533,3 +534,19 @@ def test_lock_pins_the_build(kiln, world, tmp_path):
     assert "torch is not in the lock" in p.stderr
     kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--lock", tmp_path / "none.json"),
                "--locked", *out("six"), code=3)
+
+
+def test_lock_with_an_unreachable_base_says_so(kiln, tmp_path):
+    """The HEAD that looks for a cached manifest fails first: it must not
+    crash kiln, and the error names the base and why."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = kiln.run("lock", LINNAEUS, "--mirror", f"docker.io=127.0.0.1:{port}", "--cache",
+                 tmp_path / "c", "--lock", tmp_path / "l.json", check=False,
+                 env={"KILN_RETRY_BASE_MS": "1"})
+    assert p.returncode > 0, p.stderr   # an exit status, not a signal
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("kiln: error: base 'nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04'"), last
+    assert not (tmp_path / "l.json").exists()
