@@ -1077,7 +1077,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                                                .fetch_ctx = o->fetch_ctx,
                                                .fetch_signed = o->fetch_signed, .log = o->step_log,
                                                .layer = l->name, .base_root = base_root,
-                                               .inventory = l->kind == RECIPE_LAYER_WHEELS};
+                                               .inventory = l->kind == RECIPE_LAYER_WHEELS ||
+                                                            json_object_get(l->params, "sdist")};
                 struct recipe_stage_result kres = {0};
                 json_t *e;
                 if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {

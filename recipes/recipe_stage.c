@@ -1415,14 +1415,14 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         wheels = install && !strcmp(install, "wheels");
         /* the source distribution: its sha256 keys the step, so a key
          * downloads nothing; a run needs the file */
-        if (sdist_params && recipe_sdist_pick(p, o, sdist_params, dir || (packages && wheels),
-                                              &sdist, &sdist_sha, packages, err) < 0)
+        if (sdist_params && recipe_sdist_pick(p, o, sdist_params, dir != NULL, &sdist,
+                                              &sdist_sha, packages, err) < 0)
                 goto out;
         s.sdist = sdist;
         s.sdist_sha256 = sdist_sha;
         /* a key needs the step's key only; the inventory of a step that
          * installs wheels needs its output (cached, fetched or run) */
-        if (!dir && !(packages && wheels)) {
+        if (!dir && !(packages && wheels && !sdist)) {
                 if (recipe_build_key(&s, &res->cache_key, err) < 0)
                         goto out;
                 json_array_append_new(resolved, json_string(res->cache_key));

@@ -531,7 +531,7 @@ def sdist_world(tmp_path, versions=("1.0", "1.5", "2.0rc1"), hashes=True):
 
 def sdist_recipe(tmp_path, idx, requirement, **extra):
     cmd = 'cp "$KILN_SDIST" "$KILN_OUT/" && echo "$KILN_SDIST" > "$KILN_OUT/where"'
-    return write_recipe(tmp_path / "r.json", {"base": "ubuntu:22.04", "layers": [
+    return write_recipe(tmp_path / "r.json", {"base": "scratch", "layers": [
         {"name": "fa", "kind": "build", "command": ["sh", "-c", cmd], "install": "tree",
          "path": "/out", "sdist": {"index": str(idx), "requirement": requirement, **extra}}]})
 
@@ -551,6 +551,13 @@ def test_build_step_takes_the_sdist_its_requirement_resolves_to(tmp_path, requir
     keys = lambda: json.loads(kiln("build", tmp_path / "r.json", "--dry-run", "--json", "--keys",
                                    "--cache-dir", tmp_path / "cache").stdout)["layers"][0]["layer_key"]
     before = keys()
+    # kiln lock names the sdist: version, where it came from, its sha256
+    kiln("lock", tmp_path / "r.json", "--cache", tmp_path / "cache")
+    lock = json.loads((tmp_path / "r.lock.json").read_text())["layers"]["fa"]
+    (pkg,) = lock["packages"]
+    assert (pkg["name"], pkg["version"]) == ("flash-attn", want)
+    assert pkg["sha256"] == sha256(next(staged.glob("*.tar.gz")))
+    assert pkg["url"].endswith(f"/flash_attn-{want}.tar.gz") and lock["key"] == before
     sdist_world(tmp_path, versions=("1.0", "1.5", "1.9", "2.0rc1"))
     assert (keys() != before) == (want == "1.5")
 
