@@ -785,7 +785,8 @@ static bool sdist_name(const char *file, const char *name, struct recipe_index_f
 }
 
 static bool anchor_file(const char *a, const char *tag_end, const char *base_url, const char *name,
-                        const struct recipe_python_target *t, struct recipe_index_file *f)
+                        const struct recipe_python_target *t, bool sdists,
+                        struct recipe_index_file *f)
 {
         bool present;
         _cleanup_free_ char *raw = html_attr(a, tag_end, "href", &present);
@@ -810,7 +811,7 @@ static bool anchor_file(const char *a, const char *tag_end, const char *base_url
         file = strdup(strrchr(href, '/') ? strrchr(href, '/') + 1 : href);
         if (!file)
                 goto out;
-        if (!t) {
+        if (sdists) {
                 /* a source distribution: NAME-VERSION.tar.gz */
                 if (!sdist_name(file, name, f))
                         goto out;
@@ -844,10 +845,9 @@ out:
         return ok;
 }
 
-int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
-                             const struct recipe_python_target *t,
-                             struct recipe_index_file **ret, size_t *ret_n,
-                             struct kiln_error *err)
+static int index_list(const char *html, size_t len, const char *base_url, const char *name,
+                      const struct recipe_python_target *t, bool sdists,
+                      struct recipe_index_file **ret, size_t *ret_n, struct kiln_error *err)
 {
         const char *p = html, *end = html + len;
         struct recipe_index_file *out = NULL;
@@ -865,7 +865,7 @@ int recipe_simple_index_list(const char *html, size_t len, const char *base_url,
                 if (!tag_end)
                         break;
                 p = tag_end + 1;
-                if (!anchor_file(a, tag_end, base_url, name, t, &f))
+                if (!anchor_file(a, tag_end, base_url, name, t, sdists, &f))
                         continue;
                 /* one file per version: the best tags, the last of equals */
                 for (k = 0; k < n; k++)
@@ -896,4 +896,19 @@ int recipe_simple_index_list(const char *html, size_t len, const char *base_url,
         *ret = out;
         *ret_n = n;
         return 0;
+}
+
+int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
+                             const struct recipe_python_target *t,
+                             struct recipe_index_file **ret, size_t *ret_n,
+                             struct kiln_error *err)
+{
+        return index_list(html, len, base_url, name, t, false, ret, ret_n, err);
+}
+
+int recipe_simple_index_sdists(const char *html, size_t len, const char *base_url,
+                               const char *name, struct recipe_index_file **ret, size_t *ret_n,
+                               struct kiln_error *err)
+{
+        return index_list(html, len, base_url, name, NULL, true, ret, ret_n, err);
 }

@@ -70,7 +70,7 @@ int recipe_sdist_pick(const struct recipe_plan *p, const struct recipe_stage_opt
                                q.name, index);
                 goto out;
         }
-        if (recipe_simple_index_list(html, len, base, q.name, NULL, &files, &n, err) < 0)
+        if (recipe_simple_index_sdists(html, len, base, q.name, &files, &n, err) < 0)
                 goto out;
         f = newest_allowed(files, n, &q, pre);
         if (!f) {

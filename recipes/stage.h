@@ -217,12 +217,15 @@ struct recipe_index_file {
         int score;
 };
 /* The compatible wheels of project name on a PEP 503 page, one per
- * version (the best tags), newest first; yanked files left out.  t NULL:
- * its source distributions (NAME-VERSION.tar.gz) instead. */
+ * version (the best tags), newest first; yanked files left out. */
 int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
                              const struct recipe_python_target *t,
                              struct recipe_index_file **ret, size_t *ret_n,
                              struct kiln_error *err);
+/* Its source distributions (NAME-VERSION.tar.gz) instead, newest first. */
+int recipe_simple_index_sdists(const char *html, size_t len, const char *base_url,
+                               const char *name, struct recipe_index_file **ret, size_t *ret_n,
+                               struct kiln_error *err);
 void recipe_index_files_free(struct recipe_index_file *f, size_t n);
 /* The .dist-info/METADATA of the wheel at path (at most
  * RECIPE_WHEEL_META_MAX bytes, NUL-terminated). */
