@@ -884,9 +884,10 @@ static int read_project(const struct recipe_plan *p, const struct recipe_stage_o
         *reqs = ni;
         *n_reqs += more.n;
         free(more.items);
-        json_array_append_new(resolved, json_pack("{s:s, s:s, s:O}", "pyproject", pp->digest.str,
+        json_array_append_new(resolved, json_pack("{s:s, s:s, s:o}", "pyproject", pp->digest.str,
                                                   "project_path", *ret_image_path,
-                                                  "extras", ex ? ex : json_array()));
+                                                  "extras",
+                                                  ex ? json_deep_copy(ex) : json_array()));
         return 0;
 }
 
