@@ -101,7 +101,7 @@ static void check_thread_independent(enum oci_compression c)
         struct layer_result first, r;
         struct mem_sink m;
 
-        layer_writer_opts_init(&o);
+        assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         o.compression = c;
         o.threads = 1;
         build(&o, 5u << 20, 0, 0, &m, &first);
@@ -134,7 +134,7 @@ static void test_entries_are_normalized(void **state)
         struct mem_sink ma, mb;
 
         (void)state;
-        layer_writer_opts_init(&o);
+        assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         o.compression = OCI_COMPRESSION_NONE;
         o.mtime = 0;
         build(&o, 1000, 1700000000, 1000, &ma, &a);
@@ -162,7 +162,7 @@ static void test_gzip_header_is_deterministic_and_diffid_is_the_tar(void **state
         struct oci_digest d;
 
         (void)state;
-        layer_writer_opts_init(&o);
+        assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         o.compression = OCI_COMPRESSION_GZIP;
         build(&o, 3u << 20, 0, 0, &m, &r);
         /* RFC 1952: ID1 ID2 CM FLG MTIME(4) XFL OS */
@@ -199,7 +199,7 @@ static void test_bad_levels_are_refused(void **state)
 
         (void)state;
         mem_init(&m);
-        layer_writer_opts_init(&o);
+        assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         o.compression = OCI_COMPRESSION_GZIP;
         o.level = 13;
         assert_null(layer_writer_new(&m.base, &o, &err));
