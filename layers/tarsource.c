@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "path.h"
 #include "source.h"
 #include "unpack.h"
 #include "util.h"
@@ -52,7 +53,7 @@ static char *map_name(const char *dest, const char *name, struct kiln_error *err
 {
         _cleanup_free_ char *clean = NULL;
 
-        if (layer_path_clean(name, &clean, err) < 0)
+        if (layer_path_clean(name, 0, "invalid path", &clean, err) < 0)
                 return NULL;
         if (!*dest)
                 return steal_ptr(&clean);
@@ -194,7 +195,7 @@ int layer_tar_source_write(struct layer_writer *w, const char *file, const char 
 
         if (!src)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (layer_path_clean(dest ? dest : "", &cdest, err) < 0)
+        if (layer_path_clean(dest ? dest : "", 0, "invalid path", &cdest, err) < 0)
                 goto out;
         fd = open(file, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {

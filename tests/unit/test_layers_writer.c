@@ -265,24 +265,6 @@ static void test_exclude_patterns(void **state)
         }
 }
 
-static void test_path_clean(void **state)
-{
-        static const char *const ok[][2] = {
-            {"/", ""}, {"", ""}, {"/app/", "app"}, {"./a//b/.", "a/b"}, {"a/./b", "a/b"},
-        };
-        struct kiln_error err = KILN_ERROR_INIT;
-        char *out;
-
-        (void)state;
-        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-                assert_int_equal(layer_path_clean(ok[i][0], &out, &err), 0);
-                assert_string_equal(out, ok[i][1]);
-                free(out);
-        }
-        assert_int_equal(layer_path_clean("/a/../b", &out, &err), -1);
-        assert_string_equal(err.msg, "invalid path '/a/../b': '..' is not allowed");
-}
-
 /* A tree made under umask 077 with an odd mode or two, as a checkout or a
  * build step might leave it. */
 static void make_mode_tree(char *dir, size_t len)
@@ -455,7 +437,6 @@ int main(void)
             cmocka_unit_test(test_bad_levels_are_refused),
             cmocka_unit_test(test_compression_names),
             cmocka_unit_test(test_exclude_patterns),
-            cmocka_unit_test(test_path_clean),
             cmocka_unit_test(test_modes_follow_the_policy_not_the_umask),
             cmocka_unit_test(test_mode_rules_and_keep_modes_give_exact_modes),
             cmocka_unit_test(test_decompressed_size_is_capped),
