@@ -220,6 +220,45 @@ static int append_layers(const struct append_ctx *c, const struct layer_spec *sp
         return 0;
 }
 
+/* The image: the base (or scratch) with the layers of specs, written to
+ * tag: the layers' blobs, the base's, the config, the manifest, the tag. */
+static int append_image(const char *base, const struct oci_platform *plat, const char *tag,
+                        const char *cache_dir, struct append_ctx *c,
+                        const struct layer_spec *specs, size_t n_specs, struct kiln_error *err)
+{
+        _cleanup_(oci_store_freep) struct oci_store *src = NULL;
+        _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
+        _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
+        _cleanup_(oci_image_edit_freep) struct oci_image_edit *img = NULL;
+        _cleanup_free_ char *laydir = NULL;
+        struct oci_descriptor md;
+
+        if (strcmp(base, "scratch") != 0) {
+                src = cli_open_place(base, false, err);
+                img = src ? oci_image_edit_load(src, NULL, plat, err) : NULL;
+        } else {
+                img = oci_image_edit_new(NULL, err);
+        }
+        if (!img)
+                return -1;
+        dst = cli_open_place(tag, true, err);
+        if (!dst)
+                return -1;
+        laydir = layout_dir_of(tag);
+        cache = layer_cache_open(cache_dir, err);
+        if (!cache)
+                return -1;
+        c->cache = cache;
+        c->dst = dst;
+        c->laydir = laydir;
+        if (append_layers(c, specs, n_specs, img, err) < 0 ||
+            oci_image_edit_write(img, dst, (const char *const[]){NULL}, 1, &md, err) < 0 ||
+            oci_store_commit(dst, err) < 0)
+                return -1;
+        printf("%s\n", md.digest.str);
+        return 0;
+}
+
 int cmd_append(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -242,11 +281,7 @@ int cmd_append(int argc, char **argv)
             {NULL, 0, NULL, 0},
         };
         struct kiln_error err = KILN_ERROR_INIT;
-        _cleanup_(oci_store_freep) struct oci_store *src = NULL;
-        _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
-        _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
-        _cleanup_(oci_image_edit_freep) struct oci_image_edit *img = NULL;
-        _cleanup_free_ char *platbuf = NULL, *laydir = NULL;
+        _cleanup_free_ char *platbuf = NULL;
         _cleanup_free_ struct layer_spec *specs = NULL;
         char **excludes = NULL;
         size_t n_specs = 0, n_excludes = 0;
@@ -254,7 +289,6 @@ int cmd_append(int argc, char **argv)
         bool have_plat = false, use_cache = true, quiet = false, keep_modes = false;
         const char *tag = NULL, *cache_dir = NULL;
         struct layer_writer_opts wo;
-        struct oci_descriptor md;
         int opt, rc = EXIT_OK;
 
         if (layer_writer_opts_init(&wo, &err) < 0)
@@ -381,38 +415,14 @@ int cmd_append(int argc, char **argv)
         for (size_t i = 0; i < n_specs; i++)
                 specs[i].keep_modes = keep_modes;
 
-        if (strcmp(argv[optind], "scratch") != 0) {
-                src = cli_open_place(argv[optind], false, &err);
-                img = src ? oci_image_edit_load(src, NULL, have_plat ? &plat : NULL, &err) : NULL;
-        } else {
-                img = oci_image_edit_new(NULL, &err);
-        }
-        if (!img)
-                goto fail;
-        dst = cli_open_place(tag, true, &err);
-        if (!dst)
-                goto fail;
-        laydir = layout_dir_of(tag);
-        cache = layer_cache_open(cache_dir, &err);
-        if (!cache)
-                goto fail;
         {
-                struct append_ctx c = {.cache = cache, .use_cache = use_cache, .quiet = quiet,
+                struct append_ctx c = {.use_cache = use_cache, .quiet = quiet,
                                        .excludes = (const char *const *)excludes,
-                                       .n_excludes = n_excludes, .wo = &wo, .dst = dst,
-                                       .laydir = laydir};
-                if (append_layers(&c, specs, n_specs, img, &err) < 0)
-                        goto fail;
+                                       .n_excludes = n_excludes, .wo = &wo};
+                if (append_image(argv[optind], have_plat ? &plat : NULL, tag, cache_dir, &c,
+                                 specs, n_specs, &err) < 0)
+                        rc = cli_fail(&err);
         }
-        /* the base's blobs, the config, the manifest, then the place's tag */
-        if (oci_image_edit_write(img, dst, (const char *const[]){NULL}, 1, &md, &err) < 0 ||
-            oci_store_commit(dst, &err) < 0)
-                goto fail;
-        printf("%s\n", md.digest.str);
-        goto out;
-fail:
-        rc = cli_fail(&err);
-out:
         for (size_t i = 0; i < n_specs; i++) {
                 free(specs[i].src);
                 free(specs[i].dest);
