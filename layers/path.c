@@ -31,8 +31,8 @@ int layer_path_clean(const char *in, unsigned flags, const char *what, char **re
                         if (o == 0) {
                                 free(out);
                                 return kiln_error_set(err, KILN_E_INVALID,
-                                                      "%s '%s': path climbs above the root",
-                                                      what, in);
+                                                      "%s '%s': path climbs above the root", what,
+                                                      in);
                         }
                         /* back to the '/' before the last component, or the start */
                         while (o > 0 && out[o - 1] != '/')

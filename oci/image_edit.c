@@ -59,16 +59,18 @@ int oci_source_date_epoch_parse(const char *s, int64_t *ret_epoch, bool *ret_set
         for (const char *p = s; *p; p++) {
                 if (*p < '0' || *p > '9')
                         return kiln_error_set(err, KILN_E_USAGE,
-                                              "invalid SOURCE_DATE_EPOCH '%.64s': not a number of seconds since 1970-01-01",
+                                              "invalid SOURCE_DATE_EPOCH '%.64s': not a number of "
+                                              "seconds since 1970-01-01",
                                               s);
                 if (v > EPOCH_MAX)
                         break;
                 v = v * 10 + (*p - '0');
         }
         if (v > EPOCH_MAX)
-                return kiln_error_set(err, KILN_E_USAGE,
-                                      "invalid SOURCE_DATE_EPOCH '%.64s': after 9999-12-31T23:59:59Z (at most %lld)",
-                                      s, EPOCH_MAX);
+                return kiln_error_set(
+                    err, KILN_E_USAGE,
+                    "invalid SOURCE_DATE_EPOCH '%.64s': after 9999-12-31T23:59:59Z (at most %lld)",
+                    s, EPOCH_MAX);
         *ret_epoch = v;
         *ret_set = true;
         return 0;
@@ -175,8 +177,7 @@ static int push_layer(struct oci_image_edit *e, const struct oci_descriptor *d, 
         return 0;
 }
 
-struct oci_image_edit *oci_image_edit_new(const struct oci_platform *plat,
-                                          struct kiln_error *err)
+struct oci_image_edit *oci_image_edit_new(const struct oci_platform *plat, struct kiln_error *err)
 {
         struct oci_image_edit *e = edit_alloc(err);
 
@@ -191,8 +192,7 @@ struct oci_image_edit *oci_image_edit_new(const struct oci_platform *plat,
         return e;
 }
 
-struct oci_image_edit *oci_image_edit_new_from(const struct oci_image *img,
-                                               struct kiln_error *err)
+struct oci_image_edit *oci_image_edit_new_from(const struct oci_image *img, struct kiln_error *err)
 {
         struct oci_image_edit *e;
 
@@ -218,8 +218,7 @@ struct oci_image_edit *oci_image_edit_new_from(const struct oci_image *img,
 }
 
 struct oci_image_edit *oci_image_edit_load(struct oci_store *src, const char *ref,
-                                           const struct oci_platform *plat,
-                                           struct kiln_error *err)
+                                           const struct oci_platform *plat, struct kiln_error *err)
 {
         struct oci_image img = {0};
         struct oci_image_edit *e;
@@ -445,8 +444,7 @@ int oci_image_edit_set_env(struct oci_image_edit *e, const char *kv, struct kiln
         if (!env || !s) {
                 json_decref(s);
                 return kiln_error_set(err, KILN_E_INVALID,
-                                      "invalid environment variable '%.200s': not valid UTF-8",
-                                      kv);
+                                      "invalid environment variable '%.200s': not valid UTF-8", kv);
         }
         json_array_foreach(env, i, v)
         {
@@ -475,8 +473,7 @@ int oci_image_edit_set_label(struct oci_image_edit *e, const char *key, const ch
         if (!c)
                 return -1;
         if (!*key)
-                return kiln_error_set(err, KILN_E_USAGE, "invalid label '=%s': empty name",
-                                      value);
+                return kiln_error_set(err, KILN_E_USAGE, "invalid label '=%s': empty name", value);
         labels = member(c, "Labels", json_object, is_object);
         if (!labels || json_object_set_new(labels, key, json_string(value)) < 0)
                 return kiln_error_set(err, KILN_E_INVALID,
@@ -502,8 +499,7 @@ int oci_image_edit_set_field(struct oci_image_edit *e, const char *key, json_t *
         return 0;
 }
 
-int oci_image_edit_merge_config(struct oci_image_edit *e, json_t *fields,
-                                struct kiln_error *err)
+int oci_image_edit_merge_config(struct oci_image_edit *e, json_t *fields, struct kiln_error *err)
 {
         json_t *c = config_object(e, err), *v;
         const char *k;
@@ -591,8 +587,7 @@ static int put_buffer(struct oci_store *dst, const struct oci_descriptor *d, con
 }
 
 /* The base's layers dst lacks, from the store the image came from. */
-static int put_base_layers(struct oci_image_edit *e, struct oci_store *dst,
-                           struct kiln_error *err)
+static int put_base_layers(struct oci_image_edit *e, struct oci_store *dst, struct kiln_error *err)
 {
         for (size_t i = 0; e->src && i < e->n_layers; i++) {
                 const struct oci_descriptor *d = &e->layers[i].d;
@@ -652,9 +647,8 @@ static int name_manifest(struct oci_store *dst, const char *tag, const struct oc
         return dst->ops->tag(dst, tag, md, err);
 }
 
-int oci_image_edit_write(struct oci_image_edit *e, struct oci_store *dst,
-                         const char *const *tags, size_t n_tags,
-                         struct oci_descriptor *ret_manifest, struct kiln_error *err)
+int oci_image_edit_write(struct oci_image_edit *e, struct oci_store *dst, const char *const *tags,
+                         size_t n_tags, struct oci_descriptor *ret_manifest, struct kiln_error *err)
 {
         _cleanup_free_ char *cbuf = NULL, *mbuf = NULL;
         _cleanup_free_ struct oci_descriptor *descs = NULL;

@@ -58,21 +58,18 @@ struct oci_history {
 };
 
 /* The empty image for plat (NULL: the host's). */
-struct oci_image_edit *oci_image_edit_new(const struct oci_platform *plat,
-                                          struct kiln_error *err);
+struct oci_image_edit *oci_image_edit_new(const struct oci_platform *plat, struct kiln_error *err);
 
 /* The image ref (NULL: the place's own) of src, an index resolved for plat
  * (NULL: the host's).  src must outlive the edit: oci_image_edit_write()
  * copies the base's layers a destination lacks from it. */
 struct oci_image_edit *oci_image_edit_load(struct oci_store *src, const char *ref,
-                                           const struct oci_platform *plat,
-                                           struct kiln_error *err);
+                                           const struct oci_platform *plat, struct kiln_error *err);
 
 /* An edit of an image already loaded (its config copied, its layers
  * referenced); img may be released afterwards.  The base's layers are not
  * copied by oci_image_edit_write(): whoever carries the image carries them. */
-struct oci_image_edit *oci_image_edit_new_from(const struct oci_image *img,
-                                               struct kiln_error *err);
+struct oci_image_edit *oci_image_edit_new_from(const struct oci_image *img, struct kiln_error *err);
 
 /* An artifact (image-spec manifest.md "Guidelines for Artifact Usage"):
  * artifactType, the empty config, no history and no diffIDs. */
@@ -127,8 +124,7 @@ int oci_image_edit_set_field(struct oci_image_edit *e, const char *key, json_t *
 /* Every field of fields (a recipe's config): Labels merged with the
  * image's as oci_image_edit_set_label() does, any other field replaced.
  * Makes the config object when it is missing, also for fields NULL. */
-int oci_image_edit_merge_config(struct oci_image_edit *e, json_t *fields,
-                                struct kiln_error *err);
+int oci_image_edit_merge_config(struct oci_image_edit *e, json_t *fields, struct kiln_error *err);
 /* The config document as it is now (borrowed; for reading). */
 const json_t *oci_image_edit_config(const struct oci_image_edit *e);
 
@@ -150,9 +146,9 @@ int oci_image_edit_set_subject(struct oci_image_edit *e, const struct oci_descri
  * the manifest dst already holds are not put again.  ret_manifest (may be
  * NULL) gets the manifest's descriptor (media_type static).  The caller
  * commits dst (oci_store_commit) when it is done with it. */
-int oci_image_edit_write(struct oci_image_edit *e, struct oci_store *dst,
-                         const char *const *tags, size_t n_tags,
-                         struct oci_descriptor *ret_manifest, struct kiln_error *err);
+int oci_image_edit_write(struct oci_image_edit *e, struct oci_store *dst, const char *const *tags,
+                         size_t n_tags, struct oci_descriptor *ret_manifest,
+                         struct kiln_error *err);
 
 /* SOURCE_DATE_EPOCH (reproducible-builds.org/specs/source-date-epoch):
  * decimal seconds since the epoch, digits only, at most

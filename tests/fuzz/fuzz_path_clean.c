@@ -55,8 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size < 1)
                 return 0;
-        flags = data[0] & (LAYER_PATH_RELATIVE | LAYER_PATH_FOLD_DOTDOT |
-                           LAYER_PATH_NO_BACKSLASH);
+        flags = data[0] & (LAYER_PATH_RELATIVE | LAYER_PATH_FOLD_DOTDOT | LAYER_PATH_NO_BACKSLASH);
         in = malloc(size);
         if (!in)
                 return 0;

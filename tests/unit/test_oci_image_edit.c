@@ -113,8 +113,8 @@ static int rec_has_blob(struct oci_store *s, const struct oci_descriptor *d, boo
         return REC(s)->inner->ops->has_blob(REC(s)->inner, d, ret, err);
 }
 
-static int rec_put_blob(struct oci_store *s, const struct oci_descriptor *d,
-                        struct oci_reader *r, struct kiln_error *err)
+static int rec_put_blob(struct oci_store *s, const struct oci_descriptor *d, struct oci_reader *r,
+                        struct kiln_error *err)
 {
         note(REC(s), "blob", d->media_type);
         if (REC(s)->fail && !strcmp(REC(s)->fail, "blob")) {
@@ -148,14 +148,14 @@ static void rec_free(struct oci_store *s)
 }
 
 static const struct oci_store_ops rec_ops = {
-        .kind = "recording",
-        .get_manifest = rec_get_manifest,
-        .open_blob = rec_open_blob,
-        .has_blob = rec_has_blob,
-        .put_blob = rec_put_blob,
-        .put_manifest = rec_put_manifest,
-        .tag = rec_tag,
-        .free = rec_free,
+    .kind = "recording",
+    .get_manifest = rec_get_manifest,
+    .open_blob = rec_open_blob,
+    .has_blob = rec_has_blob,
+    .put_blob = rec_put_blob,
+    .put_manifest = rec_put_manifest,
+    .tag = rec_tag,
+    .free = rec_free,
 };
 
 static void rec_init(struct rec_store *r, struct oci_store *inner)
@@ -171,10 +171,10 @@ static void rec_init(struct rec_store *r, struct oci_store *inner)
 
 #define BASE_LAYER "base layer bytes"
 #define BASE_CONFIG                                                                                \
-        "{\"architecture\":\"amd64\",\"os\":\"linux\",\"created\":\"2020-01-02T03:04:05Z\","      \
-        "\"container\":\"c0ffee\",\"container_config\":{\"Cmd\":[\"x\"]},"                        \
-        "\"config\":{\"Env\":[\"PATH=/bin\",\"A=1\"],\"Labels\":{\"z\":\"1\"}},"                 \
-        "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]},"                                 \
+        "{\"architecture\":\"amd64\",\"os\":\"linux\",\"created\":\"2020-01-02T03:04:05Z\","       \
+        "\"container\":\"c0ffee\",\"container_config\":{\"Cmd\":[\"x\"]},"                         \
+        "\"config\":{\"Env\":[\"PATH=/bin\",\"A=1\"],\"Labels\":{\"z\":\"1\"}},"                   \
+        "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]},"                                  \
         "\"history\":[{\"created_by\":\"base\"}]}"
 
 /* A Docker schema2 image tagged "b" in a layout at dir: one layer of a
@@ -196,8 +196,8 @@ static void make_base(const char *dir)
                  "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\","
                  "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\","
                  "\"digest\":\"%s\",\"size\":%zu,\"x-extra\":1}]}",
-                 DOCKER_MT_MANIFEST, DOCKER_MT_CONFIG, cd.str, strlen(config),
-                 DOCKER_MT_LAYER_TAR, ld.str, strlen(BASE_LAYER));
+                 DOCKER_MT_MANIFEST, DOCKER_MT_CONFIG, cd.str, strlen(config), DOCKER_MT_LAYER_TAR,
+                 ld.str, strlen(BASE_LAYER));
         assert_int_equal(oci_layout_put_blob_buffer(l, manifest, strlen(manifest), &md, &err), 0);
         d.digest = md;
         d.size = (int64_t)strlen(manifest);
@@ -229,8 +229,7 @@ static void test_scratch_image_has_exact_config_and_manifest(void **state)
                                                                         .comment = "kiln append"},
                                                   &err),
                          0);
-        assert_int_equal(oci_image_edit_write(e, st, (const char *const[]){NULL}, 1, &md, &err),
-                         0);
+        assert_int_equal(oci_image_edit_write(e, st, (const char *const[]){NULL}, 1, &md, &err), 0);
         assert_string_equal(md.media_type, OCI_MT_MANIFEST);
         config = read_config(dir, &md);
         snprintf(want, sizeof(want),
@@ -285,9 +284,9 @@ static void test_image_from_a_store_keeps_base_and_copies_its_layers(void **stat
         assert_int_equal(oci_image_edit_set_field(e, "Cmd", json_pack("[s]", "sh"), &err), 0);
         assert_int_equal(oci_image_edit_set_field(e, "User", NULL, &err), -1);
         assert_non_null(strstr(err.msg, "'User'"));
-        assert_int_equal(oci_image_edit_add_history(
-                                 e, &(struct oci_history){.created_by = "kiln config"}, &err),
-                         0);
+        assert_int_equal(
+            oci_image_edit_add_history(e, &(struct oci_history){.created_by = "kiln config"}, &err),
+            0);
         now = oci_image_edit_config(e);
         assert_non_null(json_object_get(now, "container")); /* kept unless dropped */
         assert_int_equal(oci_image_edit_write(e, dst, (const char *const[]){NULL}, 1, &md, &err),
@@ -310,8 +309,8 @@ static void test_image_from_a_store_keeps_base_and_copies_its_layers(void **stat
         assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "Env"), 2)),
                             "B=3");
         {
-                char *labels = json_dumps(json_object_get(cfg, "Labels"),
-                                          JSON_COMPACT | JSON_PRESERVE_ORDER);
+                char *labels =
+                    json_dumps(json_object_get(cfg, "Labels"), JSON_COMPACT | JSON_PRESERVE_ORDER);
                 assert_string_equal(labels, "{\"a\":\"1\",\"b\":\"2\",\"z\":\"1\"}");
                 free(labels);
         }
@@ -320,7 +319,7 @@ static void test_image_from_a_store_keeps_base_and_copies_its_layers(void **stat
                             "2020-01-02T03:04:05Z");
         assert_int_equal(json_array_size(json_object_get(c, "history")), 2);
         assert_true(json_is_true(
-                json_object_get(json_array_get(json_object_get(c, "history"), 1), "empty_layer")));
+            json_object_get(json_array_get(json_object_get(c, "history"), 1), "empty_layer")));
         oci_image_release(&img);
         oci_image_edit_free(e);
         oci_store_free(src);
@@ -391,21 +390,21 @@ static void test_source_date_epoch_rules(void **state)
                 bool set;
                 int64_t v;
         } cases[] = {
-                {NULL, 0, false, 0},
-                {"", 0, false, 0},
-                {"0", 0, true, 0},
-                {"1700000000", 0, true, 1700000000},
-                {"0001", 0, true, 1},
-                {"253402300799", 0, true, 253402300799LL},
-                {"253402300800", -1, false, 0},
-                {"99999999999999999999999999", -1, false, 0},
-                {"-1", -1, false, 0},
-                {"+1", -1, false, 0},
-                {" 1", -1, false, 0},
-                {"1 ", -1, false, 0},
-                {"1.5", -1, false, 0},
-                {"12x", -1, false, 0},
-                {"0x10", -1, false, 0},
+            {NULL, 0, false, 0},
+            {"", 0, false, 0},
+            {"0", 0, true, 0},
+            {"1700000000", 0, true, 1700000000},
+            {"0001", 0, true, 1},
+            {"253402300799", 0, true, 253402300799LL},
+            {"253402300800", -1, false, 0},
+            {"99999999999999999999999999", -1, false, 0},
+            {"-1", -1, false, 0},
+            {"+1", -1, false, 0},
+            {" 1", -1, false, 0},
+            {"1 ", -1, false, 0},
+            {"1.5", -1, false, 0},
+            {"12x", -1, false, 0},
+            {"0x10", -1, false, 0},
         };
         (void)state;
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -470,14 +469,12 @@ static void test_source_date_epoch_replaces_base_date(void **state)
         unsetenv("SOURCE_DATE_EPOCH");
         assert_non_null(e);
         layer_desc("new layer", &d, &diff);
-        assert_int_equal(dst->ops->put_blob(dst, &d, oci_reader_from_buffer("new layer", 9, &err),
-                                            &err),
-                         0);
-        assert_int_equal(oci_image_edit_add_layer(e, &d, &diff,
-                                                  &(struct oci_history){.dated = true,
-                                                                        .created_by = "/x"},
-                                                  &err),
-                         0);
+        assert_int_equal(
+            dst->ops->put_blob(dst, &d, oci_reader_from_buffer("new layer", 9, &err), &err), 0);
+        assert_int_equal(
+            oci_image_edit_add_layer(
+                e, &d, &diff, &(struct oci_history){.dated = true, .created_by = "/x"}, &err),
+            0);
         assert_int_equal(oci_image_edit_write(e, dst, (const char *const[]){NULL}, 1, &md, &err),
                          0);
         assert_int_equal(oci_image_load(dst, NULL, NULL, &img, &err), 0);
@@ -486,9 +483,8 @@ static void test_source_date_epoch_replaces_base_date(void **state)
         h = json_array_get(json_object_get(img.config, "history"), 1);
         assert_string_equal(json_string_value(json_object_get(h, "created")),
                             "2023-11-14T22:13:20Z");
-        assert_int_equal(json_array_size(json_object_get(json_object_get(img.config, "rootfs"),
-                                                         "diff_ids")),
-                         2);
+        assert_int_equal(
+            json_array_size(json_object_get(json_object_get(img.config, "rootfs"), "diff_ids")), 2);
         oci_image_release(&img);
         oci_image_edit_free(e);
         oci_store_free(src);
@@ -513,10 +509,9 @@ static void test_write_order_config_manifest_tag(void **state)
         assert_non_null(inner);
         assert_non_null(e);
         rec_init(&rec, inner);
-        assert_int_equal(oci_image_edit_write(e, &rec.base,
-                                              (const char *const[]){NULL, "extra",
-                                                                    OCI_EDIT_BY_DIGEST},
-                                              3, &md, &err),
+        assert_int_equal(oci_image_edit_write(
+                             e, &rec.base, (const char *const[]){NULL, "extra", OCI_EDIT_BY_DIGEST},
+                             3, &md, &err),
                          0);
         snprintf(want, sizeof(want), "blob %s;manifest -;tag -;tag extra;tag %s", OCI_MT_CONFIG,
                  md.digest.str);
@@ -524,10 +519,9 @@ static void test_write_order_config_manifest_tag(void **state)
         /* again: everything is there and named: nothing is put, no tag moves
          * except by digest (an index entry the store keeps once) */
         rec.log[0] = '\0';
-        assert_int_equal(oci_image_edit_write(e, &rec.base,
-                                              (const char *const[]){NULL, "extra"}, 2, &md2,
-                                              &err),
-                         0);
+        assert_int_equal(
+            oci_image_edit_write(e, &rec.base, (const char *const[]){NULL, "extra"}, 2, &md2, &err),
+            0);
         assert_string_equal(md2.digest.str, md.digest.str);
         assert_string_equal(rec.log, "");
         oci_image_edit_free(e);
@@ -554,9 +548,9 @@ static void test_failed_manifest_put_leaves_no_tag(void **state)
                 assert_non_null(inner);
                 rec_init(&rec, inner);
                 rec.fail = fails[i];
-                assert_int_equal(oci_image_edit_write(e, &rec.base, (const char *const[]){NULL}, 1,
-                                                      &md, &err),
-                                 -1);
+                assert_int_equal(
+                    oci_image_edit_write(e, &rec.base, (const char *const[]){NULL}, 1, &md, &err),
+                    -1);
                 assert_int_equal(md.size, -5); /* not written on failure */
                 /* what failed is the last thing asked: nothing after it */
                 assert_non_null(strstr(err.msg, fails[i]));
@@ -594,9 +588,8 @@ static void test_artifact_with_subject_and_sorted_annotations(void **state)
         oci_digest_of_buffer("abc", 3, &subject.digest);
         layer_desc("{\"doc\":1}", &d, &diff);
         d.media_type = "application/spdx+json";
-        assert_int_equal(st->ops->put_blob(st, &d, oci_reader_from_buffer("{\"doc\":1}", 9, &err),
-                                           &err),
-                         0);
+        assert_int_equal(
+            st->ops->put_blob(st, &d, oci_reader_from_buffer("{\"doc\":1}", 9, &err), &err), 0);
         assert_int_equal(oci_image_edit_add_layer(e, &d, NULL, NULL, &err), 0);
         assert_int_equal(oci_image_edit_set_subject(e, &subject, &err), 0);
         assert_int_equal(oci_image_edit_annotate_all(e, ann, &err), 0);
@@ -605,19 +598,19 @@ static void test_artifact_with_subject_and_sorted_annotations(void **state)
         assert_non_null(strstr(err.msg, "invalid annotation 'n': not a string"));
         /* an artifact has no config to edit */
         assert_int_equal(oci_image_edit_set_env(e, "A=1", &err), -1);
-        assert_int_equal(oci_image_edit_write(e, st, (const char *const[]){OCI_EDIT_BY_DIGEST}, 1,
-                                              &md, &err),
-                         0);
+        assert_int_equal(
+            oci_image_edit_write(e, st, (const char *const[]){OCI_EDIT_BY_DIGEST}, 1, &md, &err),
+            0);
         mbuf = read_blob(dir, &md.digest);
-        snprintf(want, sizeof(want),
-                 "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"artifactType\":\"application/x-test\","
-                 "\"config\":{\"mediaType\":\"%s\",\"digest\":\"sha256:"
-                 "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":2},"
-                 "\"layers\":[{\"mediaType\":\"application/spdx+json\",\"digest\":\"%s\","
-                 "\"size\":9}],\"subject\":{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":3},"
-                 "\"annotations\":{\"a.key\":\"2\",\"m.key\":\"3\",\"z.key\":\"1\"}}",
-                 OCI_MT_MANIFEST, OCI_MT_EMPTY, d.digest.str, OCI_MT_MANIFEST,
-                 subject.digest.str);
+        snprintf(
+            want, sizeof(want),
+            "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"artifactType\":\"application/x-test\","
+            "\"config\":{\"mediaType\":\"%s\",\"digest\":\"sha256:"
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":2},"
+            "\"layers\":[{\"mediaType\":\"application/spdx+json\",\"digest\":\"%s\","
+            "\"size\":9}],\"subject\":{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":3},"
+            "\"annotations\":{\"a.key\":\"2\",\"m.key\":\"3\",\"z.key\":\"1\"}}",
+            OCI_MT_MANIFEST, OCI_MT_EMPTY, d.digest.str, OCI_MT_MANIFEST, subject.digest.str);
         assert_string_equal(mbuf, want);
         free(mbuf);
         /* recorded by digest, not under the place's tag */
@@ -645,8 +638,8 @@ static void test_clear_layers_and_merge_config(void **state)
         struct oci_image_edit *e = oci_image_edit_new(NULL, &err);
         struct oci_descriptor d;
         struct oci_digest diff;
-        json_t *fields = json_pack("{s:[s], s:{s:s, s:s}, s:s}", "Cmd", "bash", "Labels", "y",
-                                   "1", "b", "2", "WorkingDir", "/app");
+        json_t *fields = json_pack("{s:[s], s:{s:s, s:s}, s:s}", "Cmd", "bash", "Labels", "y", "1",
+                                   "b", "2", "WorkingDir", "/app");
         const json_t *c;
         char *dump;
 
@@ -654,9 +647,9 @@ static void test_clear_layers_and_merge_config(void **state)
         assert_non_null(e);
         layer_desc("x", &d, &diff);
         assert_int_equal(oci_image_edit_set_label(e, "x", "0", &err), 0);
-        assert_int_equal(oci_image_edit_add_layer(e, &d, &diff,
-                                                  &(struct oci_history){.created_by = "a"}, &err),
-                         0);
+        assert_int_equal(
+            oci_image_edit_add_layer(e, &d, &diff, &(struct oci_history){.created_by = "a"}, &err),
+            0);
         /* an image's layer needs its diffID */
         assert_int_equal(oci_image_edit_add_layer(e, &d, NULL, NULL, &err), -1);
         oci_image_edit_clear_layers(e);
@@ -667,8 +660,8 @@ static void test_clear_layers_and_merge_config(void **state)
                                   "\"Cmd\":[\"bash\"],\"WorkingDir\":\"/app\"}");
         free(dump);
         assert_int_equal(json_array_size(json_object_get(c, "history")), 0);
-        assert_int_equal(
-                json_array_size(json_object_get(json_object_get(c, "rootfs"), "diff_ids")), 0);
+        assert_int_equal(json_array_size(json_object_get(json_object_get(c, "rootfs"), "diff_ids")),
+                         0);
         json_decref(fields);
         oci_image_edit_free(e);
 }
@@ -676,19 +669,17 @@ static void test_clear_layers_and_merge_config(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(test_scratch_image_has_exact_config_and_manifest,
-                                       setup_no_sde),
-                cmocka_unit_test_setup(test_image_from_a_store_keeps_base_and_copies_its_layers,
-                                       setup_no_sde),
-                cmocka_unit_test_setup(test_drop_docker_and_set_time, setup_no_sde),
-                cmocka_unit_test(test_source_date_epoch_rules),
-                cmocka_unit_test(test_malformed_source_date_epoch_refuses_every_edit),
-                cmocka_unit_test_setup(test_source_date_epoch_replaces_base_date, setup_no_sde),
-                cmocka_unit_test_setup(test_write_order_config_manifest_tag, setup_no_sde),
-                cmocka_unit_test_setup(test_failed_manifest_put_leaves_no_tag, setup_no_sde),
-                cmocka_unit_test_setup(test_artifact_with_subject_and_sorted_annotations,
-                                       setup_no_sde),
-                cmocka_unit_test_setup(test_clear_layers_and_merge_config, setup_no_sde),
+            cmocka_unit_test_setup(test_scratch_image_has_exact_config_and_manifest, setup_no_sde),
+            cmocka_unit_test_setup(test_image_from_a_store_keeps_base_and_copies_its_layers,
+                                   setup_no_sde),
+            cmocka_unit_test_setup(test_drop_docker_and_set_time, setup_no_sde),
+            cmocka_unit_test(test_source_date_epoch_rules),
+            cmocka_unit_test(test_malformed_source_date_epoch_refuses_every_edit),
+            cmocka_unit_test_setup(test_source_date_epoch_replaces_base_date, setup_no_sde),
+            cmocka_unit_test_setup(test_write_order_config_manifest_tag, setup_no_sde),
+            cmocka_unit_test_setup(test_failed_manifest_put_leaves_no_tag, setup_no_sde),
+            cmocka_unit_test_setup(test_artifact_with_subject_and_sorted_annotations, setup_no_sde),
+            cmocka_unit_test_setup(test_clear_layers_and_merge_config, setup_no_sde),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
