@@ -29,7 +29,7 @@ static void on_check(void *ctx, const char *name, bool ok, const char *detail)
  * config.  Returns the command's exit status, or -1 with err set. */
 static int run_inside(struct oci_store *st, const char *cmd, struct kiln_error *err)
 {
-        struct cli_image img = {0};
+        struct oci_image img = {0};
         struct layer_unpack_opts uo;
         struct layer_unpacker *u = NULL;
         const char *tmp = getenv("TMPDIR");
@@ -45,7 +45,7 @@ static int run_inside(struct oci_store *st, const char *cmd, struct kiln_error *
                 return kiln_error_set(err, KILN_E_IO, "cannot create a directory for --run");
         layer_unpack_opts_init(&uo);
         uo.rootless = true;
-        if (cli_image_load(st, NULL, &img, err) < 0)
+        if (oci_image_load(st, NULL, NULL, &img, err) < 0)
                 goto out;
         u = layer_unpacker_new(dir, &uo, err);
         if (!u)
@@ -121,7 +121,7 @@ out:
                         }
         free(av);
         layer_unpacker_free(u);
-        cli_image_release(&img);
+        oci_image_release(&img);
         kiln_rm_rf(dir);
         return status;
 }

@@ -9,12 +9,13 @@
 
 #include "digest.h"
 #include "io.h"
+#include "path.h"
 #include "project.h"
 #include "pylock.h"
 #include "recipe_internal.h"
 #include "resolve.h"
-#include "stage.h"
 #include "source.h"
+#include "stage.h"
 #include "util.h"
 
 void recipe_stage_result_release(struct recipe_stage_result *res)
@@ -288,23 +289,18 @@ char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stag
         return dest;
 }
 
-/* "/app/x" under root, without ".." */
+/* "/app/x" under root, without ".." (layers/path.h) */
 char *recipe_path_under(const char *root, const char *path, struct kiln_error *err)
 {
-        if (strstr(path, "..")) {
-                const char *p = path;
-                while ((p = strstr(p, ".."))) {
-                        if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/')) {
-                                kiln_error_set(err, KILN_E_INVALID,
-                                               "invalid image path '%s': contains '..'", path);
-                                return NULL;
-                        }
-                        p += 2;
-                }
-        }
-        while (*path == '/')
-                path++;
-        return kiln_strdupf("%s/%s", root, path);
+        _cleanup_free_ char *clean = NULL;
+        char *out;
+
+        if (layer_path_clean(path, 0, "invalid image path", &clean, err) < 0)
+                return NULL;
+        out = kiln_strdupf("%s/%s", root, clean);
+        if (!out)
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return out;
 }
 
 /* ---- the inventory (stage.h: ret->packages) ---- */
