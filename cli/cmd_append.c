@@ -1,6 +1,5 @@
 /* kiln append BASE --layer SRC[:DEST[:MODE]] ... -t DST */
 #include <ctype.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,32 +125,13 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         return layer_cache_build(cache, s, wo, use_cache, res, hit, err);
 }
 
-int cmd_append(int argc, char **argv)
+int cmd_append(struct cli_args *args)
 {
-        static const struct option opts[] = {
-            {"layer", required_argument, NULL, 'l'},
-            {"file", required_argument, NULL, 'f'},
-            {"tag", required_argument, NULL, 't'},
-            {"compression", required_argument, NULL, 'c'},
-            {"level", required_argument, NULL, 'L'},
-            {"threads", required_argument, NULL, 'T'},
-            {"exclude", required_argument, NULL, 'x'},
-            {"ignore-file", required_argument, NULL, 'i'},
-            {"platform", required_argument, NULL, 'p'},
-            {"cache", required_argument, NULL, 'C'},
-            {"no-cache", no_argument, NULL, 'N'},
-            {"keep-owners", no_argument, NULL, 'o'},
-            {"keep-caps", no_argument, NULL, 'k'},
-            {"keep-modes", no_argument, NULL, 'm'},
-            {"quiet", no_argument, NULL, 'q'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT, e2 = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
-        _cleanup_free_ char *platbuf = NULL, *laydir = NULL;
+        _cleanup_free_ char *laydir = NULL;
         _cleanup_free_ struct layer_spec *specs = NULL;
         _cleanup_free_ struct oci_descriptor *layers = NULL;
         _cleanup_free_ struct layer_result *results = NULL;
@@ -159,25 +139,29 @@ int cmd_append(int argc, char **argv)
         size_t n_specs = 0, n_excludes = 0, n_base = 0;
         struct cli_image base = {0};
         json_t *config = NULL, *annos = NULL;
-        struct oci_platform plat;
-        bool have_plat = false, use_cache = true, quiet = false, keep_modes = false;
-        const char *tag = NULL, *cache_dir = NULL;
+        bool use_cache = !cli_flag(args, 'N'), quiet = args->quiet, keep_modes = cli_flag(args, 'm');
+        const char *tag = cli_arg(args, 't'), *cache_dir = cli_arg(args, 'C');
         struct layer_writer_opts wo;
         struct oci_digest digest;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
         layer_writer_opts_init(&wo);
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "l:t:c:x:qh", opts, NULL)) != -1) {
-                switch (opt) {
+        cli_writer_opts(args, &wo);
+        wo.threads = (int)cli_num(args, 'T', wo.threads);
+        wo.keep_owners = cli_flag(args, 'o');
+        wo.keep_caps = cli_flag(args, 'k');
+        cli_foreach_value(args, v)
+        {
+                const char *arg = v->arg;
+                switch (v->opt->key) {
                 case 'l': {
                         struct layer_spec *ns = realloc(specs, (n_specs + 1) * sizeof(*ns));
                         if (!ns)
                                 return cli_usage("append", "out of memory");
                         specs = ns;
-                        if (parse_spec(optarg, &specs[n_specs]) < 0)
+                        if (parse_spec(arg, &specs[n_specs]) < 0)
                                 return cli_usage(
-                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", optarg);
+                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", arg);
                         specs[n_specs].files = NULL;
                         specs[n_specs].n_files = 0;
                         n_specs++;
@@ -185,9 +169,9 @@ int cmd_append(int argc, char **argv)
                 }
                 case 'f': {
                         struct layer_spec f, *ls, *nf;
-                        if (parse_spec(optarg, &f) < 0 || !strcmp(f.dest, "/"))
+                        if (parse_spec(arg, &f) < 0 || !strcmp(f.dest, "/"))
                                 return cli_usage("append", "invalid file '%s': use SRC:DEST[:MODE]",
-                                                 optarg);
+                                                 arg);
                         if (n_specs == 0) {
                                 struct layer_spec *ns = realloc(specs, sizeof(*ns));
                                 if (!ns)
@@ -206,30 +190,12 @@ int cmd_append(int argc, char **argv)
                         ls->files[ls->n_files++] = f;
                         break;
                 }
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'c':
-                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
-                                return cli_usage("append", "%s", err.msg);
-                        break;
-                case 'L': {
-                        char *end;
-                        long v = strtol(optarg, &end, 10);
-                        if (*end || v < 0 || v > 22)
-                                return cli_usage("append", "invalid level '%s'", optarg);
-                        wo.level = (int)v;
-                        break;
-                }
-                case 'T':
-                        wo.threads = atoi(optarg);
-                        break;
                 case 'x': {
                         char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
                         if (!nx)
                                 return cli_usage("append", "out of memory");
                         excludes = nx;
-                        excludes[n_excludes++] = strdup(optarg);
+                        excludes[n_excludes++] = strdup(arg);
                         excludes[n_excludes] = NULL;
                         break;
                 }
@@ -237,7 +203,7 @@ int cmd_append(int argc, char **argv)
                         char **pats = NULL;
                         size_t n = 0;
                         char **nx;
-                        if (layer_exclude_read(optarg, &pats, &n, &err) < 0)
+                        if (layer_exclude_read(arg, &pats, &n, &err) < 0)
                                 return cli_fail(&err);
                         nx = realloc(excludes, (n_excludes + n + 1) * sizeof(*nx));
                         if (!nx)
@@ -249,38 +215,11 @@ int cmd_append(int argc, char **argv)
                         free(pats);
                         break;
                 }
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'C':
-                        cache_dir = optarg;
-                        break;
-                case 'N':
-                        use_cache = false;
-                        break;
-                case 'o':
-                        wo.keep_owners = true;
-                        break;
-                case 'k':
-                        wo.keep_caps = true;
-                        break;
-                case 'm':
-                        keep_modes = true;
-                        break;
-                case 'q':
-                        quiet = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("append");
                 default:
-                        return cli_usage("append", "invalid option");
+                        break;
                 }
         }
-        if (optind + 1 != argc)
+        if (args->argc != 1)
                 return cli_usage("append", "expected one BASE (an image place or 'scratch')");
         if (!tag)
                 return cli_usage("append", "missing -t DST");
@@ -289,16 +228,17 @@ int cmd_append(int argc, char **argv)
         for (size_t i = 0; i < n_specs; i++)
                 specs[i].keep_modes = keep_modes;
 
-        if (strcmp(argv[optind], "scratch") != 0) {
-                src = cli_open_place(argv[optind], false, &err);
-                if (!src || cli_image_load(src, have_plat ? &plat : NULL, &base, &err) < 0)
+        if (strcmp(args->argv[0], "scratch") != 0) {
+                src = cli_open_place(args, args->argv[0], false, &err);
+                if (!src || cli_image_load(src, args->has_platform ? &args->platform : NULL, &base,
+                                           &err) < 0)
                         goto fail;
                 config = json_incref(base.config);
                 n_base = base.m->n_layers;
         } else {
                 config = cli_config_scratch();
         }
-        dst = cli_open_place(tag, true, &err);
+        dst = cli_open_place(args, tag, true, &err);
         if (!dst)
                 goto fail;
         laydir = layout_dir_of(tag);

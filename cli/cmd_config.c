@@ -1,6 +1,5 @@
 /* kiln config PLACE [--env K=V] [--entrypoint E] [--cmd C] [--workdir D] [--user U]
  *                   [--label K=V] -t DST */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,89 +81,54 @@ static int set_label(json_t *cfg, const char *kv, struct kiln_error *err)
         return 0;
 }
 
-int cmd_config(int argc, char **argv)
+int cmd_config(struct cli_args *a)
 {
-        static const struct option opts[] = {
-            {"env", required_argument, NULL, 'e'},
-            {"entrypoint", required_argument, NULL, 'E'},
-            {"cmd", required_argument, NULL, 'c'},
-            {"workdir", required_argument, NULL, 'w'},
-            {"user", required_argument, NULL, 'u'},
-            {"label", required_argument, NULL, 'l'},
-            {"tag", required_argument, NULL, 't'},
-            {"platform", required_argument, NULL, 'p'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
-        _cleanup_free_ char *platbuf = NULL;
         struct cli_image img = {0};
-        struct oci_platform plat;
-        bool have_plat = false;
-        const char *tag = NULL;
+        const char *tag = cli_arg(a, 't');
         json_t *c, *hist, *h;
         struct oci_digest digest;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
-        optind = 1;
-        /* First pass: the place must be loaded before the edits apply. */
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("config");
-                case '?':
-                        return cli_usage("config", "invalid option");
-                default:
-                        break;
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("config", "expected one PLACE");
         if (!tag)
                 return cli_usage("config", "missing -t DST");
-        src = cli_open_place(argv[optind], false, &err);
-        if (!src || cli_image_load(src, have_plat ? &plat : NULL, &img, &err) < 0)
+        /* the place is loaded before the edits apply */
+        src = cli_open_place(a, a->argv[0], false, &err);
+        if (!src || cli_image_load(src, a->has_platform ? &a->platform : NULL, &img, &err) < 0)
                 goto fail;
         c = json_object_get(img.config, "config");
         if (!json_is_object(c)) {
                 c = json_object();
                 json_object_set_new(img.config, "config", c);
         }
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
+        cli_foreach_value(a, o)
+        {
+                const char *arg = o->arg;
                 json_t *v;
-                switch (opt) {
+                switch (o->opt->key) {
                 case 'e':
-                        if (set_env(c, optarg, &err) < 0)
+                        if (set_env(c, arg, &err) < 0)
                                 goto fail;
                         break;
                 case 'E':
                 case 'c':
-                        v = parse_argv(optarg, &err);
+                        v = parse_argv(arg, &err);
                         if (!v)
                                 goto fail;
-                        json_object_set_new(c, opt == 'E' ? "Entrypoint" : "Cmd", v);
+                        json_object_set_new(c, o->opt->key == 'E' ? "Entrypoint" : "Cmd", v);
                         break;
                 case 'w':
-                        json_object_set_new(c, "WorkingDir", json_string(optarg));
+                        json_object_set_new(c, "WorkingDir", json_string(arg));
                         break;
                 case 'u':
-                        json_object_set_new(c, "User", json_string(optarg));
+                        json_object_set_new(c, "User", json_string(arg));
                         break;
                 case 'l':
-                        if (set_label(c, optarg, &err) < 0)
+                        if (set_label(c, arg, &err) < 0)
                                 goto fail;
                         break;
                 default:
@@ -180,7 +144,7 @@ int cmd_config(int argc, char **argv)
         json_object_set_new(h, "created_by", json_string("kiln config"));
         json_object_set_new(h, "empty_layer", json_true());
         json_array_append_new(hist, h);
-        dst = cli_open_place(tag, true, &err);
+        dst = cli_open_place(a, tag, true, &err);
         if (!dst || cli_copy_blobs(src, dst, img.m->layers, img.m->n_layers, &err) < 0 ||
             cli_image_write(dst, img.config, img.m->layers, img.m->n_layers, &digest, &err) < 0)
                 goto fail;

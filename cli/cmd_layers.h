@@ -10,11 +10,12 @@
 #include "error.h"
 #include "image.h"
 #include "model.h"
+#include "options.h"
 
-int cmd_append(int argc, char **argv);
-int cmd_config(int argc, char **argv);
-int cmd_unpack(int argc, char **argv);
-int cmd_flatten(int argc, char **argv);
+int cmd_append(struct cli_args *a);
+int cmd_config(struct cli_args *a);
+int cmd_unpack(struct cli_args *a);
+int cmd_flatten(struct cli_args *a);
 
 struct cli_image {
         struct oci_fetched top; /* the manifest */
