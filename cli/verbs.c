@@ -40,13 +40,13 @@ static const struct cli_option registry[] = {
          .complete = CLI_COMPLETE_FILE, .help = "trust the CA certificates of this PEM file"},
         {.name = "authfile", .key = CLI_K_AUTHFILE, .type = CLI_STR, .arg = "FILE",
          .complete = CLI_COMPLETE_FILE,
-         .help = "credentials file (default $REGISTRY_AUTH_FILE, else ~/.docker/config.json)"},
+         .help = "the credentials file (default $REGISTRY_AUTH_FILE, else Docker's)"},
         {.name = "retry-times", .key = CLI_K_RETRY_TIMES, .type = CLI_INT, .arg = "N", .min = 0,
          .max = 100, .help = "retries of a failed request (default 5)"},
         {.name = "chunk-size", .key = CLI_K_CHUNK_SIZE, .type = CLI_SIZE, .arg = "SIZE",
          .min = 1024, .max = 1LL << 40, .help = "upload blobs in chunks of SIZE (default: whole)"},
         {.name = "mirror", .key = CLI_K_MIRROR, .type = CLI_STR, .arg = "REGISTRY=HOST[/PREFIX]",
-         .help = "pull REGISTRY's images from HOST (repeatable; see also build --dry-run)"},
+         .help = "pull REGISTRY's images from HOST (repeatable)"},
         END,
 };
 
@@ -67,7 +67,7 @@ static const struct cli_option compression[] = {
         {.name = "compression", .letter = 'c', .key = CLI_K_COMPRESSION, .type = CLI_CHOICE,
          .words = w_compression, .help = "how new layers are compressed (default gzip)"},
         {.name = "level", .key = CLI_K_LEVEL, .type = CLI_INT, .arg = "N", .min = 0, .max = 22,
-         .help = "compression level: gzip 0 to 12 (default 2), zstd 1 to 22 (default 3)"},
+         .help = "level: gzip 0 to 12 (default 2), zstd 1 to 22 (default 3)"},
         END,
 };
 
@@ -301,7 +301,7 @@ static const struct cli_option verify_opts[] = {
 
 static const struct cli_option validate_opts[] = {
         {.name = "arch", .key = 'a', .type = CLI_STR, .arg = "ARCH", .words = w_arch,
-         .help = "what the image must hold: hopper, ampere, turing or pre-ampere (required)"},
+         .help = "the arch the image is for: hopper, ampere, turing (required)"},
         {.name = "python", .key = 'y', .type = CLI_STR, .arg = "PATH",
          .help = "the interpreter in the image (default /usr/bin/python3.11)"},
         {.name = "source-path", .key = 's', .type = CLI_STR, .arg = "PATH",
