@@ -17,25 +17,25 @@ static const struct {
         const char *verb;
         const char *text;
 } examples[] = {
-        {"build",
-         "  # the linnaeus images (--arch hopper|ampere|turing; pre-ampere is the seed's turing)\n"
-         "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --branch feat/x --push\n"
-         "  # the checkout you are in, written to a layout\n"
-         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --source local --output oci:out\n"
-         "  # air-gapped: the base carried in as an archive, no registry needed\n"
-         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere"
-         " --base-from oci-archive:cuda.tar --output oci-archive:linnaeus.tar\n"
-         "  # CI: layers shared by every runner through a cache repository\n"
-         "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --push"
-         " --cache-repo registry.example/linnaeus/cache\n"
-         "  # the plan only, offline\n"
-         "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --dry-run\n"
-         "\n"
-         "The base may be any place (a registry reference, oci:DIR[:TAG],\n"
-         "oci-archive:FILE[:TAG], docker-archive:FILE) or scratch; --base-from reads\n"
-         "the recipe's base from another place and builds the same image.  A step's output\n"
-         "goes to a log in the cache; a failed step exits 11.  With --dry-run or --stage,\n"
-         "--mirror takes URL-PREFIX=DIR: http(s) inputs under the prefix are read from DIR."},
+    {"build",
+     "  # the linnaeus images (--arch hopper|ampere|turing; pre-ampere is the seed's turing)\n"
+     "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --branch feat/x --push\n"
+     "  # the checkout you are in, written to a layout\n"
+     "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --source local --output oci:out\n"
+     "  # air-gapped: the base carried in as an archive, no registry needed\n"
+     "  kiln build recipes/linnaeus/linnaeus.json --arch ampere"
+     " --base-from oci-archive:cuda.tar --output oci-archive:linnaeus.tar\n"
+     "  # CI: layers shared by every runner through a cache repository\n"
+     "  kiln build recipes/linnaeus/linnaeus.json --arch hopper --push"
+     " --cache-repo registry.example/linnaeus/cache\n"
+     "  # the plan only, offline\n"
+     "  kiln build recipes/linnaeus/linnaeus.json --arch ampere --dry-run\n"
+     "\n"
+     "The base may be any place (a registry reference, oci:DIR[:TAG],\n"
+     "oci-archive:FILE[:TAG], docker-archive:FILE) or scratch; --base-from reads\n"
+     "the recipe's base from another place and builds the same image.  A step's output\n"
+     "goes to a log in the cache; a failed step exits 11.  With --dry-run or --stage,\n"
+     "--mirror takes URL-PREFIX=DIR: http(s) inputs under the prefix are read from DIR."},
 };
 
 /* "  -c, --compression gzip|zstd|none" */
@@ -51,8 +51,8 @@ static void option_left(const struct cli_option *o, char *buf, size_t len)
                 return;
         if (o->type == CLI_CHOICE) {
                 for (size_t i = 0; o->words[i] && (size_t)n < len; i++) {
-                        int k = snprintf(buf + n, len - (size_t)n, "%c%s", i ? '|' : ' ',
-                                         o->words[i]);
+                        int k =
+                            snprintf(buf + n, len - (size_t)n, "%c%s", i ? '|' : ' ', o->words[i]);
                         if (k < 0)
                                 return;
                         n += k;
@@ -201,7 +201,8 @@ void cli_completion_bash(FILE *f)
         print_words(NULL, false, f);
         fprintf(f, "'\n_kiln_global_arg='");
         print_words(NULL, true, f);
-        fprintf(f, "'\n\n# _kiln_opts VERB: the options of VERB in opts, those taking an argument in args\n"
+        fprintf(f, "'\n\n# _kiln_opts VERB: the options of VERB in opts, those taking an argument "
+                   "in args\n"
                    "_kiln_opts()\n{\n        case $1 in\n");
         for (const struct cli_verb *v = cli_verbs; v->name; v++) {
                 fprintf(f, "        %s) opts='", v->name);
@@ -239,52 +240,54 @@ void cli_completion_bash(FILE *f)
         }
         fprintf(f, "        'version '*|'completion '*|'help '*) COMPREPLY=() ;;\n"
                    "        *) _kiln_files -f ;;\n        esac\n}\n\n");
-        fprintf(f,
-                "_kiln()\n{\n"
-                "        local cur=${COMP_WORDS[COMP_CWORD]} prev= verb= opt= opts args\n"
-                "        local i w skip= dd= n=0\n"
-                "        ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD-1]}\n"
-                "        COMPREPLY=()\n"
-                "        # the verb is the first word that is neither an option nor an\n"
-                "        # option's argument; bash splits --name=VALUE at '='\n"
-                "        for ((i = 1; i < COMP_CWORD; i++)); do\n"
-                "                w=${COMP_WORDS[i]}\n"
-                "                if [[ -n $dd ]]; then ((n++)); continue; fi\n"
-                "                if [[ $w == = ]]; then skip=1; continue; fi\n"
-                "                if [[ -n $skip ]]; then skip=; continue; fi\n"
-                "                _kiln_opts \"$verb\"\n"
-                "                case $w in\n"
-                "                --) [[ -n $verb ]] && dd=1 ;;\n"
-                "                --*=*) ;;\n"
-                "                -*) [[ \" $_kiln_global_arg $args \" == *\" $w \"* ]] && skip=1 ;;\n"
-                "                *) if [[ -z $verb ]]; then verb=$w; else ((n++)); fi ;;\n"
-                "                esac\n"
-                "        done\n"
-                "        _kiln_opts \"$verb\"\n"
-                "        if [[ -n $dd ]]; then\n"
-                "                _kiln_files -f\n"
-                "                return\n"
-                "        fi\n"
-                "        if [[ $cur == = ]]; then\n"
-                "                opt=$prev; cur=\n"
-                "        elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then\n"
-                "                opt=${COMP_WORDS[COMP_CWORD-2]}\n"
-                "        elif [[ $prev == -* && \" $_kiln_global_arg $args \" == *\" $prev \"* ]]; then\n"
-                "                opt=$prev\n"
-                "        fi\n"
-                "        if [[ -n $opt ]]; then\n"
-                "                _kiln_arg \"${verb:-none}\" \"$opt\"\n"
-                "                return\n"
-                "        fi\n"
-                "        if [[ $cur == -* ]]; then\n"
-                "                COMPREPLY=($(compgen -W \"$opts $_kiln_global\" -- \"$cur\"))\n"
-                "        elif [[ -z $verb ]]; then\n"
-                "                COMPREPLY=($(compgen -W \"$_kiln_verbs\" -- \"$cur\"))\n"
-                "        else\n"
-                "                _kiln_operand \"$verb\" \"$n\"\n"
-                "        fi\n"
-                "}\n\n"
-                "complete -F _kiln kiln\n");
+        fprintf(
+            f,
+            "_kiln()\n{\n"
+            "        local cur=${COMP_WORDS[COMP_CWORD]} prev= verb= opt= opts args\n"
+            "        local i w skip= dd= n=0\n"
+            "        ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+            "        COMPREPLY=()\n"
+            "        # the verb is the first word that is neither an option nor an\n"
+            "        # option's argument; bash splits --name=VALUE at '='\n"
+            "        for ((i = 1; i < COMP_CWORD; i++)); do\n"
+            "                w=${COMP_WORDS[i]}\n"
+            "                if [[ -n $dd ]]; then ((n++)); continue; fi\n"
+            "                if [[ $w == = ]]; then skip=1; continue; fi\n"
+            "                if [[ -n $skip ]]; then skip=; continue; fi\n"
+            "                _kiln_opts \"$verb\"\n"
+            "                case $w in\n"
+            "                --) [[ -n $verb ]] && dd=1 ;;\n"
+            "                --*=*) ;;\n"
+            "                -*) [[ \" $_kiln_global_arg $args \" == *\" $w \"* ]] && skip=1 ;;\n"
+            "                *) if [[ -z $verb ]]; then verb=$w; else ((n++)); fi ;;\n"
+            "                esac\n"
+            "        done\n"
+            "        _kiln_opts \"$verb\"\n"
+            "        if [[ -n $dd ]]; then\n"
+            "                _kiln_files -f\n"
+            "                return\n"
+            "        fi\n"
+            "        if [[ $cur == = ]]; then\n"
+            "                opt=$prev; cur=\n"
+            "        elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then\n"
+            "                opt=${COMP_WORDS[COMP_CWORD-2]}\n"
+            "        elif [[ $prev == -* && \" $_kiln_global_arg $args \" == *\" $prev \"* ]]; "
+            "then\n"
+            "                opt=$prev\n"
+            "        fi\n"
+            "        if [[ -n $opt ]]; then\n"
+            "                _kiln_arg \"${verb:-none}\" \"$opt\"\n"
+            "                return\n"
+            "        fi\n"
+            "        if [[ $cur == -* ]]; then\n"
+            "                COMPREPLY=($(compgen -W \"$opts $_kiln_global\" -- \"$cur\"))\n"
+            "        elif [[ -z $verb ]]; then\n"
+            "                COMPREPLY=($(compgen -W \"$_kiln_verbs\" -- \"$cur\"))\n"
+            "        else\n"
+            "                _kiln_operand \"$verb\" \"$n\"\n"
+            "        fi\n"
+            "}\n\n"
+            "complete -F _kiln kiln\n");
 }
 
 int cmd_completion(struct cli_args *a)

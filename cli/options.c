@@ -131,8 +131,8 @@ static const struct cli_option *find_in(const struct cli_group *g, const char *n
 }
 
 /* An option of v, or of the global groups only when v is NULL. */
-static const struct cli_option *find_option(const struct cli_verb *v, const char *name,
-                                            size_t len, char letter)
+static const struct cli_option *find_option(const struct cli_verb *v, const char *name, size_t len,
+                                            char letter)
 {
         const struct cli_option *o;
 
@@ -168,8 +168,9 @@ static int unknown_option(const struct cli_verb *v, const char *name, size_t len
                                       "--%.*s is not a global option: put it after the verb",
                                       (int)len, name);
         if (owners == 1)
-                return kiln_error_set(err, KILN_E_USAGE, "--%.*s is an option of kiln %s, not of kiln %s",
-                                      (int)len, name, owner->name, v->name);
+                return kiln_error_set(err, KILN_E_USAGE,
+                                      "--%.*s is an option of kiln %s, not of kiln %s", (int)len,
+                                      name, owner->name, v->name);
         return kiln_error_set(err, KILN_E_USAGE, "unknown option '--%.*s'", (int)len, name);
 }
 
@@ -270,10 +271,14 @@ static long long age_mult(const char *s, bool *ok)
 {
         *ok = s[1] == '\0';
         switch (s[0]) {
-        case 's': return 1;
-        case 'm': return 60;
-        case 'h': return 3600;
-        case 'd': return 86400;
+        case 's':
+                return 1;
+        case 'm':
+                return 60;
+        case 'h':
+                return 3600;
+        case 'd':
+                return 86400;
         }
         *ok = false;
         return 1;
@@ -326,8 +331,8 @@ static int add_value(struct cli_args *a, const struct cli_option *o, char *arg,
 /* argv[*i] starts with '-' and is not "-" or "--": one long option, or one
  * or more short ones; the argument is the rest of the word or the next
  * word, which *i then moves past. */
-static int take_option(struct cli_args *a, const struct cli_verb *v, int argc, char **argv,
-                       int *i, struct kiln_error *err)
+static int take_option(struct cli_args *a, const struct cli_verb *v, int argc, char **argv, int *i,
+                       struct kiln_error *err)
 {
         char *s = argv[*i];
         const struct cli_option *o;
@@ -353,9 +358,9 @@ static int take_option(struct cli_args *a, const struct cli_verb *v, int argc, c
         for (char *p = s + 1; *p; p++) {
                 o = find_option(v, NULL, 0, *p);
                 if (!o && !v)
-                        return kiln_error_set(err, KILN_E_USAGE,
-                                              "unknown option '-%c' (verb options go after the verb)",
-                                              *p);
+                        return kiln_error_set(
+                            err, KILN_E_USAGE,
+                            "unknown option '-%c' (verb options go after the verb)", *p);
                 if (!o)
                         return kiln_error_set(err, KILN_E_USAGE, "unknown option '-%c'", *p);
                 if (o->type == CLI_FLAG) {
@@ -388,18 +393,27 @@ static int apply_shared(struct cli_args *a, struct kiln_error *err)
                                                       REG_MAX_HOSTS);
                         r->insecure_hosts[r->n_insecure++] = v->arg;
                         break;
-                case CLI_K_CA_FILE: r->ca_file = v->arg; break;
-                case CLI_K_AUTHFILE: r->authfile = v->arg; break;
-                case CLI_K_RETRY_TIMES: r->retries = (unsigned)v->num; break;
-                case CLI_K_CHUNK_SIZE: r->chunk_size = v->num; break;
+                case CLI_K_CA_FILE:
+                        r->ca_file = v->arg;
+                        break;
+                case CLI_K_AUTHFILE:
+                        r->authfile = v->arg;
+                        break;
+                case CLI_K_RETRY_TIMES:
+                        r->retries = (unsigned)v->num;
+                        break;
+                case CLI_K_CHUNK_SIZE:
+                        r->chunk_size = v->num;
+                        break;
                 case CLI_K_MIRROR:
                         if (!strchr(v->arg, '=') || v->arg[0] == '=')
-                                return kiln_error_set(err, KILN_E_USAGE,
-                                                      "--mirror takes REGISTRY=HOST[/PREFIX], not '%s'",
-                                                      v->arg);
+                                return kiln_error_set(
+                                    err, KILN_E_USAGE,
+                                    "--mirror takes REGISTRY=HOST[/PREFIX], not '%s'", v->arg);
                         if (r->n_mirrors == REG_MAX_HOSTS)
                                 return kiln_error_set(err, KILN_E_USAGE,
-                                                      "more than %d --mirror options", REG_MAX_HOSTS);
+                                                      "more than %d --mirror options",
+                                                      REG_MAX_HOSTS);
                         r->mirrors[r->n_mirrors++] = v->arg;
                         break;
                 case CLI_K_PLATFORM:
@@ -411,7 +425,8 @@ static int apply_shared(struct cli_args *a, struct kiln_error *err)
                                 return -1;
                         a->has_platform = true;
                         break;
-                default: break;
+                default:
+                        break;
                 }
         }
         r->debug = a->verbose;
@@ -439,8 +454,8 @@ int cli_parse(struct cli_args *a, int argc, char **argv, struct kiln_error *err)
         if (i < argc) {
                 a->verb = cli_find_verb(argv[i]);
                 if (!a->verb)
-                        return kiln_error_set(err, KILN_E_USAGE, "unknown verb '%s'; run 'kiln help'",
-                                              argv[i]);
+                        return kiln_error_set(err, KILN_E_USAGE,
+                                              "unknown verb '%s'; run 'kiln help'", argv[i]);
                 i++;
         }
         for (; i < argc && a->verb && !a->help; i++) {

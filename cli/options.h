@@ -54,12 +54,12 @@ enum cli_complete {
 };
 
 struct cli_option {
-        const char *name;  /* the long name, without "--" */
-        char letter;       /* the short name, or 0 */
-        int key;           /* what the verb switches on: a letter, or enum cli_key */
+        const char *name; /* the long name, without "--" */
+        char letter;      /* the short name, or 0 */
+        int key;          /* what the verb switches on: a letter, or enum cli_key */
         enum cli_type type;
-        const char *arg;   /* the argument's name in help; NULL for a flag */
-        const char *help;  /* one line */
+        const char *arg;  /* the argument's name in help; NULL for a flag */
+        const char *help; /* one line */
         long long min, max;
         /* CLI_CHOICE: the only values taken; otherwise what bash offers */
         const char *const *words;
@@ -87,7 +87,7 @@ enum cli_key {
 };
 
 struct cli_group {
-        const char *title; /* "Registry options" */
+        const char *title;             /* "Registry options" */
         const struct cli_option *opts; /* ends with an entry without a name */
 };
 
@@ -112,8 +112,8 @@ const struct cli_verb *cli_find_verb(const char *name);
 
 struct cli_value {
         const struct cli_option *opt;
-        char *arg;      /* NULL for a flag; points into argv */
-        long long num;  /* CLI_INT, CLI_SIZE, CLI_AGE */
+        char *arg;     /* NULL for a flag; points into argv */
+        long long num; /* CLI_INT, CLI_SIZE, CLI_AGE */
 };
 
 struct cli_args {
@@ -122,9 +122,9 @@ struct cli_args {
         size_t n_values;
         char **argv; /* the operands, in order */
         int argc;
-        bool help;    /* -h/--help: the verb's help (or the overview) instead */
-        bool verbose; /* -v/--verbose, or KILN_VERBOSE set */
-        bool quiet;   /* -q/--quiet */
+        bool help;                    /* -h/--help: the verb's help (or the overview) instead */
+        bool verbose;                 /* -v/--verbose, or KILN_VERBOSE set */
+        bool quiet;                   /* -q/--quiet */
         struct oci_platform platform; /* --platform, when has_platform */
         bool has_platform;
         /* --insecure-registry, --ca-file, ..., the environment's knobs and
@@ -154,7 +154,8 @@ void cli_args_release(struct cli_args *a);
 int cli_parse(struct cli_args *a, int argc, char **argv, struct kiln_error *err);
 
 /* Every value given, in command-line order. */
-#define cli_foreach_value(a, v) for (struct cli_value *v = (a)->values; v < (a)->values + (a)->n_values; v++)
+#define cli_foreach_value(a, v)                                                                    \
+        for (struct cli_value *v = (a)->values; v < (a)->values + (a)->n_values; v++)
 
 /* The last value given for key: its text (NULL: not given), its number
  * (dflt: not given), whether it was given at all. */

@@ -10,6 +10,8 @@
 #include "commands.h"
 #include "options.h"
 
+/* The table reads best one option a line or two. */
+/* clang-format off */
 #define END {0}
 
 static const char *const w_compression[] = {"gzip", "zstd", "none", NULL};
@@ -403,3 +405,4 @@ const struct cli_verb cli_verbs[] = {
          "PLACE --arch ARCH", {&g_validate, &g_platform}, NULL},
         {NULL, NULL, NULL, NULL, {NULL}, NULL},
 };
+/* clang-format on */

@@ -73,9 +73,8 @@ static void test_values_keep_the_command_line_order(void **state)
         size_t n = 0;
 
         (void)state;
-        assert_int_equal(parse("append scratch --layer /a --file /x:/y -qtoci:o -l/b -x *.o", &l,
-                               &a, &err),
-                         0);
+        assert_int_equal(
+            parse("append scratch --layer /a --file /x:/y -qtoci:o -l/b -x *.o", &l, &a, &err), 0);
         cli_foreach_value(&a, v)
         {
                 char got[64];
@@ -115,50 +114,47 @@ static const struct {
         int key;
         long long num;
 } value_cases[] = {
-        {"flatten x --level 22", NULL, CLI_K_LEVEL, 22},
-        {"flatten x --level=0", NULL, CLI_K_LEVEL, 0},
-        {"flatten x --level abc", "--level takes a number from 0 to 22, not 'abc'", 0, 0},
-        {"flatten x --level 99", "--level takes a number from 0 to 22, not '99'", 0, 0},
-        {"flatten x --level -1", "--level takes a number from 0 to 22, not '-1'", 0, 0},
-        {"flatten x --level 3x", "--level takes a number from 0 to 22, not '3x'", 0, 0},
-        {"flatten x --level 99999999999999999999999",
-         "--level takes a number from 0 to 22, not '99999999999999999999999'", 0, 0},
-        {"copy a b --jobs 0", "--jobs takes a number from 1 to 32, not '0'", 0, 0},
-        {"copy a b --jobs 32", NULL, CLI_K_JOBS, 32},
-        {"copy a b --retry-times 101", "--retry-times takes a number from 0 to 100, not '101'", 0,
-         0},
-        {"copy a b --chunk-size 5M", NULL, CLI_K_CHUNK_SIZE, 5 << 20},
-        {"copy a b --chunk-size 4KiB", NULL, CLI_K_CHUNK_SIZE, 4096},
-        {"copy a b --chunk-size 1T", NULL, CLI_K_CHUNK_SIZE, 1LL << 40},
-        {"copy a b --chunk-size 1023",
-         "--chunk-size takes a size from 1k to 1T (N, Nk, NM or NG), not '1023'", 0, 0},
-        {"copy a b --chunk-size 2T",
-         "--chunk-size takes a size from 1k to 1T (N, Nk, NM or NG), not '2T'", 0, 0},
-        {"unpack a d --max-size 1G", NULL, 'm', 1LL << 30},
-        {"unpack a d --max-total 3GiB", NULL, 't', 3LL << 30},
-        {"unpack a d --max-size 1X",
-         "--max-size takes a size from 0 to 1024T (N, Nk, NM or NG), not '1X'", 0, 0},
-        {"cache prune --older-than 2d", NULL, 'o', 2 * 86400},
-        {"cache prune --older-than 90", NULL, 'o', 90},
-        {"cache prune --older-than 3w",
-         "--older-than takes an age such as 30d, 12h, 45m or 90s, not '3w'", 0, 0},
-        {"cache prune --keep x", "--keep takes a number from 0 to 1000000000, not 'x'", 0, 0},
-        {"copy a b --progress loud", "--progress takes auto, plain, tty or none, not 'loud'", 0,
-         0},
-        {"append s -c lz4", "--compression takes gzip, zstd or none, not 'lz4'", 0, 0},
-        {"append s --threads many", "--threads takes a number from 0 to 1024, not 'many'", 0, 0},
-        {"build r --max-jobs 0", "--max-jobs takes a number from 1 to 1024, not '0'", 0, 0},
-        {"copy a b --json=1", "--json takes no value", 0, 0},
-        {"copy a b --jobs", "--jobs needs an argument (N)", 0, 0},
-        {"config p -t", "-t needs an argument (DST)", 0, 0},
-        {"copy a b --bogus", "unknown option '--bogus'", 0, 0},
-        {"copy a b -Z", "unknown option '-Z'", 0, 0},
-        {"build r --pylock x", "--pylock is an option of kiln lock, not of kiln build", 0, 0},
-        {"--platform linux/amd64 copy a b", "--platform is not a global option: put it after the verb",
-         0, 0},
-        {"frobnicate", "unknown verb 'frobnicate'; run 'kiln help'", 0, 0},
-        {"copy a b --mirror docker.io", "--mirror takes REGISTRY=HOST[/PREFIX], not 'docker.io'", 0,
-         0},
+    {"flatten x --level 22", NULL, CLI_K_LEVEL, 22},
+    {"flatten x --level=0", NULL, CLI_K_LEVEL, 0},
+    {"flatten x --level abc", "--level takes a number from 0 to 22, not 'abc'", 0, 0},
+    {"flatten x --level 99", "--level takes a number from 0 to 22, not '99'", 0, 0},
+    {"flatten x --level -1", "--level takes a number from 0 to 22, not '-1'", 0, 0},
+    {"flatten x --level 3x", "--level takes a number from 0 to 22, not '3x'", 0, 0},
+    {"flatten x --level 99999999999999999999999",
+     "--level takes a number from 0 to 22, not '99999999999999999999999'", 0, 0},
+    {"copy a b --jobs 0", "--jobs takes a number from 1 to 32, not '0'", 0, 0},
+    {"copy a b --jobs 32", NULL, CLI_K_JOBS, 32},
+    {"copy a b --retry-times 101", "--retry-times takes a number from 0 to 100, not '101'", 0, 0},
+    {"copy a b --chunk-size 5M", NULL, CLI_K_CHUNK_SIZE, 5 << 20},
+    {"copy a b --chunk-size 4KiB", NULL, CLI_K_CHUNK_SIZE, 4096},
+    {"copy a b --chunk-size 1T", NULL, CLI_K_CHUNK_SIZE, 1LL << 40},
+    {"copy a b --chunk-size 1023",
+     "--chunk-size takes a size from 1k to 1T (N, Nk, NM or NG), not '1023'", 0, 0},
+    {"copy a b --chunk-size 2T",
+     "--chunk-size takes a size from 1k to 1T (N, Nk, NM or NG), not '2T'", 0, 0},
+    {"unpack a d --max-size 1G", NULL, 'm', 1LL << 30},
+    {"unpack a d --max-total 3GiB", NULL, 't', 3LL << 30},
+    {"unpack a d --max-size 1X",
+     "--max-size takes a size from 0 to 1024T (N, Nk, NM or NG), not '1X'", 0, 0},
+    {"cache prune --older-than 2d", NULL, 'o', 2 * 86400},
+    {"cache prune --older-than 90", NULL, 'o', 90},
+    {"cache prune --older-than 3w",
+     "--older-than takes an age such as 30d, 12h, 45m or 90s, not '3w'", 0, 0},
+    {"cache prune --keep x", "--keep takes a number from 0 to 1000000000, not 'x'", 0, 0},
+    {"copy a b --progress loud", "--progress takes auto, plain, tty or none, not 'loud'", 0, 0},
+    {"append s -c lz4", "--compression takes gzip, zstd or none, not 'lz4'", 0, 0},
+    {"append s --threads many", "--threads takes a number from 0 to 1024, not 'many'", 0, 0},
+    {"build r --max-jobs 0", "--max-jobs takes a number from 1 to 1024, not '0'", 0, 0},
+    {"copy a b --json=1", "--json takes no value", 0, 0},
+    {"copy a b --jobs", "--jobs needs an argument (N)", 0, 0},
+    {"config p -t", "-t needs an argument (DST)", 0, 0},
+    {"copy a b --bogus", "unknown option '--bogus'", 0, 0},
+    {"copy a b -Z", "unknown option '-Z'", 0, 0},
+    {"build r --pylock x", "--pylock is an option of kiln lock, not of kiln build", 0, 0},
+    {"--platform linux/amd64 copy a b", "--platform is not a global option: put it after the verb",
+     0, 0},
+    {"frobnicate", "unknown verb 'frobnicate'; run 'kiln help'", 0, 0},
+    {"copy a b --mirror docker.io", "--mirror takes REGISTRY=HOST[/PREFIX], not 'docker.io'", 0, 0},
 };
 
 static void test_values_are_typed_and_checked(void **state)
@@ -284,8 +280,7 @@ static void check_entry(const struct cli_verb *v, const struct cli_group *g,
                 for (const struct cli_option *p = v->groups[i]->opts; p->name; p++)
                         if (p != o && (!strcmp(p->name, o->name) || p->key == o->key ||
                                        (o->letter && p->letter == o->letter)))
-                                fail_msg("kiln %s: --%s and --%s clash", v->name, o->name,
-                                         p->name);
+                                fail_msg("kiln %s: --%s and --%s clash", v->name, o->name, p->name);
         for (size_t i = 0; cli_global_groups[i]; i++)
                 for (const struct cli_option *p = cli_global_groups[i]->opts; p->name; p++)
                         if (p != o && (!strcmp(p->name, o->name) || p->key == o->key ||
@@ -567,18 +562,18 @@ static void test_man_page_names_no_option_kiln_lacks(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_global_options_go_before_or_after_the_verb),
-                cmocka_unit_test(test_values_keep_the_command_line_order),
-                cmocka_unit_test(test_operands_after_double_dash_are_not_options),
-                cmocka_unit_test(test_values_are_typed_and_checked),
-                cmocka_unit_test(test_platform_is_parsed_once_with_its_own_error),
-                cmocka_unit_test(test_more_hosts_than_kept_are_refused),
-                cmocka_unit_test(test_help_stops_the_parse),
-                cmocka_unit_test(test_the_table_is_consistent),
-                cmocka_unit_test(test_help_lists_every_option_of_the_verb),
-                cmocka_unit_test(test_completion_names_every_verb_and_option),
-                cmocka_unit_test(test_man_page_names_every_verb_and_option),
-                cmocka_unit_test(test_man_page_names_no_option_kiln_lacks),
+            cmocka_unit_test(test_global_options_go_before_or_after_the_verb),
+            cmocka_unit_test(test_values_keep_the_command_line_order),
+            cmocka_unit_test(test_operands_after_double_dash_are_not_options),
+            cmocka_unit_test(test_values_are_typed_and_checked),
+            cmocka_unit_test(test_platform_is_parsed_once_with_its_own_error),
+            cmocka_unit_test(test_more_hosts_than_kept_are_refused),
+            cmocka_unit_test(test_help_stops_the_parse),
+            cmocka_unit_test(test_the_table_is_consistent),
+            cmocka_unit_test(test_help_lists_every_option_of_the_verb),
+            cmocka_unit_test(test_completion_names_every_verb_and_option),
+            cmocka_unit_test(test_man_page_names_every_verb_and_option),
+            cmocka_unit_test(test_man_page_names_no_option_kiln_lacks),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
