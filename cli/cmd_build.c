@@ -474,7 +474,7 @@ static bool plan_option(const struct cli_option *o)
 {
         static const char plan_keys[] = "asbtMSnygdcj";
 
-        return o->key >= CLI_K_VERBOSE ? o->key <= CLI_K_MIRROR : strchr(plan_keys, o->key) != NULL;
+        return cli_option_is_global(o) || (o->key < 0x80 && strchr(plan_keys, o->key));
 }
 
 /* kiln build RECIPE --dry-run [--keys] [--json] | --stage DIR */

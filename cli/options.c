@@ -145,6 +145,15 @@ static const struct cli_option *find_option(const struct cli_verb *v, const char
         return NULL;
 }
 
+bool cli_option_is_global(const struct cli_option *o)
+{
+        for (size_t i = 0; cli_global_groups[i]; i++)
+                for (const struct cli_option *p = cli_global_groups[i]->opts; p->name; p++)
+                        if (p == o)
+                                return true;
+        return false;
+}
+
 const struct cli_option *cli_verb_option(const struct cli_verb *v, const char *name, char letter)
 {
         return find_option(v, name, name ? strlen(name) : 0, letter);

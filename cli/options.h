@@ -167,6 +167,9 @@ bool cli_flag(const struct cli_args *a, int key);
  * with this letter when name is NULL. */
 const struct cli_option *cli_verb_option(const struct cli_verb *v, const char *name, char letter);
 
+/* Whether o is of a global group (cli_global_groups). */
+bool cli_option_is_global(const struct cli_option *o);
+
 /* --progress, or none with --quiet. */
 enum cli_progress_mode cli_progress_opt(const struct cli_args *a);
 

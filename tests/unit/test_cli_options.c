@@ -379,10 +379,8 @@ static void check_completion(const struct cli_verb *v, const struct cli_group *g
         const char *script = ctx;
         char want[256], name[64];
         char *line;
-        bool global = false;
+        bool global = cli_option_is_global(o);
 
-        for (size_t i = 0; cli_global_groups[i]; i++)
-                global = global || cli_global_groups[i] == g;
         /* the verb's case of _kiln_opts, or _kiln_global, names the option */
         snprintf(want, sizeof(want), global ? "_kiln_global='" : "        %s) opts='", v->name);
         line = script_line(script, want);
@@ -467,11 +465,9 @@ static void check_man(const struct cli_verb *v, const struct cli_group *g,
 {
         const char *page = ctx;
         char head[128], name[128];
-        bool global = false;
+        bool global = cli_option_is_global(o);
         char *text;
 
-        for (size_t i = 0; cli_global_groups[i]; i++)
-                global = global || cli_global_groups[i] == g;
         /* a verb's own options in its section; a shared group's in the
          * section of the group's title (under GLOBAL OPTIONS for these) */
         if (!strcmp(g->title, "Options"))
@@ -490,9 +486,13 @@ static void check_man(const struct cli_verb *v, const struct cli_group *g,
                         fail_msg("kiln.1: '%s' does not name -%c (kiln %s)", head, o->letter,
                                  v->name);
         }
-        if (global && !strstr(page, ".SH GLOBAL OPTIONS"))
-                fail_msg("kiln.1: no GLOBAL OPTIONS");
         free(text);
+        if (global) {
+                text = section(page, ".SH GLOBAL OPTIONS", true);
+                if (!text || !strstr(text, head))
+                        fail_msg("kiln.1: '%s' is not under GLOBAL OPTIONS", head);
+                free(text);
+        }
 }
 
 static char *read_man_page(void)
