@@ -128,6 +128,19 @@ def test_a_verb_option_before_the_verb_is_refused(kiln, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_a_plan_refuses_what_only_a_build_uses(kiln, tmp_path):
+    recipe = ROOT / "recipes" / "linnaeus" / "linnaeus.json"
+    for opt in (["--push"], ["--output", f"oci:{tmp_path}/o"], ["--level", "3"]):
+        p = kiln.run("build", recipe, "--dry-run", *opt, check=False)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.splitlines()[0] == f"kiln build: {opt[0]} does not go with --dry-run or --stage"
+    assert not (tmp_path / "o").exists()
+    # what a plan takes: variables, --json, and global options anywhere
+    plan = kiln.run("-q", "build", recipe, "--dry-run", "--json", "--arch", "hopper",
+                    "--insecure-registry", "127.0.0.1:1").stdout
+    assert '"hopper-nightly-cu128"' in plan or "hopper-nightly-cu128" in plan
+
+
 # ---- numbers ----
 
 @pytest.mark.parametrize("args,msg", [
