@@ -180,10 +180,10 @@ static void print_arg_case(const char *verb, const struct cli_option *o, FILE *f
         else if (o->letter)
                 fprintf(f, "|'%s -%c'", verb, o->letter);
         if (o->words) {
-                fprintf(f, ") COMPREPLY=($(compgen -W '");
+                fprintf(f, ") _kiln_words '");
                 for (size_t i = 0; o->words[i]; i++)
                         fprintf(f, "%s%s", i ? " " : "", o->words[i]);
-                fprintf(f, "' -- \"$cur\")) ;;\n");
+                fprintf(f, "' ;;\n");
         } else {
                 fprintf(f, ") _kiln_files %s ;;\n", o->complete == CLI_COMPLETE_DIR ? "-d" : "-f");
         }
@@ -211,10 +211,12 @@ void cli_completion_bash(FILE *f)
                 print_words(v, true, f);
                 fprintf(f, "' ;;\n");
         }
-        fprintf(f, "        *) opts=; args= ;;\n        esac\n}\n\n"
+        fprintf(f, "        *) opts=''; args='' ;;\n        esac\n}\n\n"
                    "_kiln_files()\n{\n"
                    "        compopt -o filenames 2>/dev/null\n"
-                   "        COMPREPLY=($(compgen $1 -- \"$cur\"))\n}\n\n"
+                   "        mapfile -t COMPREPLY < <(compgen \"$1\" -- \"$cur\")\n}\n\n"
+                   "_kiln_words()\n{\n"
+                   "        mapfile -t COMPREPLY < <(compgen -W \"$1\" -- \"$cur\")\n}\n\n"
                    "# _kiln_arg VERB OPTION: what the argument of OPTION takes\n"
                    "_kiln_arg()\n{\n        case \"$1 $2\" in\n");
         for (const struct cli_verb *v = cli_verbs; v->name; v++) {
@@ -229,22 +231,22 @@ void cli_completion_bash(FILE *f)
         /* the first operand's words */
         fprintf(f, "# _kiln_operand VERB N: what the Nth operand (from 0) of VERB takes\n"
                    "_kiln_operand()\n{\n        case \"$1 $2\" in\n"
-                   "        'help 0') COMPREPLY=($(compgen -W \"$_kiln_verbs\" -- \"$cur\")) ;;\n");
+                   "        'help 0') _kiln_words \"$_kiln_verbs\" ;;\n");
         for (const struct cli_verb *v = cli_verbs; v->name; v++) {
                 if (!v->words)
                         continue;
-                fprintf(f, "        '%s 0') COMPREPLY=($(compgen -W '", v->name);
+                fprintf(f, "        '%s 0') _kiln_words '", v->name);
                 for (size_t i = 0; v->words[i]; i++)
                         fprintf(f, "%s%s", i ? " " : "", v->words[i]);
-                fprintf(f, "' -- \"$cur\")) ;;\n");
+                fprintf(f, "' ;;\n");
         }
         fprintf(f, "        'version '*|'completion '*|'help '*) COMPREPLY=() ;;\n"
                    "        *) _kiln_files -f ;;\n        esac\n}\n\n");
         fprintf(
             f,
             "_kiln()\n{\n"
-            "        local cur=${COMP_WORDS[COMP_CWORD]} prev= verb= opt= opts args\n"
-            "        local i w skip= dd= n=0\n"
+            "        local cur=${COMP_WORDS[COMP_CWORD]} prev='' verb='' opt='' opts args\n"
+            "        local i w skip='' dd='' n=0\n"
             "        ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD-1]}\n"
             "        COMPREPLY=()\n"
             "        # the verb is the first word that is neither an option nor an\n"
@@ -253,7 +255,7 @@ void cli_completion_bash(FILE *f)
             "                w=${COMP_WORDS[i]}\n"
             "                if [[ -n $dd ]]; then ((n++)); continue; fi\n"
             "                if [[ $w == = ]]; then skip=1; continue; fi\n"
-            "                if [[ -n $skip ]]; then skip=; continue; fi\n"
+            "                if [[ -n $skip ]]; then skip=''; continue; fi\n"
             "                _kiln_opts \"$verb\"\n"
             "                case $w in\n"
             "                --) [[ -n $verb ]] && dd=1 ;;\n"
@@ -268,7 +270,7 @@ void cli_completion_bash(FILE *f)
             "                return\n"
             "        fi\n"
             "        if [[ $cur == = ]]; then\n"
-            "                opt=$prev; cur=\n"
+            "                opt=$prev; cur=''\n"
             "        elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then\n"
             "                opt=${COMP_WORDS[COMP_CWORD-2]}\n"
             "        elif [[ $prev == -* && \" $_kiln_global_arg $args \" == *\" $prev \"* ]]; "
@@ -280,9 +282,9 @@ void cli_completion_bash(FILE *f)
             "                return\n"
             "        fi\n"
             "        if [[ $cur == -* ]]; then\n"
-            "                COMPREPLY=($(compgen -W \"$opts $_kiln_global\" -- \"$cur\"))\n"
+            "                _kiln_words \"$opts $_kiln_global\"\n"
             "        elif [[ -z $verb ]]; then\n"
-            "                COMPREPLY=($(compgen -W \"$_kiln_verbs\" -- \"$cur\"))\n"
+            "                _kiln_words \"$_kiln_verbs\"\n"
             "        else\n"
             "                _kiln_operand \"$verb\" \"$n\"\n"
             "        fi\n"
