@@ -474,7 +474,7 @@ static bool plan_option(const struct cli_option *o)
 {
         static const char plan_keys[] = "asbtMSnygdcj";
 
-        return cli_option_is_global(o) || (o->key < 0x80 && strchr(plan_keys, o->key));
+        return cli_option_is_global(o) || (o->key > 0 && o->key < 0x80 && strchr(plan_keys, o->key));
 }
 
 /* kiln build RECIPE --dry-run [--keys] [--json] | --stage DIR */
@@ -482,7 +482,7 @@ static int run_plan(struct cli_args *a, char **sets, size_t n_sets)
 {
         struct kiln_error err = KILN_ERROR_INIT;
         bool dry = cli_flag(a, 'n'), json = cli_flag(a, 'j'), keys = cli_flag(a, 'y');
-        const char *stage_dir = cli_arg(a, 'g'), *cache_dir = cli_arg(a, 'c');
+        const char *stage_dir = cli_arg(a, 'g'), *cache_dir = NULL;
         _cleanup_(recipe_plan_freep) struct recipe_plan *plan = NULL;
         struct recipe *r = NULL;
         struct recipe_plan_opts po = {.sets = (const char *const *)sets, .n_sets = n_sets};
@@ -495,8 +495,8 @@ static int run_plan(struct cli_args *a, char **sets, size_t n_sets)
                 if (!plan_option(v->opt))
                         return cli_usage("build", "--%s does not go with --dry-run or --stage",
                                          v->opt->name);
-                if (v->opt->key == 'd')
-                        cache_dir = v->arg;
+                if (v->opt->key == 'c' || v->opt->key == 'd')
+                        cache_dir = v->arg; /* --cache or --cache-dir, the last one */
         }
         if (a->argc != 1)
                 return cli_usage("build", a->argc < 1 ? "missing RECIPE" : "too many arguments");

@@ -40,7 +40,6 @@ void cli_args_init(struct cli_args *a)
         memset(a, 0, sizeof(*a));
         reg_options_init(&a->reg);
         a->reg.notify = on_notify;
-        a->reg.notify_ctx = a;
         /* KILN_VERBOSE: every response, with its HTTP version, on stderr (-v) */
         e = getenv("KILN_VERBOSE");
         a->verbose = e && *e;
