@@ -1,6 +1,5 @@
 /* kiln append BASE --layer SRC[:DEST[:MODE]] ... -t DST */
 #include <ctype.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,9 +221,10 @@ static int append_layers(const struct append_ctx *c, const struct layer_spec *sp
 
 /* The image: the base (or scratch) with the layers of specs, written to
  * tag: the layers' blobs, the base's, the config, the manifest, the tag. */
-static int append_image(const char *base, const struct oci_platform *plat, const char *tag,
-                        const char *cache_dir, struct append_ctx *c,
-                        const struct layer_spec *specs, size_t n_specs, struct kiln_error *err)
+static int append_image(struct cli_args *args, const char *base,
+                        const struct oci_platform *plat, const char *tag, const char *cache_dir,
+                        struct append_ctx *c, const struct layer_spec *specs, size_t n_specs,
+                        struct kiln_error *err)
 {
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
@@ -234,14 +234,14 @@ static int append_image(const char *base, const struct oci_platform *plat, const
         struct oci_descriptor md;
 
         if (strcmp(base, "scratch") != 0) {
-                src = cli_open_place(base, false, err);
+                src = cli_open_place(args, base, false, err);
                 img = src ? oci_image_edit_load(src, NULL, plat, err) : NULL;
         } else {
                 img = oci_image_edit_new(NULL, err);
         }
         if (!img)
                 return -1;
-        dst = cli_open_place(tag, true, err);
+        dst = cli_open_place(args, tag, true, err);
         if (!dst)
                 return -1;
         laydir = layout_dir_of(tag);
@@ -259,51 +259,35 @@ static int append_image(const char *base, const struct oci_platform *plat, const
         return 0;
 }
 
-int cmd_append(int argc, char **argv)
+int cmd_append(struct cli_args *args)
 {
-        static const struct option opts[] = {
-            {"layer", required_argument, NULL, 'l'},
-            {"file", required_argument, NULL, 'f'},
-            {"tag", required_argument, NULL, 't'},
-            {"compression", required_argument, NULL, 'c'},
-            {"level", required_argument, NULL, 'L'},
-            {"threads", required_argument, NULL, 'T'},
-            {"exclude", required_argument, NULL, 'x'},
-            {"ignore-file", required_argument, NULL, 'i'},
-            {"platform", required_argument, NULL, 'p'},
-            {"cache", required_argument, NULL, 'C'},
-            {"no-cache", no_argument, NULL, 'N'},
-            {"keep-owners", no_argument, NULL, 'o'},
-            {"keep-caps", no_argument, NULL, 'k'},
-            {"keep-modes", no_argument, NULL, 'm'},
-            {"quiet", no_argument, NULL, 'q'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        _cleanup_free_ char *platbuf = NULL;
         _cleanup_free_ struct layer_spec *specs = NULL;
         char **excludes = NULL;
         size_t n_specs = 0, n_excludes = 0;
-        struct oci_platform plat;
-        bool have_plat = false, use_cache = true, quiet = false, keep_modes = false;
-        const char *tag = NULL, *cache_dir = NULL;
+        bool use_cache = !cli_flag(args, 'N'), quiet = args->quiet, keep_modes = cli_flag(args, 'm');
+        const char *tag = cli_arg(args, 't'), *cache_dir = cli_arg(args, 'C');
         struct layer_writer_opts wo;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
         if (layer_writer_opts_init(&wo, &err) < 0)
                 return cli_fail(&err);
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "l:t:c:x:qh", opts, NULL)) != -1) {
-                switch (opt) {
+        cli_writer_opts(args, &wo);
+        wo.threads = (int)cli_num(args, 'T', wo.threads);
+        wo.keep_owners = cli_flag(args, 'o');
+        wo.keep_caps = cli_flag(args, 'k');
+        cli_foreach_value(args, v)
+        {
+                const char *arg = v->arg;
+                switch (v->opt->key) {
                 case 'l': {
                         struct layer_spec *ns = realloc(specs, (n_specs + 1) * sizeof(*ns));
                         if (!ns)
                                 return cli_usage("append", "out of memory");
                         specs = ns;
-                        if (parse_spec(optarg, &specs[n_specs]) < 0)
+                        if (parse_spec(arg, &specs[n_specs]) < 0)
                                 return cli_usage(
-                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", optarg);
+                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", arg);
                         specs[n_specs].files = NULL;
                         specs[n_specs].n_files = 0;
                         n_specs++;
@@ -311,9 +295,9 @@ int cmd_append(int argc, char **argv)
                 }
                 case 'f': {
                         struct layer_spec f, *ls, *nf;
-                        if (parse_spec(optarg, &f) < 0 || !strcmp(f.dest, "/"))
+                        if (parse_spec(arg, &f) < 0 || !strcmp(f.dest, "/"))
                                 return cli_usage("append", "invalid file '%s': use SRC:DEST[:MODE]",
-                                                 optarg);
+                                                 arg);
                         if (n_specs == 0) {
                                 struct layer_spec *ns = realloc(specs, sizeof(*ns));
                                 if (!ns)
@@ -332,30 +316,12 @@ int cmd_append(int argc, char **argv)
                         ls->files[ls->n_files++] = f;
                         break;
                 }
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'c':
-                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
-                                return cli_usage("append", "%s", err.msg);
-                        break;
-                case 'L': {
-                        char *end;
-                        long v = strtol(optarg, &end, 10);
-                        if (*end || v < 0 || v > 22)
-                                return cli_usage("append", "invalid level '%s'", optarg);
-                        wo.level = (int)v;
-                        break;
-                }
-                case 'T':
-                        wo.threads = atoi(optarg);
-                        break;
                 case 'x': {
                         char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
                         if (!nx)
                                 return cli_usage("append", "out of memory");
                         excludes = nx;
-                        excludes[n_excludes++] = strdup(optarg);
+                        excludes[n_excludes++] = strdup(arg);
                         excludes[n_excludes] = NULL;
                         break;
                 }
@@ -363,7 +329,7 @@ int cmd_append(int argc, char **argv)
                         char **pats = NULL;
                         size_t n = 0;
                         char **nx;
-                        if (layer_exclude_read(optarg, &pats, &n, &err) < 0)
+                        if (layer_exclude_read(arg, &pats, &n, &err) < 0)
                                 return cli_fail(&err);
                         nx = realloc(excludes, (n_excludes + n + 1) * sizeof(*nx));
                         if (!nx)
@@ -375,38 +341,11 @@ int cmd_append(int argc, char **argv)
                         free(pats);
                         break;
                 }
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'C':
-                        cache_dir = optarg;
-                        break;
-                case 'N':
-                        use_cache = false;
-                        break;
-                case 'o':
-                        wo.keep_owners = true;
-                        break;
-                case 'k':
-                        wo.keep_caps = true;
-                        break;
-                case 'm':
-                        keep_modes = true;
-                        break;
-                case 'q':
-                        quiet = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("append");
                 default:
-                        return cli_usage("append", "invalid option");
+                        break;
                 }
         }
-        if (optind + 1 != argc)
+        if (args->argc != 1)
                 return cli_usage("append", "expected one BASE (an image place or 'scratch')");
         if (!tag)
                 return cli_usage("append", "missing -t DST");
@@ -419,7 +358,8 @@ int cmd_append(int argc, char **argv)
                 struct append_ctx c = {.use_cache = use_cache, .quiet = quiet,
                                        .excludes = (const char *const *)excludes,
                                        .n_excludes = n_excludes, .wo = &wo};
-                if (append_image(argv[optind], have_plat ? &plat : NULL, tag, cache_dir, &c,
+                if (append_image(args, args->argv[0],
+                                 args->has_platform ? &args->platform : NULL, tag, cache_dir, &c,
                                  specs, n_specs, &err) < 0)
                         rc = cli_fail(&err);
         }

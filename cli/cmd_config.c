@@ -1,6 +1,5 @@
 /* kiln config PLACE [--env K=V] [--entrypoint E] [--cmd C] [--workdir D] [--user U]
  *                   [--label K=V] -t DST */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,95 +53,61 @@ static int set_label(struct oci_image_edit *img, const char *kv, struct kiln_err
         return oci_image_edit_set_label(img, k, eq + 1, err);
 }
 
-int cmd_config(int argc, char **argv)
+int cmd_config(struct cli_args *a)
 {
-        static const struct option opts[] = {
-            {"env", required_argument, NULL, 'e'},
-            {"entrypoint", required_argument, NULL, 'E'},
-            {"cmd", required_argument, NULL, 'c'},
-            {"workdir", required_argument, NULL, 'w'},
-            {"user", required_argument, NULL, 'u'},
-            {"label", required_argument, NULL, 'l'},
-            {"tag", required_argument, NULL, 't'},
-            {"platform", required_argument, NULL, 'p'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_(oci_image_edit_freep) struct oci_image_edit *img = NULL;
-        _cleanup_free_ char *platbuf = NULL;
-        struct oci_platform plat;
-        bool have_plat = false;
-        const char *tag = NULL;
+        const char *tag = cli_arg(a, 't');
         struct oci_descriptor md;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
-        optind = 1;
-        /* First pass: the place must be loaded before the edits apply. */
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("config");
-                case '?':
-                        return cli_usage("config", "invalid option");
-                default:
-                        break;
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("config", "expected one PLACE");
         if (!tag)
                 return cli_usage("config", "missing -t DST");
-        src = cli_open_place(argv[optind], false, &err);
-        img = src ? oci_image_edit_load(src, NULL, have_plat ? &plat : NULL, &err) : NULL;
+        /* the place is loaded before the edits apply */
+        src = cli_open_place(a, a->argv[0], false, &err);
+        img = src ? oci_image_edit_load(src, NULL, a->has_platform ? &a->platform : NULL, &err)
+                  : NULL;
         /* the config object, even when no option changes it */
         if (!img || oci_image_edit_merge_config(img, NULL, &err) < 0)
                 goto fail;
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
-                switch (opt) {
+        cli_foreach_value(a, o)
+        {
+                const char *arg = o->arg;
+                switch (o->opt->key) {
                 case 'e':
-                        if (oci_image_edit_set_env(img, optarg, &err) < 0)
+                        if (oci_image_edit_set_env(img, arg, &err) < 0)
                                 goto fail;
                         break;
                 case 'E':
                 case 'c': {
-                        json_t *v = parse_argv(optarg, &err);
-                        if (!v || oci_image_edit_set_field(img, opt == 'E' ? "Entrypoint" : "Cmd",
+                        json_t *v = parse_argv(arg, &err);
+                        if (!v || oci_image_edit_set_field(img, o->opt->key == 'E' ? "Entrypoint"
+                                                                                   : "Cmd",
                                                            v, &err) < 0)
                                 goto fail;
                         break;
                 }
                 case 'w':
-                        if (oci_image_edit_set_field(img, "WorkingDir", json_string(optarg),
-                                                     &err) < 0)
+                        if (oci_image_edit_set_field(img, "WorkingDir", json_string(arg), &err) < 0)
                                 goto fail;
                         break;
                 case 'u':
-                        if (oci_image_edit_set_field(img, "User", json_string(optarg), &err) < 0)
+                        if (oci_image_edit_set_field(img, "User", json_string(arg), &err) < 0)
                                 goto fail;
                         break;
                 case 'l':
-                        if (set_label(img, optarg, &err) < 0)
+                        if (set_label(img, arg, &err) < 0)
                                 goto fail;
                         break;
                 default:
                         break;
                 }
         }
-        dst = cli_open_place(tag, true, &err);
+        dst = cli_open_place(a, tag, true, &err);
         /* the base's blobs, the config, the manifest, then the place's tag */
         if (!dst ||
             oci_image_edit_add_history(img, &(struct oci_history){.created_by = "kiln config"},

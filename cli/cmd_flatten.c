@@ -5,7 +5,6 @@
  * layer.  As root, owners are kept; unprivileged, files belong to root in
  * the result and devices are dropped (with the unpacker's warnings). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,66 +86,31 @@ static int squash(struct oci_store *src, const struct oci_image *img, const char
         return rc;
 }
 
-int cmd_flatten(int argc, char **argv)
+int cmd_flatten(struct cli_args *a)
 {
-        static const struct option opts[] = {
-            {"tag", required_argument, NULL, 't'},
-            {"compression", required_argument, NULL, 'c'},
-            {"level", required_argument, NULL, 'L'},
-            {"platform", required_argument, NULL, 'p'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_(oci_image_edit_freep) struct oci_image_edit *edit = NULL;
-        _cleanup_free_ char *platbuf = NULL, *tmp = NULL;
+        _cleanup_free_ char *tmp = NULL;
         struct oci_layout *l = NULL;
         struct oci_image img = {0};
-        struct oci_platform plat;
         struct layer_writer_opts wo;
         struct layer_result res;
         struct oci_descriptor d = {0}, md;
-        bool have_plat = false;
-        const char *tag = NULL;
-        int opt, rc = EXIT_OK;
+        const char *tag = cli_arg(a, 't');
+        int rc = EXIT_OK;
 
         if (layer_writer_opts_init(&wo, &err) < 0)
                 return cli_fail(&err);
         wo.keep_owners = geteuid() == 0;
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "t:c:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'c':
-                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
-                                return cli_usage("flatten", "%s", err.msg);
-                        break;
-                case 'L':
-                        wo.level = atoi(optarg);
-                        break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("flatten");
-                default:
-                        return cli_usage("flatten", "invalid option");
-                }
-        }
-        if (optind + 1 != argc)
+        cli_writer_opts(a, &wo);
+        if (a->argc != 1)
                 return cli_usage("flatten", "expected one PLACE");
         if (!tag)
                 return cli_usage("flatten", "missing -t DST");
-        src = cli_open_place(argv[optind], false, &err);
-        if (!src || oci_image_load(src, NULL, have_plat ? &plat : NULL, &img, &err) < 0)
+        src = cli_open_place(a, a->argv[0], false, &err);
+        if (!src || oci_image_load(src, NULL, a->has_platform ? &a->platform : NULL, &img, &err) < 0)
                 goto fail;
         edit = oci_image_edit_new_from(&img, &err);
         if (!edit)
@@ -164,7 +128,7 @@ int cmd_flatten(int argc, char **argv)
         d.digest = res.digest;
         d.size = res.size;
         d.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res.compressor);
-        dst = cli_open_place(tag, true, &err);
+        dst = cli_open_place(a, tag, true, &err);
         if (!dst)
                 goto fail;
         {

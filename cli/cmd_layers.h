@@ -4,9 +4,11 @@
 #ifndef KILN_CLI_CMD_LAYERS_H
 #define KILN_CLI_CMD_LAYERS_H
 
-int cmd_append(int argc, char **argv);
-int cmd_config(int argc, char **argv);
-int cmd_unpack(int argc, char **argv);
-int cmd_flatten(int argc, char **argv);
+#include "options.h"
+
+int cmd_append(struct cli_args *a);
+int cmd_config(struct cli_args *a);
+int cmd_unpack(struct cli_args *a);
+int cmd_flatten(struct cli_args *a);
 
 #endif

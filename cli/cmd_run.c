@@ -5,7 +5,6 @@
  * its status (128 + N when signal N killed it).  What the command writes
  * lives in a scratch upper directory removed afterwards. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,56 +59,49 @@ static int parse_bind(char *arg, struct sandbox_bind *ret)
         return 0;
 }
 
-static int parse_args(int argc, char **argv, struct run_args *a)
+static int parse_args(struct cli_args *args, struct run_args *a)
 {
-        static const struct option opts[] = {
-            {"network", no_argument, NULL, 'n'}, {"bind", required_argument, NULL, 'b'},
-            {"env", required_argument, NULL, 'e'}, {"workdir", required_argument, NULL, 'w'},
-            {"user", required_argument, NULL, 'u'}, {"gpu", no_argument, NULL, 'g'},
-            {"cache", required_argument, NULL, 'c'}, CLI_HELP_OPTION, {NULL, 0, NULL, 0},
-        };
-        int opt, rc;
+        int rc;
 
-        optind = 1;
-        /* the command's own options come after "--", where getopt stops */
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'n': a->network = true; break;
-                case 'g': a->gpu = true; break;
-                case 'w': a->workdir = optarg; break;
-                case 'c': a->cache_dir = optarg; break;
+        a->network = cli_flag(args, 'n');
+        a->gpu = cli_flag(args, 'g');
+        a->workdir = cli_arg(args, 'w');
+        a->cache_dir = cli_arg(args, 'c');
+        cli_foreach_value(args, v)
+        {
+                switch (v->opt->key) {
                 case 'b':
                         if (a->n_binds == RUN_ARGS_MAX)
                                 return cli_usage("run", "more than %d --bind", RUN_ARGS_MAX);
-                        if ((rc = parse_bind(optarg, &a->binds[a->n_binds])) != 0)
+                        if ((rc = parse_bind(v->arg, &a->binds[a->n_binds])) != 0)
                                 return rc;
                         a->n_binds++;
                         break;
                 case 'e':
-                        if (!strchr(optarg, '=') || optarg[0] == '=')
-                                return cli_usage("run", "--env takes K=V, not '%s'", optarg);
+                        if (!strchr(v->arg, '=') || v->arg[0] == '=')
+                                return cli_usage("run", "--env takes K=V, not '%s'", v->arg);
                         if (a->n_envs == RUN_ARGS_MAX)
                                 return cli_usage("run", "more than %d --env", RUN_ARGS_MAX);
-                        a->envs[a->n_envs++] = optarg;
+                        a->envs[a->n_envs++] = v->arg;
                         break;
                 case 'u':
                         /* one mapping: uid 0 inside is the caller, no other uid exists */
-                        if (strcmp(optarg, "0") && strcmp(optarg, "root") &&
-                            strcmp(optarg, "0:0") && strcmp(optarg, "root:root"))
+                        if (strcmp(v->arg, "0") && strcmp(v->arg, "root") &&
+                            strcmp(v->arg, "0:0") && strcmp(v->arg, "root:root"))
                                 return cli_usage("run",
                                                  "--user '%s': only root (uid 0, which is you "
                                                  "outside) exists in the sandbox",
-                                                 optarg);
+                                                 v->arg);
                         break;
-                case 'h': return cli_help_verb("run");
-                default: return cli_usage("run", "invalid option");
+                default: break;
                 }
         }
-        if (optind >= argc)
+        /* the command's own options come after "--", where parsing stops */
+        if (args->argc < 1)
                 return cli_usage("run", "expected PLACE");
-        a->place = argv[optind++];
-        a->cmd = argv + optind;
-        a->n_cmd = (size_t)(argc - optind);
+        a->place = args->argv[0];
+        a->cmd = args->argv + 1;
+        a->n_cmd = (size_t)(args->argc - 1);
         return 0;
 }
 
@@ -261,7 +253,7 @@ out:
         return rc;
 }
 
-int cmd_run(int argc, char **argv)
+int cmd_run(struct cli_args *args)
 {
         struct run_args a = {0};
         struct kiln_error err = KILN_ERROR_INIT;
@@ -270,11 +262,11 @@ int cmd_run(int argc, char **argv)
         struct oci_image img = {0};
         int rc, status = 0;
 
-        rc = parse_args(argc, argv, &a);
+        rc = parse_args(args, &a);
         if (rc != 0)
                 goto out;
         cache = layer_cache_open(a.cache_dir, &err);
-        st = cache ? cli_open_place(a.place, false, &err) : NULL;
+        st = cache ? cli_open_place(args, a.place, false, &err) : NULL;
         if (!st || oci_image_load(st, NULL, NULL, &img, &err) < 0 ||
             run_in(&a, st, &img, layer_cache_dir(cache), &status, &err) < 0) {
                 kiln_error_prefix(&err, "run '%s'", a.place);

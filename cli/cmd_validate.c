@@ -1,5 +1,4 @@
 /* kiln validate PLACE --arch A: static checks of a linnaeus image. */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,56 +125,23 @@ out:
         return status;
 }
 
-int cmd_validate(int argc, char **argv)
+int cmd_validate(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"arch", required_argument, NULL, 'a'},
-                {"python", required_argument, NULL, 'y'},
-                {"source-path", required_argument, NULL, 's'},
-                {"platform", required_argument, NULL, 'p'},
-                {"run", required_argument, NULL, 'r'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        struct recipe_validate_opts o = {.check = on_check};
+        struct recipe_validate_opts o = {.check = on_check, .arch = cli_arg(a, 'a'),
+                                         .python = cli_arg(a, 'y'),
+                                         .source_path = cli_arg(a, 's')};
         _cleanup_(oci_store_freep) struct oci_store *st = NULL;
-        _cleanup_free_ char *platbuf = NULL;
-        struct oci_platform plat;
         unsigned fails = 0;
-        const char *run = NULL;
-        int opt;
+        const char *run = cli_arg(a, 'r');
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'a': o.arch = optarg; break;
-                case 'y': o.python = optarg; break;
-                case 's': o.source_path = optarg; break;
-                case 'r': run = optarg; break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        o.platform = &plat;
-                        break;
-                case 'h': return cli_help_verb("validate");
-                default: {
-                        int k = cli_reg_option("validate", opt, optarg);
-                        if (k < 0)
-                                return EXIT_USAGE;
-                        if (k == 0)
-                                return cli_usage("validate", "invalid option");
-                }
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->has_platform)
+                o.platform = &a->platform;
+        if (a->argc != 1)
                 return cli_usage("validate", "expected one PLACE");
         if (!o.arch)
                 return cli_usage("validate", "--arch is required (hopper, ampere, turing or pre-ampere)");
-        st = cli_open_place(argv[optind], false, &err);
+        st = cli_open_place(a, a->argv[0], false, &err);
         if (!st || recipe_validate_image(st, &o, &fails, &err) < 0)
                 return cli_fail(&err);
         if (run) {
