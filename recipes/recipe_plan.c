@@ -742,6 +742,59 @@ static int tag_provenance(struct recipe_plan *p, const struct recipe_tag_parts *
         return 0;
 }
 
+/* "validate": expanded like the layers; a check whose "when" is false or
+ * whose "unless" is true is left out (docs/recipes.md "validate"). */
+static int plan_validate(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
+{
+        const json_t *val = json_object_get(c->r->root, "validate"), *e;
+        const char *key;
+        json_t *checks;
+        bool kept = false;
+        size_t i;
+
+        if (!val)
+                return 0;
+        p->validate = json_object();
+        checks = json_array();
+        if (!p->validate || !checks ||
+            json_object_set_new(p->validate, "checks", checks) < 0)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_object_foreach(jmut(val), key, e) {
+                _cleanup_free_ char *vp = recipe_ptr_key("/validate", key);
+                json_t *x;
+                if (!strcmp(key, "checks"))
+                        continue;
+                if (!(x = expand_json(c, e, vp, &kept, err)))
+                        return -1;
+                json_object_set_new(p->validate, key, x);
+        }
+        json_array_foreach(json_object_get(val, "checks"), i, e) {
+                _cleanup_free_ char *cp = recipe_ptr_index("/validate/checks", i);
+                static const char *const conds[] = {"when", "unless"};
+                bool in = true;
+                json_t *x;
+                for (size_t k = 0; k < ARRAY_SIZE(conds); k++) {
+                        const json_t *w = json_object_get(e, conds[k]);
+                        _cleanup_free_ char *wp = recipe_ptr_key(cp, conds[k]);
+                        char *s;
+                        if (!w)
+                                continue;
+                        if (!(s = expand_top(c, json_string_value(w), wp, NULL, err)))
+                                return -1;
+                        in = in && truthy(s) == (k == 0);
+                        free(s);
+                }
+                if (!in)
+                        continue;
+                if (!(x = expand_json(c, e, cp, &kept, err)))
+                        return -1;
+                json_object_del(x, "when");
+                json_object_del(x, "unless");
+                json_array_append_new(checks, x);
+        }
+        return 0;
+}
+
 static int plan_tags(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *tag = json_object_get(c->r->root, "tag"), *v;
@@ -879,6 +932,8 @@ int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opt
                 goto out;
         if (plan_tags(&c, p, err) < 0)
                 goto out;
+        if (plan_validate(&c, p, err) < 0)
+                goto out;
         /* every variable, expanded, for the record */
         json_object_foreach(c.raw, key, v) {
                 const char *val;
@@ -923,6 +978,7 @@ void recipe_plan_free(struct recipe_plan *p)
                 free(p->tags[i]);
         free(p->tags);
         json_decref(p->unresolved);
+        json_decref(p->validate);
         free(p->source_from);
         free(p);
 }
@@ -957,6 +1013,8 @@ json_t *recipe_plan_to_json(const struct recipe_plan *p)
                 json_array_append_new(tags, json_string(p->tags[i]));
         json_object_set_new(j, "tags", tags);
         json_object_set_new(j, "unresolved", json_incref(p->unresolved));
+        if (p->validate)
+                json_object_set_new(j, "validate", json_incref(p->validate));
         return j;
 }
 
