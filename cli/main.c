@@ -67,8 +67,10 @@ const struct cli_verb cli_verbs[] = {
          "kiln lock RECIPE [--pylock FILE] [build options]"},
         {"verify", cmd_verify, "rebuild a recipe and compare with a pushed image (exit 0 identical, 1 different)",
          "kiln verify RECIPE --against REF [--from-annotations] [build options]"},
-        {"validate", cmd_validate, "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
-         "kiln validate PLACE --arch hopper|ampere|turing|pre-ampere [--python PATH] [--source-path PATH] [--run CMD]"},
+        {"validate", cmd_validate, "check an image against its recipe's expectations, run inside it",
+         "kiln validate PLACE [--recipe FILE|NAME] [--arch A] [--set K=V]..."
+         " [--static | [--gpu] [--smoke CMD]] [--python PATH] [--source-path PATH] [--cache DIR]"
+         " [--platform P]"},
         {NULL, NULL, NULL, NULL},
 };
 
@@ -168,6 +170,29 @@ static const struct {
          "oci-archive:FILE[:TAG], docker-archive:FILE) or scratch; --base-from reads\n"
          "the recipe's base from another place and builds the same image.  A step's output\n"
          "goes to a log in the cache; a failed step exits 11."},
+        {"validate",
+         "  # the shipped linnaeus recipe's checks, run in the image (rootless, no network);\n"
+         "  # the arch is the one the image was built with\n"
+         "  kiln validate registry.example/frontierkodiak/linnaeus-dev:hopper-nightly-cu128\n"
+         "  # another arch's expectations, or an image that does not record its own\n"
+         "  kiln validate oci:kiln-out:ampere-stable-cu126 --arch ampere\n"
+         "  # on a GPU host: CUDA, the compute capability, a FlashAttention forward,\n"
+         "  # then a command such as upstream's short training run\n"
+         "  kiln validate IMAGE --arch hopper --gpu --smoke 'python -m linnaeus.main ...'\n"
+         "  # from the files alone, nothing run: .dist-info versions, module files\n"
+         "  kiln validate IMAGE --arch ampere --static\n"
+         "  # the \"validate\" object of another recipe\n"
+         "  kiln validate IMAGE --recipe app.json --set variant=cpu\n"
+         "\n"
+         "The checks are the recipe's \"validate\" object (docs/recipes.md), expanded\n"
+         "with its variables: --arch A is --set arch=A; the variables the image records\n"
+         "come first.  --recipe takes a file or the name of a shipped recipe\n"
+         "(linnaeus, the default).  Each check prints ok, FAIL or skip with why; GPU\n"
+         "checks are skipped without --gpu and fail without NVIDIA devices.  --smoke\n"
+         "runs CMD with /bin/sh -c in the image (with the GPU under --gpu); --run is\n"
+         "its older name.  --python and --source-path replace the recipe's\n"
+         "interpreter and source directory; --cache is where the layers are unpacked.\n"
+         "Exit 1 when a check failed."},
 };
 
 int cli_help_verb(const char *verb)

@@ -6,7 +6,7 @@
 # skipped ("" to run them).  Each result is one line on stdout,
 # "\x1ekiln-check " and a JSON object {"i", "state", "detail"} ("begin"
 # before a check runs, so a crash names the check); everything else is the
-# program's own output.  Only the standard library of Python 3.6+ is used.
+# program's own output.  Only the standard library of Python 3.8+ is used.
 import importlib
 import json
 import os
