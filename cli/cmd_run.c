@@ -161,9 +161,8 @@ static json_t *command_of(const struct cli_run_opts *ro, json_t *cfg)
                         json_array_append_new(argv, json_string(ro->argv[i]));
                 return argv;
         }
-        json_array_extend(argv, json_is_array(json_object_get(cfg, "Entrypoint"))
-                                        ? json_object_get(cfg, "Entrypoint")
-                                        : json_array());
+        if (json_is_array(json_object_get(cfg, "Entrypoint")))
+                json_array_extend(argv, json_object_get(cfg, "Entrypoint"));
         if (json_is_array(json_object_get(cfg, "Cmd")))
                 json_array_extend(argv, json_object_get(cfg, "Cmd"));
         return argv;
@@ -188,9 +187,9 @@ int cli_run_image(struct oci_store *st, const struct oci_image *img, const char 
                   const struct cli_run_opts *ro, int *ret_status, struct kiln_error *err)
 {
         json_t *cfg = json_object_get(img->config, "config");
-        _cleanup_json_ json_t *env = json_deep_copy(json_is_array(json_object_get(cfg, "Env"))
-                                                            ? json_object_get(cfg, "Env")
-                                                            : json_array());
+        _cleanup_json_ json_t *env = json_is_array(json_object_get(cfg, "Env"))
+                                             ? json_deep_copy(json_object_get(cfg, "Env"))
+                                             : json_array();
         _cleanup_json_ json_t *argv = command_of(ro, cfg);
         _cleanup_free_ char *tmp = kiln_strdupf("%s/run/.tmp-XXXXXX", cache_dir);
         _cleanup_free_ char *up = NULL, *wk = NULL, *rt = NULL, *libs = NULL, *ld = NULL;

@@ -268,12 +268,20 @@ static int validate(const struct validate_args *a, struct oci_store *st, struct 
         _cleanup_json_ json_t *spec = NULL;
         struct layer_cache *cache = NULL;
         struct oci_image img = {0};
-        const char *prof;
+        const char *prof, *built;
         bool gpu = false;
         int rc = -1;
 
-        if (oci_image_load(st, NULL, a->platform, &img, err) < 0 ||
-            !(r = load_recipe(a->recipe, err)))
+        if (oci_image_load(st, NULL, a->platform, &img, err) < 0)
+                goto out;
+        built = json_string_value(json_object_get(img.m->annotations, RECIPE_ANN_RECIPE_NAME));
+        if (!a->recipe && built && strcmp(built, DEFAULT_RECIPE ".json") != 0) {
+                kiln_error_set(err, KILN_E_USAGE,
+                               "'%s' was built from recipe '%s': give it with --recipe FILE",
+                               a->place, built);
+                goto out;
+        }
+        if (!(r = load_recipe(a->recipe, err)))
                 goto out;
         recorded = recorded_variables(&img, a->recipe ? a->recipe : DEFAULT_RECIPE ".json");
         if (recipe_validate_spec(r, recorded, (const char *const *)a->sets, a->n_sets, &spec,

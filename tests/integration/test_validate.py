@@ -236,9 +236,15 @@ def test_the_image_records_its_variables(world):
 
 
 def test_without_an_arch_it_asks_for_one(world):
+    work, base, _ = world
     place = image(world, "no-arch", "turing")
     p = validate(world, place, code=2)
     assert "give --set arch=VALUE" in p.stderr and "usage: kiln validate" in p.stderr
+    # an image of another recipe: the shipped one is not silently used
+    place = linnaeus_image(work, base, "other-recipe", profile_wheels(work, "turing"),
+                           recipe_name="image.json")
+    p = validate(world, place, "--arch", "turing", code=2)
+    assert "was built from recipe 'image.json': give it with --recipe FILE" in p.stderr
 
 
 def test_a_recipe_of_ones_own(world, tmp_path):

@@ -170,9 +170,11 @@ def python_base(work):
 
 
 def linnaeus_image(work, base, tag, wheels, *, linnaeus_init="BRANCH = 'main'\n",
-                   recipe_name="image.json", variables=None, sets=()):
+                   recipe_name="linnaeus.json", variables=None, sets=()):
     """oci:WORK/images:TAG: base, the wheels in dist-packages, the
-    linnaeus source at /app/linnaeus, upstream's env and workdir."""
+    linnaeus source at /app/linnaeus, upstream's env and workdir; built
+    from a recipe named recipe_name (linnaeus.json: kiln validate takes the
+    shipped linnaeus recipe for it) with variables and --set sets."""
     work = pathlib.Path(work) / f"img-{tag}"
     src = work / "linnaeus" / "__init__.py"
     src.parent.mkdir(parents=True, exist_ok=True)
