@@ -87,7 +87,7 @@ struct recipe_plan {
         size_t n_tags;
         json_t *unresolved;  /* strings naming what is not known yet */
         char *source_from;   /* "git", "github", "local" or NULL without a source layer */
-        json_t *validate;    /* "validate" expanded, its checks' when/unless applied; NULL: none */
+        json_t *validate;    /* "validate" expanded (recipe_validate.h); NULL: none */
 };
 
 struct recipe_plan_opts {

@@ -62,6 +62,10 @@ extern const size_t recipe_embedded_validate_checks_py_len;
 /* The recipe's "validate" object (recipe_validate.c). */
 int recipe_validate_check(const struct recipe *r, const json_t *v, struct kiln_error *err);
 
+/* A layer's "when" (and a check's): "", "none", "false", "0" and "no" are
+ * false, anything else true. */
+bool recipe_truthy(const char *s);
+
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);

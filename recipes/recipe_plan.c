@@ -263,7 +263,7 @@ static json_t *expand_json(struct pctx *c, const json_t *v, const char *ptr, boo
         return json_deep_copy(v);
 }
 
-static bool truthy(const char *s)
+bool recipe_truthy(const char *s)
 {
         return *s && strcmp(s, "none") && strcmp(s, "false") && strcmp(s, "0") && strcmp(s, "no");
 }
@@ -452,7 +452,7 @@ static int layer_included(struct pctx *c, const json_t *l, size_t i, bool *ret,
         s = expand_top(c, json_string_value(w), wp, NULL, err);
         if (!s)
                 return -1;
-        *ret = truthy(s);
+        *ret = recipe_truthy(s);
         free(s);
         return 0;
 }
@@ -742,59 +742,6 @@ static int tag_provenance(struct recipe_plan *p, const struct recipe_tag_parts *
         return 0;
 }
 
-/* "validate": expanded like the layers; a check whose "when" is false or
- * whose "unless" is true is left out (docs/recipes.md "validate"). */
-static int plan_validate(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
-{
-        const json_t *val = json_object_get(c->r->root, "validate"), *e;
-        const char *key;
-        json_t *checks;
-        bool kept = false;
-        size_t i;
-
-        if (!val)
-                return 0;
-        p->validate = json_object();
-        checks = json_array();
-        if (!p->validate || !checks ||
-            json_object_set_new(p->validate, "checks", checks) < 0)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        json_object_foreach(jmut(val), key, e) {
-                _cleanup_free_ char *vp = recipe_ptr_key("/validate", key);
-                json_t *x;
-                if (!strcmp(key, "checks"))
-                        continue;
-                if (!(x = expand_json(c, e, vp, &kept, err)))
-                        return -1;
-                json_object_set_new(p->validate, key, x);
-        }
-        json_array_foreach(json_object_get(val, "checks"), i, e) {
-                _cleanup_free_ char *cp = recipe_ptr_index("/validate/checks", i);
-                static const char *const conds[] = {"when", "unless"};
-                bool in = true;
-                json_t *x;
-                for (size_t k = 0; k < ARRAY_SIZE(conds); k++) {
-                        const json_t *w = json_object_get(e, conds[k]);
-                        _cleanup_free_ char *wp = recipe_ptr_key(cp, conds[k]);
-                        char *s;
-                        if (!w)
-                                continue;
-                        if (!(s = expand_top(c, json_string_value(w), wp, NULL, err)))
-                                return -1;
-                        in = in && truthy(s) == (k == 0);
-                        free(s);
-                }
-                if (!in)
-                        continue;
-                if (!(x = expand_json(c, e, cp, &kept, err)))
-                        return -1;
-                json_object_del(x, "when");
-                json_object_del(x, "unless");
-                json_array_append_new(checks, x);
-        }
-        return 0;
-}
-
 static int plan_tags(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *tag = json_object_get(c->r->root, "tag"), *v;
@@ -932,8 +879,14 @@ int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opt
                 goto out;
         if (plan_tags(&c, p, err) < 0)
                 goto out;
-        if (plan_validate(&c, p, err) < 0)
-                goto out;
+        if (json_object_get(r->root, "validate")) {
+                /* its checks' when/unless are applied by recipe_validate_spec */
+                bool kept = false;
+                p->validate = expand_json(&c, json_object_get(r->root, "validate"), "/validate",
+                                          &kept, err);
+                if (!p->validate)
+                        goto out;
+        }
         /* every variable, expanded, for the record */
         json_object_foreach(c.raw, key, v) {
                 const char *val;

@@ -127,9 +127,33 @@ static bool declared(const struct recipe *r, const char *name)
 
         if (json_object_get(json_object_get(r->root, "variables"), name))
                 return true;
-        json_object_foreach(json_object_get(prof, "values"), k, pv) if (json_object_get(pv, name))
-                return true;
+        json_object_foreach(json_object_get(prof, "values"), k, pv) {
+                if (json_object_get(pv, name))
+                        return true;
+        }
         return false;
+}
+
+/* The checks whose "when" holds and whose "unless" does not, without them. */
+static int apply_conditions(json_t *spec, struct kiln_error *err)
+{
+        json_t *in = json_object_get(spec, "checks"), *out = json_array(), *c;
+        size_t i;
+
+        if (!out)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        json_array_foreach(in, i, c) {
+                const char *when = json_string_value(json_object_get(c, "when"));
+                const char *unless = json_string_value(json_object_get(c, "unless"));
+                if ((when && !recipe_truthy(when)) || (unless && recipe_truthy(unless)))
+                        continue;
+                json_object_del(c, "when");
+                json_object_del(c, "unless");
+                json_array_append(out, c);
+        }
+        if (json_object_set_new(spec, "checks", out) < 0)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return 0;
 }
 
 int recipe_validate_spec(const struct recipe *r, const json_t *recorded, const char *const *sets,
@@ -180,7 +204,7 @@ int recipe_validate_spec(const struct recipe *r, const json_t *recorded, const c
         }
         o.sets = (const char *const *)all;
         o.n_sets = n;
-        if (recipe_plan_build(r, &o, &p, err) < 0)
+        if (recipe_plan_build(r, &o, &p, err) < 0 || apply_conditions(p->validate, err) < 0)
                 goto out;
         if (by) {
                 /* which profile was checked, for the report */
