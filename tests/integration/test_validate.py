@@ -222,6 +222,18 @@ def test_static_reads_an_image_whose_blobs_are_only_in_a_layout(world, tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_in_the_image_from_a_registry(world, registry_factory, tmp_path):
+    """The layers are pulled into the cache and unpacked there: a registry
+    reference runs like a layout."""
+    place = image(world, "pushed", "hopper")
+    reg = registry_factory()
+    ref = f"{reg.host}/linnaeus/dev:hopper"
+    kiln("copy", place, ref)
+    p = kiln("validate", ref, "--arch", "hopper", "--cache", tmp_path / "fresh", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert checks(p.stdout)["flash-attn-ext"] == ("ok", "flash_attn_3_cuda loads")
+
+
 def test_the_image_records_its_variables(world):
     """An image built from a recipe named linnaeus.json: validate takes the
     arch it was built with from its annotations; --arch still wins."""
