@@ -50,8 +50,12 @@ static void on_check(void *ctx, const char *name, enum recipe_check_state st, co
                 t->skipped++;
         if (st == RECIPE_CHECK_SKIP && !strcmp(detail, NO_GPU_ASKED))
                 t->gpu_skipped++;
-        printf("%-4s %-14s ", words[st], name);
-        cli_put_text(detail, stdout); /* what the image printed, escaped */
+        {
+                /* names come from the recipe, details from the image: escaped */
+                _cleanup_free_ char *n = kiln_text_escape_dup(name);
+                printf("%-4s %-14s ", words[st], n ? n : "?");
+        }
+        cli_put_text(detail, stdout);
         putchar('\n');
         fflush(stdout);
 }
@@ -292,9 +296,14 @@ static int validate(const struct validate_args *a, struct oci_store *st, struct 
         if (a->source)
                 json_object_set_new(spec, "source", json_string(a->source));
         prof = json_string_value(json_object_get(spec, "profile"));
-        printf("validate %s: recipe %s%s%s, %s\n", a->place,
-               a->recipe ? a->recipe : DEFAULT_RECIPE " (shipped)", prof ? ", " : "",
-               prof ? prof : "", a->is_static ? "from its files (--static)" : "in the image");
+        {
+                _cleanup_free_ char *head = kiln_strdupf(
+                        "validate %s: recipe %s%s%s, %s", a->place,
+                        a->recipe ? a->recipe : DEFAULT_RECIPE " (shipped)", prof ? ", " : "",
+                        prof ? prof : "", a->is_static ? "from its files (--static)" : "in the image");
+                cli_put_text(head ? head : "validate", stdout);
+                putchar('\n');
+        }
         recipe_validate_config(spec, img.config, &rep);
         if (a->is_static) {
                 rc = recipe_validate_static(st, &img, spec, &rep, err);
