@@ -233,10 +233,11 @@ static int run_build(const char *verb, int argc, char **argv)
                 if (!strcmp(argv[i], "--dry-run") || !strcmp(argv[i], "--stage") ||
                     !strncmp(argv[i], "--stage=", 8))
                         return cmd_build_plan(argc, argv);
+        if (layer_writer_opts_init(&o.writer, &err) < 0)
+                return cli_fail(&err);
         sets = calloc((size_t)argc + 1, sizeof(*sets));
         if (!sets)
                 return EXIT_INTERNAL;
-        layer_writer_opts_init(&o.writer);
         o.progress_ctx = &quiet;
         optind = 1;
         while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "io.h"
 #include "json.h"
+#include "path.h"
 #include "recipe.h"
 #include "stage.h"
 #include "util.h"
@@ -101,8 +102,14 @@ static int mirror_fetch(void *ctx, const char *url, const char *dest, int64_t ma
                                    !*rest || rest[strlen(rest) - 1] == '/' ? "index.html" : "");
                 if (!src)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (strstr(rest, "/../"))
-                        return kiln_error_set(err, KILN_E_INVALID, "refusing to map '%s'", url);
+                {
+                        /* every '..' (a leading one too), not only "/../" */
+                        _cleanup_free_ char *clean = NULL;
+                        if (layer_path_clean(rest, 0, "invalid path", &clean, err) < 0) {
+                                kiln_error_prefix(err, "refusing to map '%s'", url);
+                                return -1;
+                        }
+                }
                 if (copy_capped(src, dest, max, err) < 0) {
                         kiln_error_prefix(err, "fetch '%s' from mirror '%s'", url, ms->m[i].dir);
                         return -1;

@@ -65,7 +65,7 @@ int cmd_unpack(int argc, char **argv)
         _cleanup_free_ char *platbuf = NULL;
         struct layer_unpack_opts uo;
         struct layer_unpacker *u = NULL;
-        struct cli_image img = {0};
+        struct oci_image img = {0};
         struct oci_platform plat;
         bool have_plat = false;
         int opt, rc = EXIT_OK;
@@ -111,7 +111,7 @@ int cmd_unpack(int argc, char **argv)
         if (optind + 2 != argc)
                 return cli_usage("unpack", "expected PLACE and DIR");
         st = cli_open_place(argv[optind], false, &err);
-        if (!st || cli_image_load(st, have_plat ? &plat : NULL, &img, &err) < 0)
+        if (!st || oci_image_load(st, NULL, have_plat ? &plat : NULL, &img, &err) < 0)
                 goto fail;
         u = layer_unpacker_new(argv[optind + 1], &uo, &err);
         if (!u)
@@ -136,6 +136,6 @@ fail:
         rc = cli_fail(&err);
 out:
         layer_unpacker_free(u);
-        cli_image_release(&img);
+        oci_image_release(&img);
         return rc;
 }

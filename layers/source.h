@@ -85,6 +85,11 @@ int layer_source_add_tree(struct layer_source *s, const char *src, const char *d
 int layer_source_add_file(struct layer_source *s, const char *src, const char *target, int mode,
                           struct kiln_error *err);
 
+/* Adds a symbolic link at target pointing to link (a relative or absolute
+ * path, as ln -s writes it). */
+int layer_source_add_link(struct layer_source *s, const char *target, const char *link,
+                          struct kiln_error *err);
+
 /* Gives the entries at and below base (a path in the layer) whose path
  * relative to base matches glob exactly mode (<= 07777); the last
  * matching rule wins; symlinks keep 0777. */
@@ -115,7 +120,5 @@ int layer_exclude_read(const char *file, char ***ret_patterns, size_t *ret_n,
                        struct kiln_error *err);
 void layer_exclude_free(char **patterns, size_t n);
 
-/* Cleans a destination path: strips '/' and '.' components; refuses '..'. */
-int layer_path_clean(const char *in, char **ret, struct kiln_error *err);
 
 #endif

@@ -23,6 +23,7 @@
 #include <linux/openat2.h>
 #endif
 
+#include "path.h"
 #include "util.h"
 
 #define IN_BUF (128u * 1024)
@@ -544,42 +545,19 @@ static bool is_root_name(const char *s)
         return true;
 }
 
-/* Lexical clean of an entry name: "./a//b/../c" -> "a/c".  Refuses absolute
- * names and names that climb above the root.  buf must hold strlen(in)+2. */
+/* Lexical clean of an entry name (layers/path.h): "./a//b/../c" -> "a/c";
+ * absolute names and names that climb above the root are refused.  buf
+ * must hold strlen(in)+1. */
 static int clean_name(const char *in, char *buf, const char *kind, struct kiln_error *err)
 {
-        size_t o = 0;
-        const char *p = in;
+        char what[64];
+        char *c;
 
-        if (*in == '/')
-                return kiln_error_set(err, KILN_E_INVALID, "refusing %s '%s': absolute path", kind,
-                                      in);
-        while (*p) {
-                const char *q = p;
-                size_t n;
-
-                while (*q && *q != '/')
-                        q++;
-                n = (size_t)(q - p);
-                if (n == 2 && p[0] == '.' && p[1] == '.') {
-                        if (o == 0)
-                                return kiln_error_set(err, KILN_E_INVALID,
-                                                      "refusing %s '%s': path climbs above the "
-                                                      "root",
-                                                      kind, in);
-                        while (o > 0 && buf[o - 1] != '/')
-                                o--;
-                        if (o > 0)
-                                o--;
-                } else if (n > 0 && !(n == 1 && p[0] == '.')) {
-                        if (o)
-                                buf[o++] = '/';
-                        memcpy(buf + o, p, n);
-                        o += n;
-                }
-                p = *q ? q + 1 : q;
-        }
-        buf[o] = 0;
+        snprintf(what, sizeof(what), "refusing %s", kind);
+        if (layer_path_clean(in, LAYER_PATH_RELATIVE | LAYER_PATH_FOLD_DOTDOT, what, &c, err) < 0)
+                return -1;
+        strcpy(buf, c);
+        free(c);
         return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "path.h"
 #include "recipe_image.h"
 #include "recipe_internal.h"
 #include "tar_read.h"
@@ -38,32 +39,12 @@ static bool is_wanted(const char *p)
         return false;
 }
 
-/* "./a//b/" -> "a/b"; NULL for "..", which a layer must not hold */
+/* "./a//b/" -> "a/b" (layers/path.h); NULL for "..", which a layer must not hold */
 static char *norm(const char *name)
 {
-        char *p, *o;
+        char *p = NULL;
 
-        while (name[0] == '.' && name[1] == '/')
-                name += 2;
-        while (*name == '/')
-                name++;
-        p = strdup(name);
-        if (!p)
-                return NULL;
-        for (o = p; *o;) {
-                if (o[0] == '/' && o[1] == '/')
-                        memmove(o, o + 1, strlen(o));
-                else
-                        o++;
-        }
-        while (*p && p[strlen(p) - 1] == '/')
-                p[strlen(p) - 1] = '\0';
-        if (!strcmp(p, "..") || str_has_prefix(p, "../") || strstr(p, "/../") ||
-            str_has_suffix(p, "/..")) {
-                free(p);
-                return NULL;
-        }
-        return p;
+        return layer_path_clean(name, 0, "entry", &p, NULL) == 0 ? p : NULL;
 }
 
 /* hidden holds paths a higher layer whited out (the path and all below) */

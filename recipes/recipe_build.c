@@ -147,11 +147,13 @@ static int step_env(const struct recipe_build_step *s, char ***ret, size_t *ret_
         struct layer_writer_opts wo;
         char sde[48];
         const char *fixed[] = {"LC_ALL=C", "TZ=UTC", sde};
-        char **v = calloc(s->n_env + ARRAY_SIZE(fixed) + 1, sizeof(char *));
+        char **v;
         size_t n = 0;
 
-        layer_writer_opts_init(&wo);
+        if (layer_writer_opts_init(&wo, err) < 0)
+                return -1;
         snprintf(sde, sizeof(sde), "SOURCE_DATE_EPOCH=%lld", (long long)wo.mtime);
+        v = calloc(s->n_env + ARRAY_SIZE(fixed) + 1, sizeof(char *));
         if (!v)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         for (size_t i = 0; i < s->n_env; i++)
@@ -210,6 +212,11 @@ int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct k
         json_object_set(j, "argv", argv);
         json_object_set(j, "env", env);
         json_object_set(j, "inputs", in);
+        if (s->sdist) {
+                const char *file = strrchr(s->sdist, '/') ? strrchr(s->sdist, '/') + 1 : s->sdist;
+                json_object_set_new(j, "sdist", json_pack("{s:s, s:s}", "file", file, "sha256",
+                                                          s->sdist_sha256 ? s->sdist_sha256 : ""));
+        }
         if (oci_json_dump(j, &buf, &len, err) < 0)
                 goto out;
         oci_digest_of_buffer(buf, len, &d);
@@ -507,7 +514,7 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         logf = log_path_for(cache_dir, s->layer, okey);
         if (step_env(s, &senv, &n_senv, err) < 0)
                 goto out;
-        envp = calloc(n_senv + 5, sizeof(char *));
+        envp = calloc(n_senv + 6, sizeof(char *));
         if (!out || !scratch || !logf || !envp) {
                 kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 goto out;
@@ -552,6 +559,8 @@ int recipe_build_run(const struct recipe_build_step *s, const char *cache_dir, c
         envp[n++] = kiln_strdupf("HOME=%s", scratch);
         envp[n++] = kiln_strdupf("KILN_OUT=%s", out);
         envp[n++] = kiln_strdupf("KILN_SCRATCH=%s", scratch);
+        if (s->sdist)
+                envp[n++] = kiln_strdupf("KILN_SDIST=%s", s->sdist);
         for (size_t i = 0; i < n; i++)
                 if (!envp[i]) {
                         kiln_error_set(err, KILN_E_NOMEM, "out of memory");

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "image_edit.h"
 #include "io.h"
 #include "json.h"
 #include "layout.h"
@@ -85,48 +86,26 @@ static void cache_key(const char *layer_key, const struct layer_writer_opts *w,
         free(s);
 }
 
-static void format_time(int64_t t, char *buf, size_t len)
-{
-        time_t tt = (time_t)t;
-        struct tm tm;
-
-        gmtime_r(&tt, &tm);
-        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 #define CACHE_ARTIFACT_TYPE "application/vnd.dev.kiln.layer-cache.v1"
-#define EMPTY_JSON_DIGEST "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 /* An artifact (image-spec manifest.md, "Guidelines for Artifact Usage"):
  * artifactType, the empty config, one layer (already put) and an optional
- * subject.  Puts the config and the manifest, then names it with tag, or
- * with its own digest when tag is NULL: an untagged index.json entry in a
- * layout, nothing new in a registry (whose store lists a manifest with a
- * subject as a referrer when it is put). */
+ * subject.  Named with tag, or with its own digest when tag is NULL: an
+ * untagged index.json entry in a layout, nothing new in a registry (whose
+ * store lists a manifest with a subject as a referrer when it is put). */
 static int put_artifact(struct oci_store *st, const char *type, const struct oci_descriptor *layer,
                         const struct oci_descriptor *subject, json_t *ann, const char *tag,
                         struct oci_digest *ret, struct kiln_error *err)
 {
-        struct oci_descriptor cd = {.media_type = OCI_MT_EMPTY, .size = 2};
-        struct oci_descriptor md = {.media_type = OCI_MT_MANIFEST};
-        _cleanup_free_ char *mbuf = NULL;
-        _cleanup_json_ json_t *mj = NULL;
-        struct oci_reader *r;
-        size_t mlen;
+        _cleanup_(oci_image_edit_freep) struct oci_image_edit *a =
+                oci_image_edit_new_artifact(type, err);
+        const char *name = tag ? tag : OCI_EDIT_BY_DIGEST;
+        struct oci_descriptor md;
 
-        oci_digest_parse(EMPTY_JSON_DIGEST, &cd.digest, NULL);
-        r = oci_reader_from_buffer("{}", 2, err);
-        if (!r || st->ops->put_blob(st, &cd, r, err) < 0)
-                return -1;
-        mj = oci_manifest_to_json(OCI_MT_MANIFEST, type, &cd, layer, 1, subject, ann);
-        if (!mj)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (oci_json_dump(mj, &mbuf, &mlen, err) < 0)
-                return -1;
-        oci_digest_of_buffer(mbuf, mlen, &md.digest);
-        md.size = (int64_t)mlen;
-        if (st->ops->put_manifest(st, &md, mbuf, mlen, err) < 0 ||
-            st->ops->tag(st, tag ? tag : md.digest.str, &md, err) < 0)
+        if (!a || oci_image_edit_add_layer(a, layer, NULL, NULL, err) < 0 ||
+            (subject && oci_image_edit_set_subject(a, subject, err) < 0) ||
+            oci_image_edit_annotate_all(a, ann, err) < 0 ||
+            oci_image_edit_write(a, st, &name, 1, &md, err) < 0)
                 return -1;
         if (ret)
                 *ret = md.digest;
@@ -207,7 +186,7 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
         struct kiln_error e = KILN_ERROR_INIT;
         struct oci_descriptor ld = {0};
         json_t *ann = json_object();
-        char tag[80], created[64];
+        char tag[80], created[OCI_TIME_TEXT_SIZE];
         struct oci_reader *r;
         bool have = false;
 
@@ -225,7 +204,7 @@ static void repo_publish(struct oci_store *repo, struct layer_cache *cache,
                 if (!r || repo->ops->put_blob(repo, &ld, r, &e) < 0)
                         goto fail;
         }
-        format_time((int64_t)time(NULL), created, sizeof(created));
+        oci_time_format((int64_t)time(NULL), created, sizeof(created));
         json_object_set_new(ann, "dev.kiln.cache.key", json_string(key->str));
         json_object_set_new(ann, "dev.kiln.cache.diff-id", json_string(res->diff_id.str));
         json_object_set_new(ann, "dev.kiln.cache.layer-key", json_string(layer_key));
@@ -245,17 +224,6 @@ out:
         json_decref(ld.annotations);
         json_decref(ann);
 }
-
-static const char *oci_layer_type(const char *mt)
-{
-        /* the same bytes under the OCI name: an OCI manifest names OCI types */
-        if (!strcmp(mt, DOCKER_MT_LAYER_GZIP))
-                return OCI_MT_LAYER_GZIP;
-        if (!strcmp(mt, DOCKER_MT_LAYER_TAR))
-                return OCI_MT_LAYER;
-        return mt;
-}
-
 
 /* Layers made in the image: run layers and build steps with "in": "image".
  * They need every layer below them built, and their cache key names those. */
@@ -408,14 +376,15 @@ static void build_put(void *vctx, const char *key, const char *dir)
         struct oci_descriptor ld = {0};
         struct oci_digest k;
         json_t *ann = json_object();
-        char tag[80], created[64];
+        char tag[80], created[OCI_TIME_TEXT_SIZE];
         struct oci_reader *r;
         bool hit = false;
 
         if (!c->wr || oci_digest_parse(key, &k, NULL) < 0)
                 goto out;
         pthread_mutex_lock(&publish_lock);
-        layer_writer_opts_init(&w);
+        /* mtime 0 below, whatever SOURCE_DATE_EPOCH says: the output is keyed by the step */
+        layer_writer_opts_init(&w, NULL);
         w.compression = OCI_COMPRESSION_ZSTD;
         w.level = -1;
         w.mtime = 0;
@@ -432,7 +401,7 @@ static void build_put(void *vctx, const char *key, const char *dir)
         r = layer_cache_open_blob(c->cache, &res, &e);
         if (!r || c->wr->ops->put_blob(c->wr, &ld, r, &e) < 0)
                 goto fail;
-        format_time((int64_t)time(NULL), created, sizeof(created));
+        oci_time_format((int64_t)time(NULL), created, sizeof(created));
         json_object_set_new(ann, "dev.kiln.cache.key", json_string(key));
         json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
         snprintf(tag, sizeof(tag), "kbo-%s", oci_digest_hex(&k));
@@ -733,60 +702,6 @@ static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
         return 0;
 }
 
-static json_t *build_config(json_t *base, const struct recipe_plan *plan,
-                            const struct layer_result *res, const char *created)
-{
-        json_t *c = json_deep_copy(base);
-        json_t *cfg, *rootfs, *diff_ids, *hist, *k_v;
-        const char *k;
-
-        if (!c)
-                return NULL;
-        cfg = json_object_get(c, "config");
-        if (!json_is_object(cfg)) {
-                cfg = json_object();
-                json_object_set_new(c, "config", cfg);
-        }
-        json_object_foreach(plan->config, k, k_v)
-        {
-                if (!strcmp(k, "Labels") && json_is_object(k_v)) {
-                        json_t *labels = json_object_get(cfg, "Labels");
-                        if (!json_is_object(labels)) {
-                                labels = json_object();
-                                json_object_set_new(cfg, "Labels", labels);
-                        }
-                        json_object_update(labels, k_v);
-                        json_object_set_new(cfg, "Labels", oci_json_sorted_object(labels));
-                } else {
-                        json_object_set(cfg, k, k_v);
-                }
-        }
-        rootfs = json_object_get(c, "rootfs");
-        if (!json_is_object(rootfs)) {
-                rootfs = json_pack("{s:s, s:[]}", "type", "layers", "diff_ids");
-                json_object_set_new(c, "rootfs", rootfs);
-        }
-        diff_ids = json_object_get(rootfs, "diff_ids");
-        hist = json_object_get(c, "history");
-        if (!json_is_array(hist)) {
-                hist = json_array();
-                json_object_set_new(c, "history", hist);
-        }
-        for (size_t i = 0; i < plan->n_layers; i++) {
-                char by[512];
-                json_array_append_new(diff_ids, json_string(res[i].diff_id.str));
-                snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
-                         recipe_layer_kind_name(plan->layers[i].kind), plan->layers[i].name);
-                json_array_append_new(hist, json_pack("{s:s, s:s}", "created", created,
-                                                      "created_by", by));
-        }
-        json_object_set_new(c, "created", json_string(created));
-        /* Docker-only leftovers of the base's build would describe another container */
-        json_object_del(c, "container");
-        json_object_del(c, "container_config");
-        return c;
-}
-
 /* kiln build --sbom: the SPDX document of the image named name (its main
  * reference) and described by image, from every layer's inventory, put in
  * dst as an artifact whose subject is the image (recipe_image.h). */
@@ -1077,7 +992,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                                                .fetch_ctx = o->fetch_ctx,
                                                .fetch_signed = o->fetch_signed, .log = o->step_log,
                                                .layer = l->name, .base_root = base_root,
-                                               .inventory = l->kind == RECIPE_LAYER_WHEELS};
+                                               .inventory = l->kind == RECIPE_LAYER_WHEELS ||
+                                                            json_object_get(l->params, "sdist")};
                 struct recipe_stage_result kres = {0};
                 json_t *e;
                 if (recipe_layer_key(plan, i, &so, &kres, err) < 0) {
@@ -1118,415 +1034,479 @@ out:
         return rc;
 }
 
+/* ---- the build ----
+ *
+ * recipe_image_build() in named steps over one struct build: build_open()
+ * (plan, lock, base, caches, the image edit), build_skip_if_built() (the
+ * input tag), build_layers(), build_image() (config and manifest into the
+ * cache's layout) and build_deliver() (the copy to the destination, the
+ * tags, the SBOM).  build_release() undoes whatever was done. */
+
+struct build {
+        const struct recipe *r;
+        const struct recipe_image_opts *o;
+        struct recipe_plan_opts po;
+        struct recipe_plan *plan0; /* before the layers: no revision, no base env */
+        struct recipe_plan *plan;  /* after them: the config, tags and annotations */
+        struct oci_store *base_st, *repo_rd, *repo_wr, *early;
+        struct oci_store *upper, *lower, *overlay, *dst;
+        struct oci_image base;
+        struct oci_image_edit *img;
+        struct layer_cache *cache;
+        struct layer_result *res;
+        json_t **pkgs;
+        json_t *ann; /* the manifest's annotations */
+        struct build_remote_ctx bctx;
+        struct recipe_build_remote remote;
+        char *stage_root, *base_ref, *base_root;
+        const char *created; /* the image's time, which is its layers' */
+        char input_tag[80];
+        unsigned early_pushed;
+        struct oci_descriptor md; /* the image's manifest */
+        struct recipe_image_result out;
+};
+
+static void build_release(struct build *b)
+{
+        if (b->stage_root)
+                kiln_rm_rf(b->stage_root);
+        free(b->stage_root);
+        recipe_image_result_release(&b->out);
+        for (size_t i = 0; b->pkgs && i < b->plan0->n_layers; i++)
+                json_decref(b->pkgs[i]);
+        free(b->pkgs);
+        free(b->res);
+        json_decref(b->ann);
+        oci_store_free(b->dst);
+        oci_store_free(b->early);
+        oci_store_free(b->overlay);
+        oci_store_free(b->lower);
+        oci_store_free(b->repo_rd);
+        oci_store_free(b->repo_wr);
+        oci_store_free(b->upper);
+        oci_image_edit_free(b->img);
+        layer_cache_free(b->cache);
+        oci_image_release(&b->base);
+        oci_store_free(b->base_st);
+        recipe_plan_free(b->plan0);
+        recipe_plan_free(b->plan);
+        free(b->base_ref);
+        free(b->base_root);
+}
+
+/* The base (pinned by the lock, or read from --base-from) and the image
+ * edit made from it, dated as the layers are. */
+static int build_open_base(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        const char *ref = b->base_ref ? b->base_ref : b->plan0->base;
+
+        if (o->base_from) {
+                /* the recipe's base, read from another place: a lock's digest still holds */
+                say(o, "base %s from %s", b->plan0->base, o->base_from);
+                if (open_base(o, o->base_from, o->lock ? lock_digest(o->lock) : NULL,
+                              &b->base_st, &b->base, err) < 0) {
+                        kiln_error_prefix(err, "base '%s'", o->base_from);
+                        return -1;
+                }
+        } else {
+                say(o, "base %s", ref);
+                if (open_base(o, ref,
+                              b->base_ref && !oci_place_is_registry(b->base_ref)
+                                      ? lock_digest(o->lock)
+                                      : NULL,
+                              &b->base_st, &b->base, err) < 0) {
+                        kiln_error_prefix(err, "base '%s'", b->plan0->base);
+                        return -1;
+                }
+        }
+        b->img = oci_image_edit_new_from(&b->base, err);
+        if (!b->img)
+                return -1;
+        oci_image_edit_set_time(b->img, o->writer.mtime);
+        oci_image_edit_drop_docker(b->img);
+        b->created = oci_image_edit_time_text(b->img);
+        return 0;
+}
+
+/* The plan, the lock, the base, the layer cache, the cache repository and
+ * the staging directory. */
+static int build_open(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+
+        if (recipe_plan_build(b->r, &b->po, &b->plan0, err) < 0)
+                return -1;
+        if (!b->plan0->base || !*b->plan0->base)
+                return kiln_error_set(err, KILN_E_INVALID, "recipe '%s' names no base image",
+                                      b->plan0->recipe_name);
+        if (o->lock || o->locked) {
+                if (!o->lock)
+                        return kiln_error_set(err, KILN_E_INVALID,
+                                              "--locked needs a lock file: run kiln lock first");
+                if (lock_apply(b->plan0, o->lock, o, err) < 0)
+                        return -1;
+                b->base_ref = lock_base(o->lock, b->plan0, o, err);
+                if (!b->base_ref)
+                        return -1;
+        }
+        if (build_open_base(b, err) < 0)
+                return -1;
+        b->cache = layer_cache_open(o->cache_dir, err);
+        if (!b->cache || base_root_for(b->plan0, b->base_st, &b->base, layer_cache_dir(b->cache),
+                                       &b->base_root, err) < 0)
+                return -1;
+        if (o->cache_repo) {
+                b->repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
+                if (b->repo_rd && o->cache_write)
+                        b->repo_wr = o->open_place(o->open_ctx, o->cache_repo, true, err);
+                if (!b->repo_rd || (o->cache_write && !b->repo_wr)) {
+                        kiln_error_prefix(err, "cache repository");
+                        return -1;
+                }
+        }
+        b->stage_root = kiln_strdupf("%s/stage-XXXXXX", layer_cache_dir(b->cache));
+        if (!b->stage_root || !mkdtemp(b->stage_root)) {
+                free(steal_ptr(&b->stage_root));
+                return kiln_error_set(err, KILN_E_IO, "cannot create a staging directory in '%s'",
+                                      layer_cache_dir(b->cache));
+        }
+        b->bctx = (struct build_remote_ctx){.o = o, .rd = b->repo_rd, .wr = b->repo_wr,
+                                            .cache = b->cache};
+        b->remote = (struct recipe_build_remote){.get = build_get, .put = build_put,
+                                                 .ctx = &b->bctx};
+        b->res = calloc(b->plan0->n_layers + 1, sizeof(*b->res));
+        b->pkgs = calloc(b->plan0->n_layers + 1, sizeof(*b->pkgs));
+        if (!b->res || !b->pkgs)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return 0;
+}
+
+/* The input digest: of everything the image is made of (the recipe, the
+ * variables, the base, the compressor, every layer's key). */
+static int input_digest(struct build *b, struct oci_digest *ret, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        struct oci_hasher h;
+        char *vars = json_dumps(b->plan0->variables, JSON_COMPACT | JSON_SORT_KEYS);
+        char comp[64];
+
+        if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
+                free(vars);
+                return -1;
+        }
+        layer_compressor_id(o->writer.compression, o->writer.level, comp, sizeof(comp));
+        oci_hasher_update(&h, "kiln input 1\n", 13);
+        if (o->recipe_digest)
+                oci_hasher_update(&h, o->recipe_digest, strlen(o->recipe_digest));
+        if (vars)
+                oci_hasher_update(&h, vars, strlen(vars));
+        free(vars);
+        oci_hasher_update(&h, b->base.top.desc.digest.str, strlen(b->base.top.desc.digest.str));
+        oci_hasher_update(&h, comp, strlen(comp));
+        for (size_t i = 0; i < b->plan0->n_layers; i++) {
+                struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(b->cache),
+                                               .fetch = o->fetch, .fetch_ctx = o->fetch_ctx,
+                                               .fetch_signed = o->fetch_signed,
+                                               .build_remote = b->repo_rd ? &b->remote : NULL,
+                                               .inventory = o->sbom, .log = o->step_log,
+                                               .layer = b->plan0->layers[i].name,
+                                               .base_root = b->base_root, .locked = o->locked,
+                                               .lock_layer = lock_layer(
+                                                       o->lock, b->plan0->layers[i].name)};
+                struct recipe_stage_result kres = {0};
+                if (recipe_layer_key(b->plan0, i, &so, &kres, err) < 0) {
+                        oci_hasher_release(&h);
+                        kiln_error_prefix(err, "layer '%s'", b->plan0->layers[i].name);
+                        return -1;
+                }
+                oci_hasher_update(&h, kres.layer_key, strlen(kres.layer_key));
+                b->pkgs[i] = steal_ptr(&kres.packages);
+                if (kres.revision && !b->out.revision)
+                        b->out.revision = strdup(kres.revision);
+                recipe_stage_result_release(&kres);
+        }
+        oci_hasher_final(&h, ret);
+        oci_hasher_release(&h);
+        return 0;
+}
+
+/* The image built before (d, in probe): the plan's tags and the SBOM put on it. */
+static int tag_built(struct build *b, struct oci_store *probe, const struct oci_descriptor *d,
+                     struct kiln_error *err)
+{
+        b->out.tags = calloc(b->plan->n_tags, sizeof(*b->out.tags));
+        if (!b->out.tags)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < b->plan->n_tags; i++) {
+                _cleanup_free_ char *t = tag_of(b->plan->tags[i]);
+                if (t && probe->ops->tag(probe, t, d, err) < 0)
+                        return -1;
+                b->out.tags[i] = strdup(b->plan->tags[i]);
+                b->out.n_tags++;
+        }
+        /* the SBOM too: the same image and inputs give the same one */
+        if (b->o->sbom && put_sbom(probe, b->o, b->plan->tags[0], d, b->created, b->pkgs,
+                                   b->plan0->n_layers, &b->out.sbom, err) < 0)
+                return -1;
+        if (oci_store_commit(probe, err) < 0)
+                return -1;
+        b->out.digest = d->digest;
+        b->out.skipped = true;
+        return 0;
+}
+
+/* --skip-if-built: when the destination holds the input tag kb-<hex>, the
+ * plan's tags go on that image and nothing is built (1); else the input tag
+ * is kept for build_deliver() (0). */
+static int build_skip_if_built(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        json_t *benv = json_object_get(json_object_get(b->base.config, "config"), "Env");
+        struct oci_digest input, got;
+        char *mbuf = NULL, *mt = NULL;
+        struct oci_store *probe;
+        char itag[80];
+        size_t mlen;
+        int rc = 0;
+
+        /* a run layer's key needs the layers below it built: no input tag */
+        if (!o->skip_if_built || o->output || plan_has_run(b->plan0))
+                return 0;
+        if (input_digest(b, &input, err) < 0)
+                return -1;
+        b->po.source_revision = b->out.revision;
+        b->po.base_env = json_is_array(benv) ? benv : NULL;
+        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0)
+                return -1;
+        snprintf(itag, sizeof(itag), "kb-%s", oci_digest_hex(&input));
+        probe = o->open_place(o->open_ctx, b->plan->tags[0], true, err);
+        if (!probe)
+                return -1;
+        if (probe->ops->get_manifest(probe, itag, &mbuf, &mlen, &mt, &got, NULL) == 0) {
+                struct oci_descriptor d = {.media_type = mt, .digest = got,
+                                           .size = (int64_t)mlen};
+                say(o, "already built: %s", itag);
+                rc = tag_built(b, probe, &d, err) < 0 ? -1 : 1;
+                free(mbuf);
+                free(mt);
+        } else {
+                recipe_plan_free(steal_ptr(&b->plan));
+                snprintf(b->input_tag, sizeof(b->input_tag), "%s", itag);
+        }
+        oci_store_free(probe);
+        return rc;
+}
+
+/* Every layer from the caches or built (recipe order in the report);
+ * pushing, each goes up as soon as it is there. */
+static int build_layers(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        struct layer_jobs lj = {0};
+
+        if (!o->output) {
+                b->early = o->open_place(o->open_ctx, b->plan0->tags[0], true, err);
+                if (!b->early)
+                        return -1;
+        }
+        b->out.layers = calloc(b->plan0->n_layers + 1, sizeof(*b->out.layers));
+        if (!b->out.layers)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        b->out.n_layers = b->plan0->n_layers;
+        for (size_t i = 0; o->layer_state && i < b->plan0->n_layers; i++)
+                o->layer_state(o->progress_ctx, b->plan0->layers[i].name, "waiting", NULL);
+        lj = (struct layer_jobs){.plan = b->plan0, .stage_root = b->stage_root,
+                                 .base_root = b->base_root, .cache = b->cache, .o = o,
+                                 .repo_rd = b->repo_rd, .repo_wr = b->repo_wr, .early = b->early,
+                                 .remote = b->repo_rd ? &b->remote : NULL,
+                                 .base_st = b->base_st, .base = &b->base, .res = b->res,
+                                 .packages = b->pkgs, .out = &b->out};
+        if (run_layer_jobs(&lj, err) < 0)
+                return -1;
+        b->early_pushed = lj.pushed;
+        return 0;
+}
+
+/* The provenance annotations (recipe_image.h): the plan's, the base's
+ * digest, the time, the recipe's digest and name, the variables given. */
+static int build_annotations(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        const char *name = b->plan->recipe_name;
+        json_t *given = json_object();
+        char *vars;
+
+        b->ann = b->plan->annotations ? json_deep_copy(b->plan->annotations) : json_object();
+        if (!b->ann || !given) {
+                json_decref(given);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        /* base.name comes from the plan (recipe_plan.c) */
+        if (b->base_st)
+                json_object_set_new(b->ann, "org.opencontainers.image.base.digest",
+                                    json_string(b->base.top.desc.digest.str));
+        json_object_set_new(b->ann, "org.opencontainers.image.created", json_string(b->created));
+        if (o->recipe_digest)
+                json_object_set_new(b->ann, "dev.kiln.recipe.digest",
+                                    json_string(o->recipe_digest));
+        if (name) {
+                /* the file's name, not where it is: the digest must not depend on the checkout */
+                const char *slash = strrchr(name, '/');
+                json_object_set_new(b->ann, RECIPE_ANN_RECIPE_NAME,
+                                    json_string(slash ? slash + 1 : name));
+        }
+        /* the variables the build was given (later ones win), not the
+         * defaults: those come from the recipe, whose digest is above */
+        for (size_t i = 0; i < o->n_sets; i++) {
+                const char *eq = strchr(o->sets[i], '=');
+                char var[256];
+                if (!eq)
+                        continue;
+                snprintf(var, sizeof(var), "%.*s", (int)(eq - o->sets[i]), o->sets[i]);
+                json_object_set_new(given, var, json_string(eq + 1));
+        }
+        vars = json_dumps(given, JSON_COMPACT | JSON_SORT_KEYS);
+        if (vars)
+                json_object_set_new(b->ann, "dev.kiln.recipe.variables", json_string(vars));
+        free(vars);
+        json_decref(given);
+        return oci_image_edit_annotate_all(b->img, b->ann, err);
+}
+
+/* The image: the recipe's config (planned again: the source revision and
+ * the base's env are known now), each layer with its diffID and history
+ * entry, the annotations; its config and manifest go into the cache's
+ * layout, from where build_deliver() copies it. */
+static int build_image(struct build *b, struct kiln_error *err)
+{
+        json_t *base_env = json_object_get(json_object_get(b->base.config, "config"), "Env");
+        _cleanup_free_ char *cl_dir = NULL;
+
+        b->po.source_revision = b->out.revision;
+        b->po.base_env = json_is_array(base_env) ? base_env : NULL;
+        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0)
+                return -1;
+        if (b->plan->n_tags == 0)
+                return kiln_error_set(err, KILN_E_INVALID, "recipe '%s' gives no tag",
+                                      b->plan->recipe_name);
+        if (oci_image_edit_merge_config(b->img, b->plan->config, err) < 0)
+                return -1;
+        for (size_t i = 0; i < b->plan->n_layers; i++) {
+                const struct layer_result *res = &b->res[i];
+                struct oci_descriptor d = {.media_type = res->media_type, .digest = res->digest,
+                                           .size = res->size};
+                char by[512];
+                int rc;
+                snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
+                         recipe_layer_kind_name(b->plan->layers[i].kind),
+                         b->plan->layers[i].name);
+                d.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res->compressor);
+                if (!d.annotations)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                rc = oci_image_edit_add_layer(b->img, &d, &res->diff_id,
+                                              &(struct oci_history){.dated = true,
+                                                                    .created_by = by},
+                                              err);
+                json_decref(d.annotations);
+                if (rc < 0)
+                        return -1;
+        }
+        if (build_annotations(b, err) < 0)
+                return -1;
+        cl_dir = kiln_strdupf("%s/layout", layer_cache_dir(b->cache));
+        if (!cl_dir)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        /* unnamed: the copy to the destination names it */
+        b->upper = oci_layout_store_new(cl_dir, NULL, true, err);
+        if (!b->upper || oci_image_edit_write(b->img, b->upper, NULL, 0, &b->md, err) < 0)
+                return -1;
+        return 0;
+}
+
+/* The image into its destination (the new blobs from the cache, the base's
+ * from its own place, the manifest, the main tag), then the other tags, the
+ * input tag and the SBOM. */
+static int build_deliver(struct build *b, struct kiln_error *err)
+{
+        const struct recipe_image_opts *o = b->o;
+        _cleanup_free_ char *t0 = tag_of(b->plan->tags[0]);
+        struct oci_copy_opts copts = {.dst_tag = t0, .jobs = o->jobs,
+                                      .progress = o->copy_progress, .bytes = o->copy_bytes,
+                                      .progress_ctx = o->copy_ctx};
+        struct oci_copy_result cres;
+
+        /* blobs come from the local cache, then the cache repository, then the base */
+        if (b->repo_rd && b->base_st) {
+                b->lower = oci_overlay_store_new(b->repo_rd, b->base_st, NULL, err);
+                if (!b->lower)
+                        return -1;
+        }
+        /* scratch: the cache and the cache repository hold every blob */
+        b->overlay = oci_overlay_store_new(b->upper,
+                                           b->lower     ? b->lower
+                                           : b->base_st ? b->base_st
+                                           : b->repo_rd ? b->repo_rd
+                                                        : b->upper,
+                                           b->md.digest.str, err);
+        if (!b->overlay)
+                return -1;
+        b->out.tags = calloc(b->plan->n_tags, sizeof(*b->out.tags));
+        if (!b->out.tags)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        /* pushing: the destination the layers went up to already */
+        b->dst = o->output ? o->open_place(o->open_ctx, o->output, true, err)
+                           : steal_ptr(&b->early);
+        if (!b->dst)
+                return -1;
+        for (size_t i = 0; i < b->plan->n_tags; i++)
+                check_tag_provenance(o, b->dst, b->plan->tags[i], &b->md.digest, b->ann);
+        if (o->output)
+                say(o, "writing %s", o->output);
+        else
+                say(o, "pushing %s", b->plan->tags[0]);
+        if (oci_image_copy(b->overlay, NULL, b->dst, &copts, &cres, err) < 0)
+                return -1;
+        for (size_t i = 1; i < b->plan->n_tags; i++) {
+                _cleanup_free_ char *t = tag_of(b->plan->tags[i]);
+                if (t && b->dst->ops->tag(b->dst, t, &b->md, err) < 0)
+                        return -1;
+        }
+        /* the input tag, so the next identical build is one HEAD */
+        if (b->input_tag[0] && b->dst->ops->tag(b->dst, b->input_tag, &b->md, err) < 0)
+                return -1;
+        if (o->sbom && put_sbom(b->dst, o, b->plan->tags[0], &b->md, b->created, b->pkgs,
+                                b->plan0->n_layers, &b->out.sbom, err) < 0)
+                return -1;
+        if (oci_store_commit(b->dst, err) < 0)
+                return -1;
+        for (size_t i = 0; i < b->plan->n_tags; i++) {
+                b->out.tags[i] = strdup(b->plan->tags[i]);
+                if (b->out.tags[i])
+                        b->out.n_tags++;
+        }
+        b->out.digest = b->md.digest;
+        b->out.blobs_copied = cres.blobs_copied + b->early_pushed;
+        b->out.blobs_skipped = cres.blobs_skipped;
+        return 0;
+}
+
 int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o,
                        struct recipe_image_result *ret, struct kiln_error *err)
 {
-        struct recipe_plan_opts po = {.sets = o->sets, .n_sets = o->n_sets};
-        struct recipe_plan *plan0 = NULL, *plan = NULL;
-        struct oci_store *base_st = NULL, *upper = NULL, *overlay = NULL, *dst = NULL;
-        struct oci_store *repo_rd = NULL, *repo_wr = NULL, *lower = NULL, *early = NULL;
-        struct oci_image base = {0};
-        struct layer_cache *cache = NULL;
-        struct oci_layout *cl = NULL;
-        struct layer_result *res = NULL;
-        json_t **pkgs = NULL;
-        struct build_remote_ctx bctx = {0};
-        struct recipe_build_remote remote = {.get = build_get, .put = build_put, .ctx = &bctx};
-        struct oci_descriptor *layers = NULL;
-        struct recipe_image_result out = {0};
-        _cleanup_free_ char *stage_root = NULL, *cbuf = NULL, *mbuf = NULL, *cl_dir = NULL;
-        _cleanup_free_ char *base_ref = NULL, *base_root = NULL;
-        json_t *config = NULL, *mj = NULL, *ann = NULL, *base_env;
-        struct oci_descriptor cd = {0}, md = {0};
-        struct oci_copy_opts copts = {0};
-        struct oci_copy_result cres;
-        char created[64], input_tag[80] = "";
-        unsigned early_pushed = 0;
-        size_t clen, mlen, nb;
-        int rc = -1;
+        struct build b = {.r = r, .o = o, .po = {.sets = o->sets, .n_sets = o->n_sets}};
+        int rc = build_open(&b, err);
 
-        if (recipe_plan_build(r, &po, &plan0, err) < 0)
-                goto out;
-        if (!plan0->base || !*plan0->base) {
-                kiln_error_set(err, KILN_E_INVALID, "recipe '%s' names no base image",
-                               plan0->recipe_name);
-                goto out;
+        if (rc == 0)
+                rc = build_skip_if_built(&b, err);
+        if (rc == 0 && (build_layers(&b, err) < 0 || build_image(&b, err) < 0 ||
+                        build_deliver(&b, err) < 0))
+                rc = -1;
+        if (rc >= 0) {
+                *ret = b.out;
+                memset(&b.out, 0, sizeof(b.out));
+                rc = 0;
         }
-        if (o->lock || o->locked) {
-                if (!o->lock) {
-                        kiln_error_set(err, KILN_E_INVALID,
-                                       "--locked needs a lock file: run kiln lock first");
-                        goto out;
-                }
-                if (lock_apply(plan0, o->lock, o, err) < 0)
-                        goto out;
-                base_ref = lock_base(o->lock, plan0, o, err);
-                if (!base_ref)
-                        goto out;
-        }
-        if (!o->base_from)
-                say(o, "base %s", base_ref ? base_ref : plan0->base);
-        if (o->base_from) {
-                /* the recipe's base, read from another place: a lock's digest still holds */
-                say(o, "base %s from %s", plan0->base, o->base_from);
-                if (open_base(o, o->base_from, o->lock ? lock_digest(o->lock) : NULL, &base_st,
-                              &base, err) < 0) {
-                        kiln_error_prefix(err, "base '%s'", o->base_from);
-                        goto out;
-                }
-        } else if (open_base(o, base_ref ? base_ref : plan0->base,
-                             base_ref && !oci_place_is_registry(base_ref) ? lock_digest(o->lock)
-                                                                           : NULL,
-                             &base_st, &base, err) < 0) {
-                kiln_error_prefix(err, "base '%s'", plan0->base);
-                goto out;
-        }
-        cache = layer_cache_open(o->cache_dir, err);
-        if (!cache)
-                goto out;
-        if (base_root_for(plan0, base_st, &base, layer_cache_dir(cache), &base_root, err) < 0)
-                goto out;
-        if (o->cache_repo) {
-                repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
-                if (!repo_rd) {
-                        kiln_error_prefix(err, "cache repository");
-                        goto out;
-                }
-                if (o->cache_write) {
-                        repo_wr = o->open_place(o->open_ctx, o->cache_repo, true, err);
-                        if (!repo_wr) {
-                                kiln_error_prefix(err, "cache repository");
-                                goto out;
-                        }
-                }
-        }
-        stage_root = kiln_strdupf("%s/stage-XXXXXX", layer_cache_dir(cache));
-        if (!stage_root || !mkdtemp(stage_root)) {
-                kiln_error_set(err, KILN_E_IO, "cannot create a staging directory in '%s'",
-                               layer_cache_dir(cache));
-                goto out;
-        }
-        bctx = (struct build_remote_ctx){.o = o, .rd = repo_rd, .wr = repo_wr, .cache = cache};
-        res = calloc(plan0->n_layers + 1, sizeof(*res));
-        pkgs = calloc(plan0->n_layers + 1, sizeof(*pkgs));
-        if (!res || !pkgs) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
-        format_time(o->writer.mtime, created, sizeof(created));
-        /* a run layer's key needs the layers below it built: no input tag */
-        if (o->skip_if_built && !o->output && !plan_has_run(plan0)) {
-                /* the input tag: the digest of everything the image is made of */
-                struct oci_hasher h;
-                struct oci_digest input;
-                json_t *benv = json_object_get(json_object_get(base.config, "config"), "Env");
-                char *vars = json_dumps(plan0->variables, JSON_COMPACT | JSON_SORT_KEYS);
-                char comp[64], itag[80];
-                char *mbuf0 = NULL, *mt0 = NULL;
-                size_t ml0;
-                struct oci_digest got;
-                struct oci_store *probe;
-                if (oci_hasher_init(&h, OCI_DIGEST_SHA256, err) < 0) {
-                        free(vars);
-                        goto out;
-                }
-                layer_compressor_id(o->writer.compression, o->writer.level, comp, sizeof(comp));
-                oci_hasher_update(&h, "kiln input 1\n", 13);
-                if (o->recipe_digest)
-                        oci_hasher_update(&h, o->recipe_digest, strlen(o->recipe_digest));
-                if (vars)
-                        oci_hasher_update(&h, vars, strlen(vars));
-                free(vars);
-                oci_hasher_update(&h, base.top.desc.digest.str, strlen(base.top.desc.digest.str));
-                oci_hasher_update(&h, comp, strlen(comp));
-                for (size_t i = 0; i < plan0->n_layers; i++) {
-                        struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache),
-                                                       .fetch = o->fetch,
-                                                       .fetch_ctx = o->fetch_ctx,
-                                                       .fetch_signed = o->fetch_signed,
-                                                       .build_remote = repo_rd ? &remote : NULL,
-                                                       .inventory = o->sbom,
-                                                       .log = o->step_log,
-                                                       .layer = plan0->layers[i].name,
-                                                       .base_root = base_root,
-                                                       .locked = o->locked,
-                                                       .lock_layer = lock_layer(
-                                                               o->lock, plan0->layers[i].name)};
-                        struct recipe_stage_result kres = {0};
-                        if (recipe_layer_key(plan0, i, &so, &kres, err) < 0) {
-                                oci_hasher_release(&h);
-                                kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
-                                goto out;
-                        }
-                        oci_hasher_update(&h, kres.layer_key, strlen(kres.layer_key));
-                        pkgs[i] = steal_ptr(&kres.packages);
-                        if (kres.revision && !out.revision)
-                                out.revision = strdup(kres.revision);
-                        recipe_stage_result_release(&kres);
-                }
-                oci_hasher_final(&h, &input);
-                oci_hasher_release(&h);
-                po.source_revision = out.revision;
-                po.base_env = json_is_array(benv) ? benv : NULL;
-                if (recipe_plan_build(r, &po, &plan, err) < 0)
-                        goto out;
-                snprintf(itag, sizeof(itag), "kb-%s", oci_digest_hex(&input));
-                probe = o->open_place(o->open_ctx, plan->tags[0], true, err);
-                if (!probe)
-                        goto out;
-                if (probe->ops->get_manifest(probe, itag, &mbuf0, &ml0, &mt0, &got, NULL) == 0) {
-                        struct oci_descriptor d = {.media_type = mt0, .digest = got,
-                                                   .size = (int64_t)ml0};
-                        int trc = 0;
-                        say(o, "already built: %s", itag);
-                        out.tags = calloc(plan->n_tags, sizeof(*out.tags));
-                        for (size_t i = 0; out.tags && i < plan->n_tags && trc == 0; i++) {
-                                _cleanup_free_ char *t = tag_of(plan->tags[i]);
-                                trc = t ? probe->ops->tag(probe, t, &d, err) : 0;
-                                out.tags[i] = strdup(plan->tags[i]);
-                                out.n_tags++;
-                        }
-                        /* the SBOM too: the same image and inputs give the same one */
-                        if (trc == 0 && out.tags && o->sbom)
-                                trc = put_sbom(probe, o, plan->tags[0], &d, created, pkgs,
-                                               plan0->n_layers, &out.sbom, err);
-                        free(mbuf0);
-                        free(mt0);
-                        if (trc == 0)
-                                trc = oci_store_commit(probe, err);
-                        oci_store_free(probe);
-                        if (!out.tags || trc < 0)
-                                goto out;
-                        out.digest = got;
-                        out.skipped = true;
-                        *ret = out;
-                        memset(&out, 0, sizeof(out));
-                        rc = 0;
-                        goto out;
-                }
-                oci_store_free(probe);
-                recipe_plan_free(plan);
-                plan = NULL;
-                snprintf(input_tag, sizeof(input_tag), "%s", itag);
-        }
-        if (!o->output) {
-                /* pushing: each layer goes up as soon as it is built */
-                early = o->open_place(o->open_ctx, plan0->tags[0], true, err);
-                if (!early)
-                        goto out;
-        }
-        {
-                out.layers = calloc(plan0->n_layers + 1, sizeof(*out.layers));
-                if (!out.layers) {
-                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        goto out;
-                }
-                out.n_layers = plan0->n_layers;
-                for (size_t i = 0; o->layer_state && i < plan0->n_layers; i++)
-                        o->layer_state(o->progress_ctx, plan0->layers[i].name, "waiting", NULL);
-                struct layer_jobs lj = {.plan = plan0, .stage_root = stage_root,
-                                        .base_root = base_root, .cache = cache,
-                                        .o = o, .repo_rd = repo_rd, .repo_wr = repo_wr,
-                                        .early = early, .remote = repo_rd ? &remote : NULL,
-                                        .base_st = base_st, .base = &base,
-                                        .res = res, .packages = pkgs, .out = &out};
-                if (run_layer_jobs(&lj, err) < 0)
-                        goto out;
-                early_pushed = lj.pushed;
-        }
-        /* plan again: the revision and the base's env are known now */
-        base_env = json_object_get(json_object_get(base.config, "config"), "Env");
-        po.source_revision = out.revision;
-        po.base_env = json_is_array(base_env) ? base_env : NULL;
-        if (recipe_plan_build(r, &po, &plan, err) < 0)
-                goto out;
-        if (plan->n_tags == 0) {
-                kiln_error_set(err, KILN_E_INVALID, "recipe '%s' gives no tag", plan->recipe_name);
-                goto out;
-        }
-        config = build_config(base.config, plan, res, created);
-        if (!config || oci_json_dump(config, &cbuf, &clen, err) < 0)
-                goto out;
-        cd.media_type = OCI_MT_CONFIG;
-        cd.size = (int64_t)clen;
-        cl_dir = kiln_strdupf("%s/layout", layer_cache_dir(cache));
-        cl = cl_dir ? oci_layout_open(cl_dir, true, err) : NULL;
-        if (!cl || oci_layout_put_blob_buffer(cl, cbuf, clen, &cd.digest, err) < 0)
-                goto out;
-        nb = base.m->n_layers;
-        layers = calloc(nb + plan->n_layers + 1, sizeof(*layers));
-        if (!layers) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
-        for (size_t i = 0; i < nb; i++) {
-                layers[i] = base.m->layers[i];
-                layers[i].media_type = oci_layer_type(layers[i].media_type);
-                layers[i].json = NULL; /* written anew: no foreign fields */
-                layers[i].annotations = base.m->layers[i].annotations;
-        }
-        for (size_t i = 0; i < plan->n_layers; i++) {
-                struct oci_descriptor *d = &layers[nb + i];
-                d->media_type = res[i].media_type;
-                d->digest = res[i].digest;
-                d->size = res[i].size;
-                d->annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION,
-                                           res[i].compressor);
-        }
-        ann = json_deep_copy(plan->annotations ? plan->annotations : json_object());
-        if (!ann)
-                ann = json_object();
-        /* base.name comes from the plan (recipe_plan.c) */
-        if (base_st)
-                json_object_set_new(ann, "org.opencontainers.image.base.digest",
-                                    json_string(base.top.desc.digest.str));
-        json_object_set_new(ann, "org.opencontainers.image.created", json_string(created));
-        if (o->recipe_digest)
-                json_object_set_new(ann, "dev.kiln.recipe.digest", json_string(o->recipe_digest));
-        if (plan->recipe_name) {
-                /* the file's name, not where it is: the digest must not depend on the checkout */
-                const char *slash = strrchr(plan->recipe_name, '/');
-                json_object_set_new(ann, RECIPE_ANN_RECIPE_NAME,
-                                    json_string(slash ? slash + 1 : plan->recipe_name));
-        }
-        {
-                /* the variables the build was given (later ones win), not the
-                 * defaults: those come from the recipe, whose digest is above */
-                json_t *given = json_object();
-                char *vars;
-                for (size_t i = 0; i < o->n_sets; i++) {
-                        const char *eq = strchr(o->sets[i], '=');
-                        char name[256];
-                        if (!eq)
-                                continue;
-                        snprintf(name, sizeof(name), "%.*s", (int)(eq - o->sets[i]), o->sets[i]);
-                        json_object_set_new(given, name, json_string(eq + 1));
-                }
-                vars = json_dumps(given, JSON_COMPACT | JSON_SORT_KEYS);
-                if (vars)
-                        json_object_set_new(ann, "dev.kiln.recipe.variables", json_string(vars));
-                free(vars);
-                json_decref(given);
-        }
-        mj = oci_manifest_to_json(OCI_MT_MANIFEST, NULL, &cd, layers, nb + plan->n_layers, NULL,
-                                  ann);
-        if (!mj || oci_json_dump(mj, &mbuf, &mlen, err) < 0)
-                goto out;
-        md.media_type = OCI_MT_MANIFEST;
-        md.size = (int64_t)mlen;
-        if (oci_layout_put_blob_buffer(cl, mbuf, mlen, &md.digest, err) < 0)
-                goto out;
-        /* the image: new blobs from the cache, the base's from its registry */
-        upper = oci_layout_store_new(cl_dir, NULL, false, err);
-        if (!upper)
-                goto out;
-        /* blobs come from the local cache, then the cache repository, then the base */
-        if (repo_rd && base_st) {
-                lower = oci_overlay_store_new(repo_rd, base_st, NULL, err);
-                if (!lower)
-                        goto out;
-        }
-        /* scratch: the cache and the cache repository hold every blob */
-        overlay = oci_overlay_store_new(upper, lower ? lower : base_st ? base_st : repo_rd ? repo_rd : upper,
-                                        md.digest.str, err);
-        if (!overlay)
-                goto out;
-        out.tags = calloc(plan->n_tags, sizeof(*out.tags));
-        if (!out.tags) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
-        if (o->output) {
-                _cleanup_free_ char *t0 = tag_of(plan->tags[0]);
-                dst = o->open_place(o->open_ctx, o->output, true, err);
-                if (!dst)
-                        goto out;
-                copts.dst_tag = t0;
-                copts.jobs = o->jobs;
-                copts.progress = o->copy_progress;
-                copts.bytes = o->copy_bytes;
-                copts.progress_ctx = o->copy_ctx;
-                for (size_t i = 0; i < plan->n_tags; i++)
-                        check_tag_provenance(o, dst, plan->tags[i], &md.digest, ann);
-                say(o, "writing %s", o->output);
-                if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
-                        goto out;
-                for (size_t i = 1; i < plan->n_tags; i++) {
-                        _cleanup_free_ char *t = tag_of(plan->tags[i]);
-                        if (t && dst->ops->tag(dst, t, &md, err) < 0)
-                                goto out;
-                }
-                if (o->sbom && put_sbom(dst, o, plan->tags[0], &md, created, pkgs,
-                                        plan0->n_layers, &out.sbom, err) < 0)
-                        goto out;
-                if (oci_store_commit(dst, err) < 0)
-                        goto out;
-        } else {
-                _cleanup_free_ char *t0 = tag_of(plan->tags[0]);
-                dst = early;
-                early = NULL;
-                copts.jobs = o->jobs;
-                copts.dst_tag = t0;
-                copts.progress = o->copy_progress;
-                copts.bytes = o->copy_bytes;
-                copts.progress_ctx = o->copy_ctx;
-                for (size_t i = 0; i < plan->n_tags; i++)
-                        check_tag_provenance(o, dst, plan->tags[i], &md.digest, ann);
-                say(o, "pushing %s", plan->tags[0]);
-                if (oci_image_copy(overlay, NULL, dst, &copts, &cres, err) < 0)
-                        goto out;
-                for (size_t i = 1; i < plan->n_tags; i++) {
-                        _cleanup_free_ char *t = tag_of(plan->tags[i]);
-                        if (t && dst->ops->tag(dst, t, &md, err) < 0)
-                                goto out;
-                }
-                /* the input tag, so the next identical build is one HEAD */
-                if (input_tag[0] && dst->ops->tag(dst, input_tag, &md, err) < 0)
-                        goto out;
-                if (o->sbom && put_sbom(dst, o, plan->tags[0], &md, created, pkgs,
-                                        plan0->n_layers, &out.sbom, err) < 0)
-                        goto out;
-                if (oci_store_commit(dst, err) < 0)
-                        goto out;
-        }
-        for (size_t i = 0; i < plan->n_tags; i++) {
-                out.tags[i] = strdup(plan->tags[i]);
-                if (out.tags[i])
-                        out.n_tags++;
-        }
-        out.digest = md.digest;
-        out.blobs_copied = cres.blobs_copied + early_pushed;
-        out.blobs_skipped = cres.blobs_skipped;
-        *ret = out;
-        memset(&out, 0, sizeof(out));
-        rc = 0;
-out:
-        if (stage_root)
-                kiln_rm_rf(stage_root);
-        if (layers)
-                for (size_t i = 0; plan && i < plan->n_layers; i++)
-                        json_decref(layers[nb + i].annotations);
-        recipe_image_result_release(&out);
-        for (size_t i = 0; pkgs && i < plan0->n_layers; i++)
-                json_decref(pkgs[i]);
-        free(pkgs);
-        free(layers);
-        free(res);
-        json_decref(config);
-        json_decref(mj);
-        json_decref(ann);
-        oci_store_free(dst);
-        oci_store_free(early);
-        oci_store_free(overlay);
-        oci_store_free(lower);
-        oci_store_free(repo_rd);
-        oci_store_free(repo_wr);
-        oci_store_free(upper);
-        oci_layout_free(cl);
-        layer_cache_free(cache);
-        oci_image_release(&base);
-        oci_store_free(base_st);
-        recipe_plan_free(plan0);
-        recipe_plan_free(plan);
+        build_release(&b);
         return rc;
 }

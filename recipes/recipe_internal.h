@@ -209,6 +209,21 @@ int recipe_inventory_add(json_t *packages, const struct recipe_inventory_item *i
  * Version and Architecture), verified against sha256 first. */
 int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
                          struct kiln_error *err);
+/* The PEP 503 page of project name on index: INDEX/NAME/ (a URL) or
+ * INDEX/NAME/index.html (a directory).  ret_found false: no such page;
+ * *ret_base is the page's base for its links. */
+int recipe_index_page(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                      const char *index, const char *name, bool *ret_found, char **ret_html,
+                      size_t *ret_len, char **ret_base, struct kiln_error *err);
+/* A build step's "sdist": {"index", "requirement", "pre"}: the newest
+ * source distribution on the index that the requirement allows (PEP 440,
+ * pre-releases only with "pre" or when the requirement names one), with
+ * the sha256 the index lists.  fetch: also downloaded (once, into
+ * CACHE/fetch/) and verified, its path in *ret_path.  Its name, version,
+ * URL and sha256 go to packages (the lock and the SBOM). */
+int recipe_sdist_pick(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                      const json_t *sdist, bool fetch, char **ret_path, char **ret_sha256,
+                      json_t *packages, struct kiln_error *err);
 /* A file named by a path, file:// URL or (through opts->fetch, into
  * CACHE/fetch/) an http(s) URL; immutable ones are fetched once. */
 char *recipe_input_file(const struct recipe_plan *p, const struct recipe_stage_opts *o,
@@ -225,6 +240,10 @@ int recipe_git_resolve(const char *repository, const char *ref, const char *cach
                        char **ret_gitdir, char **ret_commit, struct kiln_error *err);
 int recipe_git_export(const char *gitdir, const char *commit, const char *root, const char *path,
                       struct kiln_error *err);
+/* The file at path in commit, written to dest (created; removed again when
+ * the commit has no such file). */
+int recipe_git_read_file(const char *gitdir, const char *commit, const char *path,
+                         const char *dest, struct kiln_error *err);
 /* Digest of a local source tree as it would be staged (ignore rules applied). */
 /* *ret_excluded (when not NULL, and something was left out): what the
  * ignore rules and .git left out, as "N paths (a/, b, ...)" */

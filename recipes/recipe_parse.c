@@ -293,7 +293,8 @@ static bool type_ok(const json_t *v, enum recipe_stype t)
         case S_STRING: return json_is_string(v);
         case S_OBJECT: return json_is_object(v);
         case S_ARRAY: return json_is_array(v);
-        case S_BOOL: return json_is_boolean(v);
+        /* or a variable, made true or false when the plan expands it */
+        case S_BOOL: return json_is_boolean(v) || (json_is_string(v) && strstr(json_string_value(v), "${"));
         case S_INT: return json_is_integer(v);
         case S_STRING_OR_ARRAY: return json_is_string(v) || json_is_array(v);
         }
@@ -517,6 +518,7 @@ static const struct recipe_sfield wheels_fields[] = {
         {"pre", S_BOOL, false},
         {"project", S_STRING, false},
         {"project_path", S_STRING, false},
+        {"project_from", S_STRING, false},
         {"pylock", S_STRING, false},
         {"extras", S_ARRAY, false},
         {"requirements", S_STRING, false},
@@ -601,6 +603,14 @@ static const struct recipe_sfield build_fields[] = {
         {"prefix", S_STRING, false},
         {"interpreter", S_STRING, false},
         {"in", S_STRING, false},
+        {"sdist", S_OBJECT, false},
+};
+
+/* a build step's "sdist" */
+static const struct recipe_sfield sdist_fields[] = {
+        {"index", S_STRING, true},
+        {"requirement", S_STRING, true},
+        {"pre", S_BOOL, false},
 };
 
 static const struct recipe_sfield run_fields[] = {
@@ -630,6 +640,12 @@ static const struct recipe_sfield host_file_fields[] = {
         {"src", S_STRING, true},
         {"dest", S_STRING, true},
         {"mode", S_STRING, false},
+};
+
+/* a symbolic link the layer makes: {"dest": "/usr/bin/python", "link": "python3"} */
+static const struct recipe_sfield link_fields[] = {
+        {"dest", S_STRING, true},
+        {"link", S_STRING, true},
 };
 
 static const struct recipe_sfield file_fields[] = {
@@ -766,8 +782,11 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                                 return recipe_error_at(r, ep, false, KILN_E_INVALID, err,
                                                        "each entry of 'files' in %s must be an object with 'src' and 'dest'",
                                                        where);
-                        if (check_object(r, e, ep, where, host_file_fields,
-                                         ARRAY_SIZE(host_file_fields), err) < 0)
+                        if (json_object_get(e, "link")
+                                    ? check_object(r, e, ep, where, link_fields,
+                                                   ARRAY_SIZE(link_fields), err) < 0
+                                    : check_object(r, e, ep, where, host_file_fields,
+                                                   ARRAY_SIZE(host_file_fields), err) < 0)
                                 return -1;
                 }
         }
@@ -799,19 +818,29 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                                                "'packages' in %s needs an 'index'", where);
                 if (!json_object_get(l, "wheels") && !json_object_get(l, "packages") &&
                     !json_object_get(l, "requirements") && !json_object_get(l, "project") &&
-                    !json_object_get(l, "pylock"))
+                    !json_object_get(l, "project_from") && !json_object_get(l, "pylock"))
                         return recipe_error_at(r, ptr, false, KILN_E_INVALID, err,
-                                               "%s names no wheels: give 'wheels', 'packages', 'requirements', 'project' or 'pylock'",
+                                               "%s names no wheels: give 'wheels', 'packages', 'requirements', 'project', 'project_from' or 'pylock'",
                                                where);
                 {
                         _cleanup_free_ char *xp = recipe_ptr_key(ptr, "extras");
                         _cleanup_free_ char *jp = recipe_ptr_key(ptr, "project");
+                        _cleanup_free_ char *fp = recipe_ptr_key(ptr, "project_from");
+                        bool from = json_object_get(l, "project_from");
                         if ((v = json_object_get(l, "extras")) &&
                             check_elems(r, v, xp, "'extras'", S_STRING, err) < 0)
                                 return -1;
-                        if (v && !json_object_get(l, "project"))
+                        if (v && !json_object_get(l, "project") && !from)
                                 return recipe_error_at(r, xp, true, KILN_E_INVALID, err,
-                                                       "'extras' in %s needs a 'project'", where);
+                                                       "'extras' in %s needs a 'project' or 'project_from'",
+                                                       where);
+                        if (from && json_object_get(l, "project"))
+                                return recipe_error_at(r, fp, true, KILN_E_INVALID, err,
+                                                       "%s gives 'project' and 'project_from': give one",
+                                                       where);
+                        if (from && !json_object_get(l, "index") && !json_object_get(l, "indexes"))
+                                return recipe_error_at(r, fp, true, KILN_E_INVALID, err,
+                                                       "'project_from' in %s needs an 'index'", where);
                         if (json_object_get(l, "project") && !json_object_get(l, "project_path"))
                                 return recipe_error_at(r, jp, true, KILN_E_INVALID, err,
                                                        "'project' in %s needs a 'project_path': where the project's source is in the image",
@@ -863,11 +892,21 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
                 if ((v = json_object_get(l, "inputs")) &&
                     check_elems(r, v, ip, "'inputs'", S_STRING, err) < 0)
                         return -1;
-                if ((v = json_object_get(l, "in")) && strcmp(json_string_value(v), "host") &&
-                    strcmp(json_string_value(v), "image")) {
+                /* a variable is checked once the plan expands it */
+                if ((v = json_object_get(l, "in")) && !strstr(json_string_value(v), "${") &&
+                    strcmp(json_string_value(v), "host") && strcmp(json_string_value(v), "image")) {
                         _cleanup_free_ char *xp = recipe_ptr_key(ptr, "in");
                         return recipe_error_at(r, xp, false, KILN_E_INVALID, err,
                                                "'in' in %s must be 'host' or 'image'", where);
+                }
+                if ((v = json_object_get(l, "sdist"))) {
+                        _cleanup_free_ char *sp = recipe_ptr_key(ptr, "sdist");
+                        _cleanup_free_ char *in = kiln_strdupf("'sdist' of %s", where);
+                        if (!in)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        if (check_object(r, v, sp, in, sdist_fields, ARRAY_SIZE(sdist_fields),
+                                         err) < 0)
+                                return -1;
                 }
                 if ((v = json_object_get(l, "install")) && strcmp(json_string_value(v), "wheels") &&
                     strcmp(json_string_value(v), "tree")) {

@@ -489,6 +489,34 @@ static int find_source(struct pctx *c, struct recipe_plan *p, struct kiln_error 
         return 0;
 }
 
+/* A layer's true-or-false keys given as a variable ("pre": "${pre}"):
+ * after expansion, "true", "yes" and "1" are true; "false", "no", "0" and
+ * "" are false. */
+static int expanded_bools(struct pctx *c, json_t *params, const char *lp, const char *layer,
+                          struct kiln_error *err)
+{
+        static const char *const keys[] = {"pre", "resolve", "keep_modes", "network",
+                                           "merged_usr", "configure"};
+
+        for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+                json_t *v = json_object_get(params, keys[i]);
+                const char *s = json_string_value(v);
+                if (!s)
+                        continue;
+                if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1")) {
+                        json_object_set_new(params, keys[i], json_true());
+                } else if (!*s || !strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0")) {
+                        json_object_set_new(params, keys[i], json_false());
+                } else {
+                        _cleanup_free_ char *kp = recipe_ptr_key(lp, keys[i]);
+                        return recipe_error_at(c->r, kp, false, KILN_E_INVALID, err,
+                                               "'%s' of layer '%s' is '%s': expected true or false",
+                                               keys[i], layer, s);
+                }
+        }
+        return 0;
+}
+
 static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *layers = json_object_get(c->r->root, "layers"), *l;
@@ -520,6 +548,10 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                         return -1;
                 json_object_del(params, "when");
                 rl = &p->layers[p->n_layers++];
+                rl->params = params;
+                if (expanded_bools(c, params, lp, json_string_value(json_object_get(l, "name")),
+                                   err) < 0)
+                        return -1;
                 rl->recipe_index = i;
                 rl->unresolved = kept;
                 rl->params = params;
@@ -527,6 +559,15 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                 if (!rl->name)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 kind_from_name(json_string_value(json_object_get(l, "kind")), &rl->kind);
+                if (rl->kind == RECIPE_LAYER_BUILD && json_object_get(params, "in")) {
+                        const char *in = json_string_value(json_object_get(params, "in"));
+                        if (strcmp(in, "host") && strcmp(in, "image")) {
+                                _cleanup_free_ char *xp = recipe_ptr_key(lp, "in");
+                                return recipe_error_at(c->r, xp, false, KILN_E_INVALID, err,
+                                                       "'in' of layer '%s' is '%s': expected host or image",
+                                                       rl->name, in);
+                        }
+                }
                 if (rl->kind == RECIPE_LAYER_SOURCE) {
                         const char *from = json_string_value(json_object_get(params, "from"));
                         const char *need = !strcmp(from, "local") ? "local" : "repository";
@@ -994,6 +1035,14 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                         fprintf(f, "\n      index: %s", json_string_value(v));
                 if ((v = json_object_get(p, "requirements")))
                         fprintf(f, "\n      requirements: %s", json_string_value(v));
+                if ((v = json_object_get(p, "project")))
+                        fprintf(f, "\n      project: %s", json_string_value(v));
+                if ((v = json_object_get(p, "project_from")))
+                        fprintf(f, "\n      project: the source of layer '%s'", json_string_value(v));
+                if ((v = json_object_get(p, "extras"))) {
+                        fprintf(f, "\n      extras: ");
+                        print_strings(f, v);
+                }
                 json_array_foreach(json_object_get(p, "wheels"), i, e)
                         fprintf(f, "\n      wheel: %s", json_string_value(json_object_get(e, "path")));
                 break;
@@ -1001,9 +1050,14 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                 json_array_foreach(json_object_get(p, "debs"), i, e)
                         fprintf(f, "\n      deb: %s", json_string_value(json_object_get(e, "path")));
                 json_array_foreach(json_object_get(p, "apt"), i, e) {
-                        fprintf(f, "\n      apt: %s (%s)\n      packages: ",
-                                json_string_value(json_object_get(e, "mirror")),
-                                json_string_value(json_object_get(e, "index")));
+                        fprintf(f, "\n      apt: %s ", json_string_value(json_object_get(e, "mirror")));
+                        if ((v = json_object_get(e, "index"))) {
+                                fprintf(f, "(%s)", json_string_value(v));
+                        } else {
+                                fprintf(f, "%s ", json_string_value(json_object_get(e, "suite")));
+                                print_strings(f, json_object_get(e, "components"));
+                        }
+                        fprintf(f, "\n      packages: ");
                         print_strings(f, json_object_get(e, "packages"));
                 }
                 break;
@@ -1026,6 +1080,13 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                 /* fall through */
         case RECIPE_LAYER_BUILD: {
                 const char *key;
+                if (l->kind == RECIPE_LAYER_BUILD &&
+                    (v = json_object_get(p, "in")) && !strcmp(json_string_value(v), "image"))
+                        fprintf(f, "\n      in the image");
+                if ((v = json_object_get(p, "sdist")))
+                        fprintf(f, "\n      sdist: %s from %s",
+                                json_string_value(json_object_get(v, "requirement")),
+                                json_string_value(json_object_get(v, "index")));
                 fprintf(f, "\n      command: ");
                 print_strings(f, json_object_get(p, "command"));
                 json_object_foreach(json_object_get(p, "env"), key, v)
@@ -1037,10 +1098,16 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                         json_string_value(json_object_get(p, "dest")));
                 break;
         case RECIPE_LAYER_FILES:
-                json_array_foreach(json_object_get(p, "files"), i, e)
-                        fprintf(f, "\n      file: %s -> %s",
-                                json_string_value(json_object_get(e, "src")),
-                                json_string_value(json_object_get(e, "dest")));
+                json_array_foreach(json_object_get(p, "files"), i, e) {
+                        if ((v = json_object_get(e, "link")))
+                                fprintf(f, "\n      link: %s -> %s",
+                                        json_string_value(json_object_get(e, "dest")),
+                                        json_string_value(v));
+                        else
+                                fprintf(f, "\n      file: %s -> %s",
+                                        json_string_value(json_object_get(e, "src")),
+                                        json_string_value(json_object_get(e, "dest")));
+                }
                 break;
         }
 }

@@ -759,8 +759,34 @@ static char *sha256_value(const char *s)
 }
 
 /* Fills f from one anchor; false when it is not a usable wheel for name. */
+/* file is an sdist of name (PEP 625 "NAME-VERSION.tar.gz", or an older
+ * sdist whose name keeps its dashes): its version into f. */
+static bool sdist_name(const char *file, const char *name, struct recipe_index_file *f)
+{
+        struct kiln_error ignore = KILN_ERROR_INIT;
+        _cleanup_free_ char *stem = NULL;
+        char *dash;
+
+        if (!str_has_suffix(file, ".tar.gz"))
+                return false;
+        stem = strndup(file, strlen(file) - strlen(".tar.gz"));
+        if (!stem)
+                return false;
+        /* versions hold no dash: the last one ends the name */
+        dash = strrchr(stem, '-');
+        if (!dash)
+                return false;
+        *dash = '\0';
+        recipe_pep503_normalize(stem);
+        if (strcmp(stem, name) || recipe_version_parse(dash + 1, &f->v, &ignore) < 0)
+                return false;
+        f->version = strdup(dash + 1);
+        return f->version != NULL;
+}
+
 static bool anchor_file(const char *a, const char *tag_end, const char *base_url, const char *name,
-                        const struct recipe_python_target *t, struct recipe_index_file *f)
+                        const struct recipe_python_target *t, bool sdists,
+                        struct recipe_index_file *f)
 {
         bool present;
         _cleanup_free_ char *raw = html_attr(a, tag_end, "href", &present);
@@ -783,16 +809,24 @@ static bool anchor_file(const char *a, const char *tag_end, const char *base_url
         if (strchr(href, '?'))
                 *strchr(href, '?') = '\0';
         file = strdup(strrchr(href, '/') ? strrchr(href, '/') + 1 : href);
-        if (!file || !str_has_suffix(file, ".whl") ||
-            recipe_wheel_name_parse(file, &w, &ignore) < 0)
+        if (!file)
                 goto out;
-        recipe_pep503_normalize(w.name);
-        if (strcmp(w.name, name) || recipe_version_parse(w.version, &f->v, &ignore) < 0)
-                goto out;
-        f->score = wheel_score(&w, t);
-        if (f->score <= 0)
-                goto out;
-        f->version = strdup(w.version);
+        if (sdists) {
+                /* a source distribution: NAME-VERSION.tar.gz */
+                if (!sdist_name(file, name, f))
+                        goto out;
+                f->score = 1;
+        } else {
+                if (!str_has_suffix(file, ".whl") || recipe_wheel_name_parse(file, &w, &ignore) < 0)
+                        goto out;
+                recipe_pep503_normalize(w.name);
+                if (strcmp(w.name, name) || recipe_version_parse(w.version, &f->v, &ignore) < 0)
+                        goto out;
+                f->score = wheel_score(&w, t);
+                if (f->score <= 0)
+                        goto out;
+                f->version = strdup(w.version);
+        }
         f->url = join_url(base_url, href);
         f->sha256 = sha256_value(frag);
         /* PEP 714 names it data-core-metadata; PEP 658's older name stays */
@@ -811,10 +845,9 @@ out:
         return ok;
 }
 
-int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
-                             const struct recipe_python_target *t,
-                             struct recipe_index_file **ret, size_t *ret_n,
-                             struct kiln_error *err)
+static int index_list(const char *html, size_t len, const char *base_url, const char *name,
+                      const struct recipe_python_target *t, bool sdists,
+                      struct recipe_index_file **ret, size_t *ret_n, struct kiln_error *err)
 {
         const char *p = html, *end = html + len;
         struct recipe_index_file *out = NULL;
@@ -832,7 +865,7 @@ int recipe_simple_index_list(const char *html, size_t len, const char *base_url,
                 if (!tag_end)
                         break;
                 p = tag_end + 1;
-                if (!anchor_file(a, tag_end, base_url, name, t, &f))
+                if (!anchor_file(a, tag_end, base_url, name, t, sdists, &f))
                         continue;
                 /* one file per version: the best tags, the last of equals */
                 for (k = 0; k < n; k++)
@@ -863,4 +896,19 @@ int recipe_simple_index_list(const char *html, size_t len, const char *base_url,
         *ret = out;
         *ret_n = n;
         return 0;
+}
+
+int recipe_simple_index_list(const char *html, size_t len, const char *base_url, const char *name,
+                             const struct recipe_python_target *t,
+                             struct recipe_index_file **ret, size_t *ret_n,
+                             struct kiln_error *err)
+{
+        return index_list(html, len, base_url, name, t, false, ret, ret_n, err);
+}
+
+int recipe_simple_index_sdists(const char *html, size_t len, const char *base_url,
+                               const char *name, struct recipe_index_file **ret, size_t *ret_n,
+                               struct kiln_error *err)
+{
+        return index_list(html, len, base_url, name, NULL, true, ret, ret_n, err);
 }

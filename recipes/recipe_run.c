@@ -338,7 +338,8 @@ int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_pl
         _cleanup_free_ char *tmp = kiln_strdupf("%s/run/.tmp-XXXXXX", layer_cache_dir(c->cache));
         _cleanup_free_ char *up = NULL, *wk = NULL, *rt = NULL;
         _cleanup_free_ const char **ev = NULL;
-        _cleanup_free_ struct sandbox_bind *binds = calloc(s->n_inputs + 3, sizeof(*binds));
+        _cleanup_free_ struct sandbox_bind *binds = calloc(s->n_inputs + 4, sizeof(*binds));
+        _cleanup_free_ char *sdist_at = NULL;
         _cleanup_free_ char **srcs = calloc(s->n_inputs + 1, sizeof(*srcs));
         char **lowers = NULL;
         size_t n_lowers = 0, k;
@@ -352,6 +353,14 @@ int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_pl
         env_put(env, "KILN_OUT", "/kiln/out");
         env_put(env, "KILN_SCRATCH", "/kiln/scratch");
         env_put(env, "HOME", "/kiln/scratch");
+        if (s->sdist) {
+                /* one file, read-only, under its own name */
+                const char *file = strrchr(s->sdist, '/') ? strrchr(s->sdist, '/') + 1 : s->sdist;
+                sdist_at = kiln_strdupf("/kiln/sdist/%s", file);
+                if (!sdist_at)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                env_put(env, "KILN_SDIST", sdist_at);
+        }
         ev = calloc(json_array_size(env) + 1, sizeof(*ev));
         if (!ev)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
@@ -387,6 +396,9 @@ int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_pl
         o.cwd = "/kiln/scratch";
         o.binds = binds;
         o.n_binds = 2 + s->n_inputs;
+        if (s->sdist)
+                binds[o.n_binds++] = (struct sandbox_bind){.src = s->sdist, .dst = sdist_at,
+                                                           .ro = true};
         o.output = feed;
         o.output_ctx = fctx;
         rc = sandbox_run(&o, ret_status, err); /* what it wrote in the image is dropped */

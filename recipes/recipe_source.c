@@ -285,6 +285,27 @@ out:
         return rc;
 }
 
+int recipe_git_read_file(const char *gitdir, const char *commit, const char *path,
+                         const char *dest, struct kiln_error *err)
+{
+        _cleanup_free_ char *spec = kiln_strdupf("%s:%s", commit, path);
+        _cleanup_free_ char **env = git_env();
+        _cleanup_close_ int fd = -1;
+        const char *show[] = {"git", "-C", gitdir, "show", "--end-of-options", spec, NULL};
+
+        if (!spec || !env)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", dest);
+        if (run_capture(show, NULL, env, fd, NULL, NULL, err) < 0) {
+                unlink(dest);
+                return kiln_error_set(err, KILN_E_NOT_FOUND, "no '%s' in commit %s", path,
+                                      commit);
+        }
+        return 0;
+}
+
 int recipe_git_stage(const char *repository, const char *ref, const char *root,
                      const char *path, const char *cache_dir, char **ret_commit,
                      struct kiln_error *err)

@@ -9,12 +9,13 @@
 
 #include "digest.h"
 #include "io.h"
+#include "path.h"
 #include "project.h"
 #include "pylock.h"
 #include "recipe_internal.h"
 #include "resolve.h"
-#include "stage.h"
 #include "source.h"
+#include "stage.h"
 #include "util.h"
 
 void recipe_stage_result_release(struct recipe_stage_result *res)
@@ -288,23 +289,18 @@ char *recipe_input_file_as(const struct recipe_plan *p, const struct recipe_stag
         return dest;
 }
 
-/* "/app/x" under root, without ".." */
+/* "/app/x" under root, without ".." (layers/path.h) */
 char *recipe_path_under(const char *root, const char *path, struct kiln_error *err)
 {
-        if (strstr(path, "..")) {
-                const char *p = path;
-                while ((p = strstr(p, ".."))) {
-                        if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/')) {
-                                kiln_error_set(err, KILN_E_INVALID,
-                                               "invalid image path '%s': contains '..'", path);
-                                return NULL;
-                        }
-                        p += 2;
-                }
-        }
-        while (*path == '/')
-                path++;
-        return kiln_strdupf("%s/%s", root, path);
+        _cleanup_free_ char *clean = NULL;
+        char *out;
+
+        if (layer_path_clean(path, 0, "invalid image path", &clean, err) < 0)
+                return NULL;
+        out = kiln_strdupf("%s/%s", root, clean);
+        if (!out)
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        return out;
 }
 
 /* ---- the inventory (stage.h: ret->packages) ---- */
@@ -370,9 +366,9 @@ static void python_target(const json_t *params, struct recipe_python_target *t)
 
 /* The PEP 503 page of project name on index: INDEX/NAME/ (a URL) or
  * INDEX/NAME/index.html (a directory).  ret_found false: no such page. */
-static int read_index_page(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                           const char *index, const char *name, bool *ret_found, char **ret_html,
-                           size_t *ret_len, char **ret_base, struct kiln_error *err)
+int recipe_index_page(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                      const char *index, const char *name, bool *ret_found, char **ret_html,
+                      size_t *ret_len, char **ret_base, struct kiln_error *err)
 {
         _cleanup_free_ char *base = NULL, *page = NULL, *page_dir = NULL;
         struct kiln_error e = KILN_ERROR_INIT;
@@ -483,7 +479,7 @@ static int install_from_index(const struct recipe_plan *p, const struct recipe_s
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "requirement for '%s' is not a pin: with \"resolve\": false, give 'NAME', 'NAME==VERSION' or 'NAME==VERSION.*'",
                                       q->name);
-        if (read_index_page(p, o, index, q->name, &found, &html, &len, &page_dir, err) < 0)
+        if (recipe_index_page(p, o, index, q->name, &found, &html, &len, &page_dir, err) < 0)
                 return -1;
         if (!found)
                 return kiln_error_set(err, KILN_E_NOT_FOUND,
@@ -574,7 +570,7 @@ static int resolver_page(void *ctx, const char *index, const char *name, bool *r
 {
         const struct wheels_ctx *w = ctx;
 
-        return read_index_page(w->p, w->o, index, name, ret_found, ret_html, ret_len, ret_base,
+        return recipe_index_page(w->p, w->o, index, name, ret_found, ret_html, ret_len, ret_base,
                                err);
 }
 
@@ -773,29 +769,108 @@ static int wheels_below(const struct recipe_plan *p, size_t li, const struct rec
         return 0;
 }
 
-/* "project": DIR/pyproject.toml's requirements (with "extras") join the
- * layer's; the file's digest, the extras and the image path join the key */
-static int read_project(const struct recipe_plan *p, const json_t *params,
-                        struct recipe_pyproject *pp, struct recipe_requirement **reqs,
+/* A source layer's repository: a relative path is the recipe's; URLs go
+ * to git as they are. */
+static char *source_repository(const struct recipe_plan *p, const json_t *params)
+{
+        const char *repo = json_string_value(json_object_get(params, "repository"));
+
+        if (!strstr(repo, "://") && repo[0] != '/' && !strchr(repo, '@'))
+                return kiln_strdupf("%s/%s", p->recipe_dir, repo);
+        return strdup(repo);
+}
+
+/* "project_from": the source layer of that name; its pyproject.toml is
+ * read from the local checkout, or from the commit the layer builds
+ * (copied into *ret_tmp, removed by the caller).  *ret_path: where the
+ * layer puts the source in the image. */
+static int project_of_source(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                             const char *name, char **ret_dir, char **ret_tmp,
+                             const char **ret_path, struct kiln_error *err)
+{
+        const struct recipe_layer *l = NULL;
+        const json_t *params;
+        const char *tmp = getenv("TMPDIR");
+        _cleanup_free_ char *repo = NULL, *gitdir = NULL, *commit = NULL, *file = NULL;
+
+        for (size_t i = 0; i < p->n_layers && !l; i++)
+                if (!strcmp(p->layers[i].name, name))
+                        l = &p->layers[i];
+        if (!l || l->kind != RECIPE_LAYER_SOURCE)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "'project_from' names '%s', which is not a source layer of the recipe",
+                                      name);
+        params = l->params;
+        *ret_path = json_string_value(json_object_get(params, "path"));
+        if (!strcmp(json_string_value(json_object_get(params, "from")), "local")) {
+                *ret_dir = recipe_resolve_input(
+                        p, json_string_value(json_object_get(params, "local")), err);
+                return *ret_dir ? 0 : -1;
+        }
+        repo = source_repository(p, params);
+        if (!repo)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (recipe_git_resolve(repo, json_string_value(json_object_get(params, "ref")),
+                               o->cache_dir, &gitdir, &commit, err) < 0)
+                return -1;
+        *ret_tmp = kiln_strdupf("%s/kiln-project-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!*ret_tmp)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(*ret_tmp)) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", *ret_tmp);
+                free(*ret_tmp);
+                *ret_tmp = NULL;
+                return -1;
+        }
+        file = kiln_strdupf("%s/pyproject.toml", *ret_tmp);
+        if (!file)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (recipe_git_read_file(gitdir, commit, "pyproject.toml", file, err) < 0) {
+                kiln_error_prefix(err, "source layer '%s' (%s)", name, repo);
+                return -1;
+        }
+        *ret_dir = strdup(*ret_tmp);
+        return *ret_dir ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+}
+
+/* "project" (a directory) or "project_from" (a source layer):
+ * pyproject.toml's requirements (with "extras") join the layer's; the
+ * file's digest, the extras and the image path join the key */
+static int read_project(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                        const json_t *params, struct recipe_pyproject *pp,
+                        const char **ret_image_path, struct recipe_requirement **reqs,
                         size_t *n_reqs, json_t *resolved, struct kiln_error *err)
 {
         const char *project = json_string_value(json_object_get(params, "project"));
+        const char *from = json_string_value(json_object_get(params, "project_from"));
         const json_t *ex = json_object_get(params, "extras"), *v;
-        _cleanup_free_ char *dir = recipe_resolve_input(p, project, err);
+        _cleanup_free_ char *dir = NULL, *tmp = NULL;
         _cleanup_free_ const char **extras = calloc(json_array_size(ex) + 1, sizeof(*extras));
         struct recipe_requirements more = {0};
         struct recipe_requirement *ni;
+        const char *source_path = NULL;
         size_t i;
+        int rc;
 
-        if (!dir)
-                return -1;
-        if (!extras)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (from)
+                rc = project_of_source(p, o, from, &dir, &tmp, &source_path, err);
+        else
+                rc = (dir = recipe_resolve_input(p, project, err)) ? 0 : -1;
+        if (rc == 0 && !extras)
+                rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         json_array_foreach(ex, i, v)
                 extras[i] = json_string_value(v);
-        if (recipe_pyproject_read(dir, pp, err) < 0 ||
-            recipe_pyproject_requirements(pp, extras, json_array_size(ex), project, &more, err) < 0)
+        if (rc == 0)
+                rc = recipe_pyproject_read(dir, pp, err);
+        if (tmp)
+                kiln_rm_rf(tmp);
+        if (rc < 0 ||
+            recipe_pyproject_requirements(pp, extras, json_array_size(ex), from ? from : project,
+                                          &more, err) < 0)
                 return -1;
+        *ret_image_path = json_string_value(json_object_get(params, "project_path"));
+        if (!*ret_image_path)
+                *ret_image_path = source_path;
         ni = realloc(*reqs, (*n_reqs + more.n + 1) * sizeof(*ni));
         if (!ni) {
                 recipe_requirements_release(&more);
@@ -805,10 +880,10 @@ static int read_project(const struct recipe_plan *p, const json_t *params,
         *reqs = ni;
         *n_reqs += more.n;
         free(more.items);
-        json_array_append_new(resolved, json_pack("{s:s, s:s, s:O}", "pyproject", pp->digest.str,
-                                                  "project_path",
-                                                  json_string_value(json_object_get(params, "project_path")),
-                                                  "extras", ex ? ex : json_array()));
+        json_array_append_new(resolved, json_pack("{s:s, s:s, s:o}", "pyproject", pp->digest.str,
+                                                  "project_path", *ret_image_path,
+                                                  "extras",
+                                                  ex ? json_deep_copy(ex) : json_array()));
         return 0;
 }
 
@@ -873,6 +948,7 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
         struct recipe_requirement *reqs = NULL;
         char **below = NULL;
         struct recipe_pyproject pp = {0};
+        const char *project_path = NULL;
         size_t n_indexes = 0, n_reqs = 0, n_below = 0;
         const json_t *v;
         size_t i;
@@ -910,8 +986,8 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                 return -1;
         if (read_requirements(p, o, params, &reqs, &n_reqs, err) < 0)
                 return -1;
-        if (json_object_get(params, "project") &&
-            read_project(p, params, &pp, &reqs, &n_reqs, resolved, err) < 0)
+        if ((json_object_get(params, "project") || json_object_get(params, "project_from")) &&
+            read_project(p, o, params, &pp, &project_path, &reqs, &n_reqs, resolved, err) < 0)
                 rc = -1;
         if (rc == 0 && n_reqs && !json_is_false(json_object_get(params, "resolve")))
                 rc = wheels_below(p, li, o, &below, &n_below, err);
@@ -928,8 +1004,7 @@ static int stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                                          json_is_true(json_object_get(params, "pre")), indexes, n_indexes, reqs, n_reqs,
                                          (const char *const *)below, n_below, err);
         if (rc == 0 && pp.name && dir)
-                rc = install_editable(&pp, json_string_value(json_object_get(params, "project_path")),
-                                      &t, dir, err);
+                rc = install_editable(&pp, project_path, &t, dir, err);
         recipe_pyproject_release(&pp);
         names_free(below, n_below);
         for (i = 0; i < n_reqs; i++)
@@ -1221,16 +1296,10 @@ static int stage_source(const struct recipe_plan *p, const json_t *params, const
                 return dir ? recipe_local_stage(src, dir, path, err) : 0;
         }
         {
-                const char *repo = json_string_value(json_object_get(params, "repository"));
-                _cleanup_free_ char *local = NULL;
+                _cleanup_free_ char *repo = source_repository(p, params);
 
-                /* a relative path is the recipe's; URLs go to git as they are */
-                if (!strstr(repo, "://") && repo[0] != '/' && !strchr(repo, '@')) {
-                        local = kiln_strdupf("%s/%s", p->recipe_dir, repo);
-                        if (!local)
-                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        repo = local;
-                }
+                if (!repo)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 {
                         _cleanup_free_ char *gitdir = NULL;
                         if (recipe_git_resolve(repo, ref ? json_string_value(ref) : "HEAD",
@@ -1311,7 +1380,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         char **envs = calloc(n_env + 1, sizeof(char *));
         char **ins = calloc(n_in + 1, sizeof(char *));
         struct recipe_build_step s = {0};
-        char *out_dir = NULL;
+        char *out_dir = NULL, *sdist = NULL, *sdist_sha = NULL;
+        const json_t *sdist_params = json_object_get(params, "sdist");
         const char *key;
         const json_t *v;
         bool wheels;
@@ -1340,9 +1410,16 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
         if (str_eq(json_string_value(json_object_get(params, "in")), "image"))
                 s.sandbox = o->in_image;
         wheels = install && !strcmp(install, "wheels");
+        /* the source distribution: its sha256 keys the step, so a key
+         * downloads nothing; a run needs the file */
+        if (sdist_params && recipe_sdist_pick(p, o, sdist_params, dir != NULL, &sdist,
+                                              &sdist_sha, packages, err) < 0)
+                goto out;
+        s.sdist = sdist;
+        s.sdist_sha256 = sdist_sha;
         /* a key needs the step's key only; the inventory of a step that
          * installs wheels needs its output (cached, fetched or run) */
-        if (!dir && !(packages && wheels)) {
+        if (!dir && !(packages && wheels && !sdist)) {
                 if (recipe_build_key(&s, &res->cache_key, err) < 0)
                         goto out;
                 json_array_append_new(resolved, json_string(res->cache_key));
@@ -1381,7 +1458,8 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
                 rc = 0;
                 for (size_t k = 0; k < n; k++) {
                         char hex[65];
-                        if (rc == 0 && packages)
+                        /* built from an sdist: the sdist names the package */
+                        if (rc == 0 && packages && !sdist)
                                 rc = recipe_sha256_file(names[k], hex, err) < 0
                                              ? -1
                                              : inventory_wheel(packages, names[k], hex, NULL, err);
@@ -1409,6 +1487,8 @@ out:
         free(envs);
         free(ins);
         free(out_dir);
+        free(sdist);
+        free(sdist_sha);
         return rc;
 }
 
@@ -1558,11 +1638,20 @@ static int stage_host(const struct recipe_plan *p, const struct recipe_layer *l,
                 size_t i;
                 json_t *f;
                 json_array_foreach(json_object_get(params, "files"), i, f) {
-                        _cleanup_free_ char *from = recipe_resolve_input(
-                                p, json_string_value(json_object_get(f, "src")), err);
+                        _cleanup_free_ char *from = NULL;
                         const char *ms = json_string_value(json_object_get(f, "mode"));
+                        const char *link = json_string_value(json_object_get(f, "link"));
                         char *end = NULL;
                         long mode = ms ? strtol(ms, &end, 8) : -1;
+                        if (link) {
+                                if (layer_source_add_link(
+                                            src, json_string_value(json_object_get(f, "dest")),
+                                            link, err) < 0)
+                                        goto out;
+                                continue;
+                        }
+                        from = recipe_resolve_input(p, json_string_value(json_object_get(f, "src")),
+                                                    err);
                         if (!from)
                                 goto out;
                         if (ms && (*end || mode < 0 || mode > 07777)) {

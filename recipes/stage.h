@@ -222,6 +222,10 @@ int recipe_simple_index_list(const char *html, size_t len, const char *base_url,
                              const struct recipe_python_target *t,
                              struct recipe_index_file **ret, size_t *ret_n,
                              struct kiln_error *err);
+/* Its source distributions (NAME-VERSION.tar.gz) instead, newest first. */
+int recipe_simple_index_sdists(const char *html, size_t len, const char *base_url,
+                               const char *name, struct recipe_index_file **ret, size_t *ret_n,
+                               struct kiln_error *err);
 void recipe_index_files_free(struct recipe_index_file *f, size_t n);
 /* The .dist-info/METADATA of the wheel at path (at most
  * RECIPE_WHEEL_META_MAX bytes, NUL-terminated). */
@@ -297,6 +301,10 @@ struct recipe_build_step {
         const struct recipe_step_log *log;        /* may be NULL */
         const char *layer;                        /* names the log; may be NULL */
         const struct recipe_build_sandbox *sandbox; /* "in": "image"; NULL: the host */
+        /* "sdist": the source distribution picked from an index, verified;
+         * the command finds it at $KILN_SDIST.  Its name and sha256 are in
+         * the key, its path is not. */
+        const char *sdist, *sdist_sha256;
 };
 
 int recipe_build_key(const struct recipe_build_step *s, char **ret_key, struct kiln_error *err);

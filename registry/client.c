@@ -186,7 +186,8 @@ static int probe_base(struct reg_client *c, struct kiln_error *err)
                         if (verify_failed)
                                 kiln_error_prefix(&e, "TLS verification failed for registry '%s' (use --ca-file, or --insecure-registry %s)",
                                                   c->host, c->host);
-                        *err = e;
+                        if (err)
+                                *err = e;
                         return -1;
                 }
                 if (r.status == 401) {

@@ -129,10 +129,14 @@ static int rs_get_manifest(struct oci_store *st, const char *ref, char **ret_buf
         if (!s->disk_cache)
                 return reg_client_get_manifest(s->c, ref, ret_buf, ret_len, ret_media_type,
                                                ret_digest, err);
-        if (oci_digest_valid(ref))
+        if (oci_digest_valid(ref)) {
                 oci_digest_parse(ref, &d, NULL);
-        else if (reg_client_head_manifest(s->c, ref, &exists, &d, NULL) < 0 || !exists)
-                d.str[0] = '\0';
+        } else {
+                /* a failed HEAD is not the answer: the GET below says why */
+                struct kiln_error ignore = KILN_ERROR_INIT;
+                if (reg_client_head_manifest(s->c, ref, &exists, &d, &ignore) < 0 || !exists)
+                        d.str[0] = '\0';
+        }
         if (d.str[0] && disk_get(s, &d, ret_buf, ret_len, ret_media_type) == 0) {
                 *ret_digest = d;
                 return 0;

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """kiln's main job on an embedded default: starts a local registry, pushes a
-stand-in CUDA base to it, builds the linnaeus images (hopper, ampere and
-turing, or the --arch given) from local stand-ins (apt mirrors, wheel
-indexes, a git repository) through the mirror map, pushes them, validates
-each, rebuilds from the cache, and prints tags, digests, sizes and times.
+stand-in CUDA base to it (a real Debian root filesystem with a stand-in
+nvcc), builds the linnaeus images (hopper, ampere and turing, or the --arch
+given) as upstream's Dockerfile does, from local stand-ins: upstream's apt
+list as real Debian packages, wheel indexes, a FlashAttention sdist that
+compiles inside the image against its torch, a git repository with
+linnaeus's pyproject.toml.  It pushes them, validates each by running it,
+rebuilds from the cache, and prints tags, digests, sizes and times.
 
     scripts/demo.py [--arch hopper|ampere|turing|pre-ampere]... [--keep]"""
 import argparse
@@ -19,7 +22,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from linnaeus_standins import build_args, make_inputs, push_base  # noqa: E402
+from linnaeus_standins import build_args, make_image_inputs, push_image_base  # noqa: E402
 from registry_util import Registry  # noqa: E402
 
 
@@ -61,11 +64,11 @@ def main():
     ok = True
     try:
         print(f"registry      {reg.host} (docker-registry, storage in {work / 'registry'})")
-        push_base(kiln, reg, work)
-        print(f"base          {reg.host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04 (stand-in)")
+        push_image_base(kiln, reg, work)
+        print(f"base          {reg.host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04 (stand-in: "
+              "Debian 12 with gcc, a stand-in nvcc)")
         for arch in arches:
-            # the stand-ins' versions follow the profile (pre-ampere is turing)
-            sets = make_inputs(work / arch, "pre-ampere" if arch == "turing" else arch)
+            sets = make_image_inputs(work / "inputs", arch)
             args = build_args(sets, reg, "--arch", arch, "--push", "--cache", work / "cache",
                               "--json")
             t0 = time.monotonic()

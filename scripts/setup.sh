@@ -56,8 +56,8 @@ fi
 # fetch.  About 140 MB, fetched once per machine.
 linnaeus_debs_dir="${KILN_TEST_LINNAEUS_DEBS_DIR:-/var/cache/kiln-test/linnaeus-debs}"
 linnaeus_apt="build-essential git python3.11 python3.11-dev python3.11-venv python3-pip curl unzip
-  libglib2.0-0 libsm6 libxext6 libfontconfig1 libxrender1 libgl1-mesa-glx"
-if [ ! -e "$linnaeus_debs_dir/.complete" ]; then
+  libglib2.0-0 libsm6 libxext6 libfontconfig1 libxrender1 libgl1-mesa-glx rclone"
+if [ "$(cat "$linnaeus_debs_dir/.complete" 2>/dev/null)" != "$(echo $linnaeus_apt)" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO mkdir -p "$linnaeus_debs_dir"
@@ -71,7 +71,7 @@ if [ ! -e "$linnaeus_debs_dir/.complete" ]; then
       --no-replaces --no-enhances $linnaeus_apt | grep '^[a-z0-9]' | sort -u |
     comm -23 - "$have" >"$have.need"
   if (cd "$linnaeus_debs_dir" && xargs $SUDO apt-get download -q <"$have.need" >/dev/null); then
-    $SUDO touch "$linnaeus_debs_dir/.complete"
+    echo $linnaeus_apt | $SUDO tee "$linnaeus_debs_dir/.complete" >/dev/null
   else
     echo "setup: apt-get download of the linnaeus apt set failed; the linnaeus tests will say so" >&2
   fi

@@ -1,5 +1,6 @@
 """kiln build: the linnaeus images from local stand-ins, pushed to a real registry."""
 import json
+import socket
 import re
 import os
 import pathlib
@@ -8,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import run
-from linnaeus_standins import build_args, make_inputs, push_base
+from linnaeus_standins import LINNAEUS, PYPROJECT, build_args, make_inputs, push_base
 
 
 @pytest.fixture
@@ -80,6 +81,7 @@ def test_local_source_has_no_branch_part_and_main_has_none(kiln, world, tmp_path
     src = tmp_path / "checkout"
     (src / "linnaeus").mkdir(parents=True)
     (src / "linnaeus" / "__init__.py").write_text("LOCAL = True\n")
+    (src / "pyproject.toml").write_text(PYPROJECT)
     p = kiln.run(*build_args(sets, world, "--arch", "ampere", "--source", "local",
                              "--set", f"linnaeus_local={src}", "--branch", "feat/x", "--push",
                              "--cache", tmp_path / "cache", "--json"))
@@ -128,12 +130,15 @@ def test_new_commit_rebuilds_and_pushes_only_the_top_layer(kiln, world, tmp_path
 def test_bad_inputs_leave_no_tag(kiln, world, tmp_path):
     sets = make_inputs(tmp_path, "pre-ampere")
     repo_tags = lambda: world.api("/v2/frontierkodiak/linnaeus-dev/tags/list")
-    # a wheel whose hash does not match
-    bad = dict(sets, python_requirements=str(tmp_path / "bad-req.txt"))
-    (tmp_path / "bad-req.txt").write_text("tqdm==4.66.4 --hash=sha256:" + "0" * 64 + "\n")
-    p, line = kiln.fails(*build_args(bad, world, "--arch", "pre-ampere", "--push", "--cache",
+    # a wheel whose content does not match the sha256 the index lists
+    files = pathlib.Path(sets["pypi_index"][len("file://"):]).parent / "files"
+    tqdm = next(files.glob("tqdm-*.whl"))
+    good = tqdm.read_bytes()
+    tqdm.write_bytes(good + b"tampered")
+    p, line = kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
                                      tmp_path / "cache"))
-    assert "sha256" in line
+    assert "sha256" in line and "tqdm" in line
+    tqdm.write_bytes(good)
     # an unreachable base
     p, line = kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--push", "--cache",
                                      tmp_path / "cache", "--set", "base_image=nvidia/cuda:nope"))
@@ -293,7 +298,7 @@ def test_cache_ls_show_prune(kiln, world, tmp_path):
     ls = kiln.run("cache", "ls", "--cache-repo", repo).stdout.splitlines()
     assert len(ls) == a["layersBuilt"]
     names = {l.split()[1] for l in ls}
-    assert {"torch", "linnaeus", "python"} <= names
+    assert {"torch", "linnaeus", "system", "python-deps"} <= names
     tag = ls[0].split()[0]
     show = kiln.run("cache", "show", tag, "--cache-repo", repo).stdout
     assert f"tag      {tag}" in show and "key      sha256:" in show
@@ -512,3 +517,19 @@ def test_lock_pins_the_build(kiln, world, tmp_path):
     assert "torch is not in the lock" in p.stderr
     kiln.fails(*build_args(sets, world, "--arch", "pre-ampere", "--lock", tmp_path / "none.json"),
                "--locked", *out("six"), code=3)
+
+
+def test_lock_with_an_unreachable_base_says_so(kiln, tmp_path):
+    """The HEAD that looks for a cached manifest fails first: it must not
+    crash kiln, and the error names the base and why."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = kiln.run("lock", LINNAEUS, "--mirror", f"docker.io=127.0.0.1:{port}", "--cache",
+                 tmp_path / "c", "--lock", tmp_path / "l.json", check=False,
+                 env={"KILN_RETRY_BASE_MS": "1"})
+    assert p.returncode > 0, p.stderr   # an exit status, not a signal
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("kiln: error: base 'nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04'"), last
+    assert not (tmp_path / "l.json").exists()

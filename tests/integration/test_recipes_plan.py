@@ -50,18 +50,30 @@ def test_linnaeus_matrix_layers_and_profiles():
     for arch, (variant, index, cuda, fa) in want.items():
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
         names = [l["name"] for l in plan["layers"]]
-        expected = ["python", "torch-deps", "torch", "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
-                   ["python-deps", "linnaeus"]
+        expected = ["system", "python-links", "torch", "build-tools"] + \
+                   (["flash-attn"] if fa else []) + ["python-deps", "linnaeus"]
         assert names == expected, arch
         assert plan["base"] == "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
         assert plan["variables"]["torch_variant"] == variant
-        assert plan["layers"][1]["params"]["index"] == index
-        torch = plan["layers"][2]["params"]
-        assert torch["index"] == index
+        layer = {l["name"]: l["params"] for l in plan["layers"]}
+        # upstream's apt-get list, from Ubuntu itself (universe has python3.11)
+        apt = layer["system"]["apt"][0]
+        assert apt["packages"][:14] == ["build-essential", "git", "python3.11", "python3.11-dev",
+                                        "python3.11-venv", "python3-pip", "curl", "unzip",
+                                        "libglib2.0-0", "libsm6", "libxext6", "libfontconfig1",
+                                        "libxrender1", "libgl1-mesa-glx"]
+        assert apt["suite"] == "jammy" and apt["components"] == ["main", "universe"]
+        assert {"dest": "/usr/bin/python", "link": "python3"} in layer["python-links"]["files"]
+        assert layer["torch"]["index"] == index
+        assert layer["torch"]["pre"] is (arch == "hopper")   # upstream's --pre for nightly only
+        assert {"ninja", "uv", "packaging", "psutil"} <= set(layer["build-tools"]["packages"])
         if fa:
-            build = plan["layers"][4]["params"]
+            build = layer["flash-attn"]
+            assert build["in"] == "image"
             assert build["env"]["TORCH_CUDA_ARCH_LIST"] == cuda
             assert build["env"]["MAX_JOBS"] == "12"   # build.sh's default
+        deps = layer["python-deps"]
+        assert deps["project_from"] == "linnaeus" and deps["extras"] == ["dev"]
         src = plan["layers"][-1]["params"]
         assert src["path"] == "/app/linnaeus"
         assert src["repository"] == "https://github.com/polli-labs/linnaeus.git"
@@ -129,13 +141,16 @@ def test_a_branch_or_suffix_docker_would_refuse_is_an_error_naming_it():
 
 def test_versions_per_arch():
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "hopper").stdout)
-    assert plan["layers"][2]["params"]["packages"] == ["torch==2.8.0.*"]
-    assert plan["layers"][1]["params"]["requirements"] == "torch-nightly-cu128-requirements.txt"
-    assert plan["variables"]["flash_attn_version"] == "3.0.0b3"
+    layer = {l["name"]: l["params"] for l in plan["layers"]}
+    assert layer["torch"]["packages"] == ["torch==2.8.0.*", "torchvision", "torchaudio"]
+    assert layer["flash-attn"]["sdist"]["requirement"] == "flash-attn==3.0.0b3"
+    assert plan["variables"]["flash_attn_version"] == "3"
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "ampere").stdout)
-    assert plan["layers"][2]["params"]["packages"] == ["torch==2.7.1+cu126"]
-    assert plan["layers"][1]["params"]["requirements"] == "torch-cu126-requirements.txt"
-    assert plan["variables"]["flash_attn_version"] == "2.7.4.post1"
+    layer = {l["name"]: l["params"] for l in plan["layers"]}
+    # upstream: torch pinned, torchvision and torchaudio resolved with it
+    assert layer["torch"]["packages"] == ["torch==2.7.1+cu126", "torchvision", "torchaudio"]
+    assert layer["flash-attn"]["sdist"]["requirement"] == "flash-attn>=2.5.9.post1,<3.0.0"
+    assert plan["variables"]["flash_attn_version"] == "2"
 
 
 def test_every_address_is_a_variable():
@@ -143,7 +158,6 @@ def test_every_address_is_a_variable():
                            "--set", "torch_index=file:///mirror/torch",
                            "--set", "linnaeus_git=/srv/git/linnaeus",
                            "--set", "base_image=localhost:5000/cuda-standin:1",
-                           "--set", "deadsnakes_mirror=file:///mirror/deadsnakes",
                            "--set", "ubuntu_mirror=file:///mirror/ubuntu",
                            "--set", "pypi_index=file:///mirror/pypi").stdout)
     text = json.dumps(plan)

@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+from linnaeus_standins import PYPROJECT, UPSTREAM_APT, fake_build_python, make_inputs, make_sites
 from recipes_helpers import (LINNAEUS, gpg_key, kiln, kiln_fails, make_apt_repo, make_deb, make_git_repo,
                              make_simple_index, make_wheel, rev, sha256, write_recipe)
 
@@ -428,89 +429,55 @@ def test_keys_need_digests_not_downloads(tmp_path):
 
 # ---- the whole linnaeus recipe on stand-ins ----
 
-LINNAEUS_DEBS = {
-    "deadsnakes": ["python3.11", "python3.11-minimal", "libpython3.11-minimal",
-                   "libpython3.11-stdlib", "libpython3.11", "python3.11-dev", "libpython3.11-dev",
-                   "python3.11-venv", "python3.11-distutils", "python3.11-lib2to3"],
-    "ubuntu": ["libgl1", "libglvnd0", "libglx0", "libglx-mesa0", "libglib2.0-0", "libgomp1",
-               "libsm6", "libxext6", "libxrender1", "libhdf5-103"],
-}
-
-
 @pytest.mark.parametrize("arch,versions,fa,variant", [
     ("ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), "2.7.4.post1", "stable-cu126"),
     ("pre-ampere", ("2.7.1+cu126", "0.22.1+cu126", "2.7.1+cu126"), None, "stable-cu126"),
-    ("hopper", ("2.8.0.dev20250612+cu128", "0.23.0.dev20250612+cu128", "2.8.0.dev20250612+cu128"),
+    ("hopper", ("2.8.0.dev20250601+cu128", "0.23.0.dev20250601+cu128", "2.8.0.dev20250601+cu128"),
      "3.0.0b3", "nightly-cu128"),
 ])
 def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
     torch, tv, ta = versions
-    # apt mirrors
-    mirrors = {}
-    for name, pkgs in LINNAEUS_DEBS.items():
-        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
-                for p in pkgs]
-        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
-    # the PyTorch index and PyPI
-    torch_ws = [make_wheel(tmp_path / "tw", "torch", torch),
-                make_wheel(tmp_path / "tw", "torch", "2.7.1+cpu"),
-                make_wheel(tmp_path / "tw", "torch", "2.8.0.dev20250601+cu128"),
-                make_wheel(tmp_path / "tw", "torchvision", tv),
-                make_wheel(tmp_path / "tw", "torchaudio", ta),
-                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.5.1.17", py="py3", abi="none",
-                           plat="manylinux_2_27_x86_64"),
-                make_wheel(tmp_path / "tw", "nvidia-cudnn-cu12", "9.8.0.87", py="py3", abi="none",
-                           plat="manylinux_2_27_x86_64")]
-    treq = tmp_path / "torch-req.txt"
-    treq.write_text("nvidia-cudnn-cu12==9.5.1.17\n" if arch != "hopper" else "nvidia-cudnn-cu12\n")
-    torch_idx = make_simple_index(tmp_path / "torch-index" / "whl", torch_ws)
-    pypi_ws = [make_wheel(tmp_path / "pw", "numpy", "1.26.4"),
-               make_wheel(tmp_path / "pw", "tqdm", "4.66.4", py="py3", abi="none", plat="any",
-                          entry_points="[console_scripts]\ntqdm = tqdm.cli:main\n")]
-    pypi = make_simple_index(tmp_path / "pypi" / "simple", pypi_ws)
-    req = tmp_path / "requirements.txt"
-    req.write_text("numpy==1.26.4\ntqdm==4.66.4 --hash=sha256:%s\n" % sha256(pypi_ws[1]))
-    # a host "python" whose pip wheel drops a prebuilt flash-attn wheel
-    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", fa or "0")
-    fake_py = tmp_path / "fake-python"
-    fake_py.write_text('#!/bin/sh\n# -m pip wheel ... --wheel-dir DIR SPEC\n'
-                       'while [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
-                       f'echo "$TORCH_CUDA_ARCH_LIST" > "{tmp_path}/fa-arch"\n'
-                       f'cp "{fa_wheel}" "$dir/"\n')
-    fake_py.chmod(0o755)
-    repo = make_git_repo(tmp_path / "linnaeus", {"feat/new-model": {"linnaeus/model.py": "M = 1\n"}})
-    sets = {"deadsnakes_mirror": f"file://{mirrors['deadsnakes']}",
-            "ubuntu_mirror": f"file://{mirrors['ubuntu']}",
-            "torch_index": f"file://{torch_idx}", "pypi_index": f"file://{pypi}",
-            "python_requirements": str(req), "build_python": str(fake_py),
-            "torch_requirements": str(treq),
-            "linnaeus_git": str(repo)}
+    sets = make_inputs(tmp_path, arch)
     args = ["--arch", arch, "--branch", "feat/new-model"]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
     out, res = stage(LINNAEUS, tmp_path, *args)
     names = [pathlib.Path(s["dir"]).name for s in res["staged"]]
-    want = ["python", "torch-deps", "torch", "torchvision-torchaudio"]
+    want = ["system", "python-links", "torch", "build-tools"]
     want += ["flash-attn", "python-deps", "linnaeus"] if fa else ["python-deps", "linnaeus"]
     assert names == ["%02d-%s" % (i + 1, n) for i, n in enumerate(want)]
     layer = {n: out / ("%02d-%s" % (i + 1, n)) for i, n in enumerate(want)}
     dist = "usr/local/lib/python3.11/dist-packages"
-    assert (layer["python"] / "usr/share/doc/python3.11/stand-in").exists()
-    assert (layer["python"] / "var/lib/dpkg/status.d/libhdf5-103").exists()
-    cudnn = "9.8.0.87" if arch == "hopper" else "9.5.1.17"
-    assert (layer["torch-deps"] / f"{dist}/nvidia_cudnn_cu12/__init__.py").read_text() == \
-        f"__version__ = '{cudnn}'\n"
-    assert (layer["torch"] / f"{dist}/torch/__init__.py").read_text() == f"__version__ = '{torch}'\n"
-    assert (layer["torchvision-torchaudio"] / f"{dist}/torchaudio/__init__.py").exists()
+    for p in UPSTREAM_APT:
+        assert (layer["system"] / f"usr/share/doc/{p}/stand-in").exists(), p
+    assert os.readlink(layer["python-links"] / "usr/bin/python3") == "python3.11"
+    assert os.readlink(layer["python-links"] / "usr/bin/python") == "python3"
+    # torch, and the torchvision and torchaudio that go with it (not the
+    # older torchvision the index also has), with torch's dependencies
+    got = lambda d, n: (layer[d] / f"{dist}/{n}/__init__.py").read_text()
+    assert got("torch", "torch") == f"__version__ = '{torch}'\n"
+    assert got("torch", "torchvision") == f"__version__ = '{tv}'\n"
+    assert got("torch", "torchaudio") == f"__version__ = '{ta}'\n"
+    assert got("torch", "nvidia_cudnn_cu12") == "__version__ = '9.5.1.17'\n"
+    assert (layer["build-tools"] / "usr/local/bin/uv").exists()
+    assert (layer["build-tools"] / f"{dist}/ninja/__init__.py").exists()
     if fa:
-        assert (layer["flash-attn"] / f"{dist}/flash_attn/__init__.py").exists()
-        assert (tmp_path / "fa-arch").read_text() == {"ampere": "8.0;8.6\n", "hopper": "9.0\n"}[arch]
+        # the sdist the requirement resolves to, built with the profile's env
+        assert got("flash-attn", "flash_attn") == f"__version__ = '{fa}'\n"
+        assert (tmp_path / "fa-env").read_text() == \
+            {"ampere": "8.0;8.6 12\n", "hopper": "9.0 12\n"}[arch]
+    else:
+        assert not (tmp_path / "fa-env").exists()
     deps = layer["python-deps"]
-    assert (deps / f"{dist}/numpy/__init__.py").exists()
-    assert (deps / "usr/local/bin/tqdm").read_text().startswith("#!/usr/bin/python3.11\n")
+    # pip install -e .[dev]: the project's closure, less what is below
+    assert (deps / f"{dist}/pandas/__init__.py").read_text() == "__version__ = '2.2.3'\n"
+    assert (deps / f"{dist}/pytest/__init__.py").exists()
+    assert not (deps / f"{dist}/torch").exists() and not (deps / f"{dist}/uv").exists()
+    assert (deps / f"{dist}/__editable__.linnaeus-0.1.0.pth").read_text().strip() == "/app/linnaeus"
+    assert (deps / "usr/local/bin/linnaeus").exists()
     src = layer["linnaeus"] / "app/linnaeus"
     assert (src / "linnaeus/model.py").read_text() == "M = 1\n"
-    commit = rev(repo, "feat/new-model")
+    commit = rev(sets["linnaeus_git"], "feat/new-model")
     assert res["tags"][0] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-feat-new-model"
     assert res["tags"][1] == f"frontierkodiak/linnaeus-dev:{arch}-{variant}-git-{commit[:7]}"
     assert res["annotations"]["org.opencontainers.image.revision"] == commit
@@ -519,59 +486,48 @@ def test_linnaeus_stages_on_stand_ins(tmp_path, arch, versions, fa, variant):
     assert res["unresolved"] == ["env 'PATH': known once the base image is pulled"]
 
 
-def _stand_ins_for(reqfile, outdir):
-    """A py3-none-any stand-in wheel for every 'name==version' line."""
-    ws = []
-    for line in pathlib.Path(reqfile).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            ws.append(make_wheel(outdir, name.strip(), version.strip(), py="py3", abi="none",
-                                 plat="any"))
-    return ws
-
-
 def test_linnaeus_real_addresses_through_mirrors(tmp_path):
-    """The recipe's own defaults (download.pytorch.org, pypi.org, the
-    deadsnakes PPA, archive.ubuntu.com) and its shipped lists, read from
-    local copies of those sites with --mirror: what an air-gapped build does."""
-    lin = LINNAEUS.parent
-    torch_site = tmp_path / "download.pytorch.org"
-    ws = [make_wheel(tmp_path / "tw", "torch", "2.7.1+cu126"),
-          make_wheel(tmp_path / "tw", "torchvision", "0.22.1+cu126"),
-          make_wheel(tmp_path / "tw", "torchaudio", "2.7.1+cu126")]
-    ws += _stand_ins_for(lin / "torch-cu126-requirements.txt", tmp_path / "tw")
-    make_simple_index(torch_site / "cu126", ws)
-    pypi_site = tmp_path / "pypi.org"
-    make_simple_index(pypi_site / "simple", _stand_ins_for(lin / "requirements.txt", tmp_path / "pw"))
-    mirrors = {}
-    for name, pkgs in LINNAEUS_DEBS.items():
-        debs = [make_deb(tmp_path / "debs" / name, p, {f"usr/share/doc/{p}/stand-in": b"x"})
-                for p in pkgs]
-        mirrors[name] = make_apt_repo(tmp_path / "mirrors" / name, debs)
-    fa_wheel = make_wheel(tmp_path / "fa", "flash_attn", "2.7.4.post1")
-    fake_py = tmp_path / "fake-python"
-    fake_py.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
-                       f'cp "{fa_wheel}" "$dir/"\n')
-    fake_py.chmod(0o755)
-    repo = make_git_repo(tmp_path / "linnaeus")
+    """The recipe's own defaults (download.pytorch.org, pypi.org,
+    archive.ubuntu.com), read from local copies of those sites with
+    --mirror: what an air-gapped build does."""
+    torch_site, pypi_site, ubuntu = make_sites(tmp_path, "ampere")
+    repo = make_git_repo(tmp_path / "linnaeus", main_files={"pyproject.toml": PYPROJECT})
     out, res = stage(LINNAEUS, tmp_path, "--arch", "ampere",
                      "--mirror", f"https://download.pytorch.org/whl={torch_site}",
                      "--mirror", f"https://pypi.org={pypi_site}",
-                     "--mirror", f"https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu={mirrors['deadsnakes']}",
-                     "--mirror", f"http://archive.ubuntu.com/ubuntu={mirrors['ubuntu']}",
+                     "--mirror", f"http://archive.ubuntu.com/ubuntu={ubuntu}",
                      # signed by the tests' key: --stage reads no base to take keyrings from
                      "--set", f"ubuntu_keyring={gpg_key().keyring}",
-                     "--set", f"deadsnakes_keyring={gpg_key().armored}",
-                     "--set", f"build_python={fake_py}", "--set", f"linnaeus_git={repo}")
-    dist = out / "02-torch-deps/usr/local/lib/python3.11/dist-packages"
+                     "--set", "flash_attn_build_in=host",
+                     "--set", f"build_python={fake_build_python(tmp_path, 'ampere')}",
+                     "--set", f"linnaeus_git={repo}")
+    dist = out / "03-torch/usr/local/lib/python3.11/dist-packages"
     assert (dist / "nvidia_cudnn_cu12/__init__.py").read_text() == "__version__ = '9.5.1.17'\n"
-    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/timm/__init__.py").exists()
+    assert (out / "06-python-deps/usr/local/lib/python3.11/dist-packages/pandas/__init__.py").exists()
     assert res["tags"][0] == "frontierkodiak/linnaeus-dev:ampere-stable-cu126"
     # fetched once into the cache; a second stage reads wheels from there
     fetched = list((tmp_path / "cache" / "fetch").iterdir())
     assert any(p.joinpath("torch-2.7.1+cu126-cp311-cp311-manylinux_2_28_x86_64.whl").exists()
                for p in fetched)
+    assert any(p.joinpath("flash_attn-2.7.4.post1.tar.gz").exists() for p in fetched)
+
+
+@pytest.mark.parametrize("rest", ["../outside/simple/", "simple/../../outside/simple/",
+                                  "simple/.."])
+def test_mirror_path_never_leaves_the_mirror(tmp_path, rest):
+    """A URL under a --mirror prefix maps into DIR only: a '..' anywhere in
+    the rest is refused (a leading or trailing one too, which a check for
+    '/../' lets through)."""
+    w = make_wheel(tmp_path / "w", "x", "1")
+    make_simple_index(tmp_path / "outside" / "simple", [w])
+    site = tmp_path / "site"
+    site.mkdir()
+    r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": f"https://pypi.org/{rest}",
+                                "packages": ["x==1"]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+                      "--mirror", f"https://pypi.org/={site}", code=3)
+    assert "refusing to map 'https://pypi.org/" in line and "'..' is not allowed" in line, line
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.py"))
 
 
 def test_unmapped_url_says_so(tmp_path):
@@ -580,3 +536,127 @@ def test_unmapped_url_says_so(tmp_path):
     line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
                       "--mirror", f"https://pypi.org={tmp_path}", code=9)
     assert "no --mirror maps it" in line
+
+
+# ---- build steps from an sdist; a project from a source layer; links ----
+
+def sdist_world(tmp_path, versions=("1.0", "1.5", "2.0rc1"), hashes=True):
+    from linnaeus_standins import _sdist
+    files = [_sdist(tmp_path / "sd", "flash_attn", v, {"PKG-INFO": f"Version: {v}\n".encode()})
+             for v in versions]
+    return make_simple_index(tmp_path / "idx" / "simple", files, hashes=hashes), files
+
+
+def sdist_recipe(tmp_path, idx, requirement, **extra):
+    cmd = 'cp "$KILN_SDIST" "$KILN_OUT/" && echo "$KILN_SDIST" > "$KILN_OUT/where"'
+    return write_recipe(tmp_path / "r.json", {"base": "scratch", "layers": [
+        {"name": "fa", "kind": "build", "command": ["sh", "-c", cmd], "install": "tree",
+         "path": "/out", "sdist": {"index": str(idx), "requirement": requirement, **extra}}]})
+
+
+@pytest.mark.parametrize("requirement,extra,want", [
+    ("flash-attn>=1,<3", {}, "1.5"),            # the newest final release
+    ("flash-attn>=1,<3", {"pre": True}, "2.0rc1"),
+    ("flash-attn==2.0rc1", {}, "2.0rc1"),       # a requirement naming a pre-release
+    ("flash_attn<1.2", {}, "1.0"),
+])
+def test_build_step_takes_the_sdist_its_requirement_resolves_to(tmp_path, requirement, extra, want):
+    idx, _ = sdist_world(tmp_path)
+    out, res = stage(sdist_recipe(tmp_path, idx, requirement, **extra), tmp_path)
+    staged = pathlib.Path(res["staged"][0]["dir"]) / "out"
+    assert [p.name for p in staged.glob("*.tar.gz")] == [f"flash_attn-{want}.tar.gz"]
+    # the sdist is in the key: another release that the requirement allows builds again
+    keys = lambda: json.loads(kiln("build", tmp_path / "r.json", "--dry-run", "--json", "--keys",
+                                   "--cache-dir", tmp_path / "cache").stdout)["layers"][0]["layer_key"]
+    before = keys()
+    # kiln lock names the sdist: version, where it came from, its sha256
+    kiln("lock", tmp_path / "r.json", "--cache", tmp_path / "cache")
+    lock = json.loads((tmp_path / "r.lock.json").read_text())["layers"]["fa"]
+    (pkg,) = lock["packages"]
+    assert (pkg["name"], pkg["version"]) == ("flash-attn", want)
+    assert pkg["sha256"] == sha256(next(staged.glob("*.tar.gz")))
+    assert pkg["url"].endswith(f"/flash_attn-{want}.tar.gz") and lock["key"] == before
+    sdist_world(tmp_path, versions=("1.0", "1.5", "1.9", "2.0rc1"))
+    assert (keys() != before) == (want == "1.5")
+
+
+def test_sdist_errors_name_what_is_wrong(tmp_path):
+    idx, files = sdist_world(tmp_path)
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "flash-attn>=3"), "--stage",
+                      tmp_path / "s1", "--cache-dir", tmp_path / "c")
+    assert "flash-attn>=3" in line and "no source distribution" in line
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "nothing-here"), "--stage",
+                      tmp_path / "s2", "--cache-dir", tmp_path / "c")
+    assert "no project page for 'nothing-here'" in line
+    # the file does not match the sha256 the index lists: nothing staged
+    served = idx.parent / "files" / files[1].name
+    served.write_bytes(served.read_bytes() + b"x")
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx, "flash-attn>=1,<2"), "--stage",
+                      tmp_path / "s3", "--cache-dir", tmp_path / "c")
+    assert "sha256 mismatch" in line and "flash_attn-1.5.tar.gz" in line
+    assert not (tmp_path / "s3").exists() or not any((tmp_path / "s3").rglob("*.tar.gz"))
+    idx2, _ = sdist_world(tmp_path / "nohash", hashes=False)
+    line = kiln_fails("build", sdist_recipe(tmp_path, idx2, "flash-attn"), "--stage",
+                      tmp_path / "s4", "--cache-dir", tmp_path / "c")
+    assert "no sha256" in line
+    bad = write_recipe(tmp_path / "bad.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "fa", "kind": "build", "command": ["true"], "sdist": {"index": str(idx)}}]})
+    assert "requirement" in kiln_fails("build", bad, "--dry-run")
+
+
+def test_project_from_a_source_layer(tmp_path):
+    """pip install -e . of a source that comes from git: the pyproject.toml
+    of the commit the source layer builds, installed at its path."""
+    idx = make_simple_index(tmp_path / "idx" / "simple", [
+        make_wheel(tmp_path / "w", "dep", "1.0", py="py3", abi="none", plat="any"),
+        make_wheel(tmp_path / "w", "dep", "2.0", py="py3", abi="none", plat="any")])
+    pyproject = '[project]\nname = "app"\nversion = "0.3"\ndependencies = ["dep<2"]\n'
+    repo = make_git_repo(tmp_path / "repo", {"next": {"pyproject.toml": pyproject.replace(
+        "dep<2", "dep>=2")}}, main_files={"pyproject.toml": pyproject})
+
+    def doc(ref):
+        return {"base": "ubuntu:22.04", "layers": [
+            {"name": "deps", "kind": "wheels", "index": str(idx), "project_from": "src"},
+            {"name": "src", "kind": "source", "from": "git", "repository": str(repo),
+             "ref": ref, "path": "/srv/app"}]}
+    out, _ = stage(write_recipe(tmp_path / "r.json", doc("main")), tmp_path)
+    site = out / "01-deps" / SITE
+    assert (site / "dep/__init__.py").read_text() == "__version__ = '1.0'\n"
+    assert (site / "__editable__.app-0.3.pth").read_text().strip() == "/srv/app"
+    out, _ = stage(write_recipe(tmp_path / "r.json", doc("next")), tmp_path, name="next")
+    assert (out / "01-deps" / SITE / "dep/__init__.py").read_text() == "__version__ = '2.0'\n"
+    # a name that is no source layer
+    bad = doc("main")
+    bad["layers"][0]["project_from"] = "deps"
+    line = kiln_fails("build", write_recipe(tmp_path / "b.json", bad), "--stage", tmp_path / "b",
+                      "--cache-dir", tmp_path / "cache")
+    assert "'project_from' names 'deps', which is not a source layer" in line
+
+
+def test_files_layer_links_and_variable_booleans(tmp_path):
+    r = write_recipe(tmp_path / "r.json", {
+        "base": "ubuntu:22.04", "variables": {"keep": {"default": "no"}},
+        "layers": [{"name": "links", "kind": "files", "keep_modes": "${keep}",
+                    "files": [{"dest": "/usr/bin/python", "link": "python3"}]}]})
+    out, _ = stage(r, tmp_path)
+    assert os.readlink(out / "01-links/usr/bin/python") == "python3"
+    line = kiln_fails("build", r, "--dry-run", "--set", "keep=maybe")
+    assert "'keep_modes' of layer 'links' is 'maybe': expected true or false" in line
+    bad = write_recipe(tmp_path / "b.json", {"base": "ubuntu:22.04", "layers": [
+        {"name": "x", "kind": "files", "files": [{"dest": "/a", "link": "b", "mode": "0755"}]}]})
+    assert "mode" in kiln_fails("build", bad, "--dry-run")
+
+
+def test_upstreams_hopper_pins_say_which_conflict(tmp_path):
+    """torchvision 0.20.0 requires torch 2.5.0: with torch 2.8 pinned, the
+    resolver names both requirements."""
+    sets = make_inputs(tmp_path, "hopper")
+    tw = pathlib.Path(sets["torch_index"][len("file://"):])
+    extra = make_wheel(tmp_path / "x", "torchvision", "0.20.0+cu128", requires=["torch==2.5.0"])
+    make_simple_index(tw, [*tw.parent.joinpath("files").glob("*.whl"), extra])
+    args = ["build", LINNAEUS, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+            "--arch", "hopper", "--set", "torchvision_spec===0.20.0+cu128"]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    line = kiln_fails(*args)
+    assert "torch" in line and "2.5.0" in line and "torchvision" in line, line

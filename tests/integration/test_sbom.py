@@ -153,7 +153,10 @@ def check_spdx(doc):
     assert described == ["SPDXRef-image"]
     contained = sorted(to for frm, typ, to in rels if frm == "SPDXRef-image" and typ == "CONTAINS")
     assert contained == sorted(i for i in ids if i != "SPDXRef-image")
-    assert len(rels) == len(ids)
+    # the rest: what the resolvers found, between packages of the document
+    others = [r for r in rels if r[0] != "SPDXRef-DOCUMENT" and r[0] != "SPDXRef-image"]
+    assert all(typ == "DEPENDS_ON" and frm in ids and to in ids for frm, typ, to in others), others
+    assert len(rels) == len(ids) + len(others)
 
 
 def purl_of(p):
@@ -394,10 +397,11 @@ def test_sbom_with_skip_if_built(kiln, world, tmp_path):
 
 
 def test_sbom_of_the_linnaeus_image(kiln, registry_factory, tmp_path):
-    """The shipped recipe with its stand-ins: the apt packages, torch's
-    requirements, torch, torchvision and torchaudio, the Python requirements
-    and the compiled FlashAttention wheel, each once."""
-    from linnaeus_standins import DEBS, TORCH, build_args, make_inputs, push_base
+    """The shipped recipe with its stand-ins: the apt packages, torch,
+    torchvision and torchaudio with torch's dependencies, the build tools,
+    FlashAttention (the sdist it was compiled from) and linnaeus's
+    dependency closure, each once."""
+    from linnaeus_standins import TORCH, UPSTREAM_APT, build_args, make_inputs, push_base
     reg = registry_factory()
     push_base(kiln, reg, tmp_path)
     sets = make_inputs(tmp_path, "ampere")
@@ -407,15 +411,23 @@ def test_sbom_of_the_linnaeus_image(kiln, registry_factory, tmp_path):
     m = json.loads(blob_path(tmp_path / "out", res["sbom"]).read_bytes())
     doc = json.loads(blob_path(tmp_path / "out", m["layers"][0]["digest"]).read_bytes())
     check_spdx(doc)
-    got = {(purl_of(p).split("/")[0], p["name"]): p["versionInfo"]
-           for p in doc["packages"] if p["SPDXID"] != "SPDXRef-image"}
+    pkgs = [p for p in doc["packages"] if p["SPDXID"] != "SPDXRef-image"]
+    keys = [(purl_of(p).split("/")[0], p["name"]) for p in pkgs]
+    assert len(keys) == len(set(keys)), [k for k in keys if keys.count(k) > 1]
+    got = {(purl_of(p).split("/")[0], p["name"]): p["versionInfo"] for p in pkgs}
     torch, vision, audio, _, fa = TORCH["ampere"]
-    want = {("pkg:deb", d): "1.0-1" for ds in DEBS.values() for d in ds}
+    want = {("pkg:deb", d): "1.0-1" for d in UPSTREAM_APT}
     want.update({("pkg:pypi", "torch"): torch, ("pkg:pypi", "torchvision"): vision,
                  ("pkg:pypi", "torchaudio"): audio, ("pkg:pypi", "nvidia-cudnn-cu12"): "9.5.1.17",
-                 ("pkg:pypi", "numpy"): "1.26.4", ("pkg:pypi", "tqdm"): "4.66.4",
-                 ("pkg:pypi", "flash-attn"): fa})
-    assert got == want
-    tqdm = next(p for p in doc["packages"] if p["name"] == "tqdm")
-    wheel = next((tmp_path / "pw").glob("tqdm-*.whl"))
+                 ("pkg:pypi", "ninja"): "1.11.1.3", ("pkg:pypi", "uv"): "0.5.11",
+                 ("pkg:pypi", "flash-attn"): fa, ("pkg:pypi", "pandas"): "2.2.3",
+                 ("pkg:pypi", "numpy"): "2.1.3", ("pkg:pypi", "pytest"): "8.3.3"})
+    assert want.items() <= got.items()
+    # only what pip would install: no marker-false or Windows-only packages
+    assert not {("pkg:pypi", n) for n in ("tomli", "colorama", "exceptiongroup")} & got.keys()
+    fa_pkg = next(p for p in pkgs if p["name"] == "flash-attn")
+    sdist = next((tmp_path / "fa").glob(f"flash_attn-{fa}.tar.gz"))
+    assert fa_pkg["checksums"][0]["checksumValue"] == sha256(sdist)
+    tqdm = next(p for p in pkgs if p["name"] == "tqdm")
+    wheel = next((tmp_path / "lw").glob("tqdm-*.whl"))
     assert tqdm["checksums"][0]["checksumValue"] == sha256(wheel)
