@@ -578,7 +578,7 @@ int layer_source_add_link(struct layer_source *s, const char *target, const char
         _cleanup_free_ char *clean = NULL;
         struct layer_source_entry *e;
 
-        if (layer_path_clean(target, &clean, err) < 0)
+        if (layer_path_clean(target, 0, "invalid path", &clean, err) < 0)
                 return -1;
         if (!*clean)
                 return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for a link", target);
