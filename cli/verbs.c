@@ -302,14 +302,27 @@ static const struct cli_option verify_opts[] = {
 };
 
 static const struct cli_option validate_opts[] = {
+        {.name = "recipe", .key = 'R', .type = CLI_STR, .arg = "FILE|NAME",
+         .complete = CLI_COMPLETE_FILE,
+         .help = "the recipe whose checks apply (default: the shipped linnaeus)"},
         {.name = "arch", .key = 'a', .type = CLI_STR, .arg = "ARCH", .words = w_arch,
-         .help = "the arch the image is for: hopper, ampere, turing (required)"},
-        {.name = "python", .key = 'y', .type = CLI_STR, .arg = "PATH",
-         .help = "the interpreter in the image (default /usr/bin/python3.11)"},
-        {.name = "source-path", .key = 's', .type = CLI_STR, .arg = "PATH",
-         .help = "where the linnaeus source is (default /app/linnaeus)"},
+         .help = "the profile (default: the one the image records)"},
+        {.name = "set", .key = 'S', .type = CLI_STR, .arg = "NAME=VALUE",
+         .help = "set a variable of the recipe (repeatable)"},
+        {.name = "static", .key = 'T', .type = CLI_FLAG,
+         .help = "check the image's files only; do not run it"},
+        {.name = "gpu", .key = 'g', .type = CLI_FLAG,
+         .help = "run with the NVIDIA devices; add the GPU checks"},
+        {.name = "smoke", .key = 'k', .type = CLI_STR, .arg = "CMD",
+         .help = "also run CMD (sh -c) in the image; it must exit 0"},
         {.name = "run", .key = 'r', .type = CLI_STR, .arg = "CMD",
-         .help = "also run CMD in the image with bubblewrap; it must exit 0"},
+         .help = "the older name of --smoke"},
+        {.name = "python", .key = 'y', .type = CLI_STR, .arg = "PATH",
+         .help = "the interpreter in the image (default: the recipe's)"},
+        {.name = "source-path", .key = 's', .type = CLI_STR, .arg = "PATH",
+         .help = "where the application source is (default: the recipe's)"},
+        {.name = "cache", .key = 'c', .type = CLI_STR, .arg = "DIR", .complete = CLI_COMPLETE_DIR,
+         .help = "where layers are unpacked (default $XDG_CACHE_HOME/kiln)"},
         END,
 };
 
@@ -401,8 +414,9 @@ const struct cli_verb cli_verbs[] = {
          "RECIPE --against REF",
          {&g_verify, &g_recipe_vars, &g_build, &g_compression, &g_platform, &g_transfer}, NULL},
         {"validate", cmd_validate,
-         "check a linnaeus image statically: CUDA, torch, FlashAttention, source",
-         "PLACE --arch ARCH", {&g_validate, &g_platform}, NULL},
+         "check an image against its recipe's expectations, run inside it",
+         "PLACE [--recipe FILE|NAME] [--arch A] [--static | [--gpu] [--smoke CMD]]",
+         {&g_validate, &g_platform}, NULL},
         {NULL, NULL, NULL, NULL, {NULL}, NULL},
 };
 /* clang-format on */

@@ -36,6 +36,11 @@ struct recipe *recipe_load(const char *path, struct kiln_error *err);
 /* The same from a buffer; name is used in messages, dir resolves relative paths. */
 struct recipe *recipe_parse(const char *buf, size_t len, const char *name, const char *dir,
                             struct kiln_error *err);
+/* A recipe shipped with kiln, by name ("linnaeus": recipes/linnaeus/
+ * linnaeus.json as this kiln was built with it); KILN_E_NOT_FOUND, listing
+ * the names, for another.  Its relative paths start in the current
+ * directory: it is meant for what needs no input files (kiln validate). */
+struct recipe *recipe_load_shipped(const char *name, struct kiln_error *err);
 void recipe_free(struct recipe *r);
 void recipe_freep(struct recipe **r);
 
@@ -82,6 +87,7 @@ struct recipe_plan {
         size_t n_tags;
         json_t *unresolved;  /* strings naming what is not known yet */
         char *source_from;   /* "git", "github", "local" or NULL without a source layer */
+        json_t *validate;    /* "validate" expanded (recipe_validate.h); NULL: none */
 };
 
 struct recipe_plan_opts {

@@ -36,6 +36,36 @@ int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln
 /* A wheel RECORD's hash of d: "sha256=" and urlsafe base64 without padding. */
 void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen);
 
+/* The schema check of recipe_parse.c, for the parts checked elsewhere:
+ * an object's fields (every key known, every type right, required keys
+ * present), an array's element type, an object of strings. */
+enum recipe_stype { S_STRING, S_OBJECT, S_ARRAY, S_BOOL, S_INT, S_STRING_OR_ARRAY };
+struct recipe_sfield {
+        const char *key;
+        enum recipe_stype type;
+        bool required;
+};
+int recipe_check_object(const struct recipe *r, const json_t *obj, const char *ptr,
+                        const char *where, const struct recipe_sfield *fields, size_t n,
+                        struct kiln_error *err);
+int recipe_check_elems(const struct recipe *r, const json_t *v, const char *ptr, const char *what,
+                       enum recipe_stype t, struct kiln_error *err);
+int recipe_check_string_map(const struct recipe *r, const json_t *v, const char *ptr,
+                            const char *what, struct kiln_error *err);
+/* Files built into kiln (recipes/embed.py, recipes/meson.build): the
+ * shipped recipes, and the program kiln validate runs in the image. */
+extern const char recipe_embedded_linnaeus_json[];
+extern const size_t recipe_embedded_linnaeus_json_len;
+extern const char recipe_embedded_validate_checks_py[];
+extern const size_t recipe_embedded_validate_checks_py_len;
+
+/* The recipe's "validate" object (recipe_validate.c). */
+int recipe_validate_check(const struct recipe *r, const json_t *v, struct kiln_error *err);
+
+/* A layer's "when" (and a check's): "", "none", "false", "0" and "no" are
+ * false, anything else true. */
+bool recipe_truthy(const char *s);
+
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);

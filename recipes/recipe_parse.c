@@ -274,9 +274,7 @@ int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln
 
 /* ---- schema ---- */
 
-enum stype { S_STRING, S_OBJECT, S_ARRAY, S_BOOL, S_INT, S_STRING_OR_ARRAY };
-
-static const char *stype_name(enum stype t)
+static const char *stype_name(enum recipe_stype t)
 {
         switch (t) {
         case S_STRING: return "a string";
@@ -289,7 +287,7 @@ static const char *stype_name(enum stype t)
         return "?";
 }
 
-static bool type_ok(const json_t *v, enum stype t)
+static bool type_ok(const json_t *v, enum recipe_stype t)
 {
         switch (t) {
         case S_STRING: return json_is_string(v);
@@ -302,12 +300,6 @@ static bool type_ok(const json_t *v, enum stype t)
         }
         return false;
 }
-
-struct sfield {
-        const char *key;
-        enum stype type;
-        bool required;
-};
 
 static char *child_ptr(const char *ptr, const char *seg)
 {
@@ -351,14 +343,14 @@ char *recipe_ptr_index(const char *ptr, size_t i)
 /* Checks obj against fields: every key known, every type right, required
  * keys present.  where names the object in messages ("layer 'torch'"). */
 static int check_object(const struct recipe *r, const json_t *obj, const char *ptr,
-                        const char *where, const struct sfield *fields, size_t n,
+                        const char *where, const struct recipe_sfield *fields, size_t n,
                         struct kiln_error *err)
 {
         const char *key;
         json_t *v;
 
         json_object_foreach(jmut(obj), key, v) {
-                const struct sfield *f = NULL;
+                const struct recipe_sfield *f = NULL;
                 _cleanup_free_ char *cp = child_ptr(ptr, key);
 
                 if (!cp)
@@ -393,7 +385,7 @@ static int check_object(const struct recipe *r, const json_t *obj, const char *p
 
 /* Every element of array v (at ptr) must have type t. */
 static int check_elems(const struct recipe *r, const json_t *v, const char *ptr, const char *what,
-                       enum stype t, struct kiln_error *err)
+                       enum recipe_stype t, struct kiln_error *err)
 {
         size_t i;
         json_t *e;
@@ -419,6 +411,25 @@ static int check_string_map(const struct recipe *r, const json_t *v, const char 
                                        "'%s' in %s must be a string", key, what);
         }
         return 0;
+}
+
+int recipe_check_object(const struct recipe *r, const json_t *obj, const char *ptr,
+                        const char *where, const struct recipe_sfield *fields, size_t n,
+                        struct kiln_error *err)
+{
+        return check_object(r, obj, ptr, where, fields, n, err);
+}
+
+int recipe_check_elems(const struct recipe *r, const json_t *v, const char *ptr, const char *what,
+                       enum recipe_stype t, struct kiln_error *err)
+{
+        return check_elems(r, v, ptr, what, t, err);
+}
+
+int recipe_check_string_map(const struct recipe *r, const json_t *v, const char *ptr,
+                            const char *what, struct kiln_error *err)
+{
+        return check_string_map(r, v, ptr, what, err);
 }
 
 /* "0755": octal digits, at most 07777 (a ${...} is checked once expanded) */
@@ -462,31 +473,32 @@ bool recipe_var_name_valid(const char *s)
         return true;
 }
 
-static const struct sfield top_fields[] = {
+static const struct recipe_sfield top_fields[] = {
         {"recipe", S_INT, false},      {"name", S_STRING, false},
         {"description", S_STRING, false}, {"base", S_STRING, true},
         {"variables", S_OBJECT, false}, {"profiles", S_OBJECT, false},
         {"layers", S_ARRAY, true},     {"config", S_OBJECT, false},
         {"annotations", S_OBJECT, false}, {"tag", S_OBJECT, false},
+        {"validate", S_OBJECT, false},
 };
 
-static const struct sfield var_fields[] = {
+static const struct recipe_sfield var_fields[] = {
         {"default", S_STRING, true},
         {"allowed", S_ARRAY, false},
         {"description", S_STRING, false},
 };
 
-static const struct sfield profile_fields[] = {
+static const struct recipe_sfield profile_fields[] = {
         {"by", S_STRING, true},
         {"values", S_OBJECT, true},
 };
 
-static const struct sfield config_fields[] = {
+static const struct recipe_sfield config_fields[] = {
         {"env", S_ARRAY, false},     {"workdir", S_STRING, false}, {"cmd", S_ARRAY, false},
         {"entrypoint", S_ARRAY, false}, {"user", S_STRING, false}, {"labels", S_OBJECT, false},
 };
 
-static const struct sfield tag_fields[] = {
+static const struct recipe_sfield tag_fields[] = {
         {"repository", S_STRING, true}, {"tag", S_STRING, true},
         {"branch", S_STRING, false},    {"main_branch", S_STRING, false},
         {"suffix", S_STRING, false},    {"also", S_ARRAY, false},
@@ -496,7 +508,7 @@ static const struct sfield tag_fields[] = {
         {"name", S_STRING, true}, {"kind", S_STRING, true}, {"when", S_STRING, false},             \
                 {"comment", S_STRING, false}, {"keep_modes", S_BOOL, false}
 
-static const struct sfield wheels_fields[] = {
+static const struct recipe_sfield wheels_fields[] = {
         LAYER_COMMON,
         {"wheels", S_ARRAY, false},
         {"packages", S_ARRAY, false},
@@ -517,7 +529,7 @@ static const struct sfield wheels_fields[] = {
         {"interpreter", S_STRING, false},
 };
 
-static const struct sfield debs_fields[] = {
+static const struct recipe_sfield debs_fields[] = {
         LAYER_COMMON,
         {"debs", S_ARRAY, false},
         {"apt", S_ARRAY, false},
@@ -528,7 +540,7 @@ static const struct sfield debs_fields[] = {
 
 /* docs/recipes.md "apt sources": the index form (mirror + index under
  * dists/SUITE/) or the deb822 form (mirror, suite, components, arch) */
-static const struct sfield apt_fields[] = {
+static const struct recipe_sfield apt_fields[] = {
         {"mirror", S_STRING, true},
         {"index", S_STRING, false},
         {"suite", S_STRING, false},
@@ -568,7 +580,7 @@ static int check_apt_source(const struct recipe *r, const json_t *e, const char 
         return 0;
 }
 
-static const struct sfield source_fields[] = {
+static const struct recipe_sfield source_fields[] = {
         LAYER_COMMON,
         {"from", S_STRING, true},
         {"repository", S_STRING, false},
@@ -577,7 +589,7 @@ static const struct sfield source_fields[] = {
         {"path", S_STRING, true},
 };
 
-static const struct sfield build_fields[] = {
+static const struct recipe_sfield build_fields[] = {
         LAYER_COMMON,
         {"command", S_ARRAY, true},
         {"env", S_OBJECT, false},
@@ -595,13 +607,13 @@ static const struct sfield build_fields[] = {
 };
 
 /* a build step's "sdist" */
-static const struct sfield sdist_fields[] = {
+static const struct recipe_sfield sdist_fields[] = {
         {"index", S_STRING, true},
         {"requirement", S_STRING, true},
         {"pre", S_BOOL, false},
 };
 
-static const struct sfield run_fields[] = {
+static const struct recipe_sfield run_fields[] = {
         LAYER_COMMON,
         {"command", S_ARRAY, true},
         {"env", S_OBJECT, false},
@@ -611,7 +623,7 @@ static const struct sfield run_fields[] = {
         {"workdir", S_STRING, false},
 };
 
-static const struct sfield tree_fields[] = {
+static const struct recipe_sfield tree_fields[] = {
         LAYER_COMMON,
         {"src", S_STRING, true},
         {"dest", S_STRING, true},
@@ -619,24 +631,24 @@ static const struct sfield tree_fields[] = {
         {"modes", S_OBJECT, false},
 };
 
-static const struct sfield files_fields[] = {
+static const struct recipe_sfield files_fields[] = {
         LAYER_COMMON,
         {"files", S_ARRAY, true},
 };
 
-static const struct sfield host_file_fields[] = {
+static const struct recipe_sfield host_file_fields[] = {
         {"src", S_STRING, true},
         {"dest", S_STRING, true},
         {"mode", S_STRING, false},
 };
 
 /* a symbolic link the layer makes: {"dest": "/usr/bin/python", "link": "python3"} */
-static const struct sfield link_fields[] = {
+static const struct recipe_sfield link_fields[] = {
         {"dest", S_STRING, true},
         {"link", S_STRING, true},
 };
 
-static const struct sfield file_fields[] = {
+static const struct recipe_sfield file_fields[] = {
         {"path", S_STRING, true},
         {"sha256", S_STRING, false},
 };
@@ -704,7 +716,7 @@ static int check_layer(const struct recipe *r, const json_t *l, size_t idx, stru
         _cleanup_free_ char *ptr = recipe_ptr_index("/layers", idx);
         _cleanup_free_ char *where = NULL;
         const char *kind, *name;
-        const struct sfield *fields;
+        const struct recipe_sfield *fields;
         size_t n;
         json_t *v;
 
@@ -1076,6 +1088,8 @@ static int check_recipe(const struct recipe *r, struct kiln_error *err)
         }
         if ((v = json_object_get(r->root, "annotations")) &&
             check_string_map(r, v, "/annotations", "'annotations'", err) < 0)
+                return -1;
+        if ((v = json_object_get(r->root, "validate")) && recipe_validate_check(r, v, err) < 0)
                 return -1;
         if ((v = json_object_get(r->root, "tag"))) {
                 json_t *e;

@@ -263,7 +263,7 @@ static json_t *expand_json(struct pctx *c, const json_t *v, const char *ptr, boo
         return json_deep_copy(v);
 }
 
-static bool truthy(const char *s)
+bool recipe_truthy(const char *s)
 {
         return *s && strcmp(s, "none") && strcmp(s, "false") && strcmp(s, "0") && strcmp(s, "no");
 }
@@ -452,7 +452,7 @@ static int layer_included(struct pctx *c, const json_t *l, size_t i, bool *ret,
         s = expand_top(c, json_string_value(w), wp, NULL, err);
         if (!s)
                 return -1;
-        *ret = truthy(s);
+        *ret = recipe_truthy(s);
         free(s);
         return 0;
 }
@@ -920,6 +920,14 @@ int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opt
                 goto out;
         if (plan_tags(&c, p, err) < 0)
                 goto out;
+        if (json_object_get(r->root, "validate")) {
+                /* its checks' when/unless are applied by recipe_validate_spec */
+                bool kept = false;
+                p->validate = expand_json(&c, json_object_get(r->root, "validate"), "/validate",
+                                          &kept, err);
+                if (!p->validate)
+                        goto out;
+        }
         /* every variable, expanded, for the record */
         json_object_foreach(c.raw, key, v) {
                 const char *val;
@@ -964,6 +972,7 @@ void recipe_plan_free(struct recipe_plan *p)
                 free(p->tags[i]);
         free(p->tags);
         json_decref(p->unresolved);
+        json_decref(p->validate);
         free(p->source_from);
         free(p);
 }
@@ -998,6 +1007,8 @@ json_t *recipe_plan_to_json(const struct recipe_plan *p)
                 json_array_append_new(tags, json_string(p->tags[i]));
         json_object_set_new(j, "tags", tags);
         json_object_set_new(j, "unresolved", json_incref(p->unresolved));
+        if (p->validate)
+                json_object_set_new(j, "validate", json_incref(p->validate));
         return j;
 }
 

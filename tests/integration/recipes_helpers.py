@@ -291,6 +291,31 @@ def make_apt_repo(mirror, debs, suite="jammy", component="main", *, key="default
     return mirror
 
 
+def mirror_of(tmp_path, debs):
+    """A local apt mirror of real .debs (bookworm main): dpkg-scanpackages'
+    index, a Release signed with the tests' key."""
+    m = pathlib.Path(tmp_path) / "mirror"
+    pool = m / "pool/main"
+    pool.mkdir(parents=True)
+    for d in debs:
+        (pool / d.name).write_bytes(d.read_bytes())
+    idx = m / "dists/bookworm/main/binary-amd64"
+    idx.mkdir(parents=True)
+    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
+                       capture_output=True)
+    (idx / "Packages").write_bytes(p.stdout)
+    sign_release(m / "dists/bookworm", gpg_key())
+    return m
+
+
+def apt_layer(name, packages, mirror):
+    """A debs layer installing packages (and their dependencies) from a
+    mirror_of() mirror."""
+    return {"name": name, "kind": "debs", "apt": [
+        {"mirror": str(mirror), "suite": "bookworm", "components": ["main"],
+         "keyring": str(gpg_key().keyring), "packages": packages}]}
+
+
 def make_git_repo(path, branches=None, main_files=None):
     """A repository with 'main' (plus main_files, {file: text}) and the
     given branches ({name: {file: text}})."""

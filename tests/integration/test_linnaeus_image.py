@@ -157,3 +157,31 @@ def test_podman_runs_the_image(kiln, world):
     assert p.returncode == 0, p.stderr
     assert f"flash_attn {TORCH['ampere'][4]} sm_80;sm_86 42" in p.stdout
     assert "linnaeus /app/linnaeus/linnaeus/__init__.py" in p.stdout
+
+
+@pytest.mark.parametrize("arch", ["ampere", "turing", "hopper"])
+def test_validate_runs_upstreams_checks_in_the_image(kiln, world, arch):
+    """kiln validate with the shipped recipe's checks, for the arch the image
+    records: in the image (FlashAttention's extension loads against the
+    image's torch) and from its files."""
+    _, res, place = built(kiln, world, arch)
+    p = kiln.run("validate", place, "--cache", world[0] / "cache", check=False, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].endswith(f"arch={arch}, in the image"), p.stdout
+    got = {l.split()[1]: l.split(None, 2)[2] for l in p.stdout.splitlines()
+           if l.startswith(("ok ", "FAIL ", "skip "))}
+    torch, vision, _, _, fa = TORCH[arch]
+    assert got["torch"] == f"torch {torch}; torch.version.cuda {'12.8' if arch == 'hopper' else '12.6'}"
+    assert got["linnaeus"].startswith("import linnaeus (/app/linnaeus/linnaeus/__init__.py)")
+    if fa:
+        assert got["flash-attn"].startswith(f"flash_attn {fa}; imports flash_attn_func")
+        assert got["flash-attn-ext"] == "flash_attn_2_cuda loads"
+    else:
+        assert "as expected" in got["flash-attn"] and "flash-attn-ext" not in got
+    s = kiln.run("validate", place, "--static", check=False, timeout=600)
+    assert s.returncode == 0, s.stdout + s.stderr
+    # and another arch's expectations fail
+    other = {"ampere": "hopper", "turing": "ampere", "hopper": "turing"}[arch]
+    p = kiln.run("validate", place, "--arch", other, "--cache", world[0] / "cache", check=False,
+                 timeout=600)
+    assert p.returncode == 1 and "FAIL flash-attn" in p.stdout, p.stdout

@@ -16,7 +16,7 @@ import tarfile
 import pytest
 
 from imagegen import make_image
-from recipes_helpers import gpg_key, kiln, make_deb, sign_release, write_recipe
+from recipes_helpers import apt_layer, gpg_key, kiln, make_deb, mirror_of, write_recipe
 
 CACHE = pathlib.Path(os.environ.get("KILN_TEST_ROOTFS_DIR", "/var/cache/kiln-test"))
 DEBS = pathlib.Path(os.environ.get("KILN_TEST_DEBS_DIR", CACHE / "debs"))
@@ -50,22 +50,6 @@ def debian_base(tmp_path_factory):
     return f"oci:{lay}:b"
 
 
-def mirror_of(tmp_path, debs):
-    """A local apt mirror of debs: dpkg-scanpackages' index, a signed Release."""
-    m = tmp_path / "mirror"
-    pool = m / "pool/main"
-    pool.mkdir(parents=True)
-    for d in debs:
-        (pool / d.name).write_bytes(d.read_bytes())
-    idx = m / "dists/bookworm/main/binary-amd64"
-    idx.mkdir(parents=True)
-    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
-                       capture_output=True)
-    (idx / "Packages").write_bytes(p.stdout)
-    sign_release(m / "dists/bookworm", gpg_key())
-    return m
-
-
 def build_and_unpack(tmp_path, base, layers):
     r = write_recipe(tmp_path / "r.json", {"base": base, "tag": {"repository": "kiln/dpkg", "tag": "t"},
                                            "layers": layers})
@@ -80,12 +64,6 @@ def dpkg(root, *args, check=True):
     if check:
         assert p.returncode == 0, (args, p.stdout, p.stderr)
     return p
-
-
-def apt_layer(name, packages, mirror):
-    return {"name": name, "kind": "debs", "apt": [
-        {"mirror": str(mirror), "suite": "bookworm", "components": ["main"],
-         "keyring": str(gpg_key().keyring), "packages": packages}]}
 
 
 def test_dpkg_knows_what_a_debs_layer_installed(tmp_path, debian_base):
