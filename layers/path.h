@@ -5,7 +5,7 @@
  * Lexical only: components are split at '/', empty and '.' components are
  * dropped, and the result has no leading, trailing or doubled '/' ("" is
  * the root).  Nothing is looked up on disk: symlinks are the caller's
- * (layers/unpack.c resolves them inside its root).
+ * (layers/unpack_path.c resolves them inside its root).
  *
  *     char *clean;
  *     if (layer_path_clean(name, LAYER_PATH_RELATIVE, "refusing entry", &clean, &err) < 0)

@@ -1,7 +1,7 @@
 /* memmem */
 #define _GNU_SOURCE
 /* Unit tests for layers/writer.c, layers/source.c (patterns, paths) and the
- * decompressing reader of layers/unpack.c. */
+ * decompressing reader of layers/unpack_decompress.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
