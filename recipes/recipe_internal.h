@@ -36,9 +36,9 @@ int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln
 /* A wheel RECORD's hash of d: "sha256=" and urlsafe base64 without padding. */
 void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen);
 
-/* The schema check of recipe_parse.c, for the parts checked elsewhere:
- * an object's fields (every key known, every type right, required keys
- * present), an array's element type, an object of strings. */
+/* The schema check (recipe_schema.c): an object's fields (every key known,
+ * every type right, required keys present), an array's element type, an
+ * object of strings. */
 enum recipe_stype { S_STRING, S_OBJECT, S_ARRAY, S_BOOL, S_INT, S_STRING_OR_ARRAY };
 struct recipe_sfield {
         const char *key;
@@ -52,6 +52,8 @@ int recipe_check_elems(const struct recipe *r, const json_t *v, const char *ptr,
                        enum recipe_stype t, struct kiln_error *err);
 int recipe_check_string_map(const struct recipe *r, const json_t *v, const char *ptr,
                             const char *what, struct kiln_error *err);
+/* Layer idx of the recipe's "layers", l, against the schema of its kind. */
+int recipe_check_layer(const struct recipe *r, const json_t *l, size_t idx, struct kiln_error *err);
 /* Files built into kiln (recipes/embed.py, recipes/meson.build): the
  * shipped recipes, and the program kiln validate runs in the image. */
 extern const char recipe_embedded_linnaeus_json[];
