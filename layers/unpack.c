@@ -1,3 +1,6 @@
+/* layers/unpack.c: the unpacker (unpack.h): its lifecycle, applying a layer
+ * entry by entry, and the deferred directory modes at the end.  The other
+ * files of the unpacker are listed in unpack_internal.h. */
 /* O_PATH, AT_EMPTY_PATH */
 #define _GNU_SOURCE
 #include "unpack_internal.h"
