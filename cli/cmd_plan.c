@@ -210,7 +210,8 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
         }
         /* the revision is known now: plan again so tags and annotations hold it */
         po->source_revision = revision;
-        if (recipe_plan_build(r, po, &final, err) < 0)
+        if (recipe_plan_build(r, po, &final, err) < 0 ||
+            recipe_plan_configure(final, false, false, NULL, NULL, err) < 0)
                 goto done;
         {
                 json_t *j = recipe_plan_to_json(final);
@@ -381,7 +382,9 @@ int cmd_build_plan(int argc, char **argv)
                 json_decref(keyed);
                 goto out;
         }
-        if (stage_all(r, &po, plan, stage_dir, cache_dir, &ms, json, &err) < 0)
+        /* --stage builds no image: the configure steps, which run in one, are left out */
+        if (recipe_plan_configure(plan, false, false, NULL, NULL, &err) < 0 ||
+            stage_all(r, &po, plan, stage_dir, cache_dir, &ms, json, &err) < 0)
                 rc = fail(&err);
 out:
         for (size_t i = 0; i < n_sets; i++)

@@ -16,6 +16,7 @@
 #include "recipe_run.h"
 #include "recipe_sbom.h"
 #include "ref.h"
+#include "sandbox.h"
 #include "source.h"
 #include "stage.h"
 #include "unpack.h"
@@ -775,8 +776,14 @@ static json_t *build_config(json_t *base, const struct recipe_plan *plan,
         for (size_t i = 0; i < plan->n_layers; i++) {
                 char by[512];
                 json_array_append_new(diff_ids, json_string(res[i].diff_id.str));
-                snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
-                         recipe_layer_kind_name(plan->layers[i].kind), plan->layers[i].name);
+                if (plan->layers[i].configure_step)
+                        snprintf(by, sizeof(by),
+                                 "kiln build: dpkg --configure -a (debs layer '%s')",
+                                 plan->layers[i - 1].name);
+                else
+                        snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
+                                 recipe_layer_kind_name(plan->layers[i].kind),
+                                 plan->layers[i].name);
                 json_array_append_new(hist, json_pack("{s:s, s:s}", "created", created,
                                                       "created_by", by));
         }
@@ -945,6 +952,45 @@ static int base_root_for(const struct recipe_plan *plan, struct oci_store *st,
         return 0;
 }
 
+/* The configure steps of debs layers (recipe.h recipe_plan_configure):
+ * kept where the base has a dpkg database and the sandbox works.  What
+ * decides is found once per build, so every plan of it has the same
+ * layers. */
+struct configure_facts {
+        bool known;
+        bool has_dpkg;
+        const char *no_sandbox; /* NULL, or why */
+        char why[256];
+};
+
+/* With notice, one line says which steps the sandbox alone kept out, and why. */
+static int settle_configure(struct recipe_plan *plan, const char *base_root,
+                            struct configure_facts *f, const struct recipe_image_opts *o,
+                            bool notice, struct kiln_error *err)
+{
+        _cleanup_free_ char *dropped = NULL;
+        bool steps = false;
+
+        for (size_t i = 0; i < plan->n_layers; i++)
+                steps |= plan->layers[i].configure_step;
+        if (!steps)
+                return 0;
+        if (!f->known) {
+                _cleanup_free_ char *status = NULL;
+                if (recipe_dpkg_status_path(base_root, &status) < 0)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                f->has_dpkg = status != NULL;
+                f->no_sandbox = f->has_dpkg ? sandbox_userns_check(f->why, sizeof(f->why)) : NULL;
+                f->known = true;
+        }
+        if (recipe_plan_configure(plan, true, f->has_dpkg, f->no_sandbox, &dropped, err) < 0)
+                return -1;
+        if (dropped && notice)
+                warn(o, "debs layer %s: maintainer scripts not run (%s): the packages stay unpacked, for a later dpkg --configure -a",
+                     dropped, f->no_sandbox);
+        return 0;
+}
+
 /* ---- locks ---- */
 
 /* Git sources take the locked commits; a layer missing from the lock is an
@@ -1043,6 +1089,7 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
         struct oci_image img = {0};
         struct layer_cache *cache = NULL;
         _cleanup_free_ char *base_root = NULL;
+        struct configure_facts cf = {0};
         json_t *lock = NULL, *layers;
         int rc = -1;
 
@@ -1065,6 +1112,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                                   err) < 0)
                         goto out;
         }
+        if (settle_configure(plan, base_root, &cf, o, false, err) < 0)
+                goto out;
         lock = json_pack("{s:i, s:s?, s:{s:s, s:s?}, s:{}}", "lockVersion", 1, "recipe",
                          o->recipe_digest, "base", "ref", plan->base, "digest",
                          base_st ? top.desc.digest.str : NULL, "layers");
@@ -1136,6 +1185,7 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         struct recipe_image_result out = {0};
         _cleanup_free_ char *stage_root = NULL, *cbuf = NULL, *mbuf = NULL, *cl_dir = NULL;
         _cleanup_free_ char *base_ref = NULL, *base_root = NULL;
+        struct configure_facts cf = {0};
         json_t *config = NULL, *mj = NULL, *ann = NULL, *base_env;
         struct oci_descriptor cd = {0}, md = {0};
         struct oci_copy_opts copts = {0};
@@ -1158,8 +1208,6 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                                        "--locked needs a lock file: run kiln lock first");
                         goto out;
                 }
-                if (lock_apply(plan0, o->lock, o, err) < 0)
-                        goto out;
                 base_ref = lock_base(o->lock, plan0, o, err);
                 if (!base_ref)
                         goto out;
@@ -1184,7 +1232,11 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         cache = layer_cache_open(o->cache_dir, err);
         if (!cache)
                 goto out;
-        if (base_root_for(plan0, base_st, &base, layer_cache_dir(cache), &base_root, err) < 0)
+        if (base_root_for(plan0, base_st, &base, layer_cache_dir(cache), &base_root, err) < 0 ||
+            settle_configure(plan0, base_root, &cf, o, true, err) < 0)
+                goto out;
+        /* the configure steps are settled: the lock names each layer kept */
+        if (o->lock && lock_apply(plan0, o->lock, o, err) < 0)
                 goto out;
         if (o->cache_repo) {
                 repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
@@ -1268,7 +1320,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 oci_hasher_release(&h);
                 po.source_revision = out.revision;
                 po.base_env = json_is_array(benv) ? benv : NULL;
-                if (recipe_plan_build(r, &po, &plan, err) < 0)
+                if (recipe_plan_build(r, &po, &plan, err) < 0 ||
+                    settle_configure(plan, base_root, &cf, o, false, err) < 0)
                         goto out;
                 snprintf(itag, sizeof(itag), "kb-%s", oci_digest_hex(&input));
                 probe = o->open_place(o->open_ctx, plan->tags[0], true, err);
@@ -1338,7 +1391,8 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
         base_env = json_object_get(json_object_get(base.config, "config"), "Env");
         po.source_revision = out.revision;
         po.base_env = json_is_array(base_env) ? base_env : NULL;
-        if (recipe_plan_build(r, &po, &plan, err) < 0)
+        if (recipe_plan_build(r, &po, &plan, err) < 0 ||
+            settle_configure(plan, base_root, &cf, o, false, err) < 0)
                 goto out;
         if (plan->n_tags == 0) {
                 kiln_error_set(err, KILN_E_INVALID, "recipe '%s' gives no tag", plan->recipe_name);
