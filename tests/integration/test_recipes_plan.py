@@ -40,6 +40,10 @@ def test_linnaeus_tags_follow_the_seed_convention(args, tag):
     assert plan["tags"][0] == f"{REPO}:{tag}"
 
 
+def params(plan, name):
+    return next(l["params"] for l in plan["layers"] if l["name"] == name)
+
+
 def test_linnaeus_matrix_layers_and_profiles():
     want = {
         "hopper": ("nightly-cu128", "https://download.pytorch.org/whl/nightly/cu128", "9.0", True),
@@ -50,16 +54,19 @@ def test_linnaeus_matrix_layers_and_profiles():
     for arch, (variant, index, cuda, fa) in want.items():
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
         names = [l["name"] for l in plan["layers"]]
-        expected = ["python", "torch-deps", "torch", "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
+        # the apt packages' maintainer scripts run above them, as apt-get would
+        expected = ["python", "python/configure", "torch-deps", "torch",
+                    "torchvision-torchaudio"] + (["flash-attn"] if fa else []) + \
                    ["python-deps", "linnaeus"]
         assert names == expected, arch
+        assert plan["layers"][1]["configures"] == "python"
         assert plan["base"] == "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
         assert plan["variables"]["torch_variant"] == variant
-        assert plan["layers"][1]["params"]["index"] == index
-        torch = plan["layers"][2]["params"]
+        assert params(plan, "torch-deps")["index"] == index
+        torch = params(plan, "torch")
         assert torch["index"] == index
         if fa:
-            build = plan["layers"][4]["params"]
+            build = params(plan, "flash-attn")
             assert build["env"]["TORCH_CUDA_ARCH_LIST"] == cuda
             assert build["env"]["MAX_JOBS"] == "12"   # build.sh's default
         src = plan["layers"][-1]["params"]
@@ -129,12 +136,12 @@ def test_a_branch_or_suffix_docker_would_refuse_is_an_error_naming_it():
 
 def test_versions_per_arch():
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "hopper").stdout)
-    assert plan["layers"][2]["params"]["packages"] == ["torch==2.8.0.*"]
-    assert plan["layers"][1]["params"]["requirements"] == "torch-nightly-cu128-requirements.txt"
+    assert params(plan, "torch")["packages"] == ["torch==2.8.0.*"]
+    assert params(plan, "torch-deps")["requirements"] == "torch-nightly-cu128-requirements.txt"
     assert plan["variables"]["flash_attn_version"] == "3.0.0b3"
     plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", "ampere").stdout)
-    assert plan["layers"][2]["params"]["packages"] == ["torch==2.7.1+cu126"]
-    assert plan["layers"][1]["params"]["requirements"] == "torch-cu126-requirements.txt"
+    assert params(plan, "torch")["packages"] == ["torch==2.7.1+cu126"]
+    assert params(plan, "torch-deps")["requirements"] == "torch-cu126-requirements.txt"
     assert plan["variables"]["flash_attn_version"] == "2.7.4.post1"
 
 
@@ -159,7 +166,8 @@ def test_text_plan_marks_unresolved():
     assert "(unresolved)" in out
     assert ("unresolved:\n  env 'PATH': known once the base image is pulled\n"
             "  source.revision: known once the source is fetched") in out
-    assert "  5 flash-attn: build" in out
+    assert "  2 python/configure: run\n      maintainer scripts of the debs layer below" in out
+    assert "  6 flash-attn: build" in out
 
 
 def test_unknown_variable_is_a_clear_error():
