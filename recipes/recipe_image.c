@@ -464,6 +464,8 @@ struct layer_jobs {
         json_t **packages; /* each layer's inventory, with o->sbom */
         struct recipe_image_result *out;
         pthread_mutex_t lock;
+        pthread_cond_t layer_done; /* signalled when a layer is finished or failed */
+        bool *done;                /* per layer: finished */
         size_t next;
         unsigned pushed; /* blobs handed to the destination early */
         bool failed;
@@ -521,6 +523,30 @@ static int lock_check_packages(const json_t *lock, const char *layer, const json
         return 0;
 }
 
+/* A layer made in the image waits for every layer below it (they are
+ * taken in order, so each is done or being built: no cycle).  -1 when
+ * another layer failed meanwhile. */
+static int wait_below(struct layer_jobs *lj, size_t i, struct kiln_error *err)
+{
+        int rc = 0;
+
+        pthread_mutex_lock(&lj->lock);
+        for (;;) {
+                size_t k = 0;
+                while (k < i && lj->done[k])
+                        k++;
+                if (lj->failed) {
+                        rc = kiln_error_set(err, KILN_E_INTERNAL, "a layer below failed");
+                        break;
+                }
+                if (k == i)
+                        break;
+                pthread_cond_wait(&lj->layer_done, &lj->lock);
+        }
+        pthread_mutex_unlock(&lj->lock);
+        return rc;
+}
+
 /* One layer: its key; the local cache, then the cache repository; on a miss
  * stage and build it (and publish it).  A layer built here is handed to the
  * destination at once when pushing. */
@@ -549,6 +575,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct timespec t0, t1;
         int rc = -1;
 
+        if (layer_in_image(&plan0->layers[i]) && wait_below(lj, i, err) < 0)
+                return -1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (plan0->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan0->layers[i])) {
                 /* the layers below are built (plan_has_run): the image is known */
@@ -683,21 +711,25 @@ static void *layer_worker(void *arg)
                 }
                 i = lj->next++;
                 pthread_mutex_unlock(&lj->lock);
-                if (one_layer(lj, i, &e) < 0) {
-                        pthread_mutex_lock(&lj->lock);
-                        if (!lj->failed) {
-                                lj->failed = true;
-                                lj->err = e;
-                        }
-                        pthread_mutex_unlock(&lj->lock);
+                int rc = one_layer(lj, i, &e);
+                pthread_mutex_lock(&lj->lock);
+                if (rc < 0 && !lj->failed) {
+                        lj->failed = true;
+                        lj->err = e;
                 }
+                lj->done[i] = rc == 0;
+                pthread_cond_broadcast(&lj->layer_done);
+                pthread_mutex_unlock(&lj->lock);
         }
 }
 
-static bool plan_has_run(const struct recipe_plan *plan)
+/* A build step with "in": "image" has a recipe key that names the image
+ * below it, known only once those layers are built.  (A run layer's recipe
+ * key is its command and inputs; the layers below enter its cache key.) */
+static bool plan_has_build_in_image(const struct recipe_plan *plan)
 {
         for (size_t i = 0; i < plan->n_layers; i++)
-                if (layer_in_image(&plan->layers[i]))
+                if (plan->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan->layers[i]))
                         return true;
         return false;
 }
@@ -713,17 +745,23 @@ static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 n = 16;
         if (n > lj->plan->n_layers)
                 n = (unsigned)lj->plan->n_layers;
-        /* a run layer runs on the layers below it: one layer at a time, in order */
-        if (plan_has_run(lj->plan))
-                n = 1;
+        /* a layer made in the image waits for the layers below it
+         * (wait_below); the others are built meanwhile */
+        lj->done = calloc(lj->plan->n_layers + 1, sizeof(*lj->done));
+        if (!lj->done)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         pthread_mutex_init(&lj->lock, NULL);
+        pthread_cond_init(&lj->layer_done, NULL);
         for (unsigned i = 1; i < n; i++)
                 if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
                         started++;
         layer_worker(lj);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(th[i], NULL);
+        pthread_cond_destroy(&lj->layer_done);
         pthread_mutex_destroy(&lj->lock);
+        free(lj->done);
+        lj->done = NULL;
         if (lj->failed) {
                 if (err)
                         *err = lj->err;
@@ -1266,8 +1304,10 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
                 goto out;
         }
         format_time(o->writer.mtime, created, sizeof(created));
-        /* a run layer's key needs the layers below it built: no input tag */
-        if (o->skip_if_built && !o->output && !plan_has_run(plan0)) {
+        /* every layer's recipe key, the run layers' and the configure steps'
+         * too, is known before anything is built; a build step in the image
+         * names the image below it: no input tag then */
+        if (o->skip_if_built && !o->output && !plan_has_build_in_image(plan0)) {
                 /* the input tag: the digest of everything the image is made of */
                 struct oci_hasher h;
                 struct oci_digest input;

@@ -349,3 +349,22 @@ def test_configure_true_needs_a_base_with_dpkg(kiln, tmp_path, hooks):
     r = recipe(tmp_path / "d", "scratch", [debs_layer("watch", ["kiln-watch"], hooks)])
     res, _ = build(kiln, r, tmp_path / "out2", tmp_path / "cache")
     assert [l["name"] for l in res["layers"]] == ["watch"]
+
+
+def test_an_unchanged_build_with_a_configure_step_is_skipped(kiln, shared, base, hooks, registry):
+    """--skip-if-built: the configure step's key is its command, so the
+    input tag is known before anything is built."""
+    d = shared / "skip"
+    d.mkdir()
+    r = write_recipe(d / "r.json", {
+        "recipe": 1, "name": "skip", "base": base,
+        "layers": [debs_layer("watch", ["kiln-watch"], hooks)],
+        "tag": {"repository": f"{registry.host}/configure/skip", "tag": "v1"}})
+    args = ["build", r, "--push", "--skip-if-built", "--json"]
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    first = json.loads(kiln.run(*args, "--cache", d / "cache", env=env, timeout=900).stdout)
+    assert first["skipped"] is False
+    assert [l["name"] for l in first["layers"]] == ["watch", "watch/configure"]
+    second = json.loads(kiln.run(*args, "--cache", d / "other", env=env, timeout=900).stdout)
+    assert second["skipped"] is True and second["layersBuilt"] == 0
+    assert second["digest"] == first["digest"]
