@@ -338,8 +338,9 @@ static int write_triggers(const struct recipe_dpkg *db, const char *root, struct
                 }
                 json_array_foreach(list, k, e) fprintf(f, "%s\n", json_string_value(e));
                 fclose(f);
-                /* dpkg removes the file of a trigger nobody is interested in */
-                rc = len ? kiln_write_file_atomic(path, buf, len, 0644, err) : 0;
+                /* empty when its last interested package dropped its interest:
+                 * it must still hide the base's list (dpkg reads it as none) */
+                rc = kiln_write_file_atomic(path, buf ? buf : "", len, 0644, err);
                 free(buf);
                 if (rc < 0)
                         return -1;
