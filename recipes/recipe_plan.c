@@ -1106,9 +1106,11 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                 json_array_foreach(json_object_get(p, "debs"), i, e)
                         fprintf(f, "\n      deb: %s", json_string_value(json_object_get(e, "path")));
                 json_array_foreach(json_object_get(p, "apt"), i, e) {
-                        fprintf(f, "\n      apt: %s (%s)\n      packages: ",
+                        const char *index = json_string_value(json_object_get(e, "index"));
+                        const char *suite = json_string_value(json_object_get(e, "suite"));
+                        fprintf(f, "\n      apt: %s (%s%s)\n      packages: ",
                                 json_string_value(json_object_get(e, "mirror")),
-                                json_string_value(json_object_get(e, "index")));
+                                index ? index : "suite ", index ? "" : suite ? suite : "?");
                         print_strings(f, json_object_get(e, "packages"));
                 }
                 break;
