@@ -23,8 +23,8 @@
 #define BASE_FILE_MAX (64u * 1024 * 1024)
 
 static const char *const wanted[] = {
-    "etc/apt/trusted.gpg", "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
-    "usr/share/keyrings/", "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "etc/apt/trusted.gpg",    "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
+    "usr/share/keyrings/",    "etc/apt/sources.list.d/", "var/lib/dpkg/status",
     "var/lib/dpkg/triggers/",
 };
 

@@ -91,9 +91,8 @@ static int load_file_interests(struct recipe_dpkg *db, const char *path, struct 
                 if (!sp || l[0] != '/')
                         continue;
                 *sp = '\0';
-                json_array_append_new(db->file_interests,
-                                      json_pack("{s:s, s:s, s:b}", "path", l, "pkg", sp + 1,
-                                                "own", 0));
+                json_array_append_new(db->file_interests, json_pack("{s:s, s:s, s:b}", "path", l,
+                                                                    "pkg", sp + 1, "own", 0));
         }
         return 0;
 }
@@ -167,13 +166,14 @@ static void interests_drop(struct recipe_dpkg *db, const char *pkg)
         size_t i;
 
         for (i = json_array_size(db->file_interests); i-- > 0;)
-                if (entry_is(json_string_value(json_object_get(
-                                     json_array_get(db->file_interests, i), "pkg")),
+                if (entry_is(json_string_value(
+                                 json_object_get(json_array_get(db->file_interests, i), "pkg")),
                              pkg)) {
                         json_array_remove(db->file_interests, i);
                         db->file_changed = true;
                 }
-        json_object_foreach(db->explicit, name, list) {
+        json_object_foreach(db->explicit, name, list)
+        {
                 for (i = json_array_size(list); i-- > 0;) {
                         v = json_array_get(list, i);
                         if (entry_is(json_string_value(v), pkg)) {
@@ -194,9 +194,9 @@ static int interest_add(struct recipe_dpkg *db, const char *pkg, const char *tri
                 return -1;
         if (trig[0] == '/') {
                 db->file_changed = true;
-                return json_array_append_new(db->file_interests,
-                                             json_pack("{s:s, s:s, s:b}", "path", trig, "pkg",
-                                                       entry, "own", own));
+                return json_array_append_new(
+                    db->file_interests,
+                    json_pack("{s:s, s:s, s:b}", "path", trig, "pkg", entry, "own", own));
         }
         list = json_object_get(db->explicit, trig);
         if (!list) {
@@ -254,9 +254,9 @@ static int triggers_ci(struct recipe_dpkg *db, const struct recipe_deb_member *c
                         if (activate)
                                 json_object_set_new(db->activated, trig, json_true());
                 } else {
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "invalid package '%s': unknown triggers directive '%s'",
-                                              pkg, cmd);
+                        return kiln_error_set(
+                            err, KILN_E_INVALID,
+                            "invalid package '%s': unknown triggers directive '%s'", pkg, cmd);
                 }
         }
         return 0;
@@ -270,11 +270,11 @@ static void file_activations(struct recipe_dpkg *db, const char *list)
         json_t *fi;
         size_t i;
 
-        json_array_foreach(db->file_interests, i, fi) {
+        json_array_foreach(db->file_interests, i, fi)
+        {
                 const char *ip = json_string_value(json_object_get(fi, "path"));
                 size_t n = strlen(ip);
-                if (json_is_true(json_object_get(fi, "own")) ||
-                    json_object_get(db->activated, ip))
+                if (json_is_true(json_object_get(fi, "own")) || json_object_get(db->activated, ip))
                         continue;
                 for (const char *l = list; l && *l;) {
                         const char *nl = strchr(l, '\n');
@@ -315,15 +315,16 @@ static int write_triggers(const struct recipe_dpkg *db, const char *root, struct
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 }
                 json_array_foreach(db->file_interests, i, v)
-                        fprintf(f, "%s %s\n", json_string_value(json_object_get(v, "path")),
-                                json_string_value(json_object_get(v, "pkg")));
+                    fprintf(f, "%s %s\n", json_string_value(json_object_get(v, "path")),
+                            json_string_value(json_object_get(v, "pkg")));
                 fclose(f);
                 rc = kiln_write_file_atomic(path, buf ? buf : "", len, 0644, err);
                 free(buf);
                 if (rc < 0)
                         return -1;
         }
-        json_object_foreach(db->explicit_changed, name, v) {
+        json_object_foreach(db->explicit_changed, name, v)
+        {
                 _cleanup_free_ char *path = kiln_strdupf("%s/%s", dir, name);
                 json_t *list = json_object_get(db->explicit, name), *e;
                 char *buf = NULL;

@@ -1024,7 +1024,9 @@ static int settle_configure(struct recipe_plan *plan, const char *base_root,
         if (recipe_plan_configure(plan, true, f->has_dpkg, f->no_sandbox, &dropped, err) < 0)
                 return -1;
         if (dropped && notice)
-                warn(o, "debs layer %s: maintainer scripts not run (%s): the packages stay unpacked, for a later dpkg --configure -a",
+                warn(o,
+                     "debs layer %s: maintainer scripts not run (%s): the packages stay unpacked, "
+                     "for a later dpkg --configure -a",
                      dropped, f->no_sandbox);
         return 0;
 }

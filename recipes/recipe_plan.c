@@ -508,7 +508,8 @@ static int add_configure_step(struct pctx *c, struct recipe_plan *p, size_t d, c
                         _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
                         free(name);
                         return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
-                                               "layer '%s' is named as the configure step of debs layer '%s': rename it or set \"configure\": false",
+                                               "layer '%s' is named as the configure step of debs "
+                                               "layer '%s': rename it or set \"configure\": false",
                                                p->layers[k].name, debs->name);
                 }
         /* kiln-configure: what kiln drops from the step's changes, versioned */
@@ -553,11 +554,13 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                         if (!strcmp(p->layers[k].name,
                                     json_string_value(json_object_get(l, "name")))) {
                                 _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
-                                return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
-                                                       p->layers[k].configure_step
-                                                           ? "layer name '%s' is the configure step of a debs layer: rename it or set \"configure\": false there"
-                                                           : "duplicate layer name '%s'",
-                                                       p->layers[k].name);
+                                return recipe_error_at(
+                                    c->r, np, false, KILN_E_INVALID, err,
+                                    p->layers[k].configure_step
+                                        ? "layer name '%s' is the configure step of a debs layer: "
+                                          "rename it or set \"configure\": false there"
+                                        : "duplicate layer name '%s'",
+                                    p->layers[k].name);
                         }
                 params = expand_json(c, l, lp, &kept, err);
                 if (!params)
@@ -961,8 +964,7 @@ static void layer_release(struct recipe_layer *l)
 static bool configure_dropped(const struct recipe_layer *l, bool keep, bool base_has_dpkg,
                               const char *no_sandbox)
 {
-        return l->configure_step &&
-               (!keep || (l->conditional && (!base_has_dpkg || no_sandbox)));
+        return l->configure_step && (!keep || (l->conditional && (!base_has_dpkg || no_sandbox)));
 }
 
 int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
@@ -979,14 +981,17 @@ int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
                         continue;
                 if (!l->conditional && !base_has_dpkg) {
                         free(dropped);
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "debs layer '%s' asks for \"configure\": true, but the base '%s' has no dpkg database (/var/lib/dpkg/status)",
-                                              debs, p->base);
+                        return kiln_error_set(
+                            err, KILN_E_INVALID,
+                            "debs layer '%s' asks for \"configure\": true, but the base '%s' has "
+                            "no dpkg database (/var/lib/dpkg/status)",
+                            debs, p->base);
                 }
                 if (!l->conditional && no_sandbox) {
                         free(dropped);
                         return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                              "debs layer '%s' asks for \"configure\": true, which runs its maintainer scripts in the sandbox: %s",
+                                              "debs layer '%s' asks for \"configure\": true, which "
+                                              "runs its maintainer scripts in the sandbox: %s",
                                               debs, no_sandbox);
                 }
                 if (configure_dropped(l, keep, base_has_dpkg, no_sandbox) && base_has_dpkg) {
@@ -1110,7 +1115,10 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                         const char *suite = json_string_value(json_object_get(e, "suite"));
                         fprintf(f, "\n      apt: %s (%s%s)\n      packages: ",
                                 json_string_value(json_object_get(e, "mirror")),
-                                index ? index : "suite ", index ? "" : suite ? suite : "?");
+                                index ? index : "suite ",
+                                index   ? ""
+                                : suite ? suite
+                                        : "?");
                         print_strings(f, json_object_get(e, "packages"));
                 }
                 break;
@@ -1127,7 +1135,9 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
         }
         case RECIPE_LAYER_RUN:
                 if (l->configure_step) {
-                        fprintf(f, "\n      maintainer scripts of the debs layer below: dpkg --configure -a in the image%s%s%s",
+                        fprintf(f,
+                                "\n      maintainer scripts of the debs layer below: dpkg "
+                                "--configure -a in the image%s%s%s",
                                 l->conditional ? " (when " : "",
                                 l->conditional ? RECIPE_CONFIGURE_WHEN : "",
                                 l->conditional ? ")" : "");

@@ -256,18 +256,18 @@ static int run_step(const struct recipe_run_ctx *c, const struct recipe_layer *l
  * files.  Taken out of the upper directory, so the image keeps what the
  * layers below hold there (docs/recipes.md, "Maintainer scripts"). */
 static const char *const configure_drop[] = {
-        "/var/log/dpkg.log",
-        "/var/log/alternatives.log",
-        "/var/cache/ldconfig/aux-cache",
-        "/var/lib/dpkg/status-old",
-        "/var/lib/dpkg/diversions-old",
-        "/var/lib/dpkg/statoverride-old",
-        "/var/lib/dpkg/lock",
-        "/var/lib/dpkg/lock-frontend",
-        "/var/lib/dpkg/triggers/Lock",
-        "/var/cache/debconf/config.dat-old",
-        "/var/cache/debconf/passwords.dat-old",
-        "/var/cache/debconf/templates.dat-old",
+    "/var/log/dpkg.log",
+    "/var/log/alternatives.log",
+    "/var/cache/ldconfig/aux-cache",
+    "/var/lib/dpkg/status-old",
+    "/var/lib/dpkg/diversions-old",
+    "/var/lib/dpkg/statoverride-old",
+    "/var/lib/dpkg/lock",
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/triggers/Lock",
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/cache/debconf/templates.dat-old",
 };
 
 #define SCAN_LINE 512
@@ -352,7 +352,8 @@ static int run_configure(const struct recipe_run_ctx *c, const struct recipe_lay
 
         if (!sc)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        sc->out = recipe_step_output_open(layer_cache_dir(c->cache), l->name, key->str, c->log, err);
+        sc->out =
+            recipe_step_output_open(layer_cache_dir(c->cache), l->name, key->str, c->log, err);
         if (!sc->out)
                 goto out;
         o->output = on_configure_output;
@@ -362,15 +363,15 @@ static int run_configure(const struct recipe_run_ctx *c, const struct recipe_lay
         if (sc->len)
                 scan_line(sc);
         if (rc == 0 && status != 0 && sc->pkg[0])
-                rc = kiln_error_set(err, KILN_E_STEP,
-                                    "dpkg --configure -a failed for package '%s': %s%s%s",
-                                    sc->pkg, sc->reason[0] ? sc->reason : "no reason given",
-                                    sc->failed_printed[0] ? "; it printed: " : "",
-                                    sc->failed_printed);
+                rc = kiln_error_set(
+                    err, KILN_E_STEP, "dpkg --configure -a failed for package '%s': %s%s%s",
+                    sc->pkg, sc->reason[0] ? sc->reason : "no reason given",
+                    sc->failed_printed[0] ? "; it printed: " : "", sc->failed_printed);
         else if (rc == 0 && status != 0) {
                 const char *last = recipe_step_output_last(sc->out);
-                rc = kiln_error_set(err, KILN_E_STEP, "dpkg --configure -a exited with status %d%s%s",
-                                    status, last[0] ? ": " : "", last);
+                rc = kiln_error_set(err, KILN_E_STEP,
+                                    "dpkg --configure -a exited with status %d%s%s", status,
+                                    last[0] ? ": " : "", last);
         }
         if (rc < 0)
                 recipe_step_output_failed(sc->out);
@@ -382,8 +383,8 @@ out:
 
 /* The upper directory as the layer. */
 static int upper_to_layer(const struct recipe_run_ctx *c, const struct recipe_layer *l,
-                          const char *upper, const struct oci_digest *key,
-                          struct layer_result *ret, struct kiln_error *err)
+                          const char *upper, const struct oci_digest *key, struct layer_result *ret,
+                          struct kiln_error *err)
 {
         struct layer_source *src = layer_source_new(err);
         bool hit = false;
@@ -445,7 +446,8 @@ int recipe_run_layer(const struct recipe_run_ctx *c, const struct recipe_plan *p
         o.network = json_is_true(json_object_get(l->params, "network"));
         o.binds = binds;
         o.n_binds = n_binds;
-        if ((l->configure_step ? run_configure(c, l, &o, key, err) : run_step(c, l, &o, key, err)) < 0)
+        if ((l->configure_step ? run_configure(c, l, &o, key, err) : run_step(c, l, &o, key, err)) <
+            0)
                 goto out;
         if (l->configure_step)
                 sandbox_upper_drop(&o, configure_drop, ARRAY_SIZE(configure_drop));

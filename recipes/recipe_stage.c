@@ -1096,8 +1096,9 @@ static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const cha
 
         json_array_foreach(jmut(files), i, f) {
                 struct recipe_deb_meta m = {0};
-                const char *path = json_is_string(f) ? json_string_value(f)
-                                                     : json_string_value(json_object_get(f, "path"));
+                const char *path = json_is_string(f)
+                                       ? json_string_value(f)
+                                       : json_string_value(json_object_get(f, "path"));
                 unsigned flags = root ? RECIPE_DPKG_OWN : 0;
                 int rc;
                 if (json_is_true(json_object_get(f, "configured")))
@@ -1150,9 +1151,8 @@ static int debs_below(const struct recipe_plan *p, const struct recipe_stage_opt
                 }
                 if (rc == 0 && resolved && configured)
                         json_array_append_new(resolved, json_string("below-configured"));
-                json_array_foreach(rc < 0 ? NULL : kfiles, j, s)
-                        json_array_append_new(files, json_pack("{s:O, s:b}", "path", s,
-                                                               "configured", configured));
+                json_array_foreach(rc < 0 ? NULL : kfiles, j, s) json_array_append_new(
+                    files, json_pack("{s:O, s:b}", "path", s, "configured", configured));
                 json_decref(kfiles);
                 json_array_foreach(rc < 0 ? NULL : inv, j, s) {
                         char *more = kiln_strdupf(

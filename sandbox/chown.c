@@ -35,18 +35,15 @@ int sandbox_ignore_chown(void)
 {
 #ifdef NATIVE_ARCH
         static const long calls[] = {
-                SYS_fchown,
-                SYS_fchownat,
+            SYS_fchown,  SYS_fchownat,
 #ifdef SYS_chown
-                SYS_chown,
+            SYS_chown,
 #endif
 #ifdef SYS_lchown
-                SYS_lchown,
+            SYS_lchown,
 #endif
 #ifdef SYS_chown32
-                SYS_chown32,
-                SYS_fchown32,
-                SYS_lchown32,
+            SYS_chown32, SYS_fchown32, SYS_lchown32,
 #endif
         };
         enum { N = sizeof(calls) / sizeof(calls[0]) };
@@ -63,8 +60,7 @@ int sandbox_ignore_chown(void)
                                               offsetof(struct seccomp_data, nr));
         for (size_t i = 0; i < N; i++)
                 /* a match jumps over the tests left and the allow */
-                f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                                      (unsigned)calls[i],
+                f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[i],
                                                       (unsigned char)(N - i), 0);
         f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
         /* SECCOMP_RET_ERRNO with errno 0: the call returns 0, not run */

@@ -370,23 +370,21 @@ static void test_upper_drop_takes_out_files_only(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_userns_blocker_names_the_setting, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_gpu_without_devices_says_so, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_gpu_binds_devices_and_driver_libraries, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
-                                                setup, teardown),
-                cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_ignore_chown_answers_zero_and_changes_nothing,
-                                                setup, teardown),
-                cmocka_unit_test_setup_teardown(test_upper_drop_takes_out_files_only, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories,
-                                                setup, teardown),
+            cmocka_unit_test_setup_teardown(test_userns_blocker_names_the_setting, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_gpu_without_devices_says_so, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_gpu_binds_devices_and_driver_libraries, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
+                                            setup, teardown),
+            cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_ignore_chown_answers_zero_and_changes_nothing,
+                                            setup, teardown),
+            cmocka_unit_test_setup_teardown(test_upper_drop_takes_out_files_only, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories, setup,
+                                            teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
