@@ -356,7 +356,8 @@ static int stage_all(const struct recipe *r, struct recipe_plan_opts *po, struct
         }
         /* the revision is known now: plan again so tags and annotations hold it */
         po->source_revision = revision;
-        if (recipe_plan_build(r, po, &final, err) < 0)
+        if (recipe_plan_build(r, po, &final, err) < 0 ||
+            recipe_plan_configure(final, false, false, NULL, NULL, err) < 0)
                 goto done;
         {
                 json_t *j = recipe_plan_to_json(final);
@@ -532,8 +533,11 @@ static int run_plan(struct cli_args *a, char **sets, size_t n_sets)
         }
         if (dry)
                 rc = print_plan(plan, keys, json, cache_dir, &ms, &err);
-        else
+        else if (recipe_plan_configure(plan, false, false, NULL, NULL, &err) == 0)
+                /* --stage builds no image: the configure steps, which run in one, are left out */
                 rc = stage_all(r, &po, plan, stage_dir, cache_dir, &ms, json, &err);
+        else
+                rc = -1;
         if (rc < 0)
                 rc = cli_fail(&err);
 out:

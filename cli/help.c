@@ -34,7 +34,9 @@ static const struct {
      "The base may be any place (a registry reference, oci:DIR[:TAG],\n"
      "oci-archive:FILE[:TAG], docker-archive:FILE) or scratch; --base-from reads\n"
      "the recipe's base from another place and builds the same image.  A step's output\n"
-     "goes to a log in the cache; a failed step exits 11.  With --dry-run or --stage,\n"
+     "goes to a log in the cache; a failed step exits 11.  On a base with dpkg, a debs\n"
+     "layer's maintainer scripts run in the sandbox (layer NAME/configure) unless the\n"
+     "recipe says \"configure\": false.  With --dry-run or --stage,\n"
      "--mirror takes URL-PREFIX=DIR: http(s) inputs under the prefix are read from DIR."},
 };
 

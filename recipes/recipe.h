@@ -67,6 +67,11 @@ struct recipe_layer {
         json_t *params;     /* the layer object, every string expanded, "when" dropped */
         bool unresolved;    /* a string still holds a ${...} known only later */
         size_t recipe_index; /* index in the recipe's "layers" array */
+        /* a debs layer's configure step (recipe_plan_configure): a run
+         * layer NAME/configure right above it; conditional when the
+         * recipe leaves "configure" to its default */
+        bool configure_step;
+        bool conditional;
 };
 
 /* Annotations of the parts a tag was made of (recipe_plan.c tag_provenance). */
@@ -99,6 +104,23 @@ struct recipe_plan_opts {
 
 int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opts,
                       struct recipe_plan **ret, struct kiln_error *err);
+/* Maintainer scripts (docs/recipes.md, "Maintainer scripts"): the plan
+ * puts a run layer NAME/configure right above each debs layer whose
+ * "configure" is not false; it runs dpkg --configure -a in the image
+ * (postinst scripts, pending triggers).  One the recipe does not ask for
+ * with "configure": true is conditional until the base is known: then
+ * recipe_plan_configure keeps each step where the base has a dpkg
+ * database and no_sandbox is NULL (sandbox_userns_check), and drops the
+ * conditional ones elsewhere; *ret_dropped (may be NULL) gets the names
+ * of the debs layers whose step the sandbox alone kept out ("a, b"), or
+ * NULL.  An explicit step without a dpkg database or without the sandbox
+ * is an error naming the layer and why.  keep false drops every step
+ * (--stage, which builds no image). */
+int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
+                          const char *no_sandbox, char **ret_dropped, struct kiln_error *err);
+/* What the dry run says a conditional configure step waits for. */
+#define RECIPE_CONFIGURE_WHEN "the base has a dpkg database and the sandbox works"
+
 void recipe_plan_free(struct recipe_plan *p);
 void recipe_plan_freep(struct recipe_plan **p);
 

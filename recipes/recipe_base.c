@@ -1,5 +1,6 @@
 /* The few files of the base image kiln reads itself (recipe_image.h:
- * recipe_base_files): its apt keyrings and its dpkg database.  The base
+ * recipe_base_files): its apt keyrings and its dpkg database (the status
+ * and the trigger interests).  The base
  * is pinned by digest, so what it trusts is as fixed as the base.  Its
  * layers are streamed top layer first, never unpacked: a file comes from
  * the highest layer that has it, and a whiteout or an opaque directory
@@ -23,9 +24,14 @@
 #define BASE_FILE_MAX (64u * 1024 * 1024)
 
 static const char *const wanted[] = {
-    "etc/apt/trusted.gpg", "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
-    "usr/share/keyrings/", "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "etc/apt/trusted.gpg",    "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
+    "usr/share/keyrings/",    "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "var/lib/dpkg/triggers/",
 };
+
+/* CACHE/base/VERSION-HEX: a new version when wanted[] grows, so a
+ * directory made before still holds all that is wanted */
+#define BASE_FILES_VERSION "2"
 
 static bool is_wanted(const char *p)
 {
@@ -175,8 +181,10 @@ int recipe_base_files(struct oci_store *st, const struct oci_manifest *m, const 
                       const char *cache_dir, char **ret_dir, struct kiln_error *err)
 {
         const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1 : digest;
-        _cleanup_free_ char *dir = kiln_strdupf("%s/base/%s", cache_dir, hex);
-        _cleanup_free_ char *tmp = kiln_strdupf("%s/base/tmp-%s-XXXXXX", cache_dir, hex);
+        _cleanup_free_ char *dir =
+            kiln_strdupf("%s/base/" BASE_FILES_VERSION "-%s", cache_dir, hex);
+        _cleanup_free_ char *tmp =
+            kiln_strdupf("%s/base/tmp-" BASE_FILES_VERSION "-%s-XXXXXX", cache_dir, hex);
         _cleanup_free_ char *parent = kiln_strdupf("%s/base", cache_dir);
         json_t *taken = json_object(), *hidden = json_object();
         int rc = -1;

@@ -17,6 +17,7 @@
 #include "recipe_run.h"
 #include "recipe_sbom.h"
 #include "ref.h"
+#include "sandbox.h"
 #include "source.h"
 #include "stage.h"
 #include "unpack.h"
@@ -432,6 +433,8 @@ struct layer_jobs {
         json_t **packages; /* each layer's inventory, with o->sbom */
         struct recipe_image_result *out;
         pthread_mutex_t lock;
+        pthread_cond_t layer_done; /* signalled when a layer is finished or failed */
+        bool *done;                /* per layer: finished */
         size_t next;
         unsigned pushed; /* blobs handed to the destination early */
         bool failed;
@@ -489,6 +492,30 @@ static int lock_check_packages(const json_t *lock, const char *layer, const json
         return 0;
 }
 
+/* A layer made in the image waits for every layer below it (they are
+ * taken in order, so each is done or being built: no cycle).  -1 when
+ * another layer failed meanwhile. */
+static int wait_below(struct layer_jobs *lj, size_t i, struct kiln_error *err)
+{
+        int rc = 0;
+
+        pthread_mutex_lock(&lj->lock);
+        for (;;) {
+                size_t k = 0;
+                while (k < i && lj->done[k])
+                        k++;
+                if (lj->failed) {
+                        rc = kiln_error_set(err, KILN_E_INTERNAL, "a layer below failed");
+                        break;
+                }
+                if (k == i)
+                        break;
+                pthread_cond_wait(&lj->layer_done, &lj->lock);
+        }
+        pthread_mutex_unlock(&lj->lock);
+        return rc;
+}
+
 /* One layer: its key; the local cache, then the cache repository; on a miss
  * stage and build it (and publish it).  A layer built here is handed to the
  * destination at once when pushing. */
@@ -517,9 +544,11 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct timespec t0, t1;
         int rc = -1;
 
+        if (layer_in_image(&plan0->layers[i]) && wait_below(lj, i, err) < 0)
+                return -1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (plan0->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan0->layers[i])) {
-                /* the layers below are built (plan_has_run): the image is known */
+                /* the layers below are built (wait_below): the image is known */
                 if (recipe_run_key(&rctx, plan0, i, NULL, &image_key, err) < 0)
                         return -1;
                 sb.key = image_key.str;
@@ -651,21 +680,25 @@ static void *layer_worker(void *arg)
                 }
                 i = lj->next++;
                 pthread_mutex_unlock(&lj->lock);
-                if (one_layer(lj, i, &e) < 0) {
-                        pthread_mutex_lock(&lj->lock);
-                        if (!lj->failed) {
-                                lj->failed = true;
-                                lj->err = e;
-                        }
-                        pthread_mutex_unlock(&lj->lock);
+                int rc = one_layer(lj, i, &e);
+                pthread_mutex_lock(&lj->lock);
+                if (rc < 0 && !lj->failed) {
+                        lj->failed = true;
+                        lj->err = e;
                 }
+                lj->done[i] = rc == 0;
+                pthread_cond_broadcast(&lj->layer_done);
+                pthread_mutex_unlock(&lj->lock);
         }
 }
 
-static bool plan_has_run(const struct recipe_plan *plan)
+/* A build step with "in": "image" has a recipe key that names the image
+ * below it, known only once those layers are built.  (A run layer's recipe
+ * key is its command and inputs; the layers below enter its cache key.) */
+static bool plan_has_build_in_image(const struct recipe_plan *plan)
 {
         for (size_t i = 0; i < plan->n_layers; i++)
-                if (layer_in_image(&plan->layers[i]))
+                if (plan->layers[i].kind == RECIPE_LAYER_BUILD && layer_in_image(&plan->layers[i]))
                         return true;
         return false;
 }
@@ -681,17 +714,23 @@ static int run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 n = 16;
         if (n > lj->plan->n_layers)
                 n = (unsigned)lj->plan->n_layers;
-        /* a run layer runs on the layers below it: one layer at a time, in order */
-        if (plan_has_run(lj->plan))
-                n = 1;
+        /* a layer made in the image waits for the layers below it
+         * (wait_below); the others are built meanwhile */
+        lj->done = calloc(lj->plan->n_layers + 1, sizeof(*lj->done));
+        if (!lj->done)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         pthread_mutex_init(&lj->lock, NULL);
+        pthread_cond_init(&lj->layer_done, NULL);
         for (unsigned i = 1; i < n; i++)
                 if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
                         started++;
         layer_worker(lj);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(th[i], NULL);
+        pthread_cond_destroy(&lj->layer_done);
         pthread_mutex_destroy(&lj->lock);
+        free(lj->done);
+        lj->done = NULL;
         if (lj->failed) {
                 if (err)
                         *err = lj->err;
@@ -860,6 +899,47 @@ static int base_root_for(const struct recipe_plan *plan, struct oci_store *st,
         return 0;
 }
 
+/* The configure steps of debs layers (recipe.h recipe_plan_configure):
+ * kept where the base has a dpkg database and the sandbox works.  What
+ * decides is found once per build, so every plan of it has the same
+ * layers. */
+struct configure_facts {
+        bool known;
+        bool has_dpkg;
+        const char *no_sandbox; /* NULL, or why */
+        char why[256];
+};
+
+/* With notice, one line says which steps the sandbox alone kept out, and why. */
+static int settle_configure(struct recipe_plan *plan, const char *base_root,
+                            struct configure_facts *f, const struct recipe_image_opts *o,
+                            bool notice, struct kiln_error *err)
+{
+        _cleanup_free_ char *dropped = NULL;
+        bool steps = false;
+
+        for (size_t i = 0; i < plan->n_layers; i++)
+                steps |= plan->layers[i].configure_step;
+        if (!steps)
+                return 0;
+        if (!f->known) {
+                _cleanup_free_ char *status = NULL;
+                if (recipe_dpkg_status_path(base_root, &status) < 0)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                f->has_dpkg = status != NULL;
+                f->no_sandbox = f->has_dpkg ? sandbox_userns_check(f->why, sizeof(f->why)) : NULL;
+                f->known = true;
+        }
+        if (recipe_plan_configure(plan, true, f->has_dpkg, f->no_sandbox, &dropped, err) < 0)
+                return -1;
+        if (dropped && notice)
+                warn(o,
+                     "debs layer %s: maintainer scripts not run (%s): the packages stay unpacked, "
+                     "for a later dpkg --configure -a",
+                     dropped, f->no_sandbox);
+        return 0;
+}
+
 /* ---- locks ---- */
 
 /* Git sources take the locked commits; a layer missing from the lock is an
@@ -958,6 +1038,7 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
         struct oci_image img = {0};
         struct layer_cache *cache = NULL;
         _cleanup_free_ char *base_root = NULL;
+        struct configure_facts cf = {0};
         json_t *lock = NULL, *layers;
         int rc = -1;
 
@@ -980,6 +1061,8 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *o,
                                   err) < 0)
                         goto out;
         }
+        if (settle_configure(plan, base_root, &cf, o, false, err) < 0)
+                goto out;
         lock = json_pack("{s:i, s:s?, s:{s:s, s:s?}, s:{}}", "lockVersion", 1, "recipe",
                          o->recipe_digest, "base", "ref", plan->base, "digest",
                          base_st ? top.desc.digest.str : NULL, "layers");
@@ -1064,6 +1147,7 @@ struct build {
         unsigned early_pushed;
         struct oci_descriptor md; /* the image's manifest */
         struct recipe_image_result out;
+        struct configure_facts cf;
 };
 
 static void build_release(struct build *b)
@@ -1144,8 +1228,6 @@ static int build_open(struct build *b, struct kiln_error *err)
                 if (!o->lock)
                         return kiln_error_set(err, KILN_E_INVALID,
                                               "--locked needs a lock file: run kiln lock first");
-                if (lock_apply(b->plan0, o->lock, o, err) < 0)
-                        return -1;
                 b->base_ref = lock_base(o->lock, b->plan0, o, err);
                 if (!b->base_ref)
                         return -1;
@@ -1154,7 +1236,11 @@ static int build_open(struct build *b, struct kiln_error *err)
                 return -1;
         b->cache = layer_cache_open(o->cache_dir, err);
         if (!b->cache || base_root_for(b->plan0, b->base_st, &b->base, layer_cache_dir(b->cache),
-                                       &b->base_root, err) < 0)
+                                       &b->base_root, err) < 0 ||
+            settle_configure(b->plan0, b->base_root, &b->cf, o, true, err) < 0)
+                return -1;
+        /* the configure steps are settled: the lock names each layer kept */
+        if (o->lock && lock_apply(b->plan0, o->lock, o, err) < 0)
                 return -1;
         if (o->cache_repo) {
                 b->repo_rd = o->open_place(o->open_ctx, o->cache_repo, false, err);
@@ -1270,14 +1356,17 @@ static int build_skip_if_built(struct build *b, struct kiln_error *err)
         size_t mlen;
         int rc = 0;
 
-        /* a run layer's key needs the layers below it built: no input tag */
-        if (!o->skip_if_built || o->output || plan_has_run(b->plan0))
+        /* every layer's recipe key, the run layers' and the configure steps'
+         * too, is known before anything is built; a build step in the image
+         * names the image below it: no input tag then */
+        if (!o->skip_if_built || o->output || plan_has_build_in_image(b->plan0))
                 return 0;
         if (input_digest(b, &input, err) < 0)
                 return -1;
         b->po.source_revision = b->out.revision;
         b->po.base_env = json_is_array(benv) ? benv : NULL;
-        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0)
+        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0 ||
+            settle_configure(b->plan, b->base_root, &b->cf, o, false, err) < 0)
                 return -1;
         snprintf(itag, sizeof(itag), "kb-%s", oci_digest_hex(&input));
         probe = o->open_place(o->open_ctx, b->plan->tags[0], true, err);
@@ -1385,7 +1474,8 @@ static int build_image(struct build *b, struct kiln_error *err)
 
         b->po.source_revision = b->out.revision;
         b->po.base_env = json_is_array(base_env) ? base_env : NULL;
-        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0)
+        if (recipe_plan_build(b->r, &b->po, &b->plan, err) < 0 ||
+            settle_configure(b->plan, b->base_root, &b->cf, b->o, false, err) < 0)
                 return -1;
         if (b->plan->n_tags == 0)
                 return kiln_error_set(err, KILN_E_INVALID, "recipe '%s' gives no tag",
@@ -1398,9 +1488,14 @@ static int build_image(struct build *b, struct kiln_error *err)
                                            .size = res->size};
                 char by[512];
                 int rc;
-                snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
-                         recipe_layer_kind_name(b->plan->layers[i].kind),
-                         b->plan->layers[i].name);
+                if (b->plan->layers[i].configure_step)
+                        snprintf(by, sizeof(by),
+                                 "kiln build: dpkg --configure -a (debs layer '%s')",
+                                 b->plan->layers[i - 1].name);
+                else
+                        snprintf(by, sizeof(by), "kiln build: %s layer '%s'",
+                                 recipe_layer_kind_name(b->plan->layers[i].kind),
+                                 b->plan->layers[i].name);
                 d.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res->compressor);
                 if (!d.annotations)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");

@@ -148,9 +148,10 @@ int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *op
                       json_t **ret, struct kiln_error *err);
 
 /* The base's files kiln reads (recipe_stage_opts.base_root): its apt
- * keyrings and sources, and /var/lib/dpkg/status, read from its layers
- * top layer first (whiteouts respected) into CACHE/base/HEX-OF-DIGEST/,
- * once per base digest.  ret_dir: that directory. */
+ * keyrings and sources, /var/lib/dpkg/status and the trigger interests
+ * in /var/lib/dpkg/triggers/, read from its layers top layer first
+ * (whiteouts respected) into CACHE/base/VERSION-HEX-OF-DIGEST/, once per
+ * base digest.  ret_dir: that directory. */
 int recipe_base_files(struct oci_store *st, const struct oci_manifest *m, const char *digest,
                       const char *cache_dir, char **ret_dir, struct kiln_error *err);
 

@@ -180,8 +180,16 @@ void recipe_deb_meta_release(struct recipe_deb_meta *m);
 struct recipe_dpkg;
 int recipe_dpkg_status_path(const char *base_root, char **ret);
 int recipe_dpkg_load(const char *status_path, struct recipe_dpkg **ret, struct kiln_error *err);
+/* flags: RECIPE_DPKG_CONFIGURED for a package a configure step below
+ * configured ("installed", its trigger activations done there),
+ * RECIPE_DPKG_OWN for the layer's own (not configured yet: its trigger
+ * interests do not take part in this layer's activations). */
+enum {
+        RECIPE_DPKG_CONFIGURED = 1u << 0,
+        RECIPE_DPKG_OWN = 1u << 1,
+};
 int recipe_dpkg_add(struct recipe_dpkg *db, const struct recipe_deb_meta *m, const char *root,
-                    struct kiln_error *err);
+                    unsigned flags, struct kiln_error *err);
 int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kiln_error *err);
 void recipe_dpkg_free(struct recipe_dpkg *db);
 

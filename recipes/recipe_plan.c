@@ -517,12 +517,55 @@ static int expanded_bools(struct pctx *c, json_t *params, const char *lp, const 
         return 0;
 }
 
+/* The configure step of the debs layer p->layers[d] (recipe.h,
+ * recipe_plan_configure), right above it.  Its parameters are those of a
+ * run layer, so its key covers the command and the environment, and,
+ * through the layers below, everything it configures. */
+static int add_configure_step(struct pctx *c, struct recipe_plan *p, size_t d, const char *lp,
+                              struct kiln_error *err)
+{
+        const struct recipe_layer *debs = &p->layers[d];
+        struct recipe_layer *rl;
+        char *name = kiln_strdupf("%s/configure", debs->name);
+        json_t *params;
+
+        if (!name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t k = 0; k < p->n_layers; k++)
+                if (!strcmp(p->layers[k].name, name)) {
+                        _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
+                        free(name);
+                        return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
+                                               "layer '%s' is named as the configure step of debs "
+                                               "layer '%s': rename it or set \"configure\": false",
+                                               p->layers[k].name, debs->name);
+                }
+        /* kiln-configure: what kiln drops from the step's changes, versioned */
+        params = json_pack("{s:s, s:s, s:[s,s,s], s:{s:s, s:s}, s:s, s:b, s:i}", "name", name,
+                           "kind", "run", "command", "dpkg", "--configure", "-a", "env",
+                           "DEBIAN_FRONTEND", "noninteractive", "DEBCONF_NONINTERACTIVE_SEEN",
+                           "true", "workdir", "/", "network", 0, "kiln-configure", 1);
+        if (!params) {
+                free(name);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        rl = &p->layers[p->n_layers++];
+        rl->name = name;
+        rl->kind = RECIPE_LAYER_RUN;
+        rl->params = params;
+        rl->recipe_index = debs->recipe_index;
+        rl->configure_step = true;
+        rl->conditional = !json_is_true(json_object_get(debs->params, "configure"));
+        return 0;
+}
+
 static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *layers = json_object_get(c->r->root, "layers"), *l;
         size_t i;
 
-        p->layers = calloc(json_array_size(layers) + 1, sizeof(*p->layers));
+        /* room for a configure step above each layer */
+        p->layers = calloc(2 * json_array_size(layers) + 1, sizeof(*p->layers));
         if (!p->layers)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         json_array_foreach(layers, i, l) {
@@ -539,9 +582,13 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                         if (!strcmp(p->layers[k].name,
                                     json_string_value(json_object_get(l, "name")))) {
                                 _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
-                                return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
-                                                       "duplicate layer name '%s'",
-                                                       p->layers[k].name);
+                                return recipe_error_at(
+                                    c->r, np, false, KILN_E_INVALID, err,
+                                    p->layers[k].configure_step
+                                        ? "layer name '%s' is the configure step of a debs layer: "
+                                          "rename it or set \"configure\": false there"
+                                        : "duplicate layer name '%s'",
+                                    p->layers[k].name);
                         }
                 params = expand_json(c, l, lp, &kept, err);
                 if (!params)
@@ -576,6 +623,10 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                                                        "layer '%s' takes its source from %s but has no '%s'",
                                                        rl->name, from, need);
                 }
+                if (rl->kind == RECIPE_LAYER_DEBS &&
+                    !json_is_false(json_object_get(params, "configure")) &&
+                    add_configure_step(c, p, p->n_layers - 1, lp, err) < 0)
+                        return -1;
         }
         return 0;
 }
@@ -953,6 +1004,72 @@ out:
         return 0;
 }
 
+static void layer_release(struct recipe_layer *l)
+{
+        free(l->name);
+        json_decref(l->params);
+}
+
+static bool configure_dropped(const struct recipe_layer *l, bool keep, bool base_has_dpkg,
+                              const char *no_sandbox)
+{
+        return l->configure_step && (!keep || (l->conditional && (!base_has_dpkg || no_sandbox)));
+}
+
+int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
+                          const char *no_sandbox, char **ret_dropped, struct kiln_error *err)
+{
+        char *dropped = NULL;
+        size_t k = 0;
+
+        /* first what can fail, so a failure leaves the plan as it was */
+        for (size_t i = 0; i < p->n_layers; i++) {
+                const struct recipe_layer *l = &p->layers[i];
+                const char *debs = i ? p->layers[i - 1].name : "";
+                if (!l->configure_step || !keep)
+                        continue;
+                if (!l->conditional && !base_has_dpkg) {
+                        free(dropped);
+                        return kiln_error_set(
+                            err, KILN_E_INVALID,
+                            "debs layer '%s' asks for \"configure\": true, but the base '%s' has "
+                            "no dpkg database (/var/lib/dpkg/status)",
+                            debs, p->base);
+                }
+                if (!l->conditional && no_sandbox) {
+                        free(dropped);
+                        return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                              "debs layer '%s' asks for \"configure\": true, which "
+                                              "runs its maintainer scripts in the sandbox: %s",
+                                              debs, no_sandbox);
+                }
+                if (configure_dropped(l, keep, base_has_dpkg, no_sandbox) && base_has_dpkg) {
+                        /* the sandbox alone kept it out: worth a notice */
+                        char *more = kiln_strdupf("%s%s%s", dropped ? dropped : "",
+                                                  dropped ? ", " : "", debs);
+                        free(dropped);
+                        dropped = more;
+                        if (!dropped)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+        }
+        for (size_t i = 0; i < p->n_layers; i++) {
+                struct recipe_layer *l = &p->layers[i];
+                if (configure_dropped(l, keep, base_has_dpkg, no_sandbox)) {
+                        layer_release(l);
+                        continue;
+                }
+                l->conditional = false;
+                p->layers[k++] = *l;
+        }
+        p->n_layers = k;
+        if (ret_dropped)
+                *ret_dropped = dropped;
+        else
+                free(dropped);
+        return 0;
+}
+
 void recipe_plan_free(struct recipe_plan *p)
 {
         if (!p)
@@ -961,10 +1078,8 @@ void recipe_plan_free(struct recipe_plan *p)
         free(p->recipe_dir);
         free(p->base);
         json_decref(p->variables);
-        for (size_t i = 0; i < p->n_layers; i++) {
-                free(p->layers[i].name);
-                json_decref(p->layers[i].params);
-        }
+        for (size_t i = 0; i < p->n_layers; i++)
+                layer_release(&p->layers[i]);
         free(p->layers);
         json_decref(p->config);
         json_decref(p->annotations);
@@ -998,6 +1113,12 @@ json_t *recipe_plan_to_json(const struct recipe_plan *p)
                 json_object_set_new(l, "params", json_incref(p->layers[i].params));
                 if (p->layers[i].unresolved)
                         json_object_set_new(l, "unresolved", json_true());
+                if (p->layers[i].configure_step) {
+                        /* the debs layer it configures is the one below */
+                        json_object_set_new(l, "configures", json_string(p->layers[i - 1].name));
+                        if (p->layers[i].conditional)
+                                json_object_set_new(l, "when", json_string(RECIPE_CONFIGURE_WHEN));
+                }
                 json_array_append_new(layers, l);
         }
         json_object_set_new(j, "layers", layers);
@@ -1073,6 +1194,15 @@ static void layer_summary(FILE *f, const struct recipe_layer *l)
                 break;
         }
         case RECIPE_LAYER_RUN:
+                if (l->configure_step) {
+                        fprintf(f,
+                                "\n      maintainer scripts of the debs layer below: dpkg "
+                                "--configure -a in the image%s%s%s",
+                                l->conditional ? " (when " : "",
+                                l->conditional ? RECIPE_CONFIGURE_WHEN : "",
+                                l->conditional ? ")" : "");
+                        break;
+                }
                 if (json_is_true(json_object_get(p, "network")))
                         fprintf(f, "\n      in the image, with the network");
                 else

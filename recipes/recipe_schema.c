@@ -252,6 +252,7 @@ static const struct recipe_sfield debs_fields[] = {
     {"architecture", S_STRING, false},
     {"merged_usr", S_BOOL, false},
     {"resolve", S_BOOL, false},
+    {"configure", S_BOOL, false},
 };
 
 /* docs/recipes.md "apt sources": the index form (mirror + index under

@@ -1160,8 +1160,9 @@ static int debs_each(const struct recipe_plan *p, const struct recipe_stage_opts
         return 0;
 }
 
-/* Adds the packages of files (local .deb paths) to db; root: the layer's
- * own, whose info/ files are written there. */
+/* Adds the packages of files (local .deb paths, or {"path", "configured"}
+ * for the layers below) to db; root: the layer's own, whose info/ files
+ * are written there. */
 static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const char *root,
                           struct kiln_error *err)
 {
@@ -1170,9 +1171,16 @@ static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const cha
 
         json_array_foreach(jmut(files), i, f) {
                 struct recipe_deb_meta m = {0};
-                int rc = recipe_deb_meta_read(json_string_value(f), &m, err);
+                const char *path = json_is_string(f)
+                                       ? json_string_value(f)
+                                       : json_string_value(json_object_get(f, "path"));
+                unsigned flags = root ? RECIPE_DPKG_OWN : 0;
+                int rc;
+                if (json_is_true(json_object_get(f, "configured")))
+                        flags |= RECIPE_DPKG_CONFIGURED;
+                rc = recipe_deb_meta_read(path, &m, err);
                 if (rc == 0)
-                        rc = recipe_dpkg_add(db, &m, root, err);
+                        rc = recipe_dpkg_add(db, &m, root, flags, err);
                 recipe_deb_meta_release(&m);
                 if (rc < 0)
                         return -1;
@@ -1182,8 +1190,9 @@ static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const cha
 
 /* The debs layers below layer li: what they install, as dpkg status
  * stanzas appended to *installed (the image below as the resolver sees
- * it); with resolved, their sha256 as "below:HEX" there; with files,
- * their local paths. */
+ * it); with resolved, their sha256 as "below:HEX" there, and
+ * "below-configured" after those of a layer a configure step above it
+ * configured; with files, {"path", "configured"} of their packages. */
 static int debs_below(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
                       char **installed, json_t *resolved, json_t *files, struct kiln_error *err)
 {
@@ -1194,24 +1203,32 @@ static int debs_below(const struct recipe_plan *p, const struct recipe_stage_opt
         bo.inventory = true;
         for (size_t k = 0; k < li; k++) {
                 json_t *kres = json_array(), *inv = json_array();
+                json_t *kfiles = files ? json_array() : NULL;
+                bool configured = k + 1 < li && p->layers[k + 1].configure_step;
                 const json_t *s;
                 size_t j;
                 int rc = 0;
                 if (p->layers[k].kind != RECIPE_LAYER_DEBS) {
                         json_decref(kres);
                         json_decref(inv);
+                        json_decref(kfiles);
                         continue;
                 }
-                if (!kres || !inv)
+                if (!kres || !inv || (files && !kfiles))
                         rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 else
                         rc = debs_each(p, &bo, p->layers[k].params, NULL, false, *installed, kres,
-                                       inv, NULL, files, err);
+                                       inv, NULL, kfiles, err);
                 json_array_foreach(rc < 0 ? NULL : kres, j, s) {
                         if (resolved)
                                 json_array_append_new(resolved, json_sprintf("below:%s",
                                                                              json_string_value(s)));
                 }
+                if (rc == 0 && resolved && configured)
+                        json_array_append_new(resolved, json_string("below-configured"));
+                json_array_foreach(rc < 0 ? NULL : kfiles, j, s) json_array_append_new(
+                    files, json_pack("{s:O, s:b}", "path", s, "configured", configured));
+                json_decref(kfiles);
                 json_array_foreach(rc < 0 ? NULL : inv, j, s) {
                         char *more = kiln_strdupf(
                                 "%s\n\nPackage: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: %s\n",
@@ -1499,9 +1516,13 @@ static int layer_key(const struct recipe_layer *l, json_t *resolved, char **ret,
         struct oci_digest d;
         char *buf;
 
-        /* the name and comment do not change what the layer holds */
+        /* the name and comment do not change what the layer holds; nor
+         * does a debs layer's "configure": its configure step is a layer
+         * of its own */
         json_object_del(params, "name");
         json_object_del(params, "comment");
+        if (l->kind == RECIPE_LAYER_DEBS)
+                json_object_del(params, "configure");
         j = json_pack("{s:i, s:s, s:o, s:O}", "kiln-layer", 1, "kind",
                       recipe_layer_kind_name(l->kind), "params", params, "inputs", resolved);
         buf = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -1586,8 +1607,9 @@ int recipe_layer_modes(const struct recipe_layer *l, struct layer_source *src,
         json_t *v;
         size_t i;
 
-        /* a package's modes are its content, pinned by its sha256 */
-        src->keep_modes = l->kind == RECIPE_LAYER_DEBS ||
+        /* a package's modes are its content, pinned by its sha256, and
+         * those its maintainer scripts set are its too (passwords.dat 0600) */
+        src->keep_modes = l->kind == RECIPE_LAYER_DEBS || l->configure_step ||
                           json_is_true(json_object_get(params, "keep_modes"));
         if (l->kind == RECIPE_LAYER_TREE) {
                 const char *dest = json_string_value(json_object_get(params, "dest"));

@@ -82,8 +82,8 @@ def probe(kiln, place):
 def test_ampere_compiles_flash_attn_in_the_image(kiln, world):
     args, res, place = built(kiln, world, "ampere")
     names = [l["name"] for l in res["layers"]]
-    assert names == ["system", "python-links", "torch", "build-tools", "flash-attn",
-                     "python-deps", "linnaeus"]
+    assert names == ["system", "system/configure", "python-links", "torch", "build-tools",
+                     "flash-attn", "python-deps", "linnaeus"]
     got = probe(kiln, place)
     torch, vision, audio, _, fa = TORCH["ampere"]
     assert got["torch"] == f"{torch} 12.6 {vision} {audio}"
@@ -112,7 +112,10 @@ def test_the_image_has_what_upstream_installs(kiln, world):
     # dpkg knows what the system layer installed, and apt is content
     dpkg = in_image(kiln, place, "sh", "-c", "dpkg -s python3.11 libgl1-mesa-glx | grep ^Status;"
                     " apt-get check -q >/dev/null && echo apt-ok")
-    assert dpkg.count("Status: install ok") == 2 and "apt-ok" in dpkg
+    # the maintainer scripts ran (the system/configure layer): installed, not unpacked
+    assert dpkg.count("Status: install ok installed") == 2 and "apt-ok" in dpkg
+    audit = in_image(kiln, place, "sh", "-c", "dpkg --audit; ldconfig -p | grep -c libGL.so.1")
+    assert audit.strip() == "1", audit
     # pip install -e .[dev]: linnaeus is an editable install pip knows
     pip = in_image(kiln, place, "python", "-m", "pip", "show", "linnaeus")
     assert "Version: 0.1.0" in pip and "/app/linnaeus" in pip
