@@ -219,6 +219,26 @@ int recipe_inventory_add(json_t *packages, const struct recipe_inventory_item *i
  * Version and Architecture), verified against sha256 first. */
 int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
                          struct kiln_error *err);
+/* recipe_stage.c's parts in other files: a layer of each kind staged
+ * (recipe_stage_wheels.c, recipe_stage_debs.c), and what they share. */
+int recipe_stage_wheels(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
+                        const json_t *params, const char *dir, json_t *resolved,
+                        json_t *packages, struct kiln_error *err);
+int recipe_stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      const json_t *params, const char *dir, json_t *resolved, json_t *packages,
+                      json_t *apt_releases, struct kiln_error *err);
+/* A wheel, named and versioned by its file name, into packages. */
+int recipe_inventory_wheel(json_t *packages, const char *file, const char *sha256,
+                           const char *url, struct kiln_error *err);
+/* A wheels or build layer's target keys (python, platform, prefix, ...). */
+struct recipe_python_target;
+void recipe_python_target_of(const json_t *params, struct recipe_python_target *t);
+/* A source layer's repository: relative paths are the recipe's. */
+char *recipe_source_repository(const struct recipe_plan *p, const json_t *params);
+/* "sha256:ABC..." or "abc..." -> "abc..." (64 lowercase hex) in out, or NULL. */
+const char *recipe_norm_sha256(const char *in, char out[65]);
+/* An http(s) URL kiln fetches (file:// URLs are paths). */
+bool recipe_input_is_url(const char *s);
 /* The PEP 503 page of project name on index: INDEX/NAME/ (a URL) or
  * INDEX/NAME/index.html (a directory).  ret_found false: no such page;
  * *ret_base is the page's base for its links. */
