@@ -602,7 +602,7 @@ static int sets_from_annotations(struct cli_args *a, const char *against, char *
         _cleanup_(oci_store_freep) struct oci_store *ref = cli_open_place(a, against, false, err);
         struct oci_fetched top = {0};
         json_t *m = NULL, *vars = NULL, *v;
-        const char *vs, *k;
+        const char *k;
         size_t extra, i = 0;
         char **ns;
         int rc = -1;
@@ -610,13 +610,12 @@ static int sets_from_annotations(struct cli_args *a, const char *against, char *
         if (!ref || oci_store_fetch(ref, NULL, &top, err) < 0)
                 return -1;
         m = oci_json_parse(top.buf, top.len, "manifest", err);
-        vs = json_string_value(json_object_get(json_object_get(m, "annotations"),
-                                               "dev.kiln.recipe.variables"));
-        vars = vs ? oci_json_parse(vs, strlen(vs), "dev.kiln.recipe.variables", err) : NULL;
-        if (!vars || !json_is_object(vars)) {
-                if (!vs)
-                        kiln_error_set(err, KILN_E_NOT_FOUND,
-                                       "'%s' has no dev.kiln.recipe.variables annotation", against);
+        if (!m || recipe_image_recorded_variables(json_object_get(m, "annotations"), against,
+                                                  &vars, err) < 0)
+                goto out;
+        if (!vars) {
+                kiln_error_set(err, KILN_E_NOT_FOUND, "'%s' has no %s annotation", against,
+                               RECIPE_ANN_VARIABLES);
                 goto out;
         }
         extra = json_object_size(vars);

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "json.h"
 #include "recipe.h"
+#include "recipe_image.h"
 #include "recipe_validate.h"
 #include "sandbox.h"
 #include "util.h"
@@ -113,17 +114,14 @@ static json_t *recorded_variables(const struct oci_image *img, const char *recip
 {
         json_t *ann = img->m->annotations;
         const char *built = json_string_value(json_object_get(ann, RECIPE_ANN_RECIPE_NAME));
-        const char *vars = json_string_value(json_object_get(ann, "dev.kiln.recipe.variables"));
         const char *base = strrchr(recipe_name, '/') ? strrchr(recipe_name, '/') + 1 : recipe_name;
-        json_t *j;
+        struct kiln_error ignore = KILN_ERROR_INIT;
+        json_t *j = NULL;
 
-        if (!built || !vars || strcmp(built, base) != 0)
+        if (!built || strcmp(built, base) != 0)
                 return NULL;
-        j = json_loads(vars, 0, NULL);
-        if (!json_is_object(j)) {
-                json_decref(j);
-                return NULL;
-        }
+        /* an annotation that is not an object records nothing usable */
+        recipe_image_recorded_variables(ann, "the image", &j, &ignore);
         return j;
 }
 

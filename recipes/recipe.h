@@ -78,6 +78,9 @@ struct recipe_layer {
 #define RECIPE_ANN_TAG_BRANCH "dev.kiln.tag.branch"
 #define RECIPE_ANN_TAG_SUFFIX "dev.kiln.tag.suffix"
 #define RECIPE_ANN_RECIPE_NAME "dev.kiln.recipe.name"
+/* The variables a build was given, JSON {"NAME": "VALUE"} (recipe_image.c
+ * writes it; recipe_image_recorded_variables reads it). */
+#define RECIPE_ANN_VARIABLES "dev.kiln.recipe.variables"
 
 struct recipe_plan {
         char *recipe_name;

@@ -785,10 +785,31 @@ static int build_annotations(struct build *b, struct kiln_error *err)
         }
         vars = json_dumps(given, JSON_COMPACT | JSON_SORT_KEYS);
         if (vars)
-                json_object_set_new(b->ann, "dev.kiln.recipe.variables", json_string(vars));
+                json_object_set_new(b->ann, RECIPE_ANN_VARIABLES, json_string(vars));
         free(vars);
         json_decref(given);
         return oci_image_edit_annotate_all(b->img, b->ann, err);
+}
+
+int recipe_image_recorded_variables(const json_t *annotations, const char *what, json_t **ret,
+                                    struct kiln_error *err)
+{
+        const char *vs = json_string_value(json_object_get(annotations, RECIPE_ANN_VARIABLES));
+        json_t *vars;
+
+        *ret = NULL;
+        if (!vs)
+                return 0;
+        vars = oci_json_parse(vs, strlen(vs), RECIPE_ANN_VARIABLES, err);
+        if (!vars)
+                return -1;
+        if (!json_is_object(vars)) {
+                json_decref(vars);
+                return kiln_error_set(err, KILN_E_INVALID, "%s: %s is not a JSON object", what,
+                                      RECIPE_ANN_VARIABLES);
+        }
+        *ret = vars;
+        return 0;
 }
 
 /* The image: the recipe's config (planned again: the source revision and

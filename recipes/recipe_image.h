@@ -144,6 +144,12 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
  *   {"lockVersion":1,"recipe":DIGEST,"base":{"ref":REF,"digest":D},
  *    "layers":{NAME:{"key":KEY,"revision":COMMIT?,"apt":[RELEASE,...]?}}}
  * where RELEASE is the sha256 of each apt source's signed Release. */
+/* The variables an image records (its manifest's annotations, as a build
+ * writes them): *ret NULL when it records none; an error when the
+ * annotation is not a JSON object.  what names the image. */
+int recipe_image_recorded_variables(const json_t *annotations, const char *what, json_t **ret,
+                                    struct kiln_error *err);
+
 int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *opts,
                       json_t **ret, struct kiln_error *err);
 
