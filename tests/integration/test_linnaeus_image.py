@@ -188,3 +188,19 @@ def test_validate_runs_upstreams_checks_in_the_image(kiln, world, arch):
     p = kiln.run("validate", place, "--arch", other, "--cache", world[0] / "cache", check=False,
                  timeout=600)
     assert p.returncode == 1 and "FAIL flash-attn" in p.stdout, p.stdout
+
+
+def test_a_cold_build_elsewhere_gives_the_same_digest(kiln, world):
+    """Same inputs, same image: a second builder with an empty cache (the
+    FlashAttention extension compiled again) makes the same digest."""
+    args, res, _ = built(kiln, world, "ampere")
+    work = world[0]
+    cold = [str(a) for a in args]
+    cold[cold.index("--cache") + 1] = str(work / "cache-elsewhere")
+    cold[cold.index("--output") + 1] = f"oci:{work}/out-elsewhere"
+    again = json.loads(kiln.run(*cold, timeout=1200).stdout)
+    assert again["layersCached"] == 0
+    mine = {l["name"]: l["digest"] for l in res["layers"]}
+    theirs = {l["name"]: l["digest"] for l in again["layers"]}
+    assert theirs == mine
+    assert again["digest"] == res["digest"]
