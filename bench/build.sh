@@ -30,7 +30,9 @@
 #   rebuild   one source file edited and committed: kiln build --push
 #             (target < 2 s)  vs  buildah bud (its layer cache) + push
 #   RSS       kiln's peak RSS in the cold build (GNU time; target < 256 MiB)
-# and each layer's seconds (kiln --json; buildah's steps timed by its output).
+# and each layer's seconds (kiln's layers and buildah's steps, timed by the
+# lines of their output: kiln --progress plain, buildah bud), and the bytes
+# each image pushed.
 # --compare unpacks both images and lists where their files differ.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -143,24 +145,22 @@ KARGS=(build "$RECIPE" --mirror "docker.io=$REG" --set "image_repository=$REG/be
 rm -rf "$W/lockcache"
 var() { $PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["variables"][sys.argv[2]])' "$W/plan.json" "$1"; }
 
-# ---- cold ----
-t0=$(now)
-/usr/bin/time -v -o "$W/kiln-cold.time" "$KILN" "${KARGS[@]}" --push --json > "$W/kiln-cold.json" 2> "$W/kiln-cold.log" ||
-        { cat "$W/kiln-cold.log" >&2; exit 1; }
-t1=$(now)
-K_COLD=$(secs "$t0" "$t1")
-K_RSS=$(rss "$W/kiln-cold.time")
-echo "kiln cold build + push: $K_COLD s, peak RSS $K_RSS MiB"
-
-counts=$($PY "$HERE/linnaeus_inputs.py" context "$W/in" "$W/lock.json" "$W/kiln-cold.json" "$W/registry")
-echo "buildah's context (files per recipe layer): $counts"
+kiln_run() { # name: kiln build --push, timed, its progress stamped
+        local t0 t1
+        t0=$(now)
+        /usr/bin/time -v -o "$W/kiln-$1.time" "$KILN" "${KARGS[@]}" --push --progress plain 2>&1 |
+                stamp > "$W/kiln-$1.log" || { cut -d' ' -f2- "$W/kiln-$1.log" | tail -30 >&2; exit 1; }
+        t1=$(now)
+        K_ALL=$(secs "$t0" "$t1")
+        echo "kiln $1: build + push $K_ALL s, peak RSS $(rss "$W/kiln-$1.time") MiB"
+}
 BASE=$REG/nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04
 BARGS=(bud --isolation chroot --layers --tls-verify=false --build-arg "BASE=$BASE"
         --build-arg "ARCH=$ARCH" --build-arg "CUDA_ARCH_LIST=$(var cuda_arch_list)"
         --build-arg "MAX_JOBS=$(var max_jobs)" -f "$HERE/linnaeus.Dockerfile"
         -t "bench/linnaeus:$ARCH" "$W/in/ctx")
 BDEST=docker://$REG/bench/linnaeus-buildah:$ARCH
-buildah_run() { # name: bud and push, timed; the bud output stamped
+buildah_run() { # name: bud and push, timed, the bud output stamped
         local t0 t1 t2
         t0=$(now)
         /usr/bin/time -v -o "$W/buildah-$1.time" "${B[@]}" "${BARGS[@]}" 2>&1 | stamp > "$W/buildah-$1.log" ||
@@ -172,42 +172,27 @@ buildah_run() { # name: bud and push, timed; the bud output stamped
         B_BUD=$(secs "$t0" "$t1") B_PUSH=$(secs "$t1" "$t2") B_ALL=$(secs "$t0" "$t2")
         echo "buildah $1: bud $B_BUD s + push $B_PUSH s = $B_ALL s, peak RSS $(rss "$W/buildah-$1.time") MiB"
 }
+
+# ---- cold ----
+kiln_run cold
+K_COLD=$K_ALL K_RSS=$(rss "$W/kiln-cold.time")
+system=$(sed -n 's/^[0-9.]* layer system: built \(sha256:[0-9a-f]*\)$/\1/p' "$W/kiln-cold.log")
+counts=$($PY "$HERE/linnaeus_inputs.py" context "$W/in" "$W/lock.json" "$system" "$W/registry")
+echo "buildah's context (files per recipe layer): $counts"
 buildah_run cold
 B_COLD=$B_ALL B_COLD_BUD=$B_BUD B_COLD_PUSH=$B_PUSH
 
 # ---- one source file changed ----
 $PY "$HERE/linnaeus_inputs.py" edit "$W/in"
-t0=$(now)
-/usr/bin/time -v -o "$W/kiln-edit.time" "$KILN" "${KARGS[@]}" --push --json > "$W/kiln-edit.json" 2> "$W/kiln-edit.log" ||
-        { cat "$W/kiln-edit.log" >&2; exit 1; }
-t1=$(now)
-K_EDIT=$(secs "$t0" "$t1")
-echo "kiln source change + push: $K_EDIT s"
+kiln_run edit
+K_EDIT=$K_ALL
 buildah_run edit
 B_EDIT=$B_ALL
 
 # ---- the table ----
 echo
-$PY - "$W" << 'EOP'
-import json, pathlib, re, sys
-w = pathlib.Path(sys.argv[1])
-cold, edit = (json.loads((w / f"kiln-{n}.json").read_text()) for n in ("cold", "edit"))
-print("kiln layers             cold s   rebuild s  state      MiB pushed")
-for a, b in zip(cold["layers"], edit["layers"]):
-    print(f"  {a['name']:<20} {a['seconds']:7.2f}   {b['seconds']:8.2f}  {b['state']:<9} "
-          f"{a['bytes'] / 2**20:9.1f}")
-def steps(name):
-    """(step, seconds) from the stamped bud output: a step lasts until the next one starts."""
-    lines = [l.split(" ", 1) for l in (w / f"buildah-{name}.log").read_text().splitlines()]
-    marks = [(float(t), m.group(0)) for t, l in lines if (m := re.match(r"(STEP \d+/\d+: \S+.{0,60}|COMMIT)", l))]
-    end = float(lines[-1][0])
-    return [(s, (marks[i + 1][0] if i + 1 < len(marks) else end) - t) for i, (t, s) in enumerate(marks)]
-c, e = steps("cold"), steps("edit")
-print("buildah steps (the base's pull is in STEP 1)                       cold s  rebuild s")
-for (s, a), (_, b) in zip(c, e):
-    if a >= 0.05 or b >= 0.05:
-        print(f"  {s[:64]:<64} {a:7.2f}  {b:8.2f}")
-EOP
+$PY "$HERE/linnaeus_inputs.py" report "$W" "$REG" nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04 \
+        "bench/linnaeus-kiln:$ARCH-$(var torch_variant)" "bench/linnaeus-buildah:$ARCH"
 cat << EOT
 
                                  kiln     buildah   buildah/kiln
@@ -215,11 +200,14 @@ cold build + push            $(printf '%8.2f s %8.2f s %8.1f x' "$K_COLD" "$B_CO
   buildah bud, push                   $(printf '%8.2f s, %.2f s' "$B_COLD_BUD" "$B_COLD_PUSH")
 one source file + push       $(printf '%8.2f s %8.2f s %8.1f x' "$K_EDIT" "$B_EDIT" "$(ratio "$B_EDIT" "$K_EDIT")")   (kiln target < 2 s)
 kiln peak RSS, cold          $(printf '%8d MiB' "$K_RSS")                       (target < 256 MiB)
+
+not the same in the two builds (--compare lists the files): dpkg --unpack runs the preinst
+scripts, leaves conffiles as NAME.dpkg-new and writes its own bookkeeping (status-old,
+triggers, dpkg.log), where kiln runs no maintainer scripts; pip writes its INSTALLER,
+REQUESTED and direct_url.json; linnaeus's editable install is setuptools' (a finder module,
+its own METADATA) against kiln's .pth; buildah leaves an empty /etc/hosts and, after
+dpkg, a refreshed /etc/ld.so.cache.
 EOT
-echo
-echo "not the same in the two builds: the .debs are unpacked by dpkg --unpack (preinst scripts run,"
-echo "conffiles left as NAME.dpkg-new), kiln runs no maintainer scripts; pip's dist-info files"
-echo "(INSTALLER, REQUESTED, direct_url.json) and its PEP 660 editable finder for linnaeus."
 
 if [ -n "$COMPARE" ]; then
         echo

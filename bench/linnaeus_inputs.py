@@ -18,7 +18,7 @@ the sizes of the real build:
     bench/linnaeus_inputs.py make WORK REGISTRY_HOST KILN [--arch A] [--torch-mib N]
         [--small-wheels N] [--source-files N]
             writes WORK/inputs.json: the recipe's --set values and the paths
-    bench/linnaeus_inputs.py context WORK LOCK BUILT_JSON REGISTRY_DATA
+    bench/linnaeus_inputs.py context WORK LOCK SYSTEM_DIGEST REGISTRY_DATA
             lays out WORK/ctx, buildah's build context: hardlinks to the files
             kiln read (the wheels of each wheels layer and the sdist as the
             lock lists them, the .debs kiln's system layer installed), and
@@ -27,6 +27,9 @@ the sizes of the real build:
             changes one file of the source and commits it
     bench/linnaeus_inputs.py compare DIR_A DIR_B
             where two unpacked images' files differ
+    bench/linnaeus_inputs.py report WORK [REGISTRY BASE KILN_REF BUILDAH_REF]
+            the per-layer table of bench/build.sh from its stamped logs, and
+            the sizes the two images pushed
 """
 import argparse
 import hashlib
@@ -314,7 +317,7 @@ def layer_debs(blob, mirror):
     return [mirror / files[(p, version[p])] for p in sorted(listed)]
 
 
-def context(work, lock, built, registry_data):
+def context(work, lock, system_digest, registry_data):
     """buildah's context from what kiln resolved: the lock's wheels and sdist
     per layer, the .debs kiln's system layer holds, the source's work tree."""
     work = pathlib.Path(work)
@@ -329,9 +332,7 @@ def context(work, lock, built, registry_data):
             f = _local(w["url"])
             _link(f, ctx / name / f.name)
             counts[name] = counts.get(name, 0) + 1
-    system = next(l for l in json.loads(pathlib.Path(built).read_text())["layers"]
-                  if l["name"] == "system")
-    hexd = system["digest"].split(":")[1]
+    hexd = system_digest.split(":")[1]
     blob = pathlib.Path(registry_data) / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
     for f in layer_debs(blob, _local(inputs["sets"]["ubuntu_mirror"])):
         _link(f, ctx / "system" / f.name)
@@ -376,7 +377,6 @@ def compare(a, b):
     size), the differences _EXPLAINED lists counted apart."""
     ta, tb = _tree(a), _tree(b)
     diff = sorted(p for p in set(ta) | set(tb) if ta.get(p) != tb.get(p))
-    explained = [p for p in diff if _EXPLAINED.search("/" + p)]
     rest = [p for p in diff if not _EXPLAINED.search("/" + p)]
     print(f"compare: {len(ta)} paths in kiln's image, {len(tb)} in buildah's; "
           f"{len(diff) - len(rest)} differ in pip's own dist-info files and the editable finder")
@@ -385,6 +385,90 @@ def compare(a, b):
         print(f"  {p}: {ta.get(p, '-')} / {tb.get(p, '-')}")
     if len(rest) > 40:
         print(f"  ... and {len(rest) - 40} more")
+
+
+def _stamped(path):
+    out = []
+    for line in pathlib.Path(path).read_text().splitlines():
+        t, _, text = line.partition(" ")
+        out.append((float(t), text))
+    return out
+
+
+def kiln_layers(path):
+    """[[layer, state, build s, push s, step start s]] from a stamped kiln
+    build --progress plain, whose layers are built one at a time: a layer's
+    build runs from its 'building' line to 'built' (a cached one takes no
+    time), its blob is pushed from there to the next layer's first line; a
+    build step in the image starts with its first output line, once the
+    layers below are unpacked for it."""
+    rows, step_at, start, prev_end = [], {}, None, None
+    for t, text in _stamped(path):
+        m = re.match(r"layer (\S+): (building|built|cached)", text)
+        prev_end = t if prev_end is None else prev_end
+        if m and m.group(2) == "building":
+            if rows:
+                rows[-1][3] = t - prev_end
+            start = t
+        elif m:
+            if m.group(2) == "cached" and rows:
+                rows[-1][3] = t - prev_end
+            rows.append([m.group(1), m.group(2), t - start if m.group(2) == "built" else 0.0,
+                         0.0, step_at.get(m.group(1))])
+            prev_end = t
+        elif " | " in text and start is not None:
+            step_at.setdefault(text.split(" | ", 1)[0], t - start)
+        elif text.startswith("pushing ") and rows:
+            rows[-1][3] = t - prev_end
+    return rows
+
+
+def buildah_steps(path):
+    """(step, seconds) from a stamped buildah bud: a step lasts until the next starts."""
+    lines = _stamped(path)
+    marks = [(t, m.group(0)) for t, l in lines
+             if (m := re.match(r"(STEP \d+/\d+: \S+.{0,52}|COMMIT)", l))]
+    end = lines[-1][0]
+    return [(s, (marks[i + 1][0] if i + 1 < len(marks) else end) - t)
+            for i, (t, s) in enumerate(marks)]
+
+
+def _layers(registry, ref):
+    import urllib.request
+    repo, tag = ref.rsplit(":", 1)
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                  "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req) as r:
+        return {d["digest"]: d["size"] for d in json.load(r)["layers"]}
+
+
+def pushed(registry, base, *refs):
+    """The MiB each image pushed beyond the base's layers."""
+    below = _layers(registry, base)
+    out = []
+    for ref in refs:
+        own = {d: n for d, n in _layers(registry, ref).items() if d not in below}
+        out.append(f"{sum(own.values()) / 2**20:.0f} MiB in {len(own)} layers")
+    return out
+
+
+def report(work, registry=None, base=None, kiln_ref=None, buildah_ref=None):
+    w = pathlib.Path(work)
+    if registry:
+        k, b = pushed(registry, base, kiln_ref, buildah_ref)
+        print(f"pushed beyond the base: kiln {k}, buildah {b}")
+    cold, edit = kiln_layers(w / "kiln-cold.log"), kiln_layers(w / "kiln-edit.log")
+    print("kiln layers        cold: build s  push s | rebuild: build s  push s  state")
+    for (name, _, b, p, step), (_, state, b2, p2, _) in zip(cold, edit):
+        note = f"   (the step ran after {step:.1f} s of unpacking the layers below)" \
+            if step is not None else ""
+        print(f"  {name:<20} {b:8.2f} {p:7.2f} | {b2:13.2f} {p2:7.2f}  {state}{note}")
+    print("buildah steps (the base's pull is in STEP 1)                 cold s  rebuild s")
+    for (s, a), (_, b) in zip(buildah_steps(w / "buildah-cold.log"),
+                              buildah_steps(w / "buildah-edit.log")):
+        if a >= 0.05 or b >= 0.05:
+            print(f"  {s[:58]:<58} {a:8.2f}  {b:8.2f}")
 
 
 def main():
@@ -401,22 +485,27 @@ def main():
     c = sub.add_parser("context")
     c.add_argument("work")
     c.add_argument("lock")
-    c.add_argument("built", help="kiln build --json's output")
+    c.add_argument("system_digest", help="the digest of kiln's system layer")
     c.add_argument("registry_data", help="the registry's storage directory")
     e = sub.add_parser("edit")
     e.add_argument("work")
     d = sub.add_parser("compare")
     d.add_argument("a")
     d.add_argument("b")
+    r = sub.add_parser("report")
+    r.add_argument("work")
+    r.add_argument("refs", nargs="*", help="REGISTRY BASE KILN_REF BUILDAH_REF (repo:tag)")
     a = ap.parse_args()
     if a.verb == "make":
         make(a.work, a.registry, a.kiln, a.arch, a.torch_mib, a.small_wheels, a.source_files)
     elif a.verb == "context":
-        context(a.work, a.lock, a.built, a.registry_data)
+        context(a.work, a.lock, a.system_digest, a.registry_data)
     elif a.verb == "edit":
         edit(a.work)
-    else:
+    elif a.verb == "compare":
         compare(a.a, a.b)
+    else:
+        report(a.work, *a.refs)
 
 
 if __name__ == "__main__":
