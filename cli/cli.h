@@ -1,5 +1,6 @@
-/* cli/cli.h: what the verbs share: the verb table, error reporting and
- * exit codes, opening places.  Only cli/ prints or exits. */
+/* cli/cli.h: what the verbs share: error reporting and exit codes, opening
+ * places; the verbs and their options are in options.h.  Only cli/ prints
+ * or exits. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
@@ -8,6 +9,7 @@
 
 #include "error.h"
 #include "image.h"
+#include "options.h"
 
 /* Documented in docs/kiln.1 (EXIT STATUS). */
 enum cli_exit {
@@ -26,16 +28,6 @@ enum cli_exit {
         EXIT_INTERNAL = 70,
 };
 
-struct cli_verb {
-        const char *name;
-        int (*fn)(int argc, char **argv);
-        const char *summary;
-        const char *usage;
-};
-
-extern const struct cli_verb cli_verbs[];
-const struct cli_verb *cli_find_verb(const char *name);
-
 /* Text from images and registries reaches the terminal escaped (control
  * characters as \n, \x1b: oci/util.h kiln_text_escape), so a name or a
  * label can neither move the cursor nor forge a line of kiln's own.
@@ -50,12 +42,10 @@ int cli_exit_code(enum kiln_errc code);
 int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Opens a place (see oci/place.h) for reading or for writing. */
-struct oci_store *cli_open_place(const char *place, bool for_write, struct kiln_error *err);
-
-/* Common options every verb takes (parsed with getopt_long). */
-#define CLI_HELP_OPTION {"help", no_argument, NULL, 'h'}
-int cli_help_verb(const char *verb);
+/* Opens a place (see oci/place.h) for reading or for writing; a registry
+ * with a's registry options. */
+struct oci_store *cli_open_place(struct cli_args *a, const char *place, bool for_write,
+                                 struct kiln_error *err);
 
 /* Prints a byte count as "12.3 MB". */
 void cli_format_size(long long bytes, char *buf, size_t len);

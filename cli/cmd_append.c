@@ -1,6 +1,5 @@
 /* kiln append BASE --layer SRC[:DEST[:MODE]] ... -t DST */
 #include <ctype.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "cache.h"
 #include "cli.h"
 #include "cmd_layers.h"
+#include "image_edit.h"
 #include "json.h"
 #include "place.h"
 #include "source.h"
@@ -126,58 +126,168 @@ static int build_one(struct layer_cache *cache, bool use_cache, const struct lay
         return layer_cache_build(cache, s, wo, use_cache, res, hit, err);
 }
 
-int cmd_append(int argc, char **argv)
+/* What every layer of one append is written with. */
+struct append_ctx {
+        struct layer_cache *cache;
+        bool use_cache, quiet;
+        const char *const *excludes;
+        size_t n_excludes;
+        const struct layer_writer_opts *wo;
+        struct oci_store *dst;
+        const char *laydir; /* dst's directory when it is a layout, else NULL */
+};
+
+static const char *spec_name(const struct layer_spec *sp)
 {
-        static const struct option opts[] = {
-            {"layer", required_argument, NULL, 'l'},
-            {"file", required_argument, NULL, 'f'},
-            {"tag", required_argument, NULL, 't'},
-            {"compression", required_argument, NULL, 'c'},
-            {"level", required_argument, NULL, 'L'},
-            {"threads", required_argument, NULL, 'T'},
-            {"exclude", required_argument, NULL, 'x'},
-            {"ignore-file", required_argument, NULL, 'i'},
-            {"platform", required_argument, NULL, 'p'},
-            {"cache", required_argument, NULL, 'C'},
-            {"no-cache", no_argument, NULL, 'N'},
-            {"keep-owners", no_argument, NULL, 'o'},
-            {"keep-caps", no_argument, NULL, 'k'},
-            {"keep-modes", no_argument, NULL, 'm'},
-            {"quiet", no_argument, NULL, 'q'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
-        struct kiln_error err = KILN_ERROR_INIT, e2 = KILN_ERROR_INIT;
+        return sp->src ? sp->src : "files";
+}
+
+/* Puts the blob of res (as d) in the destination: hardlinked from the cache
+ * into a layout, else streamed from the cache.  A cached entry that does
+ * not verify is rebuilt, once (cache entries are hints). */
+static int put_blob(const struct append_ctx *c, const struct layer_spec *sp,
+                    struct layer_result *res, struct oci_descriptor *d, bool hit,
+                    struct kiln_error *err)
+{
+        struct kiln_error e2 = KILN_ERROR_INIT;
+        struct oci_reader *r;
+        bool have = false;
+
+        if (c->laydir && (layer_cache_place_blob(c->cache, res, c->laydir) ||
+                          (hit && layer_cache_verify_blob(c->cache, res, &e2) == 0 &&
+                           layer_cache_place_blob(c->cache, res, c->laydir))))
+                return 0; /* written once: the cache's blob is the layout's */
+        if (c->dst->ops->has_blob(c->dst, d, &have, err) < 0)
+                return -1;
+        if (have)
+                return 0;
+        r = layer_cache_open_blob(c->cache, res, err);
+        if (r && c->dst->ops->put_blob(c->dst, d, r, err) == 0)
+                return 0;
+        if (!hit)
+                return -1;
+        if (!c->quiet)
+                fprintf(stderr, "kiln: warning: cached layer '%s' is bad (%s); rebuilding\n",
+                        spec_name(sp), err->msg);
+        kiln_error_clear(err);
+        if (build_one(c->cache, false, sp, c->excludes, c->n_excludes, c->wo, res, &hit, err) < 0)
+                return -1;
+        d->digest = res->digest;
+        d->size = res->size;
+        r = layer_cache_open_blob(c->cache, res, err);
+        if (!r)
+                return -1;
+        return c->dst->ops->put_blob(c->dst, d, r, err);
+}
+
+/* Builds each layer (or finds it in the cache), puts its blob in the
+ * destination and adds it to the image, with its history entry. */
+static int append_layers(const struct append_ctx *c, const struct layer_spec *specs,
+                         size_t n_specs, struct oci_image_edit *img, struct kiln_error *err)
+{
+        for (size_t i = 0; i < n_specs; i++) {
+                /* the destination in the image, never the host path */
+                struct oci_history h = {.dated = true, .created_by = specs[i].dest,
+                                        .comment = "kiln append"};
+                struct oci_descriptor d = {0};
+                struct layer_result res;
+                bool hit = false;
+                int rc;
+
+                if (build_one(c->cache, c->use_cache, &specs[i], c->excludes, c->n_excludes,
+                              c->wo, &res, &hit, err) < 0) {
+                        kiln_error_prefix(err, "layer '%s'",
+                                          specs[i].src ? specs[i].src : specs[i].files[0].src);
+                        return -1;
+                }
+                d.media_type = res.media_type;
+                d.digest = res.digest;
+                d.size = res.size;
+                d.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res.compressor);
+                if (!d.annotations)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                rc = put_blob(c, &specs[i], &res, &d, hit, err);
+                if (rc == 0)
+                        rc = oci_image_edit_add_layer(img, &d, &res.diff_id, &h, err);
+                json_decref(d.annotations);
+                if (rc < 0)
+                        return -1;
+                if (!c->quiet)
+                        fprintf(stderr, "%s %s %s (diffID %s)\n", hit ? "cached" : "built",
+                                spec_name(&specs[i]), res.digest.str, res.diff_id.str);
+        }
+        return 0;
+}
+
+/* The image: the base (or scratch) with the layers of specs, written to
+ * tag: the layers' blobs, the base's, the config, the manifest, the tag. */
+static int append_image(struct cli_args *args, const char *base,
+                        const struct oci_platform *plat, const char *tag, const char *cache_dir,
+                        struct append_ctx *c, const struct layer_spec *specs, size_t n_specs,
+                        struct kiln_error *err)
+{
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
         _cleanup_(layer_cache_freep) struct layer_cache *cache = NULL;
-        _cleanup_free_ char *platbuf = NULL, *laydir = NULL;
-        _cleanup_free_ struct layer_spec *specs = NULL;
-        _cleanup_free_ struct oci_descriptor *layers = NULL;
-        _cleanup_free_ struct layer_result *results = NULL;
-        char **excludes = NULL;
-        size_t n_specs = 0, n_excludes = 0, n_base = 0;
-        struct cli_image base = {0};
-        json_t *config = NULL, *annos = NULL;
-        struct oci_platform plat;
-        bool have_plat = false, use_cache = true, quiet = false, keep_modes = false;
-        const char *tag = NULL, *cache_dir = NULL;
-        struct layer_writer_opts wo;
-        struct oci_digest digest;
-        int opt, rc = EXIT_OK;
+        _cleanup_(oci_image_edit_freep) struct oci_image_edit *img = NULL;
+        _cleanup_free_ char *laydir = NULL;
+        struct oci_descriptor md;
 
-        layer_writer_opts_init(&wo);
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "l:t:c:x:qh", opts, NULL)) != -1) {
-                switch (opt) {
+        if (strcmp(base, "scratch") != 0) {
+                src = cli_open_place(args, base, false, err);
+                img = src ? oci_image_edit_load(src, NULL, plat, err) : NULL;
+        } else {
+                img = oci_image_edit_new(NULL, err);
+        }
+        if (!img)
+                return -1;
+        dst = cli_open_place(args, tag, true, err);
+        if (!dst)
+                return -1;
+        laydir = layout_dir_of(tag);
+        cache = layer_cache_open(cache_dir, err);
+        if (!cache)
+                return -1;
+        c->cache = cache;
+        c->dst = dst;
+        c->laydir = laydir;
+        if (append_layers(c, specs, n_specs, img, err) < 0 ||
+            oci_image_edit_write(img, dst, (const char *const[]){NULL}, 1, &md, err) < 0 ||
+            oci_store_commit(dst, err) < 0)
+                return -1;
+        printf("%s\n", md.digest.str);
+        return 0;
+}
+
+int cmd_append(struct cli_args *args)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        _cleanup_free_ struct layer_spec *specs = NULL;
+        char **excludes = NULL;
+        size_t n_specs = 0, n_excludes = 0;
+        bool use_cache = !cli_flag(args, 'N'), quiet = args->quiet, keep_modes = cli_flag(args, 'm');
+        const char *tag = cli_arg(args, 't'), *cache_dir = cli_arg(args, 'C');
+        struct layer_writer_opts wo;
+        int rc = EXIT_OK;
+
+        if (layer_writer_opts_init(&wo, &err) < 0)
+                return cli_fail(&err);
+        cli_writer_opts(args, &wo);
+        wo.threads = (int)cli_num(args, 'T', wo.threads);
+        wo.keep_owners = cli_flag(args, 'o');
+        wo.keep_caps = cli_flag(args, 'k');
+        cli_foreach_value(args, v)
+        {
+                const char *arg = v->arg;
+                switch (v->opt->key) {
                 case 'l': {
                         struct layer_spec *ns = realloc(specs, (n_specs + 1) * sizeof(*ns));
                         if (!ns)
                                 return cli_usage("append", "out of memory");
                         specs = ns;
-                        if (parse_spec(optarg, &specs[n_specs]) < 0)
+                        if (parse_spec(arg, &specs[n_specs]) < 0)
                                 return cli_usage(
-                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", optarg);
+                                    "append", "invalid layer '%s': use SRC[:DEST[:MODE]]", arg);
                         specs[n_specs].files = NULL;
                         specs[n_specs].n_files = 0;
                         n_specs++;
@@ -185,9 +295,9 @@ int cmd_append(int argc, char **argv)
                 }
                 case 'f': {
                         struct layer_spec f, *ls, *nf;
-                        if (parse_spec(optarg, &f) < 0 || !strcmp(f.dest, "/"))
+                        if (parse_spec(arg, &f) < 0 || !strcmp(f.dest, "/"))
                                 return cli_usage("append", "invalid file '%s': use SRC:DEST[:MODE]",
-                                                 optarg);
+                                                 arg);
                         if (n_specs == 0) {
                                 struct layer_spec *ns = realloc(specs, sizeof(*ns));
                                 if (!ns)
@@ -206,30 +316,12 @@ int cmd_append(int argc, char **argv)
                         ls->files[ls->n_files++] = f;
                         break;
                 }
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'c':
-                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
-                                return cli_usage("append", "%s", err.msg);
-                        break;
-                case 'L': {
-                        char *end;
-                        long v = strtol(optarg, &end, 10);
-                        if (*end || v < 0 || v > 22)
-                                return cli_usage("append", "invalid level '%s'", optarg);
-                        wo.level = (int)v;
-                        break;
-                }
-                case 'T':
-                        wo.threads = atoi(optarg);
-                        break;
                 case 'x': {
                         char **nx = realloc(excludes, (n_excludes + 2) * sizeof(*nx));
                         if (!nx)
                                 return cli_usage("append", "out of memory");
                         excludes = nx;
-                        excludes[n_excludes++] = strdup(optarg);
+                        excludes[n_excludes++] = strdup(arg);
                         excludes[n_excludes] = NULL;
                         break;
                 }
@@ -237,7 +329,7 @@ int cmd_append(int argc, char **argv)
                         char **pats = NULL;
                         size_t n = 0;
                         char **nx;
-                        if (layer_exclude_read(optarg, &pats, &n, &err) < 0)
+                        if (layer_exclude_read(arg, &pats, &n, &err) < 0)
                                 return cli_fail(&err);
                         nx = realloc(excludes, (n_excludes + n + 1) * sizeof(*nx));
                         if (!nx)
@@ -249,38 +341,11 @@ int cmd_append(int argc, char **argv)
                         free(pats);
                         break;
                 }
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'C':
-                        cache_dir = optarg;
-                        break;
-                case 'N':
-                        use_cache = false;
-                        break;
-                case 'o':
-                        wo.keep_owners = true;
-                        break;
-                case 'k':
-                        wo.keep_caps = true;
-                        break;
-                case 'm':
-                        keep_modes = true;
-                        break;
-                case 'q':
-                        quiet = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("append");
                 default:
-                        return cli_usage("append", "invalid option");
+                        break;
                 }
         }
-        if (optind + 1 != argc)
+        if (args->argc != 1)
                 return cli_usage("append", "expected one BASE (an image place or 'scratch')");
         if (!tag)
                 return cli_usage("append", "missing -t DST");
@@ -289,125 +354,15 @@ int cmd_append(int argc, char **argv)
         for (size_t i = 0; i < n_specs; i++)
                 specs[i].keep_modes = keep_modes;
 
-        if (strcmp(argv[optind], "scratch") != 0) {
-                src = cli_open_place(argv[optind], false, &err);
-                if (!src || cli_image_load(src, have_plat ? &plat : NULL, &base, &err) < 0)
-                        goto fail;
-                config = json_incref(base.config);
-                n_base = base.m->n_layers;
-        } else {
-                config = cli_config_scratch();
+        {
+                struct append_ctx c = {.use_cache = use_cache, .quiet = quiet,
+                                       .excludes = (const char *const *)excludes,
+                                       .n_excludes = n_excludes, .wo = &wo};
+                if (append_image(args, args->argv[0],
+                                 args->has_platform ? &args->platform : NULL, tag, cache_dir, &c,
+                                 specs, n_specs, &err) < 0)
+                        rc = cli_fail(&err);
         }
-        dst = cli_open_place(tag, true, &err);
-        if (!dst)
-                goto fail;
-        laydir = layout_dir_of(tag);
-        if (n_base && cli_copy_blobs(src, dst, base.m->layers, n_base, &err) < 0)
-                goto fail;
-        cache = layer_cache_open(cache_dir, &err);
-        if (!cache)
-                goto fail;
-
-        layers = calloc(n_base + n_specs, sizeof(*layers));
-        results = calloc(n_specs, sizeof(*results));
-        annos = json_array();
-        if (!layers || !results || !annos) {
-                kiln_error_set(&err, KILN_E_NOMEM, "out of memory");
-                goto fail;
-        }
-        for (size_t i = 0; i < n_base; i++)
-                layers[i] = base.m->layers[i];
-        for (size_t i = 0; i < n_specs; i++) {
-                struct layer_result *res = &results[i];
-                struct oci_descriptor *d = &layers[n_base + i];
-                json_t *a = json_object(), *rootfs, *hist, *h;
-                char ts[64];
-                bool hit = false;
-
-                if (build_one(cache, use_cache, &specs[i], (const char *const *)excludes,
-                              n_excludes, &wo, res, &hit, &err) < 0) {
-                        kiln_error_prefix(&err, "layer '%s'",
-                                          specs[i].src ? specs[i].src : specs[i].files[0].src);
-                        json_decref(a);
-                        goto fail;
-                }
-                json_object_set_new(a, LAYER_COMPRESSION_ANNOTATION, json_string(res->compressor));
-                json_array_append_new(annos, a);
-                memset(d, 0, sizeof(*d));
-                d->media_type = res->media_type;
-                d->digest = res->digest;
-                d->size = res->size;
-                d->annotations = a;
-                if (laydir && (layer_cache_place_blob(cache, res, laydir) ||
-                               (hit && layer_cache_verify_blob(cache, res, &e2) == 0 &&
-                                layer_cache_place_blob(cache, res, laydir)))) {
-                        /* written once: the cache's blob is the layout's */
-                        kiln_error_clear(&e2);
-                } else {
-                        bool have = false;
-                        struct oci_reader *r;
-                        if (dst->ops->has_blob(dst, d, &have, &err) < 0)
-                                goto fail;
-                        r = have ? NULL : layer_cache_open_blob(cache, res, &err);
-                        if (!have && (!r || dst->ops->put_blob(dst, d, r, &err) < 0)) {
-                                if (!hit)
-                                        goto fail;
-                                /* Cache entries are hints: one that does not verify is
-                                 * rebuilt, once. */
-                                if (!quiet)
-                                        fprintf(stderr,
-                                                "kiln: warning: cached layer '%s' is bad "
-                                                "(%s); rebuilding\n",
-                                                specs[i].src ? specs[i].src : "files", err.msg);
-                                kiln_error_clear(&err);
-                                if (build_one(cache, false, &specs[i],
-                                              (const char *const *)excludes, n_excludes, &wo, res,
-                                              &hit, &err) < 0)
-                                        goto fail;
-                                d->digest = res->digest;
-                                d->size = res->size;
-                                r = layer_cache_open_blob(cache, res, &err);
-                                if (!r || dst->ops->put_blob(dst, d, r, &err) < 0)
-                                        goto fail;
-                        }
-                }
-                rootfs = json_object_get(config, "rootfs");
-                if (!json_is_object(rootfs)) {
-                        rootfs = json_object();
-                        json_object_set_new(rootfs, "type", json_string("layers"));
-                        json_object_set_new(config, "rootfs", rootfs);
-                }
-                if (!json_is_array(json_object_get(rootfs, "diff_ids")))
-                        json_object_set_new(rootfs, "diff_ids", json_array());
-                json_array_append_new(json_object_get(rootfs, "diff_ids"),
-                                      json_string(res->diff_id.str));
-                hist = json_object_get(config, "history");
-                if (!json_is_array(hist)) {
-                        hist = json_array();
-                        json_object_set_new(config, "history", hist);
-                }
-                h = json_object();
-                cli_format_time(wo.mtime, ts, sizeof(ts));
-                json_object_set_new(h, "created", json_string(ts));
-                json_object_set_new(h, "created_by",
-                                    json_string_nocheck(specs[i].dest)); /* never the host path */
-                json_object_set_new(h, "comment", json_string("kiln append"));
-                json_array_append_new(hist, h);
-                if (!quiet)
-                        fprintf(stderr, "%s %s %s (diffID %s)\n", hit ? "cached" : "built",
-                                specs[i].src ? specs[i].src : "files", res->digest.str,
-                                res->diff_id.str);
-        }
-        if (cli_image_write(dst, config, layers, n_base + n_specs, &digest, &err) < 0)
-                goto fail;
-        printf("%s\n", digest.str);
-        goto out;
-fail:
-        rc = cli_fail(&err);
-out:
-        json_decref(config);
-        json_decref(annos);
-        cli_image_release(&base);
         for (size_t i = 0; i < n_specs; i++) {
                 free(specs[i].src);
                 free(specs[i].dest);

@@ -1,7 +1,6 @@
 /* kiln cache ls|show|prune --cache-repo HOST/REPO: the shared layer cache
  * (docs/cache.md); kiln cache prune --local [--cache DIR]: the unpacked
  * layers and run scratch directories of the local cache. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,24 +102,6 @@ static int load(struct reg_client *c, struct entry **ret, size_t *ret_n, struct 
         return 0;
 }
 
-/* "30d", "12h", "45m", "90s" in seconds; -1 when malformed. */
-static long long parse_age(const char *s)
-{
-        char *end;
-        long long v = strtoll(s, &end, 10);
-
-        if (end == s || v < 0)
-                return -1;
-        switch (*end) {
-        case 'd': v *= 86400; break;
-        case 'h': v *= 3600; break;
-        case 'm': v *= 60; break;
-        case 's': case '\0': break;
-        default: return -1;
-        }
-        return end[0] && end[1] ? -1 : v;
-}
-
 /* kiln cache prune --local: CACHE/rootfs (layers unpacked for run steps) and
  * CACHE/run (scratch of runs, left by a killed one); built blobs stay. */
 static int prune_local(const char *dir)
@@ -143,68 +124,33 @@ static int prune_local(const char *dir)
         return rc;
 }
 
-int cmd_cache(int argc, char **argv)
+int cmd_cache(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"cache-repo", required_argument, NULL, 'R'},
-                {"keep", required_argument, NULL, 'k'},
-                {"older-than", required_argument, NULL, 'o'},
-                {"json", no_argument, NULL, 'j'},
-                {"local", no_argument, NULL, 'l'},
-                {"cache", required_argument, NULL, 'c'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        const char *repo = NULL, *action, *cache_dir = NULL;
-        bool local = false;
-        long long keep = -1, older = -1;
-        bool json = false;
+        const char *repo = cli_arg(a, 'R'), *action, *cache_dir = cli_arg(a, 'c');
+        bool local = cli_flag(a, 'l'), json = cli_flag(a, 'j');
+        long long keep = cli_num(a, 'k', -1), older = cli_num(a, 'o', -1);
         struct oci_place p = {0};
         struct reg_client *c = NULL;
         struct entry *v = NULL;
         size_t n = 0;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'R': repo = optarg; break;
-                case 'k': keep = strtoll(optarg, NULL, 10); break;
-                case 'o':
-                        older = parse_age(optarg);
-                        if (older < 0)
-                                return cli_usage("cache", "--older-than takes 30d, 12h, 45m or 90s, not '%s'", optarg);
-                        break;
-                case 'j': json = true; break;
-                case 'l': local = true; break;
-                case 'c': cache_dir = optarg; break;
-                case 'h': return cli_help_verb("cache");
-                default: {
-                        int k = cli_reg_option("cache", opt, optarg);
-                        if (k < 0)
-                                return EXIT_USAGE;
-                        if (k == 0)
-                                return cli_usage("cache", "invalid option");
-                }
-                }
-        }
         if (local) {
-                if (optind + 1 != argc || strcmp(argv[optind], "prune") || repo)
+                if (a->argc != 1 || strcmp(a->argv[0], "prune") || repo)
                         return cli_usage("cache", "--local goes with prune alone, not --cache-repo");
                 return prune_local(cache_dir);
         }
-        if (optind >= argc || !repo)
+        if (a->argc < 1 || !repo)
                 return cli_usage("cache", "expected ls, show TAG or prune, and --cache-repo HOST/REPO");
-        action = argv[optind];
+        action = a->argv[0];
         if (oci_place_parse(repo, &p, &err) < 0)
                 return cli_fail(&err);
         if (p.kind != OCI_PLACE_REGISTRY) {
                 oci_place_release(&p);
                 return cli_usage("cache", "--cache-repo takes a registry repository, not '%s'", repo);
         }
-        c = reg_client_new(p.ref.domain, p.ref.path, &cli_reg_opts, !strcmp(action, "prune"), &err);
+        c = reg_client_new(p.ref.domain, p.ref.path, &a->reg, !strcmp(action, "prune"), &err);
         if (!c || load(c, &v, &n, &err) < 0) {
                 rc = cli_fail(&err);
                 goto out;
@@ -214,7 +160,7 @@ int cmd_cache(int argc, char **argv)
                         printf("%s  %-20s  %-22s  %lld  %s\n", v[i].tag, v[i].layer ? v[i].layer : "-",
                                v[i].created ? v[i].created : "-", v[i].size, v[i].blob);
         } else if (!strcmp(action, "show")) {
-                const char *want = optind + 1 < argc ? argv[optind + 1] : NULL;
+                const char *want = a->argc > 1 ? a->argv[1] : NULL;
                 bool found = false;
                 for (size_t i = 0; want && i < n; i++) {
                         if (strcmp(v[i].tag, want) && (!v[i].key || strcmp(v[i].key, want)))

@@ -1,12 +1,12 @@
 /* kiln config PLACE [--env K=V] [--entrypoint E] [--cmd C] [--workdir D] [--user U]
  *                   [--label K=V] -t DST */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cmd_layers.h"
+#include "image_edit.h"
 #include "json.h"
 #include "util.h"
 
@@ -39,32 +39,10 @@ static json_t *parse_argv(const char *s, struct kiln_error *err)
         return j;
 }
 
-static int set_env(json_t *cfg, const char *kv, struct kiln_error *err)
+/* --label K=V */
+static int set_label(struct oci_image_edit *img, const char *kv, struct kiln_error *err)
 {
         const char *eq = strchr(kv, '=');
-        json_t *env = json_object_get(cfg, "Env"), *v;
-        size_t i;
-
-        if (!eq || eq == kv)
-                return kiln_error_set(err, KILN_E_USAGE,
-                                      "invalid environment variable '%s': use K=V", kv);
-        if (!json_is_array(env)) {
-                env = json_array();
-                json_object_set_new(cfg, "Env", env);
-        }
-        json_array_foreach(env, i, v)
-        {
-                const char *s = json_string_value(v);
-                if (s && !strncmp(s, kv, (size_t)(eq - kv) + 1))
-                        return json_array_set_new(env, i, json_string(kv));
-        }
-        return json_array_append_new(env, json_string(kv));
-}
-
-static int set_label(json_t *cfg, const char *kv, struct kiln_error *err)
-{
-        const char *eq = strchr(kv, '=');
-        json_t *labels = json_object_get(cfg, "Labels");
         _cleanup_free_ char *k = NULL;
 
         if (!eq || eq == kv)
@@ -72,123 +50,75 @@ static int set_label(json_t *cfg, const char *kv, struct kiln_error *err)
         k = strndup(kv, (size_t)(eq - kv));
         if (!k)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (!json_is_object(labels)) {
-                labels = json_object();
-                json_object_set_new(cfg, "Labels", labels);
-        }
-        json_object_set_new(labels, k, json_string(eq + 1));
-        /* labels in byte-wise order, whatever the order of the options */
-        json_object_set_new(cfg, "Labels", oci_json_sorted_object(labels));
-        return 0;
+        return oci_image_edit_set_label(img, k, eq + 1, err);
 }
 
-int cmd_config(int argc, char **argv)
+int cmd_config(struct cli_args *a)
 {
-        static const struct option opts[] = {
-            {"env", required_argument, NULL, 'e'},
-            {"entrypoint", required_argument, NULL, 'E'},
-            {"cmd", required_argument, NULL, 'c'},
-            {"workdir", required_argument, NULL, 'w'},
-            {"user", required_argument, NULL, 'u'},
-            {"label", required_argument, NULL, 'l'},
-            {"tag", required_argument, NULL, 't'},
-            {"platform", required_argument, NULL, 'p'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
-        _cleanup_free_ char *platbuf = NULL;
-        struct cli_image img = {0};
-        struct oci_platform plat;
-        bool have_plat = false;
-        const char *tag = NULL;
-        json_t *c, *hist, *h;
-        struct oci_digest digest;
-        int opt, rc = EXIT_OK;
+        _cleanup_(oci_image_edit_freep) struct oci_image_edit *img = NULL;
+        const char *tag = cli_arg(a, 't');
+        struct oci_descriptor md;
+        int rc = EXIT_OK;
 
-        optind = 1;
-        /* First pass: the place must be loaded before the edits apply. */
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("config");
-                case '?':
-                        return cli_usage("config", "invalid option");
-                default:
-                        break;
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("config", "expected one PLACE");
         if (!tag)
                 return cli_usage("config", "missing -t DST");
-        src = cli_open_place(argv[optind], false, &err);
-        if (!src || cli_image_load(src, have_plat ? &plat : NULL, &img, &err) < 0)
+        /* the place is loaded before the edits apply */
+        src = cli_open_place(a, a->argv[0], false, &err);
+        img = src ? oci_image_edit_load(src, NULL, a->has_platform ? &a->platform : NULL, &err)
+                  : NULL;
+        /* the config object, even when no option changes it */
+        if (!img || oci_image_edit_merge_config(img, NULL, &err) < 0)
                 goto fail;
-        c = json_object_get(img.config, "config");
-        if (!json_is_object(c)) {
-                c = json_object();
-                json_object_set_new(img.config, "config", c);
-        }
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "e:t:l:h", opts, NULL)) != -1) {
-                json_t *v;
-                switch (opt) {
+        cli_foreach_value(a, o)
+        {
+                const char *arg = o->arg;
+                switch (o->opt->key) {
                 case 'e':
-                        if (set_env(c, optarg, &err) < 0)
+                        if (oci_image_edit_set_env(img, arg, &err) < 0)
                                 goto fail;
                         break;
                 case 'E':
-                case 'c':
-                        v = parse_argv(optarg, &err);
-                        if (!v)
+                case 'c': {
+                        json_t *v = parse_argv(arg, &err);
+                        if (!v || oci_image_edit_set_field(img, o->opt->key == 'E' ? "Entrypoint"
+                                                                                   : "Cmd",
+                                                           v, &err) < 0)
                                 goto fail;
-                        json_object_set_new(c, opt == 'E' ? "Entrypoint" : "Cmd", v);
                         break;
+                }
                 case 'w':
-                        json_object_set_new(c, "WorkingDir", json_string(optarg));
+                        if (oci_image_edit_set_field(img, "WorkingDir", json_string(arg), &err) < 0)
+                                goto fail;
                         break;
                 case 'u':
-                        json_object_set_new(c, "User", json_string(optarg));
+                        if (oci_image_edit_set_field(img, "User", json_string(arg), &err) < 0)
+                                goto fail;
                         break;
                 case 'l':
-                        if (set_label(c, optarg, &err) < 0)
+                        if (set_label(img, arg, &err) < 0)
                                 goto fail;
                         break;
                 default:
                         break;
                 }
         }
-        hist = json_object_get(img.config, "history");
-        if (!json_is_array(hist)) {
-                hist = json_array();
-                json_object_set_new(img.config, "history", hist);
-        }
-        h = json_object();
-        json_object_set_new(h, "created_by", json_string("kiln config"));
-        json_object_set_new(h, "empty_layer", json_true());
-        json_array_append_new(hist, h);
-        dst = cli_open_place(tag, true, &err);
-        if (!dst || cli_copy_blobs(src, dst, img.m->layers, img.m->n_layers, &err) < 0 ||
-            cli_image_write(dst, img.config, img.m->layers, img.m->n_layers, &digest, &err) < 0)
+        dst = cli_open_place(a, tag, true, &err);
+        /* the base's blobs, the config, the manifest, then the place's tag */
+        if (!dst ||
+            oci_image_edit_add_history(img, &(struct oci_history){.created_by = "kiln config"},
+                                       &err) < 0 ||
+            oci_image_edit_write(img, dst, (const char *const[]){NULL}, 1, &md, &err) < 0 ||
+            oci_store_commit(dst, &err) < 0)
                 goto fail;
-        printf("%s\n", digest.str);
+        printf("%s\n", md.digest.str);
         goto out;
 fail:
         rc = cli_fail(&err);
 out:
-        cli_image_release(&img);
         return rc;
 }

@@ -8,46 +8,26 @@
 #include "cmd_registry.h"
 #include "util.h"
 
-int cmd_delete(int argc, char **argv)
+int cmd_delete(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"json", no_argument, NULL, 'J'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         struct oci_place p;
         struct reg_client *c;
         struct oci_digest d;
-        bool json = false;
-        int opt, rc;
+        bool json = cli_flag(a, 'j');
+        int rc;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                if (opt == 'h')
-                        return cli_help_verb("delete");
-                if (opt == 'J') {
-                        json = true;
-                        continue;
-                }
-                rc = cli_reg_option("delete", opt, optarg);
-                if (rc < 0)
-                        return EXIT_USAGE;
-                if (rc == 0)
-                        return cli_usage("delete", "invalid option");
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("delete", "expected one REF");
-        if (oci_place_parse(argv[optind], &p, &err) < 0)
+        if (oci_place_parse(a->argv[0], &p, &err) < 0)
                 return cli_fail(&err);
         if (p.kind != OCI_PLACE_REGISTRY) {
                 oci_place_release(&p);
                 kiln_error_set(&err, KILN_E_UNSUPPORTED,
-                               "kiln delete works on registry references, not '%s'", argv[optind]);
+                               "kiln delete works on registry references, not '%s'", a->argv[0]);
                 return cli_fail(&err);
         }
-        c = reg_client_new(p.ref.domain, p.ref.path, &cli_reg_opts, true, &err);
+        c = reg_client_new(p.ref.domain, p.ref.path, &a->reg, true, &err);
         rc = c ? 0 : -1;
         if (rc == 0 && p.ref.has_digest) {
                 d = p.ref.digest;
@@ -62,7 +42,7 @@ int cmd_delete(int argc, char **argv)
                 rc = reg_client_delete_manifest(c, &d, &err);
         reg_client_free(c);
         if (rc < 0) {
-                kiln_error_prefix(&err, "delete '%s'", argv[optind]);
+                kiln_error_prefix(&err, "delete '%s'", a->argv[0]);
                 oci_place_release(&p);
                 return cli_fail(&err);
         }

@@ -1,5 +1,4 @@
 /* kiln diff A B: where two images differ.  Exit 0 identical, 1 different, 2 error. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,46 +60,23 @@ static void on_finding(void *ctx, const struct layer_diff_finding *f)
         putchar('\n');
 }
 
-int cmd_diff(int argc, char **argv)
+int cmd_diff(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"all", no_argument, NULL, 'a'},
-                {"json", no_argument, NULL, 'j'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        _cleanup_(oci_store_freep) struct oci_store *a = NULL;
-        _cleanup_(oci_store_freep) struct oci_store *b = NULL;
-        struct out o = {0};
-        struct layer_diff_opts dopts = {.finding = on_finding, .ctx = &o};
+        _cleanup_(oci_store_freep) struct oci_store *from = NULL;
+        _cleanup_(oci_store_freep) struct oci_store *to = NULL;
+        struct out o = {.json = cli_flag(a, 'j')};
+        struct layer_diff_opts dopts = {.finding = on_finding, .ctx = &o, .all = cli_flag(a, 'a')};
         bool same = false;
-        int opt;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'a': dopts.all = true; break;
-                case 'j': o.json = true; break;
-                case 'h': cli_help_verb("diff"); return EXIT_OK;
-                default: {
-                        int rc = cli_reg_option("diff", opt, optarg);
-                        if (rc < 0)
-                                return EXIT_USAGE;
-                        if (rc == 0)
-                                return cli_usage("diff", "invalid option");
-                }
-                }
-        }
-        if (optind + 2 != argc)
+        if (a->argc != 2)
                 return cli_usage("diff", "expected two places A and B");
         if (o.json)
                 o.arr = json_array();
-        a = cli_open_place(argv[optind], false, &err);
-        if (a)
-                b = cli_open_place(argv[optind + 1], false, &err);
-        if (!a || !b || layer_image_diff(a, b, &dopts, &same, &err) < 0) {
+        from = cli_open_place(a, a->argv[0], false, &err);
+        if (from)
+                to = cli_open_place(a, a->argv[1], false, &err);
+        if (!from || !to || layer_image_diff(from, to, &dopts, &same, &err) < 0) {
                 cli_fail(&err);
                 json_decref(o.arr);
                 return 2; /* diff's own convention: 2 is an error */

@@ -5,7 +5,6 @@
  * layer.  As root, owners are kept; unprivileged, files belong to root in
  * the result and devices are dropped (with the unpacker's warnings). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "cli.h"
 #include "cmd_layers.h"
+#include "image_edit.h"
 #include "io.h"
 #include "json.h"
 #include "layout.h"
@@ -27,7 +27,7 @@ static void on_warn(void *ctx, const char *msg)
         cli_warn("%s", msg);
 }
 
-static int squash(struct oci_store *src, const struct cli_image *img, const char *tmp,
+static int squash(struct oci_store *src, const struct oci_image *img, const char *tmp,
                   const struct layer_writer_opts *wo, struct layer_result *res,
                   struct oci_layout **ret_layout, struct kiln_error *err)
 {
@@ -86,66 +86,34 @@ static int squash(struct oci_store *src, const struct cli_image *img, const char
         return rc;
 }
 
-int cmd_flatten(int argc, char **argv)
+int cmd_flatten(struct cli_args *a)
 {
-        static const struct option opts[] = {
-            {"tag", required_argument, NULL, 't'},
-            {"compression", required_argument, NULL, 'c'},
-            {"level", required_argument, NULL, 'L'},
-            {"platform", required_argument, NULL, 'p'},
-            CLI_HELP_OPTION,
-            {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *src = NULL;
         _cleanup_(oci_store_freep) struct oci_store *dst = NULL;
-        _cleanup_free_ char *platbuf = NULL, *tmp = NULL;
+        _cleanup_(oci_image_edit_freep) struct oci_image_edit *edit = NULL;
+        _cleanup_free_ char *tmp = NULL;
         struct oci_layout *l = NULL;
-        struct cli_image img = {0};
-        struct oci_platform plat;
+        struct oci_image img = {0};
         struct layer_writer_opts wo;
         struct layer_result res;
-        struct oci_descriptor d = {0};
-        struct oci_digest digest;
-        json_t *annos = NULL, *rootfs, *hist, *h;
-        bool have_plat = false;
-        const char *tag = NULL;
-        int opt, rc = EXIT_OK;
+        struct oci_descriptor d = {0}, md;
+        const char *tag = cli_arg(a, 't');
+        int rc = EXIT_OK;
 
-        layer_writer_opts_init(&wo);
+        if (layer_writer_opts_init(&wo, &err) < 0)
+                return cli_fail(&err);
         wo.keep_owners = geteuid() == 0;
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "t:c:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't':
-                        tag = optarg;
-                        break;
-                case 'c':
-                        if (layer_compression_parse(optarg, &wo.compression, &err) < 0)
-                                return cli_usage("flatten", "%s", err.msg);
-                        break;
-                case 'L':
-                        wo.level = atoi(optarg);
-                        break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h':
-                        return cli_help_verb("flatten");
-                default:
-                        return cli_usage("flatten", "invalid option");
-                }
-        }
-        if (optind + 1 != argc)
+        cli_writer_opts(a, &wo);
+        if (a->argc != 1)
                 return cli_usage("flatten", "expected one PLACE");
         if (!tag)
                 return cli_usage("flatten", "missing -t DST");
-        src = cli_open_place(argv[optind], false, &err);
-        if (!src || cli_image_load(src, have_plat ? &plat : NULL, &img, &err) < 0)
+        src = cli_open_place(a, a->argv[0], false, &err);
+        if (!src || oci_image_load(src, NULL, a->has_platform ? &a->platform : NULL, &img, &err) < 0)
+                goto fail;
+        edit = oci_image_edit_new_from(&img, &err);
+        if (!edit)
                 goto fail;
         tmp = kiln_strdupf("%s/kiln-flatten-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         if (!tmp || !mkdtemp(tmp)) {
@@ -156,13 +124,11 @@ int cmd_flatten(int argc, char **argv)
         }
         if (squash(src, &img, tmp, &wo, &res, &l, &err) < 0)
                 goto fail;
-        annos = json_object();
-        json_object_set_new(annos, LAYER_COMPRESSION_ANNOTATION, json_string(res.compressor));
         d.media_type = res.media_type;
         d.digest = res.digest;
         d.size = res.size;
-        d.annotations = annos;
-        dst = cli_open_place(tag, true, &err);
+        d.annotations = json_pack("{s:s}", LAYER_COMPRESSION_ANNOTATION, res.compressor);
+        dst = cli_open_place(a, tag, true, &err);
         if (!dst)
                 goto fail;
         {
@@ -170,18 +136,15 @@ int cmd_flatten(int argc, char **argv)
                 if (!r || dst->ops->put_blob(dst, &d, r, &err) < 0)
                         goto fail;
         }
-        rootfs = json_object();
-        json_object_set_new(rootfs, "type", json_string("layers"));
-        json_object_set_new(rootfs, "diff_ids", json_pack("[s]", res.diff_id.str));
-        json_object_set_new(img.config, "rootfs", rootfs);
-        hist = json_array();
-        h = json_object();
-        json_object_set_new(h, "created_by", json_string("kiln flatten"));
-        json_array_append_new(hist, h);
-        json_object_set_new(img.config, "history", hist);
-        if (cli_image_write(dst, img.config, &d, 1, &digest, &err) < 0)
+        /* one layer, one history entry: the image's own are gone */
+        oci_image_edit_clear_layers(edit);
+        if (oci_image_edit_add_layer(edit, &d, &res.diff_id,
+                                     &(struct oci_history){.created_by = "kiln flatten"},
+                                     &err) < 0 ||
+            oci_image_edit_write(edit, dst, (const char *const[]){NULL}, 1, &md, &err) < 0 ||
+            oci_store_commit(dst, &err) < 0)
                 goto fail;
-        printf("%s\n", digest.str);
+        printf("%s\n", md.digest.str);
         goto out;
 fail:
         rc = cli_fail(&err);
@@ -189,7 +152,7 @@ out:
         oci_layout_free(l);
         if (tmp)
                 kiln_rm_rf(tmp);
-        json_decref(annos);
-        cli_image_release(&img);
+        json_decref(d.annotations);
+        oci_image_release(&img);
         return rc;
 }

@@ -1,5 +1,4 @@
 /* kiln fsck oci:DIR */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,37 +39,21 @@ static int deep_check(void *ctx, struct oci_layout *l, const struct oci_descript
         return 0;
 }
 
-int cmd_fsck(int argc, char **argv)
+int cmd_fsck(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"quiet", no_argument, NULL, 'q'},
-                {"deep", no_argument, NULL, 'd'},
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         struct oci_fsck_result res;
         struct oci_place p;
         struct oci_layout *l;
-        bool quiet = false, deep = false;
-        int opt;
+        bool quiet = a->quiet, deep = cli_flag(a, 'd');
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'q': quiet = true; break;
-                case 'd': deep = true; break;
-                case 'h': return cli_help_verb("fsck");
-                default: return cli_usage("fsck", "invalid option");
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("fsck", "expected one oci:DIR");
-        if (oci_place_parse(argv[optind], &p, &err) < 0)
+        if (oci_place_parse(a->argv[0], &p, &err) < 0)
                 return cli_fail(&err);
         if (p.kind != OCI_PLACE_LAYOUT) {
                 oci_place_release(&p);
-                return cli_usage("fsck", "'%s' is not an OCI layout (oci:DIR)", argv[optind]);
+                return cli_usage("fsck", "'%s' is not an OCI layout (oci:DIR)", a->argv[0]);
         }
         l = oci_layout_open(p.path, false, &err);
         oci_place_release(&p);

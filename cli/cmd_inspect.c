@@ -1,5 +1,4 @@
 /* kiln inspect PLACE, kiln digest PLACE */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,54 +134,23 @@ static int write_raw(const char *buf, size_t len)
         return EXIT_OK;
 }
 
-int cmd_inspect(int argc, char **argv)
+int cmd_inspect(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"raw", no_argument, NULL, 'r'},
-                {"config", no_argument, NULL, 'c'},
-                {"json", no_argument, NULL, 'j'},
-                {"platform", required_argument, NULL, 'p'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *st = NULL;
         _cleanup_(oci_manifest_freep) struct oci_manifest *m = NULL;
         _cleanup_(oci_config_freep) struct oci_config *c = NULL;
-        _cleanup_free_ char *cfgbuf = NULL, *platbuf = NULL;
+        _cleanup_free_ char *cfgbuf = NULL;
         struct oci_fetched top = {0};
-        struct oci_platform plat;
-        bool raw = false, config = false, json = false, have_plat = false;
+        struct oci_platform plat = a->platform;
+        bool raw = cli_flag(a, 'r'), config = cli_flag(a, 'c'), json = cli_flag(a, 'j');
+        bool have_plat = a->has_platform;
         size_t cfglen = 0;
-        int opt, rc = EXIT_OK;
+        int rc = EXIT_OK;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'r': raw = true; break;
-                case 'c': config = true; break;
-                case 'j': json = true; break;
-                case 'p':
-                        free(platbuf);
-                        platbuf = strdup(optarg);
-                        if (!platbuf || oci_platform_parse(platbuf, &plat, &err) < 0)
-                                return cli_fail(&err);
-                        have_plat = true;
-                        break;
-                case 'h': return cli_help_verb("inspect");
-                default: {
-                        int r = cli_reg_option("inspect", opt, optarg);
-                        if (r < 0)
-                                return EXIT_USAGE;
-                        if (r == 0)
-                                return cli_usage("inspect", "invalid option");
-                }
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("inspect", "expected one PLACE");
-        st = cli_open_place(argv[optind], false, &err);
+        st = cli_open_place(a, a->argv[0], false, &err);
         if (!st)
                 return cli_fail(&err);
         if (oci_store_fetch(st, NULL, &top, &err) < 0)
@@ -199,7 +167,7 @@ int cmd_inspect(int argc, char **argv)
                 if (!d) {
                         kiln_error_set(&err, KILN_E_NOT_FOUND,
                                        "no image for platform '%s/%s' in '%s'", plat.os,
-                                       plat.architecture, argv[optind]);
+                                       plat.architecture, a->argv[0]);
                         oci_index_free(x);
                         goto fail;
                 }
@@ -222,7 +190,7 @@ int cmd_inspect(int argc, char **argv)
                 if (json)
                         rc = write_raw(top.buf, top.len);
                 else
-                        print_index_summary(argv[optind], &top, x);
+                        print_index_summary(a->argv[0], &top, x);
                 oci_index_free(x);
                 goto out;
         }
@@ -243,7 +211,7 @@ int cmd_inspect(int argc, char **argv)
                 json_t *o = json_object();
                 json_t *cj = c ? json_incref(c->json) : json_null();
                 char *s;
-                json_object_set_new(o, "name", json_string(argv[optind]));
+                json_object_set_new(o, "name", json_string(a->argv[0]));
                 json_object_set_new(o, "digest", json_string(top.desc.digest.str));
                 json_object_set_new(o, "mediaType", json_string(top.media_type));
                 json_object_set(o, "manifest", m->json);
@@ -253,7 +221,7 @@ int cmd_inspect(int argc, char **argv)
                 free(s);
                 json_decref(o);
         } else {
-                print_summary(argv[optind], &top, m, c);
+                print_summary(a->argv[0], &top, m, c);
         }
         goto out;
 fail:
@@ -263,28 +231,15 @@ out:
         return rc;
 }
 
-int cmd_digest(int argc, char **argv)
+int cmd_digest(struct cli_args *a)
 {
-        static const struct option opts[] = {CLI_REG_OPTIONS, CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
         struct kiln_error err = KILN_ERROR_INIT;
         _cleanup_(oci_store_freep) struct oci_store *st = NULL;
         struct oci_fetched top = {0};
-        int opt;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                int rc;
-                if (opt == 'h')
-                        return cli_help_verb("digest");
-                rc = cli_reg_option("digest", opt, optarg);
-                if (rc < 0)
-                        return EXIT_USAGE;
-                if (rc == 0)
-                        return cli_usage("digest", "invalid option");
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("digest", "expected one PLACE");
-        st = cli_open_place(argv[optind], false, &err);
+        st = cli_open_place(a, a->argv[0], false, &err);
         if (!st || oci_store_fetch(st, NULL, &top, &err) < 0)
                 return cli_fail(&err);
         printf("%s\n", top.desc.digest.str);

@@ -30,40 +30,19 @@ static char *read_password(void)
         return buf;
 }
 
-int cmd_login(int argc, char **argv)
+int cmd_login(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"username", required_argument, NULL, 'u'},
-                {"password-stdin", no_argument, NULL, 'P'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        const char *user = NULL, *host;
+        const char *user = cli_arg(a, 'u'), *host;
         char *pass = NULL;
-        bool pass_stdin = false;
+        bool pass_stdin = cli_flag(a, 'P');
         struct reg_client *c;
         struct reg_options o;
-        int opt, rc;
+        int rc;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "u:h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'u': user = optarg; break;
-                case 'P': pass_stdin = true; break;
-                case 'h': return cli_help_verb("login");
-                default:
-                        rc = cli_reg_option("login", opt, optarg);
-                        if (rc < 0)
-                                return EXIT_USAGE;
-                        if (rc == 0)
-                                return cli_usage("login", "invalid option");
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("login", "expected one HOST");
-        host = argv[optind];
+        host = a->argv[0];
         if (!strcmp(host, "index.docker.io") || !strcmp(host, "registry-1.docker.io"))
                 host = "docker.io";
         if (!user || !*user)
@@ -82,7 +61,7 @@ int cmd_login(int argc, char **argv)
                 kiln_error_set(&err, KILN_E_USAGE, "no password on standard input");
                 return cli_fail(&err);
         }
-        o = cli_reg_opts;
+        o = a->reg;
         o.username = user;
         o.password = pass;
         o.force_oauth = true;
@@ -90,7 +69,7 @@ int cmd_login(int argc, char **argv)
         rc = c ? reg_client_ping(c, &err) : -1;
         reg_client_free(c);
         if (rc == 0)
-                rc = reg_creds_store(cli_reg_opts.authfile, host, user, pass, &err);
+                rc = reg_creds_store(a->reg.authfile, host, user, pass, &err);
         memset(pass, 0, strlen(pass));
         free(pass);
         if (rc < 0) {

@@ -1,5 +1,4 @@
 /* kiln ls PLACE: the tags of an OCI layout */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,50 +10,29 @@
 #include "place.h"
 #include "util.h"
 
-int cmd_ls(int argc, char **argv)
+int cmd_ls(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"json", no_argument, NULL, 'j'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
         struct oci_place p;
         struct oci_layout *l;
         _cleanup_free_ char *buf = NULL;
         struct oci_index *x = NULL;
         size_t len;
-        bool json = false;
-        int opt;
+        bool json = cli_flag(a, 'j');
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'j': json = true; break;
-                case 'h': return cli_help_verb("ls");
-                default: {
-                        int rc = cli_reg_option("ls", opt, optarg);
-                        if (rc < 0)
-                                return EXIT_USAGE;
-                        if (rc == 0)
-                                return cli_usage("ls", "invalid option");
-                }
-                }
-        }
-        if (optind + 1 != argc)
+        if (a->argc != 1)
                 return cli_usage("ls", "expected one PLACE");
-        if (oci_place_parse(argv[optind], &p, &err) < 0)
+        if (oci_place_parse(a->argv[0], &p, &err) < 0)
                 return cli_fail(&err);
         if (p.kind == OCI_PLACE_REGISTRY) {
-                int rc = cli_ls_registry(&p, json);
+                int rc = cli_ls_registry(a, &p, json);
                 oci_place_release(&p);
                 return rc;
         }
         if (p.kind != OCI_PLACE_LAYOUT) {
                 oci_place_release(&p);
                 kiln_error_set(&err, KILN_E_UNSUPPORTED, "cannot list tags of '%s' in this build",
-                               argv[optind]);
+                               a->argv[0]);
                 return cli_fail(&err);
         }
         l = oci_layout_open(p.path, false, &err);

@@ -24,8 +24,8 @@ static char *trim(char *s)
         return s;
 }
 
-static int mirror_one(const char *line, const char *to, unsigned jobs, json_t *out,
-                      struct kiln_error *err)
+static int mirror_one(struct cli_args *a, const char *line, const char *to, unsigned jobs,
+                      json_t *out, struct kiln_error *err)
 {
         struct oci_ref src = {0}, dst = {0};
         struct oci_store *s = NULL, *d = NULL;
@@ -47,8 +47,8 @@ static int mirror_one(const char *line, const char *to, unsigned jobs, json_t *o
         }
         if (oci_ref_parse(dst_str, &dst, err) < 0)
                 goto out;
-        s = reg_store_new(&src, &cli_reg_opts, false, err);
-        d = s ? reg_store_new(&dst, &cli_reg_opts, true, err) : NULL;
+        s = reg_store_new(&src, &a->reg, false, err);
+        d = s ? reg_store_new(&dst, &a->reg, true, err) : NULL;
         if (!s || !d)
                 goto out;
         cli_progress_attach(&copts);
@@ -81,70 +81,31 @@ out:
         return rc;
 }
 
-int cmd_mirror(int argc, char **argv)
+int cmd_mirror(struct cli_args *a)
 {
-        static const struct option opts[] = {
-                {"to", required_argument, NULL, 't'},
-                {"jobs", required_argument, NULL, 'J'},
-                {"json", no_argument, NULL, 'j'},
-                {"quiet", no_argument, NULL, 'q'},
-                {"progress", required_argument, NULL, 'G'},
-                CLI_REG_OPTIONS,
-                CLI_HELP_OPTION,
-                {NULL, 0, NULL, 0},
-        };
         struct kiln_error err = KILN_ERROR_INIT;
-        const char *to = NULL;
+        const char *to = cli_arg(a, 't');
         _cleanup_free_ char *buf = NULL;
         size_t len;
-        unsigned jobs = 4, failed = 0, done = 0;
-        enum cli_progress_mode pmode = CLI_PROGRESS_AUTO;
-        bool quiet = false;
+        unsigned jobs = (unsigned)cli_num(a, CLI_K_JOBS, 4), failed = 0, done = 0;
         json_t *out = NULL;
         char *save = NULL;
-        int opt, rc;
 
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-                switch (opt) {
-                case 't': to = optarg; break;
-                case 'q': quiet = true; break;
-                case 'G':
-                        if (cli_progress_parse(optarg, &pmode) < 0)
-                                return cli_usage("mirror", "--progress takes auto, plain, tty or "
-                                                           "none, not '%s'", optarg);
-                        break;
-                case 'j': out = out ? out : json_array(); break;
-                case 'J': {
-                        char *end;
-                        long v = strtol(optarg, &end, 10);
-                        if (*end || v < 1 || v > 32)
-                                return cli_usage("mirror", "--jobs takes 1 to 32, not '%s'", optarg);
-                        jobs = (unsigned)v;
-                        break;
-                }
-                case 'h': return cli_help_verb("mirror");
-                default:
-                        rc = cli_reg_option("mirror", opt, optarg);
-                        if (rc < 0)
-                                return EXIT_USAGE;
-                        if (rc == 0)
-                                return cli_usage("mirror", "invalid option");
-                }
-        }
-        if (optind + 1 != argc || !to)
+        if (a->argc != 1 || !to)
                 return cli_usage("mirror", "expected LIST and --to HOST[/PREFIX]");
         if (*to && to[strlen(to) - 1] == '/')
                 return cli_usage("mirror", "invalid --to '%s': no trailing '/'", to);
-        if (kiln_read_file(argv[optind], LIST_MAX, &buf, &len, &err) < 0)
+        if (kiln_read_file(a->argv[0], LIST_MAX, &buf, &len, &err) < 0)
                 return cli_fail(&err);
-        cli_progress_begin(quiet || out ? CLI_PROGRESS_NONE : pmode);
+        if (cli_flag(a, 'j'))
+                out = json_array();
+        cli_progress_begin(out ? CLI_PROGRESS_NONE : cli_progress_opt(a));
         for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *l = trim(line);
                 struct kiln_error e = KILN_ERROR_INIT;
                 if (!*l || *l == '#')
                         continue;
-                if (mirror_one(l, to, jobs, out, &e) < 0) {
+                if (mirror_one(a, l, to, jobs, out, &e) < 0) {
                         char msg[2048];
                         snprintf(msg, sizeof(msg), "kiln: error: mirror '%s': %s", l, e.msg);
                         cli_progress_message(msg);
@@ -158,7 +119,7 @@ int cmd_mirror(int argc, char **argv)
                 }
         }
         cli_progress_end();
-        if (!out && !quiet)
+        if (!out && !a->quiet)
                 fprintf(stderr, "mirrored %u of %u images\n", done, done + failed);
         if (out) {
                 char *s = json_dumps(out, JSON_COMPACT);

@@ -5,7 +5,6 @@
  * its status (128 + N when signal N killed it).  What the command writes
  * lives in a scratch upper directory removed afterwards. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "cache.h"
 #include "cli.h"
 #include "cmd_layers.h"
+#include "cmd_run.h"
 #include "commands.h"
 #include "io.h"
 #include "json.h"
@@ -60,56 +60,49 @@ static int parse_bind(char *arg, struct sandbox_bind *ret)
         return 0;
 }
 
-static int parse_args(int argc, char **argv, struct run_args *a)
+static int parse_args(struct cli_args *args, struct run_args *a)
 {
-        static const struct option opts[] = {
-            {"network", no_argument, NULL, 'n'}, {"bind", required_argument, NULL, 'b'},
-            {"env", required_argument, NULL, 'e'}, {"workdir", required_argument, NULL, 'w'},
-            {"user", required_argument, NULL, 'u'}, {"gpu", no_argument, NULL, 'g'},
-            {"cache", required_argument, NULL, 'c'}, CLI_HELP_OPTION, {NULL, 0, NULL, 0},
-        };
-        int opt, rc;
+        int rc;
 
-        optind = 1;
-        /* the command's own options come after "--", where getopt stops */
-        while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (opt) {
-                case 'n': a->network = true; break;
-                case 'g': a->gpu = true; break;
-                case 'w': a->workdir = optarg; break;
-                case 'c': a->cache_dir = optarg; break;
+        a->network = cli_flag(args, 'n');
+        a->gpu = cli_flag(args, 'g');
+        a->workdir = cli_arg(args, 'w');
+        a->cache_dir = cli_arg(args, 'c');
+        cli_foreach_value(args, v)
+        {
+                switch (v->opt->key) {
                 case 'b':
                         if (a->n_binds == RUN_ARGS_MAX)
                                 return cli_usage("run", "more than %d --bind", RUN_ARGS_MAX);
-                        if ((rc = parse_bind(optarg, &a->binds[a->n_binds])) != 0)
+                        if ((rc = parse_bind(v->arg, &a->binds[a->n_binds])) != 0)
                                 return rc;
                         a->n_binds++;
                         break;
                 case 'e':
-                        if (!strchr(optarg, '=') || optarg[0] == '=')
-                                return cli_usage("run", "--env takes K=V, not '%s'", optarg);
+                        if (!strchr(v->arg, '=') || v->arg[0] == '=')
+                                return cli_usage("run", "--env takes K=V, not '%s'", v->arg);
                         if (a->n_envs == RUN_ARGS_MAX)
                                 return cli_usage("run", "more than %d --env", RUN_ARGS_MAX);
-                        a->envs[a->n_envs++] = optarg;
+                        a->envs[a->n_envs++] = v->arg;
                         break;
                 case 'u':
                         /* one mapping: uid 0 inside is the caller, no other uid exists */
-                        if (strcmp(optarg, "0") && strcmp(optarg, "root") &&
-                            strcmp(optarg, "0:0") && strcmp(optarg, "root:root"))
+                        if (strcmp(v->arg, "0") && strcmp(v->arg, "root") &&
+                            strcmp(v->arg, "0:0") && strcmp(v->arg, "root:root"))
                                 return cli_usage("run",
                                                  "--user '%s': only root (uid 0, which is you "
                                                  "outside) exists in the sandbox",
-                                                 optarg);
+                                                 v->arg);
                         break;
-                case 'h': return cli_help_verb("run");
-                default: return cli_usage("run", "invalid option");
+                default: break;
                 }
         }
-        if (optind >= argc)
+        /* the command's own options come after "--", where parsing stops */
+        if (args->argc < 1)
                 return cli_usage("run", "expected PLACE");
-        a->place = argv[optind++];
-        a->cmd = argv + optind;
-        a->n_cmd = (size_t)(argc - optind);
+        a->place = args->argv[0];
+        a->cmd = args->argv + 1;
+        a->n_cmd = (size_t)(args->argc - 1);
         return 0;
 }
 
@@ -151,18 +144,17 @@ static bool env_has(json_t *env, const char *name)
 }
 
 /* The command: CMD given, else Entrypoint + Cmd of the image. */
-static json_t *command_of(const struct run_args *a, json_t *cfg)
+static json_t *command_of(const struct cli_run_opts *ro, json_t *cfg)
 {
         json_t *argv = json_array();
 
-        if (a->n_cmd) {
-                for (size_t i = 0; i < a->n_cmd; i++)
-                        json_array_append_new(argv, json_string(a->cmd[i]));
+        if (ro->argc) {
+                for (size_t i = 0; i < ro->argc; i++)
+                        json_array_append_new(argv, json_string(ro->argv[i]));
                 return argv;
         }
-        json_array_extend(argv, json_is_array(json_object_get(cfg, "Entrypoint"))
-                                        ? json_object_get(cfg, "Entrypoint")
-                                        : json_array());
+        if (json_is_array(json_object_get(cfg, "Entrypoint")))
+                json_array_extend(argv, json_object_get(cfg, "Entrypoint"));
         if (json_is_array(json_object_get(cfg, "Cmd")))
                 json_array_extend(argv, json_object_get(cfg, "Cmd"));
         return argv;
@@ -183,14 +175,14 @@ static const char **strings_of(json_t *arr)
         return v;
 }
 
-static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *img,
-                  const char *cache_dir, int *ret_status, struct kiln_error *err)
+int cli_run_image(struct oci_store *st, const struct oci_image *img, const char *cache_dir,
+                  const struct cli_run_opts *ro, int *ret_status, struct kiln_error *err)
 {
         json_t *cfg = json_object_get(img->config, "config");
-        _cleanup_json_ json_t *env = json_deep_copy(json_is_array(json_object_get(cfg, "Env"))
-                                                            ? json_object_get(cfg, "Env")
-                                                            : json_array());
-        _cleanup_json_ json_t *argv = command_of(a, cfg);
+        _cleanup_json_ json_t *env = json_is_array(json_object_get(cfg, "Env"))
+                                             ? json_deep_copy(json_object_get(cfg, "Env"))
+                                             : json_array();
+        _cleanup_json_ json_t *argv = command_of(ro, cfg);
         _cleanup_free_ char *tmp = kiln_strdupf("%s/run/.tmp-XXXXXX", cache_dir);
         _cleanup_free_ char *up = NULL, *wk = NULL, *rt = NULL, *libs = NULL, *ld = NULL;
         _cleanup_free_ char *bins = NULL, *path = NULL;
@@ -206,27 +198,28 @@ static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *im
         if (json_array_size(argv) == 0)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "'%s' has no entrypoint or cmd: give a command after --",
-                                      a->place);
-        if (a->gpu && sandbox_gpu_binds("/dev", NULL, &gpu, &n_gpu, &libs, &bins, err) < 0)
+                                      ro->place);
+        if (ro->gpu && sandbox_gpu_binds("/dev", NULL, &gpu, &n_gpu, &libs, &bins, err) < 0)
                 return -1;
         if (!env_has(env, "PATH"))
                 env_set(env, "PATH=" DEFAULT_PATH);
-        for (size_t i = 0; i < a->n_envs; i++)
-                env_set(env, a->envs[i]);
+        for (size_t i = 0; i < ro->n_envs; i++)
+                env_set(env, ro->envs[i]);
         /* --gpu: the driver's directories after the image's own */
         if (libs && *libs && (ld = kiln_strdupf("LD_LIBRARY_PATH=%s%s%s", env_get(env, "LD_LIBRARY_PATH"),
                                                 *env_get(env, "LD_LIBRARY_PATH") ? ":" : "", libs)))
                 env_set(env, ld);
         if (bins && *bins && (path = kiln_strdupf("PATH=%s:%s", env_get(env, "PATH"), bins)))
                 env_set(env, path);
-        binds = calloc(a->n_binds + n_gpu + 1, sizeof(*binds));
+        binds = calloc(ro->n_binds + n_gpu + 1, sizeof(*binds));
         av = strings_of(argv);
         ev = strings_of(env);
         if (!binds || !av || !ev)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        memcpy(binds, a->binds, a->n_binds * sizeof(*binds));
+        if (ro->n_binds)
+                memcpy(binds, ro->binds, ro->n_binds * sizeof(*binds));
         if (n_gpu)
-                memcpy(binds + a->n_binds, gpu, n_gpu * sizeof(*binds));
+                memcpy(binds + ro->n_binds, gpu, n_gpu * sizeof(*binds));
         if (sandbox_rootfs_image(cache_dir, st, img, &lowers, &n_lowers, err) < 0)
                 return -1;
         {
@@ -247,11 +240,13 @@ static int run_in(struct run_args *a, struct oci_store *st, struct oci_image *im
         o.argc = json_array_size(argv);
         o.env = ev;
         o.n_env = json_array_size(env);
-        o.cwd = a->workdir ? a->workdir
-                           : json_string_value(json_object_get(cfg, "WorkingDir"));
-        o.network = a->network;
+        o.cwd = ro->workdir ? ro->workdir
+                            : json_string_value(json_object_get(cfg, "WorkingDir"));
+        o.network = ro->network;
         o.binds = binds;
-        o.n_binds = a->n_binds + n_gpu;
+        o.n_binds = ro->n_binds + n_gpu;
+        o.output = ro->output;
+        o.output_ctx = ro->output_ctx;
         rc = sandbox_run(&o, ret_status, err);
 out:
         /* the mkdtemp name is the template filled in, or still XXXXXX */
@@ -261,7 +256,7 @@ out:
         return rc;
 }
 
-int cmd_run(int argc, char **argv)
+int cmd_run(struct cli_args *args)
 {
         struct run_args a = {0};
         struct kiln_error err = KILN_ERROR_INIT;
@@ -270,13 +265,23 @@ int cmd_run(int argc, char **argv)
         struct oci_image img = {0};
         int rc, status = 0;
 
-        rc = parse_args(argc, argv, &a);
+        rc = parse_args(args, &a);
         if (rc != 0)
                 goto out;
         cache = layer_cache_open(a.cache_dir, &err);
-        st = cache ? cli_open_place(a.place, false, &err) : NULL;
-        if (!st || oci_image_load(st, NULL, NULL, &img, &err) < 0 ||
-            run_in(&a, st, &img, layer_cache_dir(cache), &status, &err) < 0) {
+        st = cache ? cli_open_place(args, a.place, false, &err) : NULL;
+        if (st && oci_image_load(st, NULL, NULL, &img, &err) == 0) {
+                struct cli_run_opts ro = {
+                        .argv = (const char *const *)a.cmd, .argc = a.n_cmd,
+                        .envs = a.envs, .n_envs = a.n_envs, .workdir = a.workdir,
+                        .network = a.network, .gpu = a.gpu, .binds = a.binds,
+                        .n_binds = a.n_binds, .place = a.place,
+                };
+                rc = cli_run_image(st, &img, layer_cache_dir(cache), &ro, &status, &err);
+        } else {
+                rc = -1;
+        }
+        if (rc < 0) {
                 kiln_error_prefix(&err, "run '%s'", a.place);
                 rc = cli_fail(&err);
                 goto out;

@@ -1,20 +1,24 @@
-/* cli/commands.h: one entry point per verb, each in cli/cmd_<verb>.c. */
+/* cli/commands.h: one entry point per verb, each in cli/cmd_<verb>.c
+ * (help, version and completion in cli/help.c). */
 #ifndef KILN_CLI_COMMANDS_H
 #define KILN_CLI_COMMANDS_H
 
-int cmd_version(int argc, char **argv);
-int cmd_help(int argc, char **argv);
-int cmd_inspect(int argc, char **argv);
-int cmd_digest(int argc, char **argv);
-int cmd_copy(int argc, char **argv);
-int cmd_ls(int argc, char **argv);
-int cmd_fsck(int argc, char **argv);
-int cmd_diff(int argc, char **argv);
-int cmd_build(int argc, char **argv);
-int cmd_validate(int argc, char **argv);
-int cmd_verify(int argc, char **argv);
-int cmd_cache(int argc, char **argv);
-int cmd_lock(int argc, char **argv);
-int cmd_run(int argc, char **argv);
+struct cli_args;
+
+int cmd_version(struct cli_args *a);
+int cmd_help(struct cli_args *a);
+int cmd_completion(struct cli_args *a);
+int cmd_inspect(struct cli_args *a);
+int cmd_digest(struct cli_args *a);
+int cmd_copy(struct cli_args *a);
+int cmd_ls(struct cli_args *a);
+int cmd_fsck(struct cli_args *a);
+int cmd_diff(struct cli_args *a);
+int cmd_build(struct cli_args *a);
+int cmd_validate(struct cli_args *a);
+int cmd_verify(struct cli_args *a);
+int cmd_cache(struct cli_args *a);
+int cmd_lock(struct cli_args *a);
+int cmd_run(struct cli_args *a);
 
 #endif

@@ -1,12 +1,14 @@
+/* Opening a place for a verb: a layout, an archive or a registry. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "archive_store.h"
 #include "cli.h"
-#include "cmd_registry.h"
+#include "options.h"
 #include "place.h"
 
-struct oci_store *cli_open_place(const char *s, bool for_write, struct kiln_error *err)
+struct oci_store *cli_open_place(struct cli_args *a, const char *s, bool for_write,
+                                 struct kiln_error *err)
 {
         struct oci_place p;
         struct oci_store *st = NULL;
@@ -23,8 +25,8 @@ struct oci_store *cli_open_place(const char *s, bool for_write, struct kiln_erro
                                              for_write, err);
                 break;
         case OCI_PLACE_REGISTRY:
-                if (cli_reg_conf(err) == 0)
-                        st = reg_store_new(&p.ref, &cli_reg_opts, for_write, err);
+                if (cli_reg_conf(a, err) == 0)
+                        st = reg_store_new(&p.ref, &a->reg, for_write, err);
                 break;
         }
         oci_place_release(&p);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "path.h"
 #include "tar_read.h"
 #include "util.h"
 
@@ -213,19 +214,17 @@ static void flist_release(struct flist *l)
         memset(l, 0, sizeof(*l));
 }
 
+/* An entry's path in the image as unpack would place it ("/a/b", "/" for
+ * the root: layers/path.h, '..' folded).  A name unpack refuses (one that
+ * climbs above the root) is shown as the layer holds it. */
 static char *clean_path(const char *p)
 {
-        size_t n;
-        char *s;
+        char *c = NULL, *s;
 
-        while (p[0] == '.' && p[1] == '/')
-                p += 2;
-        while (p[0] == '/')
-                p++;
-        s = kiln_strdupf("/%s", p);
-        n = s ? strlen(s) : 0;
-        while (s && n > 1 && s[n - 1] == '/')
-                s[--n] = '\0';
+        if (layer_path_clean(p, LAYER_PATH_FOLD_DOTDOT, "entry", &c, NULL) < 0)
+                return strdup(p);
+        s = kiln_strdupf("/%s", c);
+        free(c);
         return s;
 }
 

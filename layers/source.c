@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "path.h"
 #include "util.h"
 
 #define MAX_PATTERN_COMPONENTS 256
@@ -55,40 +56,6 @@ void layer_source_freep(struct layer_source **s)
 {
         layer_source_free(*s);
         *s = NULL;
-}
-
-int layer_path_clean(const char *in, char **ret, struct kiln_error *err)
-{
-        size_t len = strlen(in);
-        char *out = malloc(len + 1);
-        size_t o = 0;
-        const char *p = in;
-
-        if (!out)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        while (*p) {
-                const char *q = p;
-                size_t n;
-
-                while (*q && *q != '/')
-                        q++;
-                n = (size_t)(q - p);
-                if (n == 2 && p[0] == '.' && p[1] == '.') {
-                        free(out);
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "invalid path '%s': '..' is not allowed", in);
-                }
-                if (n > 0 && !(n == 1 && p[0] == '.')) {
-                        if (o)
-                                out[o++] = '/';
-                        memcpy(out + o, p, n);
-                        o += n;
-                }
-                p = *q ? q + 1 : q;
-        }
-        out[o] = 0;
-        *ret = out;
-        return 0;
 }
 
 static struct layer_source_entry *push(struct layer_source *s, struct kiln_error *err)
@@ -567,7 +534,7 @@ int layer_source_add_tree(struct layer_source *s, const char *src, const char *d
         _cleanup_free_ char *clean = NULL;
         struct stat st;
 
-        if (layer_path_clean(dest ? dest : "", &clean, err) < 0)
+        if (layer_path_clean(dest ? dest : "", 0, "invalid path", &clean, err) < 0)
                 return -1;
         if (stat(src, &st) < 0)
                 return kiln_error_set_errno(err, KILN_E_NOT_FOUND, errno,
@@ -587,7 +554,7 @@ int layer_source_add_file(struct layer_source *s, const char *src, const char *t
         _cleanup_free_ char *clean = NULL, *real = NULL;
         struct stat st;
 
-        if (layer_path_clean(target, &clean, err) < 0)
+        if (layer_path_clean(target, 0, "invalid path", &clean, err) < 0)
                 return -1;
         if (!*clean)
                 return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for '%s'", target,
@@ -611,7 +578,7 @@ int layer_source_add_link(struct layer_source *s, const char *target, const char
         _cleanup_free_ char *clean = NULL;
         struct layer_source_entry *e;
 
-        if (layer_path_clean(target, &clean, err) < 0)
+        if (layer_path_clean(target, 0, "invalid path", &clean, err) < 0)
                 return -1;
         if (!*clean)
                 return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for a link", target);
@@ -639,7 +606,7 @@ int layer_source_add_mode_rule(struct layer_source *s, const char *base, const c
         if (mode > 07777)
                 return kiln_error_set(err, KILN_E_INVALID, "invalid mode '%o' for '%s'", mode,
                                       glob);
-        if (layer_path_clean(base ? base : "", &clean, err) < 0)
+        if (layer_path_clean(base ? base : "", 0, "invalid path", &clean, err) < 0)
                 return -1;
         nr = realloc(s->rules, (s->n_rules + 1) * sizeof(*nr));
         if (!nr) {

@@ -120,7 +120,5 @@ int layer_exclude_read(const char *file, char ***ret_patterns, size_t *ret_n,
                        struct kiln_error *err);
 void layer_exclude_free(char **patterns, size_t n);
 
-/* Cleans a destination path: strips '/' and '.' components; refuses '..'. */
-int layer_path_clean(const char *in, char **ret, struct kiln_error *err);
 
 #endif

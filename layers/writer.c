@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "image_edit.h"
 #include "util.h"
 
 /* libdeflate's level 2 compresses shared libraries about as well as the
@@ -343,22 +344,15 @@ static la_ssize_t tar_out(struct archive *a, void *ctx, const void *buf, size_t 
         return (la_ssize_t)len;
 }
 
-void layer_writer_opts_init(struct layer_writer_opts *opts)
+int layer_writer_opts_init(struct layer_writer_opts *opts, struct kiln_error *err)
 {
-        const char *sde = getenv("SOURCE_DATE_EPOCH");
-        char *end = NULL;
-        long long v = 0;
+        bool set;
 
         memset(opts, 0, sizeof(*opts));
         opts->compression = OCI_COMPRESSION_GZIP;
         opts->level = -1;
-        if (sde && *sde) {
-                errno = 0;
-                v = strtoll(sde, &end, 10);
-                if (errno || *end || v < 0)
-                        v = 0;
-        }
-        opts->mtime = v;
+        /* the same rule as the image's created time (oci/image_edit.h) */
+        return oci_source_date_epoch(&opts->mtime, &set, err);
 }
 
 int layer_compression_parse(const char *s, enum oci_compression *ret, struct kiln_error *err)

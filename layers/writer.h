@@ -62,8 +62,10 @@ struct layer_writer_opts {
 };
 
 /* Fills opts with the defaults: gzip, default level, mtime from
- * SOURCE_DATE_EPOCH when set and valid, else 0. */
-void layer_writer_opts_init(struct layer_writer_opts *opts);
+ * SOURCE_DATE_EPOCH when set, else 0.  A malformed SOURCE_DATE_EPOCH is
+ * an error (oci_source_date_epoch()); opts is filled all the same, with
+ * mtime 0. */
+int layer_writer_opts_init(struct layer_writer_opts *opts, struct kiln_error *err);
 
 /* Parses "gzip", "zstd" or "none". */
 int layer_compression_parse(const char *s, enum oci_compression *ret, struct kiln_error *err);

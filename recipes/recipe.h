@@ -36,6 +36,11 @@ struct recipe *recipe_load(const char *path, struct kiln_error *err);
 /* The same from a buffer; name is used in messages, dir resolves relative paths. */
 struct recipe *recipe_parse(const char *buf, size_t len, const char *name, const char *dir,
                             struct kiln_error *err);
+/* A recipe shipped with kiln, by name ("linnaeus": recipes/linnaeus/
+ * linnaeus.json as this kiln was built with it); KILN_E_NOT_FOUND, listing
+ * the names, for another.  Its relative paths start in the current
+ * directory: it is meant for what needs no input files (kiln validate). */
+struct recipe *recipe_load_shipped(const char *name, struct kiln_error *err);
 void recipe_free(struct recipe *r);
 void recipe_freep(struct recipe **r);
 
@@ -62,12 +67,20 @@ struct recipe_layer {
         json_t *params;     /* the layer object, every string expanded, "when" dropped */
         bool unresolved;    /* a string still holds a ${...} known only later */
         size_t recipe_index; /* index in the recipe's "layers" array */
+        /* a debs layer's configure step (recipe_plan_configure): a run
+         * layer NAME/configure right above it; conditional when the
+         * recipe leaves "configure" to its default */
+        bool configure_step;
+        bool conditional;
 };
 
 /* Annotations of the parts a tag was made of (recipe_plan.c tag_provenance). */
 #define RECIPE_ANN_TAG_BRANCH "dev.kiln.tag.branch"
 #define RECIPE_ANN_TAG_SUFFIX "dev.kiln.tag.suffix"
 #define RECIPE_ANN_RECIPE_NAME "dev.kiln.recipe.name"
+/* The variables a build was given, JSON {"NAME": "VALUE"} (recipe_image.c
+ * writes it; recipe_image_recorded_variables reads it). */
+#define RECIPE_ANN_VARIABLES "dev.kiln.recipe.variables"
 
 struct recipe_plan {
         char *recipe_name;
@@ -82,6 +95,7 @@ struct recipe_plan {
         size_t n_tags;
         json_t *unresolved;  /* strings naming what is not known yet */
         char *source_from;   /* "git", "github", "local" or NULL without a source layer */
+        json_t *validate;    /* "validate" expanded (recipe_validate.h); NULL: none */
 };
 
 struct recipe_plan_opts {
@@ -93,6 +107,23 @@ struct recipe_plan_opts {
 
 int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opts,
                       struct recipe_plan **ret, struct kiln_error *err);
+/* Maintainer scripts (docs/recipes.md, "Maintainer scripts"): the plan
+ * puts a run layer NAME/configure right above each debs layer whose
+ * "configure" is not false; it runs dpkg --configure -a in the image
+ * (postinst scripts, pending triggers).  One the recipe does not ask for
+ * with "configure": true is conditional until the base is known: then
+ * recipe_plan_configure keeps each step where the base has a dpkg
+ * database and no_sandbox is NULL (sandbox_userns_check), and drops the
+ * conditional ones elsewhere; *ret_dropped (may be NULL) gets the names
+ * of the debs layers whose step the sandbox alone kept out ("a, b"), or
+ * NULL.  An explicit step without a dpkg database or without the sandbox
+ * is an error naming the layer and why.  keep false drops every step
+ * (--stage, which builds no image). */
+int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
+                          const char *no_sandbox, char **ret_dropped, struct kiln_error *err);
+/* What the dry run says a conditional configure step waits for. */
+#define RECIPE_CONFIGURE_WHEN "the base has a dpkg database and the sandbox works"
+
 void recipe_plan_free(struct recipe_plan *p);
 void recipe_plan_freep(struct recipe_plan **p);
 

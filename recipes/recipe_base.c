@@ -1,5 +1,6 @@
 /* The few files of the base image kiln reads itself (recipe_image.h:
- * recipe_base_files): its apt keyrings and its dpkg database.  The base
+ * recipe_base_files): its apt keyrings and its dpkg database (the status
+ * and the trigger interests).  The base
  * is pinned by digest, so what it trusts is as fixed as the base.  Its
  * layers are streamed top layer first, never unpacked: a file comes from
  * the highest layer that has it, and a whiteout or an opaque directory
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "path.h"
 #include "recipe_image.h"
 #include "recipe_internal.h"
 #include "tar_read.h"
@@ -22,9 +24,14 @@
 #define BASE_FILE_MAX (64u * 1024 * 1024)
 
 static const char *const wanted[] = {
-    "etc/apt/trusted.gpg", "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
-    "usr/share/keyrings/", "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "etc/apt/trusted.gpg",    "etc/apt/trusted.gpg.d/",  "etc/apt/keyrings/",
+    "usr/share/keyrings/",    "etc/apt/sources.list.d/", "var/lib/dpkg/status",
+    "var/lib/dpkg/triggers/",
 };
+
+/* CACHE/base/VERSION-HEX: a new version when wanted[] grows, so a
+ * directory made before still holds all that is wanted */
+#define BASE_FILES_VERSION "2"
 
 static bool is_wanted(const char *p)
 {
@@ -38,32 +45,12 @@ static bool is_wanted(const char *p)
         return false;
 }
 
-/* "./a//b/" -> "a/b"; NULL for "..", which a layer must not hold */
+/* "./a//b/" -> "a/b" (layers/path.h); NULL for "..", which a layer must not hold */
 static char *norm(const char *name)
 {
-        char *p, *o;
+        char *p = NULL;
 
-        while (name[0] == '.' && name[1] == '/')
-                name += 2;
-        while (*name == '/')
-                name++;
-        p = strdup(name);
-        if (!p)
-                return NULL;
-        for (o = p; *o;) {
-                if (o[0] == '/' && o[1] == '/')
-                        memmove(o, o + 1, strlen(o));
-                else
-                        o++;
-        }
-        while (*p && p[strlen(p) - 1] == '/')
-                p[strlen(p) - 1] = '\0';
-        if (!strcmp(p, "..") || str_has_prefix(p, "../") || strstr(p, "/../") ||
-            str_has_suffix(p, "/..")) {
-                free(p);
-                return NULL;
-        }
-        return p;
+        return layer_path_clean(name, 0, "entry", &p, NULL) == 0 ? p : NULL;
 }
 
 /* hidden holds paths a higher layer whited out (the path and all below) */
@@ -194,8 +181,10 @@ int recipe_base_files(struct oci_store *st, const struct oci_manifest *m, const 
                       const char *cache_dir, char **ret_dir, struct kiln_error *err)
 {
         const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1 : digest;
-        _cleanup_free_ char *dir = kiln_strdupf("%s/base/%s", cache_dir, hex);
-        _cleanup_free_ char *tmp = kiln_strdupf("%s/base/tmp-%s-XXXXXX", cache_dir, hex);
+        _cleanup_free_ char *dir =
+            kiln_strdupf("%s/base/" BASE_FILES_VERSION "-%s", cache_dir, hex);
+        _cleanup_free_ char *tmp =
+            kiln_strdupf("%s/base/tmp-" BASE_FILES_VERSION "-%s-XXXXXX", cache_dir, hex);
         _cleanup_free_ char *parent = kiln_strdupf("%s/base", cache_dir);
         json_t *taken = json_object(), *hidden = json_object();
         int rc = -1;

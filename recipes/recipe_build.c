@@ -147,11 +147,13 @@ static int step_env(const struct recipe_build_step *s, char ***ret, size_t *ret_
         struct layer_writer_opts wo;
         char sde[48];
         const char *fixed[] = {"LC_ALL=C", "TZ=UTC", sde};
-        char **v = calloc(s->n_env + ARRAY_SIZE(fixed) + 1, sizeof(char *));
+        char **v;
         size_t n = 0;
 
-        layer_writer_opts_init(&wo);
+        if (layer_writer_opts_init(&wo, err) < 0)
+                return -1;
         snprintf(sde, sizeof(sde), "SOURCE_DATE_EPOCH=%lld", (long long)wo.mtime);
+        v = calloc(s->n_env + ARRAY_SIZE(fixed) + 1, sizeof(char *));
         if (!v)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         for (size_t i = 0; i < s->n_env; i++)

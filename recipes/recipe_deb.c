@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "path.h"
 #include "recipe_internal.h"
 #include "stage.h"
 #include "util.h"
@@ -54,38 +55,32 @@ static struct archive *open_inner(struct inner *in, const char *deb, const char 
         return a;
 }
 
-/* "./usr/bin/x" -> "usr/bin/x"; with merged /usr, "bin/x" -> "usr/bin/x"
- * so the layer does not replace the base's /bin -> usr/bin link with a
- * directory (Ubuntu 22.04 and Debian 12 are merged-/usr). */
-static char *entry_path(const char *name, bool merged_usr)
+/* An entry's path in the staging tree, cleaned (layers/path.h:
+ * "./usr/bin/x" -> "usr/bin/x", '..' refused as what); with merged /usr,
+ * "bin/x" -> "usr/bin/x" so the layer does not replace the base's /bin ->
+ * usr/bin link with a directory (Ubuntu 22.04 and Debian 12 are
+ * merged-/usr). */
+static int entry_path(const char *deb, const char *name, const char *what, bool merged_usr,
+                      char **ret, struct kiln_error *err)
 {
         static const char *const merged[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+        _cleanup_free_ char *clean = NULL;
 
-        while (name[0] == '.' && name[1] == '/')
-                name += 2;
-        while (name[0] == '/')
-                name++;
+        if (layer_path_clean(name, 0, what, &clean, err) < 0) {
+                kiln_error_prefix(err, "invalid package '%s'", deb);
+                return -1;
+        }
         if (merged_usr)
                 for (size_t i = 0; i < ARRAY_SIZE(merged); i++) {
                         size_t n = strlen(merged[i]);
-                        if (!strncmp(name, merged[i], n) && (name[n] == '/' || name[n] == '\0'))
-                                return kiln_strdupf("usr/%s", name);
+                        if (!strncmp(clean, merged[i], n) &&
+                            (clean[n] == '/' || clean[n] == '\0')) {
+                                *ret = kiln_strdupf("usr/%s", clean);
+                                return *ret ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        }
                 }
-        return strdup(name);
-}
-
-static bool rel_safe(const char *p)
-{
-        for (const char *s = p; *s;) {
-                const char *slash = strchr(s, '/');
-                size_t len = slash ? (size_t)(slash - s) : strlen(s);
-                if (len == 2 && s[0] == '.' && s[1] == '.')
-                        return false;
-                if (!slash)
-                        break;
-                s = slash + 1;
-        }
-        return true;
+        *ret = steal_ptr(&clean);
+        return 0;
 }
 
 /* Refuses to write through a symlink the package itself placed earlier. */
@@ -121,20 +116,15 @@ static int parents_ok(const char *root, const char *rel, struct kiln_error *err)
 static int write_data(struct archive *a, struct archive_entry *e, const char *deb,
                       const char *root, bool merged_usr, struct kiln_error *err)
 {
-        _cleanup_free_ char *rel = entry_path(archive_entry_pathname(e), merged_usr);
+        _cleanup_free_ char *rel = NULL;
         _cleanup_free_ char *full = NULL;
         mode_t perm = archive_entry_perm(e) & 07777;
         unsigned type = archive_entry_filetype(e);
 
-        if (!rel)
-                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        while (*rel && rel[strlen(rel) - 1] == '/')
-                rel[strlen(rel) - 1] = '\0';
+        if (entry_path(deb, archive_entry_pathname(e), "unsafe path", merged_usr, &rel, err) < 0)
+                return -1;
         if (!*rel)
                 return 0; /* "./" */
-        if (!rel_safe(rel))
-                return kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': unsafe path '%s'",
-                                      deb, archive_entry_pathname(e));
         if (parents_ok(root, rel, err) < 0)
                 return -1;
         full = kiln_strdupf("%s/%s", root, rel);
@@ -160,12 +150,11 @@ static int write_data(struct archive *a, struct archive_entry *e, const char *de
                 return 0;
         }
         if (archive_entry_hardlink(e)) {
-                _cleanup_free_ char *trel = entry_path(archive_entry_hardlink(e), merged_usr);
+                _cleanup_free_ char *trel = NULL;
                 _cleanup_free_ char *target = NULL;
-                if (!trel || !rel_safe(trel))
-                        return kiln_error_set(err, KILN_E_INVALID,
-                                              "invalid package '%s': unsafe link target '%s'", deb,
-                                              archive_entry_hardlink(e));
+                if (entry_path(deb, archive_entry_hardlink(e), "unsafe link target", merged_usr,
+                               &trel, err) < 0)
+                        return -1;
                 target = kiln_strdupf("%s/%s", root, trel);
                 if (!target || link(target, full) < 0)
                         return kiln_error_set_errno(err, KILN_E_IO, errno,

@@ -144,13 +144,20 @@ int recipe_image_build(const struct recipe *r, const struct recipe_image_opts *o
  *   {"lockVersion":1,"recipe":DIGEST,"base":{"ref":REF,"digest":D},
  *    "layers":{NAME:{"key":KEY,"revision":COMMIT?,"apt":[RELEASE,...]?}}}
  * where RELEASE is the sha256 of each apt source's signed Release. */
+/* The variables an image records (its manifest's annotations, as a build
+ * writes them): *ret NULL when it records none; an error when the
+ * annotation is not a JSON object.  what names the image. */
+int recipe_image_recorded_variables(const json_t *annotations, const char *what, json_t **ret,
+                                    struct kiln_error *err);
+
 int recipe_image_lock(const struct recipe *r, const struct recipe_image_opts *opts,
                       json_t **ret, struct kiln_error *err);
 
 /* The base's files kiln reads (recipe_stage_opts.base_root): its apt
- * keyrings and sources, and /var/lib/dpkg/status, read from its layers
- * top layer first (whiteouts respected) into CACHE/base/HEX-OF-DIGEST/,
- * once per base digest.  ret_dir: that directory. */
+ * keyrings and sources, /var/lib/dpkg/status and the trigger interests
+ * in /var/lib/dpkg/triggers/, read from its layers top layer first
+ * (whiteouts respected) into CACHE/base/VERSION-HEX-OF-DIGEST/, once per
+ * base digest.  ret_dir: that directory. */
 int recipe_base_files(struct oci_store *st, const struct oci_manifest *m, const char *digest,
                       const char *cache_dir, char **ret_dir, struct kiln_error *err);
 

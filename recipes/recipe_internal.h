@@ -36,6 +36,38 @@ int recipe_error_at(const struct recipe *r, const char *ptr, bool key, enum kiln
 /* A wheel RECORD's hash of d: "sha256=" and urlsafe base64 without padding. */
 void recipe_record_hash(const struct oci_digest *d, char *out, size_t outlen);
 
+/* The schema check (recipe_schema.c): an object's fields (every key known,
+ * every type right, required keys present), an array's element type, an
+ * object of strings. */
+enum recipe_stype { S_STRING, S_OBJECT, S_ARRAY, S_BOOL, S_INT, S_STRING_OR_ARRAY };
+struct recipe_sfield {
+        const char *key;
+        enum recipe_stype type;
+        bool required;
+};
+int recipe_check_object(const struct recipe *r, const json_t *obj, const char *ptr,
+                        const char *where, const struct recipe_sfield *fields, size_t n,
+                        struct kiln_error *err);
+int recipe_check_elems(const struct recipe *r, const json_t *v, const char *ptr, const char *what,
+                       enum recipe_stype t, struct kiln_error *err);
+int recipe_check_string_map(const struct recipe *r, const json_t *v, const char *ptr,
+                            const char *what, struct kiln_error *err);
+/* Layer idx of the recipe's "layers", l, against the schema of its kind. */
+int recipe_check_layer(const struct recipe *r, const json_t *l, size_t idx, struct kiln_error *err);
+/* Files built into kiln (recipes/embed.py, recipes/meson.build): the
+ * shipped recipes, and the program kiln validate runs in the image. */
+extern const char recipe_embedded_linnaeus_json[];
+extern const size_t recipe_embedded_linnaeus_json_len;
+extern const char recipe_embedded_validate_checks_py[];
+extern const size_t recipe_embedded_validate_checks_py_len;
+
+/* The recipe's "validate" object (recipe_validate.c). */
+int recipe_validate_check(const struct recipe *r, const json_t *v, struct kiln_error *err);
+
+/* A layer's "when" (and a check's): "", "none", "false", "0" and "no" are
+ * false, anything else true. */
+bool recipe_truthy(const char *s);
+
 char *recipe_ptr_key(const char *ptr, const char *key);
 char *recipe_ptr_index(const char *ptr, size_t i);
 bool recipe_var_name_valid(const char *s);
@@ -148,8 +180,16 @@ void recipe_deb_meta_release(struct recipe_deb_meta *m);
 struct recipe_dpkg;
 int recipe_dpkg_status_path(const char *base_root, char **ret);
 int recipe_dpkg_load(const char *status_path, struct recipe_dpkg **ret, struct kiln_error *err);
+/* flags: RECIPE_DPKG_CONFIGURED for a package a configure step below
+ * configured ("installed", its trigger activations done there),
+ * RECIPE_DPKG_OWN for the layer's own (not configured yet: its trigger
+ * interests do not take part in this layer's activations). */
+enum {
+        RECIPE_DPKG_CONFIGURED = 1u << 0,
+        RECIPE_DPKG_OWN = 1u << 1,
+};
 int recipe_dpkg_add(struct recipe_dpkg *db, const struct recipe_deb_meta *m, const char *root,
-                    struct kiln_error *err);
+                    unsigned flags, struct kiln_error *err);
 int recipe_dpkg_write(const struct recipe_dpkg *db, const char *root, struct kiln_error *err);
 void recipe_dpkg_free(struct recipe_dpkg *db);
 
@@ -179,6 +219,26 @@ int recipe_inventory_add(json_t *packages, const struct recipe_inventory_item *i
  * Version and Architecture), verified against sha256 first. */
 int recipe_deb_inventory(const char *path, const char *sha256, const char *url, json_t *packages,
                          struct kiln_error *err);
+/* recipe_stage.c's parts in other files: a layer of each kind staged
+ * (recipe_stage_wheels.c, recipe_stage_debs.c), and what they share. */
+int recipe_stage_wheels(const struct recipe_plan *p, size_t li, const struct recipe_stage_opts *o,
+                        const json_t *params, const char *dir, json_t *resolved,
+                        json_t *packages, struct kiln_error *err);
+int recipe_stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
+                      const json_t *params, const char *dir, json_t *resolved, json_t *packages,
+                      json_t *apt_releases, struct kiln_error *err);
+/* A wheel, named and versioned by its file name, into packages. */
+int recipe_inventory_wheel(json_t *packages, const char *file, const char *sha256,
+                           const char *url, struct kiln_error *err);
+/* A wheels or build layer's target keys (python, platform, prefix, ...). */
+struct recipe_python_target;
+void recipe_python_target_of(const json_t *params, struct recipe_python_target *t);
+/* A source layer's repository: relative paths are the recipe's. */
+char *recipe_source_repository(const struct recipe_plan *p, const json_t *params);
+/* "sha256:ABC..." or "abc..." -> "abc..." (64 lowercase hex) in out, or NULL. */
+const char *recipe_norm_sha256(const char *in, char out[65]);
+/* An http(s) URL kiln fetches (file:// URLs are paths). */
+bool recipe_input_is_url(const char *s);
 /* The PEP 503 page of project name on index: INDEX/NAME/ (a URL) or
  * INDEX/NAME/index.html (a directory).  ret_found false: no such page;
  * *ret_base is the page's base for its links. */

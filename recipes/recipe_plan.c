@@ -263,7 +263,7 @@ static json_t *expand_json(struct pctx *c, const json_t *v, const char *ptr, boo
         return json_deep_copy(v);
 }
 
-static bool truthy(const char *s)
+bool recipe_truthy(const char *s)
 {
         return *s && strcmp(s, "none") && strcmp(s, "false") && strcmp(s, "0") && strcmp(s, "no");
 }
@@ -452,7 +452,7 @@ static int layer_included(struct pctx *c, const json_t *l, size_t i, bool *ret,
         s = expand_top(c, json_string_value(w), wp, NULL, err);
         if (!s)
                 return -1;
-        *ret = truthy(s);
+        *ret = recipe_truthy(s);
         free(s);
         return 0;
 }
@@ -517,12 +517,55 @@ static int expanded_bools(struct pctx *c, json_t *params, const char *lp, const 
         return 0;
 }
 
+/* The configure step of the debs layer p->layers[d] (recipe.h,
+ * recipe_plan_configure), right above it.  Its parameters are those of a
+ * run layer, so its key covers the command and the environment, and,
+ * through the layers below, everything it configures. */
+static int add_configure_step(struct pctx *c, struct recipe_plan *p, size_t d, const char *lp,
+                              struct kiln_error *err)
+{
+        const struct recipe_layer *debs = &p->layers[d];
+        struct recipe_layer *rl;
+        char *name = kiln_strdupf("%s/configure", debs->name);
+        json_t *params;
+
+        if (!name)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t k = 0; k < p->n_layers; k++)
+                if (!strcmp(p->layers[k].name, name)) {
+                        _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
+                        free(name);
+                        return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
+                                               "layer '%s' is named as the configure step of debs "
+                                               "layer '%s': rename it or set \"configure\": false",
+                                               p->layers[k].name, debs->name);
+                }
+        /* kiln-configure: what kiln drops from the step's changes, versioned */
+        params = json_pack("{s:s, s:s, s:[s,s,s], s:{s:s, s:s}, s:s, s:b, s:i}", "name", name,
+                           "kind", "run", "command", "dpkg", "--configure", "-a", "env",
+                           "DEBIAN_FRONTEND", "noninteractive", "DEBCONF_NONINTERACTIVE_SEEN",
+                           "true", "workdir", "/", "network", 0, "kiln-configure", 1);
+        if (!params) {
+                free(name);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        rl = &p->layers[p->n_layers++];
+        rl->name = name;
+        rl->kind = RECIPE_LAYER_RUN;
+        rl->params = params;
+        rl->recipe_index = debs->recipe_index;
+        rl->configure_step = true;
+        rl->conditional = !json_is_true(json_object_get(debs->params, "configure"));
+        return 0;
+}
+
 static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error *err)
 {
         json_t *layers = json_object_get(c->r->root, "layers"), *l;
         size_t i;
 
-        p->layers = calloc(json_array_size(layers) + 1, sizeof(*p->layers));
+        /* room for a configure step above each layer */
+        p->layers = calloc(2 * json_array_size(layers) + 1, sizeof(*p->layers));
         if (!p->layers)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         json_array_foreach(layers, i, l) {
@@ -539,9 +582,13 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                         if (!strcmp(p->layers[k].name,
                                     json_string_value(json_object_get(l, "name")))) {
                                 _cleanup_free_ char *np = recipe_ptr_key(lp, "name");
-                                return recipe_error_at(c->r, np, false, KILN_E_INVALID, err,
-                                                       "duplicate layer name '%s'",
-                                                       p->layers[k].name);
+                                return recipe_error_at(
+                                    c->r, np, false, KILN_E_INVALID, err,
+                                    p->layers[k].configure_step
+                                        ? "layer name '%s' is the configure step of a debs layer: "
+                                          "rename it or set \"configure\": false there"
+                                        : "duplicate layer name '%s'",
+                                    p->layers[k].name);
                         }
                 params = expand_json(c, l, lp, &kept, err);
                 if (!params)
@@ -576,6 +623,10 @@ static int plan_layers(struct pctx *c, struct recipe_plan *p, struct kiln_error 
                                                        "layer '%s' takes its source from %s but has no '%s'",
                                                        rl->name, from, need);
                 }
+                if (rl->kind == RECIPE_LAYER_DEBS &&
+                    !json_is_false(json_object_get(params, "configure")) &&
+                    add_configure_step(c, p, p->n_layers - 1, lp, err) < 0)
+                        return -1;
         }
         return 0;
 }
@@ -920,6 +971,14 @@ int recipe_plan_build(const struct recipe *r, const struct recipe_plan_opts *opt
                 goto out;
         if (plan_tags(&c, p, err) < 0)
                 goto out;
+        if (json_object_get(r->root, "validate")) {
+                /* its checks' when/unless are applied by recipe_validate_spec */
+                bool kept = false;
+                p->validate = expand_json(&c, json_object_get(r->root, "validate"), "/validate",
+                                          &kept, err);
+                if (!p->validate)
+                        goto out;
+        }
         /* every variable, expanded, for the record */
         json_object_foreach(c.raw, key, v) {
                 const char *val;
@@ -945,6 +1004,72 @@ out:
         return 0;
 }
 
+static void layer_release(struct recipe_layer *l)
+{
+        free(l->name);
+        json_decref(l->params);
+}
+
+static bool configure_dropped(const struct recipe_layer *l, bool keep, bool base_has_dpkg,
+                              const char *no_sandbox)
+{
+        return l->configure_step && (!keep || (l->conditional && (!base_has_dpkg || no_sandbox)));
+}
+
+int recipe_plan_configure(struct recipe_plan *p, bool keep, bool base_has_dpkg,
+                          const char *no_sandbox, char **ret_dropped, struct kiln_error *err)
+{
+        char *dropped = NULL;
+        size_t k = 0;
+
+        /* first what can fail, so a failure leaves the plan as it was */
+        for (size_t i = 0; i < p->n_layers; i++) {
+                const struct recipe_layer *l = &p->layers[i];
+                const char *debs = i ? p->layers[i - 1].name : "";
+                if (!l->configure_step || !keep)
+                        continue;
+                if (!l->conditional && !base_has_dpkg) {
+                        free(dropped);
+                        return kiln_error_set(
+                            err, KILN_E_INVALID,
+                            "debs layer '%s' asks for \"configure\": true, but the base '%s' has "
+                            "no dpkg database (/var/lib/dpkg/status)",
+                            debs, p->base);
+                }
+                if (!l->conditional && no_sandbox) {
+                        free(dropped);
+                        return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                              "debs layer '%s' asks for \"configure\": true, which "
+                                              "runs its maintainer scripts in the sandbox: %s",
+                                              debs, no_sandbox);
+                }
+                if (configure_dropped(l, keep, base_has_dpkg, no_sandbox) && base_has_dpkg) {
+                        /* the sandbox alone kept it out: worth a notice */
+                        char *more = kiln_strdupf("%s%s%s", dropped ? dropped : "",
+                                                  dropped ? ", " : "", debs);
+                        free(dropped);
+                        dropped = more;
+                        if (!dropped)
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
+        }
+        for (size_t i = 0; i < p->n_layers; i++) {
+                struct recipe_layer *l = &p->layers[i];
+                if (configure_dropped(l, keep, base_has_dpkg, no_sandbox)) {
+                        layer_release(l);
+                        continue;
+                }
+                l->conditional = false;
+                p->layers[k++] = *l;
+        }
+        p->n_layers = k;
+        if (ret_dropped)
+                *ret_dropped = dropped;
+        else
+                free(dropped);
+        return 0;
+}
+
 void recipe_plan_free(struct recipe_plan *p)
 {
         if (!p)
@@ -953,10 +1078,8 @@ void recipe_plan_free(struct recipe_plan *p)
         free(p->recipe_dir);
         free(p->base);
         json_decref(p->variables);
-        for (size_t i = 0; i < p->n_layers; i++) {
-                free(p->layers[i].name);
-                json_decref(p->layers[i].params);
-        }
+        for (size_t i = 0; i < p->n_layers; i++)
+                layer_release(&p->layers[i]);
         free(p->layers);
         json_decref(p->config);
         json_decref(p->annotations);
@@ -964,6 +1087,7 @@ void recipe_plan_free(struct recipe_plan *p)
                 free(p->tags[i]);
         free(p->tags);
         json_decref(p->unresolved);
+        json_decref(p->validate);
         free(p->source_from);
         free(p);
 }
@@ -972,190 +1096,4 @@ void recipe_plan_freep(struct recipe_plan **p)
 {
         recipe_plan_free(*p);
         *p = NULL;
-}
-
-json_t *recipe_plan_to_json(const struct recipe_plan *p)
-{
-        json_t *j = json_object(), *layers = json_array(), *tags = json_array();
-
-        json_object_set_new(j, "recipe", json_string(p->recipe_name));
-        json_object_set_new(j, "base", json_string(p->base));
-        json_object_set_new(j, "variables", json_incref(p->variables));
-        for (size_t i = 0; i < p->n_layers; i++) {
-                json_t *l = json_object();
-                json_object_set_new(l, "name", json_string(p->layers[i].name));
-                json_object_set_new(l, "kind",
-                                    json_string(recipe_layer_kind_name(p->layers[i].kind)));
-                json_object_set_new(l, "params", json_incref(p->layers[i].params));
-                if (p->layers[i].unresolved)
-                        json_object_set_new(l, "unresolved", json_true());
-                json_array_append_new(layers, l);
-        }
-        json_object_set_new(j, "layers", layers);
-        json_object_set_new(j, "config", json_incref(p->config));
-        json_object_set_new(j, "annotations", json_incref(p->annotations));
-        for (size_t i = 0; i < p->n_tags; i++)
-                json_array_append_new(tags, json_string(p->tags[i]));
-        json_object_set_new(j, "tags", tags);
-        json_object_set_new(j, "unresolved", json_incref(p->unresolved));
-        return j;
-}
-
-static void print_strings(FILE *f, const json_t *a)
-{
-        size_t i;
-        json_t *e;
-
-        json_array_foreach(a, i, e) fprintf(f, "%s%s", i ? " " : "", json_string_value(e));
-}
-
-static void layer_summary(FILE *f, const struct recipe_layer *l)
-{
-        const json_t *p = l->params, *v, *e;
-        size_t i;
-
-        switch (l->kind) {
-        case RECIPE_LAYER_WHEELS:
-                if ((v = json_object_get(p, "packages"))) {
-                        fprintf(f, "\n      packages: ");
-                        print_strings(f, v);
-                }
-                if ((v = json_object_get(p, "index")))
-                        fprintf(f, "\n      index: %s", json_string_value(v));
-                if ((v = json_object_get(p, "requirements")))
-                        fprintf(f, "\n      requirements: %s", json_string_value(v));
-                if ((v = json_object_get(p, "project")))
-                        fprintf(f, "\n      project: %s", json_string_value(v));
-                if ((v = json_object_get(p, "project_from")))
-                        fprintf(f, "\n      project: the source of layer '%s'", json_string_value(v));
-                if ((v = json_object_get(p, "extras"))) {
-                        fprintf(f, "\n      extras: ");
-                        print_strings(f, v);
-                }
-                json_array_foreach(json_object_get(p, "wheels"), i, e)
-                        fprintf(f, "\n      wheel: %s", json_string_value(json_object_get(e, "path")));
-                break;
-        case RECIPE_LAYER_DEBS:
-                json_array_foreach(json_object_get(p, "debs"), i, e)
-                        fprintf(f, "\n      deb: %s", json_string_value(json_object_get(e, "path")));
-                json_array_foreach(json_object_get(p, "apt"), i, e) {
-                        fprintf(f, "\n      apt: %s ", json_string_value(json_object_get(e, "mirror")));
-                        if ((v = json_object_get(e, "index"))) {
-                                fprintf(f, "(%s)", json_string_value(v));
-                        } else {
-                                fprintf(f, "%s ", json_string_value(json_object_get(e, "suite")));
-                                print_strings(f, json_object_get(e, "components"));
-                        }
-                        fprintf(f, "\n      packages: ");
-                        print_strings(f, json_object_get(e, "packages"));
-                }
-                break;
-        case RECIPE_LAYER_SOURCE: {
-                const char *from = json_string_value(json_object_get(p, "from"));
-                if (!strcmp(from, "local"))
-                        fprintf(f, "\n      local: %s", json_string_value(json_object_get(p, "local")));
-                else
-                        fprintf(f, "\n      %s: %s @ %s", from,
-                                json_string_value(json_object_get(p, "repository")),
-                                (v = json_object_get(p, "ref")) ? json_string_value(v) : "HEAD");
-                fprintf(f, "\n      path: %s", json_string_value(json_object_get(p, "path")));
-                break;
-        }
-        case RECIPE_LAYER_RUN:
-                if (json_is_true(json_object_get(p, "network")))
-                        fprintf(f, "\n      in the image, with the network");
-                else
-                        fprintf(f, "\n      in the image");
-                /* fall through */
-        case RECIPE_LAYER_BUILD: {
-                const char *key;
-                if (l->kind == RECIPE_LAYER_BUILD &&
-                    (v = json_object_get(p, "in")) && !strcmp(json_string_value(v), "image"))
-                        fprintf(f, "\n      in the image");
-                if ((v = json_object_get(p, "sdist")))
-                        fprintf(f, "\n      sdist: %s from %s",
-                                json_string_value(json_object_get(v, "requirement")),
-                                json_string_value(json_object_get(v, "index")));
-                fprintf(f, "\n      command: ");
-                print_strings(f, json_object_get(p, "command"));
-                json_object_foreach(json_object_get(p, "env"), key, v)
-                        fprintf(f, "\n      env: %s=%s", key, json_string_value(v));
-                break;
-        }
-        case RECIPE_LAYER_TREE:
-                fprintf(f, "\n      tree: %s -> %s", json_string_value(json_object_get(p, "src")),
-                        json_string_value(json_object_get(p, "dest")));
-                break;
-        case RECIPE_LAYER_FILES:
-                json_array_foreach(json_object_get(p, "files"), i, e) {
-                        if ((v = json_object_get(e, "link")))
-                                fprintf(f, "\n      link: %s -> %s",
-                                        json_string_value(json_object_get(e, "dest")),
-                                        json_string_value(v));
-                        else
-                                fprintf(f, "\n      file: %s -> %s",
-                                        json_string_value(json_object_get(e, "src")),
-                                        json_string_value(json_object_get(e, "dest")));
-                }
-                break;
-        }
-}
-
-char *recipe_plan_to_text(const struct recipe_plan *p)
-{
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-        const char *key;
-        json_t *v;
-        size_t i;
-
-        if (!f)
-                return NULL;
-        fprintf(f, "recipe: %s\nbase: %s\ntags:\n", p->recipe_name, p->base);
-        for (i = 0; i < p->n_tags; i++)
-                fprintf(f, "  %s%s\n", p->tags[i],
-                        strstr(p->tags[i], "${") ? "  (unresolved)" : "");
-        fprintf(f, "variables:\n");
-        json_object_foreach(p->variables, key, v) fprintf(f, "  %s = %s\n", key,
-                                                          json_string_value(v));
-        fprintf(f, "layers (bottom to top):\n  0 base: %s\n", p->base);
-        for (i = 0; i < p->n_layers; i++) {
-                fprintf(f, "  %zu %s: %s%s", i + 1, p->layers[i].name,
-                        recipe_layer_kind_name(p->layers[i].kind),
-                        p->layers[i].unresolved ? "  (unresolved)" : "");
-                layer_summary(f, &p->layers[i]);
-                fputc('\n', f);
-        }
-        fprintf(f, "config:\n");
-        json_object_foreach(p->config, key, v) {
-                if (json_is_string(v)) {
-                        fprintf(f, "  %s: %s\n", key, json_string_value(v));
-                } else if (json_is_array(v)) {
-                        fprintf(f, "  %s:", key);
-                        json_t *e;
-                        json_array_foreach(v, i, e) fprintf(f, "%s%s",
-                                                            !strcmp(key, "Env") ? "\n    " : " ",
-                                                            json_string_value(e));
-                        fputc('\n', f);
-                } else if (json_is_object(v)) {
-                        const char *k2;
-                        json_t *e;
-                        fprintf(f, "  %s:\n", key);
-                        json_object_foreach(v, k2, e) fprintf(f, "    %s=%s\n", k2,
-                                                              json_string_value(e));
-                }
-        }
-        fprintf(f, "annotations:\n");
-        json_object_foreach(p->annotations, key, v) fprintf(f, "  %s=%s\n", key,
-                                                            json_string_value(v));
-        if (json_array_size(p->unresolved)) {
-                fprintf(f, "unresolved:\n");
-                json_array_foreach(p->unresolved, i, v) fprintf(f, "  %s\n", json_string_value(v));
-        }
-        if (fclose(f) != 0) {
-                free(buf);
-                return NULL;
-        }
-        return buf;
 }

@@ -358,16 +358,150 @@ static int run_step(const struct recipe_run_ctx *c, const struct recipe_layer *l
         return rc;
 }
 
+/* ---- a debs layer's configure step (recipe.h recipe_plan_configure) ---- */
+
+/* What dpkg and the scripts it runs leave that is not part of what they
+ * configured: logs with dates, ldconfig's cache of inode numbers and
+ * times, the previous versions of dpkg's and debconf's databases, lock
+ * files.  Taken out of the upper directory, so the image keeps what the
+ * layers below hold there (docs/recipes.md, "Maintainer scripts"). */
+static const char *const configure_drop[] = {
+    "/var/log/dpkg.log",
+    "/var/log/alternatives.log",
+    "/var/cache/ldconfig/aux-cache",
+    "/var/lib/dpkg/status-old",
+    "/var/lib/dpkg/diversions-old",
+    "/var/lib/dpkg/statoverride-old",
+    "/var/lib/dpkg/lock",
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/triggers/Lock",
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/cache/debconf/templates.dat-old",
+};
+
+#define SCAN_LINE 512
+
+/* Reads dpkg's output for the first package it failed to configure: its
+ * name, dpkg's reason and what its script printed before failing. */
+struct configure_scan {
+        struct recipe_step_output *out;
+        char line[SCAN_LINE];
+        size_t len;
+        bool want_reason;
+        char pkg[128];
+        char reason[SCAN_LINE];
+        char printed[SCAN_LINE]; /* since the last "Setting up" */
+        char failed_printed[SCAN_LINE];
+};
+
+/* dst += sep + s, cut at size */
+static void append_cut(char *dst, size_t size, const char *sep, const char *s)
+{
+        size_t n = strlen(dst);
+
+        for (const char *p = sep; *p && n + 1 < size; p++)
+                dst[n++] = *p;
+        for (const char *p = s; *p && n + 1 < size; p++)
+                dst[n++] = *p;
+        dst[n] = '\0';
+}
+
+static void scan_line(struct configure_scan *sc)
+{
+        static const char err_prefix[] = "dpkg: error processing package ";
+        const char *l = sc->line;
+        size_t n;
+
+        sc->line[sc->len] = '\0';
+        sc->len = 0;
+        if (sc->want_reason) {
+                sc->want_reason = false;
+                while (*l == ' ')
+                        l++;
+                snprintf(sc->reason, sizeof(sc->reason), "%s", l);
+                return;
+        }
+        if (!sc->pkg[0] && str_has_prefix(l, err_prefix)) {
+                l += sizeof(err_prefix) - 1;
+                n = strcspn(l, " :");
+                snprintf(sc->pkg, sizeof(sc->pkg), "%.*s", (int)n, l);
+                memcpy(sc->failed_printed, sc->printed, sizeof(sc->printed));
+                sc->want_reason = true;
+                return;
+        }
+        if (str_has_prefix(l, "Setting up ") || str_has_prefix(l, "Processing triggers for ")) {
+                sc->printed[0] = '\0';
+                return;
+        }
+        if (*l)
+                append_cut(sc->printed, sizeof(sc->printed), sc->printed[0] ? " / " : "", l);
+}
+
+static void on_configure_output(void *ctx, const char *buf, size_t len)
+{
+        struct configure_scan *sc = ctx;
+
+        recipe_step_output_feed(sc->out, buf, len);
+        for (size_t i = 0; i < len; i++) {
+                if (buf[i] == '\n')
+                        scan_line(sc);
+                else if (sc->len < SCAN_LINE - 1)
+                        sc->line[sc->len++] = buf[i];
+        }
+}
+
+/* dpkg --configure -a, with a failure that names the package and what
+ * its script printed. */
+static int run_configure(const struct recipe_run_ctx *c, const struct recipe_layer *l,
+                         struct sandbox_opts *o, const struct oci_digest *key,
+                         struct kiln_error *err)
+{
+        struct configure_scan *sc = calloc(1, sizeof(*sc));
+        int status = 0, rc = -1;
+
+        if (!sc)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        sc->out =
+            recipe_step_output_open(layer_cache_dir(c->cache), l->name, key->str, c->log, err);
+        if (!sc->out)
+                goto out;
+        o->output = on_configure_output;
+        o->output_ctx = sc;
+        o->ignore_chown = true;
+        rc = sandbox_run(o, &status, err);
+        if (sc->len)
+                scan_line(sc);
+        if (rc == 0 && status != 0 && sc->pkg[0])
+                rc = kiln_error_set(
+                    err, KILN_E_STEP, "dpkg --configure -a failed for package '%s': %s%s%s",
+                    sc->pkg, sc->reason[0] ? sc->reason : "no reason given",
+                    sc->failed_printed[0] ? "; it printed: " : "", sc->failed_printed);
+        else if (rc == 0 && status != 0) {
+                const char *last = recipe_step_output_last(sc->out);
+                rc = kiln_error_set(err, KILN_E_STEP,
+                                    "dpkg --configure -a exited with status %d%s%s", status,
+                                    last[0] ? ": " : "", last);
+        }
+        if (rc < 0)
+                recipe_step_output_failed(sc->out);
+out:
+        recipe_step_output_free(sc->out);
+        free(sc);
+        return rc;
+}
+
 /* The upper directory as the layer. */
-static int upper_to_layer(const struct recipe_run_ctx *c, const char *upper,
-                          const struct oci_digest *key, struct layer_result *ret,
+static int upper_to_layer(const struct recipe_run_ctx *c, const struct recipe_layer *l,
+                          const char *upper, const struct oci_digest *key, struct layer_result *ret,
                           struct kiln_error *err)
 {
         struct layer_source *src = layer_source_new(err);
         bool hit = false;
         int rc = -1;
 
-        if (src && layer_source_add_tree(src, upper, "/", NULL, 0, err) == 0 &&
+        if (src && recipe_layer_modes(l, src, err) == 0 &&
+            layer_source_add_tree(src, upper, "/", NULL, 0, err) == 0 &&
             layer_source_overlay_whiteouts(src, upper, err) == 0 &&
             layer_source_finish(src, err) == 0 &&
             layer_cache_build(c->cache, src, c->writer, false, ret, &hit, err) == 0 &&
@@ -422,10 +556,13 @@ int recipe_run_layer(const struct recipe_run_ctx *c, const struct recipe_plan *p
         o.network = json_is_true(json_object_get(l->params, "network"));
         o.binds = binds;
         o.n_binds = n_binds;
-        if (run_step(c, l, &o, key, err) < 0)
+        if ((l->configure_step ? run_configure(c, l, &o, key, err) : run_step(c, l, &o, key, err)) <
+            0)
                 goto out;
+        if (l->configure_step)
+                sandbox_upper_drop(&o, configure_drop, ARRAY_SIZE(configure_drop));
         sandbox_upper_clean(&o);
-        rc = upper_to_layer(c, up, key, ret, err);
+        rc = upper_to_layer(c, l, up, key, ret, err);
 out:
         if (made)
                 kiln_rm_rf(tmp);

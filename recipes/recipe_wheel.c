@@ -13,6 +13,7 @@
 
 #include "digest.h"
 #include "io.h"
+#include "path.h"
 #include "recipe_internal.h"
 #include "stage.h"
 #include "util.h"
@@ -104,20 +105,22 @@ static char *relpath(const char *from, const char *to)
         return out;
 }
 
-static bool safe_rel(const char *p)
+/* A member's name: relative, no '..', no Windows separator, not empty
+ * (layers/path.h).  The name itself is what the zip is read by. */
+static int check_name(const char *wheel, const char *name, struct kiln_error *err)
 {
-        if (!*p || p[0] == '/' || strchr(p, '\\'))
-                return false;
-        for (const char *s = p; *s;) {
-                const char *slash = strchr(s, '/');
-                size_t len = slash ? (size_t)(slash - s) : strlen(s);
-                if (len == 2 && s[0] == '.' && s[1] == '.')
-                        return false;
-                if (!slash)
-                        break;
-                s = slash + 1;
+        _cleanup_free_ char *clean = NULL;
+
+        if (layer_path_clean(name, LAYER_PATH_RELATIVE | LAYER_PATH_NO_BACKSLASH, "unsafe path",
+                             &clean, err) < 0) {
+                kiln_error_prefix(err, "invalid wheel '%s'", wheel);
+                return -1;
         }
-        return true;
+        if (!*clean)
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid wheel '%s': unsafe path '%s': names no file", wheel,
+                                      name);
+        return 0;
 }
 
 static int mkparents(const char *root, const char *image_path, struct kiln_error *err)
@@ -576,9 +579,8 @@ static int extract(struct winst *w, struct kiln_error *err)
                                             w->wheel, name);
                         break;
                 }
-                if (!safe_rel(name)) {
-                        rc = kiln_error_set(err, KILN_E_INVALID,
-                                            "invalid wheel '%s': unsafe path '%s'", w->wheel, name);
+                if (check_name(w->wheel, name, err) < 0) {
+                        rc = -1;
                         break;
                 }
                 if (!strcmp(name, record_name))

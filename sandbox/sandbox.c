@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "sandbox_internal.h"
 #include "util.h"
 
 extern char **environ;
@@ -103,6 +104,47 @@ const char *sandbox_userns_blocker(const char *proc_sys, char *buf, size_t len)
                 }
         }
         return NULL;
+}
+
+const char *sandbox_userns_check(char *buf, size_t len)
+{
+        char why[256];
+        const char *b;
+        int status = 0, e = 0;
+        int p[2];
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                snprintf(buf, len, "cannot create a pipe: %s", strerror(errno));
+                return buf;
+        }
+        pid = fork();
+        if (pid < 0) {
+                close(p[0]);
+                close(p[1]);
+                snprintf(buf, len, "cannot start a process: %s", strerror(errno));
+                return buf;
+        }
+        if (pid == 0) {
+                int ce = unshare(CLONE_NEWUSER) < 0 ? errno : 0;
+                ssize_t w = write(p[1], &ce, sizeof(ce));
+                (void)w;
+                _exit(0);
+        }
+        close(p[1]);
+        if (read(p[0], &e, sizeof(e)) != sizeof(e))
+                e = EIO;
+        close(p[0]);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (!e)
+                return NULL;
+        b = sandbox_userns_blocker("/proc/sys", why, sizeof(why));
+        if (b)
+                snprintf(buf, len, "user namespaces are off: %s", b);
+        else
+                snprintf(buf, len, "cannot create a user namespace: %s", strerror(e));
+        return buf;
 }
 
 /* ---- in the children: no allocation that matters, errors to a pipe ---- */
@@ -457,6 +499,8 @@ static void child_setup_exec(int errfd, const struct sandbox_opts *o)
         if (cmd_pid < 0)
                 child_fail(errfd, 'I', "cannot start '%s': %s", o->argv[0], strerror(errno));
         if (cmd_pid == 0) {
+                if (o->ignore_chown && sandbox_ignore_chown() < 0)
+                        child_fail(errfd, 'I', "cannot make chown a no-op: %s", strerror(errno));
                 environ = (char **)(uintptr_t)o->env;
                 execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
                 child_fail(errfd, errno == ENOENT ? 'N' : 'I', "cannot run '%s' in the image: %s",

@@ -72,6 +72,10 @@ struct sandbox_opts {
         void (*output)(void *ctx, const char *buf, size_t len);
         void *output_ctx;
         const char *hostname; /* NULL: "kiln" */
+        /* chown(2) and its relatives succeed without effect (only uid 0 is
+         * mapped, and a layer records owners as 0:0): for maintainer
+         * scripts that chown to a group such as staff */
+        bool ignore_chown;
 };
 
 void sandbox_opts_init(struct sandbox_opts *o);
@@ -94,6 +98,17 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
  * 0", "user.max_user_namespaces is 0",
  * "kernel.apparmor_restrict_unprivileged_userns is 1"). */
 const char *sandbox_userns_blocker(const char *proc_sys, char *buf, size_t len);
+
+/* Whether this process can make the sandbox's user namespace, tried
+ * with a short-lived child: NULL when it can, else one line saying why
+ * not, in buf ("user namespaces are off: user.max_user_namespaces is 0",
+ * or the kernel's error). */
+const char *sandbox_userns_check(char *buf, size_t len);
+
+/* After a run: removes upper+path for each path (absolute, inside) that is
+ * a file or a link the command left there, so the lower layers' version,
+ * or none, stays: logs with dates, caches of inode numbers, backups. */
+void sandbox_upper_drop(const struct sandbox_opts *o, const char *const *paths, size_t n);
 
 /* --gpu: the host's NVIDIA device nodes and driver files, as the NVIDIA
  * container toolkit's CDI spec lists them: /dev/nvidia[0-9]*, nvidiactl,

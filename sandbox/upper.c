@@ -134,3 +134,17 @@ void sandbox_upper_clean(const struct sandbox_opts *o)
                 clean_target(o, o->cwd);
         prune_copied_up(o, "", 0);
 }
+
+void sandbox_upper_drop(const struct sandbox_opts *o, const char *const *paths, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                char p[4096];
+                struct stat st;
+                if (!paths[i] || paths[i][0] != '/' || strstr(paths[i], "/../") ||
+                    snprintf(p, sizeof(p), "%s%s", o->upper, paths[i]) >= (int)sizeof(p) ||
+                    !parents_are_dirs(o->upper, paths[i]) || lstat(p, &st) < 0)
+                        continue;
+                if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+                        unlink(p);
+        }
+}

@@ -30,8 +30,9 @@ class Kiln:
     def __init__(self, path):
         self.path = str(path)
 
-    def run(self, *args):
-        p = subprocess.run([self.path, *map(str, args)], capture_output=True, text=True)
+    def run(self, *args, env=None):
+        p = subprocess.run([self.path, *map(str, args)], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})})
         if p.returncode != 0:
             sys.stderr.write(p.stderr)
             raise SystemExit(f"kiln {args[0]} failed ({p.returncode})")
@@ -76,7 +77,10 @@ def main():
             t1 = time.monotonic()
             print(f"[{arch}] built {res['layersBuilt']} layers, {res['layersCached']} cached, "
                   f"pushed {res['blobsCopied']} blobs in {t1 - t0:.1f} s")
-            v = kiln.run("validate", res["tags"][0], "--arch", arch)
+            # in the image (the arch is the one the image records); with the
+            # GPU checks where the host has NVIDIA devices
+            gpu = ["--gpu"] if os.path.exists("/dev/nvidiactl") else []
+            v = kiln.run("validate", res["tags"][0], "--cache", work / "cache", *gpu)
             for line in v.stdout.splitlines():
                 print(f"[{arch}] validate  {line}")
             t2 = time.monotonic()

@@ -12,6 +12,9 @@ where the tests stop.
   fuzz_registry_headers: WWW-Authenticate, Link, Location, Retry-After, Range
       and Content-Range values, from registries and from the hostile list of
       threats.md.  The first byte modulo 5 picks the parser.
+  fuzz_path_clean: the names of the hostile tars and the paths of
+      tests/unit/test_layers_path.c, each under three sets of flags (the
+      first byte).
   fuzz_registries_conf: registries.conf files (the cases of
       tests/unit/test_registry_hosts.c, a drop-in of [aliases] as Debian
       ships them, mirrors, wildcards, blocked and insecure registries) and
@@ -164,6 +167,27 @@ def conf_seeds():
     return {f"conf-{k}": v.encode() for k, v in CONF_SEEDS.items()}
 
 
+PATHS = ["", "/", "./", ".", "/app/", "./a//b/.", "a/./b", "..a/b..", ".../x", "a\\b",
+         "/a/../b", "../x", "a/..", "..", "/..", "a/../c", "a/b/../../c/./d/", "a/../..",
+         "./../x", "/../x", "/etc/passwd", "a\\..\\b", "pkg/mod.py", "usr/lib/x/../../y",
+         "a" + "/.." * 40, "/".join(["d"] * 200)]
+
+
+def path_seeds():
+    """The names of every hostile tar entry and the unit tests' paths, each
+    with no flag, RELATIVE|FOLD_DOTDOT (unpack's) and every flag as the first
+    byte (the fuzzer mutates it from there)."""
+    names = set(PATHS)
+    for entries, _ in list(HOSTILE.values()) + list(CLAMPED.values()):
+        for e in entries:
+            names.update(v for k, v in e.items() if k in ("name", "link") and isinstance(v, str))
+    out = {}
+    for i, n in enumerate(sorted(names)):
+        for flags in (0, 3, 7):
+            out[f"path-{i}-{flags}"] = bytes([flags]) + n.encode()
+    return out
+
+
 def write(target, seeds):
     d = HERE / "corpus" / target
     d.mkdir(parents=True, exist_ok=True)
@@ -179,7 +203,9 @@ def main():
     total = write("fuzz_layer_unpack", layers) + write("fuzz_layer_read", layers)
     total += write("fuzz_registry_headers", header_seeds())
     total += write("fuzz_registries_conf", conf_seeds())
-    print(f"{2 * len(layers) + len(header_seeds()) + len(conf_seeds())} seeds, {total} bytes")
+    total += write("fuzz_path_clean", path_seeds())
+    print(f"{2 * len(layers) + len(header_seeds()) + len(conf_seeds()) + len(path_seeds())} "
+          f"seeds, {total} bytes")
 
 
 if __name__ == "__main__":

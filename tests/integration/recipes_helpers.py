@@ -167,9 +167,10 @@ def make_simple_index(root, wheels, *, hashes=True, extra_links=(), metadata=Fal
 
 
 def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=None,
-             conffiles=(), control=None):
+             conffiles=(), control=None, triggers=None):
     """dpkg-deb --build of a tree holding files ({path: bytes}, paths
-    relative to /; a value of ("link", target) makes a symlink)."""
+    relative to /; a value of ("link", target) makes a symlink); triggers:
+    the text of its triggers control file (deb-triggers(5))."""
     outdir = pathlib.Path(outdir)
     tree = outdir / f"{package}-tree"
     (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
@@ -184,6 +185,8 @@ def make_deb(outdir, package, files, *, version="1.0-1", arch="amd64", postinst=
     if postinst:
         (tree / "DEBIAN" / "postinst").write_text(postinst)
         os.chmod(tree / "DEBIAN" / "postinst", 0o755)
+    if triggers:
+        (tree / "DEBIAN" / "triggers").write_text(triggers)
     for p, c in files.items():
         f = tree / p
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +294,31 @@ def make_apt_repo(mirror, debs, suite="jammy", component="main", *, key="default
     return mirror
 
 
+def mirror_of(tmp_path, debs):
+    """A local apt mirror of real .debs (bookworm main): dpkg-scanpackages'
+    index, a Release signed with the tests' key."""
+    m = pathlib.Path(tmp_path) / "mirror"
+    pool = m / "pool/main"
+    pool.mkdir(parents=True)
+    for d in debs:
+        (pool / d.name).write_bytes(d.read_bytes())
+    idx = m / "dists/bookworm/main/binary-amd64"
+    idx.mkdir(parents=True)
+    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
+                       capture_output=True)
+    (idx / "Packages").write_bytes(p.stdout)
+    sign_release(m / "dists/bookworm", gpg_key())
+    return m
+
+
+def apt_layer(name, packages, mirror):
+    """A debs layer installing packages (and their dependencies) from a
+    mirror_of() mirror."""
+    return {"name": name, "kind": "debs", "apt": [
+        {"mirror": str(mirror), "suite": "bookworm", "components": ["main"],
+         "keyring": str(gpg_key().keyring), "packages": packages}]}
+
+
 def make_git_repo(path, branches=None, main_files=None):
     """A repository with 'main' (plus main_files, {file: text}) and the
     given branches ({name: {file: text}})."""
@@ -326,3 +354,39 @@ def write_recipe(path, doc):
     path = pathlib.Path(path)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def apt_simulate(tmp_path, mirror, status, packages):
+    """What apt-get install --no-install-recommends would add, on the same
+    index and the same dpkg status: {name: version}."""
+    d = pathlib.Path(tmp_path) / "apt"
+    for sub in ("state/lists/partial", "cache/archives/partial"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "sources.list").write_text(
+        f"deb [signed-by={gpg_key().keyring}] file:{mirror} bookworm main\n")
+    opts = ["-o", f"Dir::Etc::SourceList={d}/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", "Dir::Etc::Parts=/nonexistent", "-o", "Dir::Etc::Preferences=/nonexistent",
+            "-o", "Dir::Etc::PreferencesParts=/nonexistent", "-o", f"Dir::State={d}/state",
+            "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache={d}/cache",
+            "-o", "APT::Install-Recommends=false", "-o", "Debug::NoLocking=1",
+            "-o", "APT::Architecture=amd64", "-o", "Acquire::Languages=none"]
+    env = dict(os.environ, APT_CONFIG="/dev/null", LC_ALL="C")
+    subprocess.run(["apt-get", *opts, "-q", "update"], check=True, capture_output=True, env=env)
+    p = subprocess.run(["apt-get", *opts, "-s", "install", *packages], capture_output=True,
+                       text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    inst = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("Inst "):
+            name, ver = line.split()[1], line.split("(")[1].split()[0]
+            inst[name.split(":")[0]] = ver
+    return inst
+
+
+def dpkg_status_versions(text):
+    """{package: version} of the stanzas of a dpkg status file."""
+    out = {}
+    for st in text.strip().split("\n\n"):
+        f = dict(l.split(": ", 1) for l in st.splitlines() if ": " in l and l[0] != " ")
+        out[f["Package"]] = f["Version"]
+    return out

@@ -89,6 +89,34 @@ def test_append_and_config_write_created(kiln, tmp_path):
         assert _skopeo_created(dst).startswith("1970-01-01T00:00:00"), verb
 
 
+@pytest.mark.parametrize("value", ["yesterday", "-1", "1.5", " 1", "253402300800"])
+def test_malformed_source_date_epoch_is_refused_by_every_writer(kiln, tmp_path, value):
+    """The reproducible-builds spec: a malformed value SHOULD stop the build.
+    Every verb that writes an image refuses it before writing anything."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    base = make_layout(tmp_path / "base", [(tar_bytes([{"name": "f", "data": b"x"}]), TAR)])
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({
+        "recipe": 1, "name": "sde", "base": "scratch",
+        "variables": {"repo": {"default": "localhost:5000/sde/app"}},
+        "layers": [{"name": "app", "kind": "tree", "src": "src", "dest": "/app"}],
+        "tag": {"repository": "${repo}", "tag": "v1"}}))
+    env = {"SOURCE_DATE_EPOCH": value}
+    for verb, args in (("append", [base, "--layer", f"{src}:/", "--cache", tmp_path / "c"]),
+                       ("config", [base, "--label", "a=b"]),
+                       ("flatten", [base]),
+                       ("build", [recipe, "--cache", tmp_path / "c"])):
+        dst = tmp_path / f"out-{verb}"
+        where = ["--output", f"oci:{dst}"] if verb == "build" else ["-t", f"oci:{dst}:v1"]
+        _, err = kiln.fails(verb, *args, *where, code=2, env=env)
+        assert err.startswith(f"kiln: error: invalid SOURCE_DATE_EPOCH '{value}': "), (verb, err)
+        assert not dst.exists(), verb
+    # nothing was built into the cache either
+    assert not any((tmp_path / "c").glob("entries/*"))
+
+
 def test_only_names_that_are_not_utf8_carry_hdrcharset(kiln, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

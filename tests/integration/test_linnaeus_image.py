@@ -82,8 +82,8 @@ def probe(kiln, place):
 def test_ampere_compiles_flash_attn_in_the_image(kiln, world):
     args, res, place = built(kiln, world, "ampere")
     names = [l["name"] for l in res["layers"]]
-    assert names == ["system", "python-links", "torch", "build-tools", "flash-attn",
-                     "python-deps", "linnaeus"]
+    assert names == ["system", "system/configure", "python-links", "torch", "build-tools",
+                     "flash-attn", "python-deps", "linnaeus"]
     got = probe(kiln, place)
     torch, vision, audio, _, fa = TORCH["ampere"]
     assert got["torch"] == f"{torch} 12.6 {vision} {audio}"
@@ -112,7 +112,10 @@ def test_the_image_has_what_upstream_installs(kiln, world):
     # dpkg knows what the system layer installed, and apt is content
     dpkg = in_image(kiln, place, "sh", "-c", "dpkg -s python3.11 libgl1-mesa-glx | grep ^Status;"
                     " apt-get check -q >/dev/null && echo apt-ok")
-    assert dpkg.count("Status: install ok") == 2 and "apt-ok" in dpkg
+    # the maintainer scripts ran (the system/configure layer): installed, not unpacked
+    assert dpkg.count("Status: install ok installed") == 2 and "apt-ok" in dpkg
+    audit = in_image(kiln, place, "sh", "-c", "dpkg --audit; ldconfig -p | grep -c libGL.so.1")
+    assert audit.strip() == "1", audit
     # pip install -e .[dev]: linnaeus is an editable install pip knows
     pip = in_image(kiln, place, "python", "-m", "pip", "show", "linnaeus")
     assert "Version: 0.1.0" in pip and "/app/linnaeus" in pip
@@ -157,3 +160,31 @@ def test_podman_runs_the_image(kiln, world):
     assert p.returncode == 0, p.stderr
     assert f"flash_attn {TORCH['ampere'][4]} sm_80;sm_86 42" in p.stdout
     assert "linnaeus /app/linnaeus/linnaeus/__init__.py" in p.stdout
+
+
+@pytest.mark.parametrize("arch", ["ampere", "turing", "hopper"])
+def test_validate_runs_upstreams_checks_in_the_image(kiln, world, arch):
+    """kiln validate with the shipped recipe's checks, for the arch the image
+    records: in the image (FlashAttention's extension loads against the
+    image's torch) and from its files."""
+    _, res, place = built(kiln, world, arch)
+    p = kiln.run("validate", place, "--cache", world[0] / "cache", check=False, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].endswith(f"arch={arch}, in the image"), p.stdout
+    got = {l.split()[1]: l.split(None, 2)[2] for l in p.stdout.splitlines()
+           if l.startswith(("ok ", "FAIL ", "skip "))}
+    torch, vision, _, _, fa = TORCH[arch]
+    assert got["torch"] == f"torch {torch}; torch.version.cuda {'12.8' if arch == 'hopper' else '12.6'}"
+    assert got["linnaeus"].startswith("import linnaeus (/app/linnaeus/linnaeus/__init__.py)")
+    if fa:
+        assert got["flash-attn"].startswith(f"flash_attn {fa}; imports flash_attn_func")
+        assert got["flash-attn-ext"] == "flash_attn_2_cuda loads"
+    else:
+        assert "as expected" in got["flash-attn"] and "flash-attn-ext" not in got
+    s = kiln.run("validate", place, "--static", check=False, timeout=600)
+    assert s.returncode == 0, s.stdout + s.stderr
+    # and another arch's expectations fail
+    other = {"ampere": "hopper", "turing": "ampere", "hopper": "turing"}[arch]
+    p = kiln.run("validate", place, "--arch", other, "--cache", world[0] / "cache", check=False,
+                 timeout=600)
+    assert p.returncode == 1 and "FAIL flash-attn" in p.stdout, p.stdout

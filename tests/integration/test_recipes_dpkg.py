@@ -16,7 +16,8 @@ import tarfile
 import pytest
 
 from imagegen import make_image
-from recipes_helpers import gpg_key, kiln, make_deb, sign_release, write_recipe
+from recipes_helpers import (apt_simulate, dpkg_status_versions, gpg_key, kiln, make_deb, mirror_of,
+                             write_recipe)
 
 CACHE = pathlib.Path(os.environ.get("KILN_TEST_ROOTFS_DIR", "/var/cache/kiln-test"))
 DEBS = pathlib.Path(os.environ.get("KILN_TEST_DEBS_DIR", CACHE / "debs"))
@@ -50,22 +51,6 @@ def debian_base(tmp_path_factory):
     return f"oci:{lay}:b"
 
 
-def mirror_of(tmp_path, debs):
-    """A local apt mirror of debs: dpkg-scanpackages' index, a signed Release."""
-    m = tmp_path / "mirror"
-    pool = m / "pool/main"
-    pool.mkdir(parents=True)
-    for d in debs:
-        (pool / d.name).write_bytes(d.read_bytes())
-    idx = m / "dists/bookworm/main/binary-amd64"
-    idx.mkdir(parents=True)
-    p = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=m, check=True,
-                       capture_output=True)
-    (idx / "Packages").write_bytes(p.stdout)
-    sign_release(m / "dists/bookworm", gpg_key())
-    return m
-
-
 def build_and_unpack(tmp_path, base, layers):
     r = write_recipe(tmp_path / "r.json", {"base": base, "tag": {"repository": "kiln/dpkg", "tag": "t"},
                                            "layers": layers})
@@ -82,10 +67,16 @@ def dpkg(root, *args, check=True):
     return p
 
 
-def apt_layer(name, packages, mirror):
-    return {"name": name, "kind": "debs", "apt": [
+def apt_layer(name, packages, mirror, configure=False):
+    """The base here is a dpkg database and no programs: nothing can run
+    there, so the layers keep their scripts ("configure": false) unless a
+    test says otherwise (test_recipes_configure.py runs them)."""
+    layer = {"name": name, "kind": "debs", "apt": [
         {"mirror": str(mirror), "suite": "bookworm", "components": ["main"],
          "keyring": str(gpg_key().keyring), "packages": packages}]}
+    if configure is not None:
+        layer["configure"] = configure
+    return layer
 
 
 def test_dpkg_knows_what_a_debs_layer_installed(tmp_path, debian_base):
@@ -114,9 +105,13 @@ def test_dpkg_knows_what_a_debs_layer_installed(tmp_path, debian_base):
     assert (root / "var/lib/dpkg/info/libjq1:amd64.list").exists()
     assert (root / "var/lib/dpkg/info/libjq1:amd64.triggers").exists()
     assert (root / "var/lib/dpkg/info/jq.md5sums").exists()
-    # nothing half-installed, every file as its md5sums say
-    audit = dpkg(root, "--audit")
-    assert audit.stdout == ""
+    # nothing half-installed, every file as its md5sums say; libjq1's
+    # ldconfig trigger waits in Unincorp for a dpkg --configure -a (this
+    # layer keeps its scripts), and dpkg --audit says so
+    assert (root / "var/lib/dpkg/triggers/Unincorp").read_text() == "ldconfig -\n"
+    audit = dpkg(root, "--audit").stdout
+    assert "triggered, but the trigger processing\nhas not yet been done" in audit
+    assert [l.split()[0] for l in audit.splitlines() if l.startswith(" ")] == ["libc-bin"]
     assert dpkg(root, "--verify", "jq", "libjq1", "libonig5").stdout == ""
     assert not (root / "var/lib/dpkg/status.d").exists()
 
@@ -151,43 +146,10 @@ def test_scripts_are_kept_and_the_package_is_unpacked(tmp_path, debian_base):
 
 # ---- dependency resolution, compared with apt-get install --simulate ----
 
-def apt_simulate(tmp_path, mirror, status, packages):
-    """What apt-get install --no-install-recommends would add, on the same
-    index and the same dpkg status: {name: version}."""
-    d = tmp_path / "apt"
-    for sub in ("state/lists/partial", "cache/archives/partial"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    (d / "sources.list").write_text(
-        f"deb [signed-by={gpg_key().keyring}] file:{mirror} bookworm main\n")
-    opts = ["-o", f"Dir::Etc::SourceList={d}/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
-            "-o", "Dir::Etc::Parts=/nonexistent", "-o", "Dir::Etc::Preferences=/nonexistent",
-            "-o", "Dir::Etc::PreferencesParts=/nonexistent", "-o", f"Dir::State={d}/state",
-            "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache={d}/cache",
-            "-o", "APT::Install-Recommends=false", "-o", "Debug::NoLocking=1",
-            "-o", "APT::Architecture=amd64", "-o", "Acquire::Languages=none"]
-    env = dict(os.environ, APT_CONFIG="/dev/null", LC_ALL="C")
-    subprocess.run(["apt-get", *opts, "-q", "update"], check=True, capture_output=True, env=env)
-    p = subprocess.run(["apt-get", *opts, "-s", "install", *packages], capture_output=True,
-                       text=True, env=env)
-    assert p.returncode == 0, p.stdout + p.stderr
-    inst = {}
-    for line in p.stdout.splitlines():
-        if line.startswith("Inst "):
-            name, ver = line.split()[1], line.split("(")[1].split()[0]
-            inst[name.split(":")[0]] = ver
-    return inst
-
-
 def added_packages(root, base_status):
     """{name: version} of the stanzas kiln's status has beyond the base's."""
-    def stanzas(text):
-        out = {}
-        for st in text.strip().split("\n\n"):
-            f = dict(l.split(": ", 1) for l in st.splitlines() if ": " in l and l[0] != " ")
-            out[f["Package"]] = f["Version"]
-        return out
-    base = stanzas(base_status)
-    now = stanzas((root / "var/lib/dpkg/status").read_text())
+    base = dpkg_status_versions(base_status)
+    now = dpkg_status_versions((root / "var/lib/dpkg/status").read_text())
     return {k: v for k, v in now.items() if base.get(k) != v}
 
 

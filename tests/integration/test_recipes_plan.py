@@ -40,6 +40,10 @@ def test_linnaeus_tags_follow_the_seed_convention(args, tag):
     assert plan["tags"][0] == f"{REPO}:{tag}"
 
 
+def params(plan, name):
+    return next(l["params"] for l in plan["layers"] if l["name"] == name)
+
+
 def test_linnaeus_matrix_layers_and_profiles():
     want = {
         "hopper": ("nightly-cu128", "https://download.pytorch.org/whl/nightly/cu128", "9.0", True),
@@ -50,9 +54,11 @@ def test_linnaeus_matrix_layers_and_profiles():
     for arch, (variant, index, cuda, fa) in want.items():
         plan = json.loads(kiln("build", LINNAEUS, "--dry-run", "--json", "--arch", arch).stdout)
         names = [l["name"] for l in plan["layers"]]
-        expected = ["system", "python-links", "torch", "build-tools"] + \
+        # the apt packages' maintainer scripts run above them, as apt-get would
+        expected = ["system", "system/configure", "python-links", "torch", "build-tools"] + \
                    (["flash-attn"] if fa else []) + ["python-deps", "linnaeus"]
         assert names == expected, arch
+        assert plan["layers"][1]["configures"] == "system"
         assert plan["base"] == "nvidia/cuda:12.8.0-cudnn-devel-ubuntu22.04"
         assert plan["variables"]["torch_variant"] == variant
         layer = {l["name"]: l["params"] for l in plan["layers"]}
@@ -173,7 +179,8 @@ def test_text_plan_marks_unresolved():
     assert "(unresolved)" in out
     assert ("unresolved:\n  env 'PATH': known once the base image is pulled\n"
             "  source.revision: known once the source is fetched") in out
-    assert "  5 flash-attn: build" in out
+    assert "  2 system/configure: run\n      maintainer scripts of the debs layer below" in out
+    assert "  6 flash-attn: build" in out
 
 
 def test_unknown_variable_is_a_clear_error():

@@ -512,6 +512,24 @@ def test_linnaeus_real_addresses_through_mirrors(tmp_path):
     assert any(p.joinpath("flash_attn-2.7.4.post1.tar.gz").exists() for p in fetched)
 
 
+@pytest.mark.parametrize("rest", ["../outside/simple/", "simple/../../outside/simple/",
+                                  "simple/.."])
+def test_mirror_path_never_leaves_the_mirror(tmp_path, rest):
+    """A URL under a --mirror prefix maps into DIR only: a '..' anywhere in
+    the rest is refused (a leading or trailing one too, which a check for
+    '/../' lets through)."""
+    w = make_wheel(tmp_path / "w", "x", "1")
+    make_simple_index(tmp_path / "outside" / "simple", [w])
+    site = tmp_path / "site"
+    site.mkdir()
+    r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": f"https://pypi.org/{rest}",
+                                "packages": ["x==1"]})
+    line = kiln_fails("build", r, "--stage", tmp_path / "s", "--cache-dir", tmp_path / "c",
+                      "--mirror", f"https://pypi.org/={site}", code=3)
+    assert "refusing to map 'https://pypi.org/" in line and "'..' is not allowed" in line, line
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.py"))
+
+
 def test_unmapped_url_says_so(tmp_path):
     r = wheel_recipe(tmp_path, {"name": "t", "kind": "wheels", "index": "https://example.invalid/simple",
                                 "packages": ["x==1"]})

@@ -99,7 +99,7 @@ static void build(bool lookup, struct layer_result *res, bool *hit)
         snprintf(cdir, sizeof(cdir), "%s/cache", root);
         c = layer_cache_open(cdir, &err);
         assert_non_null(c);
-        layer_writer_opts_init(&o);
+        assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         o.mtime = 0;
         assert_int_equal(layer_source_add_tree(s, tree, "/t", NULL, 0, &err), 0);
         assert_int_equal(layer_source_finish(s, &err), 0);

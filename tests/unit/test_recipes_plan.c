@@ -337,19 +337,114 @@ static void test_plan_json_and_text_mark_unresolved(void **state)
         recipe_free(r);
 }
 
+/* docs/recipes.md "Maintainer scripts": a configure step above each debs
+ * layer that does not say "configure": false, settled once the base is known */
+static const char *debs_doc = "{\"base\": \"debian\", \"layers\": [\n"
+                              " {\"name\": \"a\", \"kind\": \"debs\", \"debs\": [{\"path\": "
+                              "\"a.deb\", \"sha256\": \"x\"}]},\n"
+                              " {\"name\": \"b\", \"kind\": \"debs\", \"configure\": false,\n"
+                              "  \"debs\": [{\"path\": \"b.deb\", \"sha256\": \"x\"}]},\n"
+                              " {\"name\": \"c\", \"kind\": \"debs\", \"configure\": true,\n"
+                              "  \"debs\": [{\"path\": \"c.deb\", \"sha256\": \"x\"}]}]}";
+
+static void assert_names(const struct recipe_plan *p, const char *want)
+{
+        char got[256] = "";
+
+        for (size_t i = 0; i < p->n_layers; i++) {
+                strcat(got, i ? " " : "");
+                strcat(got, p->layers[i].name);
+        }
+        assert_string_equal(got, want);
+}
+
+static void test_plan_configure_steps_follow_the_base_and_the_sandbox(void **state)
+{
+        struct kiln_error err = KILN_ERROR_INIT;
+        struct recipe *r = recipe_parse(debs_doc, strlen(debs_doc), "d.json", ".", &err);
+        struct recipe_plan *p = NULL;
+        char *dropped = NULL;
+
+        (void)state;
+        assert_non_null(r);
+        assert_int_equal(recipe_plan_build(r, NULL, &p, &err), 0);
+        assert_names(p, "a a/configure b c c/configure");
+        assert_true(p->layers[1].configure_step && p->layers[1].conditional);
+        assert_true(p->layers[4].configure_step && !p->layers[4].conditional);
+        assert_int_equal(p->layers[1].kind, RECIPE_LAYER_RUN);
+        /* a base with dpkg and a sandbox: both kept, none conditional now */
+        assert_int_equal(recipe_plan_configure(p, true, true, NULL, &dropped, &err), 0);
+        assert_names(p, "a a/configure b c c/configure");
+        assert_null(dropped);
+        assert_false(p->layers[1].conditional);
+        recipe_plan_free(p);
+
+        /* no sandbox: the explicit step fails naming the layer and why; the plan stays */
+        assert_int_equal(recipe_plan_build(r, NULL, &p, &err), 0);
+        assert_int_equal(
+            recipe_plan_configure(p, true, true, "user namespaces are off: x is 0", &dropped, &err),
+            -1);
+        assert_int_equal(err.code, KILN_E_UNSUPPORTED);
+        assert_string_equal(err.msg,
+                            "debs layer 'c' asks for \"configure\": true, which runs its "
+                            "maintainer scripts in the sandbox: user namespaces are off: x is 0");
+        assert_names(p, "a a/configure b c c/configure");
+        recipe_plan_free(p);
+
+        /* no dpkg: the explicit step fails; --stage: every step goes */
+        assert_int_equal(recipe_plan_build(r, NULL, &p, &err), 0);
+        assert_int_equal(recipe_plan_configure(p, true, false, NULL, &dropped, &err), -1);
+        assert_int_equal(err.code, KILN_E_INVALID);
+        assert_non_null(strstr(err.msg, "debs layer 'c' asks for \"configure\": true, but the "
+                                        "base 'debian' has no dpkg database"));
+        assert_int_equal(recipe_plan_configure(p, false, false, NULL, &dropped, &err), 0);
+        assert_names(p, "a b c");
+        assert_null(dropped);
+        recipe_plan_free(p);
+        recipe_free(r);
+
+        /* without an explicit one: no sandbox drops the default steps, and says which */
+        {
+                const char *d2 = "{\"base\": \"debian\", \"layers\": [\n"
+                                 " {\"name\": \"a\", \"kind\": \"debs\", \"debs\": [{\"path\": "
+                                 "\"a.deb\", \"sha256\": \"x\"}]},\n"
+                                 " {\"name\": \"d\", \"kind\": \"debs\", \"debs\": [{\"path\": "
+                                 "\"d.deb\", \"sha256\": \"x\"}]}]}";
+                r = recipe_parse(d2, strlen(d2), "d2.json", ".", &err);
+                assert_non_null(r);
+                assert_int_equal(recipe_plan_build(r, NULL, &p, &err), 0);
+                assert_names(p, "a a/configure d d/configure");
+                assert_int_equal(recipe_plan_configure(p, true, true, "no userns", &dropped, &err),
+                                 0);
+                assert_names(p, "a d");
+                assert_string_equal(dropped, "a, d");
+                free(dropped);
+                recipe_plan_free(p);
+                /* a base without dpkg: nothing to configure, nothing to say */
+                assert_int_equal(recipe_plan_build(r, NULL, &p, &err), 0);
+                dropped = NULL;
+                assert_int_equal(recipe_plan_configure(p, true, false, NULL, &dropped, &err), 0);
+                assert_names(p, "a d");
+                assert_null(dropped);
+                recipe_plan_free(p);
+                recipe_free(r);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_plan_defaults_and_profile),
-                cmocka_unit_test(test_plan_arch_without_flash_attention_drops_the_layer),
-                cmocka_unit_test(test_plan_set_overrides_profile_values_and_later_wins),
-                cmocka_unit_test(test_plan_local_source_has_no_branch_part_and_no_revision),
-                cmocka_unit_test(test_plan_with_revision_and_base_env_resolves_everything),
-                cmocka_unit_test(test_plan_without_base_env_marks_env_unresolved),
-                cmocka_unit_test(test_plan_reports_bad_variables),
-                cmocka_unit_test(test_plan_missing_variable_names_the_recipe_line),
-                cmocka_unit_test(test_plan_variable_loop_names_the_place),
-                cmocka_unit_test(test_plan_json_and_text_mark_unresolved),
+            cmocka_unit_test(test_plan_defaults_and_profile),
+            cmocka_unit_test(test_plan_arch_without_flash_attention_drops_the_layer),
+            cmocka_unit_test(test_plan_set_overrides_profile_values_and_later_wins),
+            cmocka_unit_test(test_plan_local_source_has_no_branch_part_and_no_revision),
+            cmocka_unit_test(test_plan_with_revision_and_base_env_resolves_everything),
+            cmocka_unit_test(test_plan_without_base_env_marks_env_unresolved),
+            cmocka_unit_test(test_plan_reports_bad_variables),
+            cmocka_unit_test(test_plan_missing_variable_names_the_recipe_line),
+            cmocka_unit_test(test_plan_variable_loop_names_the_place),
+            cmocka_unit_test(test_plan_json_and_text_mark_unresolved),
+            cmocka_unit_test(test_plan_configure_steps_follow_the_base_and_the_sandbox),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #include "io.h"
 #include "sandbox.h"
+#include "sandbox_internal.h"
 #include "source.h"
 #include "util.h"
 
@@ -286,22 +288,103 @@ static void test_sandbox_refuses_relative_or_odd_directories(void **state)
         assert_int_equal(status, -1);
 }
 
+/* the configure step's filter: chown answers 0 and changes nothing, other
+ * calls still work (run in a child: a filter cannot be taken back) */
+static void test_ignore_chown_answers_zero_and_changes_nothing(void **state)
+{
+        char path[300];
+        struct stat before, after;
+        pid_t pid;
+        int status = 0;
+
+        (void)state;
+        snprintf(path, sizeof(path), "%s/f", root);
+        assert_int_equal(kiln_write_file_atomic(path, "x", 1, 0644, NULL), 0);
+        assert_int_equal(stat(path, &before), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct stat st;
+                if (sandbox_ignore_chown() < 0)
+                        _exit(10);
+                if (chown(path, 4242, 4242) != 0 || lchown(path, 4243, 4243) != 0)
+                        _exit(11);
+                if (stat(path, &st) != 0 || st.st_uid != before.st_uid)
+                        _exit(12);
+                /* everything else goes to the kernel */
+                if (chmod(path, 0600) != 0 || unlink("/nonexistent/kiln") == 0)
+                        _exit(13);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(stat(path, &after), 0);
+        assert_int_equal(after.st_uid, before.st_uid);
+        assert_int_equal(after.st_gid, before.st_gid);
+        assert_int_equal(after.st_mode & 07777, 0600);
+}
+
+/* dropped: files and links the step left, never a directory, never
+ * through a link of the step's */
+static void test_upper_drop_takes_out_files_only(void **state)
+{
+        char up[300], p[400];
+        static const char *const drop[] = {"/var/log/dpkg.log", "/var/cache/x", "/lnk/f",
+                                           "var/keep", "/var/../var/keep"};
+        struct sandbox_opts o;
+
+        (void)state;
+        snprintf(up, sizeof(up), "%s/upper", root);
+        snprintf(p, sizeof(p), "%s/var/log", up);
+        assert_int_equal(kiln_mkdir_p(p, 0755, NULL), 0);
+        snprintf(p, sizeof(p), "%s/var/log/dpkg.log", up);
+        assert_int_equal(kiln_write_file_atomic(p, "2024 x", 6, 0644, NULL), 0);
+        snprintf(p, sizeof(p), "%s/var/cache/x", up);
+        assert_int_equal(kiln_mkdir_p(p, 0755, NULL), 0);
+        snprintf(p, sizeof(p), "%s/outside", root);
+        assert_int_equal(kiln_mkdir_p(p, 0755, NULL), 0);
+        snprintf(p, sizeof(p), "%s/outside/f", root);
+        assert_int_equal(kiln_write_file_atomic(p, "host", 4, 0644, NULL), 0);
+        snprintf(p, sizeof(p), "%s/lnk", up);
+        {
+                char target[300];
+                snprintf(target, sizeof(target), "%s/outside", root);
+                assert_int_equal(symlink(target, p), 0);
+        }
+        snprintf(p, sizeof(p), "%s/var/keep", up);
+        assert_int_equal(kiln_write_file_atomic(p, "k", 1, 0644, NULL), 0);
+        sandbox_opts_init(&o);
+        o.upper = up;
+        sandbox_upper_drop(&o, drop, sizeof(drop) / sizeof(drop[0]));
+        snprintf(p, sizeof(p), "%s/var/log/dpkg.log", up);
+        assert_int_equal(access(p, F_OK), -1);
+        snprintf(p, sizeof(p), "%s/var/cache/x", up);
+        assert_int_equal(access(p, F_OK), 0);
+        snprintf(p, sizeof(p), "%s/outside/f", root);
+        assert_int_equal(access(p, F_OK), 0);
+        snprintf(p, sizeof(p), "%s/var/keep", up);
+        assert_int_equal(access(p, F_OK), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_userns_blocker_names_the_setting, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_gpu_without_devices_says_so, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_gpu_binds_devices_and_driver_libraries, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
-                                                setup, teardown),
-                cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories,
-                                                setup, teardown),
+            cmocka_unit_test_setup_teardown(test_userns_blocker_names_the_setting, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_gpu_without_devices_says_so, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_gpu_binds_devices_and_driver_libraries, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_upper_clean_drops_mount_points_only, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_upper_clean_never_follows_a_link_of_the_step,
+                                            setup, teardown),
+            cmocka_unit_test_setup_teardown(test_overlay_whiteouts_become_oci_entries, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_ignore_chown_answers_zero_and_changes_nothing,
+                                            setup, teardown),
+            cmocka_unit_test_setup_teardown(test_upper_drop_takes_out_files_only, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories, setup,
+                                            teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
