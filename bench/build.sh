@@ -202,11 +202,10 @@ one source file + push       $(printf '%8.2f s %8.2f s %8.1f x' "$K_EDIT" "$B_ED
 kiln peak RSS, cold          $(printf '%8d MiB' "$K_RSS")                       (target < 256 MiB)
 
 not the same in the two builds (--compare lists the files): dpkg --unpack runs the preinst
-scripts, leaves conffiles as NAME.dpkg-new and writes its own bookkeeping (status-old,
-triggers, dpkg.log), where kiln runs no maintainer scripts; pip writes its INSTALLER,
+scripts (kiln's system layer runs none; both run the postinst ones in dpkg --configure -a),
+and dpkg's logs and -old backups stay, where kiln leaves them out; pip writes its INSTALLER,
 REQUESTED and direct_url.json; linnaeus's editable install is setuptools' (a finder module,
-its own METADATA) against kiln's .pth; buildah leaves an empty /etc/hosts and, after
-dpkg, a refreshed /etc/ld.so.cache.
+its own METADATA) against kiln's .pth; buildah leaves an empty /etc/hosts.
 EOT
 
 if [ -n "$COMPARE" ]; then

@@ -7,10 +7,11 @@
 # and not the packages as well.
 #
 # Where it differs from kiln's layers (bench/build.sh prints this too):
-# - the .debs are unpacked by dpkg --unpack (kiln runs no maintainer scripts,
-#   dpkg --unpack runs the preinst ones, and leaves conffiles as NAME.dpkg-new
-#   until configured, where kiln writes them in place), --force-depends
-#   because one dpkg run does not configure Pre-Depends first;
+# - the .debs are unpacked by dpkg --unpack, which runs the preinst scripts
+#   (kiln's debs layer runs none), with --force-depends because one dpkg run
+#   does not configure Pre-Depends first; dpkg --configure -a then does what
+#   kiln's system/configure layer does, and dpkg's logs and -old backups,
+#   which kiln leaves out of that layer, stay;
 # - pip writes INSTALLER "pip", REQUESTED and direct_url.json where kiln
 #   writes INSTALLER "kiln"; neither compiles .pyc files (--no-compile);
 # - linnaeus is installed editable by pip and setuptools (PEP 660), after
@@ -28,6 +29,8 @@ ARG PIP="env PYTHONDONTWRITEBYTECODE=1 python3.11 -m pip install --no-deps --no-
 # system: upstream's apt list with its dependencies beyond the base
 RUN --mount=type=bind,source=system,target=/tmp/ctx \
     dpkg --unpack --force-depends /tmp/ctx/*.deb > /dev/null
+# system/configure: the maintainer scripts and triggers
+RUN DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true dpkg --configure -a > /dev/null
 # python-links
 RUN ln -sf python3.11 /usr/bin/python3 && ln -sf python3 /usr/bin/python
 # torch: torch, torchvision, torchaudio and what torch requires

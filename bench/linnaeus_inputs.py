@@ -396,30 +396,25 @@ def _stamped(path):
 
 
 def kiln_layers(path):
-    """[[layer, state, build s, push s, step start s]] from a stamped kiln
-    build --progress plain, whose layers are built one at a time: a layer's
-    build runs from its 'building' line to 'built' (a cached one takes no
-    time), its blob is pushed from there to the next layer's first line; a
-    build step in the image starts with its first output line, once the
-    layers below are unpacked for it."""
-    rows, step_at, start, prev_end = [], {}, None, None
+    """[[layer, state, build s, step start s]] from a stamped kiln build
+    --progress plain, in the order the layers finished (they build in
+    parallel, a layer made in the image once those below it are done): a
+    layer builds from its 'building' line to 'built' (a cached one takes no
+    time; its blob is pushed after that); a build step in the image starts
+    with its first output line, once the layers below are unpacked for it."""
+    rows, start, step_at = [], {}, {}
     for t, text in _stamped(path):
         m = re.match(r"layer (\S+): (building|built|cached)", text)
-        prev_end = t if prev_end is None else prev_end
         if m and m.group(2) == "building":
-            if rows:
-                rows[-1][3] = t - prev_end
-            start = t
+            start[m.group(1)] = t
         elif m:
-            if m.group(2) == "cached" and rows:
-                rows[-1][3] = t - prev_end
-            rows.append([m.group(1), m.group(2), t - start if m.group(2) == "built" else 0.0,
-                         0.0, step_at.get(m.group(1))])
-            prev_end = t
-        elif " | " in text and start is not None:
-            step_at.setdefault(text.split(" | ", 1)[0], t - start)
-        elif text.startswith("pushing ") and rows:
-            rows[-1][3] = t - prev_end
+            name = m.group(1)
+            rows.append([name, m.group(2), t - start[name] if name in start else 0.0,
+                         step_at.get(name)])
+        elif " | " in text:
+            name = text.split(" | ", 1)[0]
+            if name in start:
+                step_at.setdefault(name, t - start[name])
     return rows
 
 
@@ -458,12 +453,14 @@ def report(work, registry=None, base=None, kiln_ref=None, buildah_ref=None):
     if registry:
         k, b = pushed(registry, base, kiln_ref, buildah_ref)
         print(f"pushed beyond the base: kiln {k}, buildah {b}")
-    cold, edit = kiln_layers(w / "kiln-cold.log"), kiln_layers(w / "kiln-edit.log")
-    print("kiln layers        cold: build s  push s | rebuild: build s  push s  state")
-    for (name, _, b, p, step), (_, state, b2, p2, _) in zip(cold, edit):
-        note = f"   (the step ran after {step:.1f} s of unpacking the layers below)" \
+    cold = kiln_layers(w / "kiln-cold.log")
+    edit = {r[0]: r for r in kiln_layers(w / "kiln-edit.log")}
+    print("kiln layers, as they finished          cold: build s | rebuild: build s  state")
+    for name, _, b, step in cold:
+        note = f"   (its step started after {step:.1f} s, the layers below unpacked)" \
             if step is not None else ""
-        print(f"  {name:<20} {b:8.2f} {p:7.2f} | {b2:13.2f} {p2:7.2f}  {state}{note}")
+        e = edit.get(name, [name, "-", 0.0, None])
+        print(f"  {name:<36} {b:13.2f} | {e[2]:16.2f}  {e[1]}{note}")
     print("buildah steps (the base's pull is in STEP 1)                 cold s  rebuild s")
     for (s, a), (_, b) in zip(buildah_steps(w / "buildah-cold.log"),
                               buildah_steps(w / "buildah-edit.log")):
