@@ -181,7 +181,8 @@ static void *lower_worker(void *arg)
 
 static int larger_first(const void *x, const void *y)
 {
-        const struct lower_job *a = *(struct lower_job *const *)x, *b = *(struct lower_job *const *)y;
+        const struct lower_job *a = *(struct lower_job *const *)x,
+                               *b = *(struct lower_job *const *)y;
 
         return (a->size < b->size) - (a->size > b->size);
 }
@@ -247,15 +248,18 @@ static int lowers_for(const struct recipe_run_ctx *c, size_t i, char ***ret, siz
                                       json_array_size(ids), nb);
         }
         for (size_t j = i; j-- > 0; k++)
-                jobs[k] = (struct lower_job){
-                        .id = c->below[j].diff_id, .media_type = c->below[j].media_type,
-                        .size = c->below[j].size, .dir = &dirs[k],
-                        .src = {.cache = c->cache, .res = &c->below[j]}};
+                jobs[k] = (struct lower_job){.id = c->below[j].diff_id,
+                                             .media_type = c->below[j].media_type,
+                                             .size = c->below[j].size,
+                                             .dir = &dirs[k],
+                                             .src = {.cache = c->cache, .res = &c->below[j]}};
         for (size_t j = nb; j-- > 0; k++) {
-                jobs[k] = (struct lower_job){
-                        .media_type = c->base->m->layers[j].media_type,
-                        .size = c->base->m->layers[j].size, .base_layer = j + 1, .dir = &dirs[k],
-                        .src = {.st = c->base_st, .d = &c->base->m->layers[j]}};
+                jobs[k] =
+                    (struct lower_job){.media_type = c->base->m->layers[j].media_type,
+                                       .size = c->base->m->layers[j].size,
+                                       .base_layer = j + 1,
+                                       .dir = &dirs[k],
+                                       .src = {.st = c->base_st, .d = &c->base->m->layers[j]}};
                 if (oci_digest_parse(json_string_value(json_array_get(ids, j)), &jobs[k].id, err) <
                     0) {
                         kiln_error_prefix(err, "base layer %zu", j + 1);
