@@ -301,7 +301,8 @@ def _stanzas(text):
 def layer_debs(blob, mirror):
     """The .debs of mirror that kiln's debs layer (a gzip tar) installed: the
     packages of its var/lib/dpkg/info/*.list, at the versions of its status."""
-    # (GNU tar: Python's tarfile stalls on the PAX sparse entries kiln writes)
+    # (GNU tar: Python's tarfile in stream mode reads the first gzip member
+    # only, and kiln's gzip layers are a series of 1 MiB members)
     names = subprocess.run(["tar", "-tzf", blob], check=True, capture_output=True,
                            text=True).stdout.splitlines()
     listed = {n[len("var/lib/dpkg/info/"):-len(".list")].split(":")[0] for n in names
