@@ -17,9 +17,11 @@
 #
 # The peer is buildah bud --isolation chroot --layers (Debian's buildah) of
 # bench/linnaeus.Dockerfile, which does the recipe's work on the same files
-# (the .debs kiln's system layer installed, the wheels and sdist `kiln lock`
-# lists, bind-mounted; the source COPYed) on the same base from the same
-# registry; what it cannot make the same is in its header and printed below.
+# (the .debs kiln's system layer installed, unpacked and then configured by
+# dpkg --configure -a as kiln's system/configure layer does; the wheels and
+# sdist `kiln lock` lists, bind-mounted; the source COPYed) on the same base
+# from the same registry; what it cannot make the same is in its header and
+# printed below (--compare checks it file by file).
 # Both start cold (an empty kiln cache, an empty buildah storage; both fetch
 # the base from the registry) and push to the registry.  kiln runs first;
 # the inputs are in the page cache for both.
