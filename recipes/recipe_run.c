@@ -3,10 +3,12 @@
 #include "recipe_run.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io.h"
 #include "json.h"
@@ -122,6 +124,108 @@ static struct oci_reader *open_blob(void *ctx, struct kiln_error *err)
                      : layer_cache_open_blob(b->cache, b->res, err);
 }
 
+/* One lower directory to make (or find made): a layer's diffID and blob. */
+struct lower_job {
+        struct oci_digest id;
+        const char *media_type;
+        int64_t size;      /* the blob's: the largest go first */
+        size_t base_layer; /* 1-based, for the error; 0: a layer of the recipe */
+        struct blob_src src;
+        char **dir;
+};
+
+struct lower_batch {
+        const struct recipe_run_ctx *c;
+        struct lower_job **jobs;
+        size_t n, next;
+        bool failed;
+        struct kiln_error err;
+        pthread_mutex_t lock;
+};
+
+static int lower_make(const struct recipe_run_ctx *c, struct lower_job *j, struct kiln_error *err)
+{
+        if (sandbox_rootfs_get(layer_cache_dir(c->cache), &j->id, j->media_type, open_blob, &j->src,
+                               j->dir, NULL, err) < 0) {
+                if (j->base_layer)
+                        kiln_error_prefix(err, "base layer %zu", j->base_layer);
+                return -1;
+        }
+        return 0;
+}
+
+static void *lower_worker(void *arg)
+{
+        struct lower_batch *b = arg;
+
+        for (;;) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                size_t i;
+                pthread_mutex_lock(&b->lock);
+                if (b->failed || b->next == b->n) {
+                        pthread_mutex_unlock(&b->lock);
+                        return NULL;
+                }
+                i = b->next++;
+                pthread_mutex_unlock(&b->lock);
+                if (lower_make(b->c, b->jobs[i], &e) < 0) {
+                        pthread_mutex_lock(&b->lock);
+                        if (!b->failed) {
+                                b->failed = true;
+                                b->err = e;
+                        }
+                        pthread_mutex_unlock(&b->lock);
+                }
+        }
+}
+
+static int larger_first(const void *x, const void *y)
+{
+        const struct lower_job *a = *(struct lower_job *const *)x,
+                               *b = *(struct lower_job *const *)y;
+
+        return (a->size < b->size) - (a->size > b->size);
+}
+
+/* Unpacks what is not unpacked yet, up to one layer per CPU at a time (a
+ * step over a 2 GiB torch layer otherwise waits for the base and the system
+ * packages one after the other); each directory is made under a name of
+ * its own and renamed, so the threads never share one. */
+static int lowers_make(const struct recipe_run_ctx *c, struct lower_job *jobs, size_t n,
+                       struct kiln_error *err)
+{
+        struct lower_batch b = {.c = c, .n = n};
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned want = cpus > 1 ? (unsigned)(cpus < 4 ? cpus : 4) : 1, started = 0;
+        pthread_t th[4];
+
+        if (c->base_st && !c->base_st->ops->thread_safe)
+                want = 1;
+        if (want > n)
+                want = (unsigned)n;
+        b.jobs = calloc(n + 1, sizeof(*b.jobs));
+        if (!b.jobs)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                b.jobs[i] = &jobs[i];
+        qsort(b.jobs, n, sizeof(*b.jobs), larger_first);
+        pthread_mutex_init(&b.lock, NULL);
+        for (unsigned i = 1; i < want; i++)
+                if (pthread_create(&th[started], NULL, lower_worker, &b) == 0)
+                        started++;
+        lower_worker(&b);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&b.lock);
+        free(b.jobs);
+        if (b.failed) {
+                if (err)
+                        *err = b.err;
+                return -1;
+        }
+        return 0;
+}
+
 /* Top first: the recipe's layers below i, then the base's. */
 static int lowers_for(const struct recipe_run_ctx *c, size_t i, char ***ret, size_t *ret_n,
                       struct kiln_error *err)
@@ -129,37 +233,47 @@ static int lowers_for(const struct recipe_run_ctx *c, size_t i, char ***ret, siz
         json_t *ids = base_diff_ids(c);
         size_t nb = c->base->m ? c->base->m->n_layers : 0, n = nb + i, k = 0;
         char **dirs = calloc(n + 1, sizeof(*dirs));
+        struct lower_job *jobs = calloc(n + 1, sizeof(*jobs));
 
-        if (!dirs)
+        if (!dirs || !jobs) {
+                free(dirs);
+                free(jobs);
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
         if (json_array_size(ids) != nb) {
                 free(dirs);
+                free(jobs);
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "the base's config lists %zu diff_ids for %zu layers",
                                       json_array_size(ids), nb);
         }
-        for (size_t j = i; j-- > 0; k++) {
-                struct blob_src b = {.cache = c->cache, .res = &c->below[j]};
-                if (sandbox_rootfs_get(layer_cache_dir(c->cache), &c->below[j].diff_id,
-                                       c->below[j].media_type, open_blob, &b, &dirs[k], NULL,
-                                       err) < 0)
-                        goto fail;
-        }
+        for (size_t j = i; j-- > 0; k++)
+                jobs[k] = (struct lower_job){.id = c->below[j].diff_id,
+                                             .media_type = c->below[j].media_type,
+                                             .size = c->below[j].size,
+                                             .dir = &dirs[k],
+                                             .src = {.cache = c->cache, .res = &c->below[j]}};
         for (size_t j = nb; j-- > 0; k++) {
-                struct blob_src b = {.st = c->base_st, .d = &c->base->m->layers[j]};
-                struct oci_digest id;
-                if (oci_digest_parse(json_string_value(json_array_get(ids, j)), &id, err) < 0 ||
-                    sandbox_rootfs_get(layer_cache_dir(c->cache), &id,
-                                       c->base->m->layers[j].media_type, open_blob, &b, &dirs[k],
-                                       NULL, err) < 0) {
+                jobs[k] =
+                    (struct lower_job){.media_type = c->base->m->layers[j].media_type,
+                                       .size = c->base->m->layers[j].size,
+                                       .base_layer = j + 1,
+                                       .dir = &dirs[k],
+                                       .src = {.st = c->base_st, .d = &c->base->m->layers[j]}};
+                if (oci_digest_parse(json_string_value(json_array_get(ids, j)), &jobs[k].id, err) <
+                    0) {
                         kiln_error_prefix(err, "base layer %zu", j + 1);
                         goto fail;
                 }
         }
+        if (lowers_make(c, jobs, n, err) < 0)
+                goto fail;
+        free(jobs);
         *ret = dirs;
         *ret_n = n;
         return 0;
 fail:
+        free(jobs);
         sandbox_dirs_free(dirs, n);
         return -1;
 }

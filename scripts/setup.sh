@@ -8,7 +8,7 @@ pkgs=(
   python3 python3-pytest python3-jsonschema python3-packaging python3-pip
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bc time
-  mmdebstrap podman runc
+  mmdebstrap podman runc buildah
   gpgv gpg
 )
 missing=()
