@@ -147,7 +147,8 @@ def fake_build_python(work, arch):
     fake = work / f"fake-python-{arch}"
     fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --wheel-dir ] && dir=$2; shift; done\n'
                     f'echo "$TORCH_CUDA_ARCH_LIST $MAX_JOBS" > "{work}/fa-env"\n'
-                    'cd "$KILN_SCRATCH" && tar -xzf "$KILN_SDIST" && cp */dist/*.whl "$dir/"\n')
+                    'mkdir "$KILN_SCRATCH/sdist" && tar -xzf "$KILN_SDIST" -C "$KILN_SCRATCH/sdist"'
+                    ' && cp "$KILN_SCRATCH"/sdist/*/dist/*.whl "$dir/"\n')
     fake.chmod(0o755)
     return fake
 
