@@ -1,5 +1,6 @@
 /* Build steps: a host command whose output directory is cached by the
  * digest of what went in (command, environment, input content). */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -301,8 +302,7 @@ static int run_logged(const struct recipe_build_step *s, const char *cwd, char *
         if (!lb)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         /* close-on-exec: the step gets the pipe as its stdout and stderr only */
-        if (pipe(p) < 0 || fcntl(p[0], F_SETFD, FD_CLOEXEC) < 0 ||
-            fcntl(p[1], F_SETFD, FD_CLOEXEC) < 0) {
+        if (pipe2(p, O_CLOEXEC) < 0) {
                 int e = errno;
                 if (p[0] >= 0) {
                         close(p[0]);

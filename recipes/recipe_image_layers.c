@@ -636,13 +636,6 @@ int recipe_run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 n = 16;
         if (n > lj->plan->n_layers)
                 n = (unsigned)lj->plan->n_layers;
-        /* A layer made in the image forks the sandbox, whose child sets up
-         * mounts before it execs: no other thread of ours may hold a lock
-         * (malloc's) then, or the child waits for it forever.  With such a
-         * layer, one layer at a time, in order. */
-        for (size_t i = 0; i < lj->plan->n_layers; i++)
-                if (recipe_layer_in_image(&lj->plan->layers[i]))
-                        n = 1;
         lj->done = calloc(lj->plan->n_layers + 1, sizeof(*lj->done));
         if (!lj->done)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");

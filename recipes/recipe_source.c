@@ -1,6 +1,7 @@
 /* Source layers: a git commit exported with `git archive`, or a local
  * directory filtered by .dockerignore / .gitignore.  Also the subprocess
  * runner shared with build steps. */
+#define _GNU_SOURCE
 #include <archive.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +36,7 @@ static int run_capture(const char *const *argv, const char *cwd, char *const *en
         pid_t pid;
         int status;
 
-        if (pipe(epipe) < 0 || (ret_out && pipe(opipe) < 0))
+        if (pipe2(epipe, O_CLOEXEC) < 0 || (ret_out && pipe2(opipe, O_CLOEXEC) < 0))
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
         pid = fork();
         if (pid < 0)

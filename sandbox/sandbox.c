@@ -149,6 +149,14 @@ const char *sandbox_userns_check(char *buf, size_t len)
 
 /* ---- in the children: no allocation that matters, errors to a pipe ---- */
 
+/* strerror without gettext's lock and buffers */
+static const char *errdesc(int e)
+{
+        const char *d = strerrordesc_np(e);
+
+        return d ? d : "unknown error";
+}
+
 /* "C|message": C is the error code's letter (see child_code). */
 static void child_fail(int errfd, char code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void child_fail(int errfd, char code, const char *fmt, ...)
@@ -269,14 +277,14 @@ static void open_src(int errfd, struct bind_src *b, bool optional)
                         b->fd = -1;
                         return;
                 }
-                child_fail(errfd, 'N', "cannot bind '%s': %s", b->src, strerror(errno));
+                child_fail(errfd, 'N', "cannot bind '%s': %s", b->src, errdesc(errno));
         }
         b->dir = S_ISDIR(st.st_mode);
         /* a detached copy of the mount (Linux >= 5.2): it outlives the
          * host's tree, which pivot_root takes away */
         b->fd = open_tree(AT_FDCWD, b->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (b->fd < 0)
-                child_fail(errfd, 'I', "cannot bind '%s': %s", b->src, strerror(errno));
+                child_fail(errfd, 'I', "cannot bind '%s': %s", b->src, errdesc(errno));
 }
 
 /* After pivot_root: dst is a path in the image. */
@@ -291,10 +299,10 @@ static void bind_src_mount(int errfd, const struct bind_src *b)
         if (make_target(target, b->dir) < 0 ||
             move_mount(b->fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 child_fail(errfd, 'I', "cannot bind '%s' at '%s': %s", b->src, b->dst,
-                           strerror(errno));
+                           errdesc(errno));
         if (b->ro && mount(NULL, target, NULL,
                            MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target), NULL) < 0)
-                child_fail(errfd, 'I', "cannot make '%s' read-only: %s", b->dst, strerror(errno));
+                child_fail(errfd, 'I', "cannot make '%s' read-only: %s", b->dst, errdesc(errno));
 }
 
 static const char *const dev_nodes[] = {"/dev/null", "/dev/zero", "/dev/full",
@@ -313,13 +321,13 @@ static void setup_dev(int errfd, const struct bind_src *nodes)
 
         if (make_target(p, true) < 0 ||
             mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0)
-                child_fail(errfd, 'I', "cannot mount /dev: %s", strerror(errno));
+                child_fail(errfd, 'I', "cannot mount /dev: %s", errdesc(errno));
         for (size_t i = 0; i < N_DEV_NODES; i++)
                 bind_src_mount(errfd, &nodes[i]);
         if (mkdir("/dev/shm", 01777) < 0 ||
             mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "mode=1777,size=65536k") < 0)
-                child_fail(errfd, 'I', "cannot mount /dev/shm: %s", strerror(errno));
+                child_fail(errfd, 'I', "cannot mount /dev/shm: %s", errdesc(errno));
         /* optional: some kernels refuse a devpts in a user namespace */
         if (mkdir("/dev/pts", 0755) == 0)
                 mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -327,7 +335,7 @@ static void setup_dev(int errfd, const struct bind_src *nodes)
         for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
                 if (symlink(links[i][1], links[i][0]) < 0)
                         child_fail(errfd, 'I', "cannot create %s: %s", links[i][0],
-                                   strerror(errno));
+                                   errdesc(errno));
 }
 
 static void loopback_up(void)
@@ -367,32 +375,74 @@ static char *lowers_parent(const struct sandbox_opts *o)
         return parent;
 }
 
-static void mount_overlay(int errfd, const struct sandbox_opts *o, const char *root)
-{
-        char opts[OVERLAY_OPTIONS_MAX + 1];
+/* What the children need, made by the parent before it forks: a child of
+ * a process with other threads must not allocate (another thread may hold
+ * malloc's lock at fork, or ASan's), so it only fills in what is here. */
+struct child_plan {
+        char *parent;          /* chdir here before mounting; NULL: none */
+        char *overlay_opts;    /* lowerdir=...,upperdir=...,workdir=...,userxattr */
+        struct bind_src *b;    /* the device nodes, resolv.conf, hosts, binds */
         size_t n;
-        char *parent = lowers_parent(o);
-        size_t skip = parent ? strlen(parent) + 1 : 0;
+};
 
-        if (parent && chdir(parent) < 0)
-                child_fail(errfd, 'I', "cannot enter '%s': %s", parent, strerror(errno));
-        n = (size_t)snprintf(opts, sizeof(opts), "lowerdir=");
+static void child_plan_free(struct child_plan *cp)
+{
+        free(cp->parent);
+        free(cp->overlay_opts);
+        free(cp->b);
+}
+
+static int child_plan_make(const struct sandbox_opts *o, struct child_plan *cp,
+                           struct kiln_error *err)
+{
+        char *opts;
+        size_t n, skip;
+
+        memset(cp, 0, sizeof(*cp));
+        cp->parent = lowers_parent(o);
+        skip = cp->parent ? strlen(cp->parent) + 1 : 0;
+        cp->n = N_DEV_NODES + 2 + o->n_binds;
+        cp->b = calloc(cp->n, sizeof(*cp->b));
+        opts = cp->overlay_opts = malloc(OVERLAY_OPTIONS_MAX + 1);
+        if (!cp->b || !opts) {
+                child_plan_free(cp);
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        }
+        n = (size_t)snprintf(opts, OVERLAY_OPTIONS_MAX + 1, "lowerdir=");
         if (o->n_lowers == 0)
-                n += (size_t)snprintf(opts + n, sizeof(opts) - n, "%s", root);
-        for (size_t i = 0; i < o->n_lowers && n < sizeof(opts); i++)
-                n += (size_t)snprintf(opts + n, sizeof(opts) - n, "%s%s", i ? ":" : "",
-                                      o->lowers[i] + skip);
-        if (n < sizeof(opts))
-                n += (size_t)snprintf(opts + n, sizeof(opts) - n,
+                n += (size_t)snprintf(opts + n, OVERLAY_OPTIONS_MAX + 1 - n, "%s", o->root);
+        for (size_t i = 0; i < o->n_lowers && n <= OVERLAY_OPTIONS_MAX; i++)
+                n += (size_t)snprintf(opts + n, OVERLAY_OPTIONS_MAX + 1 - n, "%s%s",
+                                      i ? ":" : "", o->lowers[i] + skip);
+        if (n <= OVERLAY_OPTIONS_MAX)
+                n += (size_t)snprintf(opts + n, OVERLAY_OPTIONS_MAX + 1 - n,
                                       ",upperdir=%s,workdir=%s,userxattr", o->upper, o->work);
-        if (n >= sizeof(opts))
-                child_fail(errfd, 'L', "the image's %zu layers do not fit overlayfs's mount options",
-                           o->n_lowers);
-        if (mount("overlay", root, "overlay", 0, opts) < 0)
+        if (n > OVERLAY_OPTIONS_MAX) {
+                child_plan_free(cp);
+                return kiln_error_set(err, KILN_E_LIMIT,
+                                      "the image's %zu layers do not fit overlayfs's mount options",
+                                      o->n_lowers);
+        }
+        for (size_t i = 0; i < N_DEV_NODES; i++)
+                cp->b[i] = (struct bind_src){.src = dev_nodes[i], .dst = dev_nodes[i], .fd = -1};
+        cp->b[N_DEV_NODES] = (struct bind_src){.src = "/etc/resolv.conf",
+                                               .dst = "/etc/resolv.conf", .ro = true, .fd = -1};
+        cp->b[N_DEV_NODES + 1] = (struct bind_src){.src = "/etc/hosts", .dst = "/etc/hosts",
+                                                   .ro = true, .fd = -1};
+        for (size_t i = 0; i < o->n_binds; i++)
+                cp->b[N_DEV_NODES + 2 + i] = (struct bind_src){
+                    .src = o->binds[i].src, .dst = o->binds[i].dst, .ro = o->binds[i].ro, .fd = -1};
+        return 0;
+}
+
+static void mount_overlay(int errfd, const struct child_plan *cp, const char *root)
+{
+        if (cp->parent && chdir(cp->parent) < 0)
+                child_fail(errfd, 'I', "cannot enter '%s': %s", cp->parent, errdesc(errno));
+        if (mount("overlay", root, "overlay", 0, cp->overlay_opts) < 0)
                 child_fail(errfd, errno == EINVAL ? 'U' : 'I',
                            "cannot mount the image as overlayfs (userxattr needs Linux 5.11): %s",
-                           strerror(errno));
-        free(parent);
+                           errdesc(errno));
 }
 
 /* PID 1 of the sandbox stays a small init, as podman's --init or tini: the
@@ -430,51 +480,39 @@ static void init_wait(void)
 }
 
 /* PID 1 of the sandbox: the mounts, pivot_root, then the command. */
-static void child_setup_exec(int errfd, const struct sandbox_opts *o)
+static void child_setup_exec(int errfd, const struct sandbox_opts *o, struct child_plan *cp)
 {
         const char *root = o->root;
-        size_t n = N_DEV_NODES + 2 + o->n_binds;
-        struct bind_src *b = calloc(n, sizeof(*b));
+        struct bind_src *b = cp->b;
+        size_t n = cp->n;
         struct stat st;
         char p[4096];
 
-        if (!b)
-                child_fail(errfd, 'I', "out of memory");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                child_fail(errfd, 'I', "cannot make the mount tree private: %s", strerror(errno));
-        mount_overlay(errfd, o, root);
+                child_fail(errfd, 'I', "cannot make the mount tree private: %s", errdesc(errno));
+        mount_overlay(errfd, cp, root);
         /* before the host's /proc is detached (the kernel lets a user
          * namespace mount proc only where a full one is visible), so on a
          * real directory of the image, never through a link */
         snprintf(p, sizeof(p), "%s/proc", root);
         if (lstat(p, &st) < 0 && mkdir(p, 0555) < 0)
-                child_fail(errfd, 'I', "cannot create /proc: %s", strerror(errno));
+                child_fail(errfd, 'I', "cannot create /proc: %s", errdesc(errno));
         if ((lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)))
                 child_fail(errfd, 'I', "cannot mount /proc: the image's /proc is not a directory");
         if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-                child_fail(errfd, 'I', "cannot mount /proc: %s", strerror(errno));
-        for (size_t i = 0; i < N_DEV_NODES; i++) {
-                b[i] = (struct bind_src){.src = dev_nodes[i], .dst = dev_nodes[i]};
-                /* a host without a controlling tty still has the node */
+                child_fail(errfd, 'I', "cannot mount /proc: %s", errdesc(errno));
+        /* a host without a controlling tty still has the node */
+        for (size_t i = 0; i < N_DEV_NODES; i++)
                 open_src(errfd, &b[i], !strcmp(dev_nodes[i], "/dev/tty"));
-        }
-        b[N_DEV_NODES] = (struct bind_src){.src = "/etc/resolv.conf", .dst = "/etc/resolv.conf",
-                                           .ro = true, .fd = -1};
-        b[N_DEV_NODES + 1] = (struct bind_src){.src = "/etc/hosts", .dst = "/etc/hosts",
-                                               .ro = true, .fd = -1};
         if (o->network) {
                 open_src(errfd, &b[N_DEV_NODES], true);
                 open_src(errfd, &b[N_DEV_NODES + 1], true);
         }
-        for (size_t i = 0; i < o->n_binds; i++) {
-                struct bind_src *x = &b[N_DEV_NODES + 2 + i];
-                *x = (struct bind_src){.src = o->binds[i].src, .dst = o->binds[i].dst,
-                                       .ro = o->binds[i].ro};
-                open_src(errfd, x, false);
-        }
+        for (size_t i = N_DEV_NODES + 2; i < n; i++)
+                open_src(errfd, &b[i], false);
         if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
             umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-                child_fail(errfd, 'I', "cannot pivot into the image: %s", strerror(errno));
+                child_fail(errfd, 'I', "cannot pivot into the image: %s", errdesc(errno));
         setup_dev(errfd, b);
         for (size_t i = N_DEV_NODES; i < n; i++)
                 bind_src_mount(errfd, &b[i]);
@@ -487,24 +525,23 @@ static void child_setup_exec(int errfd, const struct sandbox_opts *o)
         for (size_t i = 0; i < n; i++)
                 if (b[i].fd >= 0)
                         close(b[i].fd);
-        free(b);
         umask(o->umask);
         if (o->cwd && *o->cwd) {
                 snprintf(p, sizeof(p), "%s", o->cwd);
                 if (make_target(p, true) < 0 || chdir(p) < 0)
                         child_fail(errfd, 'N', "cannot enter the working directory '%s': %s",
-                                   o->cwd, strerror(errno));
+                                   o->cwd, errdesc(errno));
         }
         cmd_pid = fork();
         if (cmd_pid < 0)
-                child_fail(errfd, 'I', "cannot start '%s': %s", o->argv[0], strerror(errno));
+                child_fail(errfd, 'I', "cannot start '%s': %s", o->argv[0], errdesc(errno));
         if (cmd_pid == 0) {
                 if (o->ignore_chown && sandbox_ignore_chown() < 0)
-                        child_fail(errfd, 'I', "cannot make chown a no-op: %s", strerror(errno));
+                        child_fail(errfd, 'I', "cannot make chown a no-op: %s", errdesc(errno));
                 environ = (char **)(uintptr_t)o->env;
                 execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
                 child_fail(errfd, errno == ENOENT ? 'N' : 'I', "cannot run '%s' in the image: %s",
-                           o->argv[0], strerror(errno));
+                           o->argv[0], errdesc(errno));
         }
         close(errfd);
         init_wait();
@@ -512,7 +549,8 @@ static void child_setup_exec(int errfd, const struct sandbox_opts *o)
 
 /* The first child: the namespaces and the mapping, then PID 1, whose wait
  * status goes to statusfd. */
-static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts *o)
+static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts *o,
+                             struct child_plan *cp)
 {
         int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
         uid_t uid = getuid();
@@ -529,22 +567,22 @@ static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts 
                 const char *b = sandbox_userns_blocker("/proc/sys", why, sizeof(why));
                 if (b)
                         child_fail(errfd, 'U', "user namespaces are off: %s", b);
-                child_fail(errfd, 'U', "cannot create the sandbox's namespaces: %s", strerror(e));
+                child_fail(errfd, 'U', "cannot create the sandbox's namespaces: %s", errdesc(e));
         }
         snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
         if (write_str("/proc/self/setgroups", "deny") < 0 ||
             write_str("/proc/self/uid_map", map) < 0)
-                child_fail(errfd, 'U', "cannot map uid 0 to %u: %s", (unsigned)uid, strerror(errno));
+                child_fail(errfd, 'U', "cannot map uid 0 to %u: %s", (unsigned)uid, errdesc(errno));
         snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
         if (write_str("/proc/self/gid_map", map) < 0)
-                child_fail(errfd, 'U', "cannot map gid 0 to %u: %s", (unsigned)gid, strerror(errno));
+                child_fail(errfd, 'U', "cannot map gid 0 to %u: %s", (unsigned)gid, errdesc(errno));
         pid = fork();
         if (pid < 0)
-                child_fail(errfd, 'I', "cannot start the sandbox: %s", strerror(errno));
+                child_fail(errfd, 'I', "cannot start the sandbox: %s", errdesc(errno));
         if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 close(statusfd);
-                child_setup_exec(errfd, o);
+                child_setup_exec(errfd, o, cp);
         }
         close(errfd);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -552,6 +590,20 @@ static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts 
         if (write(statusfd, &status, sizeof(status)) != sizeof(status))
                 _exit(127);
         _exit(0);
+}
+
+/* Closes every descriptor but 0, 1, 2, a and b: the sandbox's PID 1 never
+ * execs, so close-on-exec would not keep another thread's pipes (another
+ * step's output, whose reader waits for its end) out of it. */
+static void keep_fds(int a, int b)
+{
+        int lo = a < b ? a : b, hi = a < b ? b : a;
+
+        if (lo > 3)
+                close_range(3, (unsigned)lo - 1, 0);
+        if (hi > lo + 1)
+                close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+        close_range((unsigned)hi + 1, ~0U, 0);
 }
 
 static enum kiln_errc code_of(char c)
@@ -614,9 +666,10 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
         char msg[KILN_ERROR_MSG_SIZE];
         pid_t parent = getpid(), pid;
         int status = 0, cstatus = 0, rc = -1;
+        struct child_plan cp;
         ssize_t n;
 
-        if (check_opts(o, err) < 0)
+        if (check_opts(o, err) < 0 || child_plan_make(o, &cp, err) < 0)
                 return -1;
         if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
             (o->output && pipe2(outp, O_CLOEXEC) < 0)) {
@@ -641,7 +694,8 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
                         dup2(outp[1], 1);
                         dup2(outp[1], 2);
                 }
-                child_namespaces(errp[1], stp[1], o);
+                keep_fds(errp[1], stp[1]);
+                child_namespaces(errp[1], stp[1], o, &cp);
         }
         close(errp[1]);
         close(stp[1]);
@@ -676,5 +730,6 @@ out:
                 if (outp[i] >= 0)
                         close(outp[i]);
         }
+        child_plan_free(&cp);
         return rc;
 }

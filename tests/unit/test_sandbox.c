@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <pthread.h>
 
 #include "io.h"
 #include "sandbox.h"
@@ -367,6 +369,142 @@ static void test_upper_drop_takes_out_files_only(void **state)
         assert_int_equal(access(p, F_OK), 0);
 }
 
+/* ---- sandbox_run from a process with other threads ---- */
+
+static void collect(void *ctx, const char *buf, size_t len)
+{
+        char *out = ctx;
+        size_t have = strlen(out);
+
+        if (have + len >= 4096)
+                len = 4095 - have;
+        memcpy(out + have, buf, len);
+        out[have + len] = '\0';
+}
+
+/* An image of the host's /usr only (bound read-only), with Debian's
+ * merged-/usr links. */
+static void usr_image(struct sandbox_opts *o, char **lower, char **up, char **wk, char **rt,
+                      const char **lowers, struct sandbox_bind *bind)
+{
+        static const char *const links[][2] = {
+            {"bin", "usr/bin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}, {"sbin", "usr/sbin"}};
+        char dir[300];
+        struct kiln_error err = KILN_ERROR_INIT;
+
+        *lower = kiln_strdupf("%s/lower", root);
+        assert_int_equal(kiln_mkdir_p(*lower, 0755, NULL), 0);
+        for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+                snprintf(dir, sizeof(dir), "%s/%s", *lower, links[i][0]);
+                assert_int_equal(symlink(links[i][1], dir), 0);
+        }
+        snprintf(dir, sizeof(dir), "%s/run", root);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(sandbox_dirs_make(dir, o, up, wk, rt, &err), 0);
+        lowers[0] = *lower;
+        o->lowers = lowers;
+        o->n_lowers = 1;
+        *bind = (struct sandbox_bind){.src = "/usr", .dst = "/usr", .ro = true};
+        o->binds = bind;
+        o->n_binds = 1;
+}
+
+static void usr_image_free(char *lower, char *up, char *wk, char *rt)
+{
+        free(lower);
+        free(up);
+        free(wk);
+        free(rt);
+}
+
+/* The sandbox's PID 1 never execs, so close-on-exec cannot keep the
+ * caller's other descriptors (another step's output pipe, whose reader
+ * waits for its end) out of it: it holds 0, 1, 2 and its two pipes. */
+static void test_sandbox_init_holds_no_descriptor_of_ours(void **state)
+{
+        static const char *argv[] = {"/bin/sh", "-c", "ls /proc/1/fd | wc -l", NULL};
+        static const char *env[] = {"PATH=/usr/bin:/bin", NULL};
+        struct sandbox_opts o;
+        struct sandbox_bind bind;
+        const char *lowers[1];
+        char *lower, *up, *wk, *rt, out[4096] = "";
+        struct kiln_error err = KILN_ERROR_INIT;
+        int status = -1, extra[8][2];
+
+        (void)state;
+        for (size_t i = 0; i < 8; i++)
+                assert_int_equal(pipe2(extra[i], O_CLOEXEC), 0);
+        sandbox_opts_init(&o);
+        usr_image(&o, &lower, &up, &wk, &rt, lowers, &bind);
+        o.argv = argv;
+        o.argc = 3;
+        o.env = env;
+        o.n_env = 1;
+        o.output = collect;
+        o.output_ctx = out;
+        if (sandbox_run(&o, &status, &err) < 0)
+                fail_msg("sandbox: %s", err.msg);
+        assert_int_equal(status, 0);
+        /* 0, 1, 2: it closed its pipes when the command started */
+        assert_int_equal(atoi(out), 3);
+        for (size_t i = 0; i < 8; i++) {
+                close(extra[i][0]);
+                close(extra[i][1]);
+        }
+        usr_image_free(lower, up, wk, rt);
+}
+
+static volatile int churn_stop;
+
+static void *churn(void *arg)
+{
+        (void)arg;
+        while (!churn_stop) {
+                void *p[64];
+                for (size_t i = 0; i < 64; i++)
+                        p[i] = malloc(16 + i * 97);
+                for (size_t i = 0; i < 64; i++)
+                        free(p[i]);
+        }
+        return NULL;
+}
+
+/* Threads that allocate all the time, as a layer's stage and compressors
+ * do while another layer runs in the image: the sandbox's children must
+ * not wait for a lock one of them held at fork (they allocate nothing). */
+static void test_sandbox_runs_while_other_threads_allocate(void **state)
+{
+        static const char *argv[] = {"/bin/true", NULL};
+        static const char *env[] = {"PATH=/usr/bin:/bin", NULL};
+        struct sandbox_opts o;
+        struct sandbox_bind bind;
+        const char *lowers[1];
+        char *lower, *up, *wk, *rt;
+        pthread_t th[3];
+
+        (void)state;
+        sandbox_opts_init(&o);
+        usr_image(&o, &lower, &up, &wk, &rt, lowers, &bind);
+        o.argv = argv;
+        o.argc = 1;
+        o.env = env;
+        o.n_env = 1;
+        churn_stop = 0;
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, churn, NULL), 0);
+        for (int i = 0; i < 20; i++) {
+                struct kiln_error err = KILN_ERROR_INIT;
+                int status = -1;
+                if (sandbox_run(&o, &status, &err) < 0)
+                        fail_msg("run %d: %s", i, err.msg);
+                assert_int_equal(status, 0);
+        }
+        churn_stop = 1;
+        for (size_t i = 0; i < 3; i++)
+                pthread_join(th[i], NULL);
+        usr_image_free(lower, up, wk, rt);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -383,6 +521,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_ignore_chown_answers_zero_and_changes_nothing,
                                             setup, teardown),
             cmocka_unit_test_setup_teardown(test_upper_drop_takes_out_files_only, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sandbox_init_holds_no_descriptor_of_ours, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_sandbox_runs_while_other_threads_allocate, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_sandbox_refuses_relative_or_odd_directories, setup,
                                             teardown),
         };
