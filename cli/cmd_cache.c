@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "io.h"
 #include "rootfs.h"
+#include "sandbox.h"
 #include "cmd_registry.h"
 #include "commands.h"
 #include "json.h"
@@ -113,7 +114,8 @@ static int prune_local(const char *dir)
 
         if (!c)
                 return cli_fail(&err);
-        if (!runs || sandbox_rootfs_prune(layer_cache_dir(c), &err) < 0) {
+        if (!runs || sandbox_rootfs_prune(layer_cache_dir(c), &err) < 0 ||
+            sandbox_reclaim(runs, &err) < 0) {
                 rc = runs ? cli_fail(&err) : EXIT_INTERNAL;
         } else {
                 kiln_rm_rf(runs);

@@ -27,6 +27,7 @@
 struct run_args {
         const char *place, *workdir, *cache_dir;
         bool network, gpu;
+        unsigned long uid, gid;
         struct sandbox_bind binds[RUN_ARGS_MAX];
         size_t n_binds;
         const char *envs[RUN_ARGS_MAX];
@@ -60,6 +61,29 @@ static int parse_bind(char *arg, struct sandbox_bind *ret)
         return 0;
 }
 
+/* root, or UID[:GID] numbers (ids other than 0 exist only with
+ * subordinate ids, which sandbox_run checks) */
+static int parse_user(const char *arg, unsigned long *uid, unsigned long *gid)
+{
+        char *end;
+
+        if (!strcmp(arg, "root") || !strcmp(arg, "root:root")) {
+                *uid = *gid = 0;
+                return 0;
+        }
+        errno = 0;
+        *uid = strtoul(arg, &end, 10);
+        *gid = *uid;
+        if (!errno && end != arg && *end == ':' && end[1] >= '0' && end[1] <= '9') {
+                const char *g = end + 1;
+                *gid = strtoul(g, &end, 10);
+        }
+        if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || *uid > 0xfffffffeUL ||
+            *gid > 0xfffffffeUL)
+                return cli_usage("run", "--user takes root or UID[:GID] numbers, not '%s'", arg);
+        return 0;
+}
+
 static int parse_args(struct cli_args *args, struct run_args *a)
 {
         int rc;
@@ -86,13 +110,8 @@ static int parse_args(struct cli_args *args, struct run_args *a)
                         a->envs[a->n_envs++] = v->arg;
                         break;
                 case 'u':
-                        /* one mapping: uid 0 inside is the caller, no other uid exists */
-                        if (strcmp(v->arg, "0") && strcmp(v->arg, "root") &&
-                            strcmp(v->arg, "0:0") && strcmp(v->arg, "root:root"))
-                                return cli_usage("run",
-                                                 "--user '%s': only root (uid 0, which is you "
-                                                 "outside) exists in the sandbox",
-                                                 v->arg);
+                        if ((rc = parse_user(v->arg, &a->uid, &a->gid)) != 0)
+                                return rc;
                         break;
                 default: break;
                 }
@@ -243,6 +262,8 @@ int cli_run_image(struct oci_store *st, const struct oci_image *img, const char 
         o.cwd = ro->workdir ? ro->workdir
                             : json_string_value(json_object_get(cfg, "WorkingDir"));
         o.network = ro->network;
+        o.uid = (uid_t)ro->uid;
+        o.gid = (gid_t)ro->gid;
         o.binds = binds;
         o.n_binds = ro->n_binds + n_gpu;
         o.output = ro->output;
@@ -275,7 +296,7 @@ int cmd_run(struct cli_args *args)
                         .argv = (const char *const *)a.cmd, .argc = a.n_cmd,
                         .envs = a.envs, .n_envs = a.n_envs, .workdir = a.workdir,
                         .network = a.network, .gpu = a.gpu, .binds = a.binds,
-                        .n_binds = a.n_binds, .place = a.place,
+                        .n_binds = a.n_binds, .place = a.place, .uid = a.uid, .gid = a.gid,
                 };
                 rc = cli_run_image(st, &img, layer_cache_dir(cache), &ro, &status, &err);
         } else {

@@ -18,6 +18,7 @@ struct cli_run_opts {
         const char *workdir; /* NULL: the image's */
         bool network;
         bool gpu; /* the NVIDIA devices and driver (sandbox_gpu_binds) */
+        unsigned long uid, gid; /* --user; 0: root */
         const struct sandbox_bind *binds;
         size_t n_binds;
         /* NULL: the command's stdin, stdout and stderr are kiln's; else its

@@ -22,6 +22,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -383,10 +384,21 @@ struct child_plan {
         char *overlay_opts;    /* lowerdir=...,upperdir=...,workdir=...,userxattr */
         struct bind_src *b;    /* the device nodes, resolv.conf, hosts, binds */
         size_t n;
+        struct sandbox_idmap map;
+        /* with map.sub: the first child says "u" on sync once it is in its
+         * namespaces, and waits for "g" on go (the mapping is written) */
+        int sync[2], go[2];
 };
 
 static void child_plan_free(struct child_plan *cp)
 {
+        for (size_t i = 0; i < 2; i++) {
+                if (cp->sync[i] >= 0)
+                        close(cp->sync[i]);
+                if (cp->go[i] >= 0)
+                        close(cp->go[i]);
+                cp->sync[i] = cp->go[i] = -1;
+        }
         free(cp->parent);
         free(cp->overlay_opts);
         free(cp->b);
@@ -399,6 +411,13 @@ static int child_plan_make(const struct sandbox_opts *o, struct child_plan *cp,
         size_t n, skip;
 
         memset(cp, 0, sizeof(*cp));
+        cp->sync[0] = cp->sync[1] = cp->go[0] = cp->go[1] = -1;
+        if (sandbox_idmap_for(&cp->map, err) < 0)
+                return -1;
+        if (cp->map.sub && (pipe2(cp->sync, O_CLOEXEC) < 0 || pipe2(cp->go, O_CLOEXEC) < 0)) {
+                child_plan_free(cp);
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
+        }
         cp->parent = lowers_parent(o);
         skip = cp->parent ? strlen(cp->parent) + 1 : 0;
         cp->n = N_DEV_NODES + 2 + o->n_binds;
@@ -536,7 +555,12 @@ static void child_setup_exec(int errfd, const struct sandbox_opts *o, struct chi
         if (cmd_pid < 0)
                 child_fail(errfd, 'I', "cannot start '%s': %s", o->argv[0], errdesc(errno));
         if (cmd_pid == 0) {
-                if (o->ignore_chown && sandbox_ignore_chown() < 0)
+                if ((o->uid || o->gid) &&
+                    (setgroups(0, NULL) < 0 || setresgid(o->gid, o->gid, o->gid) < 0 ||
+                     setresuid(o->uid, o->uid, o->uid) < 0))
+                        child_fail(errfd, 'I', "cannot become uid %u gid %u: %s",
+                                   (unsigned)o->uid, (unsigned)o->gid, errdesc(errno));
+                if (o->ignore_chown && !cp->map.sub && sandbox_ignore_chown() < 0)
                         child_fail(errfd, 'I', "cannot make chown a no-op: %s", errdesc(errno));
                 environ = (char **)(uintptr_t)o->env;
                 execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
@@ -557,7 +581,7 @@ static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts 
         gid_t gid = getgid();
         char map[64];
         pid_t pid;
-        int status = 0;
+        int status = 0, upfd = -1;
 
         if (!o->network)
                 flags |= CLONE_NEWNET;
@@ -569,41 +593,72 @@ static void child_namespaces(int errfd, int statusfd, const struct sandbox_opts 
                         child_fail(errfd, 'U', "user namespaces are off: %s", b);
                 child_fail(errfd, 'U', "cannot create the sandbox's namespaces: %s", errdesc(e));
         }
-        snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
-        if (write_str("/proc/self/setgroups", "deny") < 0 ||
-            write_str("/proc/self/uid_map", map) < 0)
-                child_fail(errfd, 'U', "cannot map uid 0 to %u: %s", (unsigned)uid, errdesc(errno));
-        snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
-        if (write_str("/proc/self/gid_map", map) < 0)
-                child_fail(errfd, 'U', "cannot map gid 0 to %u: %s", (unsigned)gid, errdesc(errno));
+        if (cp->map.sub) {
+                char c = 'u';
+                if (write(cp->sync[1], &c, 1) != 1 || read(cp->go[0], &c, 1) != 1 || c != 'g')
+                        _exit(127); /* the parent says why */
+                upfd = open(o->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (upfd < 0)
+                        child_fail(errfd, 'I', "cannot open '%s': %s", o->upper, errdesc(errno));
+        } else {
+                snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+                if (write_str("/proc/self/setgroups", "deny") < 0 ||
+                    write_str("/proc/self/uid_map", map) < 0)
+                        child_fail(errfd, 'U', "cannot map uid 0 to %u: %s", (unsigned)uid,
+                                   errdesc(errno));
+                snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+                if (write_str("/proc/self/gid_map", map) < 0)
+                        child_fail(errfd, 'U', "cannot map gid 0 to %u: %s", (unsigned)gid,
+                                   errdesc(errno));
+        }
         pid = fork();
         if (pid < 0)
                 child_fail(errfd, 'I', "cannot start the sandbox: %s", errdesc(errno));
         if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 close(statusfd);
+                /* the host's upper directory: never where the step can
+                 * reach it (through /proc/1/fd) */
+                if (upfd >= 0)
+                        close(upfd);
                 child_setup_exec(errfd, o, cp);
         }
-        close(errfd);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        /* what the step made as uid 1..N, the caller outside must read
+         * (the layer) and remove */
+        if (upfd >= 0 && sandbox_give_back(upfd) < 0)
+                child_fail(errfd, 'I', "cannot give what the step made in '%s' back to uid %u: %s",
+                           o->upper, (unsigned)uid, errdesc(errno));
+        close(errfd);
         if (write(statusfd, &status, sizeof(status)) != sizeof(status))
                 _exit(127);
         _exit(0);
 }
 
-/* Closes every descriptor but 0, 1, 2, a and b: the sandbox's PID 1 never
- * execs, so close-on-exec would not keep another thread's pipes (another
- * step's output, whose reader waits for its end) out of it. */
-static void keep_fds(int a, int b)
+/* Closes every descriptor but 0, 1, 2 and keep[] (>= 0 ones): the
+ * sandbox's PID 1 never execs, so close-on-exec would not keep another
+ * thread's pipes (another step's output, whose reader waits for its end)
+ * out of it. */
+static void keep_fds(int *keep, size_t n)
 {
-        int lo = a < b ? a : b, hi = a < b ? b : a;
+        unsigned from = 3;
 
-        if (lo > 3)
-                close_range(3, (unsigned)lo - 1, 0);
-        if (hi > lo + 1)
-                close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
-        close_range((unsigned)hi + 1, ~0U, 0);
+        /* a few: insertion sort */
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+                        int t = keep[j];
+                        keep[j] = keep[j - 1];
+                        keep[j - 1] = t;
+                }
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < (int)from)
+                        continue;
+                if ((unsigned)keep[i] > from)
+                        close_range(from, (unsigned)keep[i] - 1, 0);
+                from = (unsigned)keep[i] + 1;
+        }
+        close_range(from, ~0U, 0);
 }
 
 static enum kiln_errc code_of(char c)
@@ -660,6 +715,29 @@ static int check_opts(const struct sandbox_opts *o, struct kiln_error *err)
         return 0;
 }
 
+/* The parent's half of the subordinate mapping: once the child is in its
+ * namespaces, newuidmap and newgidmap write its maps; 0 also when the
+ * child failed before (its error comes on the error pipe). */
+static int map_child(struct child_plan *cp, pid_t pid, struct kiln_error *err)
+{
+        char c = 0;
+        ssize_t n;
+
+        close(cp->sync[1]);
+        close(cp->go[0]);
+        cp->sync[1] = cp->go[0] = -1;
+        while ((n = read(cp->sync[0], &c, 1)) < 0 && errno == EINTR)
+                ;
+        if (n != 1 || c != 'u')
+                return 0;
+        if (sandbox_idmap_apply(&cp->map, pid, err) < 0)
+                return -1;
+        c = 'g';
+        if (write(cp->go[1], &c, 1) != 1)
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot start the sandbox");
+        return 0;
+}
+
 int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error *err)
 {
         int errp[2] = {-1, -1}, stp[2] = {-1, -1}, outp[2] = {-1, -1};
@@ -671,6 +749,24 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
 
         if (check_opts(o, err) < 0 || child_plan_make(o, &cp, err) < 0)
                 return -1;
+        if ((o->uid || o->gid) && !cp.map.sub) {
+                child_plan_free(&cp);
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "uid %u and gid %u do not exist in the sandbox: only 0 (you "
+                                      "outside) does, unless %s and %s give you a range and "
+                                      "newuidmap and newgidmap are installed",
+                                      (unsigned)o->uid, (unsigned)o->gid, SANDBOX_SUBUID_FILE,
+                                      SANDBOX_SUBGID_FILE);
+        }
+        if ((o->uid > cp.map.uid_count || o->gid > cp.map.gid_count) && cp.map.sub) {
+                unsigned long uc = cp.map.uid_count, gc = cp.map.gid_count;
+                child_plan_free(&cp);
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "uid %u or gid %u is past the sandbox's ids (0 to %lu and "
+                                      "0 to %lu, from %s and %s)",
+                                      (unsigned)o->uid, (unsigned)o->gid, uc, gc,
+                                      SANDBOX_SUBUID_FILE, SANDBOX_SUBGID_FILE);
+        }
         if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
             (o->output && pipe2(outp, O_CLOEXEC) < 0)) {
                 kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
@@ -694,12 +790,21 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
                         dup2(outp[1], 1);
                         dup2(outp[1], 2);
                 }
-                keep_fds(errp[1], stp[1]);
+                {
+                        int keep[] = {errp[1], stp[1], cp.sync[1], cp.go[0]};
+                        keep_fds(keep, 4);
+                }
                 child_namespaces(errp[1], stp[1], o, &cp);
         }
         close(errp[1]);
         close(stp[1]);
         errp[1] = stp[1] = -1;
+        if (cp.map.sub && map_child(&cp, pid, err) < 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                        ;
+                goto out;
+        }
         if (o->output) {
                 close(outp[1]);
                 outp[1] = -1;
@@ -730,6 +835,77 @@ out:
                 if (outp[i] >= 0)
                         close(outp[i]);
         }
+        child_plan_free(&cp);
+        return rc;
+}
+
+int sandbox_reclaim(const char *dir, struct kiln_error *err)
+{
+        struct child_plan cp;
+        int errp[2] = {-1, -1}, status = 0, rc = -1;
+        char msg[KILN_ERROR_MSG_SIZE];
+        pid_t pid;
+        ssize_t n;
+
+        memset(&cp, 0, sizeof(cp));
+        cp.sync[0] = cp.sync[1] = cp.go[0] = cp.go[1] = -1;
+        if (sandbox_idmap_for(&cp.map, err) < 0)
+                return -1;
+        if (!cp.map.sub)
+                return 0;
+        if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(cp.sync, O_CLOEXEC) < 0 ||
+            pipe2(cp.go, O_CLOEXEC) < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create a pipe");
+                goto out;
+        }
+        pid = fork();
+        if (pid < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot start a process");
+                goto out;
+        }
+        if (pid == 0) {
+                int keep[] = {errp[1], cp.sync[1], cp.go[0]};
+                char c = 'u';
+                int fd;
+                keep_fds(keep, 3);
+                if (unshare(CLONE_NEWUSER) < 0)
+                        child_fail(errp[1], 'U', "cannot create a user namespace: %s",
+                                   errdesc(errno));
+                if (write(cp.sync[1], &c, 1) != 1 || read(cp.go[0], &c, 1) != 1 || c != 'g')
+                        _exit(127);
+                fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0 && errno == ENOENT)
+                        _exit(0);
+                if (fd < 0 || sandbox_give_back(fd) < 0)
+                        child_fail(errp[1], 'I', "cannot give what steps left in '%s' back: %s",
+                                   dir, errdesc(errno));
+                _exit(0);
+        }
+        close(errp[1]);
+        errp[1] = -1;
+        if (map_child(&cp, pid, err) < 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                        ;
+                goto out;
+        }
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        n = read(errp[0], msg, sizeof(msg) - 1);
+        if (n > 2 && msg[1] == '|') {
+                msg[n] = '\0';
+                kiln_error_set(err, code_of(msg[0]), "%s", msg + 2);
+                goto out;
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                kiln_error_set(err, KILN_E_IO, "cannot give what steps left in '%s' back", dir);
+                goto out;
+        }
+        rc = 0;
+out:
+        for (size_t i = 0; i < 2; i++)
+                if (errp[i] >= 0)
+                        close(errp[i]);
         child_plan_free(&cp);
         return rc;
 }

@@ -76,6 +76,10 @@ struct sandbox_opts {
          * mapped, and a layer records owners as 0:0): for maintainer
          * scripts that chown to a group such as staff */
         bool ignore_chown;
+        /* the command's uid and gid inside (kiln run --user); other than 0
+         * only with subordinate ids, within their range */
+        uid_t uid;
+        gid_t gid;
 };
 
 void sandbox_opts_init(struct sandbox_opts *o);
@@ -132,5 +136,12 @@ int sandbox_gpu_binds(const char *dev_dir, const char *const *lib_dirs,
  * binds' targets, /dev, /proc, /etc/resolv.conf, ...) that are still empty
  * and that no lower directory has, and their empty parents. */
 void sandbox_upper_clean(const struct sandbox_opts *o);
+
+/* Where steps run with subordinate ids (/etc/subuid, see sandbox_run), a
+ * run killed by SIGKILL leaves files under ids other than the caller's,
+ * which the caller can neither read nor remove: in a user namespace with
+ * the same mapping, every owner under dir goes back to the caller.  0 with
+ * nothing done under the single mapping or when dir is missing. */
+int sandbox_reclaim(const char *dir, struct kiln_error *err);
 
 #endif

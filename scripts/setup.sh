@@ -8,7 +8,7 @@ pkgs=(
   python3 python3-pytest python3-jsonschema python3-packaging python3-pip
   docker-registry skopeo umoci oci-image-tool golang-github-opencontainers-image-spec-dev
   apache2-utils openssl git zstd pigz dpkg-dev bc time
-  mmdebstrap podman runc buildah
+  mmdebstrap podman runc buildah uidmap
   gpgv gpg
 )
 missing=()
@@ -76,4 +76,16 @@ if [ "$(cat "$linnaeus_debs_dir/.complete" 2>/dev/null)" != "$(echo $linnaeus_ap
     echo "setup: apt-get download of the linnaeus apt set failed; the linnaeus tests will say so" >&2
   fi
   rm -f "$have" "$have.need"
+fi
+# A system user with subordinate ids (/etc/subuid, /etc/subgid), for the
+# sandbox tests of the subordinate mapping (newuidmap and newgidmap come
+# with podman's uidmap dependency).  KILN_TEST_SUBID_USER names another.
+subid_user="${KILN_TEST_SUBID_USER:-kiln-subid}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! id "$subid_user" >/dev/null 2>&1; then
+  $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin "$subid_user"
+fi
+if ! grep -q "^$subid_user:" /etc/subuid 2>/dev/null || ! grep -q "^$subid_user:" /etc/subgid 2>/dev/null; then
+  $SUDO usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 "$subid_user"
 fi

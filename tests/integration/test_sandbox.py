@@ -230,8 +230,13 @@ def test_kiln_run_exit_status_env_and_workdir(kiln, debian, shared_dir):
     assert "has no entrypoint or cmd" in err
     _, err = kiln.fails("run", debian, "--cache", cache, "--", "no-such-program", code=5)
     assert "cannot run 'no-such-program' in the image" in err
-    p = kiln.run("run", debian, "--user", "1000", "--", "true", check=False)
-    assert p.returncode == 2 and "--user '1000': only root" in p.stderr, p.stderr
+    p = kiln.run("run", debian, "--user", "app", "--", "true", check=False)
+    assert p.returncode == 2 and "--user takes root or UID[:GID] numbers, not 'app'" in p.stderr
+    assert kiln.run("run", debian, "--cache", cache, "--user", "root", "--", "id", "-u").stdout == "0\n"
+    # without subordinate ids (root has none here) only uid 0 exists
+    p = kiln.run("run", debian, "--cache", cache, "--user", "1000", "--", "true", check=False,
+                 env={"KILN_SANDBOX_IDMAP": "single"})
+    assert p.returncode != 0 and "uid 1000 and gid 1000 do not exist in the sandbox" in p.stderr
 
 
 def test_kiln_run_binds(kiln, debian, shared_dir, tmp_path):
@@ -456,3 +461,143 @@ def test_escape_symlinked_mount_points_stay_in_the_image(kiln, debian, shared_di
     p = kiln.run("run", img, "--cache", shared_dir / "run-cache",
                  "--bind", f"{src}:/kiln/inputs/0:ro", "--", "cat", "/opt/inputs/0/f")
     assert p.stdout == "input\n" and os.listdir(outside) == []
+
+
+# ---- subordinate ids (/etc/subuid, newuidmap) ----
+
+SUBID_USER = os.environ.get("KILN_TEST_SUBID_USER", "kiln-subid")
+
+
+def subid_user():
+    """[setpriv ...] for the user scripts/setup.sh gave a range in
+    /etc/subuid and /etc/subgid, and the range."""
+    import pwd
+    try:
+        pw = pwd.getpwnam(SUBID_USER)
+    except KeyError:
+        pytest.fail(f"no user {SUBID_USER}: run scripts/setup.sh (it makes one with subordinate ids)")
+    line = [l for l in pathlib.Path("/etc/subuid").read_text().splitlines()
+            if l.split(":")[0] in (SUBID_USER, str(pw.pw_uid))]
+    assert line, f"/etc/subuid has no range for {SUBID_USER}: run scripts/setup.sh"
+    _, start, count = line[0].split(":")
+    return (["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"],
+            pw.pw_uid, int(start), int(count))
+
+
+def user_dir(path, uid):
+    path.mkdir(parents=True, exist_ok=True)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, uid, -1)
+    return path
+
+
+def layer_members(layout, index=-1):
+    """{name: (uid, gid, mode, data or None)} of a layer of layout:v1."""
+    idx = json.loads((layout / "index.json").read_text())
+    man = [m for m in idx["manifests"]
+           if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "v1"][0]
+    blob = lambda d: layout / "blobs" / "sha256" / d.split(":")[1]
+    layer = json.loads(blob(man["digest"]).read_text())["layers"][index]
+    out = {}
+    with tarfile.open(blob(layer["digest"])) as t:
+        for m in t:
+            data = t.extractfile(m).read() if m.isfile() else None
+            out[m.name.rstrip("/")] = (m.uid, m.gid, m.mode, data)
+    return out
+
+
+def test_subordinate_ids_map_a_range_and_change_no_digest(kiln, debian, shared_dir, root_build):
+    user, uid, start, count = subid_user()
+    d = user_dir(shared_dir / "subid", uid)
+    # kiln run: 0 is the caller, 1.. the range, as podman maps a rootless container
+    p = subprocess.run(user + [kiln.path, "run", debian, "--cache", str(d / "cache"), "--",
+                               "cat", "/proc/self/uid_map", "/proc/self/gid_map"],
+                       capture_output=True, text=True, env=dict(os.environ, HOME=str(d)), timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = [l.split() for l in p.stdout.splitlines()]
+    assert rows[0] == ["0", str(uid), "1"] and rows[1] == ["1", str(start), str(count)], rows
+    # --user: another uid of the range runs the command
+    p = subprocess.run(user + [kiln.path, "run", debian, "--cache", str(d / "cache"), "--user",
+                               "1000:1001", "--", "sh", "-c", "id -u; id -g; id -G"],
+                       capture_output=True, text=True, env=dict(os.environ, HOME=str(d)), timeout=300)
+    assert p.returncode == 0 and p.stdout.split() == ["1000", "1001", "1001"], p.stderr
+    p = subprocess.run(user + [kiln.path, "run", debian, "--cache", str(d / "cache"), "--user",
+                               str(count + 1), "--", "true"],
+                       capture_output=True, text=True, env=dict(os.environ, HOME=str(d)), timeout=300)
+    assert p.returncode != 0 and "is past the sandbox's ids" in p.stderr, p.stderr
+    # the world's layers: the same bytes as root's single mapping, and as
+    # the same user forced onto the single mapping
+    r = world(d / "w", debian)
+    user_dir(d / "w", uid)
+    res = build(kiln, r, d / "w" / "out", d / "w" / "cache", user=user)
+    assert res["digest"] == root_build[2]["digest"]
+    single = build(kiln, r, d / "w" / "out2", d / "w" / "cache2",
+                   user=user + ["env", "KILN_SANDBOX_IDMAP=single"])
+    assert single["digest"] == res["digest"]
+    assert list((d / "w" / "cache" / "run").iterdir()) == []
+
+
+SECOND_USER = ("mkdir /data && chown 1000:1000 /data && chmod 700 /data"
+               " && setpriv --reuid=1000 --regid=1000 --clear-groups"
+               " sh -c 'id -u > /data/who; chmod 600 /data/who; mkdir -m 700 /data/private'")
+
+
+def test_a_step_that_runs_as_another_user(kiln, debian, shared_dir):
+    user, uid, _, _ = subid_user()
+    d = user_dir(shared_dir / "subid-second", uid)
+    doc = {"recipe": 1, "name": "second", "base": debian,
+           "layers": [{"name": "data", "kind": "run", "command": ["sh", "-c", SECOND_USER]}],
+           "tag": {"repository": "example.invalid/second", "tag": "v1"}}
+    (d / "r.json").write_text(json.dumps(doc))
+    res = build(kiln, d / "r.json", d / "out", d / "cache", user=user)
+    members = layer_members(d / "out")
+    # what uid 1000 made, read back although it was 0600/0700 under a
+    # subordinate id outside; owners recorded 0:0 as every layer's
+    assert members["data/who"][3] == b"1000\n", members
+    assert {n: m[:2] for n, m in members.items()} == {
+        "data": (0, 0), "data/who": (0, 0), "data/private": (0, 0)}, members
+    # and modes by the layer policy (directories 0755), as for any step
+    assert members["data/private"][2] & 0o777 == 0o755
+    # nothing of the step is left that the user could not remove
+    assert list((d / "cache" / "run").iterdir()) == []
+    subprocess.run(user + ["rm", "-rf", str(d / "cache")], check=True)
+    assert not (d / "cache").exists()
+    # the single mapping has no uid 1000: chown fails, and the step with it
+    p = build(kiln, d / "r.json", d / "out1", d / "cache1", check=False,
+              user=user + ["env", "KILN_SANDBOX_IDMAP=single"])
+    assert p.returncode == 11 and "chown" in p.stderr, p.stderr
+    assert res["digest"]
+    # demanded where there is no range: one line naming the file
+    n = user_dir(shared_dir / "nobody-subid", 65534)
+    p = build(kiln, d / "r.json", n / "out", n / "cache", check=False,
+              user=NOBODY + ["env", "KILN_SANDBOX_IDMAP=subid"])
+    assert p.returncode != 0 and "/etc/subuid has no range for this user" in p.stderr, p.stderr
+    assert not (n / "out").exists()
+
+
+def test_leftovers_of_a_killed_run_under_subordinate_ids_are_pruned(kiln, debian, shared_dir):
+    user, uid, start, _ = subid_user()
+    d = user_dir(shared_dir / "subid-kill", uid)
+    cache = d / "cache"
+    p = subprocess.Popen(user + [kiln.path, "run", debian, "--cache", str(cache), "--", "sh", "-c",
+                                 SECOND_USER + "; echo ready; exec sleep 1000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=dict(os.environ, HOME=str(d)))
+    assert p.stdout.readline() == "ready\n"
+    sandbox = descendants(p.pid)
+    fds = [os.pidfd_open(pid) for pid in sandbox]
+    p.kill()
+    p.wait()
+    for fd in fds:
+        assert select.select([fd], [], [], 60)[0], "a sandbox process outlived kiln"
+        os.close(fd)
+    # the killed step's files belong to the range: its user cannot remove them
+    left = [x for x in (cache / "run").rglob("*") if x.lstat().st_uid == start + 999]  # uid 1 inside is start
+    assert left, list((cache / "run").rglob("*"))
+    assert subprocess.run(user + ["rm", "-rf", str(cache / "run")],
+                          capture_output=True).returncode != 0
+    # prune --local gives them back first, in a namespace with the same mapping
+    q = subprocess.run(user + [kiln.path, "cache", "prune", "--local", "--cache", str(cache)],
+                       capture_output=True, text=True, env=dict(os.environ, HOME=str(d)))
+    assert q.returncode == 0, q.stderr
+    assert not (cache / "run").exists()

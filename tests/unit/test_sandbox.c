@@ -505,6 +505,40 @@ static void test_sandbox_runs_while_other_threads_allocate(void **state)
         usr_image_free(lower, up, wk, rt);
 }
 
+/* subuid(5): the first line for the name or the number, malformed lines
+ * and empty ranges skipped */
+static void test_subid_lookup_reads_subuid_lines(void **state)
+{
+        unsigned long start = 0, count = 0;
+        char file[300];
+
+        (void)state;
+        put("subuid", "# comment\n"
+                      "alice:100000:65536\n"
+                      "bob:x:10\n"
+                      "bob:200000:0\n"
+                      "bob:300000:1000\n"
+                      "1234:400000:5\n"
+                      "bob:500000:7\n"
+                      "carol:18446744073709551615:2\n");
+        snprintf(file, sizeof(file), "%s/subuid", root);
+        assert_int_equal(sandbox_subid_lookup(file, "alice", 1000, &start, &count), 1);
+        assert_int_equal(start, 100000);
+        assert_int_equal(count, 65536);
+        assert_int_equal(sandbox_subid_lookup(file, "bob", 1001, &start, &count), 1);
+        assert_int_equal(start, 300000);
+        assert_int_equal(count, 1000);
+        /* by number, when the name has no line (or there is no name) */
+        assert_int_equal(sandbox_subid_lookup(file, "dave", 1234, &start, &count), 1);
+        assert_int_equal(start, 400000);
+        assert_int_equal(sandbox_subid_lookup(file, NULL, 1234, &start, &count), 1);
+        assert_int_equal(sandbox_subid_lookup(file, "dave", 1235, &start, &count), 0);
+        /* a range past the end of the id space */
+        assert_int_equal(sandbox_subid_lookup(file, "carol", 7, &start, &count), 0);
+        snprintf(file, sizeof(file), "%s/none", root);
+        assert_int_equal(sandbox_subid_lookup(file, "alice", 1000, &start, &count), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -521,6 +555,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_ignore_chown_answers_zero_and_changes_nothing,
                                             setup, teardown),
             cmocka_unit_test_setup_teardown(test_upper_drop_takes_out_files_only, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_subid_lookup_reads_subuid_lines, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sandbox_init_holds_no_descriptor_of_ours, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_sandbox_runs_while_other_threads_allocate, setup,
