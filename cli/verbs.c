@@ -279,7 +279,7 @@ static const struct cli_option run_opts[] = {
         {.name = "workdir", .key = 'w', .type = CLI_STR, .arg = "DIR",
          .help = "the working directory (default: the image's)"},
         {.name = "user", .key = 'u', .type = CLI_STR, .arg = "USER",
-         .help = "root or UID[:GID]; uid 0 inside is you outside, others need /etc/subuid"},
+         .help = "root or UID[:GID] (other than 0 with /etc/subuid only)"},
         {.name = "gpu", .key = 'g', .type = CLI_FLAG,
          .help = "bind the NVIDIA devices, driver libraries and tools"},
         {.name = "cache", .key = 'c', .type = CLI_STR, .arg = "DIR", .complete = CLI_COMPLETE_DIR,
