@@ -368,3 +368,34 @@ def test_an_unchanged_build_with_a_configure_step_is_skipped(kiln, shared, base,
     second = json.loads(kiln.run(*args, "--cache", d / "other", env=env, timeout=900).stdout)
     assert second["skipped"] is True and second["layersBuilt"] == 0
     assert second["digest"] == first["digest"]
+
+
+def test_a_builder_with_subordinate_ids_gives_the_same_digest(kiln, linnaeus, shared):
+    """The maintainer scripts' chown calls are real under a /etc/subuid
+    range (no seccomp filter) and a no-op under the single mapping; the
+    layers record owners as 0:0 either way, so the digest is the same."""
+    import pwd
+    user = os.environ.get("KILN_TEST_SUBID_USER", "kiln-subid")
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        pytest.fail(f"no user {user}: run scripts/setup.sh (it makes one with subordinate ids)")
+    d, r, res, _ = linnaeus
+    own = shared / "subid-build"
+    own.mkdir()
+    # the test keyring's directory is root's own
+    kr = pathlib.Path(gpg_key().keyring)
+    kr.parent.chmod(0o755)
+    kr.chmod(0o644)
+    os.chown(own, pw.pw_uid, pw.pw_gid)
+    p = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                        kiln.path, "build", str(r), "--output", f"oci:{own / 'out'}",
+                        "--cache", str(own / "cache"), "--json"],
+                       capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, SOURCE_DATE_EPOCH="0", HOME=str(own),
+                                KILN_SANDBOX_IDMAP="subid"))
+    assert p.returncode == 0, p.stderr
+    sub = json.loads(p.stdout)
+    assert [l["state"] for l in sub["layers"]] == ["built", "built"]
+    assert [l["digest"] for l in sub["layers"]] == [l["digest"] for l in res["layers"]]
+    assert sub["digest"] == res["digest"]
