@@ -1,4 +1,5 @@
 #include "image.h"
+#include "parallel.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -688,72 +689,26 @@ static int copy_blob(struct copy_ctx *c, const struct oci_descriptor *d, struct 
 struct blob_batch {
         struct copy_ctx *c;
         const struct oci_descriptor *const *descs;
-        size_t n, next;
-        bool failed;
-        struct kiln_error err;
-        pthread_mutex_t lock;
 };
 
-static void *batch_worker(void *arg)
+static int batch_one(void *ctx, size_t i, struct kiln_error *err)
 {
-        struct blob_batch *b = arg;
+        struct blob_batch *b = ctx;
 
-        for (;;) {
-                struct kiln_error e = KILN_ERROR_INIT;
-                size_t i;
-                pthread_mutex_lock(&b->lock);
-                if (b->failed || b->next == b->n) {
-                        pthread_mutex_unlock(&b->lock);
-                        return NULL;
-                }
-                i = b->next++;
-                pthread_mutex_unlock(&b->lock);
-                if (copy_blob(b->c, b->descs[i], &e) < 0) {
-                        pthread_mutex_lock(&b->lock);
-                        if (!b->failed) {
-                                b->failed = true;
-                                b->err = e;
-                        }
-                        pthread_mutex_unlock(&b->lock);
-                }
-        }
+        return copy_blob(b->c, b->descs[i], err);
 }
 
 static int copy_blobs(struct copy_ctx *c, const struct oci_descriptor *const *descs, size_t n,
                       struct kiln_error *err)
 {
         unsigned jobs = c->opts ? c->opts->jobs : 1;
-        struct blob_batch b = {.c = c, .descs = descs, .n = n};
-        pthread_t th[32];
-        unsigned started = 0;
+        struct blob_batch b = {.c = c, .descs = descs};
 
         if (!c->src->ops->thread_safe || !c->dst->ops->thread_safe)
                 jobs = 1;
         if (jobs > 32)
                 jobs = 32;
-        if (jobs > n)
-                jobs = (unsigned)n;
-        if (jobs <= 1) {
-                for (size_t i = 0; i < n; i++)
-                        if (copy_blob(c, descs[i], err) < 0)
-                                return -1;
-                return 0;
-        }
-        pthread_mutex_init(&b.lock, NULL);
-        for (unsigned i = 0; i < jobs; i++)
-                if (pthread_create(&th[started], NULL, batch_worker, &b) == 0)
-                        started++;
-        if (started == 0)
-                batch_worker(&b);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(th[i], NULL);
-        pthread_mutex_destroy(&b.lock);
-        if (b.failed) {
-                if (err)
-                        *err = b.err;
-                return -1;
-        }
-        return 0;
+        return kiln_parallel_for(n, jobs, batch_one, &b, err);
 }
 
 static int copy_document(struct copy_ctx *c, const struct oci_fetched *f, int depth,
