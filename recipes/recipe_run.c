@@ -526,7 +526,7 @@ int recipe_layer_build(struct layer_cache *cache, const struct layer_source *src
         if (layer_cache_build_tee(cache, src, w, t ? sandbox_rootfs_tee_writer(t) : NULL, &res,
                                   err) < 0)
                 goto out;
-        if (t && sandbox_rootfs_tee_finish(t, &res.diff_id, NULL, &e) < 0)
+        if (t && sandbox_rootfs_tee_finish(t, &res.diff_id, res.tar_size, NULL, &e) < 0)
                 tee_warn(warn, warn_ctx, &e);
         *ret = res;
         rc = 0;

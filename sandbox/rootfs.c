@@ -59,8 +59,8 @@ static struct oci_reader *hashing_reader_new(struct oci_reader *inner, struct oc
 /* Unpacks the layer stream r (compressed as c, taken over) into dir as a
  * lower directory wants it.
  * Every lower directory is made here, from a blob or from a writer's tee,
- * so both are the same tree.  ret_got: the digest (alg) of the
- * uncompressed stream. */
+ * so both are the same tree.  ret_got (may be NULL: not hashed): the
+ * digest (alg) of the uncompressed stream. */
 static int unpack_stream(const char *dir, enum oci_compression c, struct oci_reader *r,
                          const char *what, enum oci_digest_alg alg, struct oci_digest *ret_got,
                          struct kiln_error *err)
@@ -79,7 +79,8 @@ static int unpack_stream(const char *dir, enum oci_compression c, struct oci_rea
         uo.rootless = true; /* every file the caller's: uid 0 inside */
         uo.overlay_whiteouts = true;
         plain = layer_decompress_reader_new(r, c, uo.max_size, err);
-        plain = plain ? hashing_reader_new(plain, &h, err) : NULL;
+        if (plain && ret_got)
+                plain = hashing_reader_new(plain, &h, err);
         u = plain ? layer_unpacker_new(dir, &uo, err) : NULL;
         if (!u) {
                 oci_reader_free(plain);
@@ -88,7 +89,8 @@ static int unpack_stream(const char *dir, enum oci_compression c, struct oci_rea
         if (layer_unpacker_apply(u, plain, OCI_MT_LAYER, what, err) < 0 ||
             layer_unpacker_finish(u, err) < 0)
                 goto out;
-        oci_hasher_final(&h, ret_got);
+        if (ret_got)
+                oci_hasher_final(&h, ret_got);
         rc = 0;
 out:
         layer_unpacker_free(u);
@@ -173,8 +175,12 @@ int sandbox_rootfs_get(const char *cache_dir, const struct oci_digest *diff_id,
 
 /* The bytes between the layer writer and the unpacker's thread: a ring of
  * fixed size, so memory does not grow with the layer; a writer that gets
- * ahead waits for the unpacker. */
+ * ahead waits for the unpacker.  Each side wakes the other only when a
+ * batch is there (data to read, room to write) or the stream ends: the
+ * writer hands over 10 KiB tar blocks, and one wakeup per block would cost
+ * more than the copy. */
 #define TEE_RING (1u << 20)
+#define TEE_BATCH (256u << 10)
 
 struct tee_reader {
         struct oci_reader base;
@@ -186,16 +192,17 @@ struct sandbox_rootfs_tee {
         struct tee_reader r;
         char *base, *tmp;
         pthread_mutex_t mu;
-        pthread_cond_t cv;
+        pthread_cond_t data, room;
         unsigned char *ring;
         size_t head, len; /* the oldest byte, and how many */
-        bool eof;         /* the writer finished the stream */
-        bool abort;       /* the writer gave up: the unpacker stops */
-        bool stopped;     /* the unpacker stopped: writes fail */
+        int64_t read;     /* bytes the unpacker has read */
+        bool reader_waits, writer_waits;
+        bool eof;     /* the writer finished the stream */
+        bool abort;   /* the writer gave up: the unpacker stops */
+        bool stopped; /* the unpacker stopped: writes fail */
         bool started, placed;
         pthread_t th;
         int rc; /* the unpacker's, once stopped */
-        struct oci_digest got;
         struct kiln_error err;
 };
 
@@ -207,8 +214,11 @@ static int tee_write(struct oci_writer *w, const void *buf, size_t len, struct k
         pthread_mutex_lock(&t->mu);
         while (len) {
                 size_t tail, n;
-                while (t->len == TEE_RING && !t->stopped)
-                        pthread_cond_wait(&t->cv, &t->mu);
+                while (t->len == TEE_RING && !t->stopped) {
+                        t->writer_waits = true;
+                        pthread_cond_wait(&t->room, &t->mu);
+                        t->writer_waits = false;
+                }
                 if (t->stopped) {
                         pthread_mutex_unlock(&t->mu);
                         return kiln_error_set(err, KILN_E_IO, "the unpacker of '%s' stopped",
@@ -224,7 +234,8 @@ static int tee_write(struct oci_writer *w, const void *buf, size_t len, struct k
                 t->len += n;
                 p += n;
                 len -= n;
-                pthread_cond_broadcast(&t->cv);
+                if (t->reader_waits && t->len >= TEE_BATCH)
+                        pthread_cond_signal(&t->data);
         }
         pthread_mutex_unlock(&t->mu);
         return 0;
@@ -236,8 +247,11 @@ static ssize_t tee_read(struct oci_reader *r, void *buf, size_t len, struct kiln
         size_t n;
 
         pthread_mutex_lock(&t->mu);
-        while (t->len == 0 && !t->eof && !t->abort)
-                pthread_cond_wait(&t->cv, &t->mu);
+        while (t->len < TEE_BATCH && !t->eof && !t->abort) {
+                t->reader_waits = true;
+                pthread_cond_wait(&t->data, &t->mu);
+                t->reader_waits = false;
+        }
         if (t->abort) {
                 pthread_mutex_unlock(&t->mu);
                 return kiln_error_set(err, KILN_E_IO, "the layer was not written to its end");
@@ -248,7 +262,11 @@ static ssize_t tee_read(struct oci_reader *r, void *buf, size_t len, struct kiln
         memcpy(buf, t->ring + t->head, n);
         t->head = (t->head + n) % TEE_RING;
         t->len -= n;
-        pthread_cond_broadcast(&t->cv);
+        t->read += (int64_t)n;
+        /* the writer waits only on a full ring: reading down to under a
+         * batch crosses TEE_RING - TEE_BATCH on the way */
+        if (t->writer_waits && TEE_RING - t->len >= TEE_BATCH)
+                pthread_cond_signal(&t->room);
         pthread_mutex_unlock(&t->mu);
         return (ssize_t)n;
 }
@@ -262,12 +280,12 @@ static void *tee_main(void *arg)
 {
         struct sandbox_rootfs_tee *t = arg;
         int rc = unpack_stream(t->tmp, OCI_COMPRESSION_NONE, &t->r.base, "layer being written",
-                               OCI_DIGEST_SHA256, &t->got, &t->err);
+                               OCI_DIGEST_SHA256, NULL, &t->err);
 
         pthread_mutex_lock(&t->mu);
         t->rc = rc;
         t->stopped = true;
-        pthread_cond_broadcast(&t->cv);
+        pthread_cond_broadcast(&t->room);
         pthread_mutex_unlock(&t->mu);
         return NULL;
 }
@@ -282,7 +300,7 @@ static void tee_stop(struct sandbox_rootfs_tee *t, bool eof)
                 t->eof = true;
         else
                 t->abort = true;
-        pthread_cond_broadcast(&t->cv);
+        pthread_cond_broadcast(&t->data);
         pthread_mutex_unlock(&t->mu);
         pthread_join(t->th, NULL);
         t->started = false;
@@ -295,7 +313,8 @@ void sandbox_rootfs_tee_free(struct sandbox_rootfs_tee *t)
         tee_stop(t, false);
         if (t->tmp && !t->placed)
                 kiln_rm_rf(t->tmp);
-        pthread_cond_destroy(&t->cv);
+        pthread_cond_destroy(&t->data);
+        pthread_cond_destroy(&t->room);
         pthread_mutex_destroy(&t->mu);
         free(t->ring);
         free(t->tmp);
@@ -312,7 +331,8 @@ struct sandbox_rootfs_tee *sandbox_rootfs_tee_new(const char *cache_dir, struct 
                 return NULL;
         }
         pthread_mutex_init(&t->mu, NULL);
-        pthread_cond_init(&t->cv, NULL);
+        pthread_cond_init(&t->data, NULL);
+        pthread_cond_init(&t->room, NULL);
         t->w.write = tee_write;
         t->r.base.read = tee_read;
         t->r.base.free = tee_reader_free;
@@ -354,7 +374,7 @@ struct oci_writer *sandbox_rootfs_tee_writer(struct sandbox_rootfs_tee *t)
 }
 
 int sandbox_rootfs_tee_finish(struct sandbox_rootfs_tee *t, const struct oci_digest *diff_id,
-                              char **ret_dir, struct kiln_error *err)
+                              int64_t tar_size, char **ret_dir, struct kiln_error *err)
 {
         _cleanup_free_ char *final = kiln_strdupf("%s/%s", t->base, oci_digest_hex(diff_id));
 
@@ -365,8 +385,13 @@ int sandbox_rootfs_tee_finish(struct sandbox_rootfs_tee *t, const struct oci_dig
                 *err = t->err;
                 return -1;
         }
-        if (check_content(diff_id, &t->got, err) < 0)
-                return -1;
+        /* The bytes are the ones the writer hashed into diff_id, handed over
+         * in memory: what is left to check is that the unpacker had all of
+         * them (it reads to the end of the stream). */
+        if (t->read != tar_size)
+                return kiln_error_set(err, KILN_E_INTERNAL,
+                                      "layer '%s': the unpacker read %lld of its %lld bytes",
+                                      diff_id->str, (long long)t->read, (long long)tar_size);
         t->placed = true; /* place_dir moves or removes it */
         if (place_dir(t->base, t->tmp, final, err) < 0)
                 return -1;
