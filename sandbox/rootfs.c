@@ -135,6 +135,8 @@ int sandbox_rootfs_get(const char *cache_dir, const struct oci_digest *diff_id,
         _cleanup_free_ char *final = kiln_strdupf("%s/rootfs/%s", cache_dir, oci_digest_hex(diff_id));
         _cleanup_free_ char *tmp = kiln_strdupf("%s/rootfs/.tmp-%.16s-XXXXXX", cache_dir,
                                                 oci_digest_hex(diff_id));
+        enum oci_compression c =
+            media_type ? oci_media_type_compression(media_type) : OCI_COMPRESSION_UNKNOWN;
         struct oci_reader *blob;
         struct oci_digest got;
         struct stat st;
@@ -154,11 +156,7 @@ int sandbox_rootfs_get(const char *cache_dir, const struct oci_digest *diff_id,
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
         snprintf(what, sizeof(what), "layer '%s'", diff_id->str);
         blob = open_blob(ctx, err);
-        if (!blob ||
-            unpack_stream(tmp,
-                          media_type ? oci_media_type_compression(media_type)
-                                     : OCI_COMPRESSION_UNKNOWN,
-                          blob, what, diff_id->alg, &got, err) < 0 ||
+        if (!blob || unpack_stream(tmp, c, blob, what, diff_id->alg, &got, err) < 0 ||
             check_content(diff_id, &got, err) < 0) {
                 kiln_rm_rf(tmp);
                 return -1;

@@ -480,17 +480,17 @@ static void test_another_builds_directory_wins(void **state)
         s = tree_source("tree", false);
         /* the first makes it */
         t = sandbox_rootfs_tee_new(cdir, &err);
-        assert_int_equal(layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &first,
-                                               &err),
+        assert_int_equal(
+            layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &first, &err), 0);
+        assert_int_equal(sandbox_rootfs_tee_finish(t, &first.diff_id, first.tar_size, &dir, &err),
                          0);
-        assert_int_equal(sandbox_rootfs_tee_finish(t, &first.diff_id, first.tar_size, &dir, &err), 0);
         sandbox_rootfs_tee_free(t);
         snprintf(mark, sizeof(mark), "%s/mark", dir);
         assert_int_equal(kiln_write_file_atomic(mark, "m", 1, 0644, &err), 0);
         /* the second finds it there when it ends: its own is dropped */
         t = sandbox_rootfs_tee_new(cdir, &err);
-        assert_int_equal(
-            layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &res, &err), 0);
+        assert_int_equal(layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &res, &err),
+                         0);
         assert_string_equal(res.diff_id.str, first.diff_id.str);
         assert_int_equal(sandbox_rootfs_tee_finish(t, &res.diff_id, res.tar_size, NULL, &err), 0);
         sandbox_rootfs_tee_free(t);
@@ -522,8 +522,8 @@ static void test_a_tee_checks_it_read_the_whole_tar(void **state)
         assert_int_equal(layer_writer_opts_init(&o, NULL), 0);
         s = tree_source("tree", false);
         t = sandbox_rootfs_tee_new(cdir, &err);
-        assert_int_equal(
-            layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &res, &err), 0);
+        assert_int_equal(layer_cache_build_tee(c, s, &o, sandbox_rootfs_tee_writer(t), &res, &err),
+                         0);
         assert_int_equal(sandbox_rootfs_tee_finish(t, &res.diff_id, res.tar_size + 512, NULL, &err),
                          -1);
         assert_int_equal(err.code, KILN_E_INTERNAL);
