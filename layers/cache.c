@@ -427,9 +427,9 @@ out:
         return rc;
 }
 
-int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
-                      const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
-                      bool *ret_hit, struct kiln_error *err)
+static int build(struct layer_cache *c, const struct layer_source *s,
+                 const struct layer_writer_opts *o, bool lookup, struct oci_writer *tee,
+                 struct layer_result *ret, bool *ret_hit, struct kiln_error *err)
 {
         _cleanup_free_ struct oci_digest *digests = NULL;
         struct oci_writer *blob = NULL;
@@ -457,6 +457,8 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
         if (!blob)
                 return -1;
         w = layer_writer_new(blob, o, err);
+        if (w && tee)
+                layer_writer_set_tee(w, tee);
         if (!w || layer_source_write(s, w, digests, err) < 0 ||
             layer_writer_finish(w, &res, err) < 0)
                 goto out;
@@ -473,6 +475,22 @@ out:
         layer_writer_free(w);
         oci_writer_free(blob);
         return rc;
+}
+
+int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
+                      const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
+                      bool *ret_hit, struct kiln_error *err)
+{
+        return build(c, s, o, lookup, NULL, ret, ret_hit, err);
+}
+
+int layer_cache_build_tee(struct layer_cache *c, const struct layer_source *s,
+                          const struct layer_writer_opts *o, struct oci_writer *tee,
+                          struct layer_result *ret, struct kiln_error *err)
+{
+        bool hit = false;
+
+        return build(c, s, o, false, tee, ret, &hit, err);
 }
 
 /* ---- blob stamps ----

@@ -61,6 +61,13 @@ int layer_cache_build(struct layer_cache *c, const struct layer_source *s,
                       const struct layer_writer_opts *o, bool lookup, struct layer_result *ret,
                       bool *ret_hit, struct kiln_error *err);
 
+/* The same without lookup, the uncompressed tar also written to tee as it
+ * is made (layer_writer_set_tee: a failing tee is dropped, the layer goes
+ * on). */
+int layer_cache_build_tee(struct layer_cache *c, const struct layer_source *s,
+                          const struct layer_writer_opts *o, struct oci_writer *tee,
+                          struct layer_result *ret, struct kiln_error *err);
+
 /* Builds a layer from an existing tar (layers/tarsource.h) into the cache;
  * no entry is kept (the key would cost reading the whole tar anyway). */
 int layer_cache_build_tar(struct layer_cache *c, const char *file, const char *dest,

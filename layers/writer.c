@@ -268,6 +268,7 @@ struct layer_writer {
         size_t zout_cap;
         unsigned char *zin; /* tar bytes gathered into big calls: MT zstd is slow on small ones */
         size_t zin_len;
+        struct oci_writer *tee;   /* gets the tar too (layer_writer_set_tee), or NULL */
         struct kiln_error cb_err; /* an error raised inside a libarchive callback */
         bool cb_failed;
         bool finished;
@@ -337,6 +338,13 @@ static la_ssize_t tar_out(struct archive *a, void *ctx, const void *buf, size_t 
         (void)a;
         oci_hasher_update(&w->tar_hash, buf, len);
         w->tar_size += (int64_t)len;
+        if (w->tee) {
+                struct kiln_error e = KILN_ERROR_INIT;
+                /* the tee's failure is its own: it is not written to again,
+                 * the layer goes on */
+                if (oci_writer_write(w->tee, buf, len, &e) < 0)
+                        w->tee = NULL;
+        }
         if (compress_write(w, buf, len, &w->cb_err) < 0) {
                 w->cb_failed = true;
                 return -1;
@@ -524,6 +532,11 @@ struct layer_writer *layer_writer_new(struct oci_writer *sink, const struct laye
 fail:
         layer_writer_free(w);
         return NULL;
+}
+
+void layer_writer_set_tee(struct layer_writer *w, struct oci_writer *tee)
+{
+        w->tee = tee;
 }
 
 static int archive_failed(struct layer_writer *w, const char *what, const char *name,

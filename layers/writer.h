@@ -31,6 +31,7 @@
  * ("zstd-1.5.4-3"), recorded as the dev.kiln.layer.compression annotation.
  *
  *     w = layer_writer_new(sink, &opts, &err);
+ *     layer_writer_set_tee(w, tee);             (optional: the tar, uncompressed)
  *     layer_writer_add(w, entry, fd, &err);     (fd: data of a regular file)
  *     ...
  *     layer_writer_finish(w, &res, &err);       (the sink is not closed)
@@ -87,6 +88,14 @@ struct layer_writer;
 /* sink is borrowed; it must outlive the writer. */
 struct layer_writer *layer_writer_new(struct oci_writer *sink, const struct layer_writer_opts *opts,
                                       struct kiln_error *err);
+
+/* A second sink of the uncompressed tar, in order, as it is made (before
+ * it is compressed): a layer unpacked while it is written
+ * (sandbox/rootfs.h).  Set it before the first entry; tee is borrowed and
+ * must outlive the writer, and is never closed by it.  A write to it that
+ * fails detaches it (nothing more is written to it) and the layer goes on:
+ * the tee's owner knows from its own state that its copy is incomplete. */
+void layer_writer_set_tee(struct layer_writer *w, struct oci_writer *tee);
 
 /* Writes one entry (normalized, see above).  For a regular file that is not
  * a hardlink, the data is read from fd: exactly archive_entry_size() bytes,

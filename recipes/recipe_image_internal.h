@@ -26,6 +26,8 @@ int recipe_image_put_artifact(struct oci_store *st, const char *type,
 /* Run layers and build steps with "in": "image". */
 bool recipe_layer_in_image(const struct recipe_layer *l);
 bool recipe_plan_has_build_in_image(const struct recipe_plan *plan);
+/* A layer above i is made in the image (it needs layer i unpacked). */
+bool recipe_plan_in_image_above(const struct recipe_plan *plan, size_t i);
 json_t *recipe_lock_layer(json_t *lock, const char *name);
 /* A wheels layer's resolved packages as the lock pins them. */
 json_t *recipe_lock_packages(const json_t *inventory);

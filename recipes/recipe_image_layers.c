@@ -211,8 +211,9 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
                            const struct recipe_image_opts *o,
                            const struct recipe_build_remote *remote,
                            const struct recipe_build_sandbox *in_image,
-                           const struct oci_digest *key, struct layer_result *ret,
-                           char **ret_revision, struct kiln_error *err)
+                           const struct oci_digest *key, bool unpack,
+                           void (*warn)(void *ctx, const char *msg), void *warn_ctx,
+                           struct layer_result *ret, char **ret_revision, struct kiln_error *err)
 {
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx,
@@ -225,7 +226,6 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
         struct layer_source *src = NULL;
-        bool hit = false;
         int rc = -1;
 
         if (!dir)
@@ -237,7 +237,7 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
             layer_source_add_tree(src, dir, "/", NULL, 0, err) < 0 ||
             layer_source_finish(src, err) < 0)
                 goto out;
-        if (layer_cache_build(cache, src, &o->writer, false, ret, &hit, err) < 0 ||
+        if (recipe_layer_build(cache, src, &o->writer, unpack, warn, warn_ctx, ret, err) < 0 ||
             layer_cache_store(cache, key, ret, err) < 0)
                 goto out;
         if (sres.revision && ret_revision && !*ret_revision)
@@ -438,6 +438,28 @@ static int wait_below(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         return rc;
 }
 
+/* A layer above i is made in the image: its step has layer i as a lower
+ * directory. */
+bool recipe_plan_in_image_above(const struct recipe_plan *plan, size_t i)
+{
+        for (size_t j = i + 1; j < plan->n_layers; j++)
+                if (recipe_layer_in_image(&plan->layers[j]))
+                        return true;
+        return false;
+}
+
+struct layer_warn {
+        const struct recipe_image_opts *o;
+        const char *name;
+};
+
+static void layer_warn(void *ctx, const char *msg)
+{
+        const struct layer_warn *lw = ctx;
+
+        recipe_image_warn(lw->o, "layer %s: %s", lw->name, msg);
+}
+
 /* One layer: its key; the local cache, then the cache repository; on a miss
  * stage and build it (and publish it).  A layer built here is handed to the
  * destination at once when pushing. */
@@ -456,8 +478,11 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                                        .base_root = lj->base_root, .locked = o->locked,
                                        .lock_layer = recipe_lock_layer(o->lock, plan0->layers[i].name)};
         struct recipe_stage_result kres = {0};
+        struct layer_warn lw = {.o = o, .name = plan0->layers[i].name};
         struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
-                                      .below = res, .writer = &o->writer, .log = o->step_log};
+                                      .below = res, .writer = &o->writer, .log = o->step_log,
+                                      .unpack_written = recipe_plan_in_image_above(plan0, i),
+                                      .warn = layer_warn, .warn_ctx = &lw};
         struct build_in_image bi = {.rctx = &rctx, .plan = plan0, .i = i};
         struct recipe_build_sandbox sb = {.run = build_in_image_run, .ctx = &bi};
         struct oci_digest key, image_key;
@@ -531,8 +556,9 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
                              ? recipe_run_layer(&rctx, plan0, i, &key, &res[i], err)
                              : stage_and_build(plan0, i, lj->stage_root, lj->base_root, cache, o,
-                                               lj->remote, so.in_image, &key, &res[i], &revision,
-                                               err)) < 0) {
+                                               lj->remote, so.in_image, &key,
+                                               rctx.unpack_written, rctx.warn, rctx.warn_ctx,
+                                               &res[i], &revision, err)) < 0) {
                         kiln_error_prefix(err, "layer '%s'", plan0->layers[i].name);
                         goto out;
                 }

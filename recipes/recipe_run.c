@@ -495,20 +495,60 @@ out:
         return rc;
 }
 
+static void tee_warn(void (*warn)(void *ctx, const char *msg), void *warn_ctx,
+                     const struct kiln_error *e)
+{
+        char msg[sizeof(e->msg) + 80];
+
+        if (!warn)
+                return;
+        snprintf(msg, sizeof(msg), "not unpacked while written (%s): a step above unpacks its blob",
+                 e->msg);
+        warn(warn_ctx, msg);
+}
+
+int recipe_layer_build(struct layer_cache *cache, const struct layer_source *src,
+                       const struct layer_writer_opts *w, bool unpack,
+                       void (*warn)(void *ctx, const char *msg), void *warn_ctx,
+                       struct layer_result *ret, struct kiln_error *err)
+{
+        struct kiln_error e = KILN_ERROR_INIT;
+        struct sandbox_rootfs_tee *t = NULL;
+        struct layer_result res;
+        bool hit = false;
+        int rc = -1;
+
+        if (!unpack)
+                return layer_cache_build(cache, src, w, false, ret, &hit, err);
+        t = sandbox_rootfs_tee_new(layer_cache_dir(cache), &e);
+        if (!t)
+                tee_warn(warn, warn_ctx, &e);
+        if (layer_cache_build_tee(cache, src, w, t ? sandbox_rootfs_tee_writer(t) : NULL, &res,
+                                  err) < 0)
+                goto out;
+        if (t && sandbox_rootfs_tee_finish(t, &res.diff_id, res.tar_size, NULL, &e) < 0)
+                tee_warn(warn, warn_ctx, &e);
+        *ret = res;
+        rc = 0;
+out:
+        sandbox_rootfs_tee_free(t);
+        return rc;
+}
+
 /* The upper directory as the layer. */
 static int upper_to_layer(const struct recipe_run_ctx *c, const struct recipe_layer *l,
                           const char *upper, const struct oci_digest *key, struct layer_result *ret,
                           struct kiln_error *err)
 {
         struct layer_source *src = layer_source_new(err);
-        bool hit = false;
         int rc = -1;
 
         if (src && recipe_layer_modes(l, src, err) == 0 &&
             layer_source_add_tree(src, upper, "/", NULL, 0, err) == 0 &&
             layer_source_overlay_whiteouts(src, upper, err) == 0 &&
             layer_source_finish(src, err) == 0 &&
-            layer_cache_build(c->cache, src, c->writer, false, ret, &hit, err) == 0 &&
+            recipe_layer_build(c->cache, src, c->writer, c->unpack_written, c->warn, c->warn_ctx,
+                               ret, err) == 0 &&
             layer_cache_store(c->cache, key, ret, err) == 0)
                 rc = 0;
         layer_source_free(src);

@@ -34,6 +34,11 @@ struct recipe_run_ctx {
         const struct layer_result *below; /* the recipe's layers 0..i-1 */
         const struct layer_writer_opts *writer;
         const struct recipe_step_log *log;
+        /* a layer above is made in the image: unpack the layer written
+         * here while it is written (recipe_layer_build) */
+        bool unpack_written;
+        void (*warn)(void *ctx, const char *msg); /* may be NULL */
+        void *warn_ctx;
 };
 
 int recipe_run_key(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
@@ -51,6 +56,18 @@ int recipe_run_build_step(const struct recipe_run_ctx *c, const struct recipe_pl
                           const struct recipe_build_step *s, const char *out, const char *scratch,
                           void (*feed)(void *fctx, const char *buf, size_t n), void *fctx,
                           int *ret_status, struct kiln_error *err);
+
+/* Builds the layer of src into the cache (layer_cache_build, no lookup).
+ * With unpack (a layer above is made in the image, so its step needs this
+ * one as a lower directory), the tar is also unpacked into
+ * CACHE/rootfs/<hex of its diffID> while it is written (sandbox/rootfs.h),
+ * so the step finds it made and opens no blob.  That never fails the
+ * layer: when it fails, its directory is dropped, warn (may be NULL) says
+ * why, and the step unpacks the blob as it would without it. */
+int recipe_layer_build(struct layer_cache *cache, const struct layer_source *src,
+                       const struct layer_writer_opts *w, bool unpack,
+                       void (*warn)(void *ctx, const char *msg), void *warn_ctx,
+                       struct layer_result *ret, struct kiln_error *err);
 
 /* Runs layer i and builds its layer into the cache (stored under key). */
 int recipe_run_layer(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
