@@ -3,7 +3,6 @@
 #include "recipe_run.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "io.h"
 #include "json.h"
+#include "parallel.h"
 #include "recipe_internal.h"
 #include "rootfs.h"
 #include "sandbox.h"
@@ -137,10 +137,6 @@ struct lower_job {
 struct lower_batch {
         const struct recipe_run_ctx *c;
         struct lower_job **jobs;
-        size_t n, next;
-        bool failed;
-        struct kiln_error err;
-        pthread_mutex_t lock;
 };
 
 static int lower_make(const struct recipe_run_ctx *c, struct lower_job *j, struct kiln_error *err)
@@ -154,29 +150,11 @@ static int lower_make(const struct recipe_run_ctx *c, struct lower_job *j, struc
         return 0;
 }
 
-static void *lower_worker(void *arg)
+static int lower_one(void *ctx, size_t i, struct kiln_error *err)
 {
-        struct lower_batch *b = arg;
+        struct lower_batch *b = ctx;
 
-        for (;;) {
-                struct kiln_error e = KILN_ERROR_INIT;
-                size_t i;
-                pthread_mutex_lock(&b->lock);
-                if (b->failed || b->next == b->n) {
-                        pthread_mutex_unlock(&b->lock);
-                        return NULL;
-                }
-                i = b->next++;
-                pthread_mutex_unlock(&b->lock);
-                if (lower_make(b->c, b->jobs[i], &e) < 0) {
-                        pthread_mutex_lock(&b->lock);
-                        if (!b->failed) {
-                                b->failed = true;
-                                b->err = e;
-                        }
-                        pthread_mutex_unlock(&b->lock);
-                }
-        }
+        return lower_make(b->c, b->jobs[i], err);
 }
 
 static int larger_first(const void *x, const void *y)
@@ -194,36 +172,22 @@ static int larger_first(const void *x, const void *y)
 static int lowers_make(const struct recipe_run_ctx *c, struct lower_job *jobs, size_t n,
                        struct kiln_error *err)
 {
-        struct lower_batch b = {.c = c, .n = n};
+        struct lower_batch b = {.c = c};
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned want = cpus > 1 ? (unsigned)(cpus < 4 ? cpus : 4) : 1, started = 0;
-        pthread_t th[4];
+        unsigned want = cpus > 1 ? (unsigned)(cpus < 4 ? cpus : 4) : 1;
+        int rc;
 
         if (c->base_st && !c->base_st->ops->thread_safe)
                 want = 1;
-        if (want > n)
-                want = (unsigned)n;
         b.jobs = calloc(n + 1, sizeof(*b.jobs));
         if (!b.jobs)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         for (size_t i = 0; i < n; i++)
                 b.jobs[i] = &jobs[i];
         qsort(b.jobs, n, sizeof(*b.jobs), larger_first);
-        pthread_mutex_init(&b.lock, NULL);
-        for (unsigned i = 1; i < want; i++)
-                if (pthread_create(&th[started], NULL, lower_worker, &b) == 0)
-                        started++;
-        lower_worker(&b);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(th[i], NULL);
-        pthread_mutex_destroy(&b.lock);
+        rc = kiln_parallel_for(n, want, lower_one, &b, err);
         free(b.jobs);
-        if (b.failed) {
-                if (err)
-                        *err = b.err;
-                return -1;
-        }
-        return 0;
+        return rc;
 }
 
 /* Top first: the recipe's layers below i, then the base's. */
