@@ -9,6 +9,7 @@
 #include "cache.h"
 #include "recipe.h"
 #include "recipe_image.h"
+#include "recipe_run.h"
 #include "stage.h"
 
 /* Progress and warnings, to the caller's callbacks, one line each. */
@@ -62,6 +63,7 @@ struct layer_jobs {
         unsigned pushed; /* blobs handed to the destination early */
         bool failed;
         struct kiln_error err;
+        struct recipe_prefetch prefetch; /* the base, unpacked in the background */
 };
 /* Every layer of lj->plan, up to o->jobs at once. */
 int recipe_run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err);

@@ -482,7 +482,8 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
         struct recipe_run_ctx rctx = {.cache = cache, .base_st = lj->base_st, .base = lj->base,
                                       .below = res, .writer = &o->writer, .log = o->step_log,
                                       .unpack_written = recipe_plan_in_image_above(plan0, i),
-                                      .warn = layer_warn, .warn_ctx = &lw};
+                                      .warn = layer_warn, .warn_ctx = &lw,
+                                      .prefetch = &lj->prefetch};
         struct build_in_image bi = {.rctx = &rctx, .plan = plan0, .i = i};
         struct recipe_build_sandbox sb = {.run = build_in_image_run, .ctx = &bi};
         struct oci_digest key, image_key;
@@ -551,6 +552,10 @@ static int one_layer(struct layer_jobs *lj, size_t i, struct kiln_error *err)
                 recipe_image_say(o, "layer %s: cached %s", plan0->layers[i].name, res[i].digest.str);
         } else {
                 recipe_image_say(o, "layer %s: building", plan0->layers[i].name);
+                /* a step above will run (its key changes with this layer):
+                 * the base's layers are unpacked meanwhile */
+                if (rctx.unpack_written)
+                        recipe_prefetch_start(&lj->prefetch, &rctx);
                 if (o->layer_state)
                         o->layer_state(o->progress_ctx, plan0->layers[i].name, "building", NULL);
                 if ((plan0->layers[i].kind == RECIPE_LAYER_RUN
@@ -667,12 +672,16 @@ int recipe_run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         pthread_mutex_init(&lj->lock, NULL);
         pthread_cond_init(&lj->layer_done, NULL);
+        recipe_prefetch_init(&lj->prefetch);
         for (unsigned i = 1; i < n; i++)
                 if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
                         started++;
         layer_worker(lj);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(th[i], NULL);
+        if (lj->failed)
+                recipe_prefetch_cancel(&lj->prefetch);
+        recipe_prefetch_destroy(&lj->prefetch);
         pthread_cond_destroy(&lj->layer_done);
         pthread_mutex_destroy(&lj->lock);
         free(lj->done);

@@ -154,6 +154,8 @@ static int lower_one(void *ctx, size_t i, struct kiln_error *err)
 {
         struct lower_batch *b = ctx;
 
+        if (b->c->cancel && __atomic_load_n(b->c->cancel, __ATOMIC_RELAXED))
+                return kiln_error_set(err, KILN_E_IO, "cancelled");
         return lower_make(b->c, b->jobs[i], err);
 }
 
@@ -194,10 +196,15 @@ static int lowers_make(const struct recipe_run_ctx *c, struct lower_job *jobs, s
 static int lowers_for(const struct recipe_run_ctx *c, size_t i, char ***ret, size_t *ret_n,
                       struct kiln_error *err)
 {
-        json_t *ids = base_diff_ids(c);
+        json_t *ids;
+
+        if (c->prefetch)
+                recipe_prefetch_wait(c->prefetch);
+        ids = base_diff_ids(c);
         size_t nb = c->base->m ? c->base->m->n_layers : 0, n = nb + i, k = 0;
         char **dirs = calloc(n + 1, sizeof(*dirs));
         struct lower_job *jobs = calloc(n + 1, sizeof(*jobs));
+
 
         if (!dirs || !jobs) {
                 free(dirs);
@@ -664,4 +671,58 @@ out:
         for (k = 0; k < s->n_inputs; k++)
                 free(srcs[k]);
         return rc;
+}
+
+/* ---- the base, unpacked in the background ---- */
+
+void recipe_prefetch_init(struct recipe_prefetch *p)
+{
+        memset(p, 0, sizeof(*p));
+        pthread_mutex_init(&p->lock, NULL);
+}
+
+static void *prefetch_main(void *arg)
+{
+        struct recipe_prefetch *p = arg;
+        struct kiln_error e = KILN_ERROR_INIT;
+        char **dirs = NULL;
+        size_t n = 0;
+
+        if (lowers_for(&p->c, 0, &dirs, &n, &e) == 0)
+                sandbox_dirs_free(dirs, n);
+        return NULL;
+}
+
+void recipe_prefetch_start(struct recipe_prefetch *p, const struct recipe_run_ctx *c)
+{
+        pthread_mutex_lock(&p->lock);
+        if (!p->started && !p->joined && c->base && c->base->m && c->base->m->n_layers &&
+            (!c->base_st || c->base_st->ops->thread_safe)) {
+                p->c = *c;
+                p->c.below = NULL;
+                p->c.prefetch = NULL;
+                p->c.cancel = &p->cancel;
+                p->started = pthread_create(&p->th, NULL, prefetch_main, p) == 0;
+        }
+        pthread_mutex_unlock(&p->lock);
+}
+
+void recipe_prefetch_cancel(struct recipe_prefetch *p)
+{
+        __atomic_store_n(&p->cancel, true, __ATOMIC_RELAXED);
+}
+
+void recipe_prefetch_wait(struct recipe_prefetch *p)
+{
+        pthread_mutex_lock(&p->lock);
+        if (p->started && !p->joined)
+                pthread_join(p->th, NULL);
+        p->joined = true;
+        pthread_mutex_unlock(&p->lock);
+}
+
+void recipe_prefetch_destroy(struct recipe_prefetch *p)
+{
+        recipe_prefetch_wait(p);
+        pthread_mutex_destroy(&p->lock);
 }

@@ -20,12 +20,17 @@
 #ifndef KILN_RECIPES_RUN_H
 #define KILN_RECIPES_RUN_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "cache.h"
 #include "digest.h"
 #include "image.h"
 #include "recipe.h"
 #include "stage.h"
 #include "writer.h"
+
+struct recipe_prefetch;
 
 struct recipe_run_ctx {
         struct layer_cache *cache;
@@ -39,7 +44,39 @@ struct recipe_run_ctx {
         bool unpack_written;
         void (*warn)(void *ctx, const char *msg); /* may be NULL */
         void *warn_ctx;
+        /* the base's layers being unpacked in the background (may be
+         * NULL): a step waits for it before it unpacks what is missing */
+        struct recipe_prefetch *prefetch;
+        const bool *cancel; /* set: unpack no further layer (read atomically) */
 };
+
+/* The base's layers, unpacked into CACHE/rootfs in the background while the
+ * layers below the first step made in the image are built (for the CUDA
+ * base, gigabytes the first such step would otherwise wait for). */
+struct recipe_prefetch {
+        pthread_mutex_t lock;
+        pthread_t th;
+        bool started, joined;
+        bool cancel; /* the build failed: no further layer */
+        struct recipe_run_ctx c;
+};
+
+void recipe_prefetch_init(struct recipe_prefetch *p);
+
+/* Starts unpacking c's base (once; nothing for scratch, a base whose store
+ * is not thread-safe, or after recipe_prefetch_wait).  Errors are not
+ * kept: the step that needs the base unpacks what is missing itself and
+ * reports them. */
+void recipe_prefetch_start(struct recipe_prefetch *p, const struct recipe_run_ctx *c);
+
+/* Waits for the background unpacking, if any (every step does, through
+ * its ctx's prefetch, and the build before it ends: a failed build cancels
+ * it first with recipe_prefetch_cancel, so only the layer being unpacked
+ * is finished). */
+void recipe_prefetch_cancel(struct recipe_prefetch *p);
+void recipe_prefetch_wait(struct recipe_prefetch *p);
+
+void recipe_prefetch_destroy(struct recipe_prefetch *p);
 
 int recipe_run_key(const struct recipe_run_ctx *c, const struct recipe_plan *plan, size_t i,
                    const struct oci_digest *layer_cache_key, struct oci_digest *ret,

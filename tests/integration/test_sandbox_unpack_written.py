@@ -177,3 +177,34 @@ def test_layers_are_unpacked_as_written_and_the_same_as_from_their_blobs(kiln, d
     (left / "usr").mkdir(parents=True)
     kiln.run("cache", "prune", "--local", "--cache", cache)
     assert not rootfs.exists()
+
+
+def test_the_base_is_unpacked_while_the_layers_below_the_first_step_build(kiln, debian, shared):
+    """The base's layers go into CACHE/rootfs in the background as soon as a
+    layer below a step made in the image is built: the host step below
+    waits for the base's directory to appear (it would wait in vain if the
+    base were unpacked only when the step above starts); a build where
+    every layer is cached unpacks nothing."""
+    d = shared / "prefetch"
+    d.mkdir()
+    cache = d / "cache"
+    base_dir = cache / "rootfs" / diff_ids(shared / "deb", "deb")[0].split(":")[1]
+    # a safety net against a hang, not a timing: the directory comes long before
+    wait = (f"i=0; while [ ! -d {base_dir} ] && [ $i -lt 6000 ]; do sleep 0.1; i=$((i+1)); done;"
+            f" test -d {base_dir} && echo seen > \"$KILN_OUT/seen\"")
+    doc = {"recipe": 1, "name": "prefetch", "base": debian,
+           "layers": [
+               {"name": "waits", "kind": "build", "command": ["sh", "-c", wait],
+                "install": "tree", "path": "/opt/waits"},
+               {"name": "step", "kind": "run", "command": ["sh", "-c", "cat /opt/waits/seen > /etc/step"]}],
+           "tag": {"repository": "example.invalid/prefetch", "tag": "v1"}}
+    r = d / "r.json"
+    r.write_text(json.dumps(doc))
+    res, err = build(kiln, r, d / "out", cache, jobs=1)
+    assert [l["state"] for l in res["layers"]] == ["built", "built"], err
+    # everything cached: the base is not even read
+    shutil.rmtree(cache / "rootfs")
+    again, _ = build(kiln, r, d / "out2", cache, jobs=1)
+    assert [l["state"] for l in again["layers"]] == ["cached", "cached"]
+    assert again["digest"] == res["digest"]
+    assert not (cache / "rootfs").exists() or not any((cache / "rootfs").iterdir())
