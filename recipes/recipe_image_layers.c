@@ -233,8 +233,9 @@ struct layer_build {
 /* The layer written from the listed wheels; *ret_done false: it could not
  * be (the wheels are then installed into the staging directory, whose
  * install says what is wrong, or does what a streamed layer does not). */
-static int build_streamed(const struct recipe_wheel_list *wl, struct layer_cache *cache,
-                          const struct recipe_image_opts *o, const struct layer_build *lb,
+static int build_streamed(const struct recipe_wheel_list *wl, const char *dir,
+                          struct layer_cache *cache, const struct recipe_image_opts *o,
+                          const struct layer_build *lb,
                           const char *name, struct layer_result *ret, bool *ret_done,
                           struct kiln_error *err)
 {
@@ -243,7 +244,7 @@ static int build_streamed(const struct recipe_wheel_list *wl, struct layer_cache
         int rc = 0;
 
         *ret_done = false;
-        if (recipe_wheel_layer_new(wl, &w, &e) < 0)
+        if (recipe_wheel_layer_new(wl, dir, &w, &e) < 0)
                 return 0;
         if (recipe_layer_build(cache, recipe_wheel_layer_source(w), &o->writer, lb->unpack,
                                lb->warn, lb->warn_ctx, ret, &e) == 0) {
@@ -289,7 +290,7 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (recipe_stage_layer(plan, i, dir, &so, &sres, err) < 0)
                 goto out;
-        if (so.wheels && (build_streamed(&wheels, cache, o,
+        if (so.wheels && (build_streamed(&wheels, dir, cache, o,
                                          &(struct layer_build){unpack, warn, warn_ctx},
                                          plan->layers[i].name, ret, &done, err) < 0 ||
                           (!done && recipe_wheel_list_install(&wheels, dir, err) < 0)))

@@ -237,14 +237,14 @@ int recipe_wheel_take(const struct recipe_stage_opts *o, const char *file, const
 /* A layer written straight from its wheels (recipe_wheel_stream.c): the
  * entries a staged install would leave, each member read from its wheel
  * when the layer is written, every check of recipe_wheel_install() made
- * (some while it is written).  Fails for what a staged install could
- * refuse, or do differently (a wheel a streamed layer cannot read, a
- * file where another wheel puts a directory): install those instead,
- * whose messages say what is wrong. */
+ * (some while it is written).  Fails for what a staged install into
+ * root could refuse, or do differently (a wheel a streamed layer cannot
+ * read, a file where another wheel puts a directory, a name too long for
+ * root): install those instead, whose messages say what is wrong. */
 struct recipe_wheel_layer;
 struct layer_source;
-int recipe_wheel_layer_new(const struct recipe_wheel_list *l, struct recipe_wheel_layer **ret,
-                           struct kiln_error *err);
+int recipe_wheel_layer_new(const struct recipe_wheel_list *l, const char *root,
+                           struct recipe_wheel_layer **ret, struct kiln_error *err);
 const struct layer_source *recipe_wheel_layer_source(const struct recipe_wheel_layer *wl);
 /* Once written: true when a member's data was not what it was planned
  * from (its size, CRC or RECORD hash), which a staged install reports. */

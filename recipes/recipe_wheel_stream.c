@@ -19,6 +19,7 @@
  * wheels instead, which says what is wrong as it always did. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,7 @@ struct sfile {
 struct recipe_wheel_layer {
         struct layer_source *src;
         struct layer_source_opener opener;
+        size_t root_len; /* of the staging tree it stands for */
         char **wheels;
         size_t n_wheels;
         struct sfile *f;
@@ -198,8 +200,9 @@ bool recipe_wheel_layer_failed(const struct recipe_wheel_layer *wl)
         return wl->failed;
 }
 
-/* A new file at image_path, which must be absolute and clean: the staged
- * tree would hold it under another name otherwise. */
+/* A new file at image_path, which must be absolute and clean (the staged
+ * tree would hold it under another name otherwise), and a name the staged
+ * tree can hold. */
 static struct sfile *add_file(struct recipe_wheel_layer *wl, const char *image_path, mode_t mode,
                               uint64_t size, struct kiln_error *err)
 {
@@ -212,6 +215,19 @@ static struct sfile *add_file(struct recipe_wheel_layer *wl, const char *image_p
                 kiln_error_set(err, KILN_E_INVALID, "path '%s' is not a clean absolute path",
                                image_path);
                 return NULL;
+        }
+        if (wl->root_len + strlen(image_path) >= PATH_MAX) {
+                kiln_error_set(err, KILN_E_INVALID, "path '%s' is too long", image_path);
+                return NULL;
+        }
+        for (const char *c = image_path; *c;) {
+                size_t n = strcspn(++c, "/");
+                if (n > NAME_MAX) {
+                        kiln_error_set(err, KILN_E_INVALID, "a name in '%s' is too long",
+                                       image_path);
+                        return NULL;
+                }
+                c += n;
         }
         if (wl->n == wl->cap) {
                 size_t nc = wl->cap ? wl->cap * 2 : 256;
@@ -321,6 +337,11 @@ static int plan_member(struct recipe_wheel_layer *wl, struct recipe_wheel_inst *
         if (!m)
                 return kiln_error_set(err, KILN_E_INVALID,
                                       "wheel '%s': no single central directory record of '%s'",
+                                      w->wheel, name);
+        /* libarchive reads more methods; the staged install takes those */
+        if ((m->method != 0 && m->method != 8) || (m->flags & 0x41))
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "wheel '%s': '%s' is neither stored nor deflated, or encrypted",
                                       w->wheel, name);
         if (layer_zip_locate(z, m, err) < 0)
                 return -1;
@@ -546,8 +567,8 @@ static struct oci_reader *open_file(void *ctx, const void *item, struct kiln_err
         return &r->base;
 }
 
-int recipe_wheel_layer_new(const struct recipe_wheel_list *l, struct recipe_wheel_layer **ret,
-                           struct kiln_error *err)
+int recipe_wheel_layer_new(const struct recipe_wheel_list *l, const char *root,
+                           struct recipe_wheel_layer **ret, struct kiln_error *err)
 {
         struct recipe_wheel_layer *wl = calloc(1, sizeof(*wl));
         int rc = -1;
@@ -557,6 +578,7 @@ int recipe_wheel_layer_new(const struct recipe_wheel_list *l, struct recipe_whee
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
         wl->fd = -1;
+        wl->root_len = strlen(root);
         wl->opener.open = open_file;
         wl->opener.ctx = wl;
         for (size_t i = 0; i < l->n; i++)

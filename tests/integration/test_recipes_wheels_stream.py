@@ -11,6 +11,7 @@ import pathlib
 import re
 import struct
 import tarfile
+import zipfile
 import zlib
 
 import pytest
@@ -225,10 +226,32 @@ def test_streamed_editable_project_and_built_wheels(tmp_path):
     assert b"from app.cli import main" in t.extractfile("usr/local/bin/app").read()
 
 
-def test_keep_modes_layers_are_staged(tmp_path):
+def bzip2_wheel(outdir):
+    """A wheel whose members are compressed with bzip2 (zip method 12),
+    which libarchive reads and a streamed layer does not."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = {"bz/__init__.py": b"B = 2\n" * 100,
+             "bz-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: bz\nVersion: 1.0\n",
+             "bz-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},{record_hash(d)},{len(d)}\n" for n, d in files.items())
+    files["bz-1.0.dist-info/RECORD"] = (record + "bz-1.0.dist-info/RECORD,,\n").encode()
+    path = outdir / "bz-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+    return path
+
+
+@pytest.mark.parametrize("case", ["keep_modes", "bzip2"])
+def test_what_is_not_streamed_is_staged(tmp_path, case):
     alpha, beta = many_wheels(tmp_path)
-    r = write_recipe(tmp_path / "r.json", wheels_doc([beta], keep_modes=True))
-    assert "nothing staged" not in both_ways(tmp_path, r)["stderr"]
+    if case == "keep_modes":
+        doc = wheels_doc([beta], keep_modes=True)
+    else:
+        doc = wheels_doc([beta, bzip2_wheel(tmp_path / "bz")])
+    res = both_ways(tmp_path, write_recipe(tmp_path / "r.json", doc))
+    assert "nothing staged" not in res["stderr"]
+    assert "layer py: built" in res["stderr"]
 
 
 def bad_wheels(tmp_path, case):
@@ -254,6 +277,8 @@ def bad_wheels(tmp_path, case):
     if case == "file-then-dir":
         return [make_wheel(w, "one", "1.0", files={"pkg": b"a file\n"}),
                 make_wheel(w, "two", "1.0", files={"pkg/mod.py": b"M = 1\n"})]
+    if case == "long-name":
+        return [make_wheel(w, "demo", "1.0", files={"demo/" + "x" * 300 + ".py": b"X = 1\n"})]
     if case == "dir-then-file":
         return [make_wheel(w, "one", "1.0", files={"pkg/mod.py": b"M = 1\n"}),
                 make_wheel(w, "two", "1.0", files={"pkg": b"a file\n"})]
@@ -268,7 +293,7 @@ def error_line(p, base):
 
 
 @pytest.mark.parametrize("case", ["tampered", "unhashed", "unlisted", "unsafe", "symlink", "scheme",
-                                  "bad-crc", "file-then-dir", "dir-then-file"])
+                                  "bad-crc", "file-then-dir", "dir-then-file", "long-name"])
 def test_streamed_layer_refuses_what_staging_refuses(tmp_path, case):
     r = write_recipe(tmp_path / "r.json", wheels_doc(bad_wheels(tmp_path, case)))
     out = []
