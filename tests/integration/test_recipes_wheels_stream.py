@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import pathlib
 import re
 import struct
@@ -306,3 +307,35 @@ def test_streamed_layer_refuses_what_staging_refuses(tmp_path, case):
         out.append((p.returncode, error_line(p, base)))
         assert not list((base / "cache").glob("stage-*/*")), "a staging tree was left"
     assert out[0] == out[1]
+
+
+ROOTFS = pathlib.Path(os.environ.get("KILN_TEST_ROOTFS_DIR", "/var/cache/kiln-test")) / "bookworm-gcc.tar"
+
+
+@pytest.fixture(scope="module")
+def debian(tmp_path_factory):
+    """The real Debian root filesystem of test_sandbox.py as a base."""
+    assert ROOTFS.is_file(), f"{ROOTFS} is missing: run scripts/setup.sh (it makes it with mmdebstrap)"
+    d = tmp_path_factory.mktemp("debian")
+    kiln("append", "scratch", "--layer", f"{ROOTFS}:/", "-t", f"oci:{d}/deb:deb",
+         "--cache", d / "cache", env={"SOURCE_DATE_EPOCH": "0"})
+    return f"oci:{d}/deb:deb"
+
+
+def test_a_step_in_the_image_sees_a_streamed_layer(tmp_path, debian):
+    """A layer below a step made in the image is unpacked for the sandbox
+    while it is written: from the wheels too."""
+    alpha, beta = many_wheels(tmp_path)
+    check = (f"test \"$(cat /{SITE}/alpha/sub/deep/mod.py)\" = 'new = True'"
+             " && test -x /usr/local/bin/alpha-run && cmp /usr/local/include/python3.11/alpha/alpha.h"
+             " /usr/local/include/python3.11/alpha/alpha.h"
+             f" && sha256sum /{SITE}/alpha/big.txt /usr/local/bin/shared > /etc/checked")
+    doc = wheels_doc([alpha, beta])
+    doc["base"] = debian
+    doc["layers"].append({"name": "check", "kind": "run", "command": ["sh", "-c", check]})
+    res = both_ways(tmp_path, write_recipe(tmp_path / "r.json", doc))
+    assert "layer py: written from 2 wheels, nothing staged" in res["stderr"]
+    assert len(res["layers"]) == 3 and "warning" not in res["stderr"]
+    # unpacked as it was written, where the step took it from
+    unpacked = tmp_path / "cache-streamed-gzip" / "rootfs" / res["diff_ids"][1].split(":")[1]
+    assert (unpacked / SITE / "alpha/sub/deep/mod.py").read_bytes() == b"new = True\n"
