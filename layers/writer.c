@@ -681,12 +681,21 @@ static int add_data(struct layer_writer *w, struct archive_entry *e, int fd, str
                 left -= n;
         }
         {
-                /* a reader checks what it read when it reaches its end */
+                /* a reader checks what it read when it reaches its end; a
+                 * file's read past its end only looks for growth (fd is -1
+                 * for an entry of no data, a whiteout marker) */
                 char c;
-                ssize_t n = data_read(fd, r, &c, 1, name, err);
+                ssize_t n;
 
-                if (n < 0)
-                        goto out;
+                if (r) {
+                        n = oci_reader_read(r, &c, 1, err);
+                        if (n < 0)
+                                goto out;
+                } else {
+                        do
+                                n = read(fd, &c, 1);
+                        while (n < 0 && errno == EINTR);
+                }
                 if (n > 0) {
                         kiln_error_set(err, KILN_E_IO, "file '%s' grew while the layer was written",
                                        name);
