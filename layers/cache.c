@@ -307,6 +307,7 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
         char comp[64];
         struct strbuf roots = {0};
         size_t hint = 0;
+        bool hosts;
         int rc = -1;
 
         *ret_complete = false;
@@ -317,6 +318,7 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                         if (roots.len > 4096)
                                 break;
                 }
+        hosts = roots.len > 0;
         oci_digest_of_buffer(roots.p ? roots.p : "", roots.len, &id);
         free(roots.p);
         idfile = kiln_strdupf("%s/stat/%s", c->dir, oci_digest_hex(&id));
@@ -325,8 +327,9 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
         memset(&idx, 0, sizeof(idx));
         if (!given) {
                 stat_index_load(idfile, &idx);
-        } else {
-                /* Written as it goes (constant memory), renamed at the end. */
+        } else if (hosts) {
+                /* Written as it goes (constant memory), renamed at the end;
+                 * a layer of no host file (written from readers) has none. */
                 int fd;
                 tmpfile = kiln_strdupf("%s.tmp-XXXXXX", idfile);
                 if (!tmpfile)
@@ -360,11 +363,11 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                 char num[160];
                 int n;
 
-                if (S_ISREG(e->st.st_mode) && !e->hardlink && e->host) {
+                if (S_ISREG(e->st.st_mode) && !e->hardlink && (e->host || e->opener)) {
                         const struct stat *now = &e->st;
                         if (given) {
                                 strcpy(digest, given[i].str);
-                                if (newidx)
+                                if (newidx && e->host)
                                         fprintf(newidx,
                                                 "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
                                                 " %" PRId64 " %" PRIu64 " %" PRIu64 " %s ",
@@ -374,10 +377,12 @@ static int compute_key(struct layer_cache *c, const struct layer_source *s,
                                                 (int64_t)now->st_ctim.tv_nsec,
                                                 (uint64_t)now->st_ino, (uint64_t)now->st_dev,
                                                 digest);
-                                if (newidx)
+                                if (newidx && e->host)
                                         fwrite(e->host, 1, strlen(e->host) + 1, newidx);
                         } else {
-                                const struct stat_rec *r = stat_index_find(&idx, e->host, &hint);
+                                /* a reader's data is known only once it is written */
+                                const struct stat_rec *r =
+                                        e->host ? stat_index_find(&idx, e->host, &hint) : NULL;
                                 if (!r || !rec_matches(r, now, idx.written_s)) {
                                         rc = 0; /* incomplete */
                                         goto out;

@@ -595,6 +595,32 @@ int layer_source_add_link(struct layer_source *s, const char *target, const char
         return e->link ? 0 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
 }
 
+int layer_source_add_reader(struct layer_source *s, const char *target, mode_t mode,
+                            int64_t size, const struct layer_source_opener *opener,
+                            const void *item, struct kiln_error *err)
+{
+        _cleanup_free_ char *clean = NULL;
+        struct layer_source_entry *e;
+
+        if (layer_path_clean(target, 0, "invalid path", &clean, err) < 0)
+                return -1;
+        if (!*clean)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid target '%s' for a file",
+                                      target);
+        if (size < 0)
+                return kiln_error_set(err, KILN_E_INVALID, "invalid size of '%s'", target);
+        e = push(s, err);
+        if (!e)
+                return -1;
+        e->st.st_mode = S_IFREG | (mode & 07777);
+        e->st.st_size = (off_t)size;
+        e->st.st_nlink = 1;
+        e->path = steal_ptr(&clean);
+        e->opener = opener;
+        e->item = item;
+        return 0;
+}
+
 /* ---- modes ---- */
 
 int layer_source_add_mode_rule(struct layer_source *s, const char *base, const char *glob,
@@ -918,6 +944,17 @@ int layer_source_write(const struct layer_source *s, struct layer_writer *w,
                         archive_entry_copy_symlink(ae, e->link);
                 } else if (S_ISCHR(e->st.st_mode) || S_ISBLK(e->st.st_mode)) {
                         archive_entry_set_rdev(ae, e->st.st_rdev);
+                } else if (S_ISREG(e->st.st_mode) && e->opener) {
+                        struct oci_reader *r = e->opener->open(e->opener->ctx, e->item, err);
+                        if (!r) {
+                                rc = -1;
+                                break;
+                        }
+                        archive_entry_set_size(ae, e->st.st_size);
+                        rc = layer_writer_add_reader(w, ae, r, ret_digests ? &ret_digests[i] : NULL,
+                                                     err);
+                        oci_reader_free(r);
+                        continue;
                 } else if (S_ISREG(e->st.st_mode) && !e->host) {
                         archive_entry_set_size(ae, 0); /* a whiteout marker */
                 } else if (S_ISREG(e->st.st_mode)) {

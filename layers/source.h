@@ -4,7 +4,9 @@
  *   - directory trees mapped to a destination path, minus .dockerignore
  *     style exclude patterns (layer_source_add_tree);
  *   - single host files placed at a target path with a mode
- *     (layer_source_add_file).
+ *     (layer_source_add_file);
+ *   - files whose data a reader gives (layer_source_add_reader): the
+ *     members of a wheel, written with no file extracted.
  * Parent directories of every destination are added (mode 0755) unless the
  * sources provide them.  layer_source_finish() sorts the entries byte-wise
  * by path (so parents come before children), rejects duplicate paths, and
@@ -41,9 +43,19 @@
 #include "error.h"
 #include "writer.h"
 
+/* Where the data of an entry that is no host file comes from (a member of
+ * a zip, a generated file): open(ctx, item) returns a reader of exactly
+ * the entry's size (layer_writer_add_reader), freed once it is written. */
+struct layer_source_opener {
+        struct oci_reader *(*open)(void *ctx, const void *item, struct kiln_error *err);
+        void *ctx;
+};
+
 struct layer_source_entry {
         char *path;     /* in the layer: no leading '/', no '.' or '..' */
         char *host;     /* host file to read, or NULL (synthetic directory) */
+        const struct layer_source_opener *opener; /* a regular file read from elsewhere */
+        const void *item;                          /* for opener */
         char *link;     /* symlink target */
         char *hardlink; /* path (in the layer) this entry is a hardlink to */
         struct stat st; /* type, perm and size as written; ino/dev/mtime/ctime for the cache */
@@ -89,6 +101,15 @@ int layer_source_add_file(struct layer_source *s, const char *src, const char *t
  * path, as ln -s writes it). */
 int layer_source_add_link(struct layer_source *s, const char *target, const char *link,
                           struct kiln_error *err);
+
+/* Adds a regular file at target of size bytes and mode (the mode policy
+ * applies, as to a host file of that mode), whose data opener gives for
+ * item; both are borrowed until the source is written.  It is never a
+ * hardlink, and nothing is known of it to the cache's stat index: its
+ * content digest comes from writing it. */
+int layer_source_add_reader(struct layer_source *s, const char *target, mode_t mode,
+                            int64_t size, const struct layer_source_opener *opener,
+                            const void *item, struct kiln_error *err);
 
 /* Gives the entries at and below base (a path in the layer) whose path
  * relative to base matches glob exactly mode (<= 07777); the last

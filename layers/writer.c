@@ -628,8 +628,26 @@ int layer_writer_add_data(struct layer_writer *w, const void *buf, size_t len,
         return 0;
 }
 
-int layer_writer_add(struct layer_writer *w, struct archive_entry *e, int fd,
-                     struct oci_digest *ret_content, struct kiln_error *err)
+/* Reads up to want bytes of an entry's data: from r, else from fd. */
+static ssize_t data_read(int fd, struct oci_reader *r, void *buf, size_t want, const char *name,
+                         struct kiln_error *err)
+{
+        ssize_t n;
+
+        if (r)
+                return oci_reader_read(r, buf, want, err);
+        do
+                n = read(fd, buf, want);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", name);
+        return n;
+}
+
+/* The data of a regular file: exactly archive_entry_size() bytes, then the
+ * end of fd or r. */
+static int add_data(struct layer_writer *w, struct archive_entry *e, int fd, struct oci_reader *r,
+                    struct oci_digest *ret_content, struct kiln_error *err)
 {
         const char *name = archive_entry_pathname(e);
         struct oci_hasher ch = {0};
@@ -645,14 +663,10 @@ int layer_writer_add(struct layer_writer *w, struct archive_entry *e, int fd,
         left = archive_entry_size(e);
         while (left > 0) {
                 size_t want = left < (int64_t)READ_CHUNK ? (size_t)left : READ_CHUNK;
-                ssize_t n = read(fd, w->buf, want);
+                ssize_t n = data_read(fd, r, w->buf, want, name, err);
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot read '%s'", name);
+                if (n < 0)
                         goto out;
-                }
                 if (n == 0) {
                         kiln_error_set(err, KILN_E_IO,
                                        "file '%s' shrank while the layer was written", name);
@@ -667,12 +681,21 @@ int layer_writer_add(struct layer_writer *w, struct archive_entry *e, int fd,
                 left -= n;
         }
         {
+                /* a reader checks what it read when it reaches its end; a
+                 * file's read past its end only looks for growth (fd is -1
+                 * for an entry of no data, a whiteout marker) */
                 char c;
                 ssize_t n;
 
-                do
-                        n = read(fd, &c, 1);
-                while (n < 0 && errno == EINTR);
+                if (r) {
+                        n = oci_reader_read(r, &c, 1, err);
+                        if (n < 0)
+                                goto out;
+                } else {
+                        do
+                                n = read(fd, &c, 1);
+                        while (n < 0 && errno == EINTR);
+                }
                 if (n > 0) {
                         kiln_error_set(err, KILN_E_IO, "file '%s' grew while the layer was written",
                                        name);
@@ -686,6 +709,18 @@ out:
         if (ret_content)
                 oci_hasher_release(&ch);
         return rc;
+}
+
+int layer_writer_add(struct layer_writer *w, struct archive_entry *e, int fd,
+                     struct oci_digest *ret_content, struct kiln_error *err)
+{
+        return add_data(w, e, fd, NULL, ret_content, err);
+}
+
+int layer_writer_add_reader(struct layer_writer *w, struct archive_entry *e, struct oci_reader *r,
+                            struct oci_digest *ret_content, struct kiln_error *err)
+{
+        return add_data(w, e, -1, r, ret_content, err);
 }
 
 int layer_writer_finish(struct layer_writer *w, struct layer_result *ret, struct kiln_error *err)

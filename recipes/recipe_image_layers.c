@@ -206,6 +206,59 @@ json_t *recipe_lock_layer(json_t *lock, const char *name)
         return json_object_get(json_object_get(lock, "layers"), name);
 }
 
+/* A layer of wheels only (a wheels layer, a build step that installs
+ * wheels), written straight from them unless it keeps the staged modes
+ * (a staged directory's mode follows the umask) or owners, or
+ * KILN_WHEELS_STAGED is set (docs/kiln.1). */
+static bool streams_wheels(const struct recipe_layer *l, const struct layer_writer_opts *w)
+{
+        const char *install = json_string_value(json_object_get(l->params, "install"));
+        const char *staged = getenv("KILN_WHEELS_STAGED");
+
+        if ((staged && *staged) || w->keep_owners || w->keep_caps ||
+            json_is_true(json_object_get(l->params, "keep_modes")))
+                return false;
+        return l->kind == RECIPE_LAYER_WHEELS ||
+               (l->kind == RECIPE_LAYER_BUILD && install && !strcmp(install, "wheels"));
+}
+
+/* How a layer is written: unpacked while it is written when a step above
+ * it runs in the image (recipe_layer_build). */
+struct layer_build {
+        bool unpack;
+        void (*warn)(void *ctx, const char *msg);
+        void *warn_ctx;
+};
+
+/* The layer written from the listed wheels; *ret_done false: it could not
+ * be (the wheels are then installed into the staging directory, whose
+ * install says what is wrong, or does what a streamed layer does not). */
+static int build_streamed(const struct recipe_wheel_list *wl, const char *dir,
+                          struct layer_cache *cache, const struct recipe_image_opts *o,
+                          const struct layer_build *lb,
+                          const char *name, struct layer_result *ret, bool *ret_done,
+                          struct kiln_error *err)
+{
+        struct recipe_wheel_layer *w = NULL;
+        struct kiln_error e = KILN_ERROR_INIT;
+        int rc = 0;
+
+        *ret_done = false;
+        if (recipe_wheel_layer_new(wl, dir, &w, &e) < 0)
+                return 0;
+        if (recipe_layer_build(cache, recipe_wheel_layer_source(w), &o->writer, lb->unpack,
+                               lb->warn, lb->warn_ctx, ret, &e) == 0) {
+                recipe_image_say(o, "layer %s: written from %zu wheels, nothing staged", name,
+                                 wl->n);
+                *ret_done = true;
+        } else if (!recipe_wheel_layer_failed(w)) {
+                *err = e;
+                rc = -1;
+        }
+        recipe_wheel_layer_free(w);
+        return rc;
+}
+
 static int stage_and_build(const struct recipe_plan *plan, size_t i, const char *stage_root,
                            const char *base_root, struct layer_cache *cache,
                            const struct recipe_image_opts *o,
@@ -215,30 +268,43 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
                            void (*warn)(void *ctx, const char *msg), void *warn_ctx,
                            struct layer_result *ret, char **ret_revision, struct kiln_error *err)
 {
+        struct recipe_wheel_list wheels = {0};
         struct recipe_stage_opts so = {.cache_dir = layer_cache_dir(cache), .fetch = o->fetch,
                                        .fetch_ctx = o->fetch_ctx,
                                        .fetch_signed = o->fetch_signed, .build_remote = remote,
                                        .log = o->step_log, .layer = plan->layers[i].name,
                                        .in_image = in_image, .base_root = base_root,
                                        .locked = o->locked,
-                                       .lock_layer = recipe_lock_layer(o->lock, plan->layers[i].name)};
+                                       .lock_layer = recipe_lock_layer(o->lock, plan->layers[i].name),
+                                       .wheels = streams_wheels(&plan->layers[i], &o->writer)
+                                                         ? &wheels
+                                                         : NULL};
         struct recipe_stage_result sres = {0};
         _cleanup_free_ char *dir = kiln_strdupf("%s/%02zu-%s", stage_root, i + 1,
                                                 plan->layers[i].name);
         struct layer_source *src = NULL;
+        bool done = false;
         int rc = -1;
 
         if (!dir)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (recipe_stage_layer(plan, i, dir, &so, &sres, err) < 0)
                 goto out;
-        src = layer_source_new(err);
-        if (!src || recipe_layer_modes(&plan->layers[i], src, err) < 0 ||
-            layer_source_add_tree(src, dir, "/", NULL, 0, err) < 0 ||
-            layer_source_finish(src, err) < 0)
+        if (so.wheels && (build_streamed(&wheels, dir, cache, o,
+                                         &(struct layer_build){unpack, warn, warn_ctx},
+                                         plan->layers[i].name, ret, &done, err) < 0 ||
+                          (!done && recipe_wheel_list_install(&wheels, dir, err) < 0)))
                 goto out;
-        if (recipe_layer_build(cache, src, &o->writer, unpack, warn, warn_ctx, ret, err) < 0 ||
-            layer_cache_store(cache, key, ret, err) < 0)
+        if (!done) {
+                src = layer_source_new(err);
+                if (!src || recipe_layer_modes(&plan->layers[i], src, err) < 0 ||
+                    layer_source_add_tree(src, dir, "/", NULL, 0, err) < 0 ||
+                    layer_source_finish(src, err) < 0 ||
+                    recipe_layer_build(cache, src, &o->writer, unpack, warn, warn_ctx, ret,
+                                       err) < 0)
+                        goto out;
+        }
+        if (layer_cache_store(cache, key, ret, err) < 0)
                 goto out;
         if (sres.revision && ret_revision && !*ret_revision)
                 *ret_revision = strdup(sres.revision);
@@ -246,6 +312,7 @@ static int stage_and_build(const struct recipe_plan *plan, size_t i, const char 
 out:
         layer_source_free(src);
         recipe_stage_result_release(&sres);
+        recipe_wheel_list_release(&wheels);
         kiln_rm_rf(dir);
         return rc;
 }

@@ -227,11 +227,33 @@ int recipe_stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
 int recipe_stage_debs(const struct recipe_plan *p, const struct recipe_stage_opts *o, size_t li,
                       const json_t *params, const char *dir, json_t *resolved, json_t *packages,
                       json_t *apt_releases, struct kiln_error *err);
+struct recipe_python_target;
+struct recipe_wheel_list;
+/* A wheel of a layer: listed when o->wheels is set, else installed into
+ * dir (recipe_wheel_install). */
+int recipe_wheel_take(const struct recipe_stage_opts *o, const char *file, const char *sha256,
+                      const char *dir, const struct recipe_python_target *t,
+                      struct kiln_error *err);
+/* A layer written straight from its wheels (recipe_wheel_stream.c): the
+ * entries a staged install would leave, each member read from its wheel
+ * when the layer is written, every check of recipe_wheel_install() made
+ * (some while it is written).  Fails for what a staged install into
+ * root could refuse, or do differently (a wheel a streamed layer cannot
+ * read, a file where another wheel puts a directory, a name too long for
+ * root): install those instead, whose messages say what is wrong. */
+struct recipe_wheel_layer;
+struct layer_source;
+int recipe_wheel_layer_new(const struct recipe_wheel_list *l, const char *root,
+                           struct recipe_wheel_layer **ret, struct kiln_error *err);
+const struct layer_source *recipe_wheel_layer_source(const struct recipe_wheel_layer *wl);
+/* Once written: true when a member's data was not what it was planned
+ * from (its size, CRC or RECORD hash), which a staged install reports. */
+bool recipe_wheel_layer_failed(const struct recipe_wheel_layer *wl);
+void recipe_wheel_layer_free(struct recipe_wheel_layer *wl);
 /* A wheel, named and versioned by its file name, into packages. */
 int recipe_inventory_wheel(json_t *packages, const char *file, const char *sha256,
                            const char *url, struct kiln_error *err);
 /* A wheels or build layer's target keys (python, platform, prefix, ...). */
-struct recipe_python_target;
 void recipe_python_target_of(const json_t *params, struct recipe_python_target *t);
 /* A source layer's repository: relative paths are the recipe's. */
 char *recipe_source_repository(const struct recipe_plan *p, const json_t *params);

@@ -519,7 +519,7 @@ static int stage_build(const struct recipe_plan *p, const json_t *params, const 
                                              ? -1
                                              : recipe_inventory_wheel(packages, names[k], hex, NULL, err);
                         if (rc == 0 && dir)
-                                rc = recipe_wheel_install(names[k], NULL, dir, &t, err);
+                                rc = recipe_wheel_take(o, names[k], NULL, dir, &t, err);
                         free(names[k]);
                 }
                 free(names);

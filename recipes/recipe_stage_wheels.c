@@ -147,7 +147,7 @@ static int install_url(const struct recipe_plan *p, const struct recipe_stage_op
                 return -1;
         if (!dir)
                 return 0;
-        return recipe_wheel_install(file, got, dir, t, err);
+        return recipe_wheel_take(o, file, got, dir, t, err);
 }
 
 /* Installs one requirement picked from the index ("resolve": false). */
@@ -573,10 +573,11 @@ static int read_project(const struct recipe_plan *p, const struct recipe_stage_o
 }
 
 /* PEP 660 as pip does it: the editable wheel, built in a scratch
- * directory and installed like any other */
-static int install_editable(const struct recipe_pyproject *pp, const char *image_path,
-                            const struct recipe_python_target *t, const char *dir,
-                            struct kiln_error *err)
+ * directory and installed like any other (listed, the directory goes
+ * with the list) */
+static int install_editable(const struct recipe_stage_opts *o, const struct recipe_pyproject *pp,
+                            const char *image_path, const struct recipe_python_target *t,
+                            const char *dir, struct kiln_error *err)
 {
         const char *tmp = getenv("TMPDIR");
         _cleanup_free_ char *scratch = kiln_strdupf("%s/kiln-editable-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -588,6 +589,13 @@ static int install_editable(const struct recipe_pyproject *pp, const char *image
         if (!mkdtemp(scratch))
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", scratch);
         rc = recipe_editable_wheel_write(pp, image_path, scratch, &whl, err);
+        if (rc == 0 && o->wheels) {
+                if (recipe_wheel_list_keep(o->wheels, scratch, err) < 0) {
+                        kiln_rm_rf(scratch);
+                        return -1;
+                }
+                return recipe_wheel_list_add(o->wheels, whl, NULL, t, err);
+        }
         if (rc == 0)
                 rc = recipe_wheel_install(whl, NULL, dir, t, err);
         kiln_rm_rf(scratch);
@@ -663,7 +671,7 @@ int recipe_stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                 if (!dir)
                         continue; /* the key needs the declared digest only */
                 file = recipe_input_file(p, o, path, true, -1, err);
-                if (!file || recipe_wheel_install(file, sha, dir, &t, err) < 0)
+                if (!file || recipe_wheel_take(o, file, sha, dir, &t, err) < 0)
                         return -1;
         }
         if ((v = json_object_get(params, "pylock")) &&
@@ -689,7 +697,7 @@ int recipe_stage_wheels(const struct recipe_plan *p, size_t li, const struct rec
                                          json_is_true(json_object_get(params, "pre")), indexes, n_indexes, reqs, n_reqs,
                                          (const char *const *)below, n_below, err);
         if (rc == 0 && pp.name && dir)
-                rc = install_editable(&pp, project_path, &t, dir, err);
+                rc = install_editable(o, &pp, project_path, &t, dir, err);
         recipe_pyproject_release(&pp);
         names_free(below, n_below);
         for (i = 0; i < n_reqs; i++)

@@ -15,29 +15,15 @@
 #include "io.h"
 #include "path.h"
 #include "recipe_internal.h"
+#include "recipe_wheel_internal.h"
 #include "stage.h"
 #include "util.h"
 
 #define DEFAULT_PREFIX "/usr/local"
 #define DEFAULT_INTERPRETER "/usr/bin/python3.11"
-#define SCRIPT_MAX (16u * 1024 * 1024)
 
-struct winst {
-        const char *wheel;   /* path, for messages */
-        const char *root;    /* staging root */
-        char *site;          /* image path of site-packages */
-        char *bin;           /* image path of scripts */
-        char *headers;       /* image path of headers */
-        char *prefix;        /* image path of data */
-        const char *interpreter;
-        char *distinfo;      /* "name-1.0.dist-info" */
-        char *datadir;       /* "name-1.0.data" */
-        json_t *record;      /* wheel path -> "sha256=...,size" from the wheel's RECORD */
-        json_t *installed;   /* image path -> "hash,size" for the new RECORD */
-        char *wheel_file, *entry_points;
-        size_t entry_points_len;
-        bool purelib;
-};
+/* the staging tree's install (recipe_wheel_install) */
+#define winst recipe_wheel_inst
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -107,7 +93,7 @@ static char *relpath(const char *from, const char *to)
 
 /* A member's name: relative, no '..', no Windows separator, not empty
  * (layers/path.h).  The name itself is what the zip is read by. */
-static int check_name(const char *wheel, const char *name, struct kiln_error *err)
+int recipe_wheel_check_name(const char *wheel, const char *name, struct kiln_error *err)
 {
         _cleanup_free_ char *clean = NULL;
 
@@ -138,14 +124,12 @@ static int mkparents(const char *root, const char *image_path, struct kiln_error
         return 0;
 }
 
-/* Writes data to ROOT+image_path and records it. */
-static int put_file(struct winst *w, const char *image_path, const void *data, size_t len,
-                    mode_t mode, struct kiln_error *err)
+/* Writes data to ROOT+image_path. */
+static int write_file(struct winst *w, const char *image_path, const void *data, size_t len,
+                      mode_t mode, struct kiln_error *err)
 {
         _cleanup_free_ char *full = kiln_strdupf("%s%s", w->root, image_path);
         _cleanup_close_ int fd = -1;
-        struct oci_digest d;
-        char hash[64], rec[128];
         const char *p = data;
 
         if (!full)
@@ -166,9 +150,33 @@ static int put_file(struct winst *w, const char *image_path, const void *data, s
         }
         if (fchmod(fd, mode) < 0)
                 return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot chmod '%s'", full);
-        oci_digest_of_buffer(data, (size_t)(p - (const char *)data), &d);
+        return 0;
+}
+
+int recipe_wheel_installed(struct winst *w, const char *image_path, const char *hash,
+                           uint64_t size)
+{
+        char *rec = kiln_strdupf("%s,%llu", hash, (unsigned long long)size);
+
+        if (!rec)
+                return -1;
+        json_object_set_new(w->installed, image_path, json_string(rec));
+        free(rec);
+        return 0;
+}
+
+int recipe_wheel_put(struct winst *w, const char *image_path, const void *data, size_t len,
+                     mode_t mode, struct kiln_error *err)
+{
+        struct oci_digest d;
+        char hash[64], rec[128];
+
+        if ((w->put ? w->put(w->put_ctx, image_path, data, len, mode, err)
+                    : write_file(w, image_path, data, len, mode, err)) < 0)
+                return -1;
+        oci_digest_of_buffer(data, len, &d);
         recipe_record_hash(&d, hash, sizeof(hash));
-        snprintf(rec, sizeof(rec), "%s,%zu", hash, (size_t)(p - (const char *)data));
+        snprintf(rec, sizeof(rec), "%s,%zu", hash, len);
         json_object_set_new(w->installed, image_path, json_string(rec));
         return 0;
 }
@@ -220,7 +228,7 @@ static int parse_record(struct winst *w, const char *buf, struct kiln_error *err
         return 0;
 }
 
-static struct archive *open_wheel(const char *path, struct kiln_error *err)
+struct archive *recipe_wheel_open(const char *path, struct kiln_error *err)
 {
         struct archive *a = archive_read_new();
 
@@ -238,8 +246,8 @@ static struct archive *open_wheel(const char *path, struct kiln_error *err)
         return a;
 }
 
-static int read_entry(struct archive *a, const char *what, size_t cap, char **ret, size_t *ret_len,
-                      struct kiln_error *err)
+int recipe_wheel_read_entry(struct archive *a, const char *what, size_t cap, char **ret,
+                            size_t *ret_len, struct kiln_error *err)
 {
         size_t cap_buf = 65536, len = 0;
         char *buf = malloc(cap_buf + 1);
@@ -282,7 +290,7 @@ static int read_entry(struct archive *a, const char *what, size_t cap, char **re
 int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
                                struct kiln_error *err)
 {
-        struct archive *a = open_wheel(path, err);
+        struct archive *a = recipe_wheel_open(path, err);
         struct archive_entry *e;
         int r, rc = -1;
 
@@ -296,7 +304,7 @@ int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
                 if (!slash || strcmp(slash + 1, "METADATA") || slash - name < 10 ||
                     memcmp(slash - 10, ".dist-info", 10))
                         continue;
-                rc = read_entry(a, name, RECIPE_WHEEL_META_MAX, ret, ret_len, err);
+                rc = recipe_wheel_read_entry(a, name, RECIPE_WHEEL_META_MAX, ret, ret_len, err);
                 break;
         }
         if (rc < 0 && r == ARCHIVE_EOF)
@@ -312,7 +320,7 @@ int recipe_wheel_read_metadata(const char *path, char **ret, size_t *ret_len,
 /* Pass 1: find the .dist-info directory and read WHEEL, RECORD, entry_points.txt. */
 static int read_metadata(struct winst *w, struct kiln_error *err)
 {
-        struct archive *a = open_wheel(w->wheel, err);
+        struct archive *a = recipe_wheel_open(w->wheel, err);
         struct archive_entry *e;
         _cleanup_free_ char *record = NULL;
         int rc = 0, r;
@@ -343,7 +351,7 @@ static int read_metadata(struct winst *w, struct kiln_error *err)
                 if (strcmp(slash + 1, "WHEEL") && strcmp(slash + 1, "RECORD") &&
                     strcmp(slash + 1, "entry_points.txt"))
                         continue;
-                if (read_entry(a, name, RECIPE_WHEEL_META_MAX, &buf, &len, err) < 0) {
+                if (recipe_wheel_read_entry(a, name, RECIPE_WHEEL_META_MAX, &buf, &len, err) < 0) {
                         rc = -1;
                         break;
                 }
@@ -389,8 +397,8 @@ static int read_metadata(struct winst *w, struct kiln_error *err)
 }
 
 /* Where a file of the wheel goes in the image (NULL: error set). */
-static char *destination(struct winst *w, const char *name, bool *ret_script,
-                         struct kiln_error *err)
+char *recipe_wheel_dest(struct winst *w, const char *name, bool *ret_script,
+                        struct kiln_error *err)
 {
         size_t dl = strlen(w->datadir);
 
@@ -420,7 +428,8 @@ static char *destination(struct winst *w, const char *name, bool *ret_script,
 }
 
 /* pip's rule: a script starting with "#!python" gets the interpreter */
-static char *rewrite_shebang(const struct winst *w, const char *buf, size_t len, size_t *ret_len)
+char *recipe_wheel_shebang(const struct winst *w, const char *buf, size_t len, size_t *ret_len,
+                           size_t *ret_skip)
 {
         const char *nl;
         size_t skip;
@@ -440,11 +449,12 @@ static char *rewrite_shebang(const struct winst *w, const char *buf, size_t len,
         *ret_len = (size_t)sprintf(out, "#!%s", w->interpreter);
         memcpy(out + *ret_len, buf + skip, len - skip);
         *ret_len += len - skip;
+        *ret_skip = skip;
         return out;
 }
 
-static int check_record(struct winst *w, const char *name, const char *data, size_t len,
-                        struct kiln_error *err)
+int recipe_wheel_check_record(struct winst *w, const char *name, const char *data, size_t len,
+                              struct kiln_error *err)
 {
         json_t *want = json_object_get(w->record, name);
         struct oci_digest d;
@@ -500,7 +510,7 @@ static int stream_file(struct winst *w, struct archive *a, const char *name, con
         if (!full)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         if (!ws)
-                return check_record(w, name, "", 0, err) < 0 ? -1 : 0;
+                return recipe_wheel_check_record(w, name, "", 0, err) < 0 ? -1 : 0;
         if (mkparents(w->root, dest, err) < 0)
                 return -1;
         unlink(full);
@@ -555,7 +565,7 @@ static int stream_file(struct winst *w, struct archive *a, const char *name, con
 /* Pass 2: every file to its place, checked against RECORD. */
 static int extract(struct winst *w, struct kiln_error *err)
 {
-        struct archive *a = open_wheel(w->wheel, err);
+        struct archive *a = recipe_wheel_open(w->wheel, err);
         struct archive_entry *e;
         _cleanup_free_ char *record_name = kiln_strdupf("%s/RECORD", w->distinfo);
         int rc = 0, r;
@@ -566,7 +576,7 @@ static int extract(struct winst *w, struct kiln_error *err)
                 const char *name = archive_entry_pathname(e);
                 _cleanup_free_ char *dest = NULL;
                 _cleanup_free_ char *buf = NULL, *rewritten = NULL;
-                size_t len, rlen = 0;
+                size_t len, rlen = 0, skip;
                 bool script;
                 mode_t mode;
 
@@ -579,13 +589,13 @@ static int extract(struct winst *w, struct kiln_error *err)
                                             w->wheel, name);
                         break;
                 }
-                if (check_name(w->wheel, name, err) < 0) {
+                if (recipe_wheel_check_name(w->wheel, name, err) < 0) {
                         rc = -1;
                         break;
                 }
                 if (!strcmp(name, record_name))
                         continue; /* rewritten below */
-                dest = destination(w, name, &script, err);
+                dest = recipe_wheel_dest(w, name, &script, err);
                 if (!dest) {
                         rc = -1;
                         break;
@@ -596,13 +606,13 @@ static int extract(struct winst *w, struct kiln_error *err)
                         rc = stream_file(w, a, name, dest, mode, err);
                         continue;
                 }
-                if (read_entry(a, name, SCRIPT_MAX, &buf, &len, err) < 0 ||
-                    check_record(w, name, buf, len, err) < 0) {
+                if (recipe_wheel_read_entry(a, name, RECIPE_WHEEL_SCRIPT_MAX, &buf, &len, err) < 0 ||
+                    recipe_wheel_check_record(w, name, buf, len, err) < 0) {
                         rc = -1;
                         break;
                 }
-                rewritten = rewrite_shebang(w, buf, len, &rlen);
-                rc = put_file(w, dest, rewritten ? rewritten : buf, rewritten ? rlen : len, mode,
+                rewritten = recipe_wheel_shebang(w, buf, len, &rlen, &skip);
+                rc = recipe_wheel_put(w, dest, rewritten ? rewritten : buf, rewritten ? rlen : len, mode,
                               err);
         }
         if (rc == 0 && r != ARCHIVE_EOF)
@@ -674,7 +684,7 @@ static int gen_scripts(struct winst *w, struct kiln_error *err)
                 dest = kiln_strdupf("%s/%s", w->bin, name);
                 if (!script || !dest || !import)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (put_file(w, dest, script, strlen(script), 0755, err) < 0)
+                if (recipe_wheel_put(w, dest, script, strlen(script), 0755, err) < 0)
                         return -1;
         }
         return 0;
@@ -700,7 +710,7 @@ static int write_record(struct winst *w, struct kiln_error *err)
 
         if (!installer || !record)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (put_file(w, installer, "kiln\n", 5, 0644, err) < 0)
+        if (recipe_wheel_put(w, installer, "kiln\n", 5, 0644, err) < 0)
                 return -1;
         n = json_object_size(w->installed);
         lines = calloc(n + 1, sizeof(char *));
@@ -731,71 +741,85 @@ static int write_record(struct winst *w, struct kiln_error *err)
                 free(buf);
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        rc = put_file(w, record, buf, len, 0644, err);
+        rc = recipe_wheel_put(w, record, buf, len, 0644, err);
         free(buf);
         return rc;
 }
 
-int recipe_wheel_install(const char *path, const char *sha256, const char *root,
-                         const struct recipe_python_target *t, struct kiln_error *err)
+void recipe_wheel_inst_release(struct winst *w)
+{
+        free(w->site);
+        free(w->bin);
+        free(w->headers);
+        free(w->prefix);
+        free(w->distinfo);
+        free(w->datadir);
+        free(w->wheel_file);
+        free(w->entry_points);
+        json_decref(w->record);
+        json_decref(w->installed);
+        memset(w, 0, sizeof(*w));
+}
+
+int recipe_wheel_inst_begin(struct winst *w, const char *path, const char *sha256,
+                            const char *root, const struct recipe_python_target *t,
+                            struct kiln_error *err)
 {
         static const struct recipe_python_target none = {0};
-        struct winst w = {0};
         char pyver[16] = "3.11";
-        int rc = -1;
 
+        memset(w, 0, sizeof(*w));
         if (!t)
                 t = &none;
         if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
                 return -1;
         if (t->python && strlen(t->python) >= 4 && strlen(t->python) < 12)
                 snprintf(pyver, sizeof(pyver), "%c.%s", t->python[2], t->python + 3);
-        w.wheel = path;
-        w.root = root;
-        w.prefix = strdup(t->prefix ? t->prefix : DEFAULT_PREFIX);
-        w.site = t->site_packages ? strdup(t->site_packages)
-                                  : kiln_strdupf("%s/lib/python%s/site-packages", w.prefix, pyver);
-        w.bin = kiln_strdupf("%s/bin", w.prefix);
-        w.interpreter = t->interpreter ? t->interpreter : DEFAULT_INTERPRETER;
-        w.record = json_object();
-        w.installed = json_object();
-        if (!w.prefix || !w.site || !w.bin || !w.record || !w.installed) {
-                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                goto out;
-        }
-        if (w.site[0] != '/' || w.prefix[0] != '/') {
-                kiln_error_set(err, KILN_E_INVALID,
-                               "invalid python target: '%s' and '%s' must be absolute", w.prefix,
-                               w.site);
-                goto out;
-        }
-        if (read_metadata(&w, err) < 0)
-                goto out;
+        w->wheel = path;
+        w->root = root;
+        w->prefix = strdup(t->prefix ? t->prefix : DEFAULT_PREFIX);
+        w->site = t->site_packages ? strdup(t->site_packages)
+                                   : kiln_strdupf("%s/lib/python%s/site-packages", w->prefix, pyver);
+        w->bin = kiln_strdupf("%s/bin", w->prefix);
+        w->interpreter = t->interpreter ? t->interpreter : DEFAULT_INTERPRETER;
+        w->record = json_object();
+        w->installed = json_object();
+        if (!w->prefix || !w->site || !w->bin || !w->record || !w->installed)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (w->site[0] != '/' || w->prefix[0] != '/')
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid python target: '%s' and '%s' must be absolute",
+                                      w->prefix, w->site);
+        if (read_metadata(w, err) < 0)
+                return -1;
         {
                 /* pip: headers go to PREFIX/include/pythonX.Y/DIST */
-                char *dash = strchr(w.distinfo, '-');
-                w.headers = kiln_strdupf("%s/include/python%s/%.*s", w.prefix, pyver,
-                                         dash ? (int)(dash - w.distinfo) : (int)strlen(w.distinfo),
-                                         w.distinfo);
-                if (!w.headers) {
-                        kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                        goto out;
-                }
+                char *dash = strchr(w->distinfo, '-');
+                w->headers = kiln_strdupf("%s/include/python%s/%.*s", w->prefix, pyver,
+                                          dash ? (int)(dash - w->distinfo)
+                                               : (int)strlen(w->distinfo),
+                                          w->distinfo);
+                if (!w->headers)
+                        return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         }
-        if (extract(&w, err) < 0 || gen_scripts(&w, err) < 0 || write_record(&w, err) < 0)
-                goto out;
-        rc = 0;
-out:
-        free(w.site);
-        free(w.bin);
-        free(w.headers);
-        free(w.prefix);
-        free(w.distinfo);
-        free(w.datadir);
-        free(w.wheel_file);
-        free(w.entry_points);
-        json_decref(w.record);
-        json_decref(w.installed);
+        return 0;
+}
+
+int recipe_wheel_inst_finish(struct winst *w, struct kiln_error *err)
+{
+        return gen_scripts(w, err) < 0 || write_record(w, err) < 0 ? -1 : 0;
+}
+
+int recipe_wheel_install(const char *path, const char *sha256, const char *root,
+                         const struct recipe_python_target *t, struct kiln_error *err)
+{
+        struct winst w;
+        int rc = -1;
+
+        if (recipe_wheel_inst_begin(&w, path, sha256, root, t, err) == 0 && extract(&w, err) == 0 &&
+            recipe_wheel_inst_finish(&w, err) == 0)
+                rc = 0;
+        recipe_wheel_inst_release(&w);
         if (rc < 0)
                 kiln_error_prefix(err, "install wheel '%s'", path);
         return rc;

@@ -71,6 +71,8 @@ struct recipe_step_log {
         void *ctx;
 };
 
+struct recipe_wheel_list;
+
 struct recipe_stage_opts {
         const char *cache_dir; /* build outputs, git mirrors, fetched files */
         const struct recipe_step_log *log; /* build steps' output; NULL: only the log file */
@@ -95,6 +97,13 @@ struct recipe_stage_opts {
          * source's Release, in order (docs/recipes.md, "Locks"); NULL: none */
         const json_t *lock_layer;
         bool locked; /* a Release that differs from the lock's is an error */
+        /* set: a wheels layer, or a build step that installs wheels, lists
+         * its wheels here (in install order, each resolved and fetched)
+         * instead of installing them into the staging directory, which
+         * stays empty; the layer is then written from the wheels
+         * (recipe_wheel_layer_new), or they are installed later
+         * (recipe_wheel_list_install) */
+        struct recipe_wheel_list *wheels;
 };
 
 struct recipe_stage_result {
@@ -154,6 +163,27 @@ struct recipe_python_target {
  * gui scripts generated from entry_points.txt. */
 int recipe_wheel_install(const char *path, const char *sha256, const char *root,
                          const struct recipe_python_target *t, struct kiln_error *err);
+
+/* The wheels of a layer in install order (recipe_stage_opts.wheels). */
+struct recipe_wheel_item {
+        char *path;
+        char *sha256; /* NULL: a wheel kiln built */
+        struct recipe_python_target t; /* its own copies of the strings */
+};
+struct recipe_wheel_list {
+        struct recipe_wheel_item *items;
+        size_t n;
+        char **tmpdirs; /* removed with the list: where editable wheels were made */
+        size_t n_tmpdirs;
+};
+int recipe_wheel_list_add(struct recipe_wheel_list *l, const char *path, const char *sha256,
+                          const struct recipe_python_target *t, struct kiln_error *err);
+/* dir (a temporary directory holding a listed wheel) is removed with l. */
+int recipe_wheel_list_keep(struct recipe_wheel_list *l, const char *dir, struct kiln_error *err);
+/* recipe_wheel_install() of each wheel into root, in order. */
+int recipe_wheel_list_install(const struct recipe_wheel_list *l, const char *root,
+                              struct kiln_error *err);
+void recipe_wheel_list_release(struct recipe_wheel_list *l);
 
 /* Wheel file names (PEP 427 / PEP 491): name-ver[-build]-py-abi-plat.whl. */
 struct recipe_wheel_name {
