@@ -59,7 +59,6 @@ struct layer_jobs {
         pthread_mutex_t lock;
         pthread_cond_t layer_done; /* signalled when a layer is finished or failed */
         bool *done;                /* per layer: finished */
-        size_t next;
         unsigned pushed; /* blobs handed to the destination early */
         bool failed;
         struct kiln_error err;

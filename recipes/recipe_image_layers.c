@@ -13,6 +13,7 @@
 #include "io.h"
 #include "json.h"
 #include "layout.h"
+#include "parallel.h"
 #include "recipe_image_internal.h"
 #include "recipe_internal.h"
 #include "recipe_run.h"
@@ -686,30 +687,26 @@ out:
         return rc;
 }
 
-static void *layer_worker(void *arg)
+/* One layer on the shared work queue; the first failure is kept in lj
+ * (its waiters above see it there), not the "a layer below failed" of a
+ * layer that was waiting for it. */
+static int layer_one(void *ctx, size_t i, struct kiln_error *err)
 {
-        struct layer_jobs *lj = arg;
+        struct layer_jobs *lj = ctx;
+        struct kiln_error e = KILN_ERROR_INIT;
+        int rc = one_layer(lj, i, &e);
 
-        for (;;) {
-                struct kiln_error e = KILN_ERROR_INIT;
-                size_t i;
-                pthread_mutex_lock(&lj->lock);
-                if (lj->failed || lj->next == lj->plan->n_layers) {
-                        pthread_mutex_unlock(&lj->lock);
-                        return NULL;
-                }
-                i = lj->next++;
-                pthread_mutex_unlock(&lj->lock);
-                int rc = one_layer(lj, i, &e);
-                pthread_mutex_lock(&lj->lock);
-                if (rc < 0 && !lj->failed) {
-                        lj->failed = true;
-                        lj->err = e;
-                }
-                lj->done[i] = rc == 0;
-                pthread_cond_broadcast(&lj->layer_done);
-                pthread_mutex_unlock(&lj->lock);
+        pthread_mutex_lock(&lj->lock);
+        if (rc < 0 && !lj->failed) {
+                lj->failed = true;
+                lj->err = e;
         }
+        lj->done[i] = rc == 0;
+        pthread_cond_broadcast(&lj->layer_done);
+        pthread_mutex_unlock(&lj->lock);
+        if (rc < 0 && err)
+                *err = e;
+        return rc;
 }
 
 /* A build step with "in": "image" has a recipe key that names the image
@@ -727,25 +724,18 @@ bool recipe_plan_has_build_in_image(const struct recipe_plan *plan)
  * once (each writer compresses with its own threads too). */
 int recipe_run_layer_jobs(struct layer_jobs *lj, struct kiln_error *err)
 {
-        unsigned n = lj->o->jobs ? lj->o->jobs : 1, started = 0;
-        pthread_t th[16];
+        unsigned n = lj->o->jobs ? lj->o->jobs : 1;
+        struct kiln_error qerr = KILN_ERROR_INIT;
 
         if (n > 16)
                 n = 16;
-        if (n > lj->plan->n_layers)
-                n = (unsigned)lj->plan->n_layers;
         lj->done = calloc(lj->plan->n_layers + 1, sizeof(*lj->done));
         if (!lj->done)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         pthread_mutex_init(&lj->lock, NULL);
         pthread_cond_init(&lj->layer_done, NULL);
         recipe_prefetch_init(&lj->prefetch);
-        for (unsigned i = 1; i < n; i++)
-                if (pthread_create(&th[started], NULL, layer_worker, lj) == 0)
-                        started++;
-        layer_worker(lj);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(th[i], NULL);
+        kiln_parallel_for(lj->plan->n_layers, n, layer_one, lj, &qerr);
         if (lj->failed)
                 recipe_prefetch_cancel(&lj->prefetch);
         recipe_prefetch_destroy(&lj->prefetch);
