@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "parallel.h"
 #include "path.h"
 #include "recipe_internal.h"
 #include "stage.h"
@@ -49,6 +50,25 @@ static struct archive *open_inner(struct inner *in, const char *deb, const char 
         if (archive_read_open(a, in, NULL, inner_read, NULL) != ARCHIVE_OK) {
                 kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': cannot read %s: %s",
                                deb, member, archive_error_string(a));
+                archive_read_free(a);
+                return NULL;
+        }
+        return a;
+}
+
+/* A data.tar decompressed ahead (recipe_deb_unpack_all), read as a tar. */
+static struct archive *open_plain_tar(const char *file, const char *deb, struct kiln_error *err)
+{
+        struct archive *a = archive_read_new();
+
+        if (!a) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                return NULL;
+        }
+        archive_read_support_format_tar(a);
+        if (archive_read_open_filename(a, file, 1 << 20) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': cannot read data.tar: %s",
+                               deb, archive_error_string(a));
                 archive_read_free(a);
                 return NULL;
         }
@@ -323,8 +343,8 @@ static struct inner *deb_open(const char *path, struct kiln_error *err)
  * control.tar.* and data.tar.*): its control file and md5sums and, when
  * root is not NULL, data.tar.* unpacked under root.  Without root it stops
  * after control.tar: the data is not needed to name the package. */
-static int deb_read(const char *path, const char *root, bool merged_usr, char **ret_control,
-                    char **ret_md5sums, struct kiln_error *err)
+static int deb_read(const char *path, const char *root, const char *data_tar, bool merged_usr,
+                    char **ret_control, char **ret_md5sums, struct kiln_error *err)
 {
         struct inner *in = deb_open(path, err);
         struct archive *outer = in ? in->outer : NULL;
@@ -355,7 +375,8 @@ static int deb_read(const char *path, const char *root, bool merged_usr, char **
                                                "invalid package '%s': data before control", path);
                                 goto out;
                         }
-                        a = open_inner(in, path, name, err);
+                        a = data_tar ? open_plain_tar(data_tar, path, err)
+                                     : open_inner(in, path, name, err);
                         if (!a)
                                 goto out;
                         ir = recipe_tar_extract(a, path, root, merged_usr, err);
@@ -395,7 +416,7 @@ int recipe_deb_inventory(const char *path, const char *sha256, const char *url, 
         _cleanup_free_ char *pkg = NULL, *ver = NULL, *arch = NULL;
 
         if (recipe_verify_sha256(path, sha256, err) < 0 ||
-            deb_read(path, NULL, false, &control, &md5sums, err) < 0)
+            deb_read(path, NULL, NULL, false, &control, &md5sums, err) < 0)
                 return -1;
         pkg = recipe_control_field(control, "Package");
         ver = recipe_control_field(control, "Version");
@@ -418,15 +439,16 @@ int recipe_deb_unpack(const char *path, const char *sha256, const char *root,
         return recipe_deb_unpack_as(path, sha256, root, merged_usr, true, ret_package, err);
 }
 
-int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
-                         bool status_d, char **ret_package, struct kiln_error *err)
+static int deb_unpack(const char *path, const char *sha256, const char *data_tar,
+                      const char *root, bool merged_usr, bool status_d, char **ret_package,
+                      struct kiln_error *err)
 {
         char *control = NULL, *md5sums = NULL, *pkg = NULL;
         int rc = -1;
 
         if (sha256 && recipe_verify_sha256(path, sha256, err) < 0)
                 return -1;
-        if (deb_read(path, root, merged_usr, &control, &md5sums, err) < 0)
+        if (deb_read(path, root, data_tar, merged_usr, &control, &md5sums, err) < 0)
                 goto out;
         pkg = recipe_control_field(control, "Package");
         if (!pkg || !*pkg || strchr(pkg, '/') || pkg[0] == '.') {
@@ -467,6 +489,160 @@ out:
         free(pkg);
         if (rc < 0)
                 kiln_error_prefix(err, "unpack '%s'", path);
+        return rc;
+}
+
+int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
+                         bool status_d, char **ret_package, struct kiln_error *err)
+{
+        return deb_unpack(path, sha256, NULL, root, merged_usr, status_d, ret_package, err);
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+        const char *p = buf;
+
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return -1;
+                p += w;
+                len -= (size_t)w;
+        }
+        return 0;
+}
+
+/* The data.tar of the .deb at path, decompressed into the new file out (a
+ * plain tar, checked by recipe_tar_extract later as any data.tar). */
+static int deb_decompress_data(const char *path, const char *out, struct kiln_error *err)
+{
+        struct inner *in = deb_open(path, err);
+        struct archive_entry *e;
+        struct archive *a = NULL;
+        int fd = -1, rc = -1, r;
+
+        if (!in)
+                return -1;
+        while ((r = archive_read_next_header(in->outer, &e)) == ARCHIVE_OK)
+                if (str_has_prefix(archive_entry_pathname(e), "data.tar"))
+                        break;
+        if (r != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID,
+                               "invalid package '%s': expected control.tar and data.tar members",
+                               path);
+                goto out;
+        }
+        a = archive_read_new();
+        if (!a) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        archive_read_support_filter_all(a);
+        archive_read_support_format_raw(a);
+        if (archive_read_open(a, in, NULL, inner_read, NULL) != ARCHIVE_OK ||
+            archive_read_next_header(a, &e) != ARCHIVE_OK) {
+                kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': cannot read %s: %s",
+                               path, "data.tar", archive_error_string(a));
+                goto out;
+        }
+        fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", out);
+                goto out;
+        }
+        for (;;) {
+                const void *buf;
+                size_t len;
+                la_int64_t off;
+                r = archive_read_data_block(a, &buf, &len, &off);
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r != ARCHIVE_OK) {
+                        kiln_error_set(err, KILN_E_INVALID, "invalid package '%s': %s", path,
+                                       archive_error_string(a));
+                        goto out;
+                }
+                if (write_full(fd, buf, len) < 0) {
+                        kiln_error_set_errno(err, KILN_E_IO, errno, "cannot write '%s'", out);
+                        goto out;
+                }
+        }
+        rc = 0;
+out:
+        if (fd >= 0)
+                close(fd);
+        if (a)
+                archive_read_free(a);
+        archive_read_free(in->outer);
+        free(in);
+        return rc;
+}
+
+struct deb_batch {
+        const char *const *paths, *const *shas;
+        const char *tmp;
+        size_t first;
+};
+
+static int deb_prepare(void *ctx, size_t i, struct kiln_error *err)
+{
+        struct deb_batch *b = ctx;
+        size_t k = b->first + i;
+        _cleanup_free_ char *out = kiln_strdupf("%s/%zu.tar", b->tmp, k);
+
+        if (!out)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (recipe_verify_sha256(b->paths[k], b->shas[k], err) < 0)
+                return -1;
+        return deb_decompress_data(b->paths[k], out, err);
+}
+
+/* How many packages are decompressed ahead at once: the CPUs, twice. */
+static unsigned deb_jobs(void)
+{
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        return cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
+}
+
+int recipe_deb_unpack_all(const char *const *paths, const char *const *shas, size_t n,
+                          const char *root, bool merged_usr, bool status_d,
+                          struct kiln_error *err)
+{
+        unsigned jobs = deb_jobs();
+        _cleanup_free_ char *tmp = kiln_strdupf("%s.debs-XXXXXX", root);
+        int rc = 0;
+
+        if (jobs <= 1 || n <= 1) {
+                for (size_t i = 0; i < n; i++)
+                        if (deb_unpack(paths[i], shas[i], NULL, root, merged_usr, status_d, NULL,
+                                       err) < 0)
+                                return -1;
+                return 0;
+        }
+        if (!tmp)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        if (!mkdtemp(tmp))
+                return kiln_error_set_errno(err, KILN_E_IO, errno, "cannot create '%s'", tmp);
+        /* in batches, so the decompressed tars on disk stay a few packages */
+        for (size_t first = 0; rc == 0 && first < n; first += 2 * jobs) {
+                size_t m = n - first < 2 * jobs ? n - first : 2 * jobs;
+                struct deb_batch b = {.paths = paths, .shas = shas, .tmp = tmp, .first = first};
+                rc = kiln_parallel_for(m, jobs, deb_prepare, &b, err);
+                for (size_t k = first; rc == 0 && k < first + m; k++) {
+                        _cleanup_free_ char *t = kiln_strdupf("%s/%zu.tar", tmp, k);
+                        if (!t)
+                                rc = kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                        else
+                                rc = deb_unpack(paths[k], NULL, t, root, merged_usr, status_d,
+                                                NULL, err);
+                        if (t)
+                                unlink(t);
+                }
+        }
+        kiln_rm_rf(tmp);
         return rc;
 }
 
@@ -670,11 +846,14 @@ int recipe_apt_read_indexes(const char *const *paths, size_t n, char **ret, stru
         return 0;
 }
 
-int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
-                    const char *const *index_paths, size_t n_index, const char *mirror,
-                    const char *const *packages, size_t n, const char *arch, const char *root,
-                    bool merged_usr, bool status_d, json_t *resolved, json_t *inventory,
-                    json_t *files, struct kiln_error *err)
+/* recipe_apt_each's first part: each package looked up, listed and
+ * fetched; with root, its file and sha256 go to upaths and ushas (*nu of
+ * them) for recipe_deb_unpack_all. */
+static int apt_fetch_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                          const char *const *index_paths, size_t n_index, const char *mirror,
+                          const char *const *packages, size_t n, const char *arch,
+                          const char *root, json_t *resolved, json_t *inventory, json_t *files,
+                          char **upaths, char **ushas, size_t *nu, struct kiln_error *err)
 {
         _cleanup_free_ char *buf = NULL;
         const char *index_path = n_index ? index_paths[0] : "";
@@ -728,11 +907,44 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
                         return p ? -1 : kiln_error_set(err, KILN_E_NOMEM, "out of memory");
                 if (files && json_array_append_new(files, json_string(path)) < 0)
                         return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-                if (root && recipe_deb_unpack_as(path, sha, root, merged_usr, status_d, NULL,
-                                                 err) < 0)
-                        return -1;
+                if (root) {
+                        ushas[*nu] = strdup(sha);
+                        upaths[*nu] = steal_ptr(&path);
+                        if (!ushas[(*nu)++])
+                                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                }
         }
         return 0;
+}
+
+int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts *o,
+                    const char *const *index_paths, size_t n_index, const char *mirror,
+                    const char *const *packages, size_t n, const char *arch, const char *root,
+                    bool merged_usr, bool status_d, json_t *resolved, json_t *inventory,
+                    json_t *files, struct kiln_error *err)
+{
+        char **upaths = calloc(n + 1, sizeof(*upaths)), **ushas = calloc(n + 1, sizeof(*ushas));
+        size_t nu = 0;
+        int rc = -1;
+
+        if (!upaths || !ushas) {
+                kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+                goto out;
+        }
+        if (apt_fetch_each(p, o, index_paths, n_index, mirror, packages, n, arch, root, resolved,
+                           inventory, files, upaths, ushas, &nu, err) < 0)
+                goto out;
+        rc = root ? recipe_deb_unpack_all((const char *const *)upaths, (const char *const *)ushas,
+                                          nu, root, merged_usr, status_d, err)
+                  : 0;
+out:
+        for (size_t i = 0; i < nu; i++) {
+                free(upaths ? upaths[i] : NULL);
+                free(ushas ? ushas[i] : NULL);
+        }
+        free(upaths);
+        free(ushas);
+        return rc;
 }
 
 int recipe_apt_stage(const char *index_path, const char *mirror_dir,

@@ -124,6 +124,16 @@ int recipe_apt_each(const struct recipe_plan *p, const struct recipe_stage_opts 
  * carries a dpkg database instead). */
 int recipe_deb_unpack_as(const char *path, const char *sha256, const char *root, bool merged_usr,
                          bool status_d, char **ret_package, struct kiln_error *err);
+
+/* Unpacks the n .debs (paths[i], checked against shas[i]) under root in
+ * their order, as recipe_deb_unpack_as one after the other would: a later
+ * package's file replaces an earlier one's.  The checks and the
+ * decompression of each data.tar run on several CPUs ahead of the
+ * unpacking, a few packages at a time (the xz of a package set is most of
+ * its cost), in ROOT.debs-XXXXXX beside root, removed at the end. */
+int recipe_deb_unpack_all(const char *const *paths, const char *const *shas, size_t n,
+                          const char *root, bool merged_usr, bool status_d,
+                          struct kiln_error *err);
 /* The value of field in a deb822 stanza (first line only), or NULL. */
 char *recipe_control_field(const char *control, const char *field);
 

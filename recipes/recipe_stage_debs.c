@@ -9,6 +9,7 @@
 
 #include "digest.h"
 #include "io.h"
+#include "parallel.h"
 #include "recipe_internal.h"
 #include "stage.h"
 #include "util.h"
@@ -161,29 +162,48 @@ static int debs_each(const struct recipe_plan *p, const struct recipe_stage_opts
 /* Adds the packages of files (local .deb paths, or {"path", "configured"}
  * for the layers below) to db; root: the layer's own, whose info/ files
  * are written there. */
+struct meta_batch {
+        const json_t *files;
+        struct recipe_deb_meta *m;
+};
+
+static const char *file_path(const json_t *f)
+{
+        return json_is_string(f) ? json_string_value(f)
+                                 : json_string_value(json_object_get(f, "path"));
+}
+
+static int meta_one(void *ctx, size_t i, struct kiln_error *err)
+{
+        struct meta_batch *b = ctx;
+
+        return recipe_deb_meta_read(file_path(json_array_get(b->files, i)), &b->m[i], err);
+}
+
 static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const char *root,
                           struct kiln_error *err)
 {
-        const json_t *f;
-        size_t i;
+        size_t n = json_array_size(files);
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        struct meta_batch b = {.files = files, .m = calloc(n + 1, sizeof(*b.m))};
+        int rc;
 
-        json_array_foreach(jmut(files), i, f) {
-                struct recipe_deb_meta m = {0};
-                const char *path = json_is_string(f)
-                                       ? json_string_value(f)
-                                       : json_string_value(json_object_get(f, "path"));
+        if (!b.m)
+                return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
+        /* each package's data.tar read (decompressed) on several CPUs, the
+         * database filled in their order */
+        rc = kiln_parallel_for(n, cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus, meta_one, &b, err);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+                const json_t *f = json_array_get(files, i);
                 unsigned flags = root ? RECIPE_DPKG_OWN : 0;
-                int rc;
                 if (json_is_true(json_object_get(f, "configured")))
                         flags |= RECIPE_DPKG_CONFIGURED;
-                rc = recipe_deb_meta_read(path, &m, err);
-                if (rc == 0)
-                        rc = recipe_dpkg_add(db, &m, root, flags, err);
-                recipe_deb_meta_release(&m);
-                if (rc < 0)
-                        return -1;
+                rc = recipe_dpkg_add(db, &b.m[i], root, flags, err);
         }
-        return 0;
+        for (size_t i = 0; i < n; i++)
+                recipe_deb_meta_release(&b.m[i]);
+        free(b.m);
+        return rc;
 }
 
 /* The debs layers below layer li: what they install, as dpkg status

@@ -279,3 +279,26 @@ def test_apt_source_schema(tmp_path, src, msg):
         {"name": "sys", "kind": "debs", "apt": [src]}]})
     line = kiln_fails("build", r, "--dry-run", code=3)
     assert msg in line and "line " in line
+
+
+def test_packages_unpack_in_their_order_whatever_runs_ahead(tmp_path, site):
+    """Checks and decompression run on several CPUs ahead of the unpacking
+    (a few packages at a time): the files are still laid down in the
+    packages' order, so of two packages with the same path the later one's
+    is in the layer, in every batch."""
+    names = [f"p{i:02}" for i in range(13)]
+    debs = [make_deb(tmp_path / "debs", n, {"usr/share/kiln/shared": n.encode(),
+                                            f"usr/share/kiln/{n}": n.encode() * 1000})
+            for n in names]
+    make_apt_repo(site.root / "debian", debs, suite="bookworm")
+    for order, out in ((names, "fwd"), (names[::-1], "rev")):
+        r = write_recipe(tmp_path / f"{out}.json", {
+            "base": base_image(tmp_path), "tag": {"repository": "kiln/apt", "tag": "t"},
+            "layers": [{"name": "sys", "kind": "debs", "resolve": False,
+                        "apt": [source(gpg_key().keyring, packages=order)]}]})
+        build(tmp_path, r, site.env, out=out)
+        files = layer_files(tmp_path, out=out)
+        assert files["usr/share/kiln/shared"] == order[-1].encode()
+        assert all(files[f"usr/share/kiln/{n}"] == n.encode() * 1000 for n in names)
+        # nothing decompressed ahead is left beside the staging tree
+        assert not list((tmp_path / "cache").rglob("*.debs-*"))
