@@ -87,5 +87,6 @@ if ! id "$subid_user" >/dev/null 2>&1; then
   $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin "$subid_user"
 fi
 if ! grep -q "^$subid_user:" /etc/subuid 2>/dev/null || ! grep -q "^$subid_user:" /etc/subgid 2>/dev/null; then
+  $SUDO touch /etc/subuid /etc/subgid
   $SUDO usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 "$subid_user"
 fi
