@@ -11,6 +11,7 @@ struct queue {
         void *ctx;
         size_t n, next;
         bool failed;
+        size_t failed_at;
         struct kiln_error err;
         pthread_mutex_t lock;
 };
@@ -31,8 +32,12 @@ static void *worker(void *arg)
                 pthread_mutex_unlock(&q->lock);
                 if (q->fn(q->ctx, i, &e) < 0) {
                         pthread_mutex_lock(&q->lock);
-                        if (!q->failed) {
+                        /* the lowest failing index wins: every item below
+                         * a failure has started (they start in order) and
+                         * ends, so this is the error a loop would give */
+                        if (!q->failed || i < q->failed_at) {
                                 q->failed = true;
+                                q->failed_at = i;
                                 q->err = e;
                         }
                         pthread_mutex_unlock(&q->lock);

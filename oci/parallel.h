@@ -17,7 +17,8 @@ typedef int (*kiln_task_fn)(void *ctx, size_t i, struct kiln_error *err);
 
 /* Runs fn(ctx, i, ...) for i = 0 .. n-1 on up to jobs threads, the calling
  * one among them (at most 64).  After the first failure no further item
- * starts and the items running finish; -1 with that failure's error.  When
+ * starts and the items running finish; -1 with the error of the lowest
+ * index that failed (the one a loop over them would have stopped at).  When
  * no extra thread can be started the caller runs every item itself. */
 int kiln_parallel_for(size_t n, unsigned jobs, kiln_task_fn fn, void *ctx,
                       struct kiln_error *err);

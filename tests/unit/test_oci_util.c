@@ -76,10 +76,11 @@ static void test_text_escape_cuts_whole_escapes(void **state)
 struct tally {
         pthread_mutex_t lock;
         int runs[200];
-        size_t started, fail_at;
+        size_t started, fail_at, fail_slow;
         pthread_t seen[64];
         size_t n_seen;
         bool need_two; /* item 0 waits until a second thread took one */
+        bool late_failed;
         pthread_cond_t more;
 };
 
@@ -109,6 +110,21 @@ static int count_one(void *ctx, size_t i, struct kiln_error *err)
         }
         pthread_mutex_unlock(&t->lock);
         usleep(200);
+        if (i == t->fail_slow) {
+                /* fails after a later item has failed (that one waits for
+                 * this one to start, so it is running) */
+                pthread_mutex_lock(&t->lock);
+                while (!t->late_failed)
+                        pthread_cond_wait(&t->more, &t->lock);
+                pthread_mutex_unlock(&t->lock);
+                return kiln_error_set(err, KILN_E_IO, "item %zu failed", i);
+        }
+        if (i == t->fail_at && t->fail_slow != SIZE_MAX) {
+                pthread_mutex_lock(&t->lock);
+                t->late_failed = true;
+                pthread_cond_broadcast(&t->more);
+                pthread_mutex_unlock(&t->lock);
+        }
         if (i == t->fail_at)
                 return kiln_error_set(err, KILN_E_IO, "item %zu failed", i);
         return 0;
@@ -116,7 +132,7 @@ static int count_one(void *ctx, size_t i, struct kiln_error *err)
 
 static void test_parallel_for_runs_each_item_once(void **state)
 {
-        struct tally t = {.fail_at = SIZE_MAX, .need_two = true};
+        struct tally t = {.fail_at = SIZE_MAX, .fail_slow = SIZE_MAX, .need_two = true};
         struct kiln_error err = KILN_ERROR_INIT;
 
         (void)state;
@@ -142,7 +158,7 @@ static void test_parallel_for_runs_each_item_once(void **state)
 
 static void test_parallel_for_stops_at_the_first_failure(void **state)
 {
-        struct tally t = {.fail_at = 10};
+        struct tally t = {.fail_at = 10, .fail_slow = SIZE_MAX};
         struct kiln_error err = KILN_ERROR_INIT;
 
         (void)state;
@@ -165,11 +181,28 @@ static void test_parallel_for_stops_at_the_first_failure(void **state)
         pthread_mutex_destroy(&t.lock);
 }
 
+/* item 3 fails only after item 4 has: the error is still item 3's, as a
+ * loop would give */
+static void test_parallel_for_reports_the_lowest_failure(void **state)
+{
+        struct tally t = {.fail_at = 4, .fail_slow = 3};
+        struct kiln_error err = KILN_ERROR_INIT;
+
+        (void)state;
+        pthread_mutex_init(&t.lock, NULL);
+        pthread_cond_init(&t.more, NULL);
+        assert_int_equal(kiln_parallel_for(50, 4, count_one, &t, &err), -1);
+        assert_string_equal(err.msg, "item 3 failed");
+        pthread_cond_destroy(&t.more);
+        pthread_mutex_destroy(&t.lock);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parallel_for_runs_each_item_once),
                 cmocka_unit_test(test_parallel_for_stops_at_the_first_failure),
+                cmocka_unit_test(test_parallel_for_reports_the_lowest_failure),
                 cmocka_unit_test(test_utf8_valid_accepts_shortest_forms_only),
                 cmocka_unit_test(test_text_escape_escapes_controls_keeps_printable_utf8),
                 cmocka_unit_test(test_text_escape_cuts_whole_escapes),
