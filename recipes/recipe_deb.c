@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -580,10 +582,15 @@ out:
         return rc;
 }
 
+static int deb_meta_read(const char *path, const char *data_tar, struct recipe_deb_meta *ret,
+                         struct kiln_error *err);
+static void memo_put(const char *path, struct recipe_deb_meta *m);
+
 struct deb_batch {
         const char *const *paths, *const *shas;
         const char *tmp;
         size_t first;
+        bool keep_meta; /* for the dpkg database (recipe_deb_meta_read) */
 };
 
 static int deb_prepare(void *ctx, size_t i, struct kiln_error *err)
@@ -594,9 +601,16 @@ static int deb_prepare(void *ctx, size_t i, struct kiln_error *err)
 
         if (!out)
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
-        if (recipe_verify_sha256(b->paths[k], b->shas[k], err) < 0)
+        if (recipe_verify_sha256(b->paths[k], b->shas[k], err) < 0 ||
+            deb_decompress_data(b->paths[k], out, err) < 0)
                 return -1;
-        return deb_decompress_data(b->paths[k], out, err);
+        if (b->keep_meta) {
+                struct recipe_deb_meta m = {0};
+                if (deb_meta_read(b->paths[k], out, &m, err) < 0)
+                        return -1;
+                memo_put(b->paths[k], &m);
+        }
+        return 0;
 }
 
 /* How many packages are decompressed ahead at once: the CPUs, twice. */
@@ -629,7 +643,8 @@ int recipe_deb_unpack_all(const char *const *paths, const char *const *shas, siz
         /* in batches, so the decompressed tars on disk stay a few packages */
         for (size_t first = 0; rc == 0 && first < n; first += 2 * jobs) {
                 size_t m = n - first < 2 * jobs ? n - first : 2 * jobs;
-                struct deb_batch b = {.paths = paths, .shas = shas, .tmp = tmp, .first = first};
+                struct deb_batch b = {.paths = paths, .shas = shas, .tmp = tmp, .first = first,
+                                      .keep_meta = !status_d};
                 rc = kiln_parallel_for(m, jobs, deb_prepare, &b, err);
                 for (size_t k = first; rc == 0 && k < first + m; k++) {
                         _cleanup_free_ char *t = kiln_strdupf("%s/%zu.tar", tmp, k);
@@ -1116,7 +1131,8 @@ static int meta_data(struct archive *a, const char *deb, struct recipe_deb_meta 
         return 0;
 }
 
-int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err)
+static int deb_meta_read(const char *path, const char *data_tar, struct recipe_deb_meta *ret,
+                         struct kiln_error *err)
 {
         struct inner *in = deb_open(path, err);
         struct archive *outer = in ? in->outer : NULL;
@@ -1138,7 +1154,8 @@ int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct k
                                        "invalid package '%s': data before control", path);
                         goto out;
                 }
-                a = open_inner(in, path, name, err);
+                a = !control && data_tar ? open_plain_tar(data_tar, path, err)
+                                         : open_inner(in, path, name, err);
                 if (!a)
                         goto out;
                 r = control ? meta_control(a, path, &m, err) : meta_data(a, path, &m, err);
@@ -1162,4 +1179,60 @@ out:
                 archive_read_free(outer);
         free(in);
         return rc;
+}
+
+/* What recipe_deb_unpack_all read of each package while its data.tar was
+ * decompressed, kept for the dpkg database (recipe_deb_meta_read takes it
+ * out), so nothing is decompressed twice. */
+struct meta_memo {
+        char *path;
+        struct recipe_deb_meta m;
+};
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct meta_memo *memo;
+static size_t n_memo;
+
+static void memo_put(const char *path, struct recipe_deb_meta *m)
+{
+        struct meta_memo *nm;
+        char *p = strdup(path);
+
+        pthread_mutex_lock(&memo_lock);
+        nm = p ? realloc(memo, (n_memo + 1) * sizeof(*memo)) : NULL;
+        if (nm) {
+                memo = nm;
+                memo[n_memo++] = (struct meta_memo){.path = p, .m = *m};
+                memset(m, 0, sizeof(*m));
+        } else {
+                free(p);
+        }
+        pthread_mutex_unlock(&memo_lock);
+        recipe_deb_meta_release(m); /* not kept: read again when needed */
+}
+
+static bool memo_take(const char *path, struct recipe_deb_meta *ret)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&memo_lock);
+        for (size_t i = 0; i < n_memo && !found; i++)
+                if (!strcmp(memo[i].path, path)) {
+                        *ret = memo[i].m;
+                        free(memo[i].path);
+                        memo[i] = memo[--n_memo];
+                        found = true;
+                }
+        if (!n_memo) {
+                free(memo);
+                memo = NULL;
+        }
+        pthread_mutex_unlock(&memo_lock);
+        return found;
+}
+
+int recipe_deb_meta_read(const char *path, struct recipe_deb_meta *ret, struct kiln_error *err)
+{
+        if (memo_take(path, ret))
+                return 0;
+        return deb_meta_read(path, NULL, ret, err);
 }
