@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 #define PARALLEL_MAX 64
 
@@ -77,4 +78,13 @@ int kiln_parallel_for(size_t n, unsigned jobs, kiln_task_fn fn, void *ctx,
                 return -1;
         }
         return 0;
+}
+
+unsigned kiln_parallel_cpus(unsigned max)
+{
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        if (cpus < 1)
+                return 1;
+        return (unsigned long)cpus > max ? max : (unsigned)cpus;
 }

@@ -23,4 +23,8 @@ typedef int (*kiln_task_fn)(void *ctx, size_t i, struct kiln_error *err);
 int kiln_parallel_for(size_t n, unsigned jobs, kiln_task_fn fn, void *ctx,
                       struct kiln_error *err);
 
+/* The CPUs online, between 1 and max: how many threads a pass over
+ * CPU-bound items (decompression, unpacking) takes. */
+unsigned kiln_parallel_cpus(unsigned max);
+
 #endif

@@ -613,19 +613,12 @@ static int deb_prepare(void *ctx, size_t i, struct kiln_error *err)
         return 0;
 }
 
-/* How many packages are decompressed ahead at once: the CPUs, twice. */
-static unsigned deb_jobs(void)
-{
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-        return cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
-}
 
 int recipe_deb_unpack_all(const char *const *paths, const char *const *shas, size_t n,
                           const char *root, bool merged_usr, bool status_d,
                           struct kiln_error *err)
 {
-        unsigned jobs = deb_jobs();
+        unsigned jobs = kiln_parallel_cpus(8);
         _cleanup_free_ char *tmp = kiln_strdupf("%s.debs-XXXXXX", root);
         int rc = 0;
 

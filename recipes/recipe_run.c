@@ -175,8 +175,7 @@ static int lowers_make(const struct recipe_run_ctx *c, struct lower_job *jobs, s
                        struct kiln_error *err)
 {
         struct lower_batch b = {.c = c};
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned want = cpus > 1 ? (unsigned)(cpus < 4 ? cpus : 4) : 1;
+        unsigned want = kiln_parallel_cpus(4);
         int rc;
 
         if (c->base_st && !c->base_st->ops->thread_safe)

@@ -184,7 +184,6 @@ static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const cha
                           struct kiln_error *err)
 {
         size_t n = json_array_size(files);
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         struct meta_batch b = {.files = files, .m = calloc(n + 1, sizeof(*b.m))};
         int rc;
 
@@ -192,7 +191,7 @@ static int dpkg_add_files(struct recipe_dpkg *db, const json_t *files, const cha
                 return kiln_error_set(err, KILN_E_NOMEM, "out of memory");
         /* each package's data.tar read (decompressed) on several CPUs, the
          * database filled in their order */
-        rc = kiln_parallel_for(n, cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus, meta_one, &b, err);
+        rc = kiln_parallel_for(n, kiln_parallel_cpus(8), meta_one, &b, err);
         for (size_t i = 0; rc == 0 && i < n; i++) {
                 const json_t *f = json_array_get(files, i);
                 unsigned flags = root ? RECIPE_DPKG_OWN : 0;
