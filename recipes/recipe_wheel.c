@@ -453,6 +453,21 @@ char *recipe_wheel_shebang(const struct winst *w, const char *buf, size_t len, s
         return out;
 }
 
+int recipe_wheel_record_hash_ok(const struct winst *w, const char *name, const char *ws,
+                                struct kiln_error *err)
+{
+        /* only RECORD itself goes without a hash, and it is not extracted */
+        if (!*ws || *ws == ',')
+                return kiln_error_set(err, KILN_E_INVALID,
+                                      "invalid wheel '%s': '%s' has no hash in RECORD", w->wheel,
+                                      name);
+        if (!str_has_prefix(ws, "sha256="))
+                return kiln_error_set(err, KILN_E_UNSUPPORTED,
+                                      "unsupported hash for '%s' in wheel '%s': '%s'", name,
+                                      w->wheel, ws);
+        return 0;
+}
+
 int recipe_wheel_check_record(struct winst *w, const char *name, const char *data, size_t len,
                               struct kiln_error *err)
 {
@@ -473,15 +488,8 @@ int recipe_wheel_check_record(struct winst *w, const char *name, const char *dat
                                       name);
         }
         ws = json_string_value(want);
-        /* only RECORD itself goes without a hash, and it is not extracted */
-        if (!*ws || *ws == ',')
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "invalid wheel '%s': '%s' has no hash in RECORD", w->wheel,
-                                      name);
-        if (!str_has_prefix(ws, "sha256="))
-                return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                      "unsupported hash for '%s' in wheel '%s': '%s'", name,
-                                      w->wheel, ws);
+        if (recipe_wheel_record_hash_ok(w, name, ws, err) < 0)
+                return -1;
         oci_digest_of_buffer(data, len, &d);
         recipe_record_hash(&d, hash, sizeof(hash));
         snprintf(got, sizeof(got), "%s,%zu", hash, len);

@@ -72,6 +72,10 @@ int recipe_wheel_check_name(const char *wheel, const char *name, struct kiln_err
 char *recipe_wheel_dest(struct recipe_wheel_inst *w, const char *name, bool *ret_script,
                         struct kiln_error *err);
 /* data must be what RECORD says of name. */
+/* RECORD's entry ws for name: a sha256 hash (the only kind kiln checks),
+ * else the error both install paths give. */
+int recipe_wheel_record_hash_ok(const struct recipe_wheel_inst *w, const char *name,
+                                const char *ws, struct kiln_error *err);
 int recipe_wheel_check_record(struct recipe_wheel_inst *w, const char *name, const char *data,
                               size_t len, struct kiln_error *err);
 /* A script starting with "#!python": the same with #!INTERPRETER (NULL:

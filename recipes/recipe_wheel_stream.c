@@ -325,14 +325,8 @@ static int plan_member(struct recipe_wheel_layer *wl, struct recipe_wheel_inst *
         if (!want) /* RECORD's signatures are left out, anything else is refused */
                 return recipe_wheel_check_record(w, name, "", 0, err);
         ws = json_string_value(want);
-        if (!*ws || *ws == ',')
-                return kiln_error_set(err, KILN_E_INVALID,
-                                      "invalid wheel '%s': '%s' has no hash in RECORD", w->wheel,
-                                      name);
-        if (!str_has_prefix(ws, "sha256="))
-                return kiln_error_set(err, KILN_E_UNSUPPORTED,
-                                      "unsupported hash for '%s' in wheel '%s': '%s'", name,
-                                      w->wheel, ws);
+        if (recipe_wheel_record_hash_ok(w, name, ws, err) < 0)
+                return -1;
         m = layer_zip_find(z, name);
         if (!m)
                 return kiln_error_set(err, KILN_E_INVALID,

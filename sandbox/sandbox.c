@@ -661,6 +661,22 @@ static void keep_fds(int *keep, size_t n)
         close_range(from, ~0U, 0);
 }
 
+static enum kiln_errc code_of(char c);
+
+/* A child's "C|message" on the error pipe, if it wrote one: true and err
+ * set. */
+static bool child_error(int fd, struct kiln_error *err)
+{
+        char msg[KILN_ERROR_MSG_SIZE];
+        ssize_t n = read(fd, msg, sizeof(msg) - 1);
+
+        if (n <= 2 || msg[1] != '|')
+                return false;
+        msg[n] = '\0';
+        kiln_error_set(err, code_of(msg[0]), "%s", msg + 2);
+        return true;
+}
+
 static enum kiln_errc code_of(char c)
 {
         switch (c) {
@@ -741,11 +757,9 @@ static int map_child(struct child_plan *cp, pid_t pid, struct kiln_error *err)
 int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error *err)
 {
         int errp[2] = {-1, -1}, stp[2] = {-1, -1}, outp[2] = {-1, -1};
-        char msg[KILN_ERROR_MSG_SIZE];
         pid_t parent = getpid(), pid;
         int status = 0, cstatus = 0, rc = -1;
         struct child_plan cp;
-        ssize_t n;
 
         if (check_opts(o, err) < 0 || child_plan_make(o, &cp, err) < 0)
                 return -1;
@@ -812,12 +826,8 @@ int sandbox_run(const struct sandbox_opts *o, int *ret_status, struct kiln_error
         }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
-        n = read(errp[0], msg, sizeof(msg) - 1);
-        if (n > 2 && msg[1] == '|') {
-                msg[n] = '\0';
-                kiln_error_set(err, code_of(msg[0]), "%s", msg + 2);
+        if (child_error(errp[0], err))
                 goto out;
-        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
             read(stp[0], &cstatus, sizeof(cstatus)) != sizeof(cstatus)) {
                 kiln_error_set(err, KILN_E_IO, "the sandbox ended before its command");
@@ -843,9 +853,7 @@ int sandbox_reclaim(const char *dir, struct kiln_error *err)
 {
         struct child_plan cp;
         int errp[2] = {-1, -1}, status = 0, rc = -1;
-        char msg[KILN_ERROR_MSG_SIZE];
         pid_t pid;
-        ssize_t n;
 
         memset(&cp, 0, sizeof(cp));
         cp.sync[0] = cp.sync[1] = cp.go[0] = cp.go[1] = -1;
@@ -891,12 +899,8 @@ int sandbox_reclaim(const char *dir, struct kiln_error *err)
         }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
-        n = read(errp[0], msg, sizeof(msg) - 1);
-        if (n > 2 && msg[1] == '|') {
-                msg[n] = '\0';
-                kiln_error_set(err, code_of(msg[0]), "%s", msg + 2);
+        if (child_error(errp[0], err))
                 goto out;
-        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 kiln_error_set(err, KILN_E_IO, "cannot give what steps left in '%s' back", dir);
                 goto out;
